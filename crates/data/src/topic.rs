@@ -1,0 +1,71 @@
+//! Topics: plain strings matched by raw prefix; `<$>` marks topics reserved for the system.
+
+/// The marker of reserved topics. User publications may not contain it.
+pub const RESERVED: &str = "<$>";
+/// Status events of the local endpoint.
+pub const STATUSES: &str = "<$>/local/data/statuses";
+/// Error events of the local endpoint.
+pub const ERRORS: &str = "<$>/local/data/errors";
+/// The longest topic accepted, in bytes.
+pub const MAX_TOPIC_LEN: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TopicError {
+    #[error("topic {0:?} is reserved: topics containing \"<$>\" are for the system, not for publications")]
+    Reserved(String),
+    #[error("topic is empty: give a topic such as \"/my/topic\"")]
+    Empty,
+    #[error("topic is {0} bytes long; the limit is {MAX_TOPIC_LEN}")]
+    TooLong(usize),
+}
+
+impl TopicError {
+    /// The Broker error-code name to report this as.
+    pub fn code(&self) -> &'static str {
+        "invalid_topic_key"
+    }
+}
+
+/// Checks a topic a client wants to publish on.
+pub fn check_publish(topic: &str) -> Result<(), TopicError> {
+    if topic.is_empty() {
+        return Err(TopicError::Empty);
+    }
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(TopicError::TooLong(topic.len()));
+    }
+    if topic.contains(RESERVED) {
+        return Err(TopicError::Reserved(topic.to_string()));
+    }
+    Ok(())
+}
+
+/// Checks a subscription prefix. Any prefix, the empty one and reserved ones included, is allowed
+/// (a client may watch `<$>/local/data/statuses`), as long as it fits the length limit.
+pub fn check_subscribe(prefix: &str) -> Result<(), TopicError> {
+    if prefix.len() > MAX_TOPIC_LEN {
+        return Err(TopicError::TooLong(prefix.len()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_topics_are_refused_for_publication() {
+        assert!(check_publish("/a/b").is_ok());
+        assert!(matches!(
+            check_publish("<$>/local/data/statuses"),
+            Err(TopicError::Reserved(_))
+        ));
+        assert!(matches!(
+            check_publish("store/<$>/data/master"),
+            Err(TopicError::Reserved(_))
+        ));
+        assert_eq!(check_publish(""), Err(TopicError::Empty));
+        assert!(check_subscribe("").is_ok());
+        assert!(check_subscribe(STATUSES).is_ok());
+    }
+}
