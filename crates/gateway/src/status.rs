@@ -1,0 +1,210 @@
+//! `GET /v1/status/json` and `GET /metrics` (Prometheus text exposition format 0.0.4).
+
+use std::fmt::Write;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::Gateway;
+
+/// The endpoint's status as JSON.
+pub async fn status_json(State(gw): State<Arc<Gateway>>) -> Response {
+    let Ok(snapshot) = gw.endpoint.snapshot().await else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "endpoint is shutting down\n",
+        )
+            .into_response();
+    };
+    let stats = gw.endpoint.stats();
+    let c = &gw.counters;
+    let clients: Vec<_> = snapshot
+        .clients
+        .iter()
+        .map(|cl| {
+            json!({
+                "id": cl.id,
+                "kind": cl.name,
+                "endpoint": format!("{}-{}-{}", gw.endpoint.id(), cl.name, cl.id),
+                "subscriptions": cl.subscriptions,
+                "queue_depth": cl.queue_depth,
+                "queue_capacity": cl.queue_capacity,
+                "overflow_policy": cl.policy.name(),
+                "drops": cl.drops,
+            })
+        })
+        .collect();
+    let body = json!({
+        "endpoint": gw.endpoint.id(),
+        "version": gw.config.version,
+        "uptime_seconds": gw.endpoint.uptime().as_secs_f64(),
+        "clients": clients,
+        "subscriptions": stats.subscriptions,
+        "messages": {
+            "published": stats.published,
+            "delivered": stats.delivered,
+            "dropped": stats.dropped,
+        },
+        "overflow_disconnects": stats.overflow_disconnects,
+        "websocket": {
+            "open": c.open.load(Ordering::Relaxed),
+            "connections": c.connections.load(Ordering::Relaxed),
+            "handshake_failures": c.handshake_failures.load(Ordering::Relaxed),
+            "refused_connections": c.refused_connections.load(Ordering::Relaxed),
+            "received_messages": c.received_messages.load(Ordering::Relaxed),
+            "rejected_messages": c.rejected_messages.load(Ordering::Relaxed),
+        },
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Writes one metric family with its help and type lines.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+    for (labels, v) in samples {
+        let _ = writeln!(out, "{name}{labels} {v}");
+    }
+}
+
+/// A label value escaped per the exposition format.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Prometheus text exposition.
+pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
+    let snapshot = gw.endpoint.snapshot().await.unwrap_or_default();
+    let s = gw.endpoint.stats();
+    let c = &gw.counters;
+    let one = |v: u64| vec![(String::new(), v as f64)];
+    let mut out = String::new();
+    family(
+        &mut out,
+        "yard_uptime_seconds",
+        "gauge",
+        "Seconds since the endpoint started.",
+        &[(String::new(), gw.endpoint.uptime().as_secs_f64())],
+    );
+    family(
+        &mut out,
+        "yard_messages_published_total",
+        "counter",
+        "Publications accepted by the router.",
+        &one(s.published),
+    );
+    family(
+        &mut out,
+        "yard_messages_delivered_total",
+        "counter",
+        "Message copies queued to subscribers.",
+        &one(s.delivered),
+    );
+    family(
+        &mut out,
+        "yard_messages_dropped_total",
+        "counter",
+        "Message copies dropped by overflow policies.",
+        &one(s.dropped),
+    );
+    family(
+        &mut out,
+        "yard_overflow_disconnects_total",
+        "counter",
+        "Subscribers disconnected because their queue overflowed.",
+        &one(s.overflow_disconnects),
+    );
+    family(
+        &mut out,
+        "yard_clients",
+        "gauge",
+        "Subscribers attached to the endpoint.",
+        &one(s.clients),
+    );
+    family(
+        &mut out,
+        "yard_subscriptions",
+        "gauge",
+        "Distinct subscription prefixes.",
+        &one(s.subscriptions),
+    );
+    family(
+        &mut out,
+        "yard_websocket_open",
+        "gauge",
+        "WebSocket connections open, handshakes included.",
+        &one(c.open.load(Ordering::Relaxed) as u64),
+    );
+    family(
+        &mut out,
+        "yard_websocket_connections_total",
+        "counter",
+        "WebSocket connections accepted.",
+        &one(c.connections.load(Ordering::Relaxed)),
+    );
+    family(
+        &mut out,
+        "yard_websocket_handshake_failures_total",
+        "counter",
+        "WebSocket connections that ended before a valid handshake.",
+        &one(c.handshake_failures.load(Ordering::Relaxed)),
+    );
+    family(
+        &mut out,
+        "yard_websocket_refused_total",
+        "counter",
+        "WebSocket connections refused at max_clients.",
+        &one(c.refused_connections.load(Ordering::Relaxed)),
+    );
+    family(
+        &mut out,
+        "yard_websocket_received_total",
+        "counter",
+        "Client messages accepted.",
+        &one(c.received_messages.load(Ordering::Relaxed)),
+    );
+    family(
+        &mut out,
+        "yard_websocket_rejected_total",
+        "counter",
+        "Client messages rejected with an error frame.",
+        &one(c.rejected_messages.load(Ordering::Relaxed)),
+    );
+    let per_client = |f: &dyn Fn(&yard_fabric::ClientInfo) -> f64| -> Vec<(String, f64)> {
+        snapshot
+            .clients
+            .iter()
+            .map(|cl| {
+                (
+                    format!("{{client=\"{}\",kind=\"{}\"}}", cl.id, label(&cl.name)),
+                    f(cl),
+                )
+            })
+            .collect()
+    };
+    family(
+        &mut out,
+        "yard_client_queue_depth",
+        "gauge",
+        "Messages waiting in a subscriber's outbound queue.",
+        &per_client(&|cl| cl.queue_depth as f64),
+    );
+    family(
+        &mut out,
+        "yard_client_dropped_total",
+        "counter",
+        "Messages dropped for one subscriber.",
+        &per_client(&|cl| cl.drops as f64),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}

@@ -1,0 +1,437 @@
+//! The WebSocket JSON API at `/v1/messages/json`, compatible with Zeek Broker's JSON v1.
+//!
+//! A connection goes through:
+//! 1. **Handshake.** The first data frame (text or binary) must be a JSON array of topic
+//!    prefixes, within `handshake_timeout`. The client is attached with those subscriptions and
+//!    only then gets `{"type":"ack","endpoint":"<endpoint-id>-websocket-<n>","version":…}`.
+//!    A bad handshake gets an error frame and a 1008 close.
+//! 2. **Messages.** A reader task decodes each client frame (text or binary) and publishes it;
+//!    a bad message gets an error frame naming the input number and the problem, and the
+//!    connection stays open. A writer task drains the client's outbox in batches, writes every
+//!    message of a batch and flushes once.
+//! 3. **End.** On overflow (policy `disconnect`) the client gets a `backpressure_overflow` error
+//!    frame, then a 1008 close; at shutdown a 1001 close; after three ping intervals without any
+//!    frame from the client a `connection_timeout` error and a 1011 close.
+//!
+//! Inbound backpressure: the reader waits when the endpoint's data queue is full, so TCP slows a
+//! fast publisher down instead of anything being dropped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::{FromRequestParts, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use yard_data::json;
+use yard_fabric::{Client, CloseReason, EndpointError};
+
+use crate::Gateway;
+
+/// The one path of the WebSocket API.
+pub const PATH: &str = "/v1/messages/json";
+/// The most messages written between two flushes.
+const WRITE_BATCH: usize = 512;
+
+type Shared = Arc<Gateway>;
+
+fn error_frame(code: &str, context: &str) -> Message {
+    Message::Text(Utf8Bytes::from(json::encode_error(code, context)))
+}
+
+fn close_frame(code: u16, reason: &str) -> Message {
+    Message::Close(Some(CloseFrame {
+        code,
+        reason: Utf8Bytes::from(reason),
+    }))
+}
+
+/// Checks `X-Application-Name` as Zeek does: `[-/_.=:*@a-zA-Z0-9]+`.
+fn application_name(headers: &HeaderMap) -> Result<Option<String>, String> {
+    let Some(v) = headers.get("x-application-name") else {
+        return Ok(None);
+    };
+    let s = v
+        .to_str()
+        .map_err(|_| "X-Application-Name is not ASCII".to_string())?;
+    let ok = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-/_.=:*@".contains(c));
+    if ok {
+        Ok(Some(s.to_string()))
+    } else {
+        Err(format!(
+            "X-Application-Name {s:?} may contain only letters, digits and -/_.=:*@"
+        ))
+    }
+}
+
+/// A guard that counts one open connection.
+struct Slot(Shared);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.counters.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+fn take_slot(gw: &Shared) -> Option<Slot> {
+    let max = gw.config.max_clients;
+    let taken = gw
+        .counters
+        .open
+        .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < max).then_some(n + 1)
+        });
+    match taken {
+        Ok(_) => Some(Slot(gw.clone())),
+        Err(_) => {
+            gw.counters
+                .refused_connections
+                .fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+fn configure(ws: WebSocketUpgrade, gw: &Gateway) -> WebSocketUpgrade {
+    ws.max_message_size(gw.config.max_message_size)
+        .max_frame_size(gw.config.max_message_size)
+}
+
+/// `GET /v1/messages/json`.
+pub async fn upgrade(
+    State(gw): State<Shared>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(_) => {
+            return (
+                StatusCode::UPGRADE_REQUIRED,
+                format!("{PATH} is a WebSocket endpoint: connect with a WebSocket client (ws://HOST:PORT{PATH})\n"),
+            )
+                .into_response()
+        }
+    };
+    let Some(slot) = take_slot(&gw) else {
+        let msg = format!(
+            "too many WebSocket clients (max_clients = {}); try again later\n",
+            gw.config.max_clients
+        );
+        return (StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
+    };
+    let app = application_name(&headers);
+    configure(ws, &gw)
+        .on_upgrade(move |socket| connection(socket, gw, slot, app))
+        .into_response()
+}
+
+/// Every other path: 404, or Broker's `invalid_uri` for a WebSocket upgrade.
+pub async fn fallback(State(gw): State<Shared>, req: axum::extract::Request) -> Response {
+    let path = req.uri().path().to_string();
+    let (mut parts, _body) = req.into_parts();
+    match WebSocketUpgrade::from_request_parts(&mut parts, &gw).await {
+        Ok(ws) => ws
+            .on_upgrade(|mut socket| async move {
+                let _ = socket
+                    .send(error_frame(
+                        "invalid_uri",
+                        &format!("Invalid URI - use {PATH}"),
+                    ))
+                    .await;
+                let _ = socket
+                    .send(close_frame(close_code::POLICY, "invalid URI"))
+                    .await;
+            })
+            .into_response(),
+        Err(_) => (
+            StatusCode::NOT_FOUND,
+            format!("no such path {path:?}; try {PATH} (WebSocket), /v1/status/json or /metrics\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// Reads the handshake: the first data frame, within the timeout.
+async fn handshake(
+    socket: &mut WebSocket,
+    timeout: Duration,
+) -> Result<Vec<String>, (String, &'static str, String)> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let next = tokio::time::timeout_at(deadline, socket.recv()).await;
+        let frame = match next {
+            Err(_) => return Err((
+                "connection_timeout".into(),
+                "handshake timeout",
+                format!(
+                    "no handshake within {timeout:?}: send a JSON array of topic prefixes first"
+                ),
+            )),
+            Ok(None) | Ok(Some(Err(_))) => return Err((String::new(), "", String::new())),
+            Ok(Some(Ok(m))) => m,
+        };
+        let bytes = match &frame {
+            Message::Text(t) => t.as_bytes(),
+            Message::Binary(b) => &b[..],
+            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Close(_) => return Err((String::new(), "", String::new())),
+        };
+        return json::decode_handshake(bytes)
+            .map_err(|e| (e.code().to_string(), "bad handshake", e.to_string()));
+    }
+}
+
+async fn connection(
+    mut socket: WebSocket,
+    gw: Shared,
+    _slot: Slot,
+    app: Result<Option<String>, String>,
+) {
+    gw.counters.connections.fetch_add(1, Ordering::Relaxed);
+    if let Err(why) = app {
+        gw.counters
+            .handshake_failures
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = socket
+            .send(error_frame("invalid_application_name", &why))
+            .await;
+        let _ = socket
+            .send(close_frame(close_code::POLICY, "invalid application name"))
+            .await;
+        return;
+    }
+    let prefixes = match handshake(&mut socket, gw.config.handshake_timeout).await {
+        Ok(p) => p,
+        Err((code, reason, context)) => {
+            gw.counters
+                .handshake_failures
+                .fetch_add(1, Ordering::Relaxed);
+            if !code.is_empty() {
+                let _ = socket.send(error_frame(&code, &context)).await;
+                let _ = socket.send(close_frame(close_code::POLICY, reason)).await;
+            }
+            return;
+        }
+    };
+    let client = gw
+        .endpoint
+        .attach(
+            "websocket",
+            prefixes,
+            gw.config.client_queue,
+            gw.config.overflow_policy,
+        )
+        .await;
+    let client = match client {
+        Ok(c) => Arc::new(c),
+        Err(e) => {
+            let (code, close) = match e {
+                EndpointError::Shutdown => ("shutting_down", close_code::AWAY),
+                EndpointError::Topic(_) => ("invalid_topic_key", close_code::POLICY),
+            };
+            let _ = socket.send(error_frame(code, &e.to_string())).await;
+            let _ = socket.send(close_frame(close, code)).await;
+            return;
+        }
+    };
+    let client_id = format!("{}-websocket-{}", gw.endpoint.id(), client.id());
+    if socket
+        .send(Message::Text(Utf8Bytes::from(json::encode_ack(
+            &client_id,
+            &gw.config.version,
+        ))))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    tracing::debug!(client = %client_id, "websocket client attached");
+
+    let (sink, stream) = socket.split();
+    let (errors_tx, errors_rx) = mpsc::channel::<Message>(64);
+    let done = CancellationToken::new();
+    let last_heard = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let writer = tokio::spawn(write_loop(
+        sink,
+        client.clone(),
+        gw.clone(),
+        errors_rx,
+        done.clone(),
+        last_heard.clone(),
+        started,
+    ));
+    read_loop(stream, &client, &gw, errors_tx, &done, &last_heard, started).await;
+    // The reader is done: the writer finishes what it has (errors included) and closes.
+    let _ = writer.await;
+    tracing::debug!(client = %client_id, "websocket client detached");
+}
+
+async fn read_loop(
+    mut stream: SplitStream<WebSocket>,
+    client: &Client,
+    gw: &Gateway,
+    errors: mpsc::Sender<Message>,
+    done: &CancellationToken,
+    last_heard: &AtomicU64,
+    started: Instant,
+) {
+    let mut input = 0u64;
+    loop {
+        let frame = tokio::select! {
+            _ = done.cancelled() => return,
+            f = stream.next() => f,
+        };
+        last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let frame = match frame {
+            None => return,
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                let too_long = e
+                    .into_inner()
+                    .downcast::<tokio_tungstenite::tungstenite::Error>()
+                    .ok()
+                    .and_then(|e| match *e {
+                        tokio_tungstenite::tungstenite::Error::Capacity(c) => Some(c.to_string()),
+                        _ => None,
+                    });
+                if let Some(why) = too_long {
+                    gw.counters
+                        .rejected_messages
+                        .fetch_add(1, Ordering::Relaxed);
+                    let context = format!(
+                        "input #{}: {why}; the limit is max_message_size = {} bytes",
+                        input + 1,
+                        gw.config.max_message_size
+                    );
+                    let _ = errors
+                        .send(error_frame("deserialization_failed", &context))
+                        .await;
+                    let _ = errors
+                        .send(close_frame(close_code::SIZE, "message too big"))
+                        .await;
+                }
+                return;
+            }
+        };
+        let bytes = match &frame {
+            Message::Text(t) => t.as_bytes(),
+            Message::Binary(b) => &b[..],
+            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Close(_) => return,
+        };
+        input += 1;
+        let rejected = match json::decode_data_message(bytes) {
+            Err(e) => Some((e.code(), e.to_string())),
+            Ok(msg) => match client.publish(msg.topic, msg.value).await {
+                Ok(()) => None,
+                Err(EndpointError::Shutdown) => return,
+                Err(EndpointError::Topic(e)) => Some((e.code(), e.to_string())),
+            },
+        };
+        match rejected {
+            None => {
+                gw.counters
+                    .received_messages
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            Some((code, why)) => {
+                gw.counters
+                    .rejected_messages
+                    .fetch_add(1, Ordering::Relaxed);
+                if errors
+                    .send(error_frame(code, &format!("input #{input}: {why}")))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+async fn write_loop(
+    mut sink: SplitSink<WebSocket, Message>,
+    client: Arc<Client>,
+    gw: Shared,
+    mut errors: mpsc::Receiver<Message>,
+    done: CancellationToken,
+    last_heard: Arc<AtomicU64>,
+    started: Instant,
+) {
+    let interval = gw.config.ping_interval;
+    let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    let mut batch = Vec::with_capacity(WRITE_BATCH);
+    let opts = gw.config.json;
+    let closing: Option<Message> = loop {
+        tokio::select! {
+            biased;
+            _ = gw.shutdown.cancelled() => break Some(close_frame(close_code::AWAY, "endpoint shutting down")),
+            e = errors.recv() => match e {
+                // A close frame from the reader ends the connection after its error frame.
+                Some(m @ Message::Close(_)) => break Some(m),
+                Some(m) => if sink.feed(m).await.is_err() { break None },
+                // The reader has finished: the client went away.
+                None => break None,
+            },
+            r = client.recv_batch(&mut batch, WRITE_BATCH) => match r {
+                Ok(()) => {
+                    let mut failed = false;
+                    for m in batch.drain(..) {
+                        let text = Utf8Bytes::try_from(m.json(opts)).expect("JSON text is UTF-8");
+                        if sink.feed(Message::Text(text)).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                    }
+                    if failed {
+                        break None;
+                    }
+                }
+                Err(CloseReason::Overflow { capacity }) => {
+                    let context = format!(
+                        "outbound queue of {capacity} messages overflowed: this client reads too slowly; \
+                         disconnecting (overflow policy disconnect; see client_queue and overflow_policy)"
+                    );
+                    let _ = sink.feed(error_frame("backpressure_overflow", &context)).await;
+                    break Some(close_frame(close_code::POLICY, "backpressure overflow"));
+                }
+                Err(CloseReason::Shutdown) => break Some(close_frame(close_code::AWAY, "endpoint shutting down")),
+                Err(CloseReason::Detached) => break None,
+            },
+            _ = ping.tick() => {
+                let silent = started.elapsed().as_millis() as u64 - last_heard.load(Ordering::Relaxed);
+                if silent > 3 * interval.as_millis() as u64 {
+                    let context = format!("no frame from the client for {silent} ms (pings every {interval:?}); closing");
+                    let _ = sink.feed(error_frame("connection_timeout", &context)).await;
+                    break Some(close_frame(close_code::ERROR, "keepalive timeout"));
+                }
+                if sink.feed(Message::Ping(Default::default())).await.is_err() {
+                    break None;
+                }
+            }
+        }
+        if sink.flush().await.is_err() {
+            break None;
+        }
+    };
+    match closing {
+        Some(close) => {
+            let _ = sink.send(close).await;
+        }
+        // The client closed (or vanished): complete the closing handshake if it is still there.
+        None => {
+            let _ = sink.close().await;
+        }
+    }
+    done.cancel();
+}

@@ -1,0 +1,309 @@
+//! `yard bench ws`: one WebSocket publisher → one endpoint → one WebSocket subscriber.
+//!
+//! Starts a `yard node` process of its own (unless `--endpoint` is given), then for each run:
+//! - **throughput**: publishes `--messages` events as fast as the subscriber keeps up, with at most
+//!   `--window` messages in flight (below the endpoint's client queue, so nothing is dropped), and
+//!   reports messages per second delivered to the subscriber;
+//! - **latency**: publishes at a fixed `--rate` and reports p50/p99 from send to receipt.
+//!
+//! Publisher and subscriber each run on their own thread with a single-threaded runtime. The
+//! sequence number and send time travel in the topic (`/bench/<seq>/<ns>`), so the payload is
+//! exactly the event under test.
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Subcommand, ValueEnum};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::sync::Notify;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::client::connect;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// WebSocket publisher → endpoint → WebSocket subscriber.
+    Ws(WsArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Payload {
+    /// The Zeek event [1,1,["ping",[count]]].
+    Small,
+    /// A 1 KiB string.
+    #[value(name = "1k")]
+    OneK,
+}
+
+#[derive(Args)]
+pub struct WsArgs {
+    /// Use a running endpoint instead of starting one.
+    #[arg(long)]
+    endpoint: Option<String>,
+    #[arg(long, value_enum, default_value = "small")]
+    payload: Payload,
+    /// Messages per throughput run.
+    #[arg(long, default_value_t = 1_000_000)]
+    messages: u64,
+    /// Most messages in flight (sent, not yet received).
+    #[arg(long, default_value_t = 4096)]
+    window: u64,
+    /// Send rate of the latency measurement, messages per second.
+    #[arg(long, default_value_t = 20_000)]
+    rate: u64,
+    /// Messages per latency run.
+    #[arg(long, default_value_t = 100_000)]
+    latency_messages: u64,
+    /// Runs of each measurement; medians are reported.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+}
+
+pub async fn main(cmd: BenchCommand) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Ws(args) => ws(args).await,
+    }
+}
+
+/// A `yard node` child process, killed when dropped.
+struct Node {
+    _child: tokio::process::Child,
+    addr: String,
+}
+
+async fn start_node() -> anyhow::Result<Node> {
+    let exe = std::env::current_exe()?;
+    let mut child = tokio::process::Command::new(exe)
+        .args(["node", "--listen", "127.0.0.1:0", "--client-queue", "8192"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start yard node")?;
+    let stdout = child.stdout.take().expect("piped");
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .context("yard node did not report its address within 10s")??
+        .ok_or_else(|| anyhow!("yard node exited before listening"))?;
+    let addr = line
+        .split(" listening on ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .ok_or_else(|| anyhow!("unexpected first line from yard node: {line}"))?
+        .to_string();
+    Ok(Node {
+        _child: child,
+        addr,
+    })
+}
+
+fn payload_json(p: Payload) -> String {
+    match p {
+        Payload::Small => {
+            r#""@data-type":"vector","data":[{"@data-type":"count","data":1},{"@data-type":"count","data":1},{"@data-type":"vector","data":[{"@data-type":"string","data":"ping"},{"@data-type":"vector","data":[{"@data-type":"count","data":42}]}]}]"#.to_string()
+        }
+        Payload::OneK => format!(r#""@data-type":"string","data":"{}""#, "x".repeat(1024)),
+    }
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+struct RunResult {
+    rate: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// Reads `/bench/<seq>/<ns>` from the front of a data message.
+fn parse_topic(text: &str) -> Option<(u64, u64)> {
+    let rest = text.split("\"topic\":\"/bench/").nth(1)?;
+    let mut parts = rest.split(['/', '"']);
+    Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+}
+
+/// One run: `count` messages, paced at `rate` per second when given, at most `window` in flight.
+fn run_once(
+    addr: &str,
+    payload: &str,
+    count: u64,
+    window: u64,
+    rate: Option<u64>,
+) -> anyhow::Result<RunResult> {
+    let base = Instant::now();
+    let received = Arc::new(AtomicU64::new(0));
+    let progress = Arc::new(Notify::new());
+    let rt = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let sub = {
+        let (addr, received, progress) = (addr.to_string(), received.clone(), progress.clone());
+        std::thread::spawn(move || -> anyhow::Result<(Vec<u64>, Instant)> {
+            rt()?.block_on(async move {
+                let (mut ws, _) = connect(&addr, &["/bench/".to_string()]).await?;
+                let _ = ready_tx.send(());
+                let mut latencies =
+                    Vec::with_capacity(if rate.is_some() { count as usize } else { 0 });
+                let mut n = 0u64;
+                while n < count {
+                    let msg = ws
+                        .next()
+                        .await
+                        .ok_or_else(|| anyhow!("endpoint closed the subscriber"))??;
+                    let Message::Text(text) = msg else { continue };
+                    let (_, sent_ns) =
+                        parse_topic(&text).ok_or_else(|| anyhow!("unexpected message: {text}"))?;
+                    if rate.is_some() {
+                        latencies.push(base.elapsed().as_nanos() as u64 - sent_ns);
+                    }
+                    n += 1;
+                    received.store(n, Ordering::Release);
+                    if n % 256 == 0 || n == count {
+                        progress.notify_one();
+                    }
+                }
+                Ok((latencies, Instant::now()))
+            })
+        })
+    };
+    ready_rx
+        .recv_timeout(Duration::from_secs(10))
+        .map_err(|_| anyhow!("subscriber did not connect"))?;
+
+    let publisher = {
+        let (addr, payload, received, progress) = (
+            addr.to_string(),
+            payload.to_string(),
+            received.clone(),
+            progress.clone(),
+        );
+        std::thread::spawn(move || -> anyhow::Result<Instant> {
+            rt()?.block_on(async move {
+                let (mut ws, _) = connect(&addr, &[]).await?;
+                let start = Instant::now();
+                let mut i = 0u64;
+                while i < count {
+                    if let Some(r) = rate {
+                        let due = start + Duration::from_nanos(i * 1_000_000_000 / r);
+                        tokio::time::sleep_until(due.into()).await;
+                    }
+                    // Send everything that is due (or a batch), then flush once.
+                    let burst_end = match rate {
+                        Some(r) => ((start.elapsed().as_nanos() as u64 * r / 1_000_000_000) + 1).min(count),
+                        None => (i + 256).min(count),
+                    };
+                    let burst_end = burst_end.max(i + 1).min(count);
+                    while i < burst_end {
+                        while i - received.load(Ordering::Acquire) >= window {
+                            ws.flush().await?;
+                            let notified = progress.notified();
+                            if i - received.load(Ordering::Acquire) < window {
+                                break;
+                            }
+                            notified.await;
+                        }
+                        let now = base.elapsed().as_nanos() as u64;
+                        let text = format!("{{\"type\":\"data-message\",\"topic\":\"/bench/{i}/{now}\",{payload}}}");
+                        ws.feed(Message::text(text)).await?;
+                        i += 1;
+                    }
+                    ws.flush().await?;
+                }
+                Ok(start)
+            })
+        })
+    };
+    let start = publisher
+        .join()
+        .map_err(|_| anyhow!("publisher panicked"))??;
+    let (mut lat, end) = sub.join().map_err(|_| anyhow!("subscriber panicked"))??;
+    let secs = end.duration_since(start).as_secs_f64();
+    lat.sort_unstable();
+    let pct = |p: f64| {
+        if lat.is_empty() {
+            0.0
+        } else {
+            lat[((lat.len() - 1) as f64 * p) as usize] as f64 / 1000.0
+        }
+    };
+    Ok(RunResult {
+        rate: count as f64 / secs,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+    })
+}
+
+async fn ws(args: WsArgs) -> anyhow::Result<()> {
+    if args.runs == 0 || args.messages == 0 || args.rate == 0 {
+        bail!("--runs, --messages and --rate must be at least 1");
+    }
+    let node = match &args.endpoint {
+        Some(_) => None,
+        None => Some(start_node().await?),
+    };
+    let addr = args
+        .endpoint
+        .clone()
+        .or_else(|| node.as_ref().map(|n| n.addr.clone()))
+        .expect("address");
+    let payload = payload_json(args.payload);
+    let name = match args.payload {
+        Payload::Small => "small event [1,1,[\"ping\",[count]]]",
+        Payload::OneK => "1 KiB string",
+    };
+    println!("yard bench ws: {name}, endpoint {addr}, {} runs", args.runs);
+    let (mut rates, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
+    for run in 1..=args.runs {
+        let (addr2, payload2) = (addr.clone(), payload.clone());
+        let (messages, window) = (args.messages, args.window);
+        let t = tokio::task::spawn_blocking(move || {
+            run_once(&addr2, &payload2, messages, window, None)
+        })
+        .await??;
+        let (addr2, payload2) = (addr.clone(), payload.clone());
+        let (lm, rate) = (args.latency_messages, args.rate);
+        let l = tokio::task::spawn_blocking(move || {
+            run_once(&addr2, &payload2, lm, u64::MAX, Some(rate))
+        })
+        .await??;
+        println!(
+            "  run {run}: throughput {:>9.0} msg/s   latency at {} msg/s: p50 {:>7.1} µs  p99 {:>7.1} µs",
+            t.rate, args.rate, l.p50_us, l.p99_us
+        );
+        rates.push(t.rate);
+        p50s.push(l.p50_us);
+        p99s.push(l.p99_us);
+    }
+    let (lo, hi) = (
+        rates.iter().cloned().fold(f64::MAX, f64::min),
+        rates.iter().cloned().fold(0.0, f64::max),
+    );
+    println!(
+        "throughput msg/s: median {:.0} (min {:.0}, max {:.0}) over {} runs of {} messages",
+        median(&mut rates),
+        lo,
+        hi,
+        args.runs,
+        args.messages
+    );
+    println!(
+        "latency at {} msg/s: p50 {:.1} µs, p99 {:.1} µs (medians over {} runs of {} messages)",
+        args.rate,
+        median(&mut p50s),
+        median(&mut p99s),
+        args.runs,
+        args.latency_messages
+    );
+    Ok(())
+}

@@ -1,0 +1,212 @@
+//! The client verbs: `yard pub`, `yard sub`, `yard status`, over the endpoint's own gateway.
+
+use std::io::Write;
+
+use anyhow::{anyhow, bail, Context};
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use yard_data::json::{self, JsonOptions};
+use yard_data::{literal, topic, Value};
+
+use crate::{EndpointArg, PubArgs, StatusArgs, SubArgs};
+
+pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+fn not_running(addr: &str, e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("no endpoint at {addr} ({e}); start one with `yard node` or point at one with --endpoint HOST:PORT")
+}
+
+/// Connects to the WebSocket API, subscribes, and waits for the ack. Returns the socket and the
+/// client id the endpoint gave us.
+pub async fn connect(addr: &str, prefixes: &[String]) -> anyhow::Result<(Socket, String)> {
+    let url = format!("ws://{addr}/v1/messages/json");
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true)
+        .await
+        .map_err(|e| not_running(addr, e))?;
+    ws.send(Message::text(serde_json::to_string(prefixes)?))
+        .await?;
+    let reply = ws
+        .next()
+        .await
+        .ok_or_else(|| anyhow!("endpoint closed the connection during the handshake"))??;
+    let text = reply.into_text().context("handshake reply is not text")?;
+    let v: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("handshake reply is not JSON: {text}"))?;
+    match v.get("type").and_then(|t| t.as_str()) {
+        Some("ack") => Ok((ws, v["endpoint"].as_str().unwrap_or_default().to_string())),
+        Some("error") => bail!(
+            "endpoint refused the handshake: {} ({})",
+            v["context"],
+            v["code"]
+        ),
+        _ => bail!("unexpected handshake reply: {text}"),
+    }
+}
+
+fn parse_values(args: &PubArgs) -> anyhow::Result<Vec<Value>> {
+    if args.json {
+        return args
+            .values
+            .iter()
+            .map(|s| json::decode_value_bytes(s.as_bytes()).map_err(|e| anyhow!("{s}: {e}")))
+            .collect();
+    }
+    let input = args.values.join(" ");
+    literal::parse_sequence(&input).map_err(|e| anyhow!("bad value: {}", e.render(&input)))
+}
+
+pub async fn publish(args: PubArgs) -> anyhow::Result<()> {
+    topic::check_publish(&args.topic)?;
+    let values = parse_values(&args)?;
+    let (mut ws, _) = connect(&args.endpoint.endpoint, &[]).await?;
+    for v in &values {
+        let text = json::encode_data_message(&args.topic, v, JsonOptions::default());
+        ws.feed(Message::text(text)).await?;
+    }
+    ws.flush().await?;
+    // Close and read to the end: any error frame for our messages comes before the close reply.
+    ws.close(None).await?;
+    let mut errors = Vec::new();
+    while let Some(Ok(m)) = ws.next().await {
+        if let Message::Text(t) = m {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
+            if v["type"] == "error" {
+                errors.push(format!(
+                    "{}: {}",
+                    v["code"].as_str().unwrap_or("?"),
+                    v["context"].as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    if !errors.is_empty() {
+        bail!("the endpoint rejected messages:\n  {}", errors.join("\n  "));
+    }
+    Ok(())
+}
+
+pub async fn subscribe(args: SubArgs) -> anyhow::Result<()> {
+    let (mut ws, id) = connect(&args.endpoint.endpoint, &args.prefixes).await?;
+    eprintln!(
+        "yard sub: subscribed to {:?} on {} as {id}",
+        args.prefixes, args.endpoint.endpoint
+    );
+    let mut seen = 0u64;
+    let stdout = std::io::stdout();
+    loop {
+        if args.count.is_some_and(|n| seen >= n) {
+            let _ = ws.close(None).await;
+            return Ok(());
+        }
+        let msg = tokio::select! {
+            m = ws.next() => m,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let text = match msg {
+            None => bail!("the endpoint closed the connection"),
+            Some(Err(e)) => bail!("connection lost: {e}"),
+            Some(Ok(Message::Text(t))) => t,
+            Some(Ok(Message::Close(frame))) => {
+                let why = frame
+                    .map(|f| format!("{} {}", u16::from(f.code), f.reason))
+                    .unwrap_or_default();
+                bail!("the endpoint closed the connection: {why}");
+            }
+            Some(Ok(_)) => continue,
+        };
+        let v: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("endpoint sent invalid JSON: {text}"))?;
+        if v["type"] == "error" {
+            eprintln!(
+                "yard sub: error from endpoint: {}: {}",
+                v["code"].as_str().unwrap_or("?"),
+                v["context"].as_str().unwrap_or("?")
+            );
+            continue;
+        }
+        let line = if args.json {
+            text.to_string()
+        } else {
+            let m = json::decode_data_message(text.as_bytes())
+                .map_err(|e| anyhow!("endpoint sent a bad message: {e}"))?;
+            format!("{} {}", m.topic, literal::format(&m.value))
+        };
+        let mut out = stdout.lock();
+        writeln!(out, "{line}")?;
+        out.flush()?;
+        seen += 1;
+    }
+}
+
+/// A minimal HTTP/1.1 GET against the endpoint's own gateway; returns the body.
+pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    let mut stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| not_running(addr, e))?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).await?;
+    let text = String::from_utf8(buf).context("HTTP reply is not UTF-8")?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| anyhow!("truncated HTTP reply from {addr}"))?;
+    let status = head.lines().next().unwrap_or_default();
+    if !status.contains(" 200 ") {
+        bail!("GET {path} from {addr}: {status}: {body}");
+    }
+    Ok(body.to_string())
+}
+
+pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
+    let EndpointArg { endpoint } = &args.endpoint;
+    let body = http_get(endpoint, "/v1/status/json").await?;
+    if args.json {
+        println!("{body}");
+        return Ok(());
+    }
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    let m = &v["messages"];
+    println!("endpoint       {}", v["endpoint"].as_str().unwrap_or("?"));
+    println!("version        {}", v["version"].as_str().unwrap_or("?"));
+    println!("address        {endpoint}");
+    println!(
+        "uptime         {:.0}s",
+        v["uptime_seconds"].as_f64().unwrap_or(0.0)
+    );
+    println!("subscriptions  {}", v["subscriptions"]);
+    println!(
+        "messages       published {}  delivered {}  dropped {}",
+        m["published"], m["delivered"], m["dropped"]
+    );
+    let clients = v["clients"].as_array().cloned().unwrap_or_default();
+    println!("clients        {}", clients.len());
+    if !clients.is_empty() {
+        println!(
+            "  {:<6} {:<10} {:>13} {:>8}  subscriptions",
+            "id", "kind", "queue", "drops"
+        );
+        for c in clients {
+            let subs: Vec<String> = c["subscriptions"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .map(|s| format!("{:?}", s.as_str().unwrap_or("")))
+                        .collect()
+                })
+                .unwrap_or_default();
+            println!(
+                "  {:<6} {:<10} {:>13} {:>8}  {}",
+                c["id"],
+                c["kind"].as_str().unwrap_or("?"),
+                format!("{}/{}", c["queue_depth"], c["queue_capacity"]),
+                c["drops"],
+                subs.join(" ")
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! `yard`: the one Switchyard binary. Daemons (`node`) and client verbs (`pub`, `sub`, `status`,
+//! `bench`).
+
+mod bench;
+mod client;
+mod config;
+mod node;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "yard",
+    version,
+    about = "Switchyard: a datacenter connection broker",
+    propagate_version = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a fabric endpoint with its WebSocket/HTTP gateway.
+    Node(NodeArgs),
+    /// Publish values on a topic.
+    Pub(PubArgs),
+    /// Subscribe to topic prefixes and print what arrives, one line per message.
+    Sub(SubArgs),
+    /// Show a running endpoint's status.
+    Status(StatusArgs),
+    /// Benchmarks (programs, not tests); see docs/BENCHMARKS.md.
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+#[derive(Args)]
+struct NodeArgs {
+    /// A TOML config file (see docs/CONFIG.md); flags override it.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Address of the WebSocket/HTTP gateway [default: 127.0.0.1:9997].
+    #[arg(long)]
+    listen: Option<String>,
+    /// Outbound queue of each WebSocket client, in messages [default: 8192].
+    #[arg(long)]
+    client_queue: Option<usize>,
+    /// What happens when a client's queue is full: disconnect, drop_oldest, drop_newest [default: disconnect].
+    #[arg(long)]
+    overflow_policy: Option<String>,
+    /// Fraction digits of timestamps in JSON: ms, us or ns [default: ms].
+    #[arg(long)]
+    timestamp_precision: Option<String>,
+    /// Largest message a client may send, in bytes [default: 1048576].
+    #[arg(long)]
+    max_message_size: Option<usize>,
+    /// Keepalive ping interval, e.g. 5s [default: 5s].
+    #[arg(long)]
+    ping_interval: Option<String>,
+}
+
+/// Where the client verbs find the endpoint.
+#[derive(Args, Clone)]
+pub struct EndpointArg {
+    /// The endpoint's gateway address (or set YARD_ENDPOINT).
+    #[arg(long, short, env = "YARD_ENDPOINT", default_value = config::DEFAULT_LISTEN)]
+    endpoint: String,
+}
+
+#[derive(Args)]
+struct PubArgs {
+    #[command(flatten)]
+    endpoint: EndpointArg,
+    /// Arguments are JSON value objects ({"@data-type":…,"data":…}), one message each.
+    #[arg(long)]
+    json: bool,
+    /// The topic to publish on.
+    topic: String,
+    /// Values in literal syntax (see README); each top-level value is one message.
+    #[arg(required = true, allow_hyphen_values = true)]
+    values: Vec<String>,
+}
+
+#[derive(Args)]
+struct SubArgs {
+    #[command(flatten)]
+    endpoint: EndpointArg,
+    /// Print each message as its wire JSON.
+    #[arg(long)]
+    json: bool,
+    /// Exit after this many messages.
+    #[arg(long, short = 'n')]
+    count: Option<u64>,
+    /// Topic prefixes; "" subscribes to everything.
+    #[arg(required = true)]
+    prefixes: Vec<String>,
+}
+
+#[derive(Args)]
+struct StatusArgs {
+    #[command(flatten)]
+    endpoint: EndpointArg,
+    /// Print the raw status JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("YARD_LOG").unwrap_or_else(|_| "info".into());
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Command::Node(a) => node::main(a).await,
+            Command::Pub(a) => client::publish(a).await,
+            Command::Sub(a) => client::subscribe(a).await,
+            Command::Status(a) => client::status(a).await,
+            Command::Bench(b) => bench::main(b).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("yard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,85 @@
+//! `yard node`: one fabric endpoint and its gateway, until SIGINT or SIGTERM.
+
+use std::io::Write;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use yard_fabric::id::random_uuid;
+use yard_fabric::Endpoint;
+
+use crate::config::{NodeConfig, NodeFile};
+use crate::NodeArgs;
+
+pub async fn main(args: NodeArgs) -> anyhow::Result<()> {
+    let mut file = match &args.config {
+        Some(path) => NodeFile::load(path)?,
+        None => NodeFile::default(),
+    };
+    if let Some(v) = args.listen {
+        file.listen = v;
+    }
+    if let Some(v) = args.client_queue {
+        file.client_queue = v;
+    }
+    if let Some(v) = args.overflow_policy {
+        file.overflow_policy = v;
+    }
+    if let Some(v) = args.timestamp_precision {
+        file.timestamp_precision = v;
+    }
+    if let Some(v) = args.max_message_size {
+        file.max_message_size = v;
+    }
+    if let Some(v) = args.ping_interval {
+        file.ping_interval = v;
+    }
+    let config = NodeConfig::try_from(file)?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} (is another yard node running? choose another with --listen)",
+            config.listen
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    if !addr.ip().is_loopback() {
+        tracing::warn!(%addr, "listening beyond loopback: the WebSocket API has no authentication; \
+            anyone who can reach this address can publish and subscribe");
+    }
+    let shutdown = CancellationToken::new();
+    let signals = tokio::spawn(stop_on_signal(shutdown.clone()));
+    let id = random_uuid();
+    // Tests and scripts read this line to learn the address (the port may have been 0).
+    println!(
+        "yard node {id} listening on {addr} (WebSocket ws://{addr}/v1/messages/json, status http://{addr}/v1/status/json, metrics http://{addr}/metrics)"
+    );
+    let _ = std::io::stdout().flush();
+    let result = run(id, config, listener, shutdown.clone()).await;
+    signals.abort();
+    tracing::info!("stopped");
+    result
+}
+
+/// Runs an endpoint and its gateway on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    id: String,
+    config: NodeConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (endpoint, router) = Endpoint::spawn(id, config.endpoint, shutdown.clone());
+    let served = yard_gateway::serve(listener, endpoint, config.gateway, shutdown.clone()).await;
+    shutdown.cancel();
+    router.await.context("router task failed")?;
+    served.context("gateway failed")
+}
+
+async fn stop_on_signal(shutdown: CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    }
+    shutdown.cancel();
+}
