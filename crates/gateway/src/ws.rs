@@ -168,13 +168,15 @@ async fn handshake(
     loop {
         let next = tokio::time::timeout_at(deadline, socket.recv()).await;
         let frame = match next {
-            Err(_) => return Err((
-                "connection_timeout".into(),
-                "handshake timeout",
-                format!(
+            Err(_) => {
+                return Err((
+                    "connection_timeout".into(),
+                    "handshake timeout",
+                    format!(
                     "no handshake within {timeout:?}: send a JSON array of topic prefixes first"
                 ),
-            )),
+                ))
+            }
             Ok(None) | Ok(Some(Err(_))) => return Err((String::new(), "", String::new())),
             Ok(Some(Ok(m))) => m,
         };

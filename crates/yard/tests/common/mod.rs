@@ -1,0 +1,215 @@
+//! Helpers for multi-process tests: real `yard` processes on loopback port 0, killed on drop.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+pub fn yard_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_yard")
+}
+
+/// A running `yard node`; killed (and reaped) when dropped.
+pub struct Node {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Node {
+    pub fn start(extra: &[&str]) -> Node {
+        let mut child = Command::new(yard_bin())
+            .args(["node", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("YARD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn yard node");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("read first line");
+        let addr = line
+            .split(" listening on ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        Node { child, addr }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/v1/messages/json", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory of the node process, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        status
+            .lines()
+            .find(|l| l.starts_with("VmRSS:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        Command::new("kill")
+            .args([format!("-{sig}"), self.pid().to_string()])
+            .status()
+            .unwrap();
+    }
+
+    pub async fn status(&self) -> serde_json::Value {
+        serde_json::from_str(&self.get("/v1/status/json").await).unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = TcpStream::connect(&self.addr).await.unwrap();
+        s.write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).await.unwrap();
+        buf.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
+    }
+
+    /// A metric's value from /metrics (unlabelled series).
+    pub async fn metric(&self, name: &str) -> f64 {
+        let text = self.get("/metrics").await;
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(name)
+                    .and_then(|r| r.strip_prefix(' '))
+                    .map(|v| v.parse().unwrap())
+            })
+            .unwrap_or_else(|| panic!("no metric {name}"))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` until it holds or `timeout` passes (then panics with `what`).
+pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !cond().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Connects and sends the handshake; does not read the ack.
+pub async fn open(node: &Node, handshake: &str) -> Ws {
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(node.url(), None, true)
+        .await
+        .expect("connect");
+    ws.send(Message::text(handshake)).await.unwrap();
+    ws
+}
+
+/// Connects, subscribes and returns the socket and the ack.
+pub async fn client(node: &Node, prefixes: &[&str]) -> (Ws, serde_json::Value) {
+    let mut ws = open(node, &serde_json::to_string(prefixes).unwrap()).await;
+    let ack = next_json(&mut ws).await;
+    assert_eq!(ack["type"], "ack", "{ack}");
+    (ws, ack)
+}
+
+/// The next text frame as JSON (pings and pongs skipped), within 10 s.
+pub async fn next_json(ws: &mut Ws) -> serde_json::Value {
+    let text = next_text(ws).await;
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
+}
+
+pub async fn next_text(ws: &mut Ws) -> String {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("timed out waiting for a frame")
+            .expect("connection ended")
+            .expect("connection error");
+        match m {
+            Message::Text(t) => return t.to_string(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            other => panic!("unexpected frame {other:?}"),
+        }
+    }
+}
+
+/// Reads until the close frame; returns its code and the text frames seen before it.
+pub async fn until_close(ws: &mut Ws) -> (u16, Vec<String>) {
+    let mut texts = Vec::new();
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
+            .await
+            .expect("timed out waiting for close");
+        match m {
+            Some(Ok(Message::Text(t))) => texts.push(t.to_string()),
+            Some(Ok(Message::Close(f))) => {
+                return (f.map(|f| u16::from(f.code)).unwrap_or(1005), texts)
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => panic!("connection error before close: {e}"),
+            None => panic!("connection ended without a close frame"),
+        }
+    }
+}
+
+/// Everything the server sent on a socket we never read, down to EOF, as raw bytes (reading it as
+/// WebSocket would make the client answer old pings into a socket the server has closed).
+pub async fn raw_until_eof(ws: Ws) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let MaybeTlsStream::Plain(mut tcp) = ws.into_inner() else {
+        panic!("plain TCP expected")
+    };
+    let mut buf = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), tcp.read_to_end(&mut buf))
+        .await
+        .expect("EOF in time");
+    buf
+}
+
+/// Whether `raw` holds a close frame with `code` (server frames are unmasked).
+pub fn has_close_frame(raw: &[u8], code: u16) -> bool {
+    let [hi, lo] = code.to_be_bytes();
+    raw.windows(4)
+        .any(|w| w[0] == 0x88 && w[1] >= 2 && w[1] < 126 && w[2] == hi && w[3] == lo)
+}
+
+pub fn data(topic: &str, value_json: &str) -> String {
+    let inner = value_json
+        .trim()
+        .strip_prefix('{')
+        .and_then(|s| s.strip_suffix('}'))
+        .expect("value object");
+    format!("{{\"type\":\"data-message\",\"topic\":\"{topic}\",{inner}}}")
+}
+
+pub fn count(n: u64) -> String {
+    format!("{{\"@data-type\":\"count\",\"data\":{n}}}")
+}
