@@ -9,9 +9,14 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use yard_data::json::{self, JsonOptions};
+use yard_data::time::TimestampPrecision;
 use yard_data::{literal, topic, Value};
 
 use crate::{EndpointArg, PubArgs, StatusArgs, SubArgs};
+
+const LOSSLESS: JsonOptions = JsonOptions {
+    timestamp_precision: TimestampPrecision::Nanos,
+};
 
 pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -63,7 +68,8 @@ pub async fn publish(args: PubArgs) -> anyhow::Result<()> {
     let values = parse_values(&args)?;
     let (mut ws, _) = connect(&args.endpoint.endpoint, &[]).await?;
     for v in &values {
-        let text = json::encode_data_message(&args.topic, v, JsonOptions::default());
+        // Nanosecond timestamps: the endpoint reads all 9 digits, so nothing is lost on the way in.
+        let text = json::encode_data_message(&args.topic, v, LOSSLESS);
         ws.feed(Message::text(text)).await?;
     }
     ws.flush().await?;
