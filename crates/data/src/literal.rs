@@ -13,13 +13,15 @@
 //! | `80/tcp`, `53/udp`, `8/icmp`, `0/?` | port |
 //! | `2024-01-01T00:00:00Z` (fraction and offset optional) | timestamp |
 //! | `15ms`, `-2s`, `1.5h`, `3d` (units `ns us ms s min h d`) | timespan |
-//! | `Conn::LOG` (a bare identifier) | enum-value |
+//! | `Conn::LOG` (a bare identifier), `enum("any name")` | enum-value |
 //! | `[1, 2]` | vector |
 //! | `{1, 2}`, `{}` | set |
 //! | `{"a": 1, "b": 2}`, `{:}` | table |
 //! | `ping(1, "x")` | a Zeek event `[1, 1, ["ping", [1, "x"]]]` |
 //!
-//! Several literals separated by whitespace form a sequence ([`parse_sequence`]).
+//! Several literals separated by whitespace form a sequence ([`parse_sequence`]). Where a token
+//! reads as both an address and an identifier (`A::a`), it is an address; such enum names print as
+//! `enum("A::a")`. So an event named `enum` cannot be written in this syntax (use JSON).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::{self, Write};
@@ -204,7 +206,7 @@ impl Parser<'_> {
                 self.pos += 1;
                 return Ok(Value::Set(BTreeSet::new()));
             }
-            Some(':') => {
+            Some(':') if self.empty_table_ahead() => {
                 self.pos += 1;
                 self.expect('}', "to close the empty table {:}")?;
                 return Ok(Value::Table(BTreeMap::new()));
@@ -262,6 +264,12 @@ impl Parser<'_> {
         Ok(Value::Set(set))
     }
 
+    /// Whether the input at `pos` is `:` then `}` (whitespace allowed), not a key such as `::/0`.
+    fn empty_table_ahead(&self) -> bool {
+        let rest = self.chars[self.pos + 1..].iter().map(|(_, c)| *c);
+        rest.skip_while(|c| c.is_whitespace()).next() == Some('}')
+    }
+
     /// A value inside braces, where an atom may be followed directly by the table's ':'.
     fn key(&mut self, depth: usize) -> Result<Value, LiteralError> {
         self.skip_ws();
@@ -269,6 +277,21 @@ impl Parser<'_> {
             Some('"' | '[' | '{') | None => self.value(depth + 1),
             Some(_) => self.atom(depth + 1, true),
         }
+    }
+
+    /// `enum("name")`, for enum names that are not plain identifiers (or read as addresses).
+    fn explicit_enum(&mut self) -> Result<Value, LiteralError> {
+        self.pos += 1;
+        self.skip_ws();
+        if self.peek() != Some('"') {
+            return self.err(
+                self.pos,
+                "enum(...) takes one string, e.g. enum(\"Conn::LOG\")",
+            );
+        }
+        let name = self.string()?;
+        self.expect(')', "to close enum(\"...\")")?;
+        Ok(Value::Enum(name))
     }
 
     fn string(&mut self) -> Result<String, LiteralError> {
@@ -340,6 +363,9 @@ impl Parser<'_> {
         if in_braces && text.ends_with(':') && classify(text).is_err() {
             text = &text[..text.len() - 1];
             self.pos -= 1;
+        }
+        if text == "enum" && self.peek() == Some('(') {
+            return self.explicit_enum();
         }
         if self.peek() == Some('(') && is_identifier(text) {
             self.pos += 1;
@@ -446,7 +472,14 @@ pub fn write(out: &mut String, v: &Value) {
         Value::Real(r) if r.is_infinite() => out.push_str(if *r > 0.0 { "inf" } else { "-inf" }),
         Value::Real(r) => write_real(out, *r),
         Value::String(s) => write_json_string(out, s),
-        Value::Enum(s) => out.push_str(s),
+        Value::Enum(s) if is_identifier(s) && matches!(classify(s), Ok(Value::Enum(_))) => {
+            out.push_str(s)
+        }
+        Value::Enum(s) => {
+            out.push_str("enum(");
+            write_json_string(out, s);
+            out.push(')');
+        }
         Value::Address(a) => {
             let _ = write!(out, "{a}");
         }
@@ -535,6 +568,15 @@ mod tests {
         assert_eq!(ty("{\"a\": 1}"), ValueType::Table);
         assert_eq!(ty("{:}"), ValueType::Table);
         assert_eq!(ty("{1: 2, 2001:db8::: 3}"), ValueType::Table);
+        assert_eq!(ty("{::/0: none}"), ValueType::Table);
+        assert_eq!(ty("{ : }"), ValueType::Table);
+        assert_eq!(ty("A::a"), ValueType::Address);
+        assert_eq!(parse("enum(\"A::a\")").unwrap(), Value::Enum("A::a".into()));
+        assert_eq!(format(&Value::Enum("A::a".into())), "enum(\"A::a\")");
+        assert_eq!(
+            format(&Value::Enum("two words".into())),
+            "enum(\"two words\")"
+        );
         let ev = parse("ping(1, \"x\")").unwrap();
         assert_eq!(Event::from_value(&ev).unwrap().name, "ping");
     }

@@ -31,6 +31,7 @@ fn leaf() -> impl Strategy<Value = Value> {
             .prop_map(|(s, f)| Value::Timestamp(s * 1_000_000_000 + f)),
         any::<i64>().prop_map(Value::Timespan),
         "[A-Za-z_][A-Za-z0-9_]{0,8}(::[A-Za-z_][A-Za-z0-9_]{0,8})?".prop_map(Value::Enum),
+        any::<String>().prop_map(Value::Enum),
     ]
 }
 
@@ -44,12 +45,25 @@ fn value() -> impl Strategy<Value = Value> {
     })
 }
 
+fn seed() -> proptest::test_runner::RngSeed {
+    match std::env::var("PROPTEST_RNG_SEED").as_deref() {
+        Ok("random") => proptest::test_runner::RngSeed::Random,
+        _ => proptest::test_runner::RngSeed::Fixed(0x5917_c4a2_d00d),
+    }
+}
+
 const NANOS: JsonOptions = JsonOptions {
     timestamp_precision: TimestampPrecision::Nanos,
 };
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 1024,
+        failure_persistence: None,
+        // Deterministic in CI; explore with PROPTEST_RNG_SEED=random and more PROPTEST_CASES.
+        rng_seed: seed(),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn json_round_trip(v in value()) {

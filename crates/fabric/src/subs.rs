@@ -219,6 +219,12 @@ mod tests {
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 1024,
+            failure_persistence: None,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(7),
+            ..Default::default()
+        })]
         /// The table agrees with the definition: a subscriber gets a topic once when any of its
         /// prefixes is a prefix of the topic.
         #[test]

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: builds yard, runs the Rust unit, property and
+# multi-process tests, then installs the pinned real third-party clients (zeekpy, ...) into
+# .venv and runs the compatibility tests against the real binary.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== building (release)"
+cargo build --release --locked --bin yard
+
+echo "== Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --release --locked --workspace --no-fail-fast
+else
+  cargo test --release --locked --workspace --no-fail-fast
+fi
+
+echo "== compatibility tests with real clients"
+venv=.venv
+req=tests/compat/requirements.txt
+if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/.requirements"; then
+  python3 -m venv --clear "$venv"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+  cp "$req" "$venv/.requirements"
+fi
+YARD_BIN="$PWD/target/release/yard" TZ=UTC "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/compat
