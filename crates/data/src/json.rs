@@ -262,6 +262,13 @@ pub fn decode_handshake(bytes: &[u8]) -> Result<Vec<String>, JsonError> {
 
 /// Decodes a data message sent by a client (text or binary frame).
 pub fn decode_data_message(bytes: &[u8]) -> Result<DataMessage, JsonError> {
+    // The streaming decoder takes almost everything; what it refuses, the reference decoder below
+    // decodes again, to say precisely what is wrong.
+    crate::json_fast::data_message(bytes).or_else(|_| reference_decode_data_message(bytes))
+}
+
+/// The reference decoder of data messages: slower, and precise about errors.
+pub fn reference_decode_data_message(bytes: &[u8]) -> Result<DataMessage, JsonError> {
     let j = parse_json(bytes)?;
     let Json::Object(mut obj) = j else {
         return Err(JsonError::Structure(format!(
@@ -309,7 +316,23 @@ pub fn decode_value(j: &Json) -> Result<Value, JsonError> {
 }
 
 pub fn decode_value_bytes(bytes: &[u8]) -> Result<Value, JsonError> {
+    crate::json_fast::value(bytes).or_else(|_| reference_decode_value_bytes(bytes))
+}
+
+/// The reference decoder of one value object.
+pub fn reference_decode_value_bytes(bytes: &[u8]) -> Result<Value, JsonError> {
     decode_value(&parse_json(bytes)?)
+}
+
+/// The streaming decoder alone (for tests that compare it with the reference decoder).
+#[doc(hidden)]
+pub fn fast_decode_value_bytes(bytes: &[u8]) -> Option<Value> {
+    crate::json_fast::value(bytes).ok()
+}
+
+#[doc(hidden)]
+pub fn fast_decode_data_message(bytes: &[u8]) -> Option<DataMessage> {
+    crate::json_fast::data_message(bytes).ok()
 }
 
 fn invalid(path: &str, reason: String) -> JsonError {
@@ -582,6 +605,21 @@ mod tests {
         );
         let m = decode_data_message(br#"{"topic":"/t","@data-type":"count","data":1}"#).unwrap();
         assert_eq!(m.value, Value::Count(1));
+    }
+
+    #[test]
+    fn inputs_the_fast_path_refuses_still_decode() {
+        // data before @data-type, a duplicate key, extra keys: the reference decoder takes them.
+        let m = decode_data_message(br#"{"data":[],"topic":"/t","@data-type":"vector","x":1}"#)
+            .unwrap();
+        assert_eq!(m.value, Value::Vector(vec![]));
+        assert!(
+            fast_decode_data_message(br#"{"data":1,"topic":"/t","@data-type":"count"}"#).is_none()
+        );
+        let m =
+            decode_data_message(br#"{"topic":"/a","topic":"/b","@data-type":"count","data":1}"#)
+                .unwrap();
+        assert_eq!(m.topic, "/b");
     }
 
     #[test]

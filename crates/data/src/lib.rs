@@ -10,6 +10,7 @@
 
 pub mod binary;
 pub mod json;
+mod json_fast;
 pub mod literal;
 pub mod time;
 pub mod topic;

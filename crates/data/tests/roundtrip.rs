@@ -84,6 +84,25 @@ proptest! {
         prop_assert_eq!(back, v);
     }
 
+    /// Whatever the streaming decoder accepts, the reference decoder decodes identically; here on
+    /// valid encodings and on random corruptions of them.
+    #[test]
+    fn fast_decoder_agrees_with_the_reference(
+        v in value(),
+        cuts in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+    ) {
+        let mut bytes = json::encode_data_message("/t", &v, NANOS).into_bytes();
+        prop_assert_eq!(json::fast_decode_data_message(&bytes).map(|m| m.value), Some(v));
+        for (at, b) in cuts {
+            let i = at.index(bytes.len());
+            const SUBST: &[u8] = br#" {}[],:\"0123456789.-eE@atdnruflsTx"#;
+            bytes[i] = SUBST[b as usize % SUBST.len()];
+        }
+        if let Some(fast) = json::fast_decode_data_message(&bytes) {
+            prop_assert_eq!(json::reference_decode_data_message(&bytes).ok(), Some(fast));
+        }
+    }
+
     #[test]
     fn binary_decoder_never_panics(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
         let _ = binary::decode(&bytes);

@@ -1,0 +1,341 @@
+//! A streaming JSON v1 decoder: straight from bytes to [`Value`], without building a
+//! `serde_json::Value` tree first. It is the hot path of every WebSocket client.
+//!
+//! It only has to be right on what it accepts: on any failure the caller decodes the same bytes
+//! with the reference decoder in [`crate::json`], which produces the precise error message (or,
+//! for the odd valid input this one does not take, such as duplicate keys, the value). A property
+//! test checks that whatever this decoder accepts, the reference decoder decodes identically.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use crate::json::DataMessage;
+use crate::time;
+use crate::value::{Address, Port, Subnet, Value, ValueType};
+
+type Error = serde_json::Error;
+
+pub fn data_message(bytes: &[u8]) -> Result<DataMessage, Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let msg = MessageSeed.deserialize(&mut de)?;
+    de.end()?;
+    Ok(msg)
+}
+
+pub fn value(bytes: &[u8]) -> Result<Value, Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let v = ValueSeed.deserialize(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
+/// The object keys this format uses; anything else is skipped.
+enum Key {
+    Type,
+    Topic,
+    DataType,
+    Data,
+    Key,
+    Value,
+    Other,
+}
+
+impl<'de> de::Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Key, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object key")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Key, E> {
+                Ok(match s {
+                    "type" => Key::Type,
+                    "topic" => Key::Topic,
+                    "@data-type" => Key::DataType,
+                    "data" => Key::Data,
+                    "key" => Key::Key,
+                    "value" => Key::Value,
+                    _ => Key::Other,
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+fn dup<E: de::Error>() -> E {
+    E::custom("duplicate key")
+}
+
+struct MessageSeed;
+
+impl<'de> DeserializeSeed<'de> for MessageSeed {
+    type Value = DataMessage;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<DataMessage, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MessageSeed {
+    type Value = DataMessage;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a data message object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<DataMessage, A::Error> {
+        let mut topic: Option<String> = None;
+        let mut seen_type = false;
+        let mut body = ValueBody::default();
+        while let Some(k) = map.next_key::<Key>()? {
+            match k {
+                Key::Type => {
+                    if seen_type {
+                        return Err(dup());
+                    }
+                    seen_type = true;
+                    let t: std::borrow::Cow<'de, str> = map.next_value()?;
+                    if t != "data-message" {
+                        return Err(de::Error::custom("unsupported message type"));
+                    }
+                }
+                Key::Topic => {
+                    if topic.is_some() {
+                        return Err(dup());
+                    }
+                    topic = Some(map.next_value()?);
+                }
+                other => body.field(other, &mut map)?,
+            }
+        }
+        let topic = topic.ok_or_else(|| de::Error::custom("no topic"))?;
+        Ok(DataMessage {
+            topic,
+            value: body.finish()?,
+        })
+    }
+}
+
+/// The `@data-type` and `data` fields of a value object, whichever order they come in.
+#[derive(Default)]
+struct ValueBody {
+    ty: Option<ValueType>,
+    value: Option<Value>,
+    /// `data` that came before `@data-type`: kept as JSON until the type is known.
+    early: Option<serde_json::Value>,
+}
+
+impl ValueBody {
+    fn field<'de, A: MapAccess<'de>>(&mut self, k: Key, map: &mut A) -> Result<(), A::Error> {
+        match k {
+            Key::DataType => {
+                if self.ty.is_some() {
+                    return Err(dup());
+                }
+                let name: std::borrow::Cow<'de, str> = map.next_value()?;
+                self.ty = Some(
+                    ValueType::from_name(&name).ok_or_else(|| de::Error::custom("unknown type"))?,
+                );
+            }
+            Key::Data => {
+                if self.value.is_some() || self.early.is_some() {
+                    return Err(dup());
+                }
+                match self.ty {
+                    Some(ty) => self.value = Some(map.next_value_seed(DataSeed(ty))?),
+                    None => self.early = Some(map.next_value()?),
+                }
+            }
+            _ => {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn finish<E: de::Error>(self) -> Result<Value, E> {
+        let ty = self.ty.ok_or_else(|| E::custom("missing @data-type"))?;
+        match (self.value, self.early) {
+            (Some(v), _) => Ok(v),
+            (None, Some(_)) => Err(E::custom("data before @data-type")),
+            (None, None) if ty == ValueType::None => Ok(Value::None),
+            (None, None) => Err(E::custom("missing data")),
+        }
+    }
+}
+
+struct ValueSeed;
+
+impl<'de> DeserializeSeed<'de> for ValueSeed {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValueSeed {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a value object")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut body = ValueBody::default();
+        while let Some(k) = map.next_key::<Key>()? {
+            body.field(k, &mut map)?;
+        }
+        body.finish()
+    }
+}
+
+struct DataSeed(ValueType);
+
+impl<'de> DeserializeSeed<'de> for DataSeed {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        match self.0 {
+            ValueType::None => {
+                <IgnoredAny as de::Deserialize>::deserialize(d)?;
+                Ok(Value::None)
+            }
+            ValueType::Set | ValueType::Vector | ValueType::Table => d.deserialize_seq(self),
+            _ => d.deserialize_any(self),
+        }
+    }
+}
+
+fn text<E: de::Error, T>(r: Result<T, String>) -> Result<T, E> {
+    r.map_err(E::custom)
+}
+
+impl<'de> Visitor<'de> for DataSeed {
+    type Value = Value;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "data of type {}", self.0)
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Value, E> {
+        match self.0 {
+            ValueType::Boolean => Ok(Value::Boolean(b)),
+            _ => Err(E::custom("wrong type")),
+        }
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Value, E> {
+        match self.0 {
+            ValueType::Count => Ok(Value::Count(n)),
+            ValueType::Integer => i64::try_from(n)
+                .map(Value::Integer)
+                .map_err(|_| E::custom("range")),
+            ValueType::Real => Ok(Value::Real(n as f64)),
+            _ => Err(E::custom("wrong type")),
+        }
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Value, E> {
+        match self.0 {
+            ValueType::Count => u64::try_from(n)
+                .map(Value::Count)
+                .map_err(|_| E::custom("range")),
+            ValueType::Integer => Ok(Value::Integer(n)),
+            ValueType::Real => Ok(Value::Real(n as f64)),
+            _ => Err(E::custom("wrong type")),
+        }
+    }
+    fn visit_f64<E: de::Error>(self, r: f64) -> Result<Value, E> {
+        match self.0 {
+            ValueType::Real => Ok(Value::Real(r)),
+            _ => Err(E::custom("wrong type")),
+        }
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Value, E> {
+        Ok(match self.0 {
+            ValueType::String => Value::String(s.to_string()),
+            ValueType::Enum => Value::Enum(s.to_string()),
+            ValueType::Real => match s {
+                "NaN" => Value::Real(f64::NAN),
+                "Infinity" => Value::Real(f64::INFINITY),
+                "-Infinity" => Value::Real(f64::NEG_INFINITY),
+                _ => return Err(E::custom("wrong type")),
+            },
+            ValueType::Address => {
+                Value::Address(s.parse::<Address>().map_err(|_| E::custom("bad address"))?)
+            }
+            ValueType::Subnet => Value::Subnet(text(s.parse::<Subnet>())?),
+            ValueType::Port => Value::Port(text(s.parse::<Port>())?),
+            ValueType::Timestamp => Value::Timestamp(text(time::parse_timestamp(s))?),
+            ValueType::Timespan => Value::Timespan(text(time::parse_timespan(s))?),
+            _ => return Err(E::custom("wrong type")),
+        })
+    }
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Value, E> {
+        match self.0 {
+            ValueType::String => Ok(Value::String(s)),
+            ValueType::Enum => Ok(Value::Enum(s)),
+            _ => self.visit_str(&s),
+        }
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        match self.0 {
+            ValueType::Vector => {
+                let mut v = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(item) = seq.next_element_seed(ValueSeed)? {
+                    v.push(item);
+                }
+                Ok(Value::Vector(v))
+            }
+            ValueType::Set => {
+                let mut s = BTreeSet::new();
+                while let Some(item) = seq.next_element_seed(ValueSeed)? {
+                    s.insert(item);
+                }
+                Ok(Value::Set(s))
+            }
+            ValueType::Table => {
+                let mut t = BTreeMap::new();
+                while let Some((k, v)) = seq.next_element_seed(EntrySeed)? {
+                    t.insert(k, v);
+                }
+                Ok(Value::Table(t))
+            }
+            _ => Err(de::Error::custom("wrong type")),
+        }
+    }
+    fn visit_map<A: MapAccess<'de>>(self, _map: A) -> Result<Value, A::Error> {
+        Err(de::Error::custom("wrong type"))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        Err(E::custom("wrong type"))
+    }
+}
+
+/// One `{"key":…,"value":…}` table entry.
+struct EntrySeed;
+
+impl<'de> DeserializeSeed<'de> for EntrySeed {
+    type Value = (Value, Value);
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(Value, Value), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntrySeed {
+    type Value = (Value, Value);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a table entry")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(Value, Value), A::Error> {
+        let (mut key, mut value) = (None, None);
+        while let Some(k) = map.next_key::<Key>()? {
+            match k {
+                Key::Key if key.is_none() => key = Some(map.next_value_seed(ValueSeed)?),
+                Key::Value if value.is_none() => value = Some(map.next_value_seed(ValueSeed)?),
+                Key::Key | Key::Value => return Err(dup()),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        match (key, value) {
+            (Some(k), Some(v)) => Ok((k, v)),
+            _ => Err(de::Error::custom("table entry needs key and value")),
+        }
+    }
+}
