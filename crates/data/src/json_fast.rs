@@ -66,6 +66,26 @@ impl<'de> de::Deserialize<'de> for Key {
     }
 }
 
+/// A string compared in place (borrowed from the input when it has no escapes), never allocated.
+struct Name<F>(F);
+
+impl<'de, T, F: FnOnce(&str) -> Option<T>> DeserializeSeed<'de> for Name<F> {
+    type Value = Option<T>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl<'de, T, F: FnOnce(&str) -> Option<T>> Visitor<'de> for Name<F> {
+    type Value = Option<T>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Option<T>, E> {
+        Ok((self.0)(s))
+    }
+}
+
 fn dup<E: de::Error>() -> E {
     E::custom("duplicate key")
 }
@@ -95,10 +115,8 @@ impl<'de> Visitor<'de> for MessageSeed {
                         return Err(dup());
                     }
                     seen_type = true;
-                    let t: std::borrow::Cow<'de, str> = map.next_value()?;
-                    if t != "data-message" {
-                        return Err(de::Error::custom("unsupported message type"));
-                    }
+                    map.next_value_seed(Name(|t: &str| (t == "data-message").then_some(())))?
+                        .ok_or_else(|| de::Error::custom("unsupported message type"))?;
                 }
                 Key::Topic => {
                     if topic.is_some() {
