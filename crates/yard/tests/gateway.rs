@@ -375,3 +375,49 @@ async fn sigterm_closes_clients_with_1001_and_exits_cleanly() {
     .0;
     assert!(status.success(), "{status:?}");
 }
+
+#[tokio::test]
+async fn a_client_that_never_sends_its_handshake_is_told_and_closed() {
+    let dir = std::env::temp_dir().join(format!("yard-hs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("node.toml");
+    std::fs::write(&cfg, "handshake_timeout = \"200ms\"\n").unwrap();
+    let node = Node::start(&["--config", cfg.to_str().unwrap()]);
+    let (mut ws, _) = tokio_tungstenite::connect_async(node.url()).await.unwrap();
+    let (code, texts) = until_close(&mut ws).await;
+    assert_eq!(code, 1008);
+    let e: serde_json::Value = serde_json::from_str(&texts[0]).unwrap();
+    assert_eq!(e["code"], "connection_timeout");
+    assert!(
+        e["context"]
+            .as_str()
+            .unwrap()
+            .contains("no handshake within"),
+        "{e}"
+    );
+    assert_eq!(node.status().await["websocket"]["handshake_failures"], 1);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn a_bad_application_name_is_refused_and_a_good_one_accepted() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let node = Node::start(&[]);
+    let mut req = node.url().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("X-Application-Name", "bad name!".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let (code, texts) = until_close(&mut ws).await;
+    assert_eq!(code, 1008);
+    assert!(
+        texts[0].contains("invalid_application_name"),
+        "{}",
+        texts[0]
+    );
+    let mut req = node.url().into_client_request().unwrap();
+    req.headers_mut()
+        .insert("X-Application-Name", "zeek-client/1.5".parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text("[]")).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "ack");
+}
