@@ -32,6 +32,7 @@ pub fn value(bytes: &[u8]) -> Result<Value, Error> {
 }
 
 /// The object keys this format uses; anything else is skipped.
+#[allow(clippy::enum_variant_names)] // they are the JSON key names
 enum Key {
     Type,
     Topic,

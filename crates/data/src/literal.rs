@@ -266,8 +266,8 @@ impl Parser<'_> {
 
     /// Whether the input at `pos` is `:` then `}` (whitespace allowed), not a key such as `::/0`.
     fn empty_table_ahead(&self) -> bool {
-        let rest = self.chars[self.pos + 1..].iter().map(|(_, c)| *c);
-        rest.skip_while(|c| c.is_whitespace()).next() == Some('}')
+        let mut rest = self.chars[self.pos + 1..].iter().map(|(_, c)| *c);
+        rest.find(|c| !c.is_whitespace()) == Some('}')
     }
 
     /// A value inside braces, where an atom may be followed directly by the table's ':'.

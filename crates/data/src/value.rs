@@ -397,7 +397,7 @@ mod tests {
 
     #[test]
     fn order_is_by_type_tag_first() {
-        let mut v = vec![
+        let mut v = [
             Value::string("a"),
             Value::Count(5),
             Value::None,

@@ -159,35 +159,49 @@ pub async fn fallback(State(gw): State<Shared>, req: axum::extract::Request) -> 
     }
 }
 
+/// How a handshake failed.
+enum HandshakeFailure {
+    /// The client went away; there is no one to tell.
+    Gone,
+    /// The client is told with an error frame, then a 1008 close with `reason`.
+    Refused {
+        code: &'static str,
+        reason: &'static str,
+        context: String,
+    },
+}
+
 /// Reads the handshake: the first data frame, within the timeout.
 async fn handshake(
     socket: &mut WebSocket,
     timeout: Duration,
-) -> Result<Vec<String>, (String, &'static str, String)> {
+) -> Result<Vec<String>, HandshakeFailure> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        let next = tokio::time::timeout_at(deadline, socket.recv()).await;
-        let frame = match next {
+        let frame = match tokio::time::timeout_at(deadline, socket.recv()).await {
             Err(_) => {
-                return Err((
-                    "connection_timeout".into(),
-                    "handshake timeout",
-                    format!(
+                return Err(HandshakeFailure::Refused {
+                    code: "connection_timeout",
+                    reason: "handshake timeout",
+                    context: format!(
                     "no handshake within {timeout:?}: send a JSON array of topic prefixes first"
                 ),
-                ))
+                })
             }
-            Ok(None) | Ok(Some(Err(_))) => return Err((String::new(), "", String::new())),
+            Ok(None) | Ok(Some(Err(_))) => return Err(HandshakeFailure::Gone),
             Ok(Some(Ok(m))) => m,
         };
         let bytes = match &frame {
             Message::Text(t) => t.as_bytes(),
             Message::Binary(b) => &b[..],
             Message::Ping(_) | Message::Pong(_) => continue,
-            Message::Close(_) => return Err((String::new(), "", String::new())),
+            Message::Close(_) => return Err(HandshakeFailure::Gone),
         };
-        return json::decode_handshake(bytes)
-            .map_err(|e| (e.code().to_string(), "bad handshake", e.to_string()));
+        return json::decode_handshake(bytes).map_err(|e| HandshakeFailure::Refused {
+            code: e.code(),
+            reason: "bad handshake",
+            context: e.to_string(),
+        });
     }
 }
 
@@ -212,12 +226,17 @@ async fn connection(
     }
     let prefixes = match handshake(&mut socket, gw.config.handshake_timeout).await {
         Ok(p) => p,
-        Err((code, reason, context)) => {
+        Err(failure) => {
             gw.counters
                 .handshake_failures
                 .fetch_add(1, Ordering::Relaxed);
-            if !code.is_empty() {
-                let _ = socket.send(error_frame(&code, &context)).await;
+            if let HandshakeFailure::Refused {
+                code,
+                reason,
+                context,
+            } = failure
+            {
+                let _ = socket.send(error_frame(code, &context)).await;
                 let _ = socket.send(close_frame(close_code::POLICY, reason)).await;
             }
             return;

@@ -169,7 +169,7 @@ fn run_once(
                     }
                     n += 1;
                     received.store(n, Ordering::Release);
-                    if n % 256 == 0 || n == count {
+                    if n.is_multiple_of(256) || n == count {
                         progress.notify_one();
                     }
                 }
