@@ -117,9 +117,10 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     let deadline = Instant::now() + timeout;
+    let mut poll = tokio::time::interval(Duration::from_millis(20));
     while !cond().await {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        poll.tick().await;
     }
 }
 
