@@ -5,11 +5,13 @@
 //! - [`outbox`]: the bounded per-client queue and its overflow policies.
 //! - [`endpoint`]: the router actor that owns the table and the handles clients use.
 //! - [`id`]: endpoint identifiers.
+//! - [`wire`]: the native peering protocol (preamble, frames, streaming decoder), no I/O.
 
 pub mod endpoint;
 pub mod id;
 pub mod outbox;
 pub mod subs;
+pub mod wire;
 
 pub use endpoint::{
     Client, ClientInfo, Endpoint, EndpointConfig, EndpointError, Message, Snapshot, Stats,
