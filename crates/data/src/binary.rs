@@ -63,7 +63,8 @@ pub fn decode(bytes: &[u8]) -> Result<Value, BinaryError> {
     }
 }
 
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
+/// Appends `n` as an unsigned LEB128 varint.
+pub fn put_varint(out: &mut Vec<u8>, mut n: u64) {
     while n >= 0x80 {
         out.push((n as u8) | 0x80);
         n >>= 7;
@@ -127,6 +128,31 @@ pub fn encode_into(out: &mut Vec<u8>, v: &Value) {
             }
         }
     }
+}
+
+/// Why [`read_varint`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VarintError {
+    /// The input ended inside the varint.
+    Truncated,
+    /// More than 64 bits.
+    TooLong,
+}
+
+/// Reads an unsigned LEB128 varint from the front of `buf`: the value and the bytes it took.
+pub fn read_varint(buf: &[u8]) -> Result<(u64, usize), VarintError> {
+    let mut n: u64 = 0;
+    for (i, shift) in (0..64).step_by(7).enumerate() {
+        let b = *buf.get(i).ok_or(VarintError::Truncated)?;
+        if shift == 63 && b > 1 {
+            break;
+        }
+        n |= ((b & 0x7f) as u64) << shift;
+        if b & 0x80 == 0 {
+            return Ok((n, i + 1));
+        }
+    }
+    Err(VarintError::TooLong)
 }
 
 /// Decodes one value (no version byte) from the front of `bytes`; returns it and the bytes used.

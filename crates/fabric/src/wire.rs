@@ -11,7 +11,7 @@
 //! [`FrameDecoder`] takes bytes as they arrive and yields whole frames; it refuses any frame longer
 //! than its limit before buffering it.
 
-use yard_data::binary::{self, BinaryError};
+use yard_data::binary::{self, put_varint, read_varint, BinaryError, VarintError};
 use yard_data::Value;
 
 /// The four bytes every connection starts with.
@@ -153,14 +153,6 @@ const DATA: u8 = 3;
 const ADVERT: u8 = 4;
 const PING: u8 = 5;
 const PONG: u8 = 6;
-
-fn put_varint(out: &mut Vec<u8>, mut n: u64) {
-    while n >= 0x80 {
-        out.push((n as u8) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
     put_varint(out, s.len() as u64);
@@ -329,18 +321,16 @@ impl Reader<'_> {
     }
 
     fn varint(&mut self) -> Result<u64, WireError> {
-        let mut n = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            if shift == 63 && b > 1 {
-                break;
+        match read_varint(&self.buf[self.pos..]) {
+            Ok((n, used)) => {
+                self.pos += used;
+                Ok(n)
             }
-            n |= ((b & 0x7f) as u64) << shift;
-            if b & 0x80 == 0 {
-                return Ok(n);
+            Err(VarintError::Truncated) => {
+                Err(self.bad(format!("truncated at byte {}", self.buf.len())))
             }
+            Err(VarintError::TooLong) => Err(self.bad("varint longer than 64 bits".into())),
         }
-        Err(self.bad("varint longer than 64 bits".into()))
     }
 
     fn str(&mut self) -> Result<String, WireError> {
