@@ -556,17 +556,18 @@ mod tests {
         out.pop().unwrap()
     }
 
+    async fn attach(ep: &Endpoint, name: &str, prefixes: &[&str], capacity: usize) -> Client {
+        let prefixes = prefixes.iter().map(|p| p.to_string()).collect();
+        ep.attach(name, prefixes, capacity, OverflowPolicy::Disconnect)
+            .await
+            .unwrap()
+    }
+
     #[tokio::test]
     async fn routes_by_prefix_and_never_echoes() {
         let (ep, token, task) = endpoint().await;
-        let a = ep
-            .attach("a", vec!["/t".into()], 16, OverflowPolicy::Disconnect)
-            .await
-            .unwrap();
-        let b = ep
-            .attach("b", vec!["/t/x".into()], 16, OverflowPolicy::Disconnect)
-            .await
-            .unwrap();
+        let a = attach(&ep, "a", &["/t"], 16).await;
+        let b = attach(&ep, "b", &["/t/x"], 16).await;
         a.publish("/t/x/1".into(), Value::Count(1)).await.unwrap();
         b.publish("/t/y".into(), Value::Count(2)).await.unwrap();
         assert_eq!(next(&b).await.value, Value::Count(1));
@@ -580,10 +581,7 @@ mod tests {
     #[tokio::test]
     async fn reserved_topics_are_refused() {
         let (ep, _token, _task) = endpoint().await;
-        let a = ep
-            .attach("a", vec![], 16, OverflowPolicy::Disconnect)
-            .await
-            .unwrap();
+        let a = attach(&ep, "a", &[], 16).await;
         let err = a
             .publish("<$>/local/data/statuses".into(), Value::None)
             .await
@@ -594,14 +592,8 @@ mod tests {
     #[tokio::test]
     async fn unsubscribe_stops_delivery_and_detach_clears_state() {
         let (ep, _token, _task) = endpoint().await;
-        let sub = ep
-            .attach("s", vec!["/a".into()], 16, OverflowPolicy::Disconnect)
-            .await
-            .unwrap();
-        let publ = ep
-            .attach("p", vec![], 16, OverflowPolicy::Disconnect)
-            .await
-            .unwrap();
+        let sub = attach(&ep, "s", &["/a"], 16).await;
+        let publ = attach(&ep, "p", &[], 16).await;
         sub.unsubscribe(vec!["/a".into()]).await.unwrap();
         sub.subscribe(vec!["/b".into()]).await.unwrap();
         publ.publish("/a".into(), Value::Count(1)).await.unwrap();
@@ -626,18 +618,9 @@ mod tests {
     #[tokio::test]
     async fn a_full_subscriber_is_disconnected_and_others_keep_receiving() {
         let (ep, _token, _task) = endpoint().await;
-        let slow = ep
-            .attach("slow", vec!["/".into()], 4, OverflowPolicy::Disconnect)
-            .await
-            .unwrap();
-        let fast = ep
-            .attach("fast", vec!["/".into()], 1000, OverflowPolicy::Disconnect)
-            .await
-            .unwrap();
-        let publ = ep
-            .attach("p", vec![], 16, OverflowPolicy::Disconnect)
-            .await
-            .unwrap();
+        let slow = attach(&ep, "slow", &["/"], 4).await;
+        let fast = attach(&ep, "fast", &["/"], 1000).await;
+        let publ = attach(&ep, "p", &[], 16).await;
         for i in 0..100 {
             publ.publish("/x".into(), Value::Count(i)).await.unwrap();
         }
@@ -660,10 +643,7 @@ mod tests {
     #[tokio::test]
     async fn shutdown_closes_every_client() {
         let (ep, token, task) = endpoint().await;
-        let c = ep
-            .attach("c", vec!["/".into()], 4, OverflowPolicy::Disconnect)
-            .await
-            .unwrap();
+        let c = attach(&ep, "c", &["/"], 4).await;
         token.cancel();
         task.await.unwrap();
         let mut out = Vec::new();

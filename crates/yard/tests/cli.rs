@@ -73,27 +73,14 @@ fn pub_and_sub_speak_the_literal_syntax() {
     );
     assert!(out.status.success(), "{out:?}");
     let got = lines(s);
-    let expected: Vec<String> = [
-        "none",
-        "true",
-        "42",
-        "-7",
-        "3.5",
-        "\"text with \\\"quotes\\\"\"",
-        "10.0.0.1",
-        "10.0.0.0/8",
-        "80/tcp",
-        "2024-01-01T00:00:00.000Z",
-        "15ms",
-        "[1, 2]",
-        "{1, 2}",
-        "{\"a\": 1}",
-        "Conn::LOG",
-        "ping(1, \"x\")",
-    ]
-    .iter()
-    .map(|l| format!("/cli/t {l}"))
-    .collect();
+    // `yard sub` prints each literal back as written, timestamps with their milliseconds.
+    let expected: Vec<String> = literals
+        .iter()
+        .map(|l| match *l {
+            "2024-01-01T00:00:00Z" => "/cli/t 2024-01-01T00:00:00.000Z".to_string(),
+            l => format!("/cli/t {l}"),
+        })
+        .collect();
     assert_eq!(got, expected);
 }
 
