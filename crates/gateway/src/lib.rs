@@ -19,6 +19,7 @@ use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use yard_data::json::JsonOptions;
 use yard_fabric::{Endpoint, OverflowPolicy};
 
@@ -99,10 +100,16 @@ pub struct Gateway {
     pub config: GatewayConfig,
     pub counters: GatewayCounters,
     pub shutdown: CancellationToken,
+    /// Every WebSocket connection task; `serve` waits for them at shutdown (axum's graceful
+    /// shutdown does not cover upgraded connections).
+    pub connections: TaskTracker,
 }
 
+/// How long shutdown waits for WebSocket clients to receive their close frame.
+const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
 /// Serves the gateways on `listener` until `shutdown` is cancelled; open WebSocket clients are
-/// sent a 1001 close first.
+/// sent a 1001 close, and this returns once they have it (or after a grace period).
 pub async fn serve(
     listener: TcpListener,
     endpoint: Endpoint,
@@ -114,20 +121,32 @@ pub async fn serve(
         config,
         counters: GatewayCounters::default(),
         shutdown: shutdown.clone(),
+        connections: TaskTracker::new(),
     });
     let app = Router::new()
         .route(ws::PATH, get(ws::upgrade))
         .route("/v1/status/json", get(status::status_json))
         .route("/metrics", get(status::metrics))
         .fallback(ws::fallback)
-        .with_state(state);
+        .with_state(state.clone());
     // Messages are small and latency matters: no Nagle delay on any connection.
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
     });
-    axum::serve(listener, app)
+    let served = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
+    state.connections.close();
+    if tokio::time::timeout(CLOSE_GRACE, state.connections.wait())
         .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = state.connections.len(),
+            "WebSocket clients did not take their close frame within {CLOSE_GRACE:?}; dropping them"
+        );
+    }
+    served
 }

@@ -129,7 +129,10 @@ pub async fn upgrade(
     };
     let app = application_name(&headers);
     configure(ws, &gw)
-        .on_upgrade(move |socket| connection(socket, gw, slot, app))
+        .on_upgrade(move |socket| {
+            let tasks = gw.connections.clone();
+            tasks.track_future(connection(socket, gw, slot, app))
+        })
         .into_response()
 }
 
