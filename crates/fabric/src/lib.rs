@@ -10,6 +10,7 @@
 pub mod endpoint;
 pub mod id;
 pub mod outbox;
+pub mod routing;
 pub mod subs;
 pub mod wire;
 

@@ -6,10 +6,22 @@
 //! `/a/b` back), so a topic matches at most one entry per subscriber and every recipient list is
 //! exactly-once without a dedup pass.
 //!
+//! Reserved topics (starting with `<$>`) are matched only by prefixes that start with `<$>`
+//! themselves: subscribing to everything (`""`) means every user topic, not the system's replies
+//! and statuses. [`covers`] is the one definition of that rule.
+//!
 //! Lookup cost is one hash probe per distinct prefix *length* in the table, not per prefix.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::Hash;
+
+use yard_data::topic::RESERVED;
+
+/// Whether subscribing to `prefix` receives `topic`: raw prefix matching, except that reserved
+/// topics need a prefix at least as long as the `<$>` marker.
+pub fn covers(prefix: &str, topic: &str) -> bool {
+    topic.starts_with(prefix) && (prefix.len() >= RESERVED.len() || !topic.starts_with(RESERVED))
+}
 
 /// A subscription table keyed by subscriber `K`.
 #[derive(Debug)]
@@ -28,20 +40,22 @@ struct Subscriber {
     effective: BTreeSet<String>,
 }
 
-/// The minimal prefixes of `raw`: those no other member is a proper prefix of.
-fn collapse(raw: &BTreeSet<String>) -> BTreeSet<String> {
+/// The minimal prefixes of `raw`: those no other member [`covers`].
+pub fn collapse<'a>(raw: impl IntoIterator<Item = &'a String>) -> BTreeSet<String> {
+    let sorted: BTreeSet<&String> = raw.into_iter().collect();
     let mut out: BTreeSet<String> = BTreeSet::new();
-    // In sorted order a prefix comes before everything it covers, and whatever covers an entry
-    // is the most recent kept entry that is its prefix.
-    let mut last: Option<&String> = None;
-    for p in raw {
-        if let Some(l) = last {
-            if p.starts_with(l.as_str()) {
-                continue;
-            }
+    // In sorted order a prefix comes before everything it covers; `chain` holds the kept entries
+    // that are prefixes of the current one.
+    let mut chain: Vec<&String> = Vec::new();
+    for p in sorted {
+        while chain.last().is_some_and(|l| !p.starts_with(l.as_str())) {
+            chain.pop();
+        }
+        if chain.iter().any(|l| covers(l, p)) {
+            continue;
         }
         out.insert(p.clone());
-        last = Some(p);
+        chain.push(p);
     }
     out
 }
@@ -107,7 +121,12 @@ impl<K: Copy + Eq + Hash> SubscriptionTable<K> {
 
     /// Appends every subscriber whose prefix matches `topic`, each once, skipping `except`.
     pub fn matches(&self, topic: &str, except: Option<K>, out: &mut Vec<K>) {
-        for &len in self.lengths.keys() {
+        let shortest = if topic.starts_with(RESERVED) {
+            RESERVED.len()
+        } else {
+            0
+        };
+        for &len in self.lengths.range(shortest..).map(|(l, _)| l) {
             if len > topic.len() {
                 break;
             }
@@ -210,6 +229,18 @@ mod tests {
     }
 
     #[test]
+    fn reserved_topics_need_a_reserved_prefix() {
+        let mut t = SubscriptionTable::new();
+        t.subscribe(1, &[""]);
+        t.subscribe(2, &["<$>/local/data/", "<"]);
+        t.subscribe(3, &["", "<$>/reply/"]);
+        assert_eq!(hits(&t, "<$>/local/data/statuses", None), [2]);
+        assert_eq!(hits(&t, "<$>/reply/e/1", None), [3]);
+        assert_eq!(hits(&t, "/user", None), [1, 3]);
+        assert_eq!(hits(&t, "<x", None), [1, 2, 3]);
+    }
+
+    #[test]
     fn multibyte_topics_do_not_split_characters() {
         let mut t = SubscriptionTable::new();
         t.subscribe(1, &["é"]);
@@ -229,9 +260,9 @@ mod tests {
         /// prefixes is a prefix of the topic.
         #[test]
         fn agrees_with_the_definition(
-            subs in proptest::collection::vec((0u32..5, "[ab/]{0,4}"), 0..20),
-            unsubs in proptest::collection::vec((0u32..5, "[ab/]{0,4}"), 0..10),
-            topic in "[ab/]{0,6}",
+            subs in proptest::collection::vec((0u32..5, "(<\\$>)?[ab/]{0,4}"), 0..20),
+            unsubs in proptest::collection::vec((0u32..5, "(<\\$>)?[ab/]{0,4}"), 0..10),
+            topic in "(<\\$>)?[ab/]{0,6}",
         ) {
             let mut t = SubscriptionTable::new();
             let mut model: BTreeMap<u32, BTreeSet<String>> = BTreeMap::new();
@@ -244,7 +275,10 @@ mod tests {
                 if let Some(m) = model.get_mut(who) { m.remove(p); }
             }
             let expected: Vec<u32> = model.iter()
-                .filter(|(_, ps)| ps.iter().any(|p| topic.starts_with(p.as_str())))
+                .filter(|(_, ps)| ps.iter().any(|p| {
+                    topic.starts_with(p.as_str())
+                        && (p.starts_with("<$>") || !topic.starts_with("<$>"))
+                }))
                 .map(|(w, _)| *w).collect();
             let mut got = Vec::new();
             t.matches(&topic, None, &mut got);
