@@ -269,6 +269,56 @@ pub fn decode_data_message(bytes: &[u8]) -> Result<DataMessage, JsonError> {
 
 /// The reference decoder of data messages: slower, and precise about errors.
 pub fn reference_decode_data_message(bytes: &[u8]) -> Result<DataMessage, JsonError> {
+    match reference_decode_client_message(bytes)? {
+        ClientMessage::Data(m) => Ok(m),
+        _ => Err(JsonError::Structure(
+            "expected a data-message, got a request or reply".into(),
+        )),
+    }
+}
+
+/// Anything a WebSocket client may send after its handshake.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMessage {
+    /// `{"type":"data-message","topic":…,"@data-type":…,"data":…}` (`type` optional).
+    Data(DataMessage),
+    /// `{"type":"request","id":…,"topic":…,"timeout":…,"@data-type":…,"data":…}`: `id` is any
+    /// JSON value echoed in the answer; `timeout` is seconds or a timespan such as `"250ms"`.
+    Request {
+        id: Json,
+        topic: String,
+        /// Nanoseconds.
+        timeout: Option<u64>,
+        value: Value,
+    },
+    /// `{"type":"reply","reply-to":…,"@data-type":…,"data":…}`: answers a request received with
+    /// that `reply-to`.
+    Reply { reply_to: String, value: Value },
+}
+
+/// Decodes a client message: the streaming decoder for plain data messages, the reference
+/// decoder for the rest and for precise errors.
+pub fn decode_client_message(bytes: &[u8]) -> Result<ClientMessage, JsonError> {
+    match crate::json_fast::data_message(bytes) {
+        Ok(m) => Ok(ClientMessage::Data(m)),
+        Err(_) => reference_decode_client_message(bytes),
+    }
+}
+
+fn string_field(obj: &mut serde_json::Map<String, Json>, key: &str) -> Result<String, JsonError> {
+    match obj.remove(key) {
+        Some(Json::String(t)) => Ok(t),
+        Some(other) => Err(JsonError::Structure(format!(
+            "{key} must be a string, got {}",
+            json_kind(&other)
+        ))),
+        None => Err(JsonError::Structure(format!(
+            "no {key} in top-level JSON object"
+        ))),
+    }
+}
+
+fn reference_decode_client_message(bytes: &[u8]) -> Result<ClientMessage, JsonError> {
     let j = parse_json(bytes)?;
     let Json::Object(mut obj) = j else {
         return Err(JsonError::Structure(format!(
@@ -276,31 +326,104 @@ pub fn reference_decode_data_message(bytes: &[u8]) -> Result<DataMessage, JsonEr
             json_kind(&j)
         )));
     };
-    match obj.get("type") {
-        None => {}
-        Some(Json::String(t)) if t == "data-message" => {}
+    let kind = match obj.get("type") {
+        None => "data-message".to_string(),
+        Some(Json::String(t)) if ["data-message", "request", "reply"].contains(&t.as_str()) => {
+            t.clone()
+        }
         Some(other) => {
             return Err(JsonError::Structure(format!(
-                "unsupported message type {other}: clients may send only \"data-message\""
+                "unsupported message type {other}: clients may send \"data-message\", \"request\" or \"reply\""
             )))
-        }
-    }
-    let topic = match obj.remove("topic") {
-        Some(Json::String(t)) => t,
-        Some(other) => {
-            return Err(JsonError::Structure(format!(
-                "topic must be a string, got {}",
-                json_kind(&other)
-            )))
-        }
-        None => {
-            return Err(JsonError::Structure(
-                "no topic in top-level JSON object".into(),
-            ))
         }
     };
-    let value = decode_value_object(&obj, &mut String::from("$"))?;
-    Ok(DataMessage { topic, value })
+    match kind.as_str() {
+        "request" => {
+            let id = obj.remove("id").ok_or_else(|| {
+                JsonError::Structure("a request needs an id (any JSON value, echoed in the answer)".into())
+            })?;
+            let topic = string_field(&mut obj, "topic")?;
+            let timeout = match obj.remove("timeout") {
+                None | Some(Json::Null) => None,
+                Some(Json::Number(n)) => match n.as_f64() {
+                    Some(secs) if secs > 0.0 && secs < 1e9 => Some((secs * 1e9) as u64),
+                    _ => {
+                        return Err(JsonError::Structure(format!(
+                            "timeout must be a positive number of seconds, got {n}"
+                        )))
+                    }
+                },
+                Some(Json::String(s)) => match time::parse_timespan(&s) {
+                    Ok(ns) if ns > 0 => Some(ns as u64),
+                    _ => {
+                        return Err(JsonError::Structure(format!(
+                            "timeout {s:?} is not a positive timespan such as \"2s\" or \"250ms\""
+                        )))
+                    }
+                },
+                Some(other) => {
+                    return Err(JsonError::Structure(format!(
+                        "timeout must be seconds or a timespan string, got {}",
+                        json_kind(&other)
+                    )))
+                }
+            };
+            let value = decode_value_object(&obj, &mut String::from("$"))?;
+            Ok(ClientMessage::Request {
+                id,
+                topic,
+                timeout,
+                value,
+            })
+        }
+        "reply" => {
+            let reply_to = string_field(&mut obj, "reply-to")?;
+            let value = decode_value_object(&obj, &mut String::from("$"))?;
+            Ok(ClientMessage::Reply { reply_to, value })
+        }
+        _ => {
+            let topic = string_field(&mut obj, "topic")?;
+            let value = decode_value_object(&obj, &mut String::from("$"))?;
+            Ok(ClientMessage::Data(DataMessage { topic, value }))
+        }
+    }
+}
+
+/// `{"type":"data-message","topic":…,"reply-to":…,"@data-type":…,"data":…}`: a request as its
+/// subscribers see it.
+pub fn encode_request_message(topic: &str, reply_to: &str, v: &Value, opts: JsonOptions) -> String {
+    let mut s = String::with_capacity(96 + topic.len() + reply_to.len());
+    s.push_str("{\"type\":\"data-message\",\"topic\":");
+    write_json_string(&mut s, topic);
+    s.push_str(",\"reply-to\":");
+    write_json_string(&mut s, reply_to);
+    s.push(',');
+    write_value_fields(&mut s, v, opts);
+    s.push('}');
+    s
+}
+
+/// `{"type":"reply","id":…,"topic":…,"@data-type":…,"data":…}`: the answer to a client's
+/// request.
+pub fn encode_reply(id: &Json, topic: &str, v: &Value, opts: JsonOptions) -> String {
+    let mut s = String::from("{\"type\":\"reply\",\"id\":");
+    s.push_str(&id.to_string());
+    s.push_str(",\"topic\":");
+    write_json_string(&mut s, topic);
+    s.push(',');
+    write_value_fields(&mut s, v, opts);
+    s.push('}');
+    s
+}
+
+/// `{"type":"error","code":…,"context":…,"id":…}`: a request that failed.
+pub fn encode_request_error(id: &Json, code: &str, context: &str) -> String {
+    let mut s = encode_error(code, context);
+    s.pop();
+    s.push_str(",\"id\":");
+    s.push_str(&id.to_string());
+    s.push('}');
+    s
 }
 
 /// Decodes one `{"@data-type":…,"data":…}` value.

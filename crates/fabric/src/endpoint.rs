@@ -1,45 +1,72 @@
-//! The endpoint runtime: one router task owns the subscription table and every subscriber's
-//! outbox; clients talk to it through two bounded channels.
+//! The endpoint: handles to one router task (see [`crate::router`]) that owns the subscription
+//! table, every subscriber's outbox, every peer link and the mesh routes. Clients, gateways and
+//! peer connections talk to it through two bounded channels:
 //!
-//! - **data** (capacity [`EndpointConfig::data_queue`]): publications. A publisher waits when it
-//!   is full, so a fast publisher is slowed (and, through TCP, its remote client) rather than
-//!   anything being dropped on the way in.
-//! - **control** (capacity [`EndpointConfig::control_queue`]): attach, subscribe, unsubscribe,
-//!   detach, snapshot. Callers wait for room, except a dropped [`Client`], which cannot wait: when
-//!   its detach does not fit it raises a flag and the router sweeps closed outboxes.
-//!
-//! The router drains the data channel in batches and pushes each message into the outbox of every
-//! matching subscriber (never back to its sender). Pushing never waits; a full outbox applies its
-//! [`OverflowPolicy`]. Select priority: shutdown, then control, then data, so a subscription is
-//! live before any later publication is routed.
+//! - **data** (capacity [`EndpointConfig::data_queue`] items): publications of local clients, one
+//!   per item, and batches of at most [`PEER_BATCH`] publications read from one peer. A sender
+//!   waits when it is full, so a fast publisher (local, or a peer through TCP) is slowed rather
+//!   than anything being dropped on the way in.
+//! - **control** (capacity [`EndpointConfig::control_queue`]): attach, (un)subscribe, detach,
+//!   snapshots, requests, and peer events (link up/down, adverts). Callers wait for room, except
+//!   a dropped [`Client`], which cannot wait: when its detach does not fit it raises a flag and
+//!   the router sweeps closed outboxes.
 
-use std::collections::HashMap;
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use yard_data::json::{self, JsonOptions};
 use yard_data::topic::{self, TopicError};
 use yard_data::Value;
 
-use crate::outbox::{CloseReason, Outbox, OverflowPolicy, Pushed};
-use crate::subs::SubscriptionTable;
+use crate::outbox::{CloseReason, Outbox, OverflowPolicy};
+use crate::peer::{self, Link};
+use crate::routing::Advert;
+use crate::wire;
 
 pub type ClientId = u64;
 
-/// Sizes of the endpoint's own queues.
+/// The most publications one item of the data queue carries from a peer.
+pub const PEER_BATCH: usize = 128;
+
+/// Settings of one endpoint: its queues and its peering.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
-    /// Publications waiting for the router.
+    /// Items waiting for the router on the data queue.
     pub data_queue: usize,
     /// Control requests waiting for the router.
     pub control_queue: usize,
-    /// The most messages the router takes per wake-up.
+    /// The most data items the router takes per wake-up.
     pub batch: usize,
+    /// Outbound queue of each peer, in publications.
+    pub peer_queue: usize,
+    /// What happens when a peer's outbound queue is full.
+    pub peer_overflow_policy: OverflowPolicy,
+    /// Hops a publication may take from its origin.
+    pub ttl: u8,
+    /// Time a new peer connection has to finish its handshake.
+    pub handshake_timeout: Duration,
+    /// Interval of keepalive pings on idle peer links.
+    pub peer_ping: Duration,
+    /// A peer that sends nothing for this long is lost.
+    pub peer_timeout: Duration,
+    /// First and longest wait between re-dials of a peer this endpoint dialed.
+    pub redial_min: Duration,
+    pub redial_max: Duration,
+    /// Shared secret peers must present; `None` accepts peers from loopback only.
+    pub token: Option<String>,
+    /// The peering address sent to peers (informational).
+    pub listen: String,
+    /// The largest peering frame accepted, in bytes.
+    pub max_frame: usize,
 }
 
 impl Default for EndpointConfig {
@@ -48,6 +75,17 @@ impl Default for EndpointConfig {
             data_queue: 8192,
             control_queue: 1024,
             batch: 1024,
+            peer_queue: 8192,
+            peer_overflow_policy: OverflowPolicy::DropOldest,
+            ttl: 16,
+            handshake_timeout: Duration::from_secs(5),
+            peer_ping: Duration::from_secs(2),
+            peer_timeout: Duration::from_secs(10),
+            redial_min: Duration::from_millis(100),
+            redial_max: Duration::from_secs(5),
+            token: None,
+            listen: String::new(),
+            max_frame: wire::DEFAULT_MAX_FRAME,
         }
     }
 }
@@ -58,6 +96,55 @@ pub enum EndpointError {
     Shutdown,
     #[error(transparent)]
     Topic(#[from] TopicError),
+    #[error("already peering with {0}")]
+    AlreadyPeering(String),
+    #[error("cannot unpeer from unknown peer {0}")]
+    UnknownPeer(String),
+    #[error("{0:?} is not an address such as 127.0.0.1:9997")]
+    BadAddress(String),
+    #[error("not a reply address: answer with the reply-to of a request you received")]
+    NotARequest,
+    #[error(transparent)]
+    Json(#[from] yard_data::json::JsonError),
+}
+
+impl EndpointError {
+    /// The Broker error-code name to report this as.
+    pub fn code(&self) -> &'static str {
+        match self {
+            EndpointError::Shutdown => "shutting_down",
+            EndpointError::Topic(e) => e.code(),
+            EndpointError::AlreadyPeering(_) => "repeated_peering_handshake_request",
+            EndpointError::UnknownPeer(_) => "peer_invalid",
+            EndpointError::BadAddress(_) => "invalid_peering_request",
+            EndpointError::NotARequest => "invalid_message",
+            EndpointError::Json(e) => e.code(),
+        }
+    }
+}
+
+/// Why a request got no answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("no subscriber anywhere in the mesh for topic {0:?}: nobody can answer")]
+    NoResponder(String),
+    #[error("no reply to the request on {topic:?} within {timeout:?}")]
+    Timeout { topic: String, timeout: Duration },
+    #[error("the endpoint has shut down")]
+    Shutdown,
+    #[error(transparent)]
+    Topic(#[from] TopicError),
+}
+
+impl RequestError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            RequestError::NoResponder(_) => "no_path_to_peer",
+            RequestError::Timeout { .. } => "request_timeout",
+            RequestError::Shutdown => "shutting_down",
+            RequestError::Topic(e) => e.code(),
+        }
+    }
 }
 
 /// A publication on its way through the endpoint.
@@ -65,9 +152,20 @@ pub enum EndpointError {
 pub struct Message {
     pub topic: String,
     pub value: Value,
+    /// The local client that published it; 0 when it came from a peer or the endpoint itself.
     pub sender: ClientId,
+    /// The endpoint it was published at.
+    pub origin: Arc<str>,
+    /// The origin's sequence number (0 until the origin's router assigns it).
+    pub seq: u64,
+    /// Hops it may still take from here.
+    pub ttl: u8,
+    /// Where an answer goes, when this is a request.
+    pub reply_to: Option<String>,
     /// The JSON v1 data-message text, encoded once for all WebSocket subscribers.
     json: OnceLock<(JsonOptions, Bytes)>,
+    /// The peering data frame, encoded once for all peers.
+    frame: OnceLock<Bytes>,
 }
 
 impl Message {
@@ -76,45 +174,97 @@ impl Message {
             topic,
             value,
             sender,
+            origin: Arc::from(""),
+            seq: 0,
+            ttl: 0,
+            reply_to: None,
             json: OnceLock::new(),
+            frame: OnceLock::new(),
         }
     }
 
-    /// The message as JSON v1 text; encoded on first use and shared after.
+    /// A publication received from a peer.
+    pub(crate) fn remote(
+        origin: Arc<str>,
+        seq: u64,
+        ttl: u8,
+        topic: String,
+        reply_to: String,
+        value: Value,
+    ) -> Message {
+        Message {
+            origin,
+            seq,
+            ttl,
+            reply_to: (!reply_to.is_empty()).then_some(reply_to),
+            ..Message::new(topic, value, 0)
+        }
+    }
+
+    /// The message as JSON v1 text (with `reply-to` when it is a request); encoded on first use
+    /// and shared after.
     pub fn json(&self, opts: JsonOptions) -> Bytes {
-        let (cached_opts, bytes) = self.json.get_or_init(|| {
-            (
-                opts,
-                Bytes::from(json::encode_data_message(&self.topic, &self.value, opts)),
-            )
-        });
+        let encode = || {
+            Bytes::from(match &self.reply_to {
+                None => json::encode_data_message(&self.topic, &self.value, opts),
+                Some(to) => json::encode_request_message(&self.topic, to, &self.value, opts),
+            })
+        };
+        let (cached_opts, bytes) = self.json.get_or_init(|| (opts, encode()));
         if *cached_opts == opts {
             bytes.clone()
         } else {
-            Bytes::from(json::encode_data_message(&self.topic, &self.value, opts))
+            encode()
         }
+    }
+
+    /// The data frame that forwards this message one hop further (TTL decremented).
+    pub(crate) fn frame(&self) -> Bytes {
+        self.frame
+            .get_or_init(|| {
+                let mut out = Vec::with_capacity(64 + self.topic.len());
+                wire::encode_data(
+                    &mut out,
+                    &self.origin,
+                    self.seq,
+                    self.ttl.saturating_sub(1),
+                    &self.topic,
+                    self.reply_to.as_deref().unwrap_or(""),
+                    &self.value,
+                );
+                Bytes::from(out)
+            })
+            .clone()
     }
 }
 
 /// Counters of the whole endpoint.
 #[derive(Debug, Default)]
-struct Counters {
-    published: AtomicU64,
-    delivered: AtomicU64,
-    dropped: AtomicU64,
-    overflow_disconnects: AtomicU64,
-    clients: AtomicU64,
-    subscriptions: AtomicU64,
+pub(crate) struct Counters {
+    pub published: AtomicU64,
+    pub delivered: AtomicU64,
+    pub dropped: AtomicU64,
+    pub overflow_disconnects: AtomicU64,
+    pub clients: AtomicU64,
+    pub subscriptions: AtomicU64,
+    pub peers: AtomicU64,
+    pub forwarded: AtomicU64,
+    pub peer_dropped: AtomicU64,
+    pub from_peers: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub ttl_expired: AtomicU64,
+    pub requests: AtomicU64,
+    pub request_timeouts: AtomicU64,
 }
 
 /// A copy of the endpoint's counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
-    /// Publications accepted by the router.
+    /// Publications routed (local and from peers).
     pub published: u64,
-    /// Copies queued to subscribers.
+    /// Copies queued to local subscribers.
     pub delivered: u64,
-    /// Copies dropped by overflow policies.
+    /// Copies dropped by local subscribers' overflow policies.
     pub dropped: u64,
     /// Subscribers closed because their queue overflowed.
     pub overflow_disconnects: u64,
@@ -122,6 +272,21 @@ pub struct Stats {
     pub clients: u64,
     /// Distinct subscription prefixes now.
     pub subscriptions: u64,
+    /// Peer links up now.
+    pub peers: u64,
+    /// Copies queued to peers.
+    pub forwarded: u64,
+    /// Copies dropped by peers' overflow policies.
+    pub peer_dropped: u64,
+    /// Publications received from peers.
+    pub from_peers: u64,
+    /// Publications from peers discarded as already seen (only while routes converge).
+    pub duplicates: u64,
+    /// Publications that wanted to travel further but had no hops left.
+    pub ttl_expired: u64,
+    /// Requests sent and requests that timed out.
+    pub requests: u64,
+    pub request_timeouts: u64,
 }
 
 /// One attached client, as seen by the router.
@@ -136,15 +301,61 @@ pub struct ClientInfo {
     pub drops: u64,
 }
 
+/// One peer: a live link, or an address this endpoint keeps dialing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// The peer's endpoint id (empty while it was never reached).
+    pub id: String,
+    /// The remote address of the connection, or the address being dialed.
+    pub address: String,
+    /// `outbound` when this endpoint dialed, `inbound` otherwise.
+    pub direction: &'static str,
+    /// `connected`, or `connecting` for a dialed address without a link.
+    pub state: &'static str,
+    /// The address the peer listens on for peers, as it said.
+    pub listen: String,
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
+    pub policy: OverflowPolicy,
+    pub drops: u64,
+    pub sent: u64,
+    pub received: u64,
+    /// Seconds since the link came up.
+    pub connected_secs: u64,
+    /// The last dial error, for addresses not connected.
+    pub last_error: Option<String>,
+}
+
 /// The router's view of everything attached.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub clients: Vec<ClientInfo>,
+    pub peers: Vec<PeerInfo>,
+    /// Endpoints reachable through the mesh (peers included), by id.
+    pub reachable: Vec<String>,
 }
 
-type SharedOutbox = Arc<Outbox<Arc<Message>>>;
+pub(crate) type SharedOutbox = Arc<Outbox<Arc<Message>>>;
 
-enum Control {
+/// How a peer link ended.
+#[derive(Debug, Clone)]
+pub(crate) enum Down {
+    /// The connection failed or timed out.
+    Lost(String),
+    /// The peer said goodbye.
+    Bye { code: String, reason: String },
+    /// This endpoint closed it (unpeer, replaced, shutdown).
+    Local,
+}
+
+/// Why a link was not registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// A link with this peer exists and wins the tie-break.
+    Redundant,
+}
+
+pub(crate) enum Control {
     Attach {
         id: ClientId,
         name: String,
@@ -168,28 +379,92 @@ enum Control {
     Snapshot {
         reply: oneshot::Sender<Snapshot>,
     },
+    Request {
+        msg: Message,
+        answer: oneshot::Sender<Arc<Message>>,
+        reply: oneshot::Sender<Result<u64, RequestError>>,
+    },
+    CancelRequest {
+        id: u64,
+    },
+    PeerUp {
+        conn: u64,
+        id: String,
+        listen: String,
+        remote: SocketAddr,
+        dialed: Option<String>,
+        link: Arc<Link>,
+        reply: oneshot::Sender<Result<(), Refusal>>,
+    },
+    PeerDown {
+        conn: u64,
+        why: Down,
+    },
+    PeerAdvert {
+        conn: u64,
+        advert: Advert,
+    },
+    AddDialer {
+        addr: String,
+        cancel: CancellationToken,
+        reply: oneshot::Sender<bool>,
+    },
+    DialerGone {
+        addr: String,
+    },
+    DialFailed {
+        addr: String,
+        error: String,
+        code: &'static str,
+        report: bool,
+    },
+    Unpeer {
+        addr: String,
+        reply: oneshot::Sender<bool>,
+    },
+    /// An error to publish on `<$>/local/data/errors` (from connections before they are links).
+    Error {
+        code: &'static str,
+        id: Option<String>,
+        addr: Option<SocketAddr>,
+        message: String,
+    },
 }
 
-struct Shared {
-    id: String,
-    started: Instant,
-    counters: Counters,
-    next_client: AtomicU64,
+/// What the data queue carries.
+pub(crate) enum Inbound {
+    Local(Message),
+    Remote { conn: u64, msgs: Vec<Message> },
+}
+
+pub(crate) struct Shared {
+    pub id: Arc<str>,
+    pub config: EndpointConfig,
+    pub started: Instant,
+    pub counters: Counters,
+    pub next_client: AtomicU64,
+    pub next_conn: AtomicU64,
     /// Set by a dropped client whose detach did not fit the control queue.
-    sweep_needed: AtomicBool,
+    pub sweep_needed: AtomicBool,
+    pub shutdown: CancellationToken,
+    /// Peer connection and dialer tasks; the router waits for them briefly at shutdown.
+    pub tasks: TaskTracker,
+    /// Ids of the peers linked now (dialers wait on it after losing a tie-break).
+    pub linked: watch::Sender<BTreeSet<String>>,
 }
 
 /// A handle to a running endpoint; cheap to clone.
 #[derive(Clone)]
 pub struct Endpoint {
-    shared: Arc<Shared>,
-    control: mpsc::Sender<Control>,
-    data: mpsc::Sender<Arc<Message>>,
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) control: mpsc::Sender<Control>,
+    pub(crate) data: mpsc::Sender<Inbound>,
 }
 
 impl Endpoint {
-    /// Starts the router. It runs until `shutdown` is cancelled, then closes every outbox with
-    /// [`CloseReason::Shutdown`]; the returned handle resolves after that.
+    /// Starts the router. It runs until `shutdown` is cancelled, then says goodbye to every peer
+    /// and closes every outbox with [`CloseReason::Shutdown`]; the returned handle resolves after
+    /// that.
     pub fn spawn(
         id: String,
         config: EndpointConfig,
@@ -198,19 +473,18 @@ impl Endpoint {
         let (control_tx, control_rx) = mpsc::channel(config.control_queue.max(1));
         let (data_tx, data_rx) = mpsc::channel(config.data_queue.max(1));
         let shared = Arc::new(Shared {
-            id,
+            id: Arc::from(id.as_str()),
+            config,
             started: Instant::now(),
             counters: Counters::default(),
             next_client: AtomicU64::new(1),
+            next_conn: AtomicU64::new(1),
             sweep_needed: AtomicBool::new(false),
+            shutdown: shutdown.clone(),
+            tasks: TaskTracker::new(),
+            linked: watch::Sender::new(BTreeSet::new()),
         });
-        let router = Router {
-            shared: shared.clone(),
-            table: SubscriptionTable::new(),
-            clients: HashMap::new(),
-            recipients: Vec::new(),
-        };
-        let task = tokio::spawn(router.run(control_rx, data_rx, config.batch.max(1), shutdown));
+        let task = crate::router::spawn(shared.clone(), control_rx, data_rx, shutdown);
         (
             Endpoint {
                 shared,
@@ -226,23 +500,36 @@ impl Endpoint {
         &self.shared.id
     }
 
-    pub fn uptime(&self) -> std::time::Duration {
+    pub fn config(&self) -> &EndpointConfig {
+        &self.shared.config
+    }
+
+    pub fn uptime(&self) -> Duration {
         self.shared.started.elapsed()
     }
 
     pub fn stats(&self) -> Stats {
         let c = &self.shared.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Stats {
-            published: c.published.load(Ordering::Relaxed),
-            delivered: c.delivered.load(Ordering::Relaxed),
-            dropped: c.dropped.load(Ordering::Relaxed),
-            overflow_disconnects: c.overflow_disconnects.load(Ordering::Relaxed),
-            clients: c.clients.load(Ordering::Relaxed),
-            subscriptions: c.subscriptions.load(Ordering::Relaxed),
+            published: get(&c.published),
+            delivered: get(&c.delivered),
+            dropped: get(&c.dropped),
+            overflow_disconnects: get(&c.overflow_disconnects),
+            clients: get(&c.clients),
+            subscriptions: get(&c.subscriptions),
+            peers: get(&c.peers),
+            forwarded: get(&c.forwarded),
+            peer_dropped: get(&c.peer_dropped),
+            from_peers: get(&c.from_peers),
+            duplicates: get(&c.duplicates),
+            ttl_expired: get(&c.ttl_expired),
+            requests: get(&c.requests),
+            request_timeouts: get(&c.request_timeouts),
         }
     }
 
-    async fn request<T>(
+    pub(crate) async fn call<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Control,
     ) -> Result<T, EndpointError> {
@@ -273,7 +560,7 @@ impl Endpoint {
             outbox: outbox.clone(),
         };
         let name = name.into();
-        self.request(|reply| Control::Attach {
+        self.call(|reply| Control::Attach {
             id,
             name,
             prefixes,
@@ -284,13 +571,100 @@ impl Endpoint {
         Ok(client)
     }
 
-    /// What is attached now.
+    /// What is attached and peered now.
     pub async fn snapshot(&self) -> Result<Snapshot, EndpointError> {
-        self.request(|reply| Control::Snapshot { reply }).await
+        self.call(|reply| Control::Snapshot { reply }).await
+    }
+
+    /// Publishes `value` on `topic` as a request and waits for the first answer. Fails at once
+    /// when no subscriber anywhere in the mesh could answer, and after `timeout` when none did.
+    pub async fn request(
+        &self,
+        topic: String,
+        value: Value,
+        timeout: Duration,
+    ) -> Result<Arc<Message>, RequestError> {
+        topic::check_publish(&topic)?;
+        let (answer_tx, answer_rx) = oneshot::channel();
+        let msg = Message::new(topic.clone(), value, 0);
+        let id = self
+            .call(|reply| Control::Request {
+                msg,
+                answer: answer_tx,
+                reply,
+            })
+            .await
+            .map_err(|_| RequestError::Shutdown)??;
+        match tokio::time::timeout(timeout, answer_rx).await {
+            Ok(Ok(answer)) => Ok(answer),
+            Ok(Err(_)) => Err(RequestError::Shutdown),
+            Err(_) => {
+                // Best effort: the router also sweeps abandoned requests.
+                let _ = self.control.try_send(Control::CancelRequest { id });
+                self.shared
+                    .counters
+                    .request_timeouts
+                    .fetch_add(1, Ordering::Relaxed);
+                Err(RequestError::Timeout { topic, timeout })
+            }
+        }
+    }
+
+    /// Peers with the endpoint at `addr` and keeps the link: re-dialed with capped exponential
+    /// backoff whenever it drops, until [`Endpoint::unpeer`]. Waits for the first attempt and
+    /// returns its outcome: the peer's id, or the error (the endpoint keeps trying).
+    pub async fn peer(&self, addr: &str) -> Result<Result<String, String>, EndpointError> {
+        if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+            return Err(EndpointError::BadAddress(addr.to_string()));
+        }
+        let cancel = self.shared.shutdown.child_token();
+        let added = self
+            .call(|reply| Control::AddDialer {
+                addr: addr.to_string(),
+                cancel: cancel.clone(),
+                reply,
+            })
+            .await?;
+        if !added {
+            return Err(EndpointError::AlreadyPeering(addr.to_string()));
+        }
+        let (first_tx, first_rx) = oneshot::channel();
+        self.shared.tasks.spawn(peer::dial(
+            self.clone(),
+            addr.to_string(),
+            cancel,
+            first_tx,
+        ));
+        first_rx.await.map_err(|_| EndpointError::Shutdown)
+    }
+
+    /// Stops dialing `addr` and closes the link to it (matched by the dialed address, the
+    /// connection's remote address or the address the peer listens on), saying goodbye.
+    pub async fn unpeer(&self, addr: &str) -> Result<(), EndpointError> {
+        let found = self
+            .call(|reply| Control::Unpeer {
+                addr: addr.to_string(),
+                reply,
+            })
+            .await?;
+        if found {
+            Ok(())
+        } else {
+            Err(EndpointError::UnknownPeer(addr.to_string()))
+        }
+    }
+
+    /// Takes over an accepted TCP connection that speaks the peering protocol.
+    pub fn accept_peer(&self, stream: TcpStream, remote: SocketAddr) {
+        let ep = self.clone();
+        self.shared.tasks.spawn(async move {
+            peer::accepted(ep, stream, remote).await;
+        });
     }
 }
 
-/// A client's handle: publish, (un)subscribe, and read what arrives. Dropping it detaches.
+/// A client's handle: publish, (un)subscribe, answer requests, and read what arrives. Dropping
+/// it detaches.
 pub struct Client {
     id: ClientId,
     endpoint: Endpoint,
@@ -310,12 +684,31 @@ impl Client {
     /// data queue is full.
     pub async fn publish(&self, topic: String, value: Value) -> Result<(), EndpointError> {
         topic::check_publish(&topic)?;
-        let msg = Arc::new(Message::new(topic, value, self.id));
+        self.send(Message::new(topic, value, self.id)).await
+    }
+
+    async fn send(&self, msg: Message) -> Result<(), EndpointError> {
         self.endpoint
             .data
-            .send(msg)
+            .send(Inbound::Local(msg))
             .await
             .map_err(|_| EndpointError::Shutdown)
+    }
+
+    /// Answers a request this client received (a message with a reply address); the answer
+    /// travels to the requester alone.
+    pub async fn reply(&self, request: &Message, value: Value) -> Result<(), EndpointError> {
+        let to = request.reply_to.as_deref().ok_or(EndpointError::NotARequest)?;
+        self.reply_to(to, value).await
+    }
+
+    /// Answers to a reply address (a request's `reply_to`).
+    pub async fn reply_to(&self, reply_to: &str, value: Value) -> Result<(), EndpointError> {
+        if !reply_to.starts_with(crate::routing::REPLY_ROOT) {
+            return Err(EndpointError::NotARequest);
+        }
+        self.send(Message::new(reply_to.to_string(), value, self.id))
+            .await
     }
 
     pub async fn subscribe(&self, prefixes: Vec<String>) -> Result<(), EndpointError> {
@@ -324,7 +717,7 @@ impl Client {
         }
         let id = self.id;
         self.endpoint
-            .request(|reply| Control::Subscribe {
+            .call(|reply| Control::Subscribe {
                 id,
                 prefixes,
                 reply,
@@ -335,7 +728,7 @@ impl Client {
     pub async fn unsubscribe(&self, prefixes: Vec<String>) -> Result<(), EndpointError> {
         let id = self.id;
         self.endpoint
-            .request(|reply| Control::Unsubscribe {
+            .call(|reply| Control::Unsubscribe {
                 id,
                 prefixes,
                 reply,
@@ -372,171 +765,6 @@ impl Drop for Client {
                 .sweep_needed
                 .store(true, Ordering::Release);
         }
-    }
-}
-
-struct Attached {
-    name: String,
-    outbox: SharedOutbox,
-}
-
-/// The single owner of the subscription table and the outboxes.
-struct Router {
-    shared: Arc<Shared>,
-    table: SubscriptionTable<ClientId>,
-    clients: HashMap<ClientId, Attached>,
-    /// Reused buffer of one message's recipients.
-    recipients: Vec<ClientId>,
-}
-
-impl Router {
-    async fn run(
-        mut self,
-        mut control: mpsc::Receiver<Control>,
-        mut data: mpsc::Receiver<Arc<Message>>,
-        batch: usize,
-        shutdown: CancellationToken,
-    ) {
-        let mut buf = Vec::with_capacity(batch);
-        loop {
-            tokio::select! {
-                biased;
-                _ = shutdown.cancelled() => break,
-                Some(c) = control.recv() => self.control(c),
-                n = data.recv_many(&mut buf, batch) => {
-                    if n == 0 {
-                        break;
-                    }
-                    for msg in buf.drain(..) {
-                        self.route(msg);
-                    }
-                }
-            }
-            if self.shared.sweep_needed.swap(false, Ordering::AcqRel) {
-                let closed: Vec<ClientId> = self
-                    .clients
-                    .iter()
-                    .filter(|(_, c)| c.outbox.is_closed())
-                    .map(|(id, _)| *id)
-                    .collect();
-                closed.into_iter().for_each(|id| self.detach(id));
-            }
-        }
-        for (_, c) in self.clients.drain() {
-            c.outbox.close(CloseReason::Shutdown);
-        }
-        self.publish_gauges();
-    }
-
-    fn publish_gauges(&self) {
-        let c = &self.shared.counters;
-        c.clients
-            .store(self.clients.len() as u64, Ordering::Relaxed);
-        c.subscriptions
-            .store(self.table.len() as u64, Ordering::Relaxed);
-    }
-
-    fn control(&mut self, c: Control) {
-        match c {
-            Control::Attach {
-                id,
-                name,
-                prefixes,
-                outbox,
-                reply,
-            } => {
-                self.table.subscribe(id, &prefixes);
-                self.clients.insert(id, Attached { name, outbox });
-                let _ = reply.send(());
-            }
-            Control::Subscribe {
-                id,
-                prefixes,
-                reply,
-            } => {
-                if self.clients.contains_key(&id) {
-                    self.table.subscribe(id, &prefixes);
-                }
-                let _ = reply.send(());
-            }
-            Control::Unsubscribe {
-                id,
-                prefixes,
-                reply,
-            } => {
-                self.table.unsubscribe(id, &prefixes);
-                let _ = reply.send(());
-            }
-            Control::Detach { id } => self.detach(id),
-            Control::Snapshot { reply } => {
-                let mut clients: Vec<ClientInfo> = self
-                    .clients
-                    .iter()
-                    .map(|(id, c)| ClientInfo {
-                        id: *id,
-                        name: c.name.clone(),
-                        subscriptions: self.table.prefixes_of(*id).map(str::to_string).collect(),
-                        queue_depth: c.outbox.depth(),
-                        queue_capacity: c.outbox.capacity(),
-                        policy: c.outbox.policy(),
-                        drops: c.outbox.drops(),
-                    })
-                    .collect();
-                clients.sort_by_key(|c| c.id);
-                let _ = reply.send(Snapshot { clients });
-            }
-        }
-        self.publish_gauges();
-    }
-
-    fn detach(&mut self, id: ClientId) {
-        self.table.remove(id);
-        self.clients.remove(&id);
-        self.publish_gauges();
-    }
-
-    fn route(&mut self, msg: Arc<Message>) {
-        self.shared
-            .counters
-            .published
-            .fetch_add(1, Ordering::Relaxed);
-        self.recipients.clear();
-        self.table
-            .matches(&msg.topic, Some(msg.sender), &mut self.recipients);
-        let mut delivered = 0;
-        let mut dropped = 0;
-        for i in 0..self.recipients.len() {
-            let id = self.recipients[i];
-            let Some(client) = self.clients.get(&id) else {
-                continue;
-            };
-            let outcome = client.outbox.push(msg.clone());
-            match outcome {
-                Pushed::Queued => delivered += 1,
-                Pushed::DroppedOldest => {
-                    delivered += 1;
-                    dropped += 1;
-                }
-                Pushed::DroppedNewest => dropped += 1,
-                Pushed::Disconnected => {
-                    tracing::warn!(client = %client.name, id, capacity = client.outbox.capacity(),
-                        "outbound queue overflowed; disconnecting the client (policy disconnect)");
-                    self.shared
-                        .counters
-                        .overflow_disconnects
-                        .fetch_add(1, Ordering::Relaxed);
-                    // Everything the client had queued is lost with it.
-                    dropped += client.outbox.drops();
-                }
-                Pushed::Closed => {}
-            }
-            if matches!(outcome, Pushed::Disconnected | Pushed::Closed) {
-                self.detach(id);
-            }
-        }
-        let counters = &self.shared.counters;
-        counters.delivered.fetch_add(delivered, Ordering::Relaxed);
-        counters.dropped.fetch_add(dropped, Ordering::Relaxed);
     }
 }
 

@@ -3,18 +3,27 @@
 //! - [`subs`]: the subscription table (sans-I/O): raw-prefix matching, per-client collapse of
 //!   covered prefixes, exactly-once recipient lists.
 //! - [`outbox`]: the bounded per-client queue and its overflow policies.
-//! - [`endpoint`]: the router actor that owns the table and the handles clients use.
+//! - [`endpoint`]: the handles clients, gateways and peers use; `router` is the actor behind
+//!   them, the single owner of the table, the outboxes, the peer links and the routes.
+//! - [`routing`]: mesh routing (sans-I/O): adverts, per-origin trees, forwarding tables.
+//! - `peer`: peer connections (handshake, reader, writer, dialer).
+//! - [`status`]: status and error events as values.
 //! - [`id`]: endpoint identifiers.
 //! - [`wire`]: the native peering protocol (preamble, frames, streaming decoder), no I/O.
 
 pub mod endpoint;
 pub mod id;
 pub mod outbox;
+mod peer;
+mod router;
 pub mod routing;
+pub mod status;
 pub mod subs;
 pub mod wire;
 
 pub use endpoint::{
-    Client, ClientInfo, Endpoint, EndpointConfig, EndpointError, Message, Snapshot, Stats,
+    Client, ClientInfo, Endpoint, EndpointConfig, EndpointError, Message, PeerInfo, RequestError,
+    Snapshot, Stats,
 };
+pub use peer::Backoff;
 pub use outbox::{CloseReason, Outbox, OverflowPolicy};

@@ -65,8 +65,10 @@ pub enum CloseReason {
     Overflow { capacity: usize },
     /// The endpoint is shutting down.
     Shutdown,
-    /// The subscriber itself went away.
+    /// The subscriber itself went away (or, for a peer link, the link was closed locally).
     Detached,
+    /// A peer link was closed by `unpeer`: the peer is told not to re-dial.
+    Unpeered,
 }
 
 /// What happened to one push.
@@ -182,6 +184,14 @@ impl<T> Outbox<T> {
         }
         drop(st);
         self.notify.notify_one();
+    }
+
+    /// Moves up to `max` queued items into `out` without waiting; returns how many.
+    pub fn drain_now(&self, out: &mut Vec<T>, max: usize) -> usize {
+        let mut st = self.state.lock().expect("outbox lock");
+        let n = st.queue.len().min(max);
+        out.extend(st.queue.drain(..n));
+        n
     }
 
     /// Moves up to `max` queued items into `out`, waiting while the queue is empty. Returns the

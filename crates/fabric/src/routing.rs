@@ -23,9 +23,12 @@ use crate::subs::{collapse, SubscriptionTable};
 /// A node's index in this endpoint's interner.
 pub type NodeIdx = u32;
 
+/// The root of every reply address.
+pub const REPLY_ROOT: &str = "<$>/reply/";
+
 /// The topic prefix answers to requests made at endpoint `id` travel under.
 pub fn reply_prefix(id: &str) -> String {
-    format!("<$>/reply/{id}/")
+    format!("{REPLY_ROOT}{id}/")
 }
 
 /// One endpoint's advert, as flooded through the mesh.

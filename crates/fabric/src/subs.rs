@@ -110,6 +110,11 @@ impl<K: Copy + Eq + Hash> SubscriptionTable<K> {
             .flat_map(|s| s.raw.iter().map(String::as_str))
     }
 
+    /// Every distinct effective prefix in the table.
+    pub fn prefixes(&self) -> impl Iterator<Item = &str> {
+        self.by_prefix.keys().map(|p| &**p)
+    }
+
     /// The number of distinct prefixes in the table.
     pub fn len(&self) -> usize {
         self.by_prefix.len()

@@ -111,11 +111,12 @@ impl Preamble {
 /// One frame of the peering protocol.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
-    /// Introduces the sender: its endpoint id and the address it listens on for peers (empty when
-    /// it does not listen).
+    /// Introduces the sender: its endpoint id, the address it listens on for peers (empty when
+    /// it does not listen) and the shared peering token (empty when it has none).
     Hello {
         endpoint: String,
         listen: String,
+        token: String,
     },
     /// Ends the connection on purpose, with a Broker error-code name and a reason.
     Bye {
@@ -123,12 +124,14 @@ pub enum Frame {
         reason: String,
     },
     /// A publication: its origin endpoint, the origin's sequence number, the hops it may still
-    /// take, the topic and the value.
+    /// take, the topic, the reply address of a request (empty for a plain publication) and the
+    /// value.
     Data {
         origin: String,
         seq: u64,
         ttl: u8,
         topic: String,
+        reply_to: String,
         value: Value,
     },
     /// What one endpoint wants and whom it peers with, flooded through the mesh; a higher
@@ -182,10 +185,15 @@ impl Frame {
         let start = out.len();
         out.extend_from_slice(&[0; 4]);
         match self {
-            Frame::Hello { endpoint, listen } => {
+            Frame::Hello {
+                endpoint,
+                listen,
+                token,
+            } => {
                 out.push(HELLO);
                 put_str(out, endpoint);
                 put_str(out, listen);
+                put_str(out, token);
             }
             Frame::Bye { code, reason } => {
                 out.push(BYE);
@@ -197,14 +205,12 @@ impl Frame {
                 seq,
                 ttl,
                 topic,
+                reply_to,
                 value,
             } => {
-                out.push(DATA);
-                put_str(out, origin);
-                put_varint(out, *seq);
-                out.push(*ttl);
-                put_str(out, topic);
-                binary::encode_into(out, value);
+                out.truncate(start);
+                encode_data(out, origin, *seq, *ttl, topic, reply_to, value);
+                return;
             }
             Frame::Advert {
                 origin,
@@ -250,6 +256,7 @@ impl Frame {
             HELLO => Frame::Hello {
                 endpoint: r.str()?,
                 listen: r.str()?,
+                token: r.str()?,
             },
             BYE => Frame::Bye {
                 code: r.str()?,
@@ -260,6 +267,7 @@ impl Frame {
                 let seq = r.varint()?;
                 let ttl = r.byte()?;
                 let topic = r.str()?;
+                let reply_to = r.str()?;
                 let (value, used) = binary::decode_prefix(&r.buf[r.pos..])
                     .map_err(|e: BinaryError| r.bad(e.to_string()))?;
                 r.pos += used;
@@ -268,6 +276,7 @@ impl Frame {
                     seq,
                     ttl,
                     topic,
+                    reply_to,
                     value,
                 }
             }
@@ -286,6 +295,29 @@ impl Frame {
         }
         Ok(frame)
     }
+}
+
+/// Appends a data frame, length prefix included, without building a [`Frame`] first.
+pub fn encode_data(
+    out: &mut Vec<u8>,
+    origin: &str,
+    seq: u64,
+    ttl: u8,
+    topic: &str,
+    reply_to: &str,
+    value: &Value,
+) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 4]);
+    out.push(DATA);
+    put_str(out, origin);
+    put_varint(out, seq);
+    out.push(ttl);
+    put_str(out, topic);
+    put_str(out, reply_to);
+    binary::encode_into(out, value);
+    let len = (out.len() - start - 4) as u32;
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
 }
 
 struct Reader<'a> {
@@ -418,6 +450,7 @@ mod tests {
             Frame::Hello {
                 endpoint: "a-b".into(),
                 listen: "127.0.0.1:9999".into(),
+                token: String::new(),
             },
             Frame::Bye {
                 code: "redundant_connection".into(),
@@ -428,6 +461,7 @@ mod tests {
                 seq: 1 << 40,
                 ttl: 16,
                 topic: "/t/é".into(),
+                reply_to: "<$>/reply/e1/5".into(),
                 value: Value::Vector(vec![Value::Count(1), Value::string("x")]),
             },
             Frame::Advert {

@@ -1,12 +1,17 @@
-//! The gateways of one endpoint, on one HTTP listener.
+//! Everything one endpoint serves, on one TCP listener. The first byte of each connection tells
+//! the two protocols apart: an HTTP request starts with an upper-case method letter, a native
+//! peering connection with the `Y` of its `YARD` preamble; anything else is handed to the peering
+//! code too, which answers a stranger with a clear `wrong_magic_number` goodbye.
 //!
 //! - `/v1/messages/json`: the WebSocket JSON API, wire-compatible with Zeek Broker's v1 ([`ws`]).
 //! - `/v1/status/json`: the endpoint's status as JSON ([`status`]).
+//! - `/v1/peers`: list, add and remove peers ([`peers`]).
 //! - `/metrics`: Prometheus text exposition ([`status`]).
 //!
 //! Any other path answers 404; a WebSocket upgrade on another path gets Broker's `invalid_uri`
 //! error and a 1008 close.
 
+pub mod peers;
 pub mod status;
 pub mod ws;
 
@@ -14,10 +19,12 @@ use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use axum::routing::get;
-use axum::serve::ListenerExt;
 use axum::Router;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use yard_data::json::JsonOptions;
@@ -42,6 +49,10 @@ pub struct GatewayConfig {
     pub json: JsonOptions,
     /// The version string sent in every ack.
     pub version: String,
+    /// Bearer token required by requests that change the system (peering).
+    pub token: Option<String>,
+    /// Whether the listener is on loopback (without a token, changes are refused otherwise).
+    pub loopback: bool,
 }
 
 impl Default for GatewayConfig {
@@ -55,6 +66,8 @@ impl Default for GatewayConfig {
             max_clients: 10_000,
             json: JsonOptions::default(),
             version: env!("CARGO_PKG_VERSION").to_string(),
+            token: None,
+            loopback: true,
         }
     }
 }
@@ -127,17 +140,31 @@ pub async fn serve(
         .route(ws::PATH, get(ws::upgrade))
         .route("/v1/status/json", get(status::status_json))
         .route("/metrics", get(status::metrics))
+        .route(
+            "/v1/peers",
+            get(peers::list).post(peers::add).delete(peers::remove),
+        )
         .fallback(ws::fallback)
         .with_state(state.clone());
-    // Messages are small and latency matters: no Nagle delay on any connection.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+    let local = listener.local_addr()?;
+    let (http_tx, http_rx) = mpsc::channel(1024);
+    let demux = tokio::spawn(demultiplex(
+        listener,
+        http_tx,
+        state.endpoint.clone(),
+        state.config.handshake_timeout,
+        shutdown.clone(),
+    ));
+    let served = axum::serve(
+        HttpConnections {
+            rx: http_rx,
+            local,
+        },
+        app,
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await;
+    demux.abort();
     state.connections.close();
     if tokio::time::timeout(CLOSE_GRACE, state.connections.wait())
         .await
@@ -149,4 +176,74 @@ pub async fn serve(
         );
     }
     served
+}
+
+/// The HTTP side of the shared listener, as axum sees it.
+struct HttpConnections {
+    rx: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    local: SocketAddr,
+}
+
+impl axum::serve::Listener for HttpConnections {
+    type Io = TcpStream;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+        match self.rx.recv().await {
+            Some(conn) => conn,
+            // The acceptor stopped: shutdown is under way; graceful shutdown ends `serve`.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.local)
+    }
+}
+
+/// Whether a connection whose first byte is `b` speaks HTTP (methods are upper-case ASCII;
+/// none starts with the `Y` of the peering preamble).
+pub fn is_http(b: u8) -> bool {
+    b.is_ascii_uppercase() && b != b'Y'
+}
+
+/// Accepts connections and hands each to HTTP or to peering by its first byte.
+async fn demultiplex(
+    listener: TcpListener,
+    http: mpsc::Sender<(TcpStream, SocketAddr)>,
+    endpoint: Endpoint,
+    first_byte_timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let (stream, remote) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        // Messages are small and latency matters: no Nagle delay on any connection.
+        if let Err(e) = stream.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+        let http = http.clone();
+        let endpoint = endpoint.clone();
+        tokio::spawn(async move {
+            let mut first = [0u8; 1];
+            match tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(1)) if is_http(first[0]) => {
+                    let _ = http.send((stream, remote)).await;
+                }
+                Ok(Ok(1)) => endpoint.accept_peer(stream, remote),
+                // Closed, failed or silent: nothing to serve.
+                _ => {}
+            }
+        });
+    }
 }

@@ -28,13 +28,15 @@ use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use yard_data::json;
+use yard_data::json::{self, ClientMessage};
 use yard_fabric::{Client, CloseReason, EndpointError};
 
 use crate::Gateway;
 
 /// The one path of the WebSocket API.
 pub const PATH: &str = "/v1/messages/json";
+/// How long a request waits for its answer when the client gives no timeout.
+const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most messages written between two flushes.
 const WRITE_BATCH: usize = 512;
 
@@ -257,10 +259,11 @@ async fn connection(
     let client = match client {
         Ok(c) => Arc::new(c),
         Err(e) => {
-            let (code, close) = match e {
-                EndpointError::Shutdown => ("shutting_down", close_code::AWAY),
-                EndpointError::Topic(_) => ("invalid_topic_key", close_code::POLICY),
+            let close = match e {
+                EndpointError::Shutdown => close_code::AWAY,
+                _ => close_code::POLICY,
             };
+            let code = e.code();
             let _ = socket.send(error_frame(code, &e.to_string())).await;
             let _ = socket.send(close_frame(close, code)).await;
             return;
@@ -302,7 +305,7 @@ async fn connection(
 async fn read_loop(
     mut stream: SplitStream<WebSocket>,
     client: &Client,
-    gw: &Gateway,
+    gw: &Shared,
     errors: mpsc::Sender<Message>,
     done: &CancellationToken,
     last_heard: &AtomicU64,
@@ -353,13 +356,34 @@ async fn read_loop(
             Message::Close(_) => return,
         };
         input += 1;
-        let rejected = match json::decode_data_message(bytes) {
+        let outcome = match json::decode_client_message(bytes) {
+            Err(e) => Err(EndpointError::from(e)),
+            Ok(ClientMessage::Data(msg)) => client.publish(msg.topic, msg.value).await,
+            Ok(ClientMessage::Reply { reply_to, value }) => {
+                client.reply_to(&reply_to, value).await
+            }
+            Ok(ClientMessage::Request {
+                id,
+                topic,
+                timeout,
+                value,
+            }) => {
+                let timeout = timeout.map_or(DEFAULT_REQUEST_TIMEOUT, Duration::from_nanos);
+                gw.connections.spawn(request(
+                    gw.clone(),
+                    errors.clone(),
+                    id,
+                    topic,
+                    value,
+                    timeout,
+                ));
+                Ok(())
+            }
+        };
+        let rejected = match outcome {
+            Ok(()) => None,
+            Err(EndpointError::Shutdown) => return,
             Err(e) => Some((e.code(), e.to_string())),
-            Ok(msg) => match client.publish(msg.topic, msg.value).await {
-                Ok(()) => None,
-                Err(EndpointError::Shutdown) => return,
-                Err(EndpointError::Topic(e)) => Some((e.code(), e.to_string())),
-            },
         };
         match rejected {
             None => {
@@ -381,6 +405,22 @@ async fn read_loop(
             }
         }
     }
+}
+
+/// Carries out a client's request and queues the answer (or the error) to the client.
+async fn request(
+    gw: Shared,
+    to_client: mpsc::Sender<Message>,
+    id: serde_json::Value,
+    topic: String,
+    value: yard_data::Value,
+    timeout: Duration,
+) {
+    let text = match gw.endpoint.request(topic.clone(), value, timeout).await {
+        Ok(answer) => json::encode_reply(&id, &topic, &answer.value, gw.config.json),
+        Err(e) => json::encode_request_error(&id, e.code(), &e.to_string()),
+    };
+    let _ = to_client.send(Message::Text(Utf8Bytes::from(text))).await;
 }
 
 async fn write_loop(
@@ -430,7 +470,7 @@ async fn write_loop(
                     break Some(close_frame(close_code::POLICY, "backpressure overflow"));
                 }
                 Err(CloseReason::Shutdown) => break Some(close_frame(close_code::AWAY, "endpoint shutting down")),
-                Err(CloseReason::Detached) => break None,
+                Err(CloseReason::Detached | CloseReason::Unpeered) => break None,
             },
             _ = ping.tick() => {
                 let silent = started.elapsed().as_millis() as u64 - last_heard.load(Ordering::Relaxed);

@@ -52,24 +52,33 @@ pub async fn connect(addr: &str, prefixes: &[String]) -> anyhow::Result<(Socket,
 }
 
 fn parse_values(args: &PubArgs) -> anyhow::Result<Vec<Value>> {
-    if args.json {
-        return args
-            .values
+    parse_value_args(&args.values, args.json)
+}
+
+/// Values from the command line: JSON value objects with `json`, literal syntax otherwise.
+pub fn parse_value_args(values: &[String], json: bool) -> anyhow::Result<Vec<Value>> {
+    if json {
+        return values
             .iter()
             .map(|s| json::decode_value_bytes(s.as_bytes()).map_err(|e| anyhow!("{s}: {e}")))
             .collect();
     }
-    let input = args.values.join(" ");
+    let input = values.join(" ");
     literal::parse_sequence(&input).map_err(|e| anyhow!("bad value: {}", e.render(&input)))
 }
 
 pub async fn publish(args: PubArgs) -> anyhow::Result<()> {
     topic::check_publish(&args.topic)?;
     let values = parse_values(&args)?;
-    let (mut ws, _) = connect(&args.endpoint.endpoint, &[]).await?;
-    for v in &values {
+    publish_values(&args.endpoint.endpoint, &args.topic, &values).await
+}
+
+/// Publishes each value as one message and reports what the endpoint rejected.
+pub async fn publish_values(endpoint: &str, topic: &str, values: &[Value]) -> anyhow::Result<()> {
+    let (mut ws, _) = connect(endpoint, &[]).await?;
+    for v in values {
         // Nanosecond timestamps: the endpoint reads all 9 digits, so nothing is lost on the way in.
-        let text = json::encode_data_message(&args.topic, v, LOSSLESS);
+        let text = json::encode_data_message(topic, v, LOSSLESS);
         ws.feed(Message::text(text)).await?;
     }
     ws.flush().await?;
@@ -147,12 +156,27 @@ pub async fn subscribe(args: SubArgs) -> anyhow::Result<()> {
     }
 }
 
-/// A minimal HTTP/1.1 GET against the endpoint's own gateway; returns the body.
-pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+/// A minimal HTTP/1.1 exchange with the endpoint's own gateway; returns the status code and the
+/// body.
+pub async fn http(
+    method: &str,
+    addr: &str,
+    path: &str,
+    body: Option<&str>,
+    token: Option<&str>,
+) -> anyhow::Result<(u16, String)> {
     let mut stream = TcpStream::connect(addr)
         .await
         .map_err(|e| not_running(addr, e))?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
     stream.write_all(req.as_bytes()).await?;
     let mut buf = Vec::new();
     stream.read_to_end(&mut buf).await?;
@@ -160,11 +184,21 @@ pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     let (head, body) = text
         .split_once("\r\n\r\n")
         .ok_or_else(|| anyhow!("truncated HTTP reply from {addr}"))?;
-    let status = head.lines().next().unwrap_or_default();
-    if !status.contains(" 200 ") {
-        bail!("GET {path} from {addr}: {status}: {body}");
+    let code = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| anyhow!("bad HTTP status line from {addr}: {head}"))?;
+    Ok((code, body.to_string()))
+}
+
+/// `GET path`; any status but 200 is an error.
+pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    let (code, body) = http("GET", addr, path, None, None).await?;
+    if code != 200 {
+        bail!("GET {path} from {addr}: HTTP {code}: {body}");
     }
-    Ok(body.to_string())
+    Ok(body)
 }
 
 pub async fn status(args: StatusArgs) -> anyhow::Result<()> {

@@ -39,11 +39,34 @@ pub struct NodeFile {
     pub timestamp_precision: String,
     /// Publications waiting for the router.
     pub data_queue: usize,
+    /// This endpoint's id; empty for a random UUID.
+    pub id: String,
+    /// Addresses to peer with; each is re-dialed whenever its link drops.
+    pub peers: Vec<String>,
+    /// Shared secret for peering and for changes over HTTP; empty for none.
+    pub token: String,
+    /// Outbound queue of each peer, in messages.
+    pub peer_queue: usize,
+    /// disconnect | drop_oldest | drop_newest, for peers.
+    pub peer_overflow_policy: String,
+    /// Hops a publication may take.
+    pub ttl: u8,
+    /// A peer silent this long is lost (it pings every fifth of it).
+    pub peer_timeout: String,
+    /// Longest wait between re-dials of a lost peer.
+    pub redial_max: String,
+    /// Directory for remote log streams; empty for none.
+    pub log_dir: String,
+    /// Size at which a log stream's file is rotated, in bytes.
+    pub log_max_bytes: u64,
+    /// Rotated files kept per stream.
+    pub log_keep: usize,
 }
 
 impl Default for NodeFile {
     fn default() -> Self {
         let g = GatewayConfig::default();
+        let e = EndpointConfig::default();
         NodeFile {
             listen: DEFAULT_LISTEN.into(),
             client_queue: g.client_queue,
@@ -53,7 +76,18 @@ impl Default for NodeFile {
             ping_interval: "5s".into(),
             max_clients: g.max_clients,
             timestamp_precision: "ms".into(),
-            data_queue: EndpointConfig::default().data_queue,
+            data_queue: e.data_queue,
+            id: String::new(),
+            peers: Vec::new(),
+            token: String::new(),
+            peer_queue: e.peer_queue,
+            peer_overflow_policy: e.peer_overflow_policy.name().into(),
+            ttl: e.ttl,
+            peer_timeout: "10s".into(),
+            redial_max: "5s".into(),
+            log_dir: String::new(),
+            log_max_bytes: 10 << 20,
+            log_keep: 5,
         }
     }
 }
@@ -70,8 +104,11 @@ impl NodeFile {
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
     pub listen: SocketAddr,
+    pub id: Option<String>,
+    pub peers: Vec<String>,
     pub endpoint: EndpointConfig,
     pub gateway: GatewayConfig,
+    pub logs: Option<crate::logs::LogConfig>,
 }
 
 fn duration(field: &str, s: &str) -> anyhow::Result<Duration> {
@@ -99,7 +136,10 @@ impl TryFrom<NodeFile> for NodeConfig {
             .timestamp_precision
             .parse()
             .map_err(|e: String| anyhow::anyhow!("timestamp_precision: {e}"))?;
+        let token = (!f.token.is_empty()).then(|| f.token.clone());
         let gateway = GatewayConfig {
+            token: token.clone(),
+            loopback: listen.ip().is_loopback(),
             client_queue: f.client_queue,
             overflow_policy,
             max_message_size: f.max_message_size,
@@ -115,14 +155,56 @@ impl TryFrom<NodeFile> for NodeConfig {
         if f.data_queue == 0 {
             bail!("data_queue must be at least 1");
         }
+        let peer_overflow_policy: OverflowPolicy = f
+            .peer_overflow_policy
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("peer_overflow_policy: {e}"))?;
+        if f.peer_queue == 0 {
+            bail!("peer_queue must be at least 1");
+        }
+        if f.ttl == 0 {
+            bail!("ttl must be at least 1");
+        }
+        let peer_timeout = duration("peer_timeout", &f.peer_timeout)?;
+        for p in &f.peers {
+            if p.rsplit_once(':').is_none_or(|(h, port)| h.is_empty() || port.parse::<u16>().is_err()) {
+                bail!("peers: {p:?} is not an address such as 127.0.0.1:9997");
+            }
+        }
+        if f.id.chars().any(|c| c.is_whitespace() || c.is_control()) || f.id.len() > 128 {
+            bail!("id: {:?} must be at most 128 characters without spaces", f.id);
+        }
         let endpoint = EndpointConfig {
             data_queue: f.data_queue,
+            peer_queue: f.peer_queue,
+            peer_overflow_policy,
+            ttl: f.ttl,
+            peer_timeout,
+            peer_ping: peer_timeout / 5,
+            redial_max: duration("redial_max", &f.redial_max)?,
+            token,
+            listen: listen.to_string(),
             ..EndpointConfig::default()
+        };
+        let logs = if f.log_dir.is_empty() {
+            None
+        } else {
+            if f.log_max_bytes < 1024 {
+                bail!("log_max_bytes must be at least 1024");
+            }
+            Some(crate::logs::LogConfig {
+                dir: f.log_dir.clone().into(),
+                max_bytes: f.log_max_bytes,
+                keep: f.log_keep,
+            })
         };
         Ok(NodeConfig {
             listen,
+            id: (!f.id.is_empty()).then(|| f.id.clone()),
+            peers: f.peers.clone(),
             endpoint,
             gateway,
+            logs,
         })
     }
 }

@@ -1,9 +1,11 @@
 //! `yard`: the one Switchyard binary. Daemons (`node`) and client verbs (`pub`, `sub`, `status`,
-//! `bench`).
+//! `peers`, `peer`, `unpeer`, `request`, `log`, `bench`).
 
 mod bench;
 mod client;
 mod config;
+mod logs;
+mod mesh_cli;
 mod node;
 
 use std::path::PathBuf;
@@ -33,6 +35,16 @@ enum Command {
     Sub(SubArgs),
     /// Show a running endpoint's status.
     Status(StatusArgs),
+    /// List an endpoint's peers: address, direction, state, queue depth, drops.
+    Peers(PeersArgs),
+    /// Peer a running endpoint with another (it keeps re-dialing until unpeered).
+    Peer(PeerArgs),
+    /// Remove a peer from a running endpoint.
+    Unpeer(PeerArgs),
+    /// Send a request on a topic and print the first answer.
+    Request(RequestArgs),
+    /// Write one record to a remote log stream (published on yard/logs/STREAM).
+    Log(LogArgs),
     /// Benchmarks (programs, not tests); see docs/BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -61,6 +73,27 @@ struct NodeArgs {
     /// Keepalive ping interval, e.g. 5s [default: 5s].
     #[arg(long)]
     ping_interval: Option<String>,
+    /// Peer with the endpoint at this address (repeatable); re-dialed whenever the link drops.
+    #[arg(long = "peer", value_name = "ADDR")]
+    peers: Vec<String>,
+    /// Shared secret for peering and for changes over HTTP (or set YARD_TOKEN).
+    #[arg(long, env = "YARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// This endpoint's id [default: a random UUID].
+    #[arg(long)]
+    id: Option<String>,
+    /// Write every remote log stream received to DIR/<stream>.log.
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// Outbound queue of each peer, in messages [default: 8192].
+    #[arg(long)]
+    peer_queue: Option<usize>,
+    /// What happens when a peer's queue is full [default: drop_oldest].
+    #[arg(long)]
+    peer_overflow_policy: Option<String>,
+    /// Hops a publication may take [default: 16].
+    #[arg(long)]
+    ttl: Option<u8>,
 }
 
 /// Where the client verbs find the endpoint.
@@ -101,6 +134,60 @@ struct SubArgs {
 }
 
 #[derive(Args)]
+struct PeersArgs {
+    #[command(flatten)]
+    endpoint: EndpointArg,
+    /// Print the raw JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct PeerArgs {
+    #[command(flatten)]
+    endpoint: EndpointArg,
+    /// The endpoint's token, when it has one (or set YARD_TOKEN).
+    #[arg(long, env = "YARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// The other endpoint's address (HOST:PORT).
+    address: String,
+}
+
+#[derive(Args)]
+struct RequestArgs {
+    #[command(flatten)]
+    endpoint: EndpointArg,
+    /// How long to wait for an answer.
+    #[arg(long, default_value = "5s")]
+    timeout: String,
+    /// Print the answer as its wire JSON.
+    #[arg(long)]
+    json: bool,
+    /// Arguments are JSON value objects.
+    #[arg(long = "json-input")]
+    json_input: bool,
+    /// The topic to send the request on.
+    topic: String,
+    /// The request's value (several make a vector).
+    #[arg(required = true, allow_hyphen_values = true)]
+    values: Vec<String>,
+}
+
+#[derive(Args)]
+struct LogArgs {
+    #[command(flatten)]
+    endpoint: EndpointArg,
+    /// Arguments are JSON value objects.
+    #[arg(long)]
+    json: bool,
+    /// The stream: letters, digits, '.', '_', '-'.
+    stream: String,
+    /// The record's value (several make a vector).
+    #[arg(required = true, allow_hyphen_values = true)]
+    values: Vec<String>,
+}
+
+#[derive(Args)]
 struct StatusArgs {
     #[command(flatten)]
     endpoint: EndpointArg,
@@ -130,6 +217,11 @@ fn main() -> ExitCode {
             Command::Pub(a) => client::publish(a).await,
             Command::Sub(a) => client::subscribe(a).await,
             Command::Status(a) => client::status(a).await,
+            Command::Peers(a) => mesh_cli::peers(a).await,
+            Command::Peer(a) => mesh_cli::peer(a).await,
+            Command::Unpeer(a) => mesh_cli::unpeer(a).await,
+            Command::Request(a) => mesh_cli::request(a).await,
+            Command::Log(a) => mesh_cli::log(a).await,
             Command::Bench(b) => bench::main(b).await,
         }
     });

@@ -34,6 +34,25 @@ pub async fn main(args: NodeArgs) -> anyhow::Result<()> {
     if let Some(v) = args.ping_interval {
         file.ping_interval = v;
     }
+    file.peers.extend(args.peers);
+    if let Some(v) = args.token {
+        file.token = v;
+    }
+    if let Some(v) = args.id {
+        file.id = v;
+    }
+    if let Some(v) = args.log_dir {
+        file.log_dir = v.to_string_lossy().into_owned();
+    }
+    if let Some(v) = args.peer_queue {
+        file.peer_queue = v;
+    }
+    if let Some(v) = args.peer_overflow_policy {
+        file.peer_overflow_policy = v;
+    }
+    if let Some(v) = args.ttl {
+        file.ttl = v;
+    }
     let config = NodeConfig::try_from(file)?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
@@ -45,13 +64,18 @@ pub async fn main(args: NodeArgs) -> anyhow::Result<()> {
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "listening beyond loopback: the WebSocket API has no authentication; \
             anyone who can reach this address can publish and subscribe");
+        if config.endpoint.token.is_none() {
+            tracing::warn!("no token: peers are accepted from loopback only, and peering over HTTP is refused");
+        }
     }
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signal(shutdown.clone()));
-    let id = random_uuid();
+    let id = config.id.clone().unwrap_or_else(random_uuid);
+    let mut config = config;
+    config.endpoint.listen = addr.to_string();
     // Tests and scripts read this line to learn the address (the port may have been 0).
     println!(
-        "yard node {id} listening on {addr} (WebSocket ws://{addr}/v1/messages/json, status http://{addr}/v1/status/json, metrics http://{addr}/metrics)"
+        "yard node {id} listening on {addr} (peering yard://{addr}, WebSocket ws://{addr}/v1/messages/json, status http://{addr}/v1/status/json, metrics http://{addr}/metrics)"
     );
     let _ = std::io::stdout().flush();
     let result = run(id, config, listener, shutdown.clone()).await;
@@ -68,6 +92,24 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (endpoint, router) = Endpoint::spawn(id, config.endpoint, shutdown.clone());
+    if let Some(logs) = config.logs {
+        let ep = endpoint.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::logs::run(ep, logs).await {
+                tracing::error!("remote log writer stopped: {e:#}");
+            }
+        });
+    }
+    for addr in config.peers {
+        let ep = endpoint.clone();
+        tokio::spawn(async move {
+            match ep.peer(&addr).await {
+                Ok(Ok(peer)) => tracing::debug!(%addr, %peer, "peered"),
+                Ok(Err(e)) => tracing::warn!(%addr, "not peered yet: {e}; re-dialing with backoff"),
+                Err(e) => tracing::error!(%addr, "cannot peer: {e}"),
+            }
+        });
+    }
     let served = yard_gateway::serve(listener, endpoint, config.gateway, shutdown.clone()).await;
     shutdown.cancel();
     router.await.context("router task failed")?;

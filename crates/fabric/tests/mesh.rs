@@ -1,0 +1,214 @@
+//! Endpoints in one process, peered over real loopback TCP: routing, retraction, requests and
+//! statuses through the real peering code. (Multi-process meshes are in crates/yard/tests.)
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use yard_data::topic;
+use yard_data::Value;
+use yard_fabric::{Client, Endpoint, EndpointConfig, Message, OverflowPolicy, RequestError};
+
+struct Node {
+    ep: Endpoint,
+    addr: String,
+    token: CancellationToken,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.token.cancel();
+    }
+}
+
+async fn node(name: &str) -> Node {
+    let token = CancellationToken::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let config = EndpointConfig {
+        listen: addr.clone(),
+        ..EndpointConfig::default()
+    };
+    let (ep, _task) = Endpoint::spawn(name.to_string(), config, token.clone());
+    let acceptor = ep.clone();
+    let stop = token.clone();
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                Ok((s, remote)) = listener.accept() => acceptor.accept_peer(s, remote),
+            }
+        }
+    });
+    Node { ep, addr, token }
+}
+
+async fn attach(n: &Node, prefixes: &[&str]) -> Client {
+    let prefixes = prefixes.iter().map(|p| p.to_string()).collect();
+    n.ep.attach("test", prefixes, 100_000, OverflowPolicy::Disconnect)
+        .await
+        .unwrap()
+}
+
+/// Waits until `f` holds, polling; panics after 10 s.
+async fn until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !f().await {
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn reaches(n: &Node, count: usize) {
+    until("the mesh to converge", || async {
+        n.ep.snapshot().await.unwrap().reachable.len() == count
+    })
+    .await;
+}
+
+async fn recv(c: &Client, n: usize) -> Vec<Arc<Message>> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        let want = n - got.len();
+        tokio::time::timeout(Duration::from_secs(10), c.recv_batch(&mut got, want))
+            .await
+            .expect("messages in time")
+            .unwrap();
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_of_three_routes_exactly_once_and_retracts() {
+    let (a, b, c) = (node("a").await, node("b").await, node("c").await);
+    assert_eq!(a.ep.peer(&b.addr).await.unwrap(), Ok("b".to_string()));
+    assert_eq!(c.ep.peer(&b.addr).await.unwrap(), Ok("b".to_string()));
+    let sub = attach(&c, &["/t"]).await;
+    let publ = attach(&a, &[]).await;
+    reaches(&a, 2).await;
+    // Adverts converge asynchronously: wait until a forwards /t at all.
+    until("a route from a to c", || async {
+        publ.publish("/t/warmup".into(), Value::Count(0)).await.unwrap();
+        sub.outbox().depth() > 0
+    })
+    .await;
+    for i in 1..=1000u64 {
+        publ.publish("/t/x".into(), Value::Count(i)).await.unwrap();
+    }
+    publ.publish("/t/end".into(), Value::None).await.unwrap();
+    let mut got = Vec::new();
+    while got.last().is_none_or(|m: &Arc<Message>| m.topic != "/t/end") {
+        got.extend(recv(&sub, 1).await);
+    }
+    got.retain(|m| m.topic == "/t/x");
+    let values: Vec<u64> = got.iter().map(|m| m.value.as_count().unwrap()).collect();
+    assert_eq!(values, (1..=1000).collect::<Vec<_>>(), "exactly once, in order");
+    assert!(got.iter().all(|m| &*m.origin == "a"));
+
+    // Retraction: once c unsubscribes, a stops sending /t across the mesh.
+    sub.unsubscribe(vec!["/t".into()]).await.unwrap();
+    until("the retraction to reach a", || async {
+        let before = a.ep.stats().forwarded;
+        publ.publish("/t/y".into(), Value::None).await.unwrap();
+        a.ep.snapshot().await.unwrap();
+        a.ep.stats().forwarded == before
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_answered_across_the_mesh_and_fail_clearly() {
+    let (a, b, c) = (node("a").await, node("b").await, node("c").await);
+    a.ep.peer(&b.addr).await.unwrap().unwrap();
+    b.ep.peer(&c.addr).await.unwrap().unwrap();
+    let responder = attach(&c, &["/svc/echo"]).await;
+    reaches(&a, 2).await;
+    tokio::spawn(async move {
+        let mut batch = Vec::new();
+        while responder.recv_batch(&mut batch, 64).await.is_ok() {
+            for m in batch.drain(..) {
+                let answer = Value::Vector(vec![Value::string("echo"), m.value.clone()]);
+                responder.reply(&m, answer).await.unwrap();
+            }
+        }
+    });
+    until("c's service to be known at a", || async {
+        !matches!(
+            a.ep.request("/svc/echo".into(), Value::Count(0), Duration::from_secs(5)).await,
+            Err(RequestError::NoResponder(_))
+        )
+    })
+    .await;
+    for i in 0..50u64 {
+        let answer = a
+            .ep
+            .request("/svc/echo".into(), Value::Count(i), Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(
+            answer.value,
+            Value::Vector(vec![Value::string("echo"), Value::Count(i)])
+        );
+    }
+    let err = a
+        .ep
+        .request("/svc/none".into(), Value::None, Duration::from_secs(5))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, RequestError::NoResponder(_)), "{err}");
+    // A subscriber that never answers: a timeout, with the topic in the message.
+    let _silent = attach(&b, &["/svc/silent"]).await;
+    until("b's silent service to be known at a", || async {
+        !matches!(
+            a.ep.request("/svc/silent".into(), Value::None, Duration::from_millis(50)).await,
+            Err(RequestError::NoResponder(_))
+        )
+    })
+    .await;
+    let err = a
+        .ep
+        .request("/svc/silent".into(), Value::None, Duration::from_millis(200))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), "request_timeout");
+    assert!(err.to_string().contains("/svc/silent"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statuses_report_peers_and_simultaneous_dials_keep_one_link() {
+    let (a, b) = (node("a").await, node("b").await);
+    let watcher = attach(&a, &[topic::STATUSES]).await;
+    let (ra, rb) = tokio::join!(a.ep.peer(&b.addr), b.ep.peer(&a.addr));
+    assert_eq!(ra.unwrap(), Ok("b".into()));
+    assert_eq!(rb.unwrap(), Ok("a".into()));
+    let got = recv(&watcher, 2).await;
+    let code = |m: &Message| m.value.as_vector().unwrap()[1].clone();
+    assert_eq!(code(&got[0]), Value::Enum("endpoint_discovered".into()));
+    assert_eq!(code(&got[1]), Value::Enum("peer_added".into()));
+    until("one link per pair", || async {
+        let pa = a.ep.snapshot().await.unwrap().peers;
+        let pb = b.ep.snapshot().await.unwrap().peers;
+        let linked = |p: &[yard_fabric::PeerInfo]| p.iter().filter(|i| i.state == "connected").count();
+        linked(&pa) == 1 && linked(&pb) == 1
+    })
+    .await;
+    a.ep.unpeer(&b.addr).await.unwrap();
+    b.ep.unpeer(&a.addr).await.ok();
+    let got = recv(&watcher, 2).await;
+    let codes: Vec<Value> = got.iter().map(|m| code(m)).collect();
+    assert!(
+        codes.contains(&Value::Enum("endpoint_unreachable".into())),
+        "{codes:?}"
+    );
+    assert!(
+        codes.contains(&Value::Enum("peer_removed".into()))
+            || codes.contains(&Value::Enum("peer_lost".into())),
+        "{codes:?}"
+    );
+    assert!(a.ep.unpeer("127.0.0.1:1").await.is_err());
+}

@@ -1,0 +1,130 @@
+//! `/v1/peers`: list the peers (`GET`), peer with an address (`POST {"address":…}`), unpeer
+//! (`DELETE /v1/peers?address=…`).
+//!
+//! Peering changes the system, so `POST` and `DELETE` need credentials once the gateway listens
+//! beyond loopback: with a token configured, `Authorization: Bearer <token>`; without one they are
+//! refused with 403 on a non-loopback listener.
+
+use std::sync::Arc;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value as Json};
+use yard_fabric::{EndpointError, PeerInfo};
+
+use crate::Gateway;
+
+pub fn peers_json(peers: &[PeerInfo]) -> Json {
+    peers
+        .iter()
+        .map(|p| {
+            json!({
+                "id": p.id,
+                "address": p.address,
+                "direction": p.direction,
+                "state": p.state,
+                "listen": p.listen,
+                "queue_depth": p.queue_depth,
+                "queue_capacity": p.queue_capacity,
+                "overflow_policy": p.policy.name(),
+                "drops": p.drops,
+                "sent": p.sent,
+                "received": p.received,
+                "connected_seconds": p.connected_secs,
+                "last_error": p.last_error,
+            })
+        })
+        .collect()
+}
+
+fn answer(status: StatusCode, body: Json) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+fn error(status: StatusCode, code: &str, context: &str) -> Response {
+    answer(status, json!({"code": code, "context": context}))
+}
+
+/// Checks the credentials of a request that changes the system.
+pub fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
+    match &gw.config.token {
+        Some(token) => {
+            let given = headers
+                .get(header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "));
+            if given == Some(token.as_str()) {
+                Ok(())
+            } else {
+                Err(error(
+                    StatusCode::UNAUTHORIZED,
+                    "peer_invalid",
+                    "this endpoint requires Authorization: Bearer <token> (yard --token or YARD_TOKEN)",
+                ))
+            }
+        }
+        None if !gw.config.loopback => Err(error(
+            StatusCode::FORBIDDEN,
+            "peer_invalid",
+            "this endpoint listens beyond loopback without a token; configure token to allow changes over HTTP",
+        )),
+        None => Ok(()),
+    }
+}
+
+pub async fn list(State(gw): State<Arc<Gateway>>) -> Response {
+    match gw.endpoint.snapshot().await {
+        Ok(s) => answer(StatusCode::OK, peers_json(&s.peers)),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.code(), &e.to_string()),
+    }
+}
+
+pub async fn add(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: String) -> Response {
+    if let Err(r) = authorize(&gw, &headers) {
+        return r;
+    }
+    let address = match serde_json::from_str::<Json>(&body) {
+        Ok(Json::Object(o)) => match o.get("address") {
+            Some(Json::String(a)) => a.clone(),
+            _ => return error(StatusCode::BAD_REQUEST, "invalid_message", "the body needs \"address\": \"host:port\""),
+        },
+        _ => return error(StatusCode::BAD_REQUEST, "invalid_message", "the body must be a JSON object such as {\"address\":\"127.0.0.1:9998\"}"),
+    };
+    match gw.endpoint.peer(&address).await {
+        Ok(Ok(id)) => answer(StatusCode::OK, json!({"address": address, "id": id, "state": "connected"})),
+        Ok(Err(e)) => answer(
+            StatusCode::ACCEPTED,
+            json!({"address": address, "state": "connecting", "error": e,
+                   "context": "the first attempt failed; the endpoint keeps re-dialing with backoff"}),
+        ),
+        Err(e @ EndpointError::AlreadyPeering(_)) => error(StatusCode::CONFLICT, e.code(), &e.to_string()),
+        Err(e @ EndpointError::BadAddress(_)) => error(StatusCode::BAD_REQUEST, e.code(), &e.to_string()),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.code(), &e.to_string()),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct Target {
+    address: String,
+}
+
+pub async fn remove(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Query(target): Query<Target>,
+) -> Response {
+    if let Err(r) = authorize(&gw, &headers) {
+        return r;
+    }
+    match gw.endpoint.unpeer(&target.address).await {
+        Ok(()) => answer(StatusCode::OK, json!({"address": target.address, "state": "removed"})),
+        Err(e @ EndpointError::UnknownPeer(_)) => error(StatusCode::NOT_FOUND, e.code(), &e.to_string()),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.code(), &e.to_string()),
+    }
+}

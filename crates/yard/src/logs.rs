@@ -1,0 +1,192 @@
+//! Remote logging, the receiving side: `yard node --log-dir DIR` subscribes to `yard/logs/` and
+//! appends every record of stream `S`, from anywhere in the mesh, to `DIR/S.log` as one JSON line:
+//! `{"ts":…,"origin":…,"stream":…,"@data-type":…,"data":…}`.
+//!
+//! Rotation is by size: a record that would take `S.log` past `max_bytes` first renames `S.log`
+//! to `S.log.1` (and `.1` to `.2`, …, keeping `keep` old files, the oldest deleted). Records on
+//! invalid stream names are refused with an error line on the node's log and counted. The writer
+//! is a client with a bounded queue (`drop_newest`: when the disk cannot keep up, new records are
+//! dropped and counted, never the endpoint slowed).
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use yard_data::json::{self, JsonOptions};
+use yard_data::time::{write_timestamp, TimestampPrecision};
+use yard_fabric::{Endpoint, OverflowPolicy};
+
+use crate::mesh_cli::{check_stream, LOG_ROOT};
+
+/// Where and how log records are kept.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+    pub keep: usize,
+}
+
+/// The files of all streams (no async: callers run it where blocking is fine).
+pub struct LogFiles {
+    config: LogConfig,
+    open: HashMap<String, (File, u64)>,
+}
+
+impl LogFiles {
+    pub fn new(config: LogConfig) -> std::io::Result<LogFiles> {
+        std::fs::create_dir_all(&config.dir)?;
+        Ok(LogFiles {
+            config,
+            open: HashMap::new(),
+        })
+    }
+
+    fn path(&self, stream: &str, n: usize) -> PathBuf {
+        let base = self.config.dir.join(format!("{stream}.log"));
+        if n == 0 {
+            base
+        } else {
+            let mut s = base.into_os_string();
+            s.push(format!(".{n}"));
+            PathBuf::from(s)
+        }
+    }
+
+    fn rotate(&mut self, stream: &str) -> std::io::Result<()> {
+        self.open.remove(stream);
+        let keep = self.config.keep;
+        if keep == 0 {
+            return remove_if_exists(&self.path(stream, 0));
+        }
+        remove_if_exists(&self.path(stream, keep))?;
+        for n in (0..keep).rev() {
+            let from = self.path(stream, n);
+            if from.exists() {
+                std::fs::rename(&from, self.path(stream, n + 1))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Appends one line (without its newline) to a stream's file, rotating first if needed.
+    pub fn append(&mut self, stream: &str, line: &str) -> std::io::Result<()> {
+        let need = line.len() as u64 + 1;
+        if let Some((_, size)) = self.open.get(stream) {
+            if *size > 0 && size + need > self.config.max_bytes {
+                self.rotate(stream)?;
+            }
+        }
+        if !self.open.contains_key(stream) {
+            let path = self.path(stream, 0);
+            let file = OpenOptions::new().create(true).append(true).open(&path)?;
+            let size = file.metadata()?.len();
+            self.open.insert(stream.to_string(), (file, size));
+            if size > 0 && size + need > self.config.max_bytes {
+                self.rotate(stream)?;
+                return self.append(stream, line);
+            }
+        }
+        let (file, size) = self.open.get_mut(stream).expect("opened above");
+        let mut buf = Vec::with_capacity(line.len() + 1);
+        buf.extend_from_slice(line.as_bytes());
+        buf.push(b'\n');
+        file.write_all(&buf)?;
+        *size += need;
+        Ok(())
+    }
+}
+
+fn remove_if_exists(p: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(p) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// One record as a JSON line.
+pub fn record_line(ts_ns: i64, origin: &str, stream: &str, msg: &yard_fabric::Message) -> String {
+    let mut s = String::from("{\"ts\":\"");
+    write_timestamp(&mut s, ts_ns, TimestampPrecision::Micros);
+    s.push_str("\",\"origin\":");
+    json::write_json_string(&mut s, origin);
+    s.push_str(",\"stream\":");
+    json::write_json_string(&mut s, stream);
+    s.push(',');
+    json::write_value_fields(&mut s, &msg.value, JsonOptions::default());
+    s.push('}');
+    s
+}
+
+/// Runs the writer until the endpoint shuts down.
+pub async fn run(endpoint: Endpoint, config: LogConfig) -> anyhow::Result<()> {
+    let mut files = LogFiles::new(config.clone())?;
+    let client = endpoint
+        .attach(
+            "log-writer",
+            vec![LOG_ROOT.to_string()],
+            65_536,
+            OverflowPolicy::DropNewest,
+        )
+        .await?;
+    tracing::info!(dir = %config.dir.display(), "writing remote log streams");
+    let mut batch = Vec::new();
+    while client.recv_batch(&mut batch, 1024).await.is_ok() {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        // The batch is written in one go on a blocking thread: disks may be slow.
+        let msgs = std::mem::take(&mut batch);
+        let (back, result) = tokio::task::spawn_blocking(move || {
+            let mut result = Ok(());
+            for m in &msgs {
+                let stream = &m.topic[LOG_ROOT.len()..];
+                if let Err(e) = check_stream(stream) {
+                    tracing::warn!(origin = %m.origin, "log record refused: {e}");
+                    continue;
+                }
+                if let Err(e) = files.append(stream, &record_line(now, &m.origin, stream, m)) {
+                    result = Err(e);
+                    break;
+                }
+            }
+            (files, result)
+        })
+        .await?;
+        files = back;
+        if let Err(e) = result {
+            tracing::error!("cannot write log records to {}: {e}", config.dir.display());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rotation_keeps_the_newest_files_within_the_size() {
+        let dir = std::env::temp_dir().join(format!("yard-logs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let mut files = LogFiles::new(LogConfig {
+            dir: dir.clone(),
+            max_bytes: 100,
+            keep: 2,
+        })
+        .unwrap();
+        for i in 0..20 {
+            files.append("app", &format!("{{\"n\":{i:04}}}")).unwrap();
+        }
+        let read = |name: &str| std::fs::read_to_string(dir.join(name)).unwrap();
+        // Each line is 13 bytes: 7 fit in 100 bytes.
+        assert_eq!(read("app.log").lines().count(), 6);
+        assert_eq!(read("app.log.1").lines().count(), 7);
+        assert!(read("app.log").ends_with("{\"n\":0019}\n"));
+        assert!(read("app.log.2").starts_with("{\"n\":0000}"));
+        assert!(!dir.join("app.log.3").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
