@@ -340,7 +340,9 @@ fn reference_decode_client_message(bytes: &[u8]) -> Result<ClientMessage, JsonEr
     match kind.as_str() {
         "request" => {
             let id = obj.remove("id").ok_or_else(|| {
-                JsonError::Structure("a request needs an id (any JSON value, echoed in the answer)".into())
+                JsonError::Structure(
+                    "a request needs an id (any JSON value, echoed in the answer)".into(),
+                )
             })?;
             let topic = string_field(&mut obj, "topic")?;
             let timeout = match obj.remove("timeout") {

@@ -614,7 +614,10 @@ impl Endpoint {
     /// backoff whenever it drops, until [`Endpoint::unpeer`]. Waits for the first attempt and
     /// returns its outcome: the peer's id, or the error (the endpoint keeps trying).
     pub async fn peer(&self, addr: &str) -> Result<Result<String, String>, EndpointError> {
-        if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+        if addr
+            .rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
             return Err(EndpointError::BadAddress(addr.to_string()));
         }
         let cancel = self.shared.shutdown.child_token();
@@ -629,12 +632,9 @@ impl Endpoint {
             return Err(EndpointError::AlreadyPeering(addr.to_string()));
         }
         let (first_tx, first_rx) = oneshot::channel();
-        self.shared.tasks.spawn(peer::dial(
-            self.clone(),
-            addr.to_string(),
-            cancel,
-            first_tx,
-        ));
+        self.shared
+            .tasks
+            .spawn(peer::dial(self.clone(), addr.to_string(), cancel, first_tx));
         first_rx.await.map_err(|_| EndpointError::Shutdown)
     }
 
@@ -698,7 +698,10 @@ impl Client {
     /// Answers a request this client received (a message with a reply address); the answer
     /// travels to the requester alone.
     pub async fn reply(&self, request: &Message, value: Value) -> Result<(), EndpointError> {
-        let to = request.reply_to.as_deref().ok_or(EndpointError::NotARequest)?;
+        let to = request
+            .reply_to
+            .as_deref()
+            .ok_or(EndpointError::NotARequest)?;
         self.reply_to(to, value).await
     }
 

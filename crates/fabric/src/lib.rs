@@ -25,5 +25,5 @@ pub use endpoint::{
     Client, ClientInfo, Endpoint, EndpointConfig, EndpointError, Message, PeerInfo, RequestError,
     Snapshot, Stats,
 };
-pub use peer::Backoff;
 pub use outbox::{CloseReason, Outbox, OverflowPolicy};
+pub use peer::Backoff;

@@ -111,7 +111,10 @@ impl HandshakeError {
             HandshakeError::Wire(WireError::WrongMagic { .. } | WireError::Incompatible { .. })
             | HandshakeError::Invalid(_) => true,
             HandshakeError::Refused { code, .. } => {
-                matches!(code.as_str(), "peer_incompatible" | "wrong_magic_number" | "peer_invalid")
+                matches!(
+                    code.as_str(),
+                    "peer_incompatible" | "wrong_magic_number" | "peer_invalid"
+                )
             }
             _ => false,
         }
@@ -224,9 +227,8 @@ async fn handshake(
                 return Err(HandshakeError::Refused { code, reason })
             }
             Ok(Some(other)) => {
-                let e = HandshakeError::Invalid(format!(
-                    "expected a hello frame first, got {other:?}"
-                ));
+                let e =
+                    HandshakeError::Invalid(format!("expected a hello frame first, got {other:?}"));
                 bye(&mut wr, "unexpected_handshake_message", &e.to_string()).await;
                 return Err(e);
             }
@@ -255,10 +257,9 @@ async fn handshake(
         ))
     } else {
         match &cfg.token {
-            Some(t) if *t != token => Some(refuse(
-                "peer_invalid",
-                "the peering tokens differ".into(),
-            )),
+            Some(t) if *t != token => {
+                Some(refuse("peer_invalid", "the peering tokens differ".into()))
+            }
             None if !token.is_empty() => Some(refuse(
                 "peer_invalid",
                 "the peer requires a peering token; this endpoint has none".into(),

@@ -24,8 +24,8 @@ use yard_data::topic;
 use yard_data::Value;
 
 use crate::endpoint::{
-    ClientId, ClientInfo, Control, Down, Inbound, Message, PeerInfo, Refusal, RequestError,
-    Shared, SharedOutbox, Snapshot,
+    ClientId, ClientInfo, Control, Down, Inbound, Message, PeerInfo, Refusal, RequestError, Shared,
+    SharedOutbox, Snapshot,
 };
 use crate::outbox::{CloseReason, Pushed};
 use crate::peer::Link;
@@ -482,7 +482,11 @@ impl Router {
             }
             Control::DialerGone { addr } => {
                 // Only the dialer that ended: a newer one for the same address has a live token.
-                if self.dialers.get(&addr).is_some_and(|d| d.cancel.is_cancelled()) {
+                if self
+                    .dialers
+                    .get(&addr)
+                    .is_some_and(|d| d.cancel.is_cancelled())
+                {
                     self.dialers.remove(&addr);
                 }
             }
@@ -580,7 +584,11 @@ impl Router {
             })
             .collect();
         for (addr, d) in &self.dialers {
-            if self.links.values().any(|l| l.dialed.as_deref() == Some(addr)) {
+            if self
+                .links
+                .values()
+                .any(|l| l.dialed.as_deref() == Some(addr))
+            {
                 continue;
             }
             peers.push(PeerInfo {

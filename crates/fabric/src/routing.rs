@@ -254,7 +254,11 @@ impl Routes {
     /// Breadth-first distances from `root`; each node's parent is its neighbour one step closer
     /// to the root with the smallest endpoint id (ids, not this endpoint's interning order, so
     /// that every endpoint picks the same parent).
-    fn tree(&self, adj: &HashMap<NodeIdx, Vec<NodeIdx>>, root: NodeIdx) -> HashMap<NodeIdx, NodeIdx> {
+    fn tree(
+        &self,
+        adj: &HashMap<NodeIdx, Vec<NodeIdx>>,
+        root: NodeIdx,
+    ) -> HashMap<NodeIdx, NodeIdx> {
         let mut dist: HashMap<NodeIdx, u32> = HashMap::from([(root, 0)]);
         let mut order = vec![root];
         let mut queue = VecDeque::from([root]);
@@ -351,11 +355,9 @@ impl Routes {
     /// Whether any endpoint other than this one subscribes to a prefix of `topic`.
     pub fn anyone_remote_wants(&self, topic: &str) -> bool {
         self.reachable.iter().any(|n| {
-            self.db.get(n).is_some_and(|e| {
-                e.prefixes
-                    .iter()
-                    .any(|p| crate::subs::covers(p, topic))
-            })
+            self.db
+                .get(n)
+                .is_some_and(|e| e.prefixes.iter().any(|p| crate::subs::covers(p, topic)))
         })
     }
 }
@@ -373,8 +375,9 @@ mod tests {
     impl Mesh {
         fn new(n: usize, edges: &[(usize, usize)], subs: &[(usize, &str)]) -> Mesh {
             let name = |i: usize| format!("n{i}");
-            let mut nodes: BTreeMap<String, Routes> =
-                (0..n).map(|i| (name(i), Routes::new(&name(i), 1))).collect();
+            let mut nodes: BTreeMap<String, Routes> = (0..n)
+                .map(|i| (name(i), Routes::new(&name(i), 1)))
+                .collect();
             for &(a, b) in edges {
                 for (x, y) in [(a, b), (b, a)] {
                     let r = nodes.get_mut(&name(x)).unwrap();
@@ -441,7 +444,10 @@ mod tests {
 
         fn wants(&self, node: &str, topic: &str) -> bool {
             let r = &self.nodes[node];
-            r.db[&r.me].prefixes.iter().any(|p| crate::subs::covers(p, topic))
+            r.db[&r.me]
+                .prefixes
+                .iter()
+                .any(|p| crate::subs::covers(p, topic))
         }
     }
 
@@ -496,7 +502,11 @@ mod tests {
         let path: Vec<&str> = got.keys().map(String::as_str).collect();
         assert_eq!(path, ["n0", "n2", "n3"], "the shortest path only");
         // The "" subscriber on n4 does not attract anyone's replies.
-        assert!(mesh.publish("n0", &format!("{}1", reply_prefix("n1"))).len() == 1);
+        assert!(
+            mesh.publish("n0", &format!("{}1", reply_prefix("n1")))
+                .len()
+                == 1
+        );
     }
 
     #[test]

@@ -83,11 +83,21 @@ mod tests {
         let info = endpoint_info(Some("e1"), Some("127.0.0.1:9999".parse().unwrap()));
         let v = status(StatusCode::PeerAdded, info, StatusCode::PeerAdded.message());
         let json = encode_value(&v, JsonOptions::default());
-        assert!(json.contains(r#"{"@data-type":"enum-value","data":"peer_added"}"#), "{json}");
+        assert!(
+            json.contains(r#"{"@data-type":"enum-value","data":"peer_added"}"#),
+            "{json}"
+        );
         assert!(json.contains(r#""handshake successful""#), "{json}");
-        let e = error("peer_unavailable", endpoint_info(None, None), "unable to connect");
+        let e = error(
+            "peer_unavailable",
+            endpoint_info(None, None),
+            "unable to connect",
+        );
         let items = e.as_vector().unwrap();
         assert_eq!(items[1], Value::Enum("peer_unavailable".into()));
-        assert_eq!(items[2].as_vector().unwrap()[0], Value::Vector(vec![Value::None, Value::None]));
+        assert_eq!(
+            items[2].as_vector().unwrap()[0],
+            Value::Vector(vec![Value::None, Value::None])
+        );
     }
 }

@@ -59,7 +59,10 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
@@ -93,7 +96,9 @@ async fn a_line_of_three_routes_exactly_once_and_retracts() {
     reaches(&a, 2).await;
     // Adverts converge asynchronously: wait until a forwards /t at all.
     until("a route from a to c", || async {
-        publ.publish("/t/warmup".into(), Value::Count(0)).await.unwrap();
+        publ.publish("/t/warmup".into(), Value::Count(0))
+            .await
+            .unwrap();
         sub.outbox().depth() > 0
     })
     .await;
@@ -102,12 +107,19 @@ async fn a_line_of_three_routes_exactly_once_and_retracts() {
     }
     publ.publish("/t/end".into(), Value::None).await.unwrap();
     let mut got = Vec::new();
-    while got.last().is_none_or(|m: &Arc<Message>| m.topic != "/t/end") {
+    while got
+        .last()
+        .is_none_or(|m: &Arc<Message>| m.topic != "/t/end")
+    {
         got.extend(recv(&sub, 1).await);
     }
     got.retain(|m| m.topic == "/t/x");
     let values: Vec<u64> = got.iter().map(|m| m.value.as_count().unwrap()).collect();
-    assert_eq!(values, (1..=1000).collect::<Vec<_>>(), "exactly once, in order");
+    assert_eq!(
+        values,
+        (1..=1000).collect::<Vec<_>>(),
+        "exactly once, in order"
+    );
     assert!(got.iter().all(|m| &*m.origin == "a"));
 
     // Retraction: once c unsubscribes, a stops sending /t across the mesh.
@@ -139,40 +151,43 @@ async fn requests_are_answered_across_the_mesh_and_fail_clearly() {
     });
     until("c's service to be known at a", || async {
         !matches!(
-            a.ep.request("/svc/echo".into(), Value::Count(0), Duration::from_secs(5)).await,
+            a.ep.request("/svc/echo".into(), Value::Count(0), Duration::from_secs(5))
+                .await,
             Err(RequestError::NoResponder(_))
         )
     })
     .await;
     for i in 0..50u64 {
-        let answer = a
-            .ep
-            .request("/svc/echo".into(), Value::Count(i), Duration::from_secs(5))
-            .await
-            .unwrap();
+        let answer =
+            a.ep.request("/svc/echo".into(), Value::Count(i), Duration::from_secs(5))
+                .await
+                .unwrap();
         assert_eq!(
             answer.value,
             Value::Vector(vec![Value::string("echo"), Value::Count(i)])
         );
     }
-    let err = a
-        .ep
-        .request("/svc/none".into(), Value::None, Duration::from_secs(5))
-        .await
-        .unwrap_err();
+    let err =
+        a.ep.request("/svc/none".into(), Value::None, Duration::from_secs(5))
+            .await
+            .unwrap_err();
     assert!(matches!(err, RequestError::NoResponder(_)), "{err}");
     // A subscriber that never answers: a timeout, with the topic in the message.
     let _silent = attach(&b, &["/svc/silent"]).await;
     until("b's silent service to be known at a", || async {
         !matches!(
-            a.ep.request("/svc/silent".into(), Value::None, Duration::from_millis(50)).await,
+            a.ep.request("/svc/silent".into(), Value::None, Duration::from_millis(50))
+                .await,
             Err(RequestError::NoResponder(_))
         )
     })
     .await;
-    let err = a
-        .ep
-        .request("/svc/silent".into(), Value::None, Duration::from_millis(200))
+    let err =
+        a.ep.request(
+            "/svc/silent".into(),
+            Value::None,
+            Duration::from_millis(200),
+        )
         .await
         .unwrap_err();
     assert_eq!(err.code(), "request_timeout");
@@ -193,7 +208,8 @@ async fn statuses_report_peers_and_simultaneous_dials_keep_one_link() {
     until("one link per pair", || async {
         let pa = a.ep.snapshot().await.unwrap().peers;
         let pb = b.ep.snapshot().await.unwrap().peers;
-        let linked = |p: &[yard_fabric::PeerInfo]| p.iter().filter(|i| i.state == "connected").count();
+        let linked =
+            |p: &[yard_fabric::PeerInfo]| p.iter().filter(|i| i.state == "connected").count();
         linked(&pa) == 1 && linked(&pb) == 1
     })
     .await;

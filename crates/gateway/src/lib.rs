@@ -155,15 +155,9 @@ pub async fn serve(
         state.config.handshake_timeout,
         shutdown.clone(),
     ));
-    let served = axum::serve(
-        HttpConnections {
-            rx: http_rx,
-            local,
-        },
-        app,
-    )
-    .with_graceful_shutdown(shutdown.cancelled_owned())
-    .await;
+    let served = axum::serve(HttpConnections { rx: http_rx, local }, app)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await;
     demux.abort();
     state.connections.close();
     if tokio::time::timeout(CLOSE_GRACE, state.connections.wait())

@@ -51,8 +51,8 @@ fn error(status: StatusCode, code: &str, context: &str) -> Response {
     answer(status, json!({"code": code, "context": context}))
 }
 
-/// Checks the credentials of a request that changes the system.
-pub fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
+/// Checks the credentials of a request that changes the system; the refusal to send otherwise.
+pub fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), Box<Response>> {
     match &gw.config.token {
         Some(token) => {
             let given = headers
@@ -62,18 +62,18 @@ pub fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), Response> {
             if given == Some(token.as_str()) {
                 Ok(())
             } else {
-                Err(error(
+                Err(Box::new(error(
                     StatusCode::UNAUTHORIZED,
                     "peer_invalid",
                     "this endpoint requires Authorization: Bearer <token> (yard --token or YARD_TOKEN)",
-                ))
+                )))
             }
         }
-        None if !gw.config.loopback => Err(error(
+        None if !gw.config.loopback => Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "peer_invalid",
             "this endpoint listens beyond loopback without a token; configure token to allow changes over HTTP",
-        )),
+        ))),
         None => Ok(()),
     }
 }
@@ -87,24 +87,43 @@ pub async fn list(State(gw): State<Arc<Gateway>>) -> Response {
 
 pub async fn add(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: String) -> Response {
     if let Err(r) = authorize(&gw, &headers) {
-        return r;
+        return *r;
     }
     let address = match serde_json::from_str::<Json>(&body) {
         Ok(Json::Object(o)) => match o.get("address") {
             Some(Json::String(a)) => a.clone(),
-            _ => return error(StatusCode::BAD_REQUEST, "invalid_message", "the body needs \"address\": \"host:port\""),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_message",
+                    "the body needs \"address\": \"host:port\"",
+                )
+            }
         },
-        _ => return error(StatusCode::BAD_REQUEST, "invalid_message", "the body must be a JSON object such as {\"address\":\"127.0.0.1:9998\"}"),
+        _ => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_message",
+                "the body must be a JSON object such as {\"address\":\"127.0.0.1:9998\"}",
+            )
+        }
     };
     match gw.endpoint.peer(&address).await {
-        Ok(Ok(id)) => answer(StatusCode::OK, json!({"address": address, "id": id, "state": "connected"})),
+        Ok(Ok(id)) => answer(
+            StatusCode::OK,
+            json!({"address": address, "id": id, "state": "connected"}),
+        ),
         Ok(Err(e)) => answer(
             StatusCode::ACCEPTED,
             json!({"address": address, "state": "connecting", "error": e,
                    "context": "the first attempt failed; the endpoint keeps re-dialing with backoff"}),
         ),
-        Err(e @ EndpointError::AlreadyPeering(_)) => error(StatusCode::CONFLICT, e.code(), &e.to_string()),
-        Err(e @ EndpointError::BadAddress(_)) => error(StatusCode::BAD_REQUEST, e.code(), &e.to_string()),
+        Err(e @ EndpointError::AlreadyPeering(_)) => {
+            error(StatusCode::CONFLICT, e.code(), &e.to_string())
+        }
+        Err(e @ EndpointError::BadAddress(_)) => {
+            error(StatusCode::BAD_REQUEST, e.code(), &e.to_string())
+        }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.code(), &e.to_string()),
     }
 }
@@ -120,11 +139,16 @@ pub async fn remove(
     Query(target): Query<Target>,
 ) -> Response {
     if let Err(r) = authorize(&gw, &headers) {
-        return r;
+        return *r;
     }
     match gw.endpoint.unpeer(&target.address).await {
-        Ok(()) => answer(StatusCode::OK, json!({"address": target.address, "state": "removed"})),
-        Err(e @ EndpointError::UnknownPeer(_)) => error(StatusCode::NOT_FOUND, e.code(), &e.to_string()),
+        Ok(()) => answer(
+            StatusCode::OK,
+            json!({"address": target.address, "state": "removed"}),
+        ),
+        Err(e @ EndpointError::UnknownPeer(_)) => {
+            error(StatusCode::NOT_FOUND, e.code(), &e.to_string())
+        }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, e.code(), &e.to_string()),
     }
 }

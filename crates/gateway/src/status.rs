@@ -219,37 +219,100 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
     );
     for (name, help, v) in [
         ("yard_peers", "Peer links up.", s.peers),
-        ("yard_reachable_endpoints", "Endpoints reachable through the mesh.", snapshot.reachable.len() as u64),
+        (
+            "yard_reachable_endpoints",
+            "Endpoints reachable through the mesh.",
+            snapshot.reachable.len() as u64,
+        ),
     ] {
         family(&mut out, name, "gauge", help, &one(v));
     }
     for (name, help, v) in [
-        ("yard_mesh_forwarded_total", "Message copies queued to peers.", s.forwarded),
-        ("yard_mesh_peer_dropped_total", "Message copies dropped by peers' overflow policies.", s.peer_dropped),
-        ("yard_mesh_received_total", "Publications received from peers.", s.from_peers),
-        ("yard_mesh_duplicates_total", "Publications from peers discarded as already seen.", s.duplicates),
-        ("yard_mesh_ttl_expired_total", "Publications that ran out of hops.", s.ttl_expired),
-        ("yard_requests_total", "Requests sent from this endpoint.", s.requests),
-        ("yard_request_timeouts_total", "Requests that got no answer in time.", s.request_timeouts),
+        (
+            "yard_mesh_forwarded_total",
+            "Message copies queued to peers.",
+            s.forwarded,
+        ),
+        (
+            "yard_mesh_peer_dropped_total",
+            "Message copies dropped by peers' overflow policies.",
+            s.peer_dropped,
+        ),
+        (
+            "yard_mesh_received_total",
+            "Publications received from peers.",
+            s.from_peers,
+        ),
+        (
+            "yard_mesh_duplicates_total",
+            "Publications from peers discarded as already seen.",
+            s.duplicates,
+        ),
+        (
+            "yard_mesh_ttl_expired_total",
+            "Publications that ran out of hops.",
+            s.ttl_expired,
+        ),
+        (
+            "yard_requests_total",
+            "Requests sent from this endpoint.",
+            s.requests,
+        ),
+        (
+            "yard_request_timeouts_total",
+            "Requests that got no answer in time.",
+            s.request_timeouts,
+        ),
     ] {
         family(&mut out, name, "counter", help, &one(v));
     }
-    let linked: Vec<&yard_fabric::PeerInfo> =
-        snapshot.peers.iter().filter(|p| p.state == "connected").collect();
+    let linked: Vec<&yard_fabric::PeerInfo> = snapshot
+        .peers
+        .iter()
+        .filter(|p| p.state == "connected")
+        .collect();
     let per_peer = |f: &dyn Fn(&yard_fabric::PeerInfo) -> f64| -> Vec<(String, f64)> {
         linked
             .iter()
             .map(|p| {
                 (
-                    format!("{{peer=\"{}\",address=\"{}\"}}", label(&p.id), label(&p.address)),
+                    format!(
+                        "{{peer=\"{}\",address=\"{}\"}}",
+                        label(&p.id),
+                        label(&p.address)
+                    ),
                     f(p),
                 )
             })
             .collect()
     };
-    family(&mut out, "yard_peer_queue_depth", "gauge", "Messages waiting in a peer's outbound queue.", &per_peer(&|p| p.queue_depth as f64));
-    family(&mut out, "yard_peer_dropped_total", "counter", "Messages dropped for one peer by its overflow policy.", &per_peer(&|p| p.drops as f64));
-    family(&mut out, "yard_peer_sent_total", "counter", "Publications written to one peer.", &per_peer(&|p| p.sent as f64));
-    family(&mut out, "yard_peer_received_total", "counter", "Publications received from one peer.", &per_peer(&|p| p.received as f64));
+    family(
+        &mut out,
+        "yard_peer_queue_depth",
+        "gauge",
+        "Messages waiting in a peer's outbound queue.",
+        &per_peer(&|p| p.queue_depth as f64),
+    );
+    family(
+        &mut out,
+        "yard_peer_dropped_total",
+        "counter",
+        "Messages dropped for one peer by its overflow policy.",
+        &per_peer(&|p| p.drops as f64),
+    );
+    family(
+        &mut out,
+        "yard_peer_sent_total",
+        "counter",
+        "Publications written to one peer.",
+        &per_peer(&|p| p.sent as f64),
+    );
+    family(
+        &mut out,
+        "yard_peer_received_total",
+        "counter",
+        "Publications received from one peer.",
+        &per_peer(&|p| p.received as f64),
+    );
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -359,9 +359,7 @@ async fn read_loop(
         let outcome = match json::decode_client_message(bytes) {
             Err(e) => Err(EndpointError::from(e)),
             Ok(ClientMessage::Data(msg)) => client.publish(msg.topic, msg.value).await,
-            Ok(ClientMessage::Reply { reply_to, value }) => {
-                client.reply_to(&reply_to, value).await
-            }
+            Ok(ClientMessage::Reply { reply_to, value }) => client.reply_to(&reply_to, value).await,
             Ok(ClientMessage::Request {
                 id,
                 topic,

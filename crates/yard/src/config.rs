@@ -167,12 +167,17 @@ impl TryFrom<NodeFile> for NodeConfig {
         }
         let peer_timeout = duration("peer_timeout", &f.peer_timeout)?;
         for p in &f.peers {
-            if p.rsplit_once(':').is_none_or(|(h, port)| h.is_empty() || port.parse::<u16>().is_err()) {
+            if p.rsplit_once(':')
+                .is_none_or(|(h, port)| h.is_empty() || port.parse::<u16>().is_err())
+            {
                 bail!("peers: {p:?} is not an address such as 127.0.0.1:9997");
             }
         }
         if f.id.chars().any(|c| c.is_whitespace() || c.is_control()) || f.id.len() > 128 {
-            bail!("id: {:?} must be at most 128 characters without spaces", f.id);
+            bail!(
+                "id: {:?} must be at most 128 characters without spaces",
+                f.id
+            );
         }
         let endpoint = EndpointConfig {
             data_queue: f.data_queue,

@@ -71,7 +71,11 @@ pub async fn peer(args: PeerArgs) -> anyhow::Result<()> {
     let v: serde_json::Value = serde_json::from_str(&reply).unwrap_or_default();
     match code {
         200 => {
-            println!("peered with {} ({})", args.address, v["id"].as_str().unwrap_or("?"));
+            println!(
+                "peered with {} ({})",
+                args.address,
+                v["id"].as_str().unwrap_or("?")
+            );
             Ok(())
         }
         202 => {
@@ -155,7 +159,9 @@ pub async fn request(args: RequestArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        Err(anyhow!("the endpoint closed the connection before answering"))
+        Err(anyhow!(
+            "the endpoint closed the connection before answering"
+        ))
     })
     .await
     .map_err(|_| anyhow!("no answer from the endpoint within {wait:?}"))??;

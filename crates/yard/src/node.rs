@@ -65,7 +65,9 @@ pub async fn main(args: NodeArgs) -> anyhow::Result<()> {
         tracing::warn!(%addr, "listening beyond loopback: the WebSocket API has no authentication; \
             anyone who can reach this address can publish and subscribe");
         if config.endpoint.token.is_none() {
-            tracing::warn!("no token: peers are accepted from loopback only, and peering over HTTP is refused");
+            tracing::warn!(
+                "no token: peers are accepted from loopback only, and peering over HTTP is refused"
+            );
         }
     }
     let shutdown = CancellationToken::new();

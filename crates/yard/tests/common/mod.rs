@@ -24,8 +24,12 @@ pub struct Node {
 
 impl Node {
     pub fn start(extra: &[&str]) -> Node {
+        Node::start_at("127.0.0.1:0", extra)
+    }
+
+    pub fn start_at(listen: &str, extra: &[&str]) -> Node {
         let mut child = Command::new(yard_bin())
-            .args(["node", "--listen", "127.0.0.1:0"])
+            .args(["node", "--listen", listen])
             .args(extra)
             .env("YARD_LOG", "warn")
             .stdout(Stdio::piped())
@@ -76,8 +80,13 @@ impl Node {
     }
 
     pub async fn get(&self, path: &str) -> String {
+        Node::get_from(&self.addr, path).await
+    }
+
+    /// `GET path` from the node at `addr`; returns the body.
+    pub async fn get_from(addr: &str, path: &str) -> String {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = TcpStream::connect(&self.addr).await.unwrap();
+        let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(
             format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
         )
