@@ -164,8 +164,6 @@ pub struct Message {
     pub reply_to: Option<String>,
     /// The JSON v1 data-message text, encoded once for all WebSocket subscribers.
     json: OnceLock<(JsonOptions, Bytes)>,
-    /// The peering data frame, encoded once for all peers.
-    frame: OnceLock<Bytes>,
 }
 
 impl Message {
@@ -179,7 +177,6 @@ impl Message {
             ttl: 0,
             reply_to: None,
             json: OnceLock::new(),
-            frame: OnceLock::new(),
         }
     }
 
@@ -218,23 +215,17 @@ impl Message {
         }
     }
 
-    /// The data frame that forwards this message one hop further (TTL decremented).
-    pub(crate) fn frame(&self) -> Bytes {
-        self.frame
-            .get_or_init(|| {
-                let mut out = Vec::with_capacity(64 + self.topic.len());
-                wire::encode_data(
-                    &mut out,
-                    &self.origin,
-                    self.seq,
-                    self.ttl.saturating_sub(1),
-                    &self.topic,
-                    self.reply_to.as_deref().unwrap_or(""),
-                    &self.value,
-                );
-                Bytes::from(out)
-            })
-            .clone()
+    /// Appends the data frame that forwards this message one hop further (TTL decremented).
+    pub(crate) fn encode_frame(&self, out: &mut Vec<u8>) {
+        wire::encode_data(
+            out,
+            &self.origin,
+            self.seq,
+            self.ttl.saturating_sub(1),
+            &self.topic,
+            self.reply_to.as_deref().unwrap_or(""),
+            &self.value,
+        );
     }
 }
 

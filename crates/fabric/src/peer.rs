@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::endpoint::{Control, Down, Endpoint, Inbound, Message, Refusal, PEER_BATCH};
 use crate::outbox::{CloseReason, Outbox, OverflowPolicy};
 use crate::routing::Advert;
-use crate::wire::{Frame, FrameDecoder, Preamble, WireError};
+use crate::wire::{Frame, FrameDecoder, FrameRef, Preamble, WireError};
 
 /// Capacity of a link's control outbox (adverts); overflowing it drops the link.
 const CONTROL_QUEUE: usize = 4096;
@@ -51,7 +51,8 @@ const BYE_TIMEOUT: Duration = Duration::from_secs(1);
 /// What the router and the connection tasks share about one link.
 pub(crate) struct Link {
     pub data: Outbox<Arc<Message>>,
-    pub ctrl: Outbox<Frame>,
+    /// Encoded control frames (adverts), shared by every link they go to.
+    pub ctrl: Outbox<bytes::Bytes>,
     /// Stops the reader.
     pub cancel: CancellationToken,
     pub sent: AtomicU64,
@@ -355,14 +356,37 @@ async fn read_loop(
     link: &Link,
 ) -> Down {
     let idle = ep.config().peer_timeout;
-    let mut buf = vec![0u8; 64 * 1024];
+    // 16 KiB holds hundreds of small frames per read; idle links should stay cheap.
+    let mut buf = vec![0u8; 16 * 1024];
     let mut batch: Vec<Message> = Vec::new();
     let mut origin: Option<Arc<str>> = None;
     let shut = || Down::Lost("the endpoint is shutting down".into());
     loop {
         loop {
-            let frame = match dec.next_frame() {
-                Ok(Some(f)) => f,
+            let frame = match dec.next_ref() {
+                Ok(Some(FrameRef::Data(d))) => {
+                    let o = match &origin {
+                        Some(cached) if **cached == *d.origin => cached.clone(),
+                        _ => {
+                            let fresh: Arc<str> = Arc::from(d.origin);
+                            origin = Some(fresh.clone());
+                            fresh
+                        }
+                    };
+                    batch.push(Message::remote(
+                        o,
+                        d.seq,
+                        d.ttl,
+                        d.topic.to_string(),
+                        d.reply_to.to_string(),
+                        d.value,
+                    ));
+                    if batch.len() >= PEER_BATCH && !flush(ep, conn, &mut batch).await {
+                        return shut();
+                    }
+                    continue;
+                }
+                Ok(Some(FrameRef::Other(f))) => f,
                 Ok(None) => break,
                 Err(e) => {
                     let message = format!("invalid frame from peer {peer}: {e}");
@@ -381,27 +405,7 @@ async fn read_loop(
                 }
             };
             match frame {
-                Frame::Data {
-                    origin: o,
-                    seq,
-                    ttl,
-                    topic,
-                    reply_to,
-                    value,
-                } => {
-                    let o = match &origin {
-                        Some(cached) if **cached == *o => cached.clone(),
-                        _ => {
-                            let fresh: Arc<str> = Arc::from(o);
-                            origin = Some(fresh.clone());
-                            fresh
-                        }
-                    };
-                    batch.push(Message::remote(o, seq, ttl, topic, reply_to, value));
-                    if batch.len() >= PEER_BATCH && !flush(ep, conn, &mut batch).await {
-                        return shut();
-                    }
-                }
+                Frame::Data { .. } => unreachable!("data frames are decoded borrowed above"),
                 Frame::Advert {
                     origin,
                     version,
@@ -456,9 +460,10 @@ async fn read_loop(
 }
 
 async fn write_loop(ep: Endpoint, conn: u64, mut wr: OwnedWriteHalf, link: Arc<Link>) {
-    let mut out: Vec<u8> = Vec::with_capacity(64 * 1024);
+    // Grows with the load; an idle link holds no buffer.
+    let mut out: Vec<u8> = Vec::new();
     let mut items: Vec<Arc<Message>> = Vec::new();
-    let mut ctrl: Vec<Frame> = Vec::new();
+    let mut ctrl: Vec<bytes::Bytes> = Vec::new();
     let mut ping = tokio::time::interval(ep.config().peer_ping);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut nonce = 0u64;
@@ -475,11 +480,11 @@ async fn write_loop(ep: Endpoint, conn: u64, mut wr: OwnedWriteHalf, link: Arc<L
         loop {
             link.ctrl.drain_now(&mut ctrl, 256);
             for f in ctrl.drain(..) {
-                f.encode_into(&mut out);
+                out.extend_from_slice(&f);
             }
             let n = items.len();
             for m in items.drain(..) {
-                out.extend_from_slice(&m.frame());
+                m.encode_frame(&mut out);
             }
             link.sent.fetch_add(n as u64, Ordering::Relaxed);
             if out.len() >= WRITE_CHUNK || link.data.drain_now(&mut items, 1024) == 0 {
@@ -501,6 +506,9 @@ async fn write_loop(ep: Endpoint, conn: u64, mut wr: OwnedWriteHalf, link: Arc<L
             return;
         }
         out.clear();
+        if out.capacity() > 4 * WRITE_CHUNK {
+            out.shrink_to(WRITE_CHUNK);
+        }
     };
     let (code, why) = match reason {
         CloseReason::Shutdown => ("shutting_down", "the endpoint is shutting down".to_string()),

@@ -17,6 +17,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +37,12 @@ use crate::wire::Frame;
 
 /// How often at most an overflowing peer is reported on the errors topic.
 const OVERFLOW_REPORT_INTERVAL: Duration = Duration::from_secs(1);
+/// How long changes to this endpoint's advert are gathered before it is flooded: a burst of
+/// subscriptions or link changes costs one advert per neighbour, not one per change.
+const ADVERT_DELAY: Duration = Duration::from_millis(10);
+/// How long a reply waits for a route to its requester, and how many may wait.
+const PARK_TIME: Duration = Duration::from_secs(5);
+const PARK_MAX: usize = 1024;
 /// How long shutdown waits for peer connections to say goodbye.
 const GOODBYE_GRACE: Duration = Duration::from_secs(2);
 
@@ -71,6 +78,8 @@ pub(crate) fn spawn(
         pending: HashMap::new(),
         next_request: 0,
         pending_swept_at: 0,
+        advert_due: None,
+        parked: std::collections::VecDeque::new(),
     };
     tokio::spawn(router.run(control, data, batch, shutdown))
 }
@@ -124,6 +133,10 @@ struct Router {
     pending: HashMap<u64, oneshot::Sender<Arc<Message>>>,
     next_request: u64,
     pending_swept_at: usize,
+    /// When this endpoint's changed advert goes out (changes within the delay are coalesced).
+    advert_due: Option<tokio::time::Instant>,
+    /// Replies waiting for a route to their requester.
+    parked: std::collections::VecDeque<(Instant, Arc<Message>, NodeIdx)>,
 }
 
 impl Router {
@@ -136,10 +149,15 @@ impl Router {
     ) {
         let mut buf = Vec::with_capacity(batch);
         loop {
+            let due = self.advert_due;
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some(c) = control.recv() => self.control(c),
+                _ = async { tokio::time::sleep_until(due.expect("guarded")).await }, if due.is_some() => {
+                    self.advert_due = None;
+                    self.flood(&self.routes.own_advert(), None);
+                }
                 n = data.recv_many(&mut buf, batch) => {
                     if n == 0 {
                         break;
@@ -213,15 +231,27 @@ impl Router {
                             idx
                         }
                     };
-                    let seen = self.last_seq.entry(origin).or_insert(0);
-                    if origin == self.me || msg.seq <= *seen {
+                    if origin == self.me {
                         self.shared
                             .counters
                             .duplicates
                             .fetch_add(1, Ordering::Relaxed);
                         continue;
                     }
-                    *seen = msg.seq;
+                    // Replies may wait for a route (see `park`) and so overtake nothing; they
+                    // stay out of the per-origin order, and a duplicate reply finds no pending
+                    // request.
+                    if !msg.topic.starts_with(REPLY_ROOT) {
+                        let seen = self.last_seq.entry(origin).or_insert(0);
+                        if msg.seq <= *seen {
+                            self.shared
+                                .counters
+                                .duplicates
+                                .fetch_add(1, Ordering::Relaxed);
+                            continue;
+                        }
+                        *seen = msg.seq;
+                    }
                     self.route(Arc::new(msg), origin, from);
                 }
             }
@@ -248,10 +278,33 @@ impl Router {
                 }
                 return;
             }
-        } else {
-            self.deliver_local(&msg);
+            if self.forward(&msg, origin, from) == 0 && msg.ttl > 0 {
+                self.park(msg, origin);
+            }
+            return;
         }
+        self.deliver_local(&msg);
         self.forward(&msg, origin, from);
+    }
+
+    /// Keeps a reply that has no route yet: right after a link comes up, the responder's
+    /// endpoint may know the request's path before it knows the way back. Parked replies are
+    /// retried whenever the routes change and dropped after [`PARK_TIME`]; at most
+    /// [`PARK_MAX`] wait (the oldest goes first).
+    fn park(&mut self, msg: Arc<Message>, origin: NodeIdx) {
+        if self.parked.len() >= PARK_MAX {
+            self.parked.pop_front();
+        }
+        self.parked.push_back((Instant::now(), msg, origin));
+    }
+
+    fn retry_parked(&mut self) {
+        let parked = std::mem::take(&mut self.parked);
+        for (since, msg, origin) in parked {
+            if since.elapsed() < PARK_TIME && self.forward(&msg, origin, None) == 0 {
+                self.parked.push_back((since, msg, origin));
+            }
+        }
     }
 
     /// Queues `msg` to every matching local subscriber; returns how many matched.
@@ -662,18 +715,28 @@ impl Router {
             .routes
             .set_local_prefixes(prefixes.iter().map(String::as_str))
         {
-            self.flood(&self.routes.own_advert(), None);
+            self.schedule_advert();
             self.recompute();
         }
     }
 
-    fn advert_frame(a: &Advert) -> Frame {
-        Frame::Advert {
-            origin: a.origin.clone(),
-            version: a.version,
-            prefixes: a.prefixes.clone(),
-            peers: a.peers.clone(),
+    fn schedule_advert(&mut self) {
+        if self.advert_due.is_none() {
+            self.advert_due = Some(tokio::time::Instant::now() + ADVERT_DELAY);
         }
+    }
+
+    /// An advert, encoded once for every link it goes to.
+    fn advert_frame(a: &Advert) -> Bytes {
+        Bytes::from(
+            Frame::Advert {
+                origin: a.origin.clone(),
+                version: a.version,
+                prefixes: a.prefixes.clone(),
+                peers: a.peers.clone(),
+            }
+            .encode(),
+        )
     }
 
     /// Sends an advert to every neighbour but `except`.
@@ -695,6 +758,9 @@ impl Router {
 
     fn recompute(&mut self) {
         let change = self.routes.recompute();
+        if !self.parked.is_empty() {
+            self.retry_parked();
+        }
         for n in change.discovered {
             self.emit_status(StatusCode::EndpointDiscovered, n, None);
         }
@@ -755,7 +821,7 @@ impl Router {
         let _ = reply.send(Ok(()));
         self.routes.set_link(idx, true);
         self.send_all_adverts(idx);
-        self.flood(&self.routes.own_advert(), Some(idx));
+        self.schedule_advert();
         self.recompute();
         self.emit_status(StatusCode::PeerAdded, idx, None);
         self.update_linked();
@@ -819,7 +885,7 @@ impl Router {
         self.emit_status(code, idx, detail.as_deref());
         self.links.remove(&idx);
         self.routes.set_link(idx, false);
-        self.flood(&self.routes.own_advert(), None);
+        self.schedule_advert();
         self.recompute();
         self.update_linked();
         self.publish_gauges();

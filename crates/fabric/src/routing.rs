@@ -65,7 +65,9 @@ pub struct Routes {
     /// Live connections of this endpoint.
     live: BTreeSet<NodeIdx>,
     reachable: BTreeSet<NodeIdx>,
-    /// Per origin: which neighbours a publication from it goes to, by topic.
+    /// The confirmed graph, as of the last recomputation.
+    adj: HashMap<NodeIdx, Vec<NodeIdx>>,
+    /// Per origin: which neighbours a publication from it goes to, by topic (built on demand).
     tables: HashMap<NodeIdx, SubscriptionTable<NodeIdx>>,
 }
 
@@ -80,6 +82,7 @@ impl Routes {
             db: HashMap::new(),
             live: BTreeSet::new(),
             reachable: BTreeSet::new(),
+            adj: HashMap::new(),
             tables: HashMap::new(),
         };
         r.me = r.intern(me);
@@ -284,8 +287,8 @@ impl Routes {
         parent
     }
 
-    /// Recomputes reachability and every origin's forwarding table; says who appeared and who
-    /// became unreachable.
+    /// Recomputes reachability from the database; says who appeared and who became
+    /// unreachable. Forwarding tables are rebuilt lazily, per origin, on first use.
     pub fn recompute(&mut self) -> Reachability {
         let adj = self.graph();
         let own_tree = self.tree(&adj, self.me);
@@ -295,61 +298,55 @@ impl Routes {
             unreachable: self.reachable.difference(&reachable).copied().collect(),
         };
         self.reachable = reachable;
+        self.adj = adj;
         self.tables.clear();
-        let origins: Vec<NodeIdx> = std::iter::once(self.me)
-            .chain(self.reachable.iter().copied())
-            .collect();
-        for origin in origins {
-            let parent = if origin == self.me {
-                own_tree.clone()
-            } else {
-                self.tree(&adj, origin)
-            };
-            let mut table = SubscriptionTable::new();
-            for (&child, &p) in &parent {
-                if p != self.me {
-                    continue;
-                }
-                // Everything under `child` in the origin's tree is reached through it.
-                let mut prefixes: Vec<&String> = Vec::new();
-                for (&node, entry) in &self.db {
-                    if node != origin && Self::under(&parent, node, child) {
-                        prefixes.extend(entry.prefixes.iter());
-                    }
-                }
-                let prefixes: Vec<String> = collapse(prefixes).into_iter().collect();
-                table.subscribe(child, &prefixes);
-            }
-            self.tables.insert(origin, table);
-        }
         change
     }
 
-    /// Whether `node` is `ancestor` or below it in the tree given by `parent`.
-    fn under(parent: &HashMap<NodeIdx, NodeIdx>, mut node: NodeIdx, ancestor: NodeIdx) -> bool {
-        loop {
-            if node == ancestor {
-                return true;
-            }
-            match parent.get(&node) {
-                Some(&p) => node = p,
-                None => return false,
-            }
+    /// The forwarding table of publications from `origin`: each child of this endpoint in the
+    /// origin's tree, with the prefixes of its whole subtree. Linear in the mesh size.
+    fn build_table(&self, origin: NodeIdx) -> SubscriptionTable<NodeIdx> {
+        let parent = self.tree(&self.adj, origin);
+        let mut children: HashMap<NodeIdx, Vec<NodeIdx>> = HashMap::new();
+        for (&child, &p) in &parent {
+            children.entry(p).or_default().push(child);
         }
+        let mut table = SubscriptionTable::new();
+        for &child in children.get(&self.me).map(Vec::as_slice).unwrap_or(&[]) {
+            // Everything under `child` in the origin's tree is reached through it.
+            let mut prefixes: Vec<&String> = Vec::new();
+            let mut stack = vec![child];
+            while let Some(node) = stack.pop() {
+                if let Some(e) = self.db.get(&node) {
+                    prefixes.extend(e.prefixes.iter());
+                }
+                if let Some(cs) = children.get(&node) {
+                    stack.extend(cs.iter().copied());
+                }
+            }
+            let prefixes: Vec<String> = collapse(prefixes).into_iter().collect();
+            table.subscribe(child, &prefixes);
+        }
+        table
     }
 
     /// The neighbours a publication from `origin` on `topic` goes to from here, never `except`
     /// (the neighbour it came from).
     pub fn next_hops(
-        &self,
+        &mut self,
         origin: NodeIdx,
         topic: &str,
         except: Option<NodeIdx>,
         out: &mut Vec<NodeIdx>,
     ) {
-        if let Some(t) = self.tables.get(&origin) {
-            t.matches(topic, except, out);
+        if origin != self.me && !self.reachable.contains(&origin) {
+            return;
         }
+        if !self.tables.contains_key(&origin) {
+            let table = self.build_table(origin);
+            self.tables.insert(origin, table);
+        }
+        self.tables[&origin].matches(topic, except, out);
     }
 
     /// Whether any endpoint other than this one subscribes to a prefix of `topic`.
@@ -420,7 +417,7 @@ mod tests {
         }
 
         /// Delivers one publication hop by hop; returns how often each node received it.
-        fn publish(&self, from: &str, topic: &str) -> BTreeMap<String, usize> {
+        fn publish(&mut self, from: &str, topic: &str) -> BTreeMap<String, usize> {
             let mut got = BTreeMap::new();
             let mut queue = VecDeque::from([(from.to_string(), None::<String>)]);
             let mut hops = 0;
@@ -430,7 +427,7 @@ mod tests {
                 if prev.is_some() {
                     *got.entry(at.clone()).or_default() += 1;
                 }
-                let r = &self.nodes[&at];
+                let r = self.nodes.get_mut(&at).unwrap();
                 let origin = r.lookup(from).unwrap();
                 let except = prev.as_deref().and_then(|p| r.lookup(p));
                 let mut out = Vec::new();
@@ -451,10 +448,11 @@ mod tests {
         }
     }
 
-    fn check_exactly_once(mesh: &Mesh, topic: &str) {
-        for from in mesh.nodes.keys() {
+    fn check_exactly_once(mesh: &mut Mesh, topic: &str) {
+        let names: Vec<String> = mesh.nodes.keys().cloned().collect();
+        for from in &names {
             let got = mesh.publish(from, topic);
-            for node in mesh.nodes.keys() {
+            for node in &names {
                 if node == from {
                     continue;
                 }
@@ -478,16 +476,16 @@ mod tests {
             .flat_map(|a| (a + 1..5).map(move |b| (a, b)))
             .collect();
         for edges in [&line[..], &star[..], &ring[..], &full[..]] {
-            let mesh = Mesh::new(5, edges, &subs);
+            let mut mesh = Mesh::new(5, edges, &subs);
             for topic in ["/a/b/c", "/a/x", "/z", "/nothing"] {
-                check_exactly_once(&mesh, topic);
+                check_exactly_once(&mut mesh, topic);
             }
         }
     }
 
     #[test]
     fn traffic_only_goes_where_someone_subscribes() {
-        let mesh = Mesh::new(4, &[(0, 1), (1, 2), (2, 3)], &[(3, "/x")]);
+        let mut mesh = Mesh::new(4, &[(0, 1), (1, 2), (2, 3)], &[(3, "/x")]);
         let got = mesh.publish("n0", "/y");
         assert!(got.is_empty(), "{got:?}");
         let got = mesh.publish("n0", "/x/1");
@@ -496,7 +494,7 @@ mod tests {
 
     #[test]
     fn replies_reach_the_requester_alone() {
-        let mesh = Mesh::new(5, &[(0, 1), (1, 2), (2, 0), (2, 3), (3, 4)], &[(4, "")]);
+        let mut mesh = Mesh::new(5, &[(0, 1), (1, 2), (2, 0), (2, 3), (3, 4)], &[(4, "")]);
         let got = mesh.publish("n4", &format!("{}7", reply_prefix("n0")));
         assert_eq!(got.get("n0"), Some(&1));
         let path: Vec<&str> = got.keys().map(String::as_str).collect();
@@ -512,7 +510,7 @@ mod tests {
     #[test]
     fn losing_a_link_reports_unreachable_and_reroutes() {
         let mut mesh = Mesh::new(4, &[(0, 1), (1, 2), (2, 3), (3, 0)], &[(2, "/t")]);
-        check_exactly_once(&mesh, "/t");
+        check_exactly_once(&mut mesh, "/t");
         // Cut 1-2: traffic from n1 now goes around through n0 and n3.
         for (x, y) in [("n1", "n2"), ("n2", "n1")] {
             let r = mesh.nodes.get_mut(x).unwrap();
@@ -520,7 +518,7 @@ mod tests {
             r.set_link(yi, false);
         }
         mesh.converge();
-        check_exactly_once(&mesh, "/t");
+        check_exactly_once(&mut mesh, "/t");
         assert_eq!(mesh.publish("n1", "/t").get("n2"), Some(&1));
         // Isolate n2 entirely: everyone else reports it unreachable.
         for (x, y) in [("n3", "n2"), ("n2", "n3")] {
@@ -593,9 +591,9 @@ mod tests {
             edges.extend(extra.into_iter().map(|(a, b)| (a % n, b % n)).filter(|(a, b)| a != b));
             let subs: Vec<(usize, String)> = subs.into_iter().map(|(i, p)| (i % n, p)).collect();
             let subs_ref: Vec<(usize, &str)> = subs.iter().map(|(i, p)| (*i, p.as_str())).collect();
-            let mesh = Mesh::new(n, &edges, &subs_ref);
+            let mut mesh = Mesh::new(n, &edges, &subs_ref);
             for topic in ["", "a", "ab", "b", "ba"] {
-                check_exactly_once(&mesh, topic);
+                check_exactly_once(&mut mesh, topic);
             }
         }
     }

@@ -326,7 +326,7 @@ struct Reader<'a> {
     kind: &'static str,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
     fn bad(&self, reason: String) -> WireError {
         WireError::Malformed {
             kind: self.kind,
@@ -366,13 +366,19 @@ impl Reader<'_> {
     }
 
     fn str(&mut self) -> Result<String, WireError> {
+        self.str_ref().map(str::to_string)
+    }
+
+    fn str_ref(&mut self) -> Result<&'a str, WireError> {
         let n = self.varint()?;
         let n = usize::try_from(n)
             .ok()
             .filter(|n| *n <= self.buf.len() - self.pos);
         let n = n.ok_or_else(|| self.bad("string longer than the frame".into()))?;
         let at = self.pos;
-        String::from_utf8(self.take(n)?.to_vec())
+        let buf: &'a [u8] = self.buf;
+        self.pos += n;
+        std::str::from_utf8(&buf[at..at + n])
             .map_err(|_| self.bad(format!("string at byte {at} is not UTF-8")))
     }
 
@@ -383,6 +389,51 @@ impl Reader<'_> {
         }
         (0..n).map(|_| self.str()).collect()
     }
+}
+
+/// A data frame decoded without copying its strings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DataRef<'a> {
+    pub origin: &'a str,
+    pub seq: u64,
+    pub ttl: u8,
+    pub topic: &'a str,
+    pub reply_to: &'a str,
+    pub value: Value,
+}
+
+/// A frame from [`FrameDecoder::next_ref`]: data frames borrowed, the rest owned.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FrameRef<'a> {
+    Data(DataRef<'a>),
+    Other(Frame),
+}
+
+fn decode_data_ref(body: &[u8]) -> Result<DataRef<'_>, WireError> {
+    let mut r = Reader {
+        buf: &body[1..],
+        pos: 0,
+        kind: "data",
+    };
+    let origin = r.str_ref()?;
+    let seq = r.varint()?;
+    let ttl = r.byte()?;
+    let topic = r.str_ref()?;
+    let reply_to = r.str_ref()?;
+    let (value, used) =
+        binary::decode_prefix(&r.buf[r.pos..]).map_err(|e: BinaryError| r.bad(e.to_string()))?;
+    r.pos += used;
+    if r.pos != r.buf.len() {
+        return Err(r.bad(format!("{} trailing bytes", r.buf.len() - r.pos)));
+    }
+    Ok(DataRef {
+        origin,
+        seq,
+        ttl,
+        topic,
+        reply_to,
+        value,
+    })
 }
 
 /// Splits a byte stream into frame bodies; refuses a frame over `max` bytes before buffering it.
@@ -408,13 +459,15 @@ impl FrameDecoder {
         if self.start > 0 && self.start == self.buf.len() {
             self.buf.clear();
             self.start = 0;
+        } else if self.start > 64 * 1024 && self.start * 2 > self.buf.len() {
+            self.buf.drain(..self.start);
+            self.start = 0;
         }
         self.buf.extend_from_slice(bytes);
     }
 
-    /// The next whole frame, `Ok(None)` when more bytes are needed. After an error the stream is
-    /// unusable: the connection should be closed.
-    pub fn next_frame(&mut self) -> Result<Option<Frame>, WireError> {
+    /// The next whole frame's body, `Ok(None)` when more bytes are needed.
+    fn next_body(&mut self) -> Result<Option<std::ops::Range<usize>>, WireError> {
         let avail = &self.buf[self.start..];
         if avail.len() < 4 {
             return Ok(None);
@@ -426,13 +479,30 @@ impl FrameDecoder {
         if avail.len() < 4 + len {
             return Ok(None);
         }
-        let frame = Frame::decode(&avail[4..4 + len]);
+        let body = self.start + 4..self.start + 4 + len;
         self.start += 4 + len;
-        if self.start > 64 * 1024 && self.start * 2 > self.buf.len() {
-            self.buf.drain(..self.start);
-            self.start = 0;
+        Ok(Some(body))
+    }
+
+    /// Like [`FrameDecoder::next_frame`], with data frames' strings borrowed from the buffer.
+    pub fn next_ref(&mut self) -> Result<Option<FrameRef<'_>>, WireError> {
+        let Some(body) = self.next_body()? else {
+            return Ok(None);
+        };
+        let body = &self.buf[body];
+        match body.first() {
+            Some(&DATA) => decode_data_ref(body).map(|d| Some(FrameRef::Data(d))),
+            _ => Frame::decode(body).map(|f| Some(FrameRef::Other(f))),
         }
-        frame.map(Some)
+    }
+
+    /// The next whole frame, `Ok(None)` when more bytes are needed. After an error the stream is
+    /// unusable: the connection should be closed.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, WireError> {
+        let Some(body) = self.next_body()? else {
+            return Ok(None);
+        };
+        Frame::decode(&self.buf[body]).map(Some)
     }
 
     /// Bytes received but not yet returned as frames.
@@ -490,6 +560,26 @@ mod tests {
         }
         assert_eq!(got, frames);
         assert_eq!(dec.buffered(), 0);
+        // The borrowing decoder agrees.
+        let mut dec = FrameDecoder::new(DEFAULT_MAX_FRAME);
+        dec.push(&stream);
+        let mut n = 0;
+        while let Some(f) = dec.next_ref().unwrap() {
+            let owned = match f {
+                FrameRef::Other(f) => f,
+                FrameRef::Data(d) => Frame::Data {
+                    origin: d.origin.into(),
+                    seq: d.seq,
+                    ttl: d.ttl,
+                    topic: d.topic.into(),
+                    reply_to: d.reply_to.into(),
+                    value: d.value,
+                },
+            };
+            assert_eq!(owned, frames[n]);
+            n += 1;
+        }
+        assert_eq!(n, frames.len());
     }
 
     #[test]

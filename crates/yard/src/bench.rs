@@ -28,6 +28,8 @@ use crate::client::connect;
 pub enum BenchCommand {
     /// WebSocket publisher → endpoint → WebSocket subscriber.
     Ws(WsArgs),
+    /// Two peered endpoints with native clients (compare: bench/nats against nats-server).
+    Mesh(crate::bench_mesh::MeshArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -66,6 +68,7 @@ pub struct WsArgs {
 pub async fn main(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ws(args) => ws(args).await,
+        BenchCommand::Mesh(args) => crate::bench_mesh::main(args).await,
     }
 }
 

@@ -77,17 +77,17 @@ async fn converge(pubs: &mut [Ws], subs: &mut [Ws], topic: &str) {
                     .await
                     .unwrap();
             }
-            match tokio::time::timeout(Duration::from_millis(50), s.next()).await {
-                Ok(Some(Ok(Message::Text(t)))) => {
-                    let v: serde_json::Value = serde_json::from_str(&t).unwrap();
-                    if let Some(tag) = v["data"][0]["data"].as_str() {
-                        if let Some(i) = tag.strip_prefix("probe") {
-                            seen[i.parse::<usize>().unwrap()] = true;
-                        }
+            // Read everything that arrives within 50 ms of the last message.
+            while let Ok(Some(Ok(m))) =
+                tokio::time::timeout(Duration::from_millis(50), s.next()).await
+            {
+                let Message::Text(t) = m else { continue };
+                let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+                if let Some(tag) = v["data"][0]["data"].as_str() {
+                    if let Some(i) = tag.strip_prefix("probe") {
+                        seen[i.parse::<usize>().unwrap()] = true;
                     }
                 }
-                Ok(_) => {}
-                Err(_) => {}
             }
         }
     }
