@@ -645,6 +645,29 @@ impl Endpoint {
         }
     }
 
+    /// Accepts peering connections on a listener of their own until shutdown (a node's shared
+    /// listener hands peering connections to [`Endpoint::accept_peer`] instead).
+    pub fn serve_peers(&self, listener: tokio::net::TcpListener) {
+        let ep = self.clone();
+        let shutdown = self.shared.shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let accepted = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = listener.accept() => r,
+                };
+                match accepted {
+                    Ok((stream, remote)) => ep.accept_peer(stream, remote),
+                    Err(e) => {
+                        // Out of descriptors and the like: wait rather than spin.
+                        tracing::warn!("peering accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        });
+    }
+
     /// Takes over an accepted TCP connection that speaks the peering protocol.
     pub fn accept_peer(&self, stream: TcpStream, remote: SocketAddr) {
         let ep = self.clone();

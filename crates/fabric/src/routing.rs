@@ -348,15 +348,6 @@ impl Routes {
         }
         self.tables[&origin].matches(topic, except, out);
     }
-
-    /// Whether any endpoint other than this one subscribes to a prefix of `topic`.
-    pub fn anyone_remote_wants(&self, topic: &str) -> bool {
-        self.reachable.iter().any(|n| {
-            self.db
-                .get(n)
-                .is_some_and(|e| e.prefixes.iter().any(|p| crate::subs::covers(p, topic)))
-        })
-    }
 }
 
 #[cfg(test)]
@@ -564,11 +555,15 @@ mod tests {
         });
         let b = r.lookup("b").unwrap();
         assert_eq!(r.recompute().discovered, vec![b]);
-        assert!(r.anyone_remote_wants("/b/1"));
+        let mut hops = Vec::new();
+        r.next_hops(r.me(), "/b/1", None, &mut hops);
+        assert_eq!(hops, vec![a], "/b/1 goes to b through a");
         r.set_link(a, false);
         let change = r.recompute();
         assert_eq!(change.unreachable, vec![a, b]);
-        assert!(!r.anyone_remote_wants("/b/1"));
+        hops.clear();
+        r.next_hops(r.me(), "/b/1", None, &mut hops);
+        assert!(hops.is_empty());
     }
 
     proptest::proptest! {

@@ -262,24 +262,7 @@ impl Frame {
                 code: r.str()?,
                 reason: r.str()?,
             },
-            DATA => {
-                let origin = r.str()?;
-                let seq = r.varint()?;
-                let ttl = r.byte()?;
-                let topic = r.str()?;
-                let reply_to = r.str()?;
-                let (value, used) = binary::decode_prefix(&r.buf[r.pos..])
-                    .map_err(|e: BinaryError| r.bad(e.to_string()))?;
-                r.pos += used;
-                Frame::Data {
-                    origin,
-                    seq,
-                    ttl,
-                    topic,
-                    reply_to,
-                    value,
-                }
-            }
+            DATA => return decode_data_ref(body).map(DataRef::into_frame),
             ADVERT => Frame::Advert {
                 origin: r.str()?,
                 version: r.varint()?,
@@ -400,6 +383,20 @@ pub struct DataRef<'a> {
     pub topic: &'a str,
     pub reply_to: &'a str,
     pub value: Value,
+}
+
+impl DataRef<'_> {
+    /// The owned frame.
+    pub fn into_frame(self) -> Frame {
+        Frame::Data {
+            origin: self.origin.into(),
+            seq: self.seq,
+            ttl: self.ttl,
+            topic: self.topic.into(),
+            reply_to: self.reply_to.into(),
+            value: self.value,
+        }
+    }
 }
 
 /// A frame from [`FrameDecoder::next_ref`]: data frames borrowed, the rest owned.
@@ -567,14 +564,7 @@ mod tests {
         while let Some(f) = dec.next_ref().unwrap() {
             let owned = match f {
                 FrameRef::Other(f) => f,
-                FrameRef::Data(d) => Frame::Data {
-                    origin: d.origin.into(),
-                    seq: d.seq,
-                    ttl: d.ttl,
-                    topic: d.topic.into(),
-                    reply_to: d.reply_to.into(),
-                    value: d.value,
-                },
+                FrameRef::Data(d) => d.into_frame(),
             };
             assert_eq!(owned, frames[n]);
             n += 1;

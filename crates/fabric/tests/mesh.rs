@@ -31,16 +31,7 @@ async fn node(name: &str) -> Node {
         ..EndpointConfig::default()
     };
     let (ep, _task) = Endpoint::spawn(name.to_string(), config, token.clone());
-    let acceptor = ep.clone();
-    let stop = token.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                Ok((s, remote)) = listener.accept() => acceptor.accept_peer(s, remote),
-            }
-        }
-    });
+    ep.serve_peers(listener);
     Node { ep, addr, token }
 }
 
@@ -58,12 +49,13 @@ where
     Fut: std::future::Future<Output = bool>,
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut poll = tokio::time::interval(Duration::from_millis(10));
     while !f().await {
         assert!(
             tokio::time::Instant::now() < deadline,
             "timed out waiting for {what}"
         );
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        poll.tick().await;
     }
 }
 

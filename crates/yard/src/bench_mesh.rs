@@ -85,19 +85,7 @@ async fn endpoint(name: &str, token: &CancellationToken) -> anyhow::Result<(Endp
         ..EndpointConfig::default()
     };
     let (ep, _) = Endpoint::spawn(name.to_string(), config, token.clone());
-    let acceptor = ep.clone();
-    let stop = token.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = stop.cancelled() => break,
-                Ok((s, remote)) = listener.accept() => {
-                    let _ = s.set_nodelay(true);
-                    acceptor.accept_peer(s, remote);
-                }
-            }
-        }
-    });
+    ep.serve_peers(listener);
     Ok((ep, addr))
 }
 
