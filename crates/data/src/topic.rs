@@ -6,6 +6,12 @@ pub const RESERVED: &str = "<$>";
 pub const STATUSES: &str = "<$>/local/data/statuses";
 /// Error events of the local endpoint.
 pub const ERRORS: &str = "<$>/local/data/errors";
+/// Store change events of the local endpoint.
+pub const STORE_EVENTS: &str = "<$>/local/data/store-events";
+/// Reserved topics under this prefix stay on the endpoint that publishes them.
+pub const LOCAL: &str = "<$>/local/";
+/// Answers to requests travel under this prefix (see the fabric's request/reply).
+pub const REPLIES: &str = "<$>/reply/";
 /// The longest topic accepted, in bytes.
 pub const MAX_TOPIC_LEN: usize = 4096;
 
@@ -15,6 +21,8 @@ pub enum TopicError {
     Reserved(String),
     #[error("topic is empty: give a topic such as \"/my/topic\"")]
     Empty,
+    #[error("topic {0:?} is not a system topic (\"<$>/…\", not a reply address)")]
+    NotSystem(String),
     #[error("topic is {0} bytes long; the limit is {MAX_TOPIC_LEN}")]
     TooLong(usize),
 }
@@ -36,6 +44,18 @@ pub fn check_publish(topic: &str) -> Result<(), TopicError> {
     }
     if topic.contains(RESERVED) {
         return Err(TopicError::Reserved(topic.to_string()));
+    }
+    Ok(())
+}
+
+/// Checks a topic the system's own services publish on: a reserved topic (`<$>/…`) other
+/// than the reply addresses, which only the request machinery uses.
+pub fn check_system_publish(topic: &str) -> Result<(), TopicError> {
+    if topic.len() > MAX_TOPIC_LEN {
+        return Err(TopicError::TooLong(topic.len()));
+    }
+    if !topic.starts_with("<$>/") || topic.starts_with(REPLIES) {
+        return Err(TopicError::NotSystem(topic.to_string()));
     }
     Ok(())
 }

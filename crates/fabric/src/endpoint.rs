@@ -576,6 +576,26 @@ impl Endpoint {
         timeout: Duration,
     ) -> Result<Arc<Message>, RequestError> {
         topic::check_publish(&topic)?;
+        self.request_unchecked(topic, value, timeout).await
+    }
+
+    /// [`Endpoint::request`] on a reserved topic, for the system's own services (stores).
+    pub async fn request_system(
+        &self,
+        topic: String,
+        value: Value,
+        timeout: Duration,
+    ) -> Result<Arc<Message>, RequestError> {
+        topic::check_system_publish(&topic)?;
+        self.request_unchecked(topic, value, timeout).await
+    }
+
+    async fn request_unchecked(
+        &self,
+        topic: String,
+        value: Value,
+        timeout: Duration,
+    ) -> Result<Arc<Message>, RequestError> {
         let (answer_tx, answer_rx) = oneshot::channel();
         let msg = Message::new(topic.clone(), value, 0);
         let id = self
@@ -698,6 +718,13 @@ impl Client {
     /// data queue is full.
     pub async fn publish(&self, topic: String, value: Value) -> Result<(), EndpointError> {
         topic::check_publish(&topic)?;
+        self.send(Message::new(topic, value, self.id)).await
+    }
+
+    /// Publishes on a reserved topic (`<$>/…`): for the system's own services (stores), not for
+    /// user data. Topics under `<$>/local/` reach this endpoint's subscribers only.
+    pub async fn publish_system(&self, topic: String, value: Value) -> Result<(), EndpointError> {
+        topic::check_system_publish(&topic)?;
         self.send(Message::new(topic, value, self.id)).await
     }
 

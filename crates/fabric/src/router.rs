@@ -283,6 +283,13 @@ impl Router {
             }
             return;
         }
+        if msg.topic.starts_with(topic::LOCAL) {
+            // Local system events never leave the endpoint, nor enter it from a peer.
+            if origin == self.me {
+                self.deliver_local(&msg);
+            }
+            return;
+        }
         self.deliver_local(&msg);
         self.forward(&msg, origin, from);
     }

@@ -1,0 +1,708 @@
+//! The async shells around the state machines. Each store has one owner:
+//!
+//! - a master runs on a thread of its own (SQLite commits block; nothing else waits for them),
+//!   subscribed to `<$>/store/NAME/m`;
+//! - a clone runs as a task, subscribed to `<$>/store/NAME/c`.
+//!
+//! Callers talk to either through a bounded command queue ([`StoreHandle`]). Each loop turn
+//! takes everything that is ready (commands, fabric messages, request outcomes, the 100 ms tick)
+//! and handles it as one batch: a master applies all the writes of a turn in one transaction.
+//! `select!` is biased: shutdown first, then commands, then the fabric, then timers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use yard_data::{topic, Value};
+use yard_fabric::{Client, Endpoint, Message, OverflowPolicy, RequestError};
+
+use crate::backend::{BackendSpec, SnapshotSource};
+use crate::master::{MasterConfig, MasterCore, WriteBatch};
+use crate::ops::{Entry, Mutation, Query};
+use crate::proto::{self, FromMaster, OpResult, ToMaster};
+use crate::replica::{Action, ReplicaConfig, ReplicaCore, WriteOutcome};
+use crate::{now_ns, StoreError};
+
+/// Commands waiting for a store's owner; a full queue makes callers wait.
+pub const COMMAND_QUEUE: usize = 8192;
+/// Fabric messages waiting for a store's owner. Beyond it new requests are dropped (their
+/// senders time out and retry) and counted as the client's drops in `/metrics`.
+pub const INBOX: usize = 65_536;
+const TICK: Duration = Duration::from_millis(100);
+const HEARTBEAT: Duration = Duration::from_millis(500);
+/// How long a request to a master waits for its answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a read on a clone that has not synchronised yet waits for it.
+const MAX_GET_DELAY: Duration = Duration::from_secs(5);
+
+/// What a store's owner is asked to do.
+pub enum Command {
+    Write {
+        m: Mutation,
+        reply: Option<oneshot::Sender<WriteOutcome>>,
+    },
+    Read {
+        q: Query,
+        reply: oneshot::Sender<OpResult>,
+    },
+    AwaitIdle {
+        timeout: Duration,
+        reply: oneshot::Sender<bool>,
+    },
+    Info {
+        reply: oneshot::Sender<StoreInfo>,
+    },
+    /// A consistent copy, read page by page off the owner's thread.
+    Snapshot {
+        reply: oneshot::Sender<Result<Box<dyn SnapshotSource>, StoreError>>,
+    },
+    /// Replace the contents (masters only).
+    Restore {
+        entries: Vec<(Value, Entry)>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
+}
+
+/// What `yard store list` and `GET /v1/stores` show.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoreInfo {
+    pub name: String,
+    /// `master` or `clone`.
+    pub role: &'static str,
+    /// The master's backend (`memory`, `sqlite:PATH`); clones keep theirs in memory.
+    pub backend: String,
+    pub entries: u64,
+    pub epoch: u64,
+    pub seq: u64,
+    /// Master: the clones heard from recently and the sequence number each acknowledged.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub clones: Vec<(String, u64)>,
+    /// Clone: whether the master is reachable now, whether a copy was received, and how many
+    /// writes wait for the master.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connected: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub synced: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub buffered: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dropped_writes: Option<u64>,
+}
+
+/// A handle to a store's owner.
+#[derive(Clone)]
+pub struct StoreHandle {
+    pub name: String,
+    pub role: &'static str,
+    tx: mpsc::Sender<Command>,
+    cancel: CancellationToken,
+}
+
+impl StoreHandle {
+    pub async fn call<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .await
+            .map_err(|_| StoreError::Shutdown)?;
+        rx.await.map_err(|_| StoreError::Shutdown)
+    }
+
+    /// Sends a command without waiting for its answer (the answer arrives on its channel).
+    pub async fn send(&self, cmd: Command) -> Result<(), StoreError> {
+        self.tx.send(cmd).await.map_err(|_| StoreError::Shutdown)
+    }
+
+    /// Stops the owner (detach); its subscriptions go with it.
+    pub fn stop(&self) {
+        self.cancel.cancel();
+    }
+}
+
+fn started(name: &str) -> Instant {
+    tracing::debug!(store = name, "store owner started");
+    Instant::now()
+}
+
+async fn publish_events(client: &Client, events: Vec<Value>) {
+    for e in events {
+        let _ = client
+            .publish_system(topic::STORE_EVENTS.to_string(), e)
+            .await;
+    }
+}
+
+// ---- master -----------------------------------------------------------------------------------
+
+/// Starts the master of `name` on `endpoint`: refuses when another master answers for the name
+/// (best effort: two masters starting at the same instant may both succeed), opens the backend,
+/// and serves until `cancel`.
+pub async fn spawn_master(
+    endpoint: Endpoint,
+    name: String,
+    spec: BackendSpec,
+    config: MasterConfig,
+    events: bool,
+    cancel: CancellationToken,
+) -> Result<StoreHandle, StoreError> {
+    let topic = proto::master_topic(&name);
+    match endpoint
+        .request_system(
+            topic.clone(),
+            ToMaster::Who.encode(),
+            Duration::from_secs(2),
+        )
+        .await
+    {
+        Err(RequestError::NoResponder(_)) => {}
+        Ok(answer) => {
+            let who = match proto::decode_from_master(&answer.value) {
+                Ok(FromMaster::Master { endpoint }) => endpoint,
+                _ => answer.origin.to_string(),
+            };
+            return Err(StoreError::MasterExists(name, who));
+        }
+        Err(RequestError::Timeout { .. }) => {
+            return Err(StoreError::MasterExists(
+                name,
+                "an endpoint that does not answer".into(),
+            ))
+        }
+        Err(RequestError::Shutdown) => return Err(StoreError::Shutdown),
+        Err(RequestError::Topic(e)) => return Err(StoreError::InvalidData(e.to_string())),
+    }
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let handle = StoreHandle {
+        name: name.clone(),
+        role: "master",
+        tx,
+        cancel: cancel.clone(),
+    };
+    let thread_name = format!("store-{name}");
+    std::thread::Builder::new()
+        .name(thread_name.chars().take(15).collect())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(StoreError::Backend(format!(
+                        "cannot start a runtime: {e}"
+                    ))));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let opened = spec.open(&name).and_then(|backend| {
+                    MasterCore::new(&name, endpoint.id(), backend, new_epoch(), config)
+                });
+                let mut core = match opened {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                core.set_events(events);
+                let client = match endpoint
+                    .attach(
+                        format!("store master {name}"),
+                        vec![topic],
+                        INBOX,
+                        OverflowPolicy::DropNewest,
+                    )
+                    .await
+                {
+                    Ok(c) => c,
+                    Err(_) => {
+                        let _ = ready_tx.send(Err(StoreError::Shutdown));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                let backend = spec.to_string();
+                MasterActor {
+                    core,
+                    client,
+                    name,
+                    backend,
+                    rx,
+                    cancel,
+                    idle_waiters: Vec::new(),
+                }
+                .run()
+                .await;
+            });
+        })
+        .map_err(|e| StoreError::Backend(format!("cannot start the store thread: {e}")))?;
+    ready_rx.await.map_err(|_| StoreError::Shutdown)??;
+    Ok(handle)
+}
+
+/// A fresh epoch: random, never 0 (0 means "nothing" to a clone).
+fn new_epoch() -> u64 {
+    let id = yard_fabric::id::random_uuid();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
+    }
+    h.max(1)
+}
+
+struct MasterActor {
+    core: MasterCore,
+    client: Client,
+    name: String,
+    backend: String,
+    rx: mpsc::Receiver<Command>,
+    cancel: CancellationToken,
+    idle_waiters: Vec<(Instant, oneshot::Sender<bool>)>,
+}
+
+/// Where a write's answer goes.
+enum ReplyTo {
+    Local(Option<oneshot::Sender<WriteOutcome>>),
+    Remote(String),
+}
+
+impl MasterActor {
+    async fn run(mut self) {
+        let _t = started(&self.name);
+        let clones_topic = proto::clones_topic(&self.name);
+        let mut cmds = Vec::with_capacity(1024);
+        let mut msgs: Vec<Arc<Message>> = Vec::with_capacity(1024);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last_heartbeat = Instant::now() - HEARTBEAT;
+        loop {
+            let mut ticked = false;
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                n = self.rx.recv_many(&mut cmds, 1024) => if n == 0 { break },
+                r = self.client.recv_batch(&mut msgs, 1024) => if r.is_err() { break },
+                _ = tick.tick() => ticked = true,
+            }
+            // Whatever else is ready joins this turn's batch.
+            while cmds.len() < 1024 {
+                match self.rx.try_recv() {
+                    Ok(c) => cmds.push(c),
+                    Err(_) => break,
+                }
+            }
+            let now = now_ns();
+            let mut batches = Vec::new();
+            let mut replies = Vec::new();
+            let mut answers: Vec<(String, Value)> = Vec::new();
+            for cmd in cmds.drain(..) {
+                match cmd {
+                    Command::Write { m, reply } => {
+                        batches.push(WriteBatch {
+                            writer: None,
+                            first: 0,
+                            muts: vec![m],
+                        });
+                        replies.push(ReplyTo::Local(reply));
+                    }
+                    Command::Read { q, reply } => {
+                        let _ = reply.send(self.core.read(&q, now));
+                    }
+                    Command::AwaitIdle { timeout, reply } => {
+                        self.idle_waiters.push((Instant::now() + timeout, reply));
+                    }
+                    Command::Info { reply } => {
+                        let _ = reply.send(StoreInfo {
+                            name: self.name.clone(),
+                            role: "master",
+                            backend: self.backend.clone(),
+                            entries: self.core.len().unwrap_or(0),
+                            epoch: self.core.epoch(),
+                            seq: self.core.seq(),
+                            clones: self.core.clones(),
+                            connected: None,
+                            synced: None,
+                            buffered: None,
+                            dropped_writes: None,
+                        });
+                    }
+                    Command::Snapshot { reply } => {
+                        let _ = reply.send(self.core.backend().snapshot());
+                    }
+                    Command::Restore { entries, reply } => {
+                        let r = self.core.replace(entries, new_epoch());
+                        if r.is_ok() {
+                            tracing::info!(store = %self.name, "restored; clones re-synchronise");
+                            last_heartbeat = Instant::now() - HEARTBEAT;
+                        }
+                        let _ = reply.send(r);
+                    }
+                }
+            }
+            for msg in msgs.drain(..) {
+                let Some(reply_to) = msg.reply_to.as_deref() else {
+                    // Plain publications: acknowledgements.
+                    match proto::decode_to_master(&msg.value) {
+                        Ok(ToMaster::Ack { clone, epoch, seq }) => {
+                            self.core.ack(&clone, epoch, seq, now)
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(store = %self.name, from = %msg.origin, "{e}"),
+                    }
+                    continue;
+                };
+                let request = match proto::decode_to_master(&msg.value) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        tracing::warn!(store = %self.name, from = %msg.origin, "{e}");
+                        let err = StoreError::InvalidData(e.to_string());
+                        answers.push((reply_to.to_string(), FromMaster::Answer(Err(err)).encode()));
+                        continue;
+                    }
+                };
+                let answer = match request {
+                    ToMaster::Write {
+                        writer,
+                        first,
+                        muts,
+                    } => {
+                        let writer = (!writer.is_empty()).then_some(writer);
+                        batches.push(WriteBatch {
+                            writer,
+                            first,
+                            muts,
+                        });
+                        replies.push(ReplyTo::Remote(reply_to.to_string()));
+                        continue;
+                    }
+                    ToMaster::Read { query } => FromMaster::Answer(self.core.read(&query, now)),
+                    ToMaster::Fetch { clone, epoch, from } => {
+                        self.core.fetch(&clone, epoch, from, now)
+                    }
+                    ToMaster::Page {
+                        clone,
+                        epoch,
+                        after,
+                    } => self.core.page(&clone, epoch, Some(&after), now),
+                    ToMaster::Who => FromMaster::Master {
+                        endpoint: self.client.endpoint().id().to_string(),
+                    },
+                    ToMaster::Ack { clone, epoch, seq } => {
+                        self.core.ack(&clone, epoch, seq, now);
+                        continue;
+                    }
+                };
+                answers.push((reply_to.to_string(), answer.encode()));
+            }
+            let mut updates = Vec::new();
+            if !batches.is_empty() {
+                let (results, update) = self.core.write(&batches, now);
+                let (epoch, seq) = (self.core.epoch(), self.core.seq());
+                for (to, results) in replies.into_iter().zip(results) {
+                    match to {
+                        ReplyTo::Local(reply) => {
+                            if let Some(reply) = reply {
+                                let r = results.into_iter().next().unwrap_or(Ok(Value::None));
+                                let _ = reply.send(WriteOutcome::Done(r));
+                            }
+                        }
+                        ReplyTo::Remote(to) => {
+                            answers.push((
+                                to,
+                                FromMaster::Written {
+                                    epoch,
+                                    seq,
+                                    results,
+                                }
+                                .encode(),
+                            ));
+                        }
+                    }
+                }
+                updates.extend(update);
+            }
+            if ticked {
+                updates.extend(self.core.expire(now));
+                self.core.prune(now);
+            }
+            for u in updates {
+                let _ = self
+                    .client
+                    .publish_system(clones_topic.clone(), u.encode())
+                    .await;
+            }
+            for (to, value) in answers {
+                let _ = self.client.reply_to(&to, value).await;
+            }
+            publish_events(&self.client, self.core.take_events()).await;
+            if last_heartbeat.elapsed() >= HEARTBEAT {
+                last_heartbeat = Instant::now();
+                let hb = self.core.heartbeat().encode();
+                let _ = self.client.publish_system(clones_topic.clone(), hb).await;
+            }
+            let idle = self.core.is_idle();
+            let now_i = Instant::now();
+            let waiters = std::mem::take(&mut self.idle_waiters);
+            for (deadline, tx) in waiters {
+                if idle || now_i >= deadline {
+                    let _ = tx.send(idle);
+                } else {
+                    self.idle_waiters.push((deadline, tx));
+                }
+            }
+        }
+        tracing::debug!(store = %self.name, "master stopped");
+    }
+}
+
+// ---- clone ------------------------------------------------------------------------------------
+
+/// Starts a clone of `name` on `endpoint` (identified to the master as `ENDPOINT/NAME`). It
+/// finds the master whenever the master appears, and serves until `cancel`.
+pub async fn spawn_clone(
+    endpoint: Endpoint,
+    name: String,
+    config: ReplicaConfig,
+    events: bool,
+    cancel: CancellationToken,
+) -> Result<StoreHandle, StoreError> {
+    let client = endpoint
+        .attach(
+            format!("store clone {name}"),
+            vec![proto::clones_topic(&name)],
+            INBOX,
+            OverflowPolicy::DropOldest,
+        )
+        .await
+        .map_err(|_| StoreError::Shutdown)?;
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let mut core = ReplicaCore::new(&format!("{}/{name}", endpoint.id()), &name, config);
+    core.set_events(events);
+    let (done_tx, done_rx) = mpsc::channel(16);
+    let actor = CloneActor {
+        core,
+        client,
+        endpoint,
+        topic: proto::master_topic(&name),
+        name: name.clone(),
+        rx,
+        done_tx,
+        done_rx,
+        cancel: cancel.clone(),
+        tokens: HashMap::new(),
+        next_token: 1,
+        idle_waiters: Vec::new(),
+        parked_reads: Vec::new(),
+    };
+    tokio::spawn(actor.run());
+    Ok(StoreHandle {
+        name,
+        role: "clone",
+        tx,
+        cancel,
+    })
+}
+
+enum Done {
+    Sync(Option<FromMaster>),
+    Write(Option<FromMaster>),
+}
+
+struct CloneActor {
+    core: ReplicaCore,
+    client: Client,
+    endpoint: Endpoint,
+    topic: String,
+    name: String,
+    rx: mpsc::Receiver<Command>,
+    done_tx: mpsc::Sender<Done>,
+    done_rx: mpsc::Receiver<Done>,
+    cancel: CancellationToken,
+    tokens: HashMap<u64, oneshot::Sender<WriteOutcome>>,
+    next_token: u64,
+    idle_waiters: Vec<(Instant, oneshot::Sender<bool>)>,
+    parked_reads: Vec<(Instant, Query, oneshot::Sender<OpResult>)>,
+}
+
+impl CloneActor {
+    async fn run(mut self) {
+        let _t = started(&self.name);
+        let mut cmds = Vec::with_capacity(1024);
+        let mut msgs: Vec<Arc<Message>> = Vec::with_capacity(1024);
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => break,
+                n = self.rx.recv_many(&mut cmds, 1024) => if n == 0 { break },
+                Some(done) = self.done_rx.recv() => {
+                    let now = now_ns();
+                    match done {
+                        Done::Sync(r) => self.core.on_sync(r, now),
+                        Done::Write(r) => self.core.on_written(r, now),
+                    }
+                }
+                r = self.client.recv_batch(&mut msgs, 1024) => if r.is_err() { break },
+                _ = tick.tick() => self.core.tick(now_ns()),
+            }
+            let now = now_ns();
+            for cmd in cmds.drain(..) {
+                match cmd {
+                    Command::Write { m, reply } => {
+                        let token = reply.map(|r| {
+                            let t = self.next_token;
+                            self.next_token += 1;
+                            self.tokens.insert(t, r);
+                            t
+                        });
+                        if let Err(e) = self.core.write(m, token, now) {
+                            if let Some(r) = token.and_then(|t| self.tokens.remove(&t)) {
+                                let _ = r.send(WriteOutcome::Done(Err(e)));
+                            }
+                        }
+                    }
+                    Command::Read { q, reply } => {
+                        if self.core.is_synced() {
+                            let _ = reply.send(self.core.read(&q, now));
+                        } else {
+                            self.parked_reads
+                                .push((Instant::now() + MAX_GET_DELAY, q, reply));
+                        }
+                    }
+                    Command::AwaitIdle { timeout, reply } => {
+                        self.idle_waiters.push((Instant::now() + timeout, reply));
+                    }
+                    Command::Info { reply } => {
+                        let (epoch, seq) = self.core.position();
+                        let _ = reply.send(StoreInfo {
+                            name: self.name.clone(),
+                            role: "clone",
+                            backend: "memory".into(),
+                            entries: self.core.map().len() as u64,
+                            epoch,
+                            seq,
+                            clones: Vec::new(),
+                            connected: Some(self.core.connected(now)),
+                            synced: Some(self.core.is_synced()),
+                            buffered: Some(self.core.buffered() as u64),
+                            dropped_writes: Some(self.core.dropped_writes),
+                        });
+                    }
+                    Command::Snapshot { reply } => {
+                        let r = if self.core.is_synced() {
+                            Ok(Box::new(CopySnapshot {
+                                entries: self.core.map().clone().into_iter(),
+                            }) as Box<dyn SnapshotSource>)
+                        } else {
+                            Err(StoreError::StaleData("this clone has no copy yet".into()))
+                        };
+                        let _ = reply.send(r);
+                    }
+                    Command::Restore { reply, .. } => {
+                        let _ = reply.send(Err(StoreError::InvalidData(format!(
+                            "{:?} is a clone here: restore into its master",
+                            self.name
+                        ))));
+                    }
+                }
+            }
+            for msg in msgs.drain(..) {
+                match proto::decode_from_master(&msg.value) {
+                    Ok(m) => self.core.on_published(m, now),
+                    Err(e) => tracing::warn!(store = %self.name, from = %msg.origin, "{e}"),
+                }
+            }
+            self.carry_out().await;
+            publish_events(&self.client, self.core.take_events()).await;
+            self.answer_waiters(now);
+        }
+        for (_, tx) in self.tokens.drain() {
+            let _ = tx.send(WriteOutcome::Done(Err(StoreError::Shutdown)));
+        }
+        tracing::debug!(store = %self.name, "clone stopped");
+    }
+
+    async fn carry_out(&mut self) {
+        for action in self.core.take_actions() {
+            match action {
+                Action::Sync(m) => self.request(m, Done::Sync),
+                Action::Write(m) => self.request(m, Done::Write),
+                Action::Publish(m) => {
+                    let _ = self
+                        .client
+                        .publish_system(self.topic.clone(), m.encode())
+                        .await;
+                }
+                Action::Resolve { token, outcome } => {
+                    if let Some(tx) = self.tokens.remove(&token) {
+                        let _ = tx.send(outcome);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Sends a request to the master; its outcome comes back through `done_rx`.
+    fn request(&self, m: ToMaster, wrap: fn(Option<FromMaster>) -> Done) {
+        let endpoint = self.endpoint.clone();
+        let topic = self.topic.clone();
+        let done = self.done_tx.clone();
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            let answer = match endpoint
+                .request_system(topic, m.encode(), REQUEST_TIMEOUT)
+                .await
+            {
+                Ok(msg) => match proto::decode_from_master(&msg.value) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        tracing::warn!(store = %name, "{e}");
+                        None
+                    }
+                },
+                Err(e) => {
+                    tracing::debug!(store = %name, "master unreachable: {e}");
+                    None
+                }
+            };
+            let _ = done.send(wrap(answer)).await;
+        });
+    }
+
+    fn answer_waiters(&mut self, now: i64) {
+        let now_i = Instant::now();
+        let idle = self.core.is_idle(now);
+        for (deadline, tx) in std::mem::take(&mut self.idle_waiters) {
+            if idle || now_i >= deadline {
+                let _ = tx.send(idle);
+            } else {
+                self.idle_waiters.push((deadline, tx));
+            }
+        }
+        for (deadline, q, tx) in std::mem::take(&mut self.parked_reads) {
+            if self.core.is_synced() || now_i >= deadline {
+                let _ = tx.send(self.core.read(&q, now));
+            } else {
+                self.parked_reads.push((deadline, q, tx));
+            }
+        }
+    }
+}
+
+struct CopySnapshot {
+    entries: std::collections::btree_map::IntoIter<Value, Entry>,
+}
+
+impl SnapshotSource for CopySnapshot {
+    fn next_page(&mut self, limit: usize) -> Result<Vec<(Value, Entry)>, StoreError> {
+        Ok(self.entries.by_ref().take(limit).collect())
+    }
+}
