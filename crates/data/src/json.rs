@@ -294,6 +294,9 @@ pub enum ClientMessage {
     /// `{"type":"reply","reply-to":…,"@data-type":…,"data":…}`: answers a request received with
     /// that `reply-to`.
     Reply { reply_to: String, value: Value },
+    /// `{"type":"store","id":…,"store":…,"op":…,…}`: a store operation; the gateway reads the
+    /// rest of the object (see docs/STORES.md).
+    Store(serde_json::Map<String, Json>),
 }
 
 /// Decodes a client message: the streaming decoder for plain data messages, the reference
@@ -328,15 +331,20 @@ fn reference_decode_client_message(bytes: &[u8]) -> Result<ClientMessage, JsonEr
     };
     let kind = match obj.get("type") {
         None => "data-message".to_string(),
-        Some(Json::String(t)) if ["data-message", "request", "reply"].contains(&t.as_str()) => {
+        Some(Json::String(t))
+            if ["data-message", "request", "reply", "store"].contains(&t.as_str()) =>
+        {
             t.clone()
         }
         Some(other) => {
             return Err(JsonError::Structure(format!(
-                "unsupported message type {other}: clients may send \"data-message\", \"request\" or \"reply\""
+                "unsupported message type {other}: clients may send \"data-message\", \"request\", \"reply\" or \"store\""
             )))
         }
     };
+    if kind == "store" {
+        return Ok(ClientMessage::Store(obj));
+    }
     match kind.as_str() {
         "request" => {
             let id = obj.remove("id").ok_or_else(|| {

@@ -12,6 +12,9 @@ pub const STORE_EVENTS: &str = "<$>/local/data/store-events";
 pub const LOCAL: &str = "<$>/local/";
 /// Answers to requests travel under this prefix (see the fabric's request/reply).
 pub const REPLIES: &str = "<$>/reply/";
+/// Reserved topics that travel the mesh (system services such as stores); other reserved
+/// subscriptions stay local to their endpoint.
+pub const MESH_SYSTEM: &[&str] = &["<$>/store/"];
 /// The longest topic accepted, in bytes.
 pub const MAX_TOPIC_LEN: usize = 4096;
 

@@ -130,14 +130,19 @@ impl Routes {
         self.reachable.iter().copied()
     }
 
-    /// Sets this endpoint's subscriptions (reserved prefixes other than its reply prefix are
-    /// local and never advertised); covered prefixes are collapsed. Returns whether the advert
+    /// Sets this endpoint's subscriptions (reserved prefixes other than its reply prefix and the
+    /// mesh-wide system topics are local and never advertised); covered prefixes are collapsed. Returns whether the advert
     /// changed; a change bumps the version.
     pub fn set_local_prefixes<'a>(&mut self, prefixes: impl IntoIterator<Item = &'a str>) -> bool {
         let me = self.names[self.me as usize].clone();
         let owned: Vec<String> = prefixes
             .into_iter()
-            .filter(|p| !p.starts_with(yard_data::topic::RESERVED))
+            .filter(|p| {
+                !p.starts_with(yard_data::topic::RESERVED)
+                    || yard_data::topic::MESH_SYSTEM
+                        .iter()
+                        .any(|m| p.starts_with(m))
+            })
             .map(str::to_string)
             .chain(std::iter::once(reply_prefix(&me)))
             .collect();

@@ -6,6 +6,7 @@
 //! - `/v1/messages/json`: the WebSocket JSON API, wire-compatible with Zeek Broker's v1 ([`ws`]).
 //! - `/v1/status/json`: the endpoint's status as JSON ([`status`]).
 //! - `/v1/peers`: list, add and remove peers ([`peers`]).
+//! - `/v1/stores/…`: the replicated stores ([`stores`]).
 //! - `/metrics`: Prometheus text exposition ([`status`]).
 //!
 //! Any other path answers 404; a WebSocket upgrade on another path gets Broker's `invalid_uri`
@@ -13,6 +14,7 @@
 
 pub mod peers;
 pub mod status;
+pub mod stores;
 pub mod ws;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use yard_data::json::JsonOptions;
 use yard_fabric::{Endpoint, OverflowPolicy};
+use yard_store::{CloneOptions, Stores};
 
 /// Settings of the WebSocket gateway. [`GatewayConfig::validate`] checks them.
 #[derive(Debug, Clone)]
@@ -110,6 +113,9 @@ pub struct GatewayCounters {
 /// What every handler shares.
 pub struct Gateway {
     pub endpoint: Endpoint,
+    pub stores: Arc<Stores>,
+    /// Settings of clones attached over HTTP.
+    pub clone_options: CloneOptions,
     pub config: GatewayConfig,
     pub counters: GatewayCounters,
     pub shutdown: CancellationToken,
@@ -126,11 +132,15 @@ const CLOSE_GRACE: Duration = Duration::from_secs(5);
 pub async fn serve(
     listener: TcpListener,
     endpoint: Endpoint,
+    stores: Arc<Stores>,
+    clone_options: CloneOptions,
     config: GatewayConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let state = Arc::new(Gateway {
         endpoint,
+        stores,
+        clone_options,
         config,
         counters: GatewayCounters::default(),
         shutdown: shutdown.clone(),
@@ -144,6 +154,25 @@ pub async fn serve(
             "/v1/peers",
             get(peers::list).post(peers::add).delete(peers::remove),
         )
+        .route("/v1/stores", get(stores::list).post(stores::attach))
+        .route(
+            "/v1/stores/{name}",
+            get(stores::info).delete(stores::detach),
+        )
+        .route("/v1/stores/{name}/keys", get(stores::keys))
+        .route(
+            "/v1/stores/{name}/keys/{key}",
+            get(stores::get_key)
+                .put(stores::put_key)
+                .delete(stores::erase_key),
+        )
+        .route("/v1/stores/{name}/ops", axum::routing::post(stores::op))
+        .route("/v1/stores/{name}/backup", get(stores::backup))
+        .route(
+            "/v1/stores/{name}/restore",
+            axum::routing::post(stores::restore),
+        )
+        .route("/v1/stores/{name}/dump", get(stores::dump))
         .fallback(ws::fallback)
         .with_state(state.clone());
     let local = listener.local_addr()?;

@@ -38,7 +38,7 @@ pub fn peers_json(peers: &[PeerInfo]) -> Json {
         .collect()
 }
 
-fn answer(status: StatusCode, body: Json) -> Response {
+pub(crate) fn answer(status: StatusCode, body: Json) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
@@ -47,7 +47,7 @@ fn answer(status: StatusCode, body: Json) -> Response {
         .into_response()
 }
 
-fn error(status: StatusCode, code: &str, context: &str) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, context: &str) -> Response {
     answer(status, json!({"code": code, "context": context}))
 }
 

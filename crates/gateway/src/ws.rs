@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use yard_data::json::{self, ClientMessage};
 use yard_fabric::{Client, CloseReason, EndpointError};
 
+use crate::stores;
 use crate::Gateway;
 
 /// The one path of the WebSocket API.
@@ -130,10 +131,12 @@ pub async fn upgrade(
         return (StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
     };
     let app = application_name(&headers);
+    // Store writes over this connection need the same credentials as HTTP changes.
+    let may_write = crate::peers::authorize(&gw, &headers).is_ok();
     configure(ws, &gw)
         .on_upgrade(move |socket| {
             let tasks = gw.connections.clone();
-            tasks.track_future(connection(socket, gw, slot, app))
+            tasks.track_future(connection(socket, gw, slot, app, may_write))
         })
         .into_response()
 }
@@ -215,6 +218,7 @@ async fn connection(
     gw: Shared,
     _slot: Slot,
     app: Result<Option<String>, String>,
+    may_write: bool,
 ) {
     gw.counters.connections.fetch_add(1, Ordering::Relaxed);
     if let Err(why) = app {
@@ -283,7 +287,9 @@ async fn connection(
     tracing::debug!(client = %client_id, "websocket client attached");
 
     let (sink, stream) = socket.split();
-    let (errors_tx, errors_rx) = mpsc::channel::<Message>(64);
+    // Errors, request answers and store results; bounded, so a client that pipelines faster
+    // than it reads is slowed down rather than buffered without limit.
+    let (errors_tx, errors_rx) = mpsc::channel::<Message>(1024);
     let done = CancellationToken::new();
     let last_heard = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -296,12 +302,23 @@ async fn connection(
         last_heard.clone(),
         started,
     ));
-    read_loop(stream, &client, &gw, errors_tx, &done, &last_heard, started).await;
+    read_loop(
+        stream,
+        &client,
+        &gw,
+        errors_tx,
+        &done,
+        &last_heard,
+        started,
+        may_write,
+    )
+    .await;
     // The reader is done: the writer finishes what it has (errors included) and closes.
     let _ = writer.await;
     tracing::debug!(client = %client_id, "websocket client detached");
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn read_loop(
     mut stream: SplitStream<WebSocket>,
     client: &Client,
@@ -310,8 +327,11 @@ async fn read_loop(
     done: &CancellationToken,
     last_heard: &AtomicU64,
     started: Instant,
+    may_write: bool,
 ) {
     let mut input = 0u64;
+    // Store operations under way, answered in order by one pump task (started on first use).
+    let mut store_ops: Option<mpsc::Sender<(serde_json::Value, stores::Pending)>> = None;
     loop {
         let frame = tokio::select! {
             _ = done.cancelled() => return,
@@ -360,6 +380,32 @@ async fn read_loop(
             Err(e) => Err(EndpointError::from(e)),
             Ok(ClientMessage::Data(msg)) => client.publish(msg.topic, msg.value).await,
             Ok(ClientMessage::Reply { reply_to, value }) => client.reply_to(&reply_to, value).await,
+            Ok(ClientMessage::Store(obj)) => {
+                let (id, parsed) = stores::parse_envelope(&obj);
+                let pending: stores::Pending = match parsed {
+                    Err(why) => {
+                        let e = yard_store::StoreError::InvalidData(why);
+                        Box::pin(async move { stores::Outcome::Failed(e) })
+                    }
+                    Ok((_, op)) if op.changes() && !may_write => {
+                        let e = yard_store::StoreError::InvalidData(
+                            "store writes over a WebSocket beyond loopback need Authorization: Bearer <token> on the upgrade request".into(),
+                        );
+                        Box::pin(async move { stores::Outcome::Failed(e) })
+                    }
+                    Ok((name, op)) => stores::start(&gw.stores, name, op).await,
+                };
+                let tx = store_ops.get_or_insert_with(|| {
+                    let (tx, rx) = mpsc::channel(4096);
+                    gw.connections
+                        .spawn(store_pump(rx, errors.clone(), gw.config.json));
+                    tx
+                });
+                if tx.send((id, pending)).await.is_err() {
+                    return;
+                }
+                Ok(())
+            }
             Ok(ClientMessage::Request {
                 id,
                 topic,
@@ -401,6 +447,25 @@ async fn read_loop(
                     return;
                 }
             }
+        }
+    }
+}
+
+/// Answers a client's store operations in the order it sent them.
+async fn store_pump(
+    mut ops: mpsc::Receiver<(serde_json::Value, stores::Pending)>,
+    to_client: mpsc::Sender<Message>,
+    opts: yard_data::json::JsonOptions,
+) {
+    while let Some((id, pending)) = ops.recv().await {
+        let outcome = pending.await;
+        let text = stores::encode_outcome(&id, &outcome, opts);
+        if to_client
+            .send(Message::Text(Utf8Bytes::from(text)))
+            .await
+            .is_err()
+        {
+            return;
         }
     }
 }

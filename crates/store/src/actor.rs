@@ -282,6 +282,7 @@ impl MasterActor {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_heartbeat = Instant::now() - HEARTBEAT;
+        let mut last_conflict: Option<Instant> = None;
         loop {
             let mut ticked = false;
             tokio::select! {
@@ -323,7 +324,7 @@ impl MasterActor {
                             name: self.name.clone(),
                             role: "master",
                             backend: self.backend.clone(),
-                            entries: self.core.len().unwrap_or(0),
+                            entries: self.core.count().unwrap_or(0),
                             epoch: self.core.epoch(),
                             seq: self.core.seq(),
                             clones: self.core.clones(),
@@ -347,6 +348,19 @@ impl MasterActor {
                 }
             }
             for msg in msgs.drain(..) {
+                if msg.topic == clones_topic {
+                    if last_conflict.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(10))
+                    {
+                        last_conflict = Some(Instant::now());
+                        tracing::error!(
+                            store = %self.name,
+                            other = %msg.origin,
+                            "another master of this store runs on endpoint {}: clones will follow whichever they reach; stop one of them",
+                            msg.origin
+                        );
+                    }
+                    continue;
+                }
                 let Some(reply_to) = msg.reply_to.as_deref() else {
                     // Plain publications: acknowledgements.
                     match proto::decode_to_master(&msg.value) {

@@ -94,9 +94,11 @@ impl FromStr for BackendSpec {
                         _ => return Err(format!("integrity_check={v}: expected true or false")),
                     }
                 }
-                _ => return Err(format!(
+                _ => {
+                    return Err(format!(
                     "backend option {opt:?}: known options are synchronous=… and integrity_check=…"
-                )),
+                ))
+                }
             }
         }
         Ok(BackendSpec::Sqlite {
@@ -146,7 +148,7 @@ pub trait Backend: Send {
     fn get(&mut self, key: &Value) -> Result<Option<Entry>, StoreError>;
     fn apply(&mut self, effect: &Effect) -> Result<(), StoreError>;
     fn keys(&mut self) -> Result<Vec<Value>, StoreError>;
-    fn len(&mut self) -> Result<u64, StoreError>;
+    fn count(&mut self) -> Result<u64, StoreError>;
     /// Up to `limit` entries after `after` in the backend's own stable order.
     fn page(
         &mut self,
@@ -187,7 +189,7 @@ impl Backend for Memory {
     fn keys(&mut self) -> Result<Vec<Value>, StoreError> {
         Ok(self.map.keys().cloned().collect())
     }
-    fn len(&mut self) -> Result<u64, StoreError> {
+    fn count(&mut self) -> Result<u64, StoreError> {
         Ok(self.map.len() as u64)
     }
     fn page(
@@ -462,7 +464,7 @@ impl Backend for Sqlite {
         Ok(keys)
     }
 
-    fn len(&mut self) -> Result<u64, StoreError> {
+    fn count(&mut self) -> Result<u64, StoreError> {
         self.conn
             .query_row("SELECT count(*) FROM store", [], |r| r.get::<_, i64>(0))
             .map(|n| n as u64)

@@ -453,8 +453,8 @@ impl MasterCore {
         v
     }
 
-    pub fn len(&mut self) -> Result<u64, StoreError> {
-        self.backend.len()
+    pub fn count(&mut self) -> Result<u64, StoreError> {
+        self.backend.count()
     }
 
     pub fn backend(&mut self) -> &mut dyn Backend {

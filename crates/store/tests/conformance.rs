@@ -127,7 +127,7 @@ fn put_get_exists_erase_clear_keys() {
         assert!(matches!(get(&mut m, s("a")), Err(StoreError::NoSuchKey(_))));
         w(&mut m, Mutation::Clear).unwrap();
         assert_eq!(m.read(&Query::Keys, NOW), Ok(Value::Set(BTreeSet::new())));
-        assert_eq!(m.len().unwrap(), 0);
+        assert_eq!(m.count().unwrap(), 0);
     });
 }
 
@@ -527,11 +527,11 @@ fn sqlite_keeps_everything_across_reopen_and_refuses_another_stores_file() {
         }
     }
     let mut m = master(&spec);
-    assert_eq!(m.len().unwrap(), 100);
+    assert_eq!(m.count().unwrap(), 100);
     assert_eq!(get(&mut m, Value::Count(9)), Ok(Value::Count(81)));
     // Expiries survive too.
     assert!(m.expire(NOW + 3_600_000_000_001).is_some());
-    assert_eq!(m.len().unwrap(), 0);
+    assert_eq!(m.count().unwrap(), 0);
     let err = spec
         .open("other")
         .err()
@@ -630,6 +630,6 @@ fn pages_snapshots_and_replace_cover_everything() {
                 },
             )])
             .unwrap();
-        assert_eq!(backend.len().unwrap(), 1);
+        assert_eq!(backend.count().unwrap(), 1);
     });
 }

@@ -20,9 +20,20 @@ enum Kind {
 
 #[derive(Debug)]
 enum Packet {
-    ToMaster { from: usize, req: ToMaster, kind: Option<Kind> },
-    Reply { to: usize, kind: Kind, msg: FromMaster },
-    Publish { to: usize, msg: FromMaster },
+    ToMaster {
+        from: usize,
+        req: ToMaster,
+        kind: Option<Kind>,
+    },
+    Reply {
+        to: usize,
+        kind: Kind,
+        msg: FromMaster,
+    },
+    Publish {
+        to: usize,
+        msg: FromMaster,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -44,18 +55,55 @@ fn op(kind: u8, key: u8, val: u8, with_clear: bool) -> Mutation {
     let key = Value::String(format!("k{}", key % 6));
     let v = Value::Count(val as u64);
     match kind % 12 {
-        0 | 1 => Mutation::Put { key, value: v, expiry: None },
-        2 => Mutation::Put { key, value: v, expiry: Some((val as i64 % 5 + 1) * SEC) },
-        3 => Mutation::PutUnique { key, value: v, expiry: None },
+        0 | 1 => Mutation::Put {
+            key,
+            value: v,
+            expiry: None,
+        },
+        2 => Mutation::Put {
+            key,
+            value: v,
+            expiry: Some((val as i64 % 5 + 1) * SEC),
+        },
+        3 => Mutation::PutUnique {
+            key,
+            value: v,
+            expiry: None,
+        },
         4 => Mutation::Erase { key },
-        5 => Mutation::Increment { key, amount: Value::Count(1), expiry: None },
-        6 => Mutation::Append { key, value: Value::String("x".into()), expiry: None },
-        7 => Mutation::InsertInto { key, index: v, value: None, expiry: None },
-        8 => Mutation::Push { key, value: v, expiry: None },
+        5 => Mutation::Increment {
+            key,
+            amount: Value::Count(1),
+            expiry: None,
+        },
+        6 => Mutation::Append {
+            key,
+            value: Value::String("x".into()),
+            expiry: None,
+        },
+        7 => Mutation::InsertInto {
+            key,
+            index: v,
+            value: None,
+            expiry: None,
+        },
+        8 => Mutation::Push {
+            key,
+            value: v,
+            expiry: None,
+        },
         9 => Mutation::Pop { key, expiry: None },
-        10 => Mutation::RemoveFrom { key, index: v, expiry: None },
+        10 => Mutation::RemoveFrom {
+            key,
+            index: v,
+            expiry: None,
+        },
         _ if with_clear => Mutation::Clear,
-        _ => Mutation::Decrement { key, amount: Value::Count(1), expiry: None },
+        _ => Mutation::Decrement {
+            key,
+            amount: Value::Count(1),
+            expiry: None,
+        },
     }
 }
 
@@ -69,8 +117,14 @@ struct Sim {
 
 impl Sim {
     fn new(log_retain: usize) -> Sim {
-        let config = MasterConfig { log_retain, page_size: 3, log_chunk: 5, ..MasterConfig::default() };
-        let master = MasterCore::new("s", "m", BackendSpec::Memory.open("s").unwrap(), 42, config).unwrap();
+        let config = MasterConfig {
+            log_retain,
+            page_size: 3,
+            log_chunk: 5,
+            ..MasterConfig::default()
+        };
+        let master =
+            MasterCore::new("s", "m", BackendSpec::Memory.open("s").unwrap(), 42, config).unwrap();
         let rc = ReplicaConfig {
             stale_interval: None,
             buffer_interval: i64::MAX / 4,
@@ -80,7 +134,9 @@ impl Sim {
         Sim {
             now: 1_000 * SEC,
             master,
-            clones: (0..CLONES).map(|i| ReplicaCore::new(&format!("c{i}"), "s", rc.clone())).collect(),
+            clones: (0..CLONES)
+                .map(|i| ReplicaCore::new(&format!("c{i}"), "s", rc.clone()))
+                .collect(),
             net: VecDeque::new(),
             increments: [0; CLONES],
         }
@@ -89,7 +145,10 @@ impl Sim {
     fn broadcast(&mut self, msg: Option<FromMaster>) {
         if let Some(msg) = msg {
             for to in 0..CLONES {
-                self.net.push_back(Packet::Publish { to, msg: msg.clone() });
+                self.net.push_back(Packet::Publish {
+                    to,
+                    msg: msg.clone(),
+                });
             }
         }
     }
@@ -97,9 +156,21 @@ impl Sim {
     fn drain(&mut self, i: usize) {
         for a in self.clones[i].take_actions() {
             match a {
-                Action::Sync(req) => self.net.push_back(Packet::ToMaster { from: i, req, kind: Some(Kind::Sync) }),
-                Action::Write(req) => self.net.push_back(Packet::ToMaster { from: i, req, kind: Some(Kind::Write) }),
-                Action::Publish(req) => self.net.push_back(Packet::ToMaster { from: i, req, kind: None }),
+                Action::Sync(req) => self.net.push_back(Packet::ToMaster {
+                    from: i,
+                    req,
+                    kind: Some(Kind::Sync),
+                }),
+                Action::Write(req) => self.net.push_back(Packet::ToMaster {
+                    from: i,
+                    req,
+                    kind: Some(Kind::Write),
+                }),
+                Action::Publish(req) => self.net.push_back(Packet::ToMaster {
+                    from: i,
+                    req,
+                    kind: None,
+                }),
                 Action::Resolve { .. } => {}
             }
         }
@@ -125,13 +196,34 @@ impl Sim {
             Packet::ToMaster { from, req, kind } => {
                 let now = self.now;
                 let reply = match req {
-                    ToMaster::Write { writer, first, muts } => {
-                        let (mut r, u) = self.master.write(&[WriteBatch { writer: Some(writer), first, muts }], now);
+                    ToMaster::Write {
+                        writer,
+                        first,
+                        muts,
+                    } => {
+                        let (mut r, u) = self.master.write(
+                            &[WriteBatch {
+                                writer: Some(writer),
+                                first,
+                                muts,
+                            }],
+                            now,
+                        );
                         self.broadcast(u);
-                        Some(FromMaster::Written { epoch: self.master.epoch(), seq: self.master.seq(), results: r.pop().unwrap() })
+                        Some(FromMaster::Written {
+                            epoch: self.master.epoch(),
+                            seq: self.master.seq(),
+                            results: r.pop().unwrap(),
+                        })
                     }
-                    ToMaster::Fetch { clone, epoch, from } => Some(self.master.fetch(&clone, epoch, from, now)),
-                    ToMaster::Page { clone, epoch, after } => Some(self.master.page(&clone, epoch, Some(&after), now)),
+                    ToMaster::Fetch { clone, epoch, from } => {
+                        Some(self.master.fetch(&clone, epoch, from, now))
+                    }
+                    ToMaster::Page {
+                        clone,
+                        epoch,
+                        after,
+                    } => Some(self.master.page(&clone, epoch, Some(&after), now)),
                     ToMaster::Ack { clone, epoch, seq } => {
                         self.master.ack(&clone, epoch, seq, now);
                         None
@@ -139,7 +231,11 @@ impl Sim {
                     other => panic!("clones do not send {other:?}"),
                 };
                 if let (Some(msg), Some(kind)) = (reply, kind) {
-                    self.net.push_back(Packet::Reply { to: from, kind, msg });
+                    self.net.push_back(Packet::Reply {
+                        to: from,
+                        kind,
+                        msg,
+                    });
                 }
             }
             Packet::Reply { to, kind, msg } => {
@@ -159,18 +255,31 @@ impl Sim {
     fn step(&mut self, s: &Step, with_clear: bool) {
         match *s {
             Step::MasterWrite(k, key, v) => {
-                let (_, u) = self.master.write(&[WriteBatch { writer: None, first: 0, muts: vec![op(k, key, v, with_clear)] }], self.now);
+                let (_, u) = self.master.write(
+                    &[WriteBatch {
+                        writer: None,
+                        first: 0,
+                        muts: vec![op(k, key, v, with_clear)],
+                    }],
+                    self.now,
+                );
                 self.broadcast(u);
             }
             Step::CloneWrite(c, k, key, v) => {
                 let c = c % CLONES;
-                self.clones[c].write(op(k, key, v, with_clear), Some(1), self.now).unwrap();
+                self.clones[c]
+                    .write(op(k, key, v, with_clear), Some(1), self.now)
+                    .unwrap();
                 self.drain(c);
             }
             Step::CloneIncrement(c) => {
                 let c = c % CLONES;
                 self.increments[c] += 1;
-                let m = Mutation::Increment { key: Value::String(format!("count-{c}")), amount: Value::Count(1), expiry: None };
+                let m = Mutation::Increment {
+                    key: Value::String(format!("count-{c}")),
+                    amount: Value::Count(1),
+                    expiry: None,
+                };
                 self.clones[c].write(m, None, self.now).unwrap();
                 self.drain(c);
             }
@@ -215,7 +324,13 @@ impl Sim {
                 return;
             }
         }
-        panic!("not idle after healing: {:?}", self.clones.iter().map(|c| (c.position(), c.is_synced(), c.buffered())).collect::<Vec<_>>());
+        panic!(
+            "not idle after healing: {:?}",
+            self.clones
+                .iter()
+                .map(|c| (c.position(), c.is_synced(), c.buffered()))
+                .collect::<Vec<_>>()
+        );
     }
 
     fn master_contents(&mut self) -> BTreeMap<Value, Entry> {
@@ -260,7 +375,12 @@ fn run(steps: &[Step], log_retain: usize, with_clear: bool) -> Result<(), TestCa
                 .get(&Value::String(format!("count-{c}")))
                 .map(|e| e.value.clone());
             let want = (sim.increments[c] > 0).then_some(Value::Count(sim.increments[c]));
-            prop_assert_eq!(got, want, "increments through clone {} applied exactly once", c);
+            prop_assert_eq!(
+                got,
+                want,
+                "increments through clone {} applied exactly once",
+                c
+            );
         }
     }
     Ok(())
@@ -292,9 +412,19 @@ proptest! {
 fn effects_are_idempotent_so_replaying_covered_log_is_harmless() {
     let mut map = BTreeMap::new();
     let effects = [
-        Effect::Put { key: Value::Count(1), value: Value::Count(2), expiry: None },
-        Effect::Erase { key: Value::Count(1) },
-        Effect::Put { key: Value::Count(3), value: Value::Count(4), expiry: Some(9) },
+        Effect::Put {
+            key: Value::Count(1),
+            value: Value::Count(2),
+            expiry: None,
+        },
+        Effect::Erase {
+            key: Value::Count(1),
+        },
+        Effect::Put {
+            key: Value::Count(3),
+            value: Value::Count(4),
+            expiry: Some(9),
+        },
     ];
     for e in &effects {
         yard_store::backend::apply_to_map(&mut map, e);

@@ -165,6 +165,19 @@ pub async fn http(
     body: Option<&str>,
     token: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
+    let (code, body) = http_bytes(method, addr, path, body.unwrap_or("").as_bytes(), token).await?;
+    let text = String::from_utf8(body).context("HTTP reply is not UTF-8")?;
+    Ok((code, text))
+}
+
+/// One HTTP/1.1 request with a binary body; the status and the body of the answer.
+pub async fn http_bytes(
+    method: &str,
+    addr: &str,
+    path: &str,
+    body: &[u8],
+    token: Option<&str>,
+) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect(addr)
         .await
         .map_err(|e| not_running(addr, e))?;
@@ -172,24 +185,52 @@ pub async fn http(
     if let Some(t) = token {
         req.push_str(&format!("Authorization: Bearer {t}\r\n"));
     }
-    let body = body.unwrap_or("");
     if !body.is_empty() {
-        req.push_str("Content-Type: application/json\r\n");
+        req.push_str("Content-Type: application/octet-stream\r\n");
     }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     stream.write_all(req.as_bytes()).await?;
+    stream.write_all(body).await?;
     let mut buf = Vec::new();
     stream.read_to_end(&mut buf).await?;
-    let text = String::from_utf8(buf).context("HTTP reply is not UTF-8")?;
-    let (head, body) = text
-        .split_once("\r\n\r\n")
+    let split = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
         .ok_or_else(|| anyhow!("truncated HTTP reply from {addr}"))?;
+    let head = String::from_utf8_lossy(&buf[..split]).to_string();
     let code = head
         .split(' ')
         .nth(1)
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| anyhow!("bad HTTP status line from {addr}: {head}"))?;
-    Ok((code, body.to_string()))
+    let body = buf[split + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Ok((code, dechunk(&body)?));
+    }
+    Ok((code, body))
+}
+
+fn dechunk(mut b: &[u8]) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    loop {
+        let eol = b
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .ok_or_else(|| anyhow!("bad chunked HTTP body"))?;
+        let size = usize::from_str_radix(std::str::from_utf8(&b[..eol])?.trim(), 16)?;
+        b = &b[eol + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(
+            b.get(..size)
+                .ok_or_else(|| anyhow!("bad chunked HTTP body"))?,
+        );
+        b = b.get(size + 2..).unwrap_or(&[]);
+    }
 }
 
 /// `GET path`; any status but 200 is an error.

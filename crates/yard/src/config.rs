@@ -13,6 +13,7 @@ use yard_data::json::JsonOptions;
 use yard_data::time::{parse_timespan, TimestampPrecision};
 use yard_fabric::{EndpointConfig, OverflowPolicy};
 use yard_gateway::GatewayConfig;
+use yard_store::{BackendSpec, CloneOptions};
 
 /// The default address of the WebSocket/HTTP gateway (Broker's WebSocket port).
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9997";
@@ -61,6 +62,18 @@ pub struct NodeFile {
     pub log_max_bytes: u64,
     /// Rotated files kept per stream.
     pub log_keep: usize,
+    /// Stores this endpoint masters: `NAME` (memory) or `NAME=BACKEND`, where BACKEND is
+    /// `memory` or `sqlite:PATH[?synchronous=normal|full&integrity_check=true]`.
+    pub masters: Vec<String>,
+    /// Stores this endpoint clones.
+    pub clones: Vec<String>,
+    /// A clone's reads fail with stale_data once its master has been silent this long; "never"
+    /// to keep answering.
+    pub stale_interval: String,
+    /// Writes made through a clone while its master is out of reach are kept this long.
+    pub mutation_buffer_interval: String,
+    /// How often a clone retries reaching its master.
+    pub resync_interval: String,
 }
 
 impl Default for NodeFile {
@@ -88,6 +101,11 @@ impl Default for NodeFile {
             log_dir: String::new(),
             log_max_bytes: 10 << 20,
             log_keep: 5,
+            masters: Vec::new(),
+            clones: Vec::new(),
+            stale_interval: "300s".into(),
+            mutation_buffer_interval: "120s".into(),
+            resync_interval: "1s".into(),
         }
     }
 }
@@ -109,6 +127,19 @@ pub struct NodeConfig {
     pub endpoint: EndpointConfig,
     pub gateway: GatewayConfig,
     pub logs: Option<crate::logs::LogConfig>,
+    pub masters: Vec<(String, BackendSpec)>,
+    pub clones: Vec<String>,
+    pub clone_options: CloneOptions,
+}
+
+/// Parses `NAME` or `NAME=BACKEND`.
+pub fn parse_master(s: &str) -> anyhow::Result<(String, BackendSpec)> {
+    let (name, backend) = s.split_once('=').unwrap_or((s, "memory"));
+    yard_store::check_name(name).map_err(|e| anyhow::anyhow!("masters: {e}"))?;
+    let spec = backend
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("masters: {name}: {e}"))?;
+    Ok((name.to_string(), spec))
 }
 
 fn duration(field: &str, s: &str) -> anyhow::Result<Duration> {
@@ -203,7 +234,31 @@ impl TryFrom<NodeFile> for NodeConfig {
                 keep: f.log_keep,
             })
         };
+        let mut masters = Vec::new();
+        for m in &f.masters {
+            masters.push(parse_master(m)?);
+        }
+        for c in &f.clones {
+            yard_store::check_name(c).map_err(|e| anyhow::anyhow!("clones: {e}"))?;
+            if masters.iter().any(|(n, _)| n == c) {
+                bail!("store {c:?} is both mastered and cloned here; an endpoint holds one of the two");
+            }
+        }
+        let clone_options = CloneOptions {
+            stale_interval: match f.stale_interval.as_str() {
+                "never" => None,
+                s => Some(duration("stale_interval", s)?),
+            },
+            mutation_buffer_interval: duration(
+                "mutation_buffer_interval",
+                &f.mutation_buffer_interval,
+            )?,
+            resync_interval: duration("resync_interval", &f.resync_interval)?,
+        };
         Ok(NodeConfig {
+            masters,
+            clones: f.clones.clone(),
+            clone_options,
             listen,
             id: (!f.id.is_empty()).then(|| f.id.clone()),
             peers: f.peers.clone(),

@@ -1,5 +1,5 @@
 //! `yard`: the one Switchyard binary. Daemons (`node`) and client verbs (`pub`, `sub`, `status`,
-//! `peers`, `peer`, `unpeer`, `request`, `log`, `bench`).
+//! `peers`, `peer`, `unpeer`, `request`, `log`, `store`, `bench`).
 
 mod bench;
 mod bench_mesh;
@@ -8,6 +8,7 @@ mod config;
 mod logs;
 mod mesh_cli;
 mod node;
+mod store_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,7 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a fabric endpoint with its WebSocket/HTTP gateway.
-    Node(NodeArgs),
+    Node(Box<NodeArgs>),
     /// Publish values on a topic.
     Pub(PubArgs),
     /// Subscribe to topic prefixes and print what arrives, one line per message.
@@ -52,6 +53,8 @@ enum Command {
     Request(RequestArgs),
     /// Write one record to a remote log stream (published on yard/logs/STREAM).
     Log(LogArgs),
+    /// Replicated stores: attach, read, write, back up, restore (see docs/STORES.md).
+    Store(store_cli::StoreArgs),
     /// Benchmarks (programs, not tests); see docs/BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -101,6 +104,19 @@ struct NodeArgs {
     /// Hops a publication may take [default: 16].
     #[arg(long)]
     ttl: Option<u8>,
+    /// Be the master of a store: NAME (in memory) or NAME=sqlite:PATH (repeatable).
+    #[arg(long = "master", value_name = "NAME[=BACKEND]")]
+    masters: Vec<String>,
+    /// Hold a clone of a store (repeatable); its master may start later, anywhere in the mesh.
+    #[arg(long = "clone", value_name = "NAME")]
+    clones: Vec<String>,
+    /// A clone's reads fail with stale_data once its master has been silent this long, or
+    /// "never" [default: 300s].
+    #[arg(long)]
+    stale_interval: Option<String>,
+    /// How long a clone keeps writes for an unreachable master [default: 120s].
+    #[arg(long)]
+    mutation_buffer_interval: Option<String>,
 }
 
 /// Where the client verbs find the endpoint.
@@ -220,7 +236,8 @@ fn main() -> ExitCode {
         .expect("tokio runtime");
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Node(a) => node::main(a).await,
+            Command::Node(a) => node::main(*a).await,
+            Command::Store(a) => store_cli::main(a).await,
             Command::Pub(a) => client::publish(a).await,
             Command::Sub(a) => client::subscribe(a).await,
             Command::Status(a) => client::status(a).await,

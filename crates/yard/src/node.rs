@@ -7,6 +7,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use yard_fabric::id::random_uuid;
 use yard_fabric::Endpoint;
+use yard_store::Stores;
 
 use crate::config::{NodeConfig, NodeFile};
 use crate::NodeArgs;
@@ -52,6 +53,14 @@ pub async fn main(args: NodeArgs) -> anyhow::Result<()> {
     }
     if let Some(v) = args.ttl {
         file.ttl = v;
+    }
+    file.masters.extend(args.masters);
+    file.clones.extend(args.clones);
+    if let Some(v) = args.stale_interval {
+        file.stale_interval = v;
+    }
+    if let Some(v) = args.mutation_buffer_interval {
+        file.mutation_buffer_interval = v;
     }
     let config = NodeConfig::try_from(file)?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
@@ -102,20 +111,77 @@ pub async fn run(
             }
         });
     }
+    let mut first_attempts = Vec::new();
     for addr in config.peers {
         let ep = endpoint.clone();
-        tokio::spawn(async move {
+        first_attempts.push(tokio::spawn(async move {
             match ep.peer(&addr).await {
-                Ok(Ok(peer)) => tracing::debug!(%addr, %peer, "peered"),
-                Ok(Err(e)) => tracing::warn!(%addr, "not peered yet: {e}; re-dialing with backoff"),
-                Err(e) => tracing::error!(%addr, "cannot peer: {e}"),
+                Ok(Ok(peer)) => {
+                    tracing::debug!(%addr, %peer, "peered");
+                    Some(peer)
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(%addr, "not peered yet: {e}; re-dialing with backoff");
+                    None
+                }
+                Err(e) => {
+                    tracing::error!(%addr, "cannot peer: {e}");
+                    None
+                }
             }
-        });
+        }));
     }
-    let served = yard_gateway::serve(listener, endpoint, config.gateway, shutdown.clone()).await;
+    if !config.masters.is_empty() {
+        // A master checks that no other master of its store answers in the mesh: give the
+        // configured peers their first attempt and their routes first (bounded).
+        settle_peers(&endpoint, first_attempts).await;
+    }
+    let stores = Stores::new(endpoint.clone(), shutdown.clone());
+    for (name, spec) in config.masters {
+        stores
+            .attach_master(&name, spec.clone())
+            .await
+            .with_context(|| format!("cannot start the master of store {name:?} ({spec})"))?;
+        tracing::info!(store = %name, backend = %spec, "master attached");
+    }
+    for name in config.clones {
+        stores
+            .attach_clone(&name, config.clone_options.clone())
+            .await
+            .with_context(|| format!("cannot start the clone of store {name:?}"))?;
+        tracing::info!(store = %name, "clone attached");
+    }
+    let served = yard_gateway::serve(
+        listener,
+        endpoint,
+        stores,
+        config.clone_options,
+        config.gateway,
+        shutdown.clone(),
+    )
+    .await;
     shutdown.cancel();
     router.await.context("router task failed")?;
     served.context("gateway failed")
+}
+
+/// Waits (at most about 3 s) for the first peering attempts and for the peers reached to show
+/// in the routes.
+async fn settle_peers(endpoint: &Endpoint, attempts: Vec<tokio::task::JoinHandle<Option<String>>>) {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(3);
+    let mut ids = Vec::new();
+    for a in attempts {
+        if let Ok(Ok(Some(id))) = tokio::time::timeout_at(deadline, a).await {
+            ids.push(id);
+        }
+    }
+    while tokio::time::Instant::now() < deadline {
+        match endpoint.snapshot().await {
+            Ok(s) if ids.iter().all(|id| s.reachable.iter().any(|r| r == id)) => return,
+            Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            Err(_) => return,
+        }
+    }
 }
 
 async fn stop_on_signal(shutdown: CancellationToken) {

@@ -1,0 +1,498 @@
+//! Stores over HTTP and WebSocket (see docs/STORES.md).
+//!
+//! HTTP:
+//! - `GET /v1/stores`: the stores attached here; `POST /v1/stores` attaches one
+//!   (`{"name":…,"role":"master"|"clone","backend":…}`); `DELETE /v1/stores/NAME` detaches.
+//! - `GET|PUT|DELETE /v1/stores/NAME/keys/KEY` (a string key; the value is a JSON v1 value
+//!   object, `?expiry=30s` optional), `GET /v1/stores/NAME/keys?prefix=P`.
+//! - `POST /v1/stores/NAME/ops`: any operation, in the WebSocket envelope.
+//! - `GET /v1/stores/NAME/backup`, `POST /v1/stores/NAME/restore`, `GET /v1/stores/NAME/dump`
+//!   (JSON lines).
+//!
+//! WebSocket: `{"type":"store","id":…,"store":…,"op":…,…}` answered by
+//! `{"type":"store-result","id":…,"result":{value}}` (or `"buffered":true`) or an `error` with
+//! the id.
+//!
+//! Anything that changes a store needs credentials once the gateway listens beyond loopback
+//! (the same rule and token as peering).
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query as UrlQuery, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Map, Value as Json};
+use yard_data::json::{self, JsonOptions};
+use yard_data::time::parse_timespan;
+use yard_data::Value;
+use yard_store::replica::WriteOutcome;
+use yard_store::{Mutation, Query, StoreError, Stores};
+
+use crate::peers::{answer, authorize, error};
+use crate::Gateway;
+
+/// A parsed store operation.
+#[derive(Debug)]
+pub enum Op {
+    Write(Mutation),
+    Read(Query),
+    AwaitIdle(Duration),
+}
+
+impl Op {
+    pub fn changes(&self) -> bool {
+        matches!(self, Op::Write(_))
+    }
+}
+
+fn value_field(obj: &Map<String, Json>, field: &str) -> Result<Value, String> {
+    let j = obj
+        .get(field)
+        .ok_or_else(|| format!("this operation needs \"{field}\" (a value object such as {{\"@data-type\":\"string\",\"data\":\"x\"}})"))?;
+    json::decode_value(j).map_err(|e| format!("{field}: {e}"))
+}
+
+fn span_field(obj: &Map<String, Json>, field: &str) -> Result<Option<i64>, String> {
+    match obj.get(field) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) => match parse_timespan(s) {
+            Ok(ns) if ns > 0 => Ok(Some(ns)),
+            _ => Err(format!(
+                "{field}: {s:?} is not a positive timespan such as \"30s\""
+            )),
+        },
+        Some(Json::Number(n)) => match n.as_f64() {
+            Some(secs) if secs > 0.0 && secs < 1e9 => Ok(Some((secs * 1e9) as i64)),
+            _ => Err(format!("{field}: {n} is not a positive number of seconds")),
+        },
+        Some(other) => Err(format!(
+            "{field}: expected a timespan string or seconds, got {other}"
+        )),
+    }
+}
+
+/// Reads the operation of an envelope: `op` plus `key`, `value`, `amount`, `index`, `expiry`
+/// as the operation needs.
+pub fn parse_op(obj: &Map<String, Json>) -> Result<Op, String> {
+    let op = match obj.get("op") {
+        Some(Json::String(s)) => s.as_str(),
+        _ => return Err("a store operation needs \"op\" (put, get, erase, increment, …)".into()),
+    };
+    let key = || value_field(obj, "key");
+    let expiry = || span_field(obj, "expiry");
+    Ok(match op {
+        "put" => Op::Write(Mutation::Put { key: key()?, value: value_field(obj, "value")?, expiry: expiry()? }),
+        "put_unique" => Op::Write(Mutation::PutUnique { key: key()?, value: value_field(obj, "value")?, expiry: expiry()? }),
+        "erase" => Op::Write(Mutation::Erase { key: key()? }),
+        "clear" => Op::Write(Mutation::Clear),
+        "increment" => Op::Write(Mutation::Increment { key: key()?, amount: value_field(obj, "amount")?, expiry: expiry()? }),
+        "decrement" => Op::Write(Mutation::Decrement { key: key()?, amount: value_field(obj, "amount")?, expiry: expiry()? }),
+        "append" => Op::Write(Mutation::Append { key: key()?, value: value_field(obj, "value")?, expiry: expiry()? }),
+        "insert_into" => Op::Write(Mutation::InsertInto {
+            key: key()?,
+            index: value_field(obj, "index")?,
+            value: obj.contains_key("value").then(|| value_field(obj, "value")).transpose()?,
+            expiry: expiry()?,
+        }),
+        "remove_from" => Op::Write(Mutation::RemoveFrom { key: key()?, index: value_field(obj, "index")?, expiry: expiry()? }),
+        "push" => Op::Write(Mutation::Push { key: key()?, value: value_field(obj, "value")?, expiry: expiry()? }),
+        "pop" => Op::Write(Mutation::Pop { key: key()?, expiry: expiry()? }),
+        "get" => Op::Read(Query::Get { key: key()? }),
+        "exists" => Op::Read(Query::Exists { key: key()? }),
+        "keys" => Op::Read(Query::Keys),
+        "get_index_from_value" => Op::Read(Query::GetIndexFromValue { key: key()?, index: value_field(obj, "index")? }),
+        "await_idle" => Op::AwaitIdle(Duration::from_nanos(
+            span_field(obj, "timeout")?.unwrap_or(15_000_000_000) as u64,
+        )),
+        other => return Err(format!(
+            "unknown store operation {other:?}: put, put_unique, erase, clear, increment, decrement, append, insert_into, remove_from, push, pop, get, exists, keys, get_index_from_value, await_idle"
+        )),
+    })
+}
+
+/// An operation's outcome as the envelope's answer.
+pub enum Outcome {
+    Value(Value),
+    Buffered,
+    Idle(bool),
+    Failed(StoreError),
+}
+
+impl From<Result<WriteOutcome, StoreError>> for Outcome {
+    fn from(r: Result<WriteOutcome, StoreError>) -> Outcome {
+        match r {
+            Ok(WriteOutcome::Done(Ok(v))) => Outcome::Value(v),
+            Ok(WriteOutcome::Done(Err(e))) | Err(e) => Outcome::Failed(e),
+            Ok(WriteOutcome::Buffered) => Outcome::Buffered,
+        }
+    }
+}
+
+/// `{"type":"store-result","id":…,"result":{…}}` and its variants.
+pub fn encode_outcome(id: &Json, o: &Outcome, opts: JsonOptions) -> String {
+    let head = format!("{{\"type\":\"store-result\",\"id\":{id},");
+    match o {
+        Outcome::Value(v) => {
+            let mut s = head;
+            s.push_str("\"result\":");
+            json::write_value(&mut s, v, opts);
+            s.push('}');
+            s
+        }
+        Outcome::Buffered => format!("{head}\"buffered\":true}}"),
+        Outcome::Idle(idle) => format!("{head}\"idle\":{idle}}}"),
+        Outcome::Failed(e) => json::encode_request_error(id, e.code(), &e.to_string()),
+    }
+}
+
+/// An operation under way; resolves to its outcome.
+pub type Pending = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// Starts `op` on store `name`: a write to a store attached here is queued before this returns,
+/// so a client's operations keep their order while it pipelines.
+pub async fn start(stores: &Arc<Stores>, name: String, op: Op) -> Pending {
+    match op {
+        Op::Write(m) => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            match stores.write_async(&name, m, tx).await {
+                Ok(()) => {
+                    Box::pin(async move { rx.await.map_err(|_| StoreError::Shutdown).into() })
+                }
+                Err(e) => Box::pin(async move { Outcome::Failed(e) }),
+            }
+        }
+        Op::Read(q) => {
+            let stores = stores.clone();
+            Box::pin(async move {
+                match stores.read(&name, q).await {
+                    Ok(v) => Outcome::Value(v),
+                    Err(e) => Outcome::Failed(e),
+                }
+            })
+        }
+        Op::AwaitIdle(t) => {
+            let stores = stores.clone();
+            Box::pin(async move {
+                match stores.await_idle(&name, t).await {
+                    Ok(idle) => Outcome::Idle(idle),
+                    Err(e) => Outcome::Failed(e),
+                }
+            })
+        }
+    }
+}
+
+/// Parses a WebSocket or HTTP envelope: its id, store and operation.
+pub fn parse_envelope(obj: &Map<String, Json>) -> (Json, Result<(String, Op), String>) {
+    let id = obj.get("id").cloned().unwrap_or(Json::Null);
+    let parsed = (|| {
+        if !obj.contains_key("id") {
+            return Err(
+                "a store operation needs an id (any JSON value, echoed in the answer)".to_string(),
+            );
+        }
+        let store = match obj.get("store") {
+            Some(Json::String(s)) => s.clone(),
+            _ => return Err("a store operation needs \"store\": the store's name".into()),
+        };
+        Ok((store, parse_op(obj)?))
+    })();
+    (id, parsed)
+}
+
+fn status_of(e: &StoreError) -> StatusCode {
+    match e {
+        StoreError::NoSuchKey(_) | StoreError::NoSuchStore(_) | StoreError::NoSuchMaster(_) => {
+            StatusCode::NOT_FOUND
+        }
+        StoreError::TypeClash(_) | StoreError::InvalidData(_) => StatusCode::BAD_REQUEST,
+        StoreError::MasterExists(..) => StatusCode::CONFLICT,
+        StoreError::StaleData(_) | StoreError::Shutdown => StatusCode::SERVICE_UNAVAILABLE,
+        StoreError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        StoreError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+fn failed(e: &StoreError) -> Response {
+    error(status_of(e), e.code(), &e.to_string())
+}
+
+fn value_json(v: &Value, opts: JsonOptions) -> Json {
+    serde_json::from_str(&json::encode_value(v, opts)).unwrap_or(Json::Null)
+}
+
+fn outcome_response(o: Outcome, opts: JsonOptions) -> Response {
+    match o {
+        Outcome::Value(v) => answer(StatusCode::OK, value_json(&v, opts)),
+        Outcome::Buffered => answer(
+            StatusCode::ACCEPTED,
+            json!({"buffered": true, "context": "the master is out of reach: the write is buffered and replayed when it returns (within mutation_buffer_interval)"}),
+        ),
+        Outcome::Idle(idle) => answer(StatusCode::OK, json!({"idle": idle})),
+        Outcome::Failed(e) => failed(&e),
+    }
+}
+
+// ---- handlers ---------------------------------------------------------------------------------
+
+pub async fn list(State(gw): State<Arc<Gateway>>) -> Response {
+    answer(StatusCode::OK, json!(gw.stores.list().await))
+}
+
+pub async fn attach(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: String) -> Response {
+    if let Err(r) = authorize(&gw, &headers) {
+        return *r;
+    }
+    let parsed: Result<(String, String, String), String> = (|| {
+        let Ok(Json::Object(o)) = serde_json::from_str::<Json>(&body) else {
+            return Err("the body must be a JSON object such as {\"name\":\"users\",\"role\":\"master\",\"backend\":\"memory\"}".into());
+        };
+        let field = |k: &str| o.get(k).and_then(Json::as_str).map(str::to_string);
+        let name = field("name").ok_or("the body needs \"name\"")?;
+        let role = field("role").ok_or("the body needs \"role\": \"master\" or \"clone\"")?;
+        Ok((
+            name,
+            role,
+            field("backend").unwrap_or_else(|| "memory".into()),
+        ))
+    })();
+    let (name, role, backend) = match parsed {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_message", &e),
+    };
+    let result = match role.as_str() {
+        "master" => match backend.parse() {
+            Ok(spec) => gw.stores.attach_master(&name, spec).await,
+            Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_message", &e),
+        },
+        "clone" => {
+            gw.stores
+                .attach_clone(&name, gw.clone_options.clone())
+                .await
+        }
+        other => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_message",
+                &format!("role {other:?}: expected master or clone"),
+            )
+        }
+    };
+    match result {
+        Ok(()) => answer(StatusCode::CREATED, json!({"name": name, "role": role})),
+        Err(e) => failed(&e),
+    }
+}
+
+pub async fn detach(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    if let Err(r) = authorize(&gw, &headers) {
+        return *r;
+    }
+    match gw.stores.detach(&name).await {
+        Ok(()) => answer(StatusCode::OK, json!({"name": name, "state": "detached"})),
+        Err(e) => failed(&e),
+    }
+}
+
+pub async fn info(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
+    match gw.stores.info(&name).await {
+        Ok(i) => answer(StatusCode::OK, json!(i)),
+        Err(e) => failed(&e),
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct KeysQuery {
+    prefix: Option<String>,
+}
+
+pub async fn keys(
+    State(gw): State<Arc<Gateway>>,
+    Path(name): Path<String>,
+    UrlQuery(q): UrlQuery<KeysQuery>,
+) -> Response {
+    let keys = match gw.stores.read(&name, Query::Keys).await {
+        Ok(Value::Set(s)) => s,
+        Ok(_) => BTreeSet::new(),
+        Err(e) => return failed(&e),
+    };
+    let opts = gw.config.json;
+    let out: Vec<Json> = keys
+        .iter()
+        .filter(|k| match &q.prefix {
+            None => true,
+            Some(p) => k.as_str().is_some_and(|s| s.starts_with(p.as_str())),
+        })
+        .map(|k| value_json(k, opts))
+        .collect();
+    answer(StatusCode::OK, Json::Array(out))
+}
+
+pub async fn get_key(
+    State(gw): State<Arc<Gateway>>,
+    Path((name, key)): Path<(String, String)>,
+) -> Response {
+    let q = Query::Get {
+        key: Value::String(key),
+    };
+    outcome_response(
+        match gw.stores.read(&name, q).await {
+            Ok(v) => Outcome::Value(v),
+            Err(e) => Outcome::Failed(e),
+        },
+        gw.config.json,
+    )
+}
+
+#[derive(serde::Deserialize)]
+pub struct PutQuery {
+    expiry: Option<String>,
+}
+
+pub async fn put_key(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path((name, key)): Path<(String, String)>,
+    UrlQuery(q): UrlQuery<PutQuery>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&gw, &headers) {
+        return *r;
+    }
+    let value = match json::decode_value_bytes(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                e.code(),
+                &format!("the body must be one JSON v1 value such as {{\"@data-type\":\"count\",\"data\":1}}: {e}"),
+            )
+        }
+    };
+    let expiry = match q.expiry.as_deref().map(parse_timespan) {
+        None => None,
+        Some(Ok(ns)) if ns > 0 => Some(ns),
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_message",
+                "expiry must be a positive timespan such as 30s",
+            )
+        }
+    };
+    let m = Mutation::Put {
+        key: Value::String(key),
+        value,
+        expiry,
+    };
+    outcome_response(gw.stores.write(&name, m).await.into(), gw.config.json)
+}
+
+pub async fn erase_key(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path((name, key)): Path<(String, String)>,
+) -> Response {
+    if let Err(r) = authorize(&gw, &headers) {
+        return *r;
+    }
+    let m = Mutation::Erase {
+        key: Value::String(key),
+    };
+    outcome_response(gw.stores.write(&name, m).await.into(), gw.config.json)
+}
+
+/// `POST /v1/stores/NAME/ops`: one operation in the envelope (`store` may be left out).
+pub async fn op(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    let Ok(Json::Object(mut obj)) = serde_json::from_slice::<Json>(&body) else {
+        return error(StatusCode::BAD_REQUEST, "invalid_message", "the body must be a JSON object such as {\"op\":\"get\",\"key\":{\"@data-type\":\"string\",\"data\":\"a\"}}");
+    };
+    obj.insert("store".into(), Json::String(name));
+    obj.entry("id").or_insert(Json::Null);
+    let (_, parsed) = parse_envelope(&obj);
+    let (name, op) = match parsed {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_message", &e),
+    };
+    if op.changes() {
+        if let Err(r) = authorize(&gw, &headers) {
+            return *r;
+        }
+    }
+    let pending = start(&gw.stores, name, op).await;
+    outcome_response(pending.await, gw.config.json)
+}
+
+pub async fn backup(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
+    match gw.stores.backup(&name).await {
+        Ok((bytes, n)) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+                (
+                    header::HeaderName::from_static("x-yard-entries"),
+                    n.to_string(),
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => failed(&e),
+    }
+}
+
+pub async fn restore(
+    State(gw): State<Arc<Gateway>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorize(&gw, &headers) {
+        return *r;
+    }
+    match gw.stores.restore(&name, body.to_vec()).await {
+        Ok(n) => answer(StatusCode::OK, json!({"name": name, "entries": n})),
+        Err(e) => failed(&e),
+    }
+}
+
+/// Every entry as a JSON line `{"key":{…},"value":{…},"expiry":"…"|null}`.
+pub async fn dump(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
+    let entries = match gw.stores.entries(&name).await {
+        Ok(e) => e,
+        Err(e) => return failed(&e),
+    };
+    let opts = gw.config.json;
+    let mut out = String::new();
+    for (k, e) in entries {
+        out.push_str("{\"key\":");
+        json::write_value(&mut out, &k, opts);
+        out.push_str(",\"value\":");
+        json::write_value(&mut out, &e.value, opts);
+        out.push_str(",\"expiry\":");
+        match e.expiry {
+            Some(t) => {
+                out.push('"');
+                yard_data::time::write_timestamp(&mut out, t, opts.timestamp_precision);
+                out.push('"');
+            }
+            None => out.push_str("null"),
+        }
+        out.push_str("}\n");
+    }
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response()
+}
