@@ -1,0 +1,457 @@
+//! Replicated stores across real `yard node` processes: a master and a clone followed over HTTP,
+//! WebSocket and the CLI; kill -9 of a SQLite master under load; a partition healed; backups
+//! taken under load, restored, and refused when damaged.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{client, next_json, wait_until, yard_bin, Node, Ws};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value as Json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// Runs the real CLI; (success, stdout, stderr).
+fn yard(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(yard_bin())
+        .args(args)
+        .output()
+        .expect("run yard");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
+}
+
+fn store(addr: &str, args: &[&str]) -> String {
+    let mut all = vec!["store", "-e", addr];
+    all.extend_from_slice(args);
+    let (ok, out, err) = yard(&all);
+    assert!(ok, "yard {all:?} failed: {err}");
+    out
+}
+
+/// A store's contents as key → (value, expiry) JSON, via `yard store dump`.
+fn dump(addr: &str, name: &str) -> BTreeMap<String, String> {
+    store(addr, &["dump", name])
+        .lines()
+        .map(|l| {
+            let j: Json = serde_json::from_str(l).unwrap();
+            (
+                j["key"].to_string(),
+                format!("{} {}", j["value"], j["expiry"]),
+            )
+        })
+        .collect()
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("yard-it-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    fn path(&self, f: &str) -> String {
+        self.0.join(f).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn put_op(id: u64, key: &str, value: u64) -> String {
+    json!({"type": "store", "id": id, "store": "s", "op": "put",
+           "key": {"@data-type": "string", "data": key},
+           "value": {"@data-type": "count", "data": value}})
+    .to_string()
+}
+
+async fn idle(addr: &str, name: &str) {
+    let out = store(addr, &["await-idle", name, "--timeout", "20s"]);
+    assert_eq!(out.trim(), "idle");
+}
+
+/// Writes `key-i = i` for i in `from..to`, pipelined in windows of 64, and returns the
+/// numbers the endpoint acknowledged before the connection ended (or all of them).
+async fn pipelined_puts(ws: &mut Ws, from: u64, to: u64) -> Vec<u64> {
+    let mut acked = Vec::new();
+    let mut i = from;
+    while i < to {
+        let end = (i + 64).min(to);
+        for n in i..end {
+            if ws
+                .send(Message::text(put_op(n, &format!("key-{n}"), n)))
+                .await
+                .is_err()
+            {
+                return acked;
+            }
+        }
+        for _ in i..end {
+            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => {
+                    let j: Json = serde_json::from_str(&t).unwrap();
+                    assert_eq!(j["type"], "store-result", "{j}");
+                    acked.push(j["id"].as_u64().unwrap());
+                }
+                _ => return acked,
+            }
+        }
+        i = end;
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clone_follows_its_master_over_http_websocket_and_the_cli() {
+    let dir = TempDir::new("follow");
+    let db = format!("s=sqlite:{}", dir.path("s.db"));
+    let master = Node::start(&["--master", &db]);
+    let clone = Node::start(&["--clone", "s", "--peer", &master.addr]);
+    // Change events on the clone's endpoint.
+    let (mut events, _) = client(&clone, &["<$>/local/data/store-events"]).await;
+    store(&master.addr, &["put", "s", "alice", "42"]);
+    // Writes through the clone reach the master and show in the clone's own copy.
+    store(&clone.addr, &["put", "s", "bob", "\"hi\""]);
+    assert_eq!(store(&clone.addr, &["get", "s", "bob"]).trim(), "\"hi\"");
+    assert_eq!(store(&clone.addr, &["incr", "s", "n", "5"]).trim(), "5");
+    assert_eq!(
+        store(&clone.addr, &["put-unique", "s", "n", "1"]).trim(),
+        "false"
+    );
+    store(&master.addr, &["push", "s", "vec", "1"]);
+    store(&master.addr, &["push", "s", "vec", "2"]);
+    assert_eq!(store(&master.addr, &["pop", "s", "vec"]).trim(), "2");
+    idle(&clone.addr, "s").await;
+    assert_eq!(store(&clone.addr, &["get", "s", "alice"]).trim(), "42");
+    assert_eq!(dump(&clone.addr, "s"), dump(&master.addr, "s"));
+    // Type clashes and missing keys fail clearly and change nothing.
+    let (ok, _, err) = yard(&["store", "-e", &clone.addr, "incr", "s", "bob"]);
+    assert!(!ok && err.contains("type_clash"), "{err}");
+    let (ok, _, err) = yard(&["store", "-e", &clone.addr, "get", "s", "nobody"]);
+    assert!(!ok && err.contains("no_such_key"), "{err}");
+    // The HTTP key API and prefix listing, on the clone.
+    let v = common::Node::get_from(&clone.addr, "/v1/stores/s/keys/alice").await;
+    assert_eq!(v, r#"{"@data-type":"count","data":42}"#);
+    let keys: Json = serde_json::from_str(&clone.get("/v1/stores/s/keys?prefix=b").await).unwrap();
+    assert_eq!(keys, json!([{"@data-type": "string", "data": "bob"}]));
+    // The WebSocket envelope, with pipelined operations answered in order.
+    let (mut ws, _) = client(&clone, &[]).await;
+    for (id, op) in [
+        (
+            1,
+            json!({"op": "increment", "key": {"@data-type": "string", "data": "n"}, "amount": {"@data-type": "count", "data": 2}}),
+        ),
+        (
+            2,
+            json!({"op": "get", "key": {"@data-type": "string", "data": "n"}}),
+        ),
+        (
+            3,
+            json!({"op": "increment", "key": {"@data-type": "string", "data": "bob"}, "amount": {"@data-type": "count", "data": 2}}),
+        ),
+        (4, json!({"op": "frobnicate"})),
+    ] {
+        let mut env = op.as_object().unwrap().clone();
+        env.insert("type".into(), "store".into());
+        env.insert("id".into(), id.into());
+        env.insert("store".into(), "s".into());
+        ws.send(Message::text(Json::Object(env).to_string()))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        next_json(&mut ws).await,
+        json!({"type": "store-result", "id": 1, "result": {"@data-type": "count", "data": 7}})
+    );
+    assert_eq!(next_json(&mut ws).await["result"]["data"], 7);
+    let clash = next_json(&mut ws).await;
+    assert_eq!(
+        (
+            clash["type"].as_str(),
+            clash["id"].as_u64(),
+            clash["code"].as_str()
+        ),
+        (Some("error"), Some(3), Some("type_clash"))
+    );
+    let unknown = next_json(&mut ws).await;
+    assert_eq!(unknown["code"], "invalid_data", "{unknown}");
+    assert!(unknown["context"].as_str().unwrap().contains("frobnicate"));
+    // The connection is still healthy after the errors.
+    ws.send(Message::text(put_op(5, "carol", 3))).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["id"], 5);
+    // Events on the clone: alice's insert came through.
+    let first = next_json(&mut events).await;
+    assert_eq!(first["data"][0]["data"], "insert", "{first}");
+    assert_eq!(first["data"][2]["data"], "alice", "{first}");
+    // A second master for the name is refused.
+    let (ok, _, err) = yard(&[
+        "node",
+        "--listen",
+        "127.0.0.1:0",
+        "--master",
+        "s",
+        "--peer",
+        &master.addr,
+    ]);
+    assert!(!ok && err.contains("already exists"), "{err}");
+    // Expiry: the master expires the key and the clone follows.
+    store(
+        &master.addr,
+        &["put", "s", "temp", "1", "--expiry", "300ms"],
+    );
+    idle(&clone.addr, "s").await;
+    wait_until(
+        "the clone to drop the expired key",
+        Duration::from_secs(10),
+        || async {
+            !yard(&["store", "-e", &clone.addr, "exists", "s", "temp"])
+                .1
+                .contains("true")
+        },
+    )
+    .await;
+}
+
+async fn kill_master_under_load(synchronous: &str) {
+    let dir = TempDir::new(&format!("kill-{synchronous}"));
+    let db = format!("s=sqlite:{}?synchronous={synchronous}", dir.path("s.db"));
+    let master = Node::start(&["--master", &db]);
+    let addr = master.addr.clone();
+    let clone = Node::start(&["--clone", "s", "--peer", &addr]);
+    let (mut ws, _) = client(&master, &[]).await;
+    let writer = tokio::spawn(async move { pipelined_puts(&mut ws, 0, 10_000_000).await });
+    // Let a good number of writes be acknowledged, then kill -9 mid-stream.
+    wait_until("writes to be applied", Duration::from_secs(30), || async {
+        let info: Json =
+            serde_json::from_str(&Node::get_from(&addr, "/v1/stores/s").await).unwrap_or_default();
+        info["seq"].as_u64().unwrap_or(0) > 3000
+    })
+    .await;
+    master.signal("KILL");
+    let acked = writer.await.unwrap();
+    assert!(
+        acked.len() >= 3000,
+        "only {} writes acknowledged",
+        acked.len()
+    );
+    drop(master);
+    // Restart on the same file and address: every acknowledged write is there.
+    let master = Node::start_at(&addr, &["--master", &db]);
+    let contents = dump(&master.addr, "s");
+    let missing: Vec<u64> = acked
+        .iter()
+        .copied()
+        .filter(|n| {
+            !contents.contains_key(
+                &json!({"@data-type": "string", "data": format!("key-{n}")}).to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "synchronous={synchronous}: {} acknowledged writes lost, e.g. {:?}",
+        missing.len(),
+        &missing[..missing.len().min(5)]
+    );
+    // The clone re-synchronises with the restarted master (a new epoch) and converges.
+    idle(&clone.addr, "s").await;
+    assert_eq!(dump(&clone.addr, "s"), contents);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_sqlite_master_loses_no_acknowledged_write_with_synchronous_full() {
+    kill_master_under_load("full").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_sqlite_master_loses_no_acknowledged_write_with_synchronous_normal() {
+    kill_master_under_load("normal").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_clone_buffers_its_writes_and_converges_after_healing() {
+    let master = Node::start(&["--master", "s"]);
+    let clone = Node::start(&[
+        "--clone",
+        "s",
+        "--peer",
+        &master.addr,
+        "--stale-interval",
+        "1s",
+    ]);
+    store(&clone.addr, &["put", "s", "before", "1"]);
+    idle(&clone.addr, "s").await;
+    // Cut the link (the clone's side unpeers; the master's side does not re-dial).
+    let (ok, _, err) = yard(&["unpeer", "-e", &clone.addr, &master.addr]);
+    assert!(ok, "{err}");
+    // Both sides keep writing.
+    for i in 0..50 {
+        store(
+            &master.addr,
+            &["put", "s", &format!("m{i}"), &i.to_string()],
+        );
+    }
+    store(&master.addr, &["incr", "s", "shared", "10"]);
+    let (ok, _, err) = yard(&["store", "-e", &clone.addr, "put", "s", "c0", "0"]);
+    assert!(
+        ok && err.contains("buffered"),
+        "a write while cut off is buffered: {err}"
+    );
+    for i in 1..50 {
+        store(&clone.addr, &["put", "s", &format!("c{i}"), &i.to_string()]);
+    }
+    store(&clone.addr, &["incr", "s", "shared", "1"]);
+    // Reads on the clone turn stale after stale_interval.
+    wait_until(
+        "reads on the cut-off clone to fail with stale_data",
+        Duration::from_secs(15),
+        || async {
+            let (ok, _, err) = yard(&["store", "-e", &clone.addr, "get", "s", "before"]);
+            !ok && err.contains("stale_data")
+        },
+    )
+    .await;
+    // Heal.
+    let (ok, _, err) = yard(&["peer", "-e", &clone.addr, &master.addr]);
+    assert!(ok, "{err}");
+    idle(&clone.addr, "s").await;
+    idle(&master.addr, "s").await;
+    let on_master = dump(&master.addr, "s");
+    assert_eq!(
+        dump(&clone.addr, "s"),
+        on_master,
+        "the clone's full contents equal the master's"
+    );
+    assert_eq!(on_master.len(), 1 + 50 + 50 + 1);
+    assert_eq!(store(&master.addr, &["get", "s", "shared"]).trim(), "11");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_under_load_restores_a_consistent_point_and_damage_is_refused() {
+    let dir = TempDir::new("backup");
+    let db = format!("s=sqlite:{}", dir.path("s.db"));
+    let master = Node::start(&["--master", &db]);
+    // The writer keeps an invariant: key-i is written before last = i.
+    let (mut ws, _) = client(&master, &[]).await;
+    let writer = tokio::spawn(async move {
+        for i in 1u64..=20_000 {
+            ws.send(Message::text(put_op(2 * i, &format!("key-{i}"), i)))
+                .await
+                .unwrap();
+            ws.send(Message::text(put_op(2 * i + 1, "last", i)))
+                .await
+                .unwrap();
+            if i % 32 == 0 {
+                // Keep the answers flowing so the connection's queues never fill.
+                while let Ok(Some(_)) =
+                    tokio::time::timeout(Duration::from_millis(1), ws.next()).await
+                {
+                }
+            }
+        }
+        ws
+    });
+    let addr = master.addr.clone();
+    wait_until("some writes", Duration::from_secs(30), || async {
+        let info: Json =
+            serde_json::from_str(&Node::get_from(&addr, "/v1/stores/s").await).unwrap_or_default();
+        info["seq"].as_u64().unwrap_or(0) > 2000
+    })
+    .await;
+    let file = dir.path("s.bak");
+    let out = store(&master.addr, &["backup", "s", &file]);
+    assert!(out.contains("entries"), "{out}");
+    let _ws = writer.await.unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    let backup = yard_store::backup::read(&bytes).unwrap();
+    let mut keys = Vec::new();
+    let mut last = None;
+    for (k, e) in &backup.entries {
+        let yard_data::Value::String(k) = k else {
+            panic!("unexpected key {k:?}")
+        };
+        let yard_data::Value::Count(v) = e.value else {
+            panic!("unexpected value")
+        };
+        if k == "last" {
+            last = Some(v);
+        } else {
+            keys.push(v);
+        }
+    }
+    keys.sort();
+    let n = keys.len() as u64;
+    assert!(n > 1000, "the backup was taken under load");
+    assert_eq!(
+        keys,
+        (1..=n).collect::<Vec<_>>(),
+        "a prefix of the writes, no holes"
+    );
+    let last = last.unwrap();
+    assert!(
+        last == n || last + 1 == n,
+        "last = {last} with {n} keys: not one instant"
+    );
+    // Restore into another master: its contents equal the backup's.
+    let other = Node::start(&["--master", "s"]);
+    let out = store(&other.addr, &["restore", "s", &file]);
+    assert!(out.contains(&format!("{} entries", n + 1)), "{out}");
+    let restored = dump(&other.addr, "s");
+    assert_eq!(restored.len() as u64, n + 1);
+    assert_eq!(
+        store(&other.addr, &["get", "s", "last"]).trim(),
+        last.to_string()
+    );
+    // Damaged files are refused, by the CLI and by the endpoint itself.
+    let truncated = dir.path("truncated.bak");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let corrupt = dir.path("corrupt.bak");
+    let mut flipped = bytes.clone();
+    let mid = flipped.len() / 2;
+    flipped[mid] ^= 0x55;
+    std::fs::write(&corrupt, &flipped).unwrap();
+    let foreign = dir.path("s.db");
+    for (f, why) in [
+        (&truncated, "truncated backup"),
+        (&corrupt, "corrupt backup"),
+        (&foreign, "not a yard store backup"),
+    ] {
+        let (ok, _, err) = yard(&["store", "-e", &other.addr, "restore", "s", f]);
+        assert!(!ok && err.contains(why), "{f}: {err}");
+    }
+    let raw = raw_post(&other.addr, "/v1/stores/s/restore", &flipped).await;
+    assert!(
+        raw.starts_with("HTTP/1.1 400") && raw.contains("corrupt backup"),
+        "{raw}"
+    );
+    assert_eq!(
+        dump(&other.addr, "s"),
+        restored,
+        "a refused restore changes nothing"
+    );
+}
+
+async fn raw_post(addr: &str, path: &str, body: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
