@@ -167,13 +167,17 @@ pub async fn start(stores: &Arc<Stores>, name: String, op: Op) -> Pending {
             }
         }
         Op::Read(q) => {
-            let stores = stores.clone();
-            Box::pin(async move {
-                match stores.read(&name, q).await {
-                    Ok(v) => Outcome::Value(v),
-                    Err(e) => Outcome::Failed(e),
-                }
-            })
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            match stores.read_async(&name, q, tx).await {
+                Ok(()) => Box::pin(async move {
+                    match rx.await {
+                        Ok(Ok(v)) => Outcome::Value(v),
+                        Ok(Err(e)) => Outcome::Failed(e),
+                        Err(_) => Outcome::Failed(StoreError::Shutdown),
+                    }
+                }),
+                Err(e) => Box::pin(async move { Outcome::Failed(e) }),
+            }
         }
         Op::AwaitIdle(t) => {
             let stores = stores.clone();

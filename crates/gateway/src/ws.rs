@@ -506,7 +506,34 @@ async fn write_loop(
             e = errors.recv() => match e {
                 // A close frame from the reader ends the connection after its error frame.
                 Some(m @ Message::Close(_)) => break Some(m),
-                Some(m) => if sink.feed(m).await.is_err() { break None },
+                Some(m) => {
+                    // Answers come in bursts (pipelined store operations): one flush for all
+                    // that are ready.
+                    let mut next = Some(m);
+                    let mut closing = None;
+                    let mut failed = false;
+                    let mut fed = 0;
+                    while let Some(m) = next.take() {
+                        if let Message::Close(_) = m {
+                            closing = Some(m);
+                            break;
+                        }
+                        if sink.feed(m).await.is_err() {
+                            failed = true;
+                            break;
+                        }
+                        fed += 1;
+                        if fed < WRITE_BATCH {
+                            next = errors.try_recv().ok();
+                        }
+                    }
+                    if failed {
+                        break None;
+                    }
+                    if closing.is_some() {
+                        break closing;
+                    }
+                }
                 // The reader has finished: the client went away.
                 None => break None,
             },

@@ -214,6 +214,23 @@ impl Stores {
         }
     }
 
+    /// Hands a query to an attached store without waiting (pipelined clients); the answer
+    /// arrives on `reply`. A store not attached here is asked over the fabric.
+    pub async fn read_async(
+        &self,
+        name: &str,
+        q: Query,
+        reply: tokio::sync::oneshot::Sender<OpResult>,
+    ) -> Result<(), StoreError> {
+        match self.local(name).await {
+            Some(h) => h.send(Command::Read { q, reply }).await,
+            None => {
+                let _ = reply.send(self.read(name, q).await);
+                Ok(())
+            }
+        }
+    }
+
     /// Answers a query: from the local master or clone, else from the master over the fabric.
     pub async fn read(&self, name: &str, q: Query) -> OpResult {
         check_name(name)?;

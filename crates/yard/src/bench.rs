@@ -30,6 +30,9 @@ pub enum BenchCommand {
     Ws(WsArgs),
     /// Two peered endpoints with native clients (compare: bench/nats against nats-server).
     Mesh(crate::bench_mesh::MeshArgs),
+    /// Store operations over the WebSocket API: puts and put_unique to a master (memory and
+    /// SQLite), gets from a clone (compare: redis-benchmark, see scripts/bench-store.sh).
+    Store(crate::bench_store::StoreArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -69,19 +72,26 @@ pub async fn main(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ws(args) => ws(args).await,
         BenchCommand::Mesh(args) => crate::bench_mesh::main(args).await,
+        BenchCommand::Store(args) => crate::bench_store::main(args).await,
     }
 }
 
 /// A `yard node` child process, killed when dropped.
-struct Node {
+pub(crate) struct Node {
     _child: tokio::process::Child,
-    addr: String,
+    pub(crate) addr: String,
 }
 
 async fn start_node() -> anyhow::Result<Node> {
+    start_node_with(&[]).await
+}
+
+/// Starts `yard node` on a free loopback port with extra arguments.
+pub(crate) async fn start_node_with(extra: &[&str]) -> anyhow::Result<Node> {
     let exe = std::env::current_exe()?;
     let mut child = tokio::process::Command::new(exe)
         .args(["node", "--listen", "127.0.0.1:0", "--client-queue", "8192"])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .kill_on_drop(true)

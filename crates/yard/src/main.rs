@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_mesh;
+mod bench_store;
 mod client;
 mod config;
 mod logs;
