@@ -25,7 +25,8 @@ pub struct StoreArgs {
     json: bool,
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(addr: &str) -> anyhow::Result<Ws> {
     let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/v1/messages/json"))
@@ -47,7 +48,14 @@ fn op_text(op: &str, store: &str, id: u64, key: u64) -> String {
 }
 
 /// Runs `n` operations with `window` in flight; returns operations per second.
-async fn pipeline(ws: &mut Ws, op: &str, store: &str, n: u64, window: u64, key_base: u64) -> anyhow::Result<f64> {
+async fn pipeline(
+    ws: &mut Ws,
+    op: &str,
+    store: &str,
+    n: u64,
+    window: u64,
+    key_base: u64,
+) -> anyhow::Result<f64> {
     let start = Instant::now();
     let mut sent = 0u64;
     let mut done = 0u64;
@@ -85,10 +93,22 @@ pub async fn main(args: StoreArgs) -> anyhow::Result<()> {
     let n = args.ops;
     let w = args.window;
     let mut figures = Vec::new();
-    figures.push(("put, memory master", pipeline(&mut ws, "put", "mem", n, w, 0).await?));
-    figures.push(("put_unique, memory master", pipeline(&mut ws, "put_unique", "mem", n, w, n).await?));
-    figures.push(("put, SQLite master", pipeline(&mut ws, "put", "disk", n, w, 0).await?));
-    figures.push(("put_unique, SQLite master", pipeline(&mut ws, "put_unique", "disk", n, w, n).await?));
+    figures.push((
+        "put, memory master",
+        pipeline(&mut ws, "put", "mem", n, w, 0).await?,
+    ));
+    figures.push((
+        "put_unique, memory master",
+        pipeline(&mut ws, "put_unique", "mem", n, w, n).await?,
+    ));
+    figures.push((
+        "put, SQLite master",
+        pipeline(&mut ws, "put", "disk", n, w, 0).await?,
+    ));
+    figures.push((
+        "put_unique, SQLite master",
+        pipeline(&mut ws, "put_unique", "disk", n, w, n).await?,
+    ));
     // Gets from the clone, once it holds everything written to the memory master.
     let (code, body) = crate::client::http(
         "POST",
@@ -102,8 +122,14 @@ pub async fn main(args: StoreArgs) -> anyhow::Result<()> {
         bail!("the clone did not catch up: {body}");
     }
     let mut cws = connect(&clone.addr).await?;
-    figures.push(("get, from a clone", pipeline(&mut cws, "get", "mem", n, w, 0).await?));
-    figures.push(("get, memory master", pipeline(&mut ws, "get", "mem", n, w, 0).await?));
+    figures.push((
+        "get, from a clone",
+        pipeline(&mut cws, "get", "mem", n, w, 0).await?,
+    ));
+    figures.push((
+        "get, memory master",
+        pipeline(&mut ws, "get", "mem", n, w, 0).await?,
+    ));
     for (what, rate) in &figures {
         if args.json {
             println!("{{\"figure\":\"{what}\",\"ops_per_sec\":{rate:.0}}}");
