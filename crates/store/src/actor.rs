@@ -34,7 +34,8 @@ const TICK: Duration = Duration::from_millis(100);
 const HEARTBEAT: Duration = Duration::from_millis(500);
 /// How long a request to a master waits for its answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long a read on a clone that has not synchronised yet waits for it.
+/// How long a read on a clone waits for a first synchronisation, or for this clone's writes
+/// under way to show.
 const MAX_GET_DELAY: Duration = Duration::from_secs(5);
 
 /// What a store's owner is asked to do.
@@ -584,7 +585,8 @@ impl CloneActor {
                         }
                     }
                     Command::Read { q, reply } => {
-                        if self.core.is_synced() {
+                        // Reads wait for this clone's writes under way (read your writes).
+                        if self.core.is_synced() && self.tokens.is_empty() {
                             let _ = reply.send(self.core.read(&q, now));
                         } else {
                             self.parked_reads
@@ -702,7 +704,7 @@ impl CloneActor {
             }
         }
         for (deadline, q, tx) in std::mem::take(&mut self.parked_reads) {
-            if self.core.is_synced() || now_i >= deadline {
+            if (self.core.is_synced() && self.tokens.is_empty()) || now_i >= deadline {
                 let _ = tx.send(self.core.read(&q, now));
             } else {
                 self.parked_reads.push((deadline, q, tx));

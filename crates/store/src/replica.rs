@@ -114,6 +114,8 @@ pub struct ReplicaCore {
     synced: bool,
     map: BTreeMap<Value, Entry>,
     master_seq: u64,
+    /// The master's epoch as last heard.
+    master_epoch: u64,
     staging: Option<Staging>,
     early: BTreeMap<u64, Vec<Effect>>,
     sync_in_flight: bool,
@@ -151,6 +153,7 @@ impl ReplicaCore {
             synced: false,
             map: BTreeMap::new(),
             master_seq: 0,
+            master_epoch: 0,
             staging: None,
             early: BTreeMap::new(),
             sync_in_flight: false,
@@ -218,6 +221,8 @@ impl ReplicaCore {
     /// Everything applied, nothing buffered or in flight, the master reachable.
     pub fn is_idle(&self, now: i64) -> bool {
         self.synced
+            && !self.want_sync
+            && self.epoch == self.master_epoch
             && self.staging.is_none()
             && self.seq >= self.master_seq
             && self.buffer.is_empty()
@@ -405,6 +410,7 @@ impl ReplicaCore {
         match msg {
             FromMaster::Heartbeat { epoch, seq } => {
                 self.contact(now);
+                self.master_epoch = epoch;
                 if epoch == self.epoch {
                     self.master_seq = self.master_seq.max(seq);
                 } else if self.staging.as_ref().is_none_or(|s| s.epoch != epoch) {

@@ -246,8 +246,12 @@ async fn kill_master_under_load(synchronous: &str) {
         acked.len()
     );
     drop(master);
-    // Restart on the same file and address: every acknowledged write is there.
-    let master = Node::start_at(&addr, &["--master", &db]);
+    // Restart on the same file: every acknowledged write is there.
+    // On a fresh port (the old one may be taken by another test's node by now); the clone is
+    // told the new address.
+    let master = Node::start(&["--master", &db]);
+    let (ok, _, err) = yard(&["peer", "-e", &clone.addr, &master.addr]);
+    assert!(ok, "{err}");
     let contents = dump(&master.addr, "s");
     let missing: Vec<u64> = acked
         .iter()
