@@ -125,11 +125,6 @@ impl StoreHandle {
     }
 }
 
-fn started(name: &str) -> Instant {
-    tracing::debug!(store = name, "store owner started");
-    Instant::now()
-}
-
 async fn publish_events(client: &Client, events: Vec<Value>) {
     for e in events {
         let _ = client
@@ -276,7 +271,7 @@ enum ReplyTo {
 
 impl MasterActor {
     async fn run(mut self) {
-        let _t = started(&self.name);
+        tracing::debug!(store = %self.name, "store owner started");
         let clones_topic = proto::clones_topic(&self.name);
         let mut cmds = Vec::with_capacity(1024);
         let mut msgs: Vec<Arc<Message>> = Vec::with_capacity(1024);
@@ -548,7 +543,7 @@ struct CloneActor {
 
 impl CloneActor {
     async fn run(mut self) {
-        let _t = started(&self.name);
+        tracing::debug!(store = %self.name, "store owner started");
         let mut cmds = Vec::with_capacity(1024);
         let mut msgs: Vec<Arc<Message>> = Vec::with_capacity(1024);
         let mut tick = tokio::time::interval(TICK);

@@ -355,6 +355,14 @@ fn zero_for(amount: &Value, op: &str) -> Result<Value, StoreError> {
 
 fn add(base: &Value, amount: &Value, negate: bool, op: &str) -> Result<Value, StoreError> {
     let overflow = || StoreError::InvalidData(format!("{op} overflows the {}", base.value_type()));
+    let int = |a: i64, b: i64| {
+        if negate {
+            a.checked_sub(b)
+        } else {
+            a.checked_add(b)
+        }
+        .ok_or_else(overflow)
+    };
     Ok(match (base, amount) {
         (Value::Count(a), Value::Count(b)) => Value::Count(
             if negate {
@@ -364,31 +372,10 @@ fn add(base: &Value, amount: &Value, negate: bool, op: &str) -> Result<Value, St
             }
             .ok_or_else(overflow)?,
         ),
-        (Value::Integer(a), Value::Integer(b)) => Value::Integer(
-            if negate {
-                a.checked_sub(*b)
-            } else {
-                a.checked_add(*b)
-            }
-            .ok_or_else(overflow)?,
-        ),
+        (Value::Integer(a), Value::Integer(b)) => Value::Integer(int(*a, *b)?),
         (Value::Real(a), Value::Real(b)) => Value::Real(if negate { a - b } else { a + b }),
-        (Value::Timestamp(a), Value::Timespan(b)) => Value::Timestamp(
-            if negate {
-                a.checked_sub(*b)
-            } else {
-                a.checked_add(*b)
-            }
-            .ok_or_else(overflow)?,
-        ),
-        (Value::Timespan(a), Value::Timespan(b)) => Value::Timespan(
-            if negate {
-                a.checked_sub(*b)
-            } else {
-                a.checked_add(*b)
-            }
-            .ok_or_else(overflow)?,
-        ),
+        (Value::Timestamp(a), Value::Timespan(b)) => Value::Timestamp(int(*a, *b)?),
+        (Value::Timespan(a), Value::Timespan(b)) => Value::Timespan(int(*a, *b)?),
         (base, amount) => {
             return Err(StoreError::TypeClash(format!(
                 "{op} of a {} by a {}",

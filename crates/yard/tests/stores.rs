@@ -268,7 +268,27 @@ async fn kill_master_under_load(synchronous: &str) {
         missing.len(),
         &missing[..missing.len().min(5)]
     );
-    // The clone re-synchronises with the restarted master (a new epoch) and converges.
+    // The clone re-synchronises with the restarted master (a new epoch) and converges. Until
+    // it hears from the new master it may still call itself idle on the old epoch: wait for
+    // the epochs to match first.
+    let epoch = |addr: String| async move {
+        let info: Json =
+            serde_json::from_str(&Node::get_from(&addr, "/v1/stores/s").await).unwrap_or_default();
+        info["epoch"].as_u64()
+    };
+    let (m, c) = (master.addr.clone(), clone.addr.clone());
+    wait_until(
+        "the clone to follow the restarted master's epoch",
+        Duration::from_secs(20),
+        || {
+            let (m, c) = (m.clone(), c.clone());
+            async move {
+                let want = epoch(m).await;
+                want.is_some() && epoch(c).await == want
+            }
+        },
+    )
+    .await;
     idle(&clone.addr, "s").await;
     assert_eq!(dump(&clone.addr, "s"), contents);
 }
