@@ -277,6 +277,8 @@ pub fn reference_decode_data_message(bytes: &[u8]) -> Result<DataMessage, JsonEr
     }
 }
 
+pub use crate::json_fast::StoreFields;
+
 /// Anything a WebSocket client may send after its handshake.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientMessage {
@@ -297,15 +299,23 @@ pub enum ClientMessage {
     /// `{"type":"store","id":…,"store":…,"op":…,…}`: a store operation; the gateway reads the
     /// rest of the object (see docs/STORES.md).
     Store(serde_json::Map<String, Json>),
+    /// A well-formed store envelope read by the fast decoder (the same operation as
+    /// [`ClientMessage::Store`] would carry).
+    StoreFields(StoreFields),
 }
 
 /// Decodes a client message: the streaming decoder for plain data messages, the reference
 /// decoder for the rest and for precise errors.
 pub fn decode_client_message(bytes: &[u8]) -> Result<ClientMessage, JsonError> {
-    match crate::json_fast::data_message(bytes) {
-        Ok(m) => Ok(ClientMessage::Data(m)),
-        Err(_) => reference_decode_client_message(bytes),
+    // Pipelining store clients put the type first; anything else tries a data message first.
+    if bytes.starts_with(b"{\"type\":\"store\"") {
+        if let Ok(f) = crate::json_fast::store_envelope(bytes) {
+            return Ok(ClientMessage::StoreFields(f));
+        }
+    } else if let Ok(m) = crate::json_fast::data_message(bytes) {
+        return Ok(ClientMessage::Data(m));
     }
+    reference_decode_client_message(bytes)
 }
 
 fn string_field(obj: &mut serde_json::Map<String, Json>, key: &str) -> Result<String, JsonError> {

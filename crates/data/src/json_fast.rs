@@ -24,6 +24,29 @@ pub fn data_message(bytes: &[u8]) -> Result<DataMessage, Error> {
     Ok(msg)
 }
 
+/// The fields of a store envelope `{"type":"store","id":…,"store":…,"op":…,…}`, read straight
+/// from bytes. Only envelopes with every field well-formed and no key twice are taken; the
+/// caller falls back to the reference decoder (and its precise messages) for the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreFields {
+    pub id: serde_json::Value,
+    pub store: String,
+    pub op: String,
+    pub key: Option<Value>,
+    pub value: Option<Value>,
+    pub amount: Option<Value>,
+    pub index: Option<Value>,
+    pub expiry: Option<serde_json::Value>,
+    pub timeout: Option<serde_json::Value>,
+}
+
+pub fn store_envelope(bytes: &[u8]) -> Result<StoreFields, Error> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let msg = StoreSeed.deserialize(&mut de)?;
+    de.end()?;
+    Ok(msg)
+}
+
 pub fn value(bytes: &[u8]) -> Result<Value, Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let v = ValueSeed.deserialize(&mut de)?;
@@ -181,6 +204,112 @@ impl ValueBody {
             (None, None) if ty == ValueType::None => Ok(Value::None),
             (None, None) => Err(E::custom("missing data")),
         }
+    }
+}
+
+/// The keys of a store envelope.
+enum StoreKey {
+    Type,
+    Id,
+    Store,
+    Op,
+    Key,
+    Value,
+    Amount,
+    Index,
+    Expiry,
+    Timeout,
+}
+
+impl<'de> de::Deserialize<'de> for StoreKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<StoreKey, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = StoreKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a store envelope key")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<StoreKey, E> {
+                Ok(match s {
+                    "type" => StoreKey::Type,
+                    "id" => StoreKey::Id,
+                    "store" => StoreKey::Store,
+                    "op" => StoreKey::Op,
+                    "key" => StoreKey::Key,
+                    "value" => StoreKey::Value,
+                    "amount" => StoreKey::Amount,
+                    "index" => StoreKey::Index,
+                    "expiry" => StoreKey::Expiry,
+                    "timeout" => StoreKey::Timeout,
+                    _ => return Err(E::custom("unexpected key")),
+                })
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+struct StoreSeed;
+
+impl<'de> DeserializeSeed<'de> for StoreSeed {
+    type Value = StoreFields;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<StoreFields, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+/// Sets a field once; a second occurrence is an error.
+fn once<T, E: de::Error>(slot: &mut Option<T>, v: T) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(dup());
+    }
+    *slot = Some(v);
+    Ok(())
+}
+
+impl<'de> Visitor<'de> for StoreSeed {
+    type Value = StoreFields;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a store envelope")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<StoreFields, A::Error> {
+        let mut is_store = None;
+        let (mut id, mut store, mut op) = (None, None, None);
+        let (mut key, mut value, mut amount, mut index) = (None, None, None, None);
+        let (mut expiry, mut timeout) = (None, None);
+        while let Some(k) = map.next_key::<StoreKey>()? {
+            match k {
+                StoreKey::Type => {
+                    let t = map.next_value_seed(Name(|t: &str| (t == "store").then_some(())))?;
+                    once(
+                        &mut is_store,
+                        t.ok_or_else(|| de::Error::custom("not a store envelope"))?,
+                    )?
+                }
+                StoreKey::Id => once(&mut id, map.next_value()?)?,
+                StoreKey::Store => once(&mut store, map.next_value()?)?,
+                StoreKey::Op => once(&mut op, map.next_value()?)?,
+                StoreKey::Key => once(&mut key, map.next_value_seed(ValueSeed)?)?,
+                StoreKey::Value => once(&mut value, map.next_value_seed(ValueSeed)?)?,
+                StoreKey::Amount => once(&mut amount, map.next_value_seed(ValueSeed)?)?,
+                StoreKey::Index => once(&mut index, map.next_value_seed(ValueSeed)?)?,
+                StoreKey::Expiry => once(&mut expiry, map.next_value()?)?,
+                StoreKey::Timeout => once(&mut timeout, map.next_value()?)?,
+            }
+        }
+        let missing = |what| de::Error::custom(format_args!("no {what}"));
+        is_store.ok_or_else(|| missing("type"))?;
+        Ok(StoreFields {
+            id: id.ok_or_else(|| missing("id"))?,
+            store: store.ok_or_else(|| missing("store"))?,
+            op: op.ok_or_else(|| missing("op"))?,
+            key,
+            value,
+            amount,
+            index,
+            expiry,
+            timeout,
+        })
     }
 }
 

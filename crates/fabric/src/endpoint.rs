@@ -324,6 +324,9 @@ pub struct Snapshot {
     pub peers: Vec<PeerInfo>,
     /// Endpoints reachable through the mesh (peers included), by id.
     pub reachable: Vec<String>,
+    /// The reachable endpoints whose advert (their subscriptions) has arrived: a peer is
+    /// reachable as soon as its link is up, and known a moment later.
+    pub known: Vec<String>,
 }
 
 pub(crate) type SharedOutbox = Arc<Outbox<Arc<Message>>>;
@@ -442,6 +445,8 @@ pub(crate) struct Shared {
     pub tasks: TaskTracker,
     /// Ids of the peers linked now (dialers wait on it after losing a tie-break).
     pub linked: watch::Sender<BTreeSet<String>>,
+    /// Whether a local client subscribes to store events (stores skip building them if not).
+    pub store_events_wanted: AtomicBool,
 }
 
 /// A handle to a running endpoint; cheap to clone.
@@ -471,6 +476,7 @@ impl Endpoint {
             next_client: AtomicU64::new(1),
             next_conn: AtomicU64::new(1),
             sweep_needed: AtomicBool::new(false),
+            store_events_wanted: AtomicBool::new(false),
             shutdown: shutdown.clone(),
             tasks: TaskTracker::new(),
             linked: watch::Sender::new(BTreeSet::new()),
@@ -493,6 +499,11 @@ impl Endpoint {
 
     pub fn config(&self) -> &EndpointConfig {
         &self.shared.config
+    }
+
+    /// Whether a client of this endpoint subscribes to `<$>/local/data/store-events` now.
+    pub fn store_events_wanted(&self) -> bool {
+        self.shared.store_events_wanted.load(Ordering::Acquire)
     }
 
     pub fn uptime(&self) -> Duration {

@@ -198,7 +198,19 @@ impl Router {
         }
     }
 
+    /// Records whether a local client wants store events, before a subscription is confirmed,
+    /// so that no event is skipped once a subscriber has its answer.
+    fn note_interest(&self) {
+        let mut who = Vec::new();
+        self.table
+            .matches(yard_data::topic::STORE_EVENTS, None, &mut who);
+        self.shared
+            .store_events_wanted
+            .store(!who.is_empty(), Ordering::Release);
+    }
+
     fn publish_gauges(&self) {
+        self.note_interest();
         let c = &self.shared.counters;
         c.clients
             .store(self.clients.len() as u64, Ordering::Relaxed);
@@ -482,6 +494,7 @@ impl Router {
                 self.table.subscribe(id, &prefixes);
                 self.clients.insert(id, Attached { name, outbox });
                 self.advertise_local();
+                self.note_interest();
                 let _ = reply.send(());
             }
             Control::Subscribe {
@@ -492,6 +505,7 @@ impl Router {
                 if self.clients.contains_key(&id) {
                     self.table.subscribe(id, &prefixes);
                     self.advertise_local();
+                    self.note_interest();
                 }
                 let _ = reply.send(());
             }
@@ -674,10 +688,18 @@ impl Router {
             .map(|n| self.routes.name(n).to_string())
             .collect();
         reachable.sort();
+        let mut known: Vec<String> = self
+            .routes
+            .reachable()
+            .filter(|&n| self.routes.advertised(n))
+            .map(|n| self.routes.name(n).to_string())
+            .collect();
+        known.sort();
         Snapshot {
             clients,
             peers,
             reachable,
+            known,
         }
     }
 

@@ -126,6 +126,11 @@ impl Routes {
     }
 
     /// Endpoints reachable now, this one excluded.
+    /// Whether `node`'s advert (its subscriptions and peers) has arrived.
+    pub fn advertised(&self, node: NodeIdx) -> bool {
+        node == self.me || self.db.contains_key(&node)
+    }
+
     pub fn reachable(&self) -> impl Iterator<Item = NodeIdx> + '_ {
         self.reachable.iter().copied()
     }

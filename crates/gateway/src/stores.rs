@@ -27,9 +27,12 @@ use axum::extract::{Path, Query as UrlQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value as Json};
+use tokio::sync::oneshot;
+use yard_data::json::StoreFields;
 use yard_data::json::{self, JsonOptions};
 use yard_data::time::parse_timespan;
 use yard_data::Value;
+use yard_store::actor::{Command, Outcomes, StoreHandle, StoreOp};
 use yard_store::replica::WriteOutcome;
 use yard_store::{Mutation, Query, StoreError, Stores};
 
@@ -50,15 +53,17 @@ impl Op {
     }
 }
 
+fn needs(field: &str) -> String {
+    format!("this operation needs \"{field}\" (a value object such as {{\"@data-type\":\"string\",\"data\":\"x\"}})")
+}
+
 fn value_field(obj: &Map<String, Json>, field: &str) -> Result<Value, String> {
-    let j = obj
-        .get(field)
-        .ok_or_else(|| format!("this operation needs \"{field}\" (a value object such as {{\"@data-type\":\"string\",\"data\":\"x\"}})"))?;
+    let j = obj.get(field).ok_or_else(|| needs(field))?;
     json::decode_value(j).map_err(|e| format!("{field}: {e}"))
 }
 
-fn span_field(obj: &Map<String, Json>, field: &str) -> Result<Option<i64>, String> {
-    match obj.get(field) {
+fn span_field(field: &str, j: Option<&Json>) -> Result<Option<i64>, String> {
+    match j {
         None | Some(Json::Null) => Ok(None),
         Some(Json::String(s)) => match parse_timespan(s) {
             Ok(ns) if ns > 0 => Ok(Some(ns)),
@@ -76,38 +81,97 @@ fn span_field(obj: &Map<String, Json>, field: &str) -> Result<Option<i64>, Strin
     }
 }
 
+/// The fields of a store envelope, from a JSON object (HTTP, and WebSocket envelopes the fast
+/// decoder did not take) or from the fast decoder.
+pub trait Fields {
+    fn op(&self) -> Option<&str>;
+    fn has(&self, field: &str) -> bool;
+    /// Takes a value field (`key`, `value`, `amount`, `index`).
+    fn value(&mut self, field: &str) -> Result<Value, String>;
+    /// A timespan field (`expiry`, `timeout`).
+    fn span(&self, field: &str) -> Result<Option<i64>, String>;
+}
+
+impl Fields for Map<String, Json> {
+    fn op(&self) -> Option<&str> {
+        self.get("op").and_then(Json::as_str)
+    }
+    fn has(&self, field: &str) -> bool {
+        self.contains_key(field)
+    }
+    fn value(&mut self, field: &str) -> Result<Value, String> {
+        value_field(self, field)
+    }
+    fn span(&self, field: &str) -> Result<Option<i64>, String> {
+        span_field(field, self.get(field))
+    }
+}
+
+impl Fields for StoreFields {
+    fn op(&self) -> Option<&str> {
+        Some(&self.op)
+    }
+    fn has(&self, field: &str) -> bool {
+        match field {
+            "key" => self.key.is_some(),
+            "value" => self.value.is_some(),
+            "amount" => self.amount.is_some(),
+            "index" => self.index.is_some(),
+            _ => false,
+        }
+    }
+    fn value(&mut self, field: &str) -> Result<Value, String> {
+        let slot = match field {
+            "key" => &mut self.key,
+            "value" => &mut self.value,
+            "amount" => &mut self.amount,
+            "index" => &mut self.index,
+            _ => return Err(needs(field)),
+        };
+        slot.take().ok_or_else(|| needs(field))
+    }
+    fn span(&self, field: &str) -> Result<Option<i64>, String> {
+        let j = match field {
+            "expiry" => self.expiry.as_ref(),
+            "timeout" => self.timeout.as_ref(),
+            _ => None,
+        };
+        span_field(field, j)
+    }
+}
+
 /// Reads the operation of an envelope: `op` plus `key`, `value`, `amount`, `index`, `expiry`
 /// as the operation needs.
-pub fn parse_op(obj: &Map<String, Json>) -> Result<Op, String> {
-    let op = match obj.get("op") {
-        Some(Json::String(s)) => s.as_str(),
-        _ => return Err("a store operation needs \"op\" (put, get, erase, increment, …)".into()),
+pub fn parse_op(f: &mut impl Fields) -> Result<Op, String> {
+    let op = match f.op() {
+        Some(s) => s.to_string(),
+        None => {
+            return Err("a store operation needs \"op\" (put, get, erase, increment, …)".into())
+        }
     };
-    let key = || value_field(obj, "key");
-    let expiry = || span_field(obj, "expiry");
-    Ok(match op {
-        "put" => Op::Write(Mutation::Put { key: key()?, value: value_field(obj, "value")?, expiry: expiry()? }),
-        "put_unique" => Op::Write(Mutation::PutUnique { key: key()?, value: value_field(obj, "value")?, expiry: expiry()? }),
-        "erase" => Op::Write(Mutation::Erase { key: key()? }),
+    Ok(match op.as_str() {
+        "put" => Op::Write(Mutation::Put { key: f.value("key")?, value: f.value("value")?, expiry: f.span("expiry")? }),
+        "put_unique" => Op::Write(Mutation::PutUnique { key: f.value("key")?, value: f.value("value")?, expiry: f.span("expiry")? }),
+        "erase" => Op::Write(Mutation::Erase { key: f.value("key")? }),
         "clear" => Op::Write(Mutation::Clear),
-        "increment" => Op::Write(Mutation::Increment { key: key()?, amount: value_field(obj, "amount")?, expiry: expiry()? }),
-        "decrement" => Op::Write(Mutation::Decrement { key: key()?, amount: value_field(obj, "amount")?, expiry: expiry()? }),
-        "append" => Op::Write(Mutation::Append { key: key()?, value: value_field(obj, "value")?, expiry: expiry()? }),
+        "increment" => Op::Write(Mutation::Increment { key: f.value("key")?, amount: f.value("amount")?, expiry: f.span("expiry")? }),
+        "decrement" => Op::Write(Mutation::Decrement { key: f.value("key")?, amount: f.value("amount")?, expiry: f.span("expiry")? }),
+        "append" => Op::Write(Mutation::Append { key: f.value("key")?, value: f.value("value")?, expiry: f.span("expiry")? }),
         "insert_into" => Op::Write(Mutation::InsertInto {
-            key: key()?,
-            index: value_field(obj, "index")?,
-            value: obj.contains_key("value").then(|| value_field(obj, "value")).transpose()?,
-            expiry: expiry()?,
+            key: f.value("key")?,
+            index: f.value("index")?,
+            value: if f.has("value") { Some(f.value("value")?) } else { None },
+            expiry: f.span("expiry")?,
         }),
-        "remove_from" => Op::Write(Mutation::RemoveFrom { key: key()?, index: value_field(obj, "index")?, expiry: expiry()? }),
-        "push" => Op::Write(Mutation::Push { key: key()?, value: value_field(obj, "value")?, expiry: expiry()? }),
-        "pop" => Op::Write(Mutation::Pop { key: key()?, expiry: expiry()? }),
-        "get" => Op::Read(Query::Get { key: key()? }),
-        "exists" => Op::Read(Query::Exists { key: key()? }),
+        "remove_from" => Op::Write(Mutation::RemoveFrom { key: f.value("key")?, index: f.value("index")?, expiry: f.span("expiry")? }),
+        "push" => Op::Write(Mutation::Push { key: f.value("key")?, value: f.value("value")?, expiry: f.span("expiry")? }),
+        "pop" => Op::Write(Mutation::Pop { key: f.value("key")?, expiry: f.span("expiry")? }),
+        "get" => Op::Read(Query::Get { key: f.value("key")? }),
+        "exists" => Op::Read(Query::Exists { key: f.value("key")? }),
         "keys" => Op::Read(Query::Keys),
-        "get_index_from_value" => Op::Read(Query::GetIndexFromValue { key: key()?, index: value_field(obj, "index")? }),
+        "get_index_from_value" => Op::Read(Query::GetIndexFromValue { key: f.value("key")?, index: f.value("index")? }),
         "await_idle" => Op::AwaitIdle(Duration::from_nanos(
-            span_field(obj, "timeout")?.unwrap_or(15_000_000_000) as u64,
+            f.span("timeout")?.unwrap_or(15_000_000_000) as u64,
         )),
         other => return Err(format!(
             "unknown store operation {other:?}: put, put_unique, erase, clear, increment, decrement, append, insert_into, remove_from, push, pop, get, exists, keys, get_index_from_value, await_idle"
@@ -153,6 +217,104 @@ pub fn encode_outcome(id: &Json, o: &Outcome, opts: JsonOptions) -> String {
 /// An operation under way; resolves to its outcome.
 pub type Pending = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
+/// The most operations handed to a store in one batch.
+pub const MAX_RUN: usize = 256;
+
+/// Answers a client waits for, in its order.
+pub enum Answer {
+    One(Json, Pending),
+    /// A batch handed over together ([`Run`]); the ids in order.
+    Many(Vec<Json>, oneshot::Receiver<Outcomes>),
+}
+
+/// Consecutive reads and writes of one client on one store attached here, collected while
+/// the client's frames keep arriving and handed to the store's owner in one command.
+pub struct Run {
+    name: String,
+    handle: StoreHandle,
+    ids: Vec<Json>,
+    ops: Vec<StoreOp>,
+}
+
+impl Run {
+    /// Starts a run with `op` when it can join one (a read or a write on a store attached
+    /// here); gives the operation back otherwise.
+    pub fn start(
+        stores: &Stores,
+        name: String,
+        id: Json,
+        op: Op,
+    ) -> Result<Run, Box<(String, Json, Op)>> {
+        let Some(handle) = stores.local_handle(&name) else {
+            return Err(Box::new((name, id, op)));
+        };
+        let mut run = Run {
+            name,
+            handle,
+            ids: Vec::new(),
+            ops: Vec::new(),
+        };
+        match run.push(id, op) {
+            Ok(()) => Ok(run),
+            Err(back) => Err(Box::new((run.name, back.0, back.1))),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn len(&self) -> usize {
+        self.ops.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Adds an operation on this run's store; gives back one that cannot join (await_idle).
+    pub fn push(&mut self, id: Json, op: Op) -> Result<(), Box<(Json, Op)>> {
+        self.ops.push(match op {
+            Op::Write(m) => StoreOp::Write(m),
+            Op::Read(q) => StoreOp::Read(q),
+            other => return Err(Box::new((id, other))),
+        });
+        self.ids.push(id);
+        Ok(())
+    }
+
+    /// Queues the run at its store (waiting while the store's queue is full).
+    pub async fn hand_over(self) -> Answer {
+        let (tx, rx) = oneshot::channel();
+        // If the store is gone, the reply is dropped with the command and every operation of
+        // the run answers `shutdown`.
+        let _ = self
+            .handle
+            .send(Command::Ops {
+                ops: self.ops,
+                reply: tx,
+            })
+            .await;
+        Answer::Many(self.ids, rx)
+    }
+}
+
+/// The answers of a batch as envelopes, in order.
+pub async fn finish_many(
+    ids: Vec<Json>,
+    rx: oneshot::Receiver<Outcomes>,
+) -> impl Iterator<Item = (Json, Outcome)> {
+    let outcomes = rx.await.unwrap_or_default();
+    let mut outcomes = outcomes.into_iter();
+    ids.into_iter().map(move |id| {
+        let o = match outcomes.next() {
+            Some(o) => Ok(o).into(),
+            None => Outcome::Failed(StoreError::Shutdown),
+        };
+        (id, o)
+    })
+}
+
 /// Starts `op` on store `name`: a write to a store attached here is queued before this returns,
 /// so a client's operations keep their order while it pipelines.
 pub async fn start(stores: &Arc<Stores>, name: String, op: Op) -> Pending {
@@ -192,7 +354,7 @@ pub async fn start(stores: &Arc<Stores>, name: String, op: Op) -> Pending {
 }
 
 /// Parses a WebSocket or HTTP envelope: its id, store and operation.
-pub fn parse_envelope(obj: &Map<String, Json>) -> (Json, Result<(String, Op), String>) {
+pub fn parse_envelope(obj: &mut Map<String, Json>) -> (Json, Result<(String, Op), String>) {
     let id = obj.get("id").cloned().unwrap_or(Json::Null);
     let parsed = (|| {
         if !obj.contains_key("id") {
@@ -206,6 +368,14 @@ pub fn parse_envelope(obj: &Map<String, Json>) -> (Json, Result<(String, Op), St
         };
         Ok((store, parse_op(obj)?))
     })();
+    (id, parsed)
+}
+
+/// The same for an envelope the fast decoder read.
+pub fn parse_fields(mut f: StoreFields) -> (Json, Result<(String, Op), String>) {
+    let id = std::mem::take(&mut f.id);
+    let store = std::mem::take(&mut f.store);
+    let parsed = parse_op(&mut f).map(|op| (store, op));
     (id, parsed)
 }
 
@@ -427,7 +597,7 @@ pub async fn op(
     };
     obj.insert("store".into(), Json::String(name));
     obj.entry("id").or_insert(Json::Null);
-    let (_, parsed) = parse_envelope(&obj);
+    let (_, parsed) = parse_envelope(&mut obj);
     let (name, op) = match parsed {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_message", &e),
@@ -499,4 +669,108 @@ pub async fn dump(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> R
         out.push_str("}\n");
     }
     ([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use yard_data::json::ClientMessage;
+
+    /// What the reference path makes of an envelope: a serde_json object read field by field.
+    fn reference(text: &str) -> String {
+        let Json::Object(mut obj) = serde_json::from_str(text).unwrap() else {
+            panic!("not an object: {text}")
+        };
+        format!("{:?}", parse_envelope(&mut obj))
+    }
+
+    #[test]
+    fn the_fast_decoder_reads_envelopes_as_the_reference_does() {
+        let key = r#""key":{"@data-type":"string","data":"k"}"#;
+        let values = [
+            r#"{"@data-type":"count","data":7}"#,
+            r#"{"@data-type":"vector","data":[{"@data-type":"integer","data":-1},{"@data-type":"string","data":"x\"y"}]}"#,
+            r#"{"@data-type":"table","data":[{"key":{"@data-type":"address","data":"10.0.0.1"},"value":{"@data-type":"none","data":{}}}]}"#,
+            r#"{"data":1.5,"@data-type":"real"}"#,
+        ];
+        let mut texts = Vec::new();
+        for (i, v) in values.iter().enumerate() {
+            for op in ["put", "put_unique", "append", "push"] {
+                texts.push(format!(
+                    r#"{{"type":"store","id":{i},"store":"s","op":"{op}",{key},"value":{v}}}"#
+                ));
+                texts.push(format!(r#"{{"type":"store","id":"x{i}","store":"s","op":"{op}",{key},"value":{v},"expiry":"30s"}}"#));
+            }
+            texts.push(format!(r#"{{"type":"store","id":[{i}],"store":"s","op":"increment",{key},"amount":{v},"expiry":2.5}}"#));
+            texts.push(format!(
+                r#"{{"type":"store","id":{i},"store":"s","op":"insert_into",{key},"index":{v}}}"#
+            ));
+            texts.push(format!(r#"{{"type":"store","id":{i},"store":"s","op":"get_index_from_value",{key},"index":{v}}}"#));
+        }
+        for op in ["get", "exists", "erase", "pop", "keys", "clear"] {
+            texts.push(format!(
+                r#"{{"type":"store","id":null,"store":"s","op":"{op}",{key}}}"#
+            ));
+        }
+        // Well-formed JSON that the operation refuses: the same error either way.
+        texts.push(format!(
+            r#"{{"type":"store","id":1,"store":"s","op":"put",{key}}}"#
+        ));
+        texts.push(format!(
+            r#"{{"type":"store","id":1,"store":"s","op":"frob",{key}}}"#
+        ));
+        texts.push(format!(
+            r#"{{"type":"store","id":1,"store":"s","op":"put",{key},"value":{},"expiry":"soon"}}"#,
+            values[0]
+        ));
+        texts.push(
+            r#"{"type":"store","id":1,"store":"s","op":"await_idle","timeout":"2s"}"#.to_string(),
+        );
+        let mut fast = 0;
+        for text in &texts {
+            let (id, parsed) = match json::decode_client_message(text.as_bytes()).unwrap() {
+                ClientMessage::StoreFields(f) => {
+                    fast += 1;
+                    parse_fields(f)
+                }
+                ClientMessage::Store(mut obj) => parse_envelope(&mut obj),
+                other => panic!("{text} decoded as {other:?}"),
+            };
+            assert_eq!(format!("{:?}", (id, parsed)), reference(text), "{text}");
+        }
+        // All but those with `data` before `@data-type`, which the fast decoder leaves to the
+        // reference one.
+        let late_type = texts
+            .iter()
+            .filter(|t| t.contains(r#"{"data":1.5"#))
+            .count();
+        assert_eq!(
+            fast,
+            texts.len() - late_type,
+            "the others take the fast path"
+        );
+    }
+
+    #[test]
+    fn envelopes_the_fast_decoder_declines_get_the_reference_answer() {
+        for text in [
+            // A value that is not a value object, an unknown key, a key twice, a non-string op,
+            // a missing id.
+            r#"{"type":"store","id":1,"store":"s","op":"get","key":5}"#,
+            r#"{"type":"store","id":1,"store":"s","op":"get","key":{"@data-type":"string","data":"k"},"extra":1}"#,
+            r#"{"type":"store","id":1,"id":2,"store":"s","op":"get","key":{"@data-type":"string","data":"k"}}"#,
+            r#"{"type":"store","id":1,"store":"s","op":7}"#,
+            r#"{"type":"store","store":"s","op":"get"}"#,
+        ] {
+            match json::decode_client_message(text.as_bytes()) {
+                Ok(ClientMessage::Store(mut obj)) => {
+                    assert_eq!(format!("{:?}", parse_envelope(&mut obj)), reference(text))
+                }
+                Ok(other) => panic!("{text} decoded as {other:?}"),
+                // Duplicate keys: serde_json's object keeps the last one; the reference decoder
+                // refuses nothing here, so an error would be a change of behaviour.
+                Err(e) => panic!("{text}: {e}"),
+            }
+        }
+    }
 }

@@ -331,11 +331,36 @@ async fn read_loop(
 ) {
     let mut input = 0u64;
     // Store operations under way, answered in order by one pump task (started on first use).
-    let mut store_ops: Option<mpsc::Sender<(serde_json::Value, stores::Pending)>> = None;
+    let mut store_ops: Option<mpsc::Sender<stores::Answer>> = None;
+    let mut to_pump = |answer: stores::Answer| {
+        let tx = store_ops
+            .get_or_insert_with(|| {
+                let (tx, rx) = mpsc::channel(4096);
+                gw.connections
+                    .spawn(store_pump(rx, errors.clone(), gw.config.json));
+                tx
+            })
+            .clone();
+        async move { tx.send(answer).await.is_ok() }
+    };
+    // Store operations collected from frames that arrived together, not handed over yet.
+    let mut run: Option<stores::Run> = None;
     loop {
-        let frame = tokio::select! {
-            _ = done.cancelled() => return,
-            f = stream.next() => f,
+        // Frames already received are taken without waiting; before waiting for more, the
+        // collected run goes to its store.
+        let frame = match futures_util::FutureExt::now_or_never(stream.next()) {
+            Some(f) => f,
+            None => {
+                if let Some(r) = run.take() {
+                    if !to_pump(r.hand_over().await).await {
+                        return;
+                    }
+                }
+                tokio::select! {
+                    _ = done.cancelled() => return,
+                    f = stream.next() => f,
+                }
+            }
         };
         last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         let frame = match frame {
@@ -380,29 +405,65 @@ async fn read_loop(
             Err(e) => Err(EndpointError::from(e)),
             Ok(ClientMessage::Data(msg)) => client.publish(msg.topic, msg.value).await,
             Ok(ClientMessage::Reply { reply_to, value }) => client.reply_to(&reply_to, value).await,
-            Ok(ClientMessage::Store(obj)) => {
-                let (id, parsed) = stores::parse_envelope(&obj);
-                let pending: stores::Pending = match parsed {
+            Ok(m @ (ClientMessage::Store(_) | ClientMessage::StoreFields(_))) => {
+                let (id, parsed) = match m {
+                    ClientMessage::Store(mut obj) => stores::parse_envelope(&mut obj),
+                    ClientMessage::StoreFields(f) => stores::parse_fields(f),
+                    _ => unreachable!("matched above"),
+                };
+                let single: Option<(serde_json::Value, stores::Pending)> = match parsed {
                     Err(why) => {
                         let e = yard_store::StoreError::InvalidData(why);
-                        Box::pin(async move { stores::Outcome::Failed(e) })
+                        Some((id, Box::pin(async move { stores::Outcome::Failed(e) })))
                     }
                     Ok((_, op)) if op.changes() && !may_write => {
                         let e = yard_store::StoreError::InvalidData(
                             "store writes over a WebSocket beyond loopback need Authorization: Bearer <token> on the upgrade request".into(),
                         );
-                        Box::pin(async move { stores::Outcome::Failed(e) })
+                        Some((id, Box::pin(async move { stores::Outcome::Failed(e) })))
                     }
-                    Ok((name, op)) => stores::start(&gw.stores, name, op).await,
+                    Ok((name, op)) => {
+                        // Joins the run on the same store, or ends it and starts another.
+                        let left = match run.as_mut() {
+                            Some(r) if r.name() == name => {
+                                r.push(id, op).err().map(|b| (name, b.0, b.1))
+                            }
+                            _ => Some((name, id, op)),
+                        };
+                        match left {
+                            None => None,
+                            Some((name, id, op)) => {
+                                if let Some(r) = run.take() {
+                                    if !to_pump(r.hand_over().await).await {
+                                        return;
+                                    }
+                                }
+                                match stores::Run::start(&gw.stores, name, id, op) {
+                                    Ok(r) => {
+                                        run = Some(r);
+                                        None
+                                    }
+                                    Err(back) => {
+                                        let (name, id, op) = *back;
+                                        Some((id, stores::start(&gw.stores, name, op).await))
+                                    }
+                                }
+                            }
+                        }
+                    }
                 };
-                let tx = store_ops.get_or_insert_with(|| {
-                    let (tx, rx) = mpsc::channel(4096);
-                    gw.connections
-                        .spawn(store_pump(rx, errors.clone(), gw.config.json));
-                    tx
-                });
-                if tx.send((id, pending)).await.is_err() {
-                    return;
+                let full = run.as_ref().is_some_and(|r| r.len() >= stores::MAX_RUN);
+                if single.is_some() || full {
+                    if let Some(r) = run.take() {
+                        if !to_pump(r.hand_over().await).await {
+                            return;
+                        }
+                    }
+                }
+                if let Some((id, pending)) = single {
+                    if !to_pump(stores::Answer::One(id, pending)).await {
+                        return;
+                    }
                 }
                 Ok(())
             }
@@ -453,19 +514,29 @@ async fn read_loop(
 
 /// Answers a client's store operations in the order it sent them.
 async fn store_pump(
-    mut ops: mpsc::Receiver<(serde_json::Value, stores::Pending)>,
+    mut ops: mpsc::Receiver<stores::Answer>,
     to_client: mpsc::Sender<Message>,
     opts: yard_data::json::JsonOptions,
 ) {
-    while let Some((id, pending)) = ops.recv().await {
-        let outcome = pending.await;
-        let text = stores::encode_outcome(&id, &outcome, opts);
-        if to_client
-            .send(Message::Text(Utf8Bytes::from(text)))
-            .await
-            .is_err()
-        {
-            return;
+    let send = |id: &serde_json::Value, outcome: &stores::Outcome| {
+        let text = stores::encode_outcome(id, outcome, opts);
+        to_client.send(Message::Text(Utf8Bytes::from(text)))
+    };
+    while let Some(answer) = ops.recv().await {
+        match answer {
+            stores::Answer::One(id, pending) => {
+                let outcome = pending.await;
+                if send(&id, &outcome).await.is_err() {
+                    return;
+                }
+            }
+            stores::Answer::Many(ids, rx) => {
+                for (id, outcome) in stores::finish_many(ids, rx).await {
+                    if send(&id, &outcome).await.is_err() {
+                        return;
+                    }
+                }
+            }
         }
     }
 }

@@ -9,7 +9,7 @@
 //! and handles it as one batch: a master applies all the writes of a turn in one transaction.
 //! `select!` is biased: shutdown first, then commands, then the fabric, then timers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -37,9 +37,34 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a read on a clone waits for a first synchronisation, or for this clone's writes
 /// under way to show.
 const MAX_GET_DELAY: Duration = Duration::from_secs(5);
+/// Reads and writes a clone holds behind a waiting read; beyond it the clone takes no more
+/// commands until the read is answered (callers wait on the command queue).
+pub const MAX_BACKLOG: usize = 65_536;
+
+/// A read or write waiting in a clone's backlog.
+enum Queued {
+    Write(Mutation, Option<oneshot::Sender<WriteOutcome>>),
+    Read(Query, oneshot::Sender<OpResult>, Instant),
+}
+
+/// One operation of a batch ([`Command::Ops`]).
+#[derive(Debug)]
+pub enum StoreOp {
+    Write(Mutation),
+    Read(Query),
+}
+
+/// A batch's answers, in its order; reads answer `Done` with their result.
+pub type Outcomes = Vec<WriteOutcome>;
 
 /// What a store's owner is asked to do.
 pub enum Command {
+    /// Operations of one pipelining client, carried out in order, answered together (one
+    /// hand-off each way instead of one per operation).
+    Ops {
+        ops: Vec<StoreOp>,
+        reply: oneshot::Sender<Outcomes>,
+    },
     Write {
         m: Mutation,
         reply: Option<oneshot::Sender<WriteOutcome>>,
@@ -200,14 +225,13 @@ pub async fn spawn_master(
                 let opened = spec.open(&name).and_then(|backend| {
                     MasterCore::new(&name, endpoint.id(), backend, new_epoch(), config)
                 });
-                let mut core = match opened {
+                let core = match opened {
                     Ok(c) => c,
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
                         return;
                     }
                 };
-                core.set_events(events);
                 let client = match endpoint
                     .attach(
                         format!("store master {name}"),
@@ -233,6 +257,7 @@ pub async fn spawn_master(
                     rx,
                     cancel,
                     idle_waiters: Vec::new(),
+                    events,
                 }
                 .run()
                 .await;
@@ -261,15 +286,91 @@ struct MasterActor {
     rx: mpsc::Receiver<Command>,
     cancel: CancellationToken,
     idle_waiters: Vec<(Instant, oneshot::Sender<bool>)>,
+    /// Whether store events are published (when a local client subscribes to them).
+    events: bool,
 }
 
 /// Where a write's answer goes.
 enum ReplyTo {
     Local(Option<oneshot::Sender<WriteOutcome>>),
     Remote(String),
+    /// Slots `first..` of a gathered batch of operations.
+    Gathered(usize, usize),
+}
+
+/// The answers of one [`Command::Ops`], filled during a turn and sent at its end.
+struct Gather {
+    results: Vec<Option<WriteOutcome>>,
+    reply: oneshot::Sender<Outcomes>,
+}
+
+/// The writes of a turn not applied yet, with where their answers go.
+#[derive(Default)]
+struct TurnWrites {
+    batches: Vec<WriteBatch>,
+    replies: Vec<ReplyTo>,
 }
 
 impl MasterActor {
+    /// Queues `run`, the consecutive writes of gathered batch `g` that end before slot `end`.
+    fn queue_run(&self, writes: &mut TurnWrites, run: &mut Vec<Mutation>, g: usize, end: usize) {
+        if run.is_empty() {
+            return;
+        }
+        let first = end - run.len();
+        writes.batches.push(WriteBatch {
+            writer: None,
+            first: 0,
+            muts: std::mem::take(run),
+        });
+        writes.replies.push(ReplyTo::Gathered(g, first));
+    }
+
+    /// Applies the turn's writes so far in one transaction and routes their answers; the
+    /// update for the clones joins `updates`.
+    fn apply(
+        &mut self,
+        writes: &mut TurnWrites,
+        gathers: &mut [Gather],
+        answers: &mut Vec<(String, Value)>,
+        updates: &mut Vec<FromMaster>,
+        now: i64,
+    ) {
+        if writes.batches.is_empty() {
+            return;
+        }
+        let (results, update) = self.core.write(&writes.batches, now);
+        writes.batches.clear();
+        let (epoch, seq) = (self.core.epoch(), self.core.seq());
+        for (to, results) in writes.replies.drain(..).zip(results) {
+            match to {
+                ReplyTo::Local(reply) => {
+                    if let Some(reply) = reply {
+                        let r = results.into_iter().next().unwrap_or(Ok(Value::None));
+                        let _ = reply.send(WriteOutcome::Done(r));
+                    }
+                }
+                ReplyTo::Gathered(g, first) => {
+                    for (i, r) in results.into_iter().enumerate() {
+                        gathers[g].results[first + i] = Some(WriteOutcome::Done(r));
+                    }
+                }
+                ReplyTo::Remote(to) => {
+                    answers.push((
+                        to,
+                        FromMaster::Written {
+                            epoch,
+                            seq,
+                            results,
+                        }
+                        .encode(),
+                    ));
+                }
+            }
+        }
+        updates.extend(update);
+    }
+
     async fn run(mut self) {
         tracing::debug!(store = %self.name, "store owner started");
         let clones_topic = proto::clones_topic(&self.name);
@@ -281,6 +382,8 @@ impl MasterActor {
         let mut last_conflict: Option<Instant> = None;
         loop {
             let mut ticked = false;
+            self.core
+                .set_events(self.events && self.client.endpoint().store_events_wanted());
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break,
@@ -296,20 +399,52 @@ impl MasterActor {
                 }
             }
             let now = now_ns();
-            let mut batches = Vec::new();
-            let mut replies = Vec::new();
+            let mut writes = TurnWrites::default();
+            let mut gathers: Vec<Gather> = Vec::new();
             let mut answers: Vec<(String, Value)> = Vec::new();
+            let mut updates = Vec::new();
             for cmd in cmds.drain(..) {
                 match cmd {
+                    Command::Ops { ops, reply } => {
+                        let g = gathers.len();
+                        gathers.push(Gather {
+                            results: Vec::with_capacity(ops.len()),
+                            reply,
+                        });
+                        let mut run: Vec<Mutation> = Vec::new();
+                        for op in ops {
+                            let slot = gathers[g].results.len();
+                            gathers[g].results.push(None);
+                            match op {
+                                StoreOp::Write(m) => run.push(m),
+                                StoreOp::Read(q) => {
+                                    self.queue_run(&mut writes, &mut run, g, slot);
+                                    // A read sees the writes before it: apply them first.
+                                    self.apply(
+                                        &mut writes,
+                                        &mut gathers,
+                                        &mut answers,
+                                        &mut updates,
+                                        now,
+                                    );
+                                    gathers[g].results[slot] =
+                                        Some(WriteOutcome::Done(self.core.read(&q, now)));
+                                }
+                            }
+                        }
+                        let end = gathers[g].results.len();
+                        self.queue_run(&mut writes, &mut run, g, end);
+                    }
                     Command::Write { m, reply } => {
-                        batches.push(WriteBatch {
+                        writes.batches.push(WriteBatch {
                             writer: None,
                             first: 0,
                             muts: vec![m],
                         });
-                        replies.push(ReplyTo::Local(reply));
+                        writes.replies.push(ReplyTo::Local(reply));
                     }
                     Command::Read { q, reply } => {
+                        self.apply(&mut writes, &mut gathers, &mut answers, &mut updates, now);
                         let _ = reply.send(self.core.read(&q, now));
                     }
                     Command::AwaitIdle { timeout, reply } => {
@@ -331,9 +466,11 @@ impl MasterActor {
                         });
                     }
                     Command::Snapshot { reply } => {
+                        self.apply(&mut writes, &mut gathers, &mut answers, &mut updates, now);
                         let _ = reply.send(self.core.backend().snapshot());
                     }
                     Command::Restore { entries, reply } => {
+                        self.apply(&mut writes, &mut gathers, &mut answers, &mut updates, now);
                         let r = self.core.replace(entries, new_epoch());
                         if r.is_ok() {
                             tracing::info!(store = %self.name, "restored; clones re-synchronise");
@@ -384,15 +521,18 @@ impl MasterActor {
                         muts,
                     } => {
                         let writer = (!writer.is_empty()).then_some(writer);
-                        batches.push(WriteBatch {
+                        writes.batches.push(WriteBatch {
                             writer,
                             first,
                             muts,
                         });
-                        replies.push(ReplyTo::Remote(reply_to.to_string()));
+                        writes.replies.push(ReplyTo::Remote(reply_to.to_string()));
                         continue;
                     }
-                    ToMaster::Read { query } => FromMaster::Answer(self.core.read(&query, now)),
+                    ToMaster::Read { query } => {
+                        self.apply(&mut writes, &mut gathers, &mut answers, &mut updates, now);
+                        FromMaster::Answer(self.core.read(&query, now))
+                    }
                     ToMaster::Fetch { clone, epoch, from } => {
                         self.core.fetch(&clone, epoch, from, now)
                     }
@@ -411,32 +551,14 @@ impl MasterActor {
                 };
                 answers.push((reply_to.to_string(), answer.encode()));
             }
-            let mut updates = Vec::new();
-            if !batches.is_empty() {
-                let (results, update) = self.core.write(&batches, now);
-                let (epoch, seq) = (self.core.epoch(), self.core.seq());
-                for (to, results) in replies.into_iter().zip(results) {
-                    match to {
-                        ReplyTo::Local(reply) => {
-                            if let Some(reply) = reply {
-                                let r = results.into_iter().next().unwrap_or(Ok(Value::None));
-                                let _ = reply.send(WriteOutcome::Done(r));
-                            }
-                        }
-                        ReplyTo::Remote(to) => {
-                            answers.push((
-                                to,
-                                FromMaster::Written {
-                                    epoch,
-                                    seq,
-                                    results,
-                                }
-                                .encode(),
-                            ));
-                        }
-                    }
-                }
-                updates.extend(update);
+            self.apply(&mut writes, &mut gathers, &mut answers, &mut updates, now);
+            for g in gathers {
+                let results = g
+                    .results
+                    .into_iter()
+                    .map(|r| r.unwrap_or(WriteOutcome::Done(Err(StoreError::Shutdown))))
+                    .collect();
+                let _ = g.reply.send(results);
             }
             if ticked {
                 updates.extend(self.core.expire(now));
@@ -493,8 +615,7 @@ pub async fn spawn_clone(
         .await
         .map_err(|_| StoreError::Shutdown)?;
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-    let mut core = ReplicaCore::new(&format!("{}/{name}", endpoint.id()), &name, config);
-    core.set_events(events);
+    let core = ReplicaCore::new(&format!("{}/{name}", endpoint.id()), &name, config);
     let (done_tx, done_rx) = mpsc::channel(16);
     let actor = CloneActor {
         core,
@@ -509,7 +630,8 @@ pub async fn spawn_clone(
         tokens: HashMap::new(),
         next_token: 1,
         idle_waiters: Vec::new(),
-        parked_reads: Vec::new(),
+        backlog: VecDeque::new(),
+        events,
     };
     tokio::spawn(actor.run());
     Ok(StoreHandle {
@@ -538,7 +660,11 @@ struct CloneActor {
     tokens: HashMap<u64, oneshot::Sender<WriteOutcome>>,
     next_token: u64,
     idle_waiters: Vec<(Instant, oneshot::Sender<bool>)>,
-    parked_reads: Vec<(Instant, Query, oneshot::Sender<OpResult>)>,
+    /// Reads and writes in their callers' order, waiting behind a read that cannot be answered
+    /// yet (see [`CloneActor::drain`]).
+    backlog: VecDeque<Queued>,
+    /// Whether store events are published (when a local client subscribes to them).
+    events: bool,
 }
 
 impl CloneActor {
@@ -549,10 +675,14 @@ impl CloneActor {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            self.core
+                .set_events(self.events && self.endpoint.store_events_wanted());
+            // A full backlog stops taking commands: callers wait (the command queue is bounded).
+            let room = self.backlog.len() < MAX_BACKLOG;
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break,
-                n = self.rx.recv_many(&mut cmds, 1024) => if n == 0 { break },
+                n = self.rx.recv_many(&mut cmds, 1024), if room => if n == 0 { break },
                 Some(done) = self.done_rx.recv() => {
                     let now = now_ns();
                     match done {
@@ -566,28 +696,13 @@ impl CloneActor {
             let now = now_ns();
             for cmd in cmds.drain(..) {
                 match cmd {
-                    Command::Write { m, reply } => {
-                        let token = reply.map(|r| {
-                            let t = self.next_token;
-                            self.next_token += 1;
-                            self.tokens.insert(t, r);
-                            t
-                        });
-                        if let Err(e) = self.core.write(m, token, now) {
-                            if let Some(r) = token.and_then(|t| self.tokens.remove(&t)) {
-                                let _ = r.send(WriteOutcome::Done(Err(e)));
-                            }
-                        }
-                    }
-                    Command::Read { q, reply } => {
-                        // Reads wait for this clone's writes under way (read your writes).
-                        if self.core.is_synced() && self.tokens.is_empty() {
-                            let _ = reply.send(self.core.read(&q, now));
-                        } else {
-                            self.parked_reads
-                                .push((Instant::now() + MAX_GET_DELAY, q, reply));
-                        }
-                    }
+                    Command::Ops { ops, reply } => self.ops(ops, reply, now),
+                    Command::Write { m, reply } => self.backlog.push_back(Queued::Write(m, reply)),
+                    Command::Read { q, reply } => self.backlog.push_back(Queued::Read(
+                        q,
+                        reply,
+                        Instant::now() + MAX_GET_DELAY,
+                    )),
                     Command::AwaitIdle { timeout, reply } => {
                         self.idle_waiters.push((Instant::now() + timeout, reply));
                     }
@@ -631,7 +746,14 @@ impl CloneActor {
                     Err(e) => tracing::warn!(store = %self.name, from = %msg.origin, "{e}"),
                 }
             }
-            self.carry_out().await;
+            // Answering a read can release writes behind it, whose requests go out at once.
+            loop {
+                self.drain(now);
+                if !self.core.has_actions() {
+                    break;
+                }
+                self.carry_out().await;
+            }
             publish_events(&self.client, self.core.take_events()).await;
             self.answer_waiters(now);
         }
@@ -639,6 +761,102 @@ impl CloneActor {
             let _ = tx.send(WriteOutcome::Done(Err(StoreError::Shutdown)));
         }
         tracing::debug!(store = %self.name, "clone stopped");
+    }
+
+    fn write(&mut self, m: Mutation, reply: Option<oneshot::Sender<WriteOutcome>>, now: i64) {
+        let token = reply.map(|r| {
+            let t = self.next_token;
+            self.next_token += 1;
+            self.tokens.insert(t, r);
+            t
+        });
+        if let Err(e) = self.core.write(m, token, now) {
+            if let Some(r) = token.and_then(|t| self.tokens.remove(&t)) {
+                let _ = r.send(WriteOutcome::Done(Err(e)));
+            }
+        }
+    }
+
+    /// Whether a read can be answered now: the clone has a copy, and none of its own writes
+    /// is under way (read your writes).
+    fn can_read(&self) -> bool {
+        self.core.is_synced() && self.tokens.is_empty()
+    }
+
+    /// Carries out the backlog in order: writes go to the replica (and on to the master), reads
+    /// are answered once they can be, or after `MAX_GET_DELAY` with what the clone has. A read
+    /// that waits holds back everything behind it, so that a pipelining client's read sees the
+    /// writes it sent before, and none that it sent after.
+    fn drain(&mut self, now: i64) {
+        let now_i = Instant::now();
+        while let Some(front) = self.backlog.front() {
+            match front {
+                Queued::Read(_, _, deadline) if !self.can_read() && now_i < *deadline => break,
+                _ => {}
+            }
+            match self.backlog.pop_front().expect("front") {
+                Queued::Write(m, reply) => self.write(m, reply, now),
+                Queued::Read(q, reply, _) => {
+                    let _ = reply.send(self.core.read(&q, now));
+                }
+            }
+        }
+    }
+
+    /// A pipelined batch joins the backlog. When nothing waits, its reads that come before
+    /// its first write are answered at once; a task gathers the rest and answers the batch when
+    /// all is known.
+    fn ops(&mut self, ops: Vec<StoreOp>, reply: oneshot::Sender<Outcomes>, now: i64) {
+        enum Part {
+            Ready(WriteOutcome),
+            Write(oneshot::Receiver<WriteOutcome>),
+            Read(oneshot::Receiver<OpResult>),
+        }
+        let mut parts = Vec::with_capacity(ops.len());
+        for op in ops {
+            parts.push(match op {
+                StoreOp::Read(q) if self.backlog.is_empty() && self.can_read() => {
+                    Part::Ready(WriteOutcome::Done(self.core.read(&q, now)))
+                }
+                StoreOp::Read(q) => {
+                    let (tx, rx) = oneshot::channel();
+                    self.backlog
+                        .push_back(Queued::Read(q, tx, Instant::now() + MAX_GET_DELAY));
+                    Part::Read(rx)
+                }
+                StoreOp::Write(m) => {
+                    let (tx, rx) = oneshot::channel();
+                    self.backlog.push_back(Queued::Write(m, Some(tx)));
+                    Part::Write(rx)
+                }
+            });
+        }
+        if parts.iter().all(|p| matches!(p, Part::Ready(_))) {
+            let results = parts
+                .into_iter()
+                .map(|p| match p {
+                    Part::Ready(o) => o,
+                    _ => unreachable!("all ready"),
+                })
+                .collect();
+            let _ = reply.send(results);
+            return;
+        }
+        tokio::spawn(async move {
+            let mut results = Vec::with_capacity(parts.len());
+            for p in parts {
+                results.push(match p {
+                    Part::Ready(o) => o,
+                    Part::Write(rx) => rx
+                        .await
+                        .unwrap_or(WriteOutcome::Done(Err(StoreError::Shutdown))),
+                    Part::Read(rx) => {
+                        WriteOutcome::Done(rx.await.unwrap_or(Err(StoreError::Shutdown)))
+                    }
+                });
+            }
+            let _ = reply.send(results);
+        });
     }
 
     async fn carry_out(&mut self) {
@@ -696,13 +914,6 @@ impl CloneActor {
                 let _ = tx.send(idle);
             } else {
                 self.idle_waiters.push((deadline, tx));
-            }
-        }
-        for (deadline, q, tx) in std::mem::take(&mut self.parked_reads) {
-            if (self.core.is_synced() && self.tokens.is_empty()) || now_i >= deadline {
-                let _ = tx.send(self.core.read(&q, now));
-            } else {
-                self.parked_reads.push((deadline, q, tx));
             }
         }
     }

@@ -3,7 +3,7 @@
 //! not attached here is reached through its master over the fabric.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use tokio::sync::Mutex;
@@ -57,7 +57,10 @@ impl CloneOptions {
 pub struct Stores {
     endpoint: Endpoint,
     shutdown: CancellationToken,
-    attached: Mutex<HashMap<String, StoreHandle>>,
+    /// Held while a store is being attached (which awaits), so one name is attached once.
+    attaching: Mutex<()>,
+    /// Read on every operation, written on attach and detach.
+    attached: RwLock<HashMap<String, StoreHandle>>,
     /// Whether changes are published on `<$>/local/data/store-events`.
     pub events: bool,
 }
@@ -70,7 +73,8 @@ impl Stores {
         Arc::new(Stores {
             endpoint,
             shutdown,
-            attached: Mutex::new(HashMap::new()),
+            attaching: Mutex::new(()),
+            attached: RwLock::new(HashMap::new()),
             events: true,
         })
     }
@@ -83,8 +87,8 @@ impl Stores {
     /// answers for the name.
     pub async fn attach_master(&self, name: &str, spec: BackendSpec) -> Result<(), StoreError> {
         check_name(name)?;
-        let mut attached = self.attached.lock().await;
-        if let Some(h) = attached.get(name) {
+        let _attaching = self.attaching.lock().await;
+        if let Some(h) = self.map().get(name) {
             return Err(already(name, h.role));
         }
         let handle = actor::spawn_master(
@@ -96,15 +100,15 @@ impl Stores {
             self.shutdown.child_token(),
         )
         .await?;
-        attached.insert(name.to_string(), handle);
+        self.map_mut().insert(name.to_string(), handle);
         Ok(())
     }
 
     /// Makes this endpoint hold a clone of `name`; the master may appear later.
     pub async fn attach_clone(&self, name: &str, options: CloneOptions) -> Result<(), StoreError> {
         check_name(name)?;
-        let mut attached = self.attached.lock().await;
-        if let Some(h) = attached.get(name) {
+        let _attaching = self.attaching.lock().await;
+        if let Some(h) = self.map().get(name) {
             return Err(already(name, h.role));
         }
         let handle = actor::spawn_clone(
@@ -115,13 +119,14 @@ impl Stores {
             self.shutdown.child_token(),
         )
         .await?;
-        attached.insert(name.to_string(), handle);
+        self.map_mut().insert(name.to_string(), handle);
         Ok(())
     }
 
     /// Stops this endpoint's master or clone of `name` (a master's SQLite file stays).
     pub async fn detach(&self, name: &str) -> Result<(), StoreError> {
-        match self.attached.lock().await.remove(name) {
+        let removed = self.map_mut().remove(name);
+        match removed {
             Some(h) => {
                 h.stop();
                 Ok(())
@@ -130,13 +135,22 @@ impl Stores {
         }
     }
 
-    async fn local(&self, name: &str) -> Option<StoreHandle> {
-        self.attached.lock().await.get(name).cloned()
+    fn map(&self) -> RwLockReadGuard<'_, HashMap<String, StoreHandle>> {
+        self.attached.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn map_mut(&self) -> RwLockWriteGuard<'_, HashMap<String, StoreHandle>> {
+        self.attached.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The handle of the master or clone of `name` attached here.
+    pub fn local_handle(&self, name: &str) -> Option<StoreHandle> {
+        self.map().get(name).cloned()
     }
 
     async fn attached_handle(&self, name: &str) -> Result<StoreHandle, StoreError> {
         check_name(name)?;
-        self.local(name).await.ok_or_else(|| {
+        self.local_handle(name).ok_or_else(|| {
             StoreError::NoSuchStore(format!(
                 "{name} (attach it here as a master or a clone to do this)"
             ))
@@ -145,7 +159,7 @@ impl Stores {
 
     /// The stores attached here.
     pub async fn list(&self) -> Vec<StoreInfo> {
-        let handles: Vec<StoreHandle> = self.attached.lock().await.values().cloned().collect();
+        let handles: Vec<StoreHandle> = self.map().values().cloned().collect();
         let mut out = Vec::new();
         for h in handles {
             if let Ok(info) = h.call(|reply| Command::Info { reply }).await {
@@ -165,7 +179,7 @@ impl Stores {
     /// fabric.
     pub async fn write(&self, name: &str, m: Mutation) -> Result<WriteOutcome, StoreError> {
         check_name(name)?;
-        match self.local(name).await {
+        match self.local_handle(name) {
             Some(h) => {
                 h.call(|reply| Command::Write {
                     m,
@@ -198,7 +212,7 @@ impl Stores {
         m: Mutation,
         reply: tokio::sync::oneshot::Sender<WriteOutcome>,
     ) -> Result<(), StoreError> {
-        match self.local(name).await {
+        match self.local_handle(name) {
             Some(h) => {
                 h.send(Command::Write {
                     m,
@@ -222,7 +236,7 @@ impl Stores {
         q: Query,
         reply: tokio::sync::oneshot::Sender<OpResult>,
     ) -> Result<(), StoreError> {
-        match self.local(name).await {
+        match self.local_handle(name) {
             Some(h) => h.send(Command::Read { q, reply }).await,
             None => {
                 let _ = reply.send(self.read(name, q).await);
@@ -234,7 +248,7 @@ impl Stores {
     /// Answers a query: from the local master or clone, else from the master over the fabric.
     pub async fn read(&self, name: &str, q: Query) -> OpResult {
         check_name(name)?;
-        match self.local(name).await {
+        match self.local_handle(name) {
             Some(h) => h.call(|reply| Command::Read { q, reply }).await?,
             None => match self.ask_master(name, ToMaster::Read { query: q }).await? {
                 FromMaster::Answer(r) => r,

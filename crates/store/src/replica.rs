@@ -185,6 +185,10 @@ impl ReplicaCore {
         std::mem::take(&mut self.events)
     }
 
+    pub fn has_actions(&self) -> bool {
+        !self.actions.is_empty()
+    }
+
     pub fn take_actions(&mut self) -> Vec<Action> {
         std::mem::take(&mut self.actions)
     }

@@ -50,7 +50,10 @@ fn connect(addr: &str) -> anyhow::Result<Ws> {
         head.push(byte[0]);
     }
     if !head.starts_with(b"HTTP/1.1 101") {
-        bail!("{addr} refused the upgrade: {}", String::from_utf8_lossy(&head));
+        bail!(
+            "{addr} refused the upgrade: {}",
+            String::from_utf8_lossy(&head)
+        );
     }
     let mut ws = Ws {
         stream,
@@ -89,7 +92,10 @@ impl Ws {
     /// Reads what has arrived and moves every complete text frame's first bytes into `out`.
     fn read_texts(&mut self, out: &mut Vec<Vec<u8>>) -> anyhow::Result<()> {
         let mut chunk = [0u8; 65536];
-        let n = self.stream.read(&mut chunk).context("no answer within 30 s")?;
+        let n = self
+            .stream
+            .read(&mut chunk)
+            .context("no answer within 30 s")?;
         if n == 0 {
             bail!("connection closed");
         }
@@ -102,9 +108,10 @@ impl Ws {
             }
             let (len, head) = match rest[1] & 0x7f {
                 126 if rest.len() >= 4 => (u16::from_be_bytes([rest[2], rest[3]]) as usize, 4),
-                127 if rest.len() >= 10 => {
-                    (u64::from_be_bytes(rest[2..10].try_into().expect("8")) as usize, 10)
-                }
+                127 if rest.len() >= 10 => (
+                    u64::from_be_bytes(rest[2..10].try_into().expect("8")) as usize,
+                    10,
+                ),
                 126 | 127 => break,
                 n => (n as usize, 2),
             };
@@ -155,8 +162,13 @@ fn pipeline(
     while done < n {
         let upto = n.min(done + window);
         if upto > sent {
-            let from = if sent == 0 { 0 } else { ends[sent as usize - 1] };
-            ws.stream.write_all(&frames[from..ends[upto as usize - 1]])?;
+            let from = if sent == 0 {
+                0
+            } else {
+                ends[sent as usize - 1]
+            };
+            ws.stream
+                .write_all(&frames[from..ends[upto as usize - 1]])?;
             sent = upto;
         }
         ws.read_texts(&mut texts)?;
@@ -181,10 +193,22 @@ pub async fn main(args: StoreArgs) -> anyhow::Result<()> {
     let (mut ws, mut figures) = tokio::task::spawn_blocking(move || {
         let mut ws = connect(&addr)?;
         let figures = vec![
-            ("put, memory master", pipeline(&mut ws, "put", "mem", n, w, 0)?),
-            ("put_unique, memory master", pipeline(&mut ws, "put_unique", "mem", n, w, n)?),
-            ("put, SQLite master", pipeline(&mut ws, "put", "disk", n, w, 0)?),
-            ("put_unique, SQLite master", pipeline(&mut ws, "put_unique", "disk", n, w, n)?),
+            (
+                "put, memory master",
+                pipeline(&mut ws, "put", "mem", n, w, 0)?,
+            ),
+            (
+                "put_unique, memory master",
+                pipeline(&mut ws, "put_unique", "mem", n, w, n)?,
+            ),
+            (
+                "put, SQLite master",
+                pipeline(&mut ws, "put", "disk", n, w, 0)?,
+            ),
+            (
+                "put_unique, SQLite master",
+                pipeline(&mut ws, "put_unique", "disk", n, w, n)?,
+            ),
         ];
         anyhow::Ok((ws, figures))
     })
@@ -205,8 +229,14 @@ pub async fn main(args: StoreArgs) -> anyhow::Result<()> {
     let more = tokio::task::spawn_blocking(move || {
         let mut cws = connect(&addr)?;
         anyhow::Ok(vec![
-            ("get, from a clone", pipeline(&mut cws, "get", "mem", n, w, 0)?),
-            ("get, memory master", pipeline(&mut ws, "get", "mem", n, w, 0)?),
+            (
+                "get, from a clone",
+                pipeline(&mut cws, "get", "mem", n, w, 0)?,
+            ),
+            (
+                "get, memory master",
+                pipeline(&mut ws, "get", "mem", n, w, 0)?,
+            ),
         ])
     })
     .await??;

@@ -177,7 +177,8 @@ async fn settle_peers(endpoint: &Endpoint, attempts: Vec<tokio::task::JoinHandle
     }
     while tokio::time::Instant::now() < deadline {
         match endpoint.snapshot().await {
-            Ok(s) if ids.iter().all(|id| s.reachable.iter().any(|r| r == id)) => return,
+            // Known, not only linked: a master's probe needs the peers' subscriptions.
+            Ok(s) if ids.iter().all(|id| s.known.iter().any(|r| r == id)) => return,
             Ok(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
             Err(_) => return,
         }

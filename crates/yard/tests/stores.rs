@@ -194,17 +194,36 @@ async fn a_clone_follows_its_master_over_http_websocket_and_the_cli() {
     let first = next_json(&mut events).await;
     assert_eq!(first["data"][0]["data"], "insert", "{first}");
     assert_eq!(first["data"][2]["data"], "alice", "{first}");
-    // A second master for the name is refused.
-    let (ok, _, err) = yard(&[
-        "node",
-        "--listen",
-        "127.0.0.1:0",
-        "--master",
-        "s",
-        "--peer",
-        &master.addr,
-    ]);
-    assert!(!ok && err.contains("already exists"), "{err}");
+    // A second master for the name is refused (and does not start: it would run until killed).
+    let mut second = Command::new(yard_bin())
+        .args([
+            "node",
+            "--listen",
+            "127.0.0.1:0",
+            "--master",
+            "s",
+            "--peer",
+            &master.addr,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = second.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = second.kill();
+            let _ = second.wait();
+            panic!("a second master of \"s\" started instead of being refused");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!status.success() && err.contains("already exists"), "{err}");
     // Expiry: the master expires the key and the clone follows.
     store(
         &master.addr,
@@ -478,4 +497,81 @@ async fn raw_post(addr: &str, path: &str, body: &[u8]) -> String {
     let mut out = Vec::new();
     s.read_to_end(&mut out).await.unwrap();
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// An envelope with `type` first, as pipelining clients write it (the fast decoder reads it).
+fn envelope(id: u64, store: &str, op: &str, rest: &str) -> String {
+    format!(r#"{{"type":"store","id":{id},"store":"{store}","op":"{op}"{rest}}}"#)
+}
+
+const KEY_K: &str = r#","key":{"@data-type":"string","data":"k"}"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_operations_see_the_writes_sent_before_them() {
+    let master = Node::start(&["--master", "s", "--master", "t"]);
+    let clone = Node::start(&["--clone", "s", "--peer", &master.addr]);
+    let count = |n: u64| format!(r#","value":{{"@data-type":"count","data":{n}}}"#);
+    // Written in one go so that they reach the endpoint together and are handed to the store
+    // in batches: reads between writes must see exactly the writes before them. Envelopes in
+    // both key orders (the fast decoder and the reference one), two stores, an await_idle and
+    // a bad envelope in the middle.
+    let sorted_get = json!({"id": 3, "key": {"@data-type": "string", "data": "k"}, "op": "get", "store": "s", "type": "store"}).to_string();
+    let ops: Vec<(String, Json)> = vec![
+        (
+            envelope(1, "s", "put", &format!("{KEY_K}{}", count(1))),
+            json!(null),
+        ),
+        (envelope(2, "s", "get", KEY_K), json!(1)),
+        (sorted_get, json!(1)),
+        (
+            envelope(4, "s", "put", &format!("{KEY_K}{}", count(2))),
+            json!(null),
+        ),
+        (
+            envelope(5, "t", "put", &format!("{KEY_K}{}", count(7))),
+            json!(null),
+        ),
+        (envelope(6, "s", "get", KEY_K), json!(2)),
+        (envelope(7, "t", "get", KEY_K), json!(7)),
+        (
+            envelope(8, "s", "put_unique", &format!("{KEY_K}{}", count(3))),
+            json!(false),
+        ),
+        (envelope(9, "s", "await_idle", ""), json!("idle")),
+        (
+            envelope(
+                10,
+                "s",
+                "increment",
+                &format!(r#"{KEY_K},"amount":{{"@data-type":"count","data":5}}"#),
+            ),
+            json!(7),
+        ),
+        (envelope(11, "s", "get", ""), json!("invalid_data")),
+        (envelope(12, "s", "get", KEY_K), json!(7)),
+        (envelope(13, "s", "erase", KEY_K), json!(null)),
+        (envelope(14, "s", "exists", KEY_K), json!(false)),
+        (envelope(15, "s", "get", KEY_K), json!("no_such_key")),
+    ];
+    for (role, node) in [("master", &master), ("clone", &clone)] {
+        let (mut ws, _) = client(node, &[]).await;
+        let mut frames =
+            futures_util::stream::iter(ops.iter().map(|(text, _)| Ok(Message::text(text.clone()))));
+        ws.send_all(&mut frames).await.unwrap();
+        for (i, (text, want)) in ops.iter().enumerate() {
+            let got = next_json(&mut ws).await;
+            assert_eq!(got["id"], i as u64 + 1, "answers in order: {got}");
+            let seen = match got["type"].as_str() {
+                Some("store-result") if got.get("idle").is_some() => json!("idle"),
+                Some("store-result") if got["result"]["@data-type"] == "none" => json!(null),
+                Some("store-result") => got["result"]["data"].clone(),
+                _ => got["code"].clone(),
+            };
+            assert_eq!(&seen, want, "{} answered {got} on the {role}", text);
+        }
+        // The same again from the other node: reset the key it starts from.
+        store(&master.addr, &["erase", "s", "k"]);
+        store(&master.addr, &["erase", "t", "k"]);
+        idle(&clone.addr, "s").await;
+    }
 }
