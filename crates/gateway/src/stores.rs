@@ -218,7 +218,7 @@ pub fn encode_outcome(id: &Json, o: &Outcome, opts: JsonOptions) -> String {
 pub type Pending = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 /// The most operations handed to a store in one batch.
-pub const MAX_RUN: usize = 256;
+pub const MAX_RUN: usize = 32;
 
 /// Answers a client waits for, in its order.
 pub enum Answer {

@@ -1,6 +1,8 @@
 //! `yard bench store`: one WebSocket client pipelining store operations (a window of requests
-//! in flight), against `yard node` processes started for the run: a master in memory, a master
-//! on SQLite (synchronous=normal), and a clone whose gets are answered from its copy.
+//! in flight), against `yard node` processes started for the run: a master in memory and a
+//! master on SQLite (synchronous=normal), alone at first (as `redis-server` runs alone); then a
+//! clone of the memory store joins, and puts are measured again while it follows, and gets
+//! are answered from its copy.
 //! `scripts/bench-store.sh` runs it next to `redis-benchmark` and prints both.
 
 use std::time::{Duration, Instant};
@@ -187,32 +189,39 @@ pub async fn main(args: StoreArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     let db = format!("disk=sqlite:{}", dir.join("disk.db").display());
     let master = start_node_with(&["--master", "mem", "--master", &db]).await?;
-    let clone = start_node_with(&["--clone", "mem", "--peer", &master.addr]).await?;
     let (n, w) = (args.ops, args.window);
     let addr = master.addr.clone();
-    let (mut ws, mut figures) = tokio::task::spawn_blocking(move || {
+    // Masters alone first (as redis-server runs alone), then with a clone following.
+    let (ws, mut figures) = tokio::task::spawn_blocking(move || {
         let mut ws = connect(&addr)?;
         let figures = vec![
-            (
-                "put, memory master",
-                pipeline(&mut ws, "put", "mem", n, w, 0)?,
-            ),
-            (
-                "put_unique, memory master",
-                pipeline(&mut ws, "put_unique", "mem", n, w, n)?,
-            ),
-            (
-                "put, SQLite master",
-                pipeline(&mut ws, "put", "disk", n, w, 0)?,
-            ),
-            (
-                "put_unique, SQLite master",
-                pipeline(&mut ws, "put_unique", "disk", n, w, n)?,
-            ),
+            ("put, memory master", pipeline(&mut ws, "put", "mem", n, w, 0)?),
+            ("put_unique, memory master", pipeline(&mut ws, "put_unique", "mem", n, w, n)?),
+            ("put, SQLite master", pipeline(&mut ws, "put", "disk", n, w, 0)?),
+            ("put_unique, SQLite master", pipeline(&mut ws, "put_unique", "disk", n, w, n)?),
         ];
         anyhow::Ok((ws, figures))
     })
     .await??;
+    let clone = start_node_with(&["--clone", "mem", "--peer", &master.addr]).await?;
+    let (code, body) = crate::client::http(
+        "POST",
+        &clone.addr,
+        "/v1/stores/mem/ops",
+        Some("{\"op\":\"await_idle\",\"timeout\":\"60s\"}"),
+        None,
+    )
+    .await?;
+    if code != 200 || !body.contains("true") {
+        bail!("the clone did not take its first copy: {body}");
+    }
+    let (mut ws, more) = tokio::task::spawn_blocking(move || {
+        let mut ws = ws;
+        let f = pipeline(&mut ws, "put_unique", "mem", n, w, 2 * n)?;
+        anyhow::Ok((ws, vec![("put_unique, memory master, one clone following", f)]))
+    })
+    .await??;
+    figures.extend(more);
     // Gets from the clone, once it holds everything written to the memory master.
     let (code, body) = crate::client::http(
         "POST",
@@ -245,7 +254,7 @@ pub async fn main(args: StoreArgs) -> anyhow::Result<()> {
         if args.json {
             println!("{{\"figure\":\"{what}\",\"ops_per_sec\":{rate:.0}}}");
         } else {
-            println!("{what:<28} {rate:>12.0} ops/s");
+            println!("{what:<48} {rate:>12.0} ops/s");
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
