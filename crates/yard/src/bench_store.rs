@@ -195,10 +195,22 @@ pub async fn main(args: StoreArgs) -> anyhow::Result<()> {
     let (ws, mut figures) = tokio::task::spawn_blocking(move || {
         let mut ws = connect(&addr)?;
         let figures = vec![
-            ("put, memory master", pipeline(&mut ws, "put", "mem", n, w, 0)?),
-            ("put_unique, memory master", pipeline(&mut ws, "put_unique", "mem", n, w, n)?),
-            ("put, SQLite master", pipeline(&mut ws, "put", "disk", n, w, 0)?),
-            ("put_unique, SQLite master", pipeline(&mut ws, "put_unique", "disk", n, w, n)?),
+            (
+                "put, memory master",
+                pipeline(&mut ws, "put", "mem", n, w, 0)?,
+            ),
+            (
+                "put_unique, memory master",
+                pipeline(&mut ws, "put_unique", "mem", n, w, n)?,
+            ),
+            (
+                "put, SQLite master",
+                pipeline(&mut ws, "put", "disk", n, w, 0)?,
+            ),
+            (
+                "put_unique, SQLite master",
+                pipeline(&mut ws, "put_unique", "disk", n, w, n)?,
+            ),
         ];
         anyhow::Ok((ws, figures))
     })
@@ -218,7 +230,10 @@ pub async fn main(args: StoreArgs) -> anyhow::Result<()> {
     let (mut ws, more) = tokio::task::spawn_blocking(move || {
         let mut ws = ws;
         let f = pipeline(&mut ws, "put_unique", "mem", n, w, 2 * n)?;
-        anyhow::Ok((ws, vec![("put_unique, memory master, one clone following", f)]))
+        anyhow::Ok((
+            ws,
+            vec![("put_unique, memory master, one clone following", f)],
+        ))
     })
     .await??;
     figures.extend(more);
