@@ -315,41 +315,26 @@ pub async fn finish_many(
     })
 }
 
-/// Starts `op` on store `name`: a write to a store attached here is queued before this returns,
-/// so a client's operations keep their order while it pipelines.
-pub async fn start(stores: &Arc<Stores>, name: String, op: Op) -> Pending {
+/// An operation that does not join a run (a store not attached here, reached at its master, or
+/// `await_idle`). It is carried out when the connection's answer pump reaches it, after every
+/// operation sent before it has been answered, so the client's order holds; the reader does not
+/// wait for it.
+pub fn start(stores: &Arc<Stores>, name: String, op: Op) -> Pending {
+    let stores = stores.clone();
     match op {
-        Op::Write(m) => {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            match stores.write_async(&name, m, tx).await {
-                Ok(()) => {
-                    Box::pin(async move { rx.await.map_err(|_| StoreError::Shutdown).into() })
-                }
-                Err(e) => Box::pin(async move { Outcome::Failed(e) }),
+        Op::Write(m) => Box::pin(async move { stores.write(&name, m).await.into() }),
+        Op::Read(q) => Box::pin(async move {
+            match stores.read(&name, q).await {
+                Ok(v) => Outcome::Value(v),
+                Err(e) => Outcome::Failed(e),
             }
-        }
-        Op::Read(q) => {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            match stores.read_async(&name, q, tx).await {
-                Ok(()) => Box::pin(async move {
-                    match rx.await {
-                        Ok(Ok(v)) => Outcome::Value(v),
-                        Ok(Err(e)) => Outcome::Failed(e),
-                        Err(_) => Outcome::Failed(StoreError::Shutdown),
-                    }
-                }),
-                Err(e) => Box::pin(async move { Outcome::Failed(e) }),
+        }),
+        Op::AwaitIdle(t) => Box::pin(async move {
+            match stores.await_idle(&name, t).await {
+                Ok(idle) => Outcome::Idle(idle),
+                Err(e) => Outcome::Failed(e),
             }
-        }
-        Op::AwaitIdle(t) => {
-            let stores = stores.clone();
-            Box::pin(async move {
-                match stores.await_idle(&name, t).await {
-                    Ok(idle) => Outcome::Idle(idle),
-                    Err(e) => Outcome::Failed(e),
-                }
-            })
-        }
+        }),
     }
 }
 
@@ -607,8 +592,7 @@ pub async fn op(
             return *r;
         }
     }
-    let pending = start(&gw.stores, name, op).await;
-    outcome_response(pending.await, gw.config.json)
+    outcome_response(start(&gw.stores, name, op).await, gw.config.json)
 }
 
 pub async fn backup(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {

@@ -363,6 +363,15 @@ async fn read_loop(
             }
         };
         last_heard.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        // The end of the connection (or anything but a message) first hands the collected
+        // operations over: a client that writes and closes at once loses nothing.
+        if !matches!(frame, Some(Ok(Message::Text(_) | Message::Binary(_)))) {
+            if let Some(r) = run.take() {
+                if !to_pump(r.hand_over().await).await {
+                    return;
+                }
+            }
+        }
         let frame = match frame {
             None => return,
             Some(Ok(f)) => f,
@@ -445,7 +454,7 @@ async fn read_loop(
                                     }
                                     Err(back) => {
                                         let (name, id, op) = *back;
-                                        Some((id, stores::start(&gw.stores, name, op).await))
+                                        Some((id, stores::start(&gw.stores, name, op)))
                                     }
                                 }
                             }
@@ -518,23 +527,27 @@ async fn store_pump(
     to_client: mpsc::Sender<Message>,
     opts: yard_data::json::JsonOptions,
 ) {
-    let send = |id: &serde_json::Value, outcome: &stores::Outcome| {
-        let text = stores::encode_outcome(id, outcome, opts);
-        to_client.send(Message::Text(Utf8Bytes::from(text)))
+    // Once the client is gone, the operations it sent are still carried out (those not
+    // attached here run when the pump reaches them); only their answers go nowhere.
+    let mut gone = false;
+    let mut send = async |id: &serde_json::Value, outcome: &stores::Outcome| {
+        if !gone {
+            let text = stores::encode_outcome(id, outcome, opts);
+            gone = to_client
+                .send(Message::Text(Utf8Bytes::from(text)))
+                .await
+                .is_err();
+        }
     };
     while let Some(answer) = ops.recv().await {
         match answer {
             stores::Answer::One(id, pending) => {
                 let outcome = pending.await;
-                if send(&id, &outcome).await.is_err() {
-                    return;
-                }
+                send(&id, &outcome).await;
             }
             stores::Answer::Many(ids, rx) => {
                 for (id, outcome) in stores::finish_many(ids, rx).await {
-                    if send(&id, &outcome).await.is_err() {
-                        return;
-                    }
+                    send(&id, &outcome).await;
                 }
             }
         }

@@ -204,47 +204,6 @@ impl Stores {
         }
     }
 
-    /// Hands a mutation to an attached store without waiting for it (pipelined clients); the
-    /// outcome arrives on `reply`.
-    pub async fn write_async(
-        &self,
-        name: &str,
-        m: Mutation,
-        reply: tokio::sync::oneshot::Sender<WriteOutcome>,
-    ) -> Result<(), StoreError> {
-        match self.local_handle(name) {
-            Some(h) => {
-                h.send(Command::Write {
-                    m,
-                    reply: Some(reply),
-                })
-                .await
-            }
-            None => {
-                let outcome = self.write(name, m).await?;
-                let _ = reply.send(outcome);
-                Ok(())
-            }
-        }
-    }
-
-    /// Hands a query to an attached store without waiting (pipelined clients); the answer
-    /// arrives on `reply`. A store not attached here is asked over the fabric.
-    pub async fn read_async(
-        &self,
-        name: &str,
-        q: Query,
-        reply: tokio::sync::oneshot::Sender<OpResult>,
-    ) -> Result<(), StoreError> {
-        match self.local_handle(name) {
-            Some(h) => h.send(Command::Read { q, reply }).await,
-            None => {
-                let _ = reply.send(self.read(name, q).await);
-                Ok(())
-            }
-        }
-    }
-
     /// Answers a query: from the local master or clone, else from the master over the fabric.
     pub async fn read(&self, name: &str, q: Query) -> OpResult {
         check_name(name)?;

@@ -184,6 +184,22 @@ fn pipeline(
     Ok(n as f64 / start.elapsed().as_secs_f64())
 }
 
+/// Waits until the clone of `mem` on `addr` holds everything its master applied.
+async fn await_idle(addr: &str) -> anyhow::Result<()> {
+    let (code, body) = crate::client::http(
+        "POST",
+        addr,
+        "/v1/stores/mem/ops",
+        Some("{\"op\":\"await_idle\",\"timeout\":\"60s\"}"),
+        None,
+    )
+    .await?;
+    if code != 200 || !body.contains("true") {
+        bail!("the clone did not catch up: {body}");
+    }
+    Ok(())
+}
+
 pub async fn main(args: StoreArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("yard-bench-store-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
@@ -216,17 +232,7 @@ pub async fn main(args: StoreArgs) -> anyhow::Result<()> {
     })
     .await??;
     let clone = start_node_with(&["--clone", "mem", "--peer", &master.addr]).await?;
-    let (code, body) = crate::client::http(
-        "POST",
-        &clone.addr,
-        "/v1/stores/mem/ops",
-        Some("{\"op\":\"await_idle\",\"timeout\":\"60s\"}"),
-        None,
-    )
-    .await?;
-    if code != 200 || !body.contains("true") {
-        bail!("the clone did not take its first copy: {body}");
-    }
+    await_idle(&clone.addr).await?;
     let (mut ws, more) = tokio::task::spawn_blocking(move || {
         let mut ws = ws;
         let f = pipeline(&mut ws, "put_unique", "mem", n, w, 2 * n)?;
@@ -238,17 +244,7 @@ pub async fn main(args: StoreArgs) -> anyhow::Result<()> {
     .await??;
     figures.extend(more);
     // Gets from the clone, once it holds everything written to the memory master.
-    let (code, body) = crate::client::http(
-        "POST",
-        &clone.addr,
-        "/v1/stores/mem/ops",
-        Some("{\"op\":\"await_idle\",\"timeout\":\"60s\"}"),
-        None,
-    )
-    .await?;
-    if code != 200 || !body.contains("true") {
-        bail!("the clone did not catch up: {body}");
-    }
+    await_idle(&clone.addr).await?;
     let addr = clone.addr.clone();
     let more = tokio::task::spawn_blocking(move || {
         let mut cws = connect(&addr)?;

@@ -195,7 +195,7 @@ async fn a_clone_follows_its_master_over_http_websocket_and_the_cli() {
     assert_eq!(first["data"][0]["data"], "insert", "{first}");
     assert_eq!(first["data"][2]["data"], "alice", "{first}");
     // A second master for the name is refused (and does not start: it would run until killed).
-    let mut second = Command::new(yard_bin())
+    let second = Command::new(yard_bin())
         .args([
             "node",
             "--listen",
@@ -209,20 +209,18 @@ async fn a_clone_follows_its_master_over_http_websocket_and_the_cli() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = second.try_wait().unwrap() {
-            break status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = second.kill();
-            let _ = second.wait();
-            panic!("a second master of \"s\" started instead of being refused");
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let pid = second.id().to_string();
+    let waited = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || second.wait_with_output()),
+    )
+    .await;
+    let Ok(out) = waited else {
+        let _ = Command::new("kill").args(["-9", &pid]).status();
+        panic!("a second master of \"s\" started instead of being refused");
     };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut err).unwrap();
+    let out = out.unwrap().unwrap();
+    let (status, err) = (out.status, String::from_utf8_lossy(&out.stderr).to_string());
     assert!(!status.success() && err.contains("already exists"), "{err}");
     // Expiry: the master expires the key and the clone follows.
     store(
@@ -569,6 +567,31 @@ async fn pipelined_operations_see_the_writes_sent_before_them() {
             };
             assert_eq!(&seen, want, "{} answered {got} on the {role}", text);
         }
+        // Writes sent right before the client closes are all applied.
+        let (mut ws, _) = client(node, &[]).await;
+        let mut frames = futures_util::stream::iter((0..200).map(|i| {
+            let key = format!(r#","key":{{"@data-type":"string","data":"{role}-{i}"}}"#);
+            Ok(Message::text(envelope(
+                100 + i,
+                "t",
+                "put",
+                &format!("{key}{}", count(i)),
+            )))
+        }));
+        ws.send_all(&mut frames).await.unwrap();
+        ws.close(None).await.unwrap();
+        drop(ws);
+        wait_until(
+            "every write sent before the close to be applied",
+            Duration::from_secs(10),
+            || async {
+                store(&master.addr, &["keys", "t"])
+                    .matches(&format!("{role}-"))
+                    .count()
+                    == 200
+            },
+        )
+        .await;
         // The same again from the other node: reset the key it starts from.
         store(&master.addr, &["erase", "s", "k"]);
         store(&master.addr, &["erase", "t", "k"]);
