@@ -331,6 +331,18 @@ pub struct Snapshot {
 
 pub(crate) type SharedOutbox = Arc<Outbox<Arc<Message>>>;
 
+/// A peer connection that finished its handshake, as the router registers it.
+pub(crate) struct PeerUp {
+    pub conn: u64,
+    pub id: String,
+    /// The address the peer listens on (from its hello).
+    pub listen: String,
+    pub remote: SocketAddr,
+    /// The address this endpoint dialed, for an outbound connection.
+    pub dialed: Option<String>,
+    pub link: Arc<Link>,
+}
+
 /// How a peer link ended.
 #[derive(Debug, Clone)]
 pub(crate) enum Down {
@@ -382,12 +394,7 @@ pub(crate) enum Control {
         id: u64,
     },
     PeerUp {
-        conn: u64,
-        id: String,
-        listen: String,
-        remote: SocketAddr,
-        dialed: Option<String>,
-        link: Arc<Link>,
+        up: PeerUp,
         reply: oneshot::Sender<Result<(), Refusal>>,
     },
     PeerDown {

@@ -36,7 +36,7 @@ use tokio::sync::oneshot;
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
 
-use crate::endpoint::{Control, Down, Endpoint, Inbound, Message, Refusal, PEER_BATCH};
+use crate::endpoint::{Control, Down, Endpoint, Inbound, Message, PeerUp, Refusal, PEER_BATCH};
 use crate::outbox::{CloseReason, Outbox, OverflowPolicy};
 use crate::routing::Advert;
 use crate::wire::{Frame, FrameDecoder, FrameRef, Preamble, WireError};
@@ -282,12 +282,14 @@ async fn handshake(
     let link = Arc::new(Link::new(cfg.peer_queue, cfg.peer_overflow_policy));
     let registered = ep
         .call(|reply| Control::PeerUp {
-            conn,
-            id: peer.clone(),
-            listen,
-            remote,
-            dialed,
-            link: link.clone(),
+            up: PeerUp {
+                conn,
+                id: peer.clone(),
+                listen,
+                remote,
+                dialed,
+                link: link.clone(),
+            },
             reply,
         })
         .await

@@ -25,8 +25,8 @@ use yard_data::topic;
 use yard_data::Value;
 
 use crate::endpoint::{
-    ClientId, ClientInfo, Control, Down, Inbound, Message, PeerInfo, Refusal, RequestError, Shared,
-    SharedOutbox, Snapshot,
+    ClientId, ClientInfo, Control, Down, Inbound, Message, PeerInfo, PeerUp, Refusal, RequestError,
+    Shared, SharedOutbox, Snapshot,
 };
 use crate::outbox::{CloseReason, Pushed};
 use crate::peer::Link;
@@ -526,15 +526,7 @@ impl Router {
             Control::CancelRequest { id } => {
                 self.pending.remove(&id);
             }
-            Control::PeerUp {
-                conn,
-                id,
-                listen,
-                remote,
-                dialed,
-                link,
-                reply,
-            } => self.peer_up(conn, id, listen, remote, dialed, link, reply),
+            Control::PeerUp { up, reply } => self.peer_up(up, reply),
             Control::PeerDown { conn, why } => self.link_down(conn, why),
             Control::PeerAdvert { conn, advert } => self.advert(conn, advert),
             Control::AddDialer {
@@ -814,39 +806,35 @@ impl Router {
         self.shared.linked.send_replace(ids);
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn peer_up(
-        &mut self,
-        conn: u64,
-        id: String,
-        listen: String,
-        remote: SocketAddr,
-        dialed: Option<String>,
-        link: Arc<Link>,
-        reply: oneshot::Sender<Result<(), Refusal>>,
-    ) {
-        let idx = self.routes.intern(&id);
+    fn peer_up(&mut self, up: PeerUp, reply: oneshot::Sender<Result<(), Refusal>>) {
+        let idx = self.routes.intern(&up.id);
         let me = self.shared.id.to_string();
         if let Some(existing) = self.links.get(&idx) {
             // Both ends decide alike: keep the connection dialed by the smaller id; of two
             // dialed by the same end, the newer (the older one is dead on the dialer's side).
-            let dialer = |outbound: bool| if outbound { me.as_str() } else { id.as_str() };
+            let dialer = |outbound: bool| {
+                if outbound {
+                    me.as_str()
+                } else {
+                    up.id.as_str()
+                }
+            };
             let old = dialer(existing.dialed.is_some());
-            let new = dialer(dialed.is_some());
+            let new = dialer(up.dialed.is_some());
             if new > old {
                 let _ = reply.send(Err(Refusal::Redundant));
                 return;
             }
-            tracing::debug!(peer = %id, "replacing the link to a peer with a newer connection");
+            tracing::debug!(peer = %up.id, "replacing the link to a peer with a newer connection");
             let old = self.links.remove(&idx).expect("existing link");
             self.conns.remove(&old.conn);
             old.link.close(CloseReason::Detached);
-            self.install(conn, idx, id, listen, remote, dialed, link);
+            self.install(idx, up);
             let _ = reply.send(Ok(()));
             self.send_all_adverts(idx);
             return;
         }
-        self.install(conn, idx, id, listen, remote, dialed, link);
+        self.install(idx, up);
         let _ = reply.send(Ok(()));
         self.routes.set_link(idx, true);
         self.send_all_adverts(idx);
@@ -856,27 +844,17 @@ impl Router {
         self.update_linked();
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn install(
-        &mut self,
-        conn: u64,
-        idx: NodeIdx,
-        id: String,
-        listen: String,
-        remote: SocketAddr,
-        dialed: Option<String>,
-        link: Arc<Link>,
-    ) {
-        self.conns.insert(conn, idx);
+    fn install(&mut self, idx: NodeIdx, up: PeerUp) {
+        self.conns.insert(up.conn, idx);
         self.links.insert(
             idx,
             LinkState {
-                conn,
-                id: Arc::from(id.as_str()),
-                listen,
-                remote,
-                dialed,
-                link,
+                conn: up.conn,
+                id: Arc::from(up.id.as_str()),
+                listen: up.listen,
+                remote: up.remote,
+                dialed: up.dialed,
+                link: up.link,
                 since: Instant::now(),
                 last_report: None,
                 unreported_drops: 0,
