@@ -14,7 +14,7 @@ pub const LOCAL: &str = "<$>/local/";
 pub const REPLIES: &str = "<$>/reply/";
 /// Reserved topics that travel the mesh (system services such as stores); other reserved
 /// subscriptions stay local to their endpoint.
-pub const MESH_SYSTEM: &[&str] = &["<$>/store/"];
+pub const MESH_SYSTEM: &[&str] = &["<$>/store/", "<$>/ops/"];
 /// The longest topic accepted, in bytes.
 pub const MAX_TOPIC_LEN: usize = 4096;
 

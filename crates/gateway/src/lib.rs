@@ -122,6 +122,19 @@ pub struct Gateway {
     /// Every WebSocket connection task; `serve` waits for them at shutdown (axum's graceful
     /// shutdown does not cover upgraded connections).
     pub connections: TaskTracker,
+    /// More Prometheus families from the daemon this endpoint belongs to (center, manager, agent).
+    pub extra_metrics: Option<MetricsHook>,
+}
+
+/// Appends Prometheus text (families of its own) to a `/metrics` answer.
+pub type MetricsHook = Arc<dyn Fn(&mut String) + Send + Sync>;
+
+/// What a daemon adds to its endpoint's gateway: routes of its own (already given their state)
+/// and metrics families.
+#[derive(Default)]
+pub struct Extension {
+    pub routes: Option<Router>,
+    pub metrics: Option<MetricsHook>,
 }
 
 /// How long shutdown waits for WebSocket clients to receive their close frame.
@@ -137,6 +150,28 @@ pub async fn serve(
     config: GatewayConfig,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    serve_with(
+        listener,
+        endpoint,
+        stores,
+        clone_options,
+        config,
+        Extension::default(),
+        shutdown,
+    )
+    .await
+}
+
+/// [`serve`] with a daemon's own routes and metrics.
+pub async fn serve_with(
+    listener: TcpListener,
+    endpoint: Endpoint,
+    stores: Arc<Stores>,
+    clone_options: CloneOptions,
+    config: GatewayConfig,
+    extension: Extension,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let state = Arc::new(Gateway {
         endpoint,
         stores,
@@ -145,6 +180,7 @@ pub async fn serve(
         counters: GatewayCounters::default(),
         shutdown: shutdown.clone(),
         connections: TaskTracker::new(),
+        extra_metrics: extension.metrics,
     });
     let app = Router::new()
         .route(ws::PATH, get(ws::upgrade))
@@ -175,6 +211,10 @@ pub async fn serve(
         .route("/v1/stores/{name}/dump", get(stores::dump))
         .fallback(ws::fallback)
         .with_state(state.clone());
+    let app = match extension.routes {
+        Some(routes) => routes.merge(app),
+        None => app,
+    };
     let local = listener.local_addr()?;
     let (http_tx, http_rx) = mpsc::channel(1024);
     let demux = tokio::spawn(demultiplex(

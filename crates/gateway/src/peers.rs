@@ -53,13 +53,23 @@ pub(crate) fn error(status: StatusCode, code: &str, context: &str) -> Response {
 
 /// Checks the credentials of a request that changes the system; the refusal to send otherwise.
 pub fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    match &gw.config.token {
+    check_token(gw.config.token.as_deref(), gw.config.loopback, headers)
+}
+
+/// [`authorize`] for daemons' own routes: a bearer `token` when one is set; without one, changes
+/// are allowed on a loopback listener only.
+pub fn check_token(
+    token: Option<&str>,
+    loopback: bool,
+    headers: &HeaderMap,
+) -> Result<(), Box<Response>> {
+    match token {
         Some(token) => {
             let given = headers
                 .get(header::AUTHORIZATION)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.strip_prefix("Bearer "));
-            if given == Some(token.as_str()) {
+            if given == Some(token) {
                 Ok(())
             } else {
                 Err(Box::new(error(
@@ -69,7 +79,7 @@ pub fn authorize(gw: &Gateway, headers: &HeaderMap) -> Result<(), Box<Response>>
                 )))
             }
         }
-        None if !gw.config.loopback => Err(Box::new(error(
+        None if !loopback => Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "peer_invalid",
             "this endpoint listens beyond loopback without a token; configure token to allow changes over HTTP",

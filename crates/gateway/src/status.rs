@@ -78,7 +78,7 @@ pub async fn status_json(State(gw): State<Arc<Gateway>>) -> Response {
 }
 
 /// Writes one metric family with its help and type lines.
-fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+pub fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
     for (labels, v) in samples {
@@ -87,7 +87,7 @@ fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(Stri
 }
 
 /// A label value escaped per the exposition format.
-fn label(v: &str) -> String {
+pub fn label(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
@@ -314,5 +314,8 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         "Publications received from one peer.",
         &per_peer(&|p| p.received as f64),
     );
+    if let Some(extra) = &gw.extra_metrics {
+        extra(&mut out);
+    }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
 }

@@ -1,0 +1,95 @@
+//! Health checks of supervised processes: a command that must exit 0, a TCP port that must
+//! accept, or an HTTP URL that must answer 2xx/3xx, each within a timeout.
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::nodes::HealthSpec;
+
+/// Runs the check once: `Ok` when healthy, otherwise what failed.
+pub async fn check(spec: &HealthSpec, cwd: Option<&std::path::Path>) -> Result<(), String> {
+    let timeout = spec.timeout();
+    let run = async {
+        if let Some(argv) = &spec.command {
+            command(argv, cwd).await
+        } else if let Some(addr) = &spec.tcp {
+            TcpStream::connect(addr)
+                .await
+                .map(|_| ())
+                .map_err(|e| format!("tcp {addr}: {e}"))
+        } else if let Some(url) = &spec.http {
+            http_get(url).await
+        } else {
+            Ok(())
+        }
+    };
+    match tokio::time::timeout(timeout, run).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("no answer within {timeout:?}")),
+    }
+}
+
+async fn command(argv: &[String], cwd: Option<&std::path::Path>) -> Result<(), String> {
+    let mut cmd = tokio::process::Command::new(&argv[0]);
+    cmd.args(&argv[1..])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Some(d) = cwd {
+        cmd.current_dir(d);
+    }
+    let status = cmd
+        .status()
+        .await
+        .map_err(|e| format!("cannot run {:?}: {e}", argv[0]))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{:?} exited with {status}", argv[0]))
+    }
+}
+
+/// A minimal HTTP/1.0 GET: enough to read a status line.
+async fn http_get(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("not an http:// URL: {url}"))?;
+    let (host, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let addr = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:80")
+    };
+    let mut s = TcpStream::connect(&addr)
+        .await
+        .map_err(|e| format!("http {url}: {e}"))?;
+    s.write_all(
+        format!("GET {path} HTTP/1.0\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .map_err(|e| format!("http {url}: {e}"))?;
+    let mut buf = vec![0u8; 64];
+    let mut n = 0;
+    while n < 12 {
+        match s.read(&mut buf[n..]).await {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(format!("http {url}: {e}")),
+        }
+    }
+    let line = String::from_utf8_lossy(&buf[..n]);
+    let code: u16 = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .ok_or_else(|| format!("http {url}: not an HTTP answer: {line:?}"))?;
+    if (200..400).contains(&code) {
+        Ok(())
+    } else {
+        Err(format!("http {url}: status {code}"))
+    }
+}

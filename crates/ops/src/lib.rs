@@ -1,0 +1,34 @@
+//! The operations center: one center over many clusters, a manager per cluster, an agent per
+//! host. All three are fabric endpoints; they talk over fabric topics ([`proto`]) and keep their
+//! state in stores and files under their data directories.
+//!
+//! - [`center`]: topology of every cluster (persisted in a store), commands relayed through
+//!   managers, metrics history ([`tsdb`]), the HTTP API.
+//! - [`manager`]: registers its cluster with the center, tracks its agents (loss within a bound),
+//!   distributes the cluster config, carries out commands on its agents.
+//! - [`agent`]: supervises nodes ([`supervisor`]), samples metrics ([`sample`]), installs
+//!   artifacts ([`artifacts`]), runs operations.
+//!
+//! Pure parts (no I/O): [`topology`], [`nodes`] (config), [`proto`].
+
+pub mod agent;
+pub mod artifacts;
+pub mod center;
+pub mod health;
+pub mod logfile;
+pub mod manager;
+pub mod nodes;
+pub mod proto;
+pub mod rpc;
+pub mod sample;
+pub mod supervisor;
+pub mod topology;
+pub mod tsdb;
+
+/// Unix milliseconds now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

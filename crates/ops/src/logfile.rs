@@ -1,0 +1,147 @@
+//! Size-rotated log files for supervised processes: `NAME.log`, then `NAME.log.1` … `NAME.log.K`
+//! (oldest dropped). Writes are appended as they come; a file that would pass the limit is
+//! rotated first.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy)]
+pub struct Rotation {
+    /// The most bytes one file holds.
+    pub max_bytes: u64,
+    /// How many rotated files are kept besides the current one.
+    pub keep: usize,
+}
+
+impl Default for Rotation {
+    fn default() -> Self {
+        Rotation {
+            max_bytes: 10 << 20,
+            keep: 5,
+        }
+    }
+}
+
+pub struct RotatingFile {
+    path: PathBuf,
+    file: File,
+    size: u64,
+    rotation: Rotation,
+}
+
+impl RotatingFile {
+    pub fn open(path: PathBuf, rotation: Rotation) -> std::io::Result<RotatingFile> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let size = file.metadata()?.len();
+        Ok(RotatingFile {
+            path,
+            file,
+            size,
+            rotation,
+        })
+    }
+
+    pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        if self.size > 0 && self.size + bytes.len() as u64 > self.rotation.max_bytes {
+            self.rotate()?;
+        }
+        self.file.write_all(bytes)?;
+        self.size += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn rotate(&mut self) -> std::io::Result<()> {
+        let keep = self.rotation.keep;
+        if keep == 0 {
+            self.file.set_len(0)?;
+            self.size = 0;
+            return Ok(());
+        }
+        let _ = std::fs::remove_file(numbered(&self.path, keep));
+        for i in (1..keep).rev() {
+            let from = numbered(&self.path, i);
+            if from.exists() {
+                std::fs::rename(&from, numbered(&self.path, i + 1))?;
+            }
+        }
+        std::fs::rename(&self.path, numbered(&self.path, 1))?;
+        self.file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)?;
+        self.size = 0;
+        Ok(())
+    }
+}
+
+fn numbered(path: &Path, i: usize) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{i}"));
+    PathBuf::from(s)
+}
+
+/// The last `max_bytes` of a log, reaching into the newest rotated file when the current one is
+/// shorter.
+pub fn tail(path: &Path, max_bytes: u64) -> std::io::Result<Vec<u8>> {
+    let mut out = last_bytes(path, max_bytes)?;
+    if (out.len() as u64) < max_bytes {
+        let older = numbered(path, 1);
+        if older.exists() {
+            let mut before = last_bytes(&older, max_bytes - out.len() as u64)?;
+            before.extend_from_slice(&out);
+            out = before;
+        }
+    }
+    Ok(out)
+}
+
+fn last_bytes(path: &Path, max_bytes: u64) -> std::io::Result<Vec<u8>> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    f.seek(SeekFrom::Start(len.saturating_sub(max_bytes)))?;
+    let mut out = Vec::new();
+    f.read_to_end(&mut out)?;
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_rotate_at_the_limit_and_keep_k() {
+        let dir = std::env::temp_dir().join(format!("yard-rot-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let path = dir.join("n.log");
+        let mut f = RotatingFile::open(
+            path.clone(),
+            Rotation {
+                max_bytes: 10,
+                keep: 2,
+            },
+        )
+        .unwrap();
+        for chunk in ["aaaaaa", "bbbbbb", "cccccc", "dddddd"] {
+            f.write(chunk.as_bytes()).unwrap();
+        }
+        let read = |p: PathBuf| std::fs::read_to_string(p).unwrap();
+        assert_eq!(read(path.clone()), "dddddd");
+        assert_eq!(read(numbered(&path, 1)), "cccccc");
+        assert_eq!(read(numbered(&path, 2)), "bbbbbb");
+        assert!(
+            !numbered(&path, 3).exists(),
+            "only two rotated files are kept"
+        );
+        assert_eq!(tail(&path, 8).unwrap(), b"ccdddddd");
+        assert_eq!(tail(&path, 3).unwrap(), b"ddd");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,710 @@
+//! `yard manager`: one per cluster. It peers with the center and registers its cluster (at boot,
+//! on every change, and every report interval, always the whole cluster), answers its agents'
+//! heartbeats with the nodes they must run, marks an agent lost when its heartbeats stop for
+//! longer than `agent_timeout`, forwards its agents' metrics to the center in batches, and
+//! carries out the center's commands on its agents.
+//!
+//! Its agents are kept in a store (`ops-manager-CLUSTER`): after a restart the manager knows
+//! which agents it had, and reports those that do not come back as lost.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use yard_data::Value;
+use yard_fabric::{Endpoint, Message, OverflowPolicy};
+use yard_gateway::status::family;
+use yard_gateway::Extension;
+use yard_store::{BackendSpec, Mutation, Stores};
+
+use crate::artifacts::ArtifactStore;
+use crate::nodes::ClusterConfig;
+use crate::proto::{
+    self, AgentView, ClusterReport, CommandKind, CommandSpec, ManagerView, Msg, ProgressRow,
+    Sample, Task,
+};
+use crate::rpc::{self, Inbox};
+
+/// Samples waiting to go to the center; beyond this the oldest are dropped (and counted).
+pub const METRICS_BUFFER: usize = 200_000;
+/// The center's well-known inbox.
+pub const CENTER: &str = "<$>/ops/center/";
+/// Where managers send metric batches (a separate inbox at the center, which drops the oldest
+/// batches when it falls behind, rather than control messages).
+pub const CENTER_METRICS: &str = "<$>/ops/center-metrics/batch";
+
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    pub cluster: String,
+    /// The center's address (HOST:PORT).
+    pub center: String,
+    pub dir: PathBuf,
+    pub config: ClusterConfig,
+    /// An agent silent this long is lost.
+    pub agent_timeout: Duration,
+    /// A full report goes to the center at least this often.
+    pub report_interval: Duration,
+    /// How often agents sample metrics.
+    pub metrics_interval: Duration,
+}
+
+struct AgentEntry {
+    view: AgentView,
+    last_seen: Instant,
+}
+
+struct State {
+    agents: BTreeMap<String, AgentEntry>,
+    /// Something changed since the last report.
+    dirty: bool,
+    metrics: VecDeque<Sample>,
+}
+
+struct Manager {
+    ep: Endpoint,
+    stores: Arc<Stores>,
+    cfg: ManagerConfig,
+    started_ms: u64,
+    /// Bumped on every start so that agents re-read the node list.
+    config_version: u64,
+    cache: ArtifactStore,
+    /// One owner of the cluster's state; a std mutex never held across an await.
+    state: Mutex<State>,
+    metrics_dropped: AtomicU64,
+    reports_sent: AtomicU64,
+    /// Publishes progress and metric batches to the center.
+    publisher: yard_fabric::Client,
+}
+
+fn store_name(cluster: &str) -> String {
+    format!("ops-manager-{cluster}")
+}
+
+pub async fn start(
+    cfg: ManagerConfig,
+    ep: Endpoint,
+    stores: Arc<Stores>,
+    shutdown: CancellationToken,
+) -> Result<(Extension, JoinHandle<()>), String> {
+    crate::nodes::check_name("cluster", &cfg.cluster)?;
+    cfg.config.validate()?;
+    std::fs::create_dir_all(&cfg.dir)
+        .map_err(|e| format!("cannot create {}: {e}", cfg.dir.display()))?;
+    let store = store_name(&cfg.cluster);
+    let spec: BackendSpec = format!("sqlite:{}", cfg.dir.join("manager.db").display())
+        .parse()
+        .map_err(|e: String| e)?;
+    stores
+        .attach_master(&store, spec)
+        .await
+        .map_err(|e| format!("cannot open the manager's store: {e}"))?;
+    let now = Instant::now();
+    let mut agents = BTreeMap::new();
+    for (k, e) in stores.entries(&store).await.map_err(|e| e.to_string())? {
+        let (Some(_), Some(json)) = (k.as_str(), e.value.as_str()) else {
+            continue;
+        };
+        if let Ok(view) = serde_json::from_str::<AgentView>(json) {
+            // Known from before the restart: a grace period to come back, then lost.
+            agents.insert(
+                view.name.clone(),
+                AgentEntry {
+                    view,
+                    last_seen: now,
+                },
+            );
+        }
+    }
+    if !agents.is_empty() {
+        tracing::info!(agents = agents.len(), "agents known from the store");
+    }
+    let publisher = ep
+        .attach("manager-publisher", vec![], 64, OverflowPolicy::DropOldest)
+        .await
+        .map_err(|e| e.to_string())?;
+    let m = Arc::new(Manager {
+        publisher,
+        started_ms: crate::now_ms() as u64,
+        config_version: crate::now_ms() as u64,
+        cache: ArtifactStore::new(cfg.dir.join("artifacts")),
+        state: Mutex::new(State {
+            agents,
+            dirty: true,
+            metrics: VecDeque::new(),
+        }),
+        metrics_dropped: AtomicU64::new(0),
+        reports_sent: AtomicU64::new(0),
+        ep: ep.clone(),
+        stores,
+        cfg,
+    });
+    let inbox = Inbox::open(
+        &ep,
+        "manager",
+        vec![proto::inbox(ep.id())],
+        8192,
+        OverflowPolicy::DropNewest,
+    )
+    .await?;
+    let live = Inbox::open(
+        &ep,
+        "manager-metrics",
+        vec![proto::live_metrics_prefix(&m.cfg.cluster)],
+        8192,
+        OverflowPolicy::DropOldest,
+    )
+    .await?;
+    let hook = m.clone();
+    let metrics: yard_gateway::MetricsHook = Arc::new(move |out: &mut String| hook.prometheus(out));
+    let task = tokio::spawn({
+        let m = m.clone();
+        async move {
+            let peering = {
+                let ep = m.ep.clone();
+                let addr = m.cfg.center.clone();
+                tokio::spawn(async move {
+                    match ep.peer(&addr).await {
+                        Ok(Ok(id)) => tracing::info!(%addr, center = %id, "peered with the center"),
+                        Ok(Err(e)) => {
+                            tracing::warn!(%addr, "center not reached yet: {e}; re-dialing")
+                        }
+                        Err(e) => tracing::error!(%addr, "cannot peer with the center: {e}"),
+                    }
+                })
+            };
+            let tasks = [
+                peering,
+                tokio::spawn(serve_inbox(m.clone(), inbox)),
+                tokio::spawn(collect_metrics(m.clone(), live)),
+                tokio::spawn(report_loop(m.clone())),
+                tokio::spawn(forward_metrics(m.clone())),
+            ];
+            shutdown.cancelled().await;
+            for t in tasks {
+                t.abort();
+            }
+        }
+    });
+    Ok((
+        Extension {
+            routes: None,
+            metrics: Some(metrics),
+        },
+        task,
+    ))
+}
+
+impl Manager {
+    fn prometheus(&self, out: &mut String) {
+        let (up, lost) = {
+            let s = self.state.lock().expect("manager state");
+            let up = s.agents.values().filter(|a| a.view.state == "up").count();
+            (up, s.agents.len() - up)
+        };
+        family(
+            out,
+            "yard_manager_agents",
+            "gauge",
+            "Agents of this cluster by state.",
+            &[
+                ("{state=\"up\"}".into(), up as f64),
+                ("{state=\"lost\"}".into(), lost as f64),
+            ],
+        );
+        family(
+            out,
+            "yard_manager_metrics_dropped_total",
+            "counter",
+            "Samples dropped because the buffer for the center was full.",
+            &[(
+                String::new(),
+                self.metrics_dropped.load(Ordering::Relaxed) as f64,
+            )],
+        );
+        family(
+            out,
+            "yard_manager_reports_total",
+            "counter",
+            "Reports sent to the center.",
+            &[(
+                String::new(),
+                self.reports_sent.load(Ordering::Relaxed) as f64,
+            )],
+        );
+    }
+
+    fn report(&self) -> ClusterReport {
+        let s = self.state.lock().expect("manager state");
+        ClusterReport {
+            cluster: self.cfg.cluster.clone(),
+            manager: ManagerView {
+                id: self.ep.id().to_string(),
+                address: self.ep.config().listen.clone(),
+                started_ms: self.started_ms,
+            },
+            agents: s.agents.values().map(|a| a.view.clone()).collect(),
+        }
+    }
+
+    /// An agent's heartbeat: record it, answer with its nodes when its list is out of date.
+    async fn heartbeat(&self, mut view: AgentView, version: u64) -> Msg {
+        if let Err(e) = crate::nodes::check_name("agent", &view.name) {
+            return Msg::refused("bad_request", e);
+        }
+        view.state = "up".into();
+        view.last_seen_ms = crate::now_ms() as u64;
+        let (persist, clash) = {
+            let mut s = self.state.lock().expect("manager state");
+            let now = Instant::now();
+            match s.agents.get_mut(&view.name) {
+                // Two live agents under one name: the second is refused.
+                Some(e)
+                    if e.view.id != view.id
+                        && e.view.state == "up"
+                        && now.duration_since(e.last_seen) < self.cfg.agent_timeout =>
+                {
+                    (false, Some(e.view.id.clone()))
+                }
+                Some(e) => {
+                    let changed = e.view.id != view.id
+                        || e.view.state != view.state
+                        || e.view.address != view.address
+                        || e.view.roles != view.roles
+                        || nodes_differ(&e.view, &view);
+                    let identity = e.view.id != view.id || e.view.address != view.address;
+                    if changed {
+                        s.dirty = true;
+                    }
+                    let e = s.agents.get_mut(&view.name).expect("present");
+                    e.view = view.clone();
+                    e.last_seen = now;
+                    (identity, None)
+                }
+                None => {
+                    tracing::info!(agent = %view.name, address = %view.address, "agent joined");
+                    s.agents.insert(
+                        view.name.clone(),
+                        AgentEntry {
+                            view: view.clone(),
+                            last_seen: now,
+                        },
+                    );
+                    s.dirty = true;
+                    (true, None)
+                }
+            }
+        };
+        if let Some(other) = clash {
+            return Msg::refused(
+                "duplicate_agent",
+                format!(
+                    "agent name {:?} is taken by the live agent {other}; give this one another --name",
+                    view.name
+                ),
+            );
+        }
+        if persist {
+            let mut stored = view.clone();
+            stored.nodes.clear();
+            let m = Mutation::Put {
+                key: Value::string(view.name.clone()),
+                value: Value::string(serde_json::to_string(&stored).expect("serializes")),
+                expiry: None,
+            };
+            if let Err(e) = self.stores.write(&store_name(&self.cfg.cluster), m).await {
+                tracing::warn!("cannot record agent {}: {e}", view.name);
+            }
+        }
+        let nodes = (version != self.config_version)
+            .then(|| self.cfg.config.nodes_for(&view.name, &view.roles));
+        Msg::HeartbeatAck {
+            cluster: self.cfg.cluster.clone(),
+            config_version: self.config_version,
+            nodes,
+            metrics_interval_ms: self.cfg.metrics_interval.as_millis() as u64,
+        }
+    }
+
+    /// Marks silent agents lost; true when any changed.
+    fn expire(&self) -> bool {
+        let mut s = self.state.lock().expect("manager state");
+        let now = Instant::now();
+        let mut changed = false;
+        for a in s.agents.values_mut() {
+            if a.view.state == "up" && now.duration_since(a.last_seen) > self.cfg.agent_timeout {
+                tracing::warn!(agent = %a.view.name, "agent lost: no heartbeat for {:?}", self.cfg.agent_timeout);
+                a.view.state = "lost".into();
+                for n in &mut a.view.nodes {
+                    n.health = "unknown".into();
+                }
+                changed = true;
+            }
+        }
+        s.dirty |= changed;
+        changed
+    }
+
+    fn agent_id(&self, name: &str) -> Result<String, String> {
+        let s = self.state.lock().expect("manager state");
+        match s.agents.get(name) {
+            Some(a) if a.view.state == "up" => Ok(a.view.id.clone()),
+            Some(_) => Err(format!("agent {name} is lost")),
+            None => Err(format!("no agent {name} in cluster {}", self.cfg.cluster)),
+        }
+    }
+
+    async fn progress(&self, row: &ProgressRow) {
+        // Best effort: the final report (acknowledged) carries every row again.
+        let _ = self
+            .publisher
+            .publish_system(
+                format!("{CENTER}progress"),
+                Msg::Progress(row.clone()).to_value(),
+            )
+            .await;
+    }
+
+    /// Carries out a command; returns the rows and whether all went well.
+    async fn run_command(self: &Arc<Self>, spec: CommandSpec) {
+        let started = Instant::now();
+        let deadline = started + Duration::from_secs(spec.timeout_s.max(1));
+        let agents: Vec<AgentView> = {
+            let s = self.state.lock().expect("manager state");
+            s.agents.values().map(|a| a.view.clone()).collect()
+        };
+        let row = |agent: &str, node: &str| ProgressRow {
+            id: spec.id.clone(),
+            cluster: self.cfg.cluster.clone(),
+            agent: agent.to_string(),
+            node: node.to_string(),
+            state: "pending".into(),
+            detail: String::new(),
+            exit_code: None,
+            output: String::new(),
+        };
+        let mut error = None;
+        let mut rows: Vec<ProgressRow> = match &spec.kind {
+            CommandKind::Restart { .. } => agents
+                .iter()
+                .flat_map(|a| a.nodes.iter().map(|n| row(&a.name, &n.name)))
+                .collect(),
+            _ => agents.iter().map(|a| row(&a.name, "")).collect(),
+        };
+        for r in &rows {
+            self.progress(r).await;
+        }
+        if let CommandKind::Deploy { sha256, size, .. } = &spec.kind {
+            if let Err(e) = self.fetch_artifact(sha256, *size).await {
+                error = Some(format!("cannot fetch the artifact from the center: {e}"));
+            }
+        }
+        let batch = match &spec.kind {
+            CommandKind::Restart { batch } => (*batch).max(1),
+            // Other steps run on every agent at once.
+            _ => rows.len().max(1),
+        };
+        let mut failed = error.is_some();
+        let mut i = 0;
+        while i < rows.len() {
+            if failed {
+                for r in &mut rows[i..] {
+                    r.state = "skipped".into();
+                    r.detail = "an earlier step failed".into();
+                    self.progress(r).await;
+                }
+                break;
+            }
+            let end = (i + batch).min(rows.len());
+            let mut running = Vec::new();
+            for r in &mut rows[i..end] {
+                r.state = "running".into();
+                self.progress(r).await;
+                let remaining = deadline.saturating_duration_since(Instant::now());
+                let task = match &spec.kind {
+                    CommandKind::Restart { .. } => Task::RestartNode {
+                        node: r.node.clone(),
+                        timeout_ms: remaining.as_millis() as u64,
+                    },
+                    CommandKind::Deploy {
+                        sha256,
+                        name,
+                        size,
+                        path,
+                    } => Task::Install {
+                        sha256: sha256.clone(),
+                        name: name.clone(),
+                        size: *size,
+                        path: path.clone(),
+                    },
+                    CommandKind::Rollback { path } => Task::Rollback { path: path.clone() },
+                    CommandKind::Exec { argv } => Task::Exec {
+                        argv: argv.clone(),
+                        timeout_ms: remaining.as_millis() as u64,
+                    },
+                };
+                let me = self.clone();
+                let agent = r.agent.clone();
+                running.push(tokio::spawn(async move {
+                    let id = me.agent_id(&agent)?;
+                    let answer = rpc::call(
+                        &me.ep,
+                        proto::to(&id, "task"),
+                        &Msg::Task(task),
+                        remaining + Duration::from_secs(1),
+                    )
+                    .await?;
+                    match answer {
+                        Msg::TaskResult(o) => Ok(o),
+                        other => Err(format!("unexpected answer: {}", other.type_name())),
+                    }
+                }));
+            }
+            for (r, h) in rows[i..end].iter_mut().zip(running) {
+                match h.await.unwrap_or_else(|e| Err(e.to_string())) {
+                    Ok(o) => {
+                        r.state = if o.ok { "ok" } else { "failed" }.into();
+                        r.detail = o.detail;
+                        r.exit_code = o.exit_code;
+                        r.output = o.output;
+                    }
+                    Err(e) => {
+                        r.state = "failed".into();
+                        r.detail = e;
+                    }
+                }
+                // A restart stops at the first failure; other commands report every agent.
+                if r.state == "failed" && matches!(spec.kind, CommandKind::Restart { .. }) {
+                    failed = true;
+                }
+                self.progress(r).await;
+            }
+            i = end;
+        }
+        let ok = error.is_none() && rows.iter().all(|r| r.state == "ok");
+        let done = Msg::CommandDone {
+            id: spec.id.clone(),
+            cluster: self.cfg.cluster.clone(),
+            ok,
+            rows,
+            error,
+        };
+        // The end of a command must reach the center: retried until it answers.
+        for attempt in 0..30 {
+            match rpc::call(
+                &self.ep,
+                format!("{CENTER}done"),
+                &done,
+                Duration::from_secs(3),
+            )
+            .await
+            {
+                Ok(_) => return,
+                Err(e) if attempt == 29 => {
+                    tracing::warn!("cannot report the end of {}: {e}", spec.id)
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+    }
+
+    /// Copies an artifact from the center into the manager's cache (verified).
+    async fn fetch_artifact(&self, sha: &str, size: u64) -> Result<(), String> {
+        if self.cache.has(sha) {
+            return Ok(());
+        }
+        let mut w = self.cache.writer(sha).map_err(|e| e.to_string())?;
+        while w.len() < size {
+            let ask = Msg::FetchChunk {
+                sha256: sha.into(),
+                offset: w.len(),
+                len: crate::agent::CHUNK,
+            };
+            let got = rpc::call(
+                &self.ep,
+                format!("{CENTER}chunk"),
+                &ask,
+                Duration::from_secs(30),
+            )
+            .await?;
+            let Msg::Chunk { data, .. } = got else {
+                return Err(format!("unexpected answer: {}", got.type_name()));
+            };
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(data)
+                .map_err(|e| e.to_string())?;
+            if bytes.is_empty() {
+                return Err(format!(
+                    "the artifact ended early at {} of {size} bytes",
+                    w.len()
+                ));
+            }
+            w.write(&bytes).map_err(|e| e.to_string())?;
+        }
+        w.finish().map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+fn nodes_differ(a: &AgentView, b: &AgentView) -> bool {
+    a.nodes.len() != b.nodes.len()
+        || a.nodes.iter().zip(&b.nodes).any(|(x, y)| {
+            x.name != y.name
+                || x.state != y.state
+                || x.health != y.health
+                || x.generation != y.generation
+        })
+}
+
+async fn serve_inbox(m: Arc<Manager>, mut inbox: Inbox) {
+    while let Some(batch) = inbox.next().await {
+        for msg in batch {
+            let m = m.clone();
+            let client = inbox.client.clone();
+            tokio::spawn(async move {
+                let answer = handle(&m, &msg).await;
+                rpc::answer(&client, &msg, answer).await;
+            });
+        }
+    }
+}
+
+async fn handle(m: &Arc<Manager>, msg: &Message) -> Msg {
+    match Msg::from_value(&msg.value) {
+        Ok(Msg::Heartbeat {
+            agent,
+            config_version,
+        }) => m.heartbeat(agent, config_version).await,
+        Ok(Msg::Start(spec)) => {
+            tracing::info!(id = %spec.id, op = spec.kind.name(), "command from the center");
+            let m = m.clone();
+            tokio::spawn(async move { m.run_command(spec).await });
+            Msg::Accepted
+        }
+        Ok(Msg::Logs {
+            agent,
+            node,
+            stream,
+            max_bytes,
+        }) => {
+            let id = match m.agent_id(&agent) {
+                Ok(id) => id,
+                Err(e) => return Msg::refused("unknown_agent", e),
+            };
+            let ask = Msg::Logs {
+                agent,
+                node,
+                stream,
+                max_bytes,
+            };
+            match rpc::call(&m.ep, proto::to(&id, "logs"), &ask, Duration::from_secs(10)).await {
+                Ok(answer) => answer,
+                Err(e) => Msg::refused("agent_error", e),
+            }
+        }
+        Ok(Msg::FetchChunk {
+            sha256,
+            offset,
+            len,
+        }) => match m
+            .cache
+            .read_chunk(&sha256, offset, len.min(crate::agent::CHUNK))
+        {
+            Ok((bytes, total)) => Msg::Chunk {
+                data: base64::engine::general_purpose::STANDARD.encode(bytes),
+                total,
+            },
+            Err(e) => Msg::refused("unknown_artifact", e.to_string()),
+        },
+        Ok(other) => Msg::refused(
+            "bad_request",
+            format!("a manager does not take {:?} messages", other.type_name()),
+        ),
+        Err(e) => Msg::refused("bad_request", e.to_string()),
+    }
+}
+
+/// Reports the cluster to the center whenever it changed (at most every 200 ms) and at least
+/// every report interval; marks silent agents lost.
+async fn report_loop(m: Arc<Manager>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    let mut last = Instant::now() - m.cfg.report_interval;
+    let mut last_error = String::new();
+    loop {
+        tick.tick().await;
+        m.expire();
+        let dirty = m.state.lock().expect("manager state").dirty;
+        if !dirty && last.elapsed() < m.cfg.report_interval {
+            continue;
+        }
+        m.state.lock().expect("manager state").dirty = false;
+        let report = m.report();
+        match rpc::call(
+            &m.ep,
+            format!("{CENTER}register"),
+            &Msg::Register(report),
+            Duration::from_secs(3),
+        )
+        .await
+        {
+            Ok(_) => {
+                last = Instant::now();
+                m.reports_sent.fetch_add(1, Ordering::Relaxed);
+                last_error.clear();
+            }
+            Err(e) => {
+                // Not delivered: send again at the next tick.
+                m.state.lock().expect("manager state").dirty = true;
+                if e != last_error {
+                    tracing::warn!("cannot report to the center: {e}");
+                    last_error = e;
+                }
+            }
+        }
+    }
+}
+
+async fn collect_metrics(m: Arc<Manager>, mut live: Inbox) {
+    while let Some(batch) = live.next().await {
+        let mut s = m.state.lock().expect("manager state");
+        for msg in batch {
+            if let Ok(Msg::Samples { samples }) = Msg::from_value(&msg.value) {
+                for x in samples {
+                    if s.metrics.len() >= METRICS_BUFFER {
+                        s.metrics.pop_front();
+                        m.metrics_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    s.metrics.push_back(x);
+                }
+            }
+        }
+    }
+}
+
+async fn forward_metrics(m: Arc<Manager>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let samples: Vec<Sample> = {
+            let mut s = m.state.lock().expect("manager state");
+            s.metrics.drain(..).collect()
+        };
+        if samples.is_empty() {
+            continue;
+        }
+        for chunk in samples.chunks(20_000) {
+            let msg = Msg::MetricsBatch {
+                cluster: m.cfg.cluster.clone(),
+                samples: chunk.to_vec(),
+            };
+            let _ = m
+                .publisher
+                .publish_system(CENTER_METRICS.to_string(), msg.to_value())
+                .await;
+        }
+    }
+}

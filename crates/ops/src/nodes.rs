@@ -1,0 +1,285 @@
+//! Node specifications and the cluster config file that places them on agents.
+//!
+//! A *node* is a process an agent supervises. The cluster config (TOML, read by the manager and
+//! distributed to its agents) lists nodes and where they run: on named agents, on agents with a
+//! role, or (neither given) on every agent. See docs/OPS.md for the format.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// One supervised process, as configured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    /// Unique in the cluster: letters, digits, `.`, `_`, `-`.
+    pub name: String,
+    /// The program (looked up on PATH when it has no slash).
+    pub command: String,
+    #[serde(default)]
+    pub args: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Working directory [default: the agent's directory for this node].
+    #[serde(default)]
+    pub cwd: Option<String>,
+    #[serde(default)]
+    pub restart: RestartPolicy,
+    #[serde(default)]
+    pub health: Option<HealthSpec>,
+    /// Agents (by name) that run this node.
+    #[serde(default)]
+    pub agents: Vec<String>,
+    /// Roles whose agents run this node.
+    #[serde(default)]
+    pub roles: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestartPolicy {
+    /// Restart after any exit (with backoff).
+    #[default]
+    Always,
+    /// Restart after a non-zero exit or a signal.
+    OnFailure,
+    Never,
+}
+
+/// How an agent decides that a node is healthy. Exactly one of `command`, `tcp`, `http`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSpec {
+    /// A program and its arguments; healthy when it exits 0.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// HOST:PORT; healthy when a connection opens.
+    #[serde(default)]
+    pub tcp: Option<String>,
+    /// An `http://` URL; healthy on a 2xx or 3xx answer.
+    #[serde(default)]
+    pub http: Option<String>,
+    #[serde(default = "default_interval")]
+    pub interval: String,
+    #[serde(default = "default_timeout")]
+    pub timeout: String,
+    /// Consecutive failures before the node counts as unhealthy.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+}
+
+fn default_interval() -> String {
+    "2s".into()
+}
+fn default_timeout() -> String {
+    "1s".into()
+}
+fn default_retries() -> u32 {
+    3
+}
+
+impl HealthSpec {
+    pub fn interval(&self) -> Duration {
+        parse_duration(&self.interval).unwrap_or(Duration::from_secs(2))
+    }
+    pub fn timeout(&self) -> Duration {
+        parse_duration(&self.timeout).unwrap_or(Duration::from_secs(1))
+    }
+}
+
+/// The cluster config file: `[[node]]` tables.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<NodeSpec>,
+}
+
+impl ClusterConfig {
+    pub fn load(path: &Path) -> Result<ClusterConfig, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read cluster config {}: {e}", path.display()))?;
+        ClusterConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> Result<ClusterConfig, String> {
+        let c: ClusterConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        let mut seen = std::collections::BTreeSet::new();
+        for n in &self.nodes {
+            check_name("node", &n.name)?;
+            if !seen.insert(&n.name) {
+                return Err(format!("node {:?} is listed twice", n.name));
+            }
+            if n.command.is_empty() {
+                return Err(format!("node {:?}: command is empty", n.name));
+            }
+            if let Some(h) = &n.health {
+                let kinds = [h.command.is_some(), h.tcp.is_some(), h.http.is_some()];
+                if kinds.iter().filter(|k| **k).count() != 1 {
+                    return Err(format!(
+                        "node {:?}: a health check has exactly one of command, tcp, http",
+                        n.name
+                    ));
+                }
+                if h.command.as_ref().is_some_and(|c| c.is_empty()) {
+                    return Err(format!("node {:?}: health command is empty", n.name));
+                }
+                if let Some(u) = &h.http {
+                    if !u.starts_with("http://") {
+                        return Err(format!(
+                            "node {:?}: health http must be an http:// URL, got {u:?}",
+                            n.name
+                        ));
+                    }
+                }
+                for (what, v) in [("interval", &h.interval), ("timeout", &h.timeout)] {
+                    match parse_duration(v) {
+                        Some(d) if !d.is_zero() => {}
+                        _ => return Err(format!(
+                            "node {:?}: health {what} {v:?} is not a duration such as 500ms or 2s",
+                            n.name
+                        )),
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The nodes an agent with this name and these roles runs.
+    pub fn nodes_for(&self, agent: &str, roles: &[String]) -> Vec<NodeSpec> {
+        self.nodes
+            .iter()
+            .filter(|n| {
+                (n.agents.is_empty() && n.roles.is_empty())
+                    || n.agents.iter().any(|a| a == agent)
+                    || n.roles.iter().any(|r| roles.contains(r))
+            })
+            .cloned()
+            .collect()
+    }
+}
+
+/// Names of nodes, agents, clusters: letters, digits, `.`, `_`, `-`, at most 64 bytes.
+pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        || name.starts_with('.')
+    {
+        return Err(format!(
+            "{what} name {name:?} is not valid: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'"
+        ));
+    }
+    Ok(())
+}
+
+/// `500ms`, `2s`, `1.5m`, `3h`, `2d`, or plain seconds.
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().ok()?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        "w" => n * 7.0 * 86400.0,
+        _ => return None,
+    };
+    (secs.is_finite() && secs >= 0.0).then(|| Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_config_places_nodes_by_agent_role_or_everywhere() {
+        let c = ClusterConfig::parse(
+            r#"
+            [[node]]
+            name = "everywhere"
+            command = "sleep"
+            args = ["100"]
+            [[node]]
+            name = "web"
+            command = "web"
+            roles = ["front"]
+            restart = "on-failure"
+            [node.health]
+            http = "http://127.0.0.1:8080/"
+            [[node]]
+            name = "db"
+            command = "db"
+            agents = ["a2"]
+            "#,
+        )
+        .unwrap();
+        let names = |v: Vec<NodeSpec>| v.into_iter().map(|n| n.name).collect::<Vec<_>>();
+        assert_eq!(names(c.nodes_for("a1", &[])), ["everywhere"]);
+        assert_eq!(
+            names(c.nodes_for("a1", &["front".into()])),
+            ["everywhere", "web"]
+        );
+        assert_eq!(names(c.nodes_for("a2", &[])), ["everywhere", "db"]);
+        assert_eq!(c.nodes[1].restart, RestartPolicy::OnFailure);
+        assert_eq!(
+            c.nodes[1].health.as_ref().unwrap().interval(),
+            Duration::from_secs(2)
+        );
+    }
+
+    #[test]
+    fn bad_configs_are_refused_with_the_reason() {
+        for (text, want) in [
+            (
+                "[[node]]\nname='a'\ncommand='x'\n[[node]]\nname='a'\ncommand='y'",
+                "listed twice",
+            ),
+            ("[[node]]\nname='a b'\ncommand='x'", "not valid"),
+            (
+                "[[node]]\nname='a'\ncommand='x'\ncolour='red'",
+                "unknown field `colour`",
+            ),
+            (
+                "[[node]]\nname='a'\ncommand='x'\n[node.health]\ntcp='h:1'\nhttp='http://h/'",
+                "exactly one",
+            ),
+            (
+                "[[node]]\nname='a'\ncommand='x'\n[node.health]\ntcp='h:1'\ninterval='soon'",
+                "not a duration",
+            ),
+            (
+                "[[node]]\nname='a'\ncommand='x'\nrestart='sometimes'",
+                "unknown variant",
+            ),
+        ] {
+            let e = ClusterConfig::parse(text).unwrap_err();
+            assert!(e.contains(want), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_duration("1h"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("7"), Some(Duration::from_secs(7)));
+        assert_eq!(parse_duration("x"), None);
+        assert_eq!(parse_duration("3 parsecs"), None);
+    }
+}
