@@ -63,8 +63,8 @@ pub async fn start(
     shutdown: CancellationToken,
 ) -> Result<(Extension, JoinHandle<()>), String> {
     crate::nodes::check_name("agent", &cfg.name)?;
-    std::fs::create_dir_all(&cfg.dir)
-        .map_err(|e| format!("cannot create {}: {e}", cfg.dir.display()))?;
+    let mut cfg = cfg;
+    cfg.dir = crate::absolute_dir(&cfg.dir)?;
     let store = ArtifactStore::new(cfg.dir.join("artifacts"));
     let agent = Arc::new(Agent {
         sup: Supervisor::new(cfg.dir.join("nodes"), cfg.rotation, shutdown.child_token()),

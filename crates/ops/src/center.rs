@@ -122,8 +122,8 @@ pub async fn start(
     stores: Arc<Stores>,
     shutdown: CancellationToken,
 ) -> Result<(Extension, JoinHandle<()>), String> {
-    std::fs::create_dir_all(&cfg.dir)
-        .map_err(|e| format!("cannot create {}: {e}", cfg.dir.display()))?;
+    let mut cfg = cfg;
+    cfg.dir = crate::absolute_dir(&cfg.dir)?;
     let spec: BackendSpec = format!("sqlite:{}", cfg.dir.join("center.db").display()).parse()?;
     stores
         .attach_master(STORE, spec)
@@ -143,6 +143,13 @@ pub async fn start(
     }
     tracing::info!(clusters = topology.clusters.len(), "topology loaded");
     let tsdb = Tsdb::open(&cfg.dir.join("metrics.db"), cfg.retention).map_err(|e| e.to_string())?;
+    // Statistics start from the newest stored values, not from nothing.
+    let mut latest = HashMap::new();
+    for name in tsdb.series("") {
+        if let Ok(Some(last)) = tsdb.last(&name) {
+            latest.insert(name, last);
+        }
+    }
     let publisher = ep
         .attach("center-publisher", vec![], 1024, OverflowPolicy::DropOldest)
         .await
@@ -161,7 +168,7 @@ pub async fn start(
         }),
         changed: Notify::new(),
         tsdb: Arc::new(Mutex::new(tsdb)),
-        latest: Arc::new(Mutex::new(HashMap::new())),
+        latest: Arc::new(Mutex::new(latest)),
         publisher,
         samples: Arc::new(AtomicU64::new(0)),
         batches_dropped: Arc::new(AtomicU64::new(0)),

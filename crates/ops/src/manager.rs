@@ -94,8 +94,8 @@ pub async fn start(
 ) -> Result<(Extension, JoinHandle<()>), String> {
     crate::nodes::check_name("cluster", &cfg.cluster)?;
     cfg.config.validate()?;
-    std::fs::create_dir_all(&cfg.dir)
-        .map_err(|e| format!("cannot create {}: {e}", cfg.dir.display()))?;
+    let mut cfg = cfg;
+    cfg.dir = crate::absolute_dir(&cfg.dir)?;
     let store = store_name(&cfg.cluster);
     let spec: BackendSpec = format!("sqlite:{}", cfg.dir.join("manager.db").display())
         .parse()

@@ -142,10 +142,12 @@ impl ClusterConfig {
                 for (what, v) in [("interval", &h.interval), ("timeout", &h.timeout)] {
                     match parse_duration(v) {
                         Some(d) if !d.is_zero() => {}
-                        _ => return Err(format!(
+                        _ => {
+                            return Err(format!(
                             "node {:?}: health {what} {v:?} is not a duration such as 500ms or 2s",
                             n.name
-                        )),
+                        ))
+                        }
                     }
                 }
             }

@@ -9,6 +9,7 @@ mod config;
 mod logs;
 mod mesh_cli;
 mod node;
+mod ops_cli;
 mod store_cli;
 
 use std::path::PathBuf;
@@ -56,6 +57,32 @@ enum Command {
     Log(LogArgs),
     /// Replicated stores: attach, read, write, back up, restore (see docs/STORES.md).
     Store(store_cli::StoreArgs),
+    /// Run the operations center (topology, commands, metrics history; docs/OPS.md).
+    Center(ops_cli::CenterArgs),
+    /// Run a cluster's manager: registers with the center, runs the cluster's agents.
+    Manager(ops_cli::ManagerArgs),
+    /// Run an agent: supervises this host's nodes for its manager.
+    Agent(ops_cli::AgentArgs),
+    /// Run a whole system here: a center, the manager of cluster `local` and two agents.
+    Up(ops_cli::UpArgs),
+    /// Print the system tree: clusters, managers, agents, nodes, with their states.
+    Topology(ops_cli::TopologyArgs),
+    /// Restart a cluster's nodes, a batch at a time, each healthy before the next.
+    Restart(ops_cli::RestartArgs),
+    /// Deploy an artifact to every agent of a cluster (sha256-verified, switched atomically).
+    Deploy(ops_cli::DeployArgs),
+    /// Switch every agent of a cluster back to the previous artifact.
+    Rollback(ops_cli::RollbackArgs),
+    /// Run a program on every agent of a cluster and gather exit codes and outputs.
+    Exec(ops_cli::ExecArgs),
+    /// List commands, or show and follow one.
+    Commands(ops_cli::CommandsArgs),
+    /// Print the end of a node's log.
+    Logs(ops_cli::LogsArgs),
+    /// Query a metric's history.
+    Metrics(ops_cli::MetricsArgs),
+    /// System-wide and per-cluster statistics.
+    Stats(ops_cli::StatsArgs),
     /// Benchmarks (programs, not tests); see docs/BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -248,6 +275,19 @@ fn main() -> ExitCode {
             Command::Request(a) => mesh_cli::request(a).await,
             Command::Log(a) => mesh_cli::log(a).await,
             Command::Bench(b) => bench::main(b).await,
+            Command::Center(a) => ops_cli::center(a).await,
+            Command::Manager(a) => ops_cli::manager(a).await,
+            Command::Agent(a) => ops_cli::agent(a).await,
+            Command::Up(a) => ops_cli::up(a).await,
+            Command::Topology(a) => ops_cli::topology(a).await,
+            Command::Restart(a) => ops_cli::restart(a).await,
+            Command::Deploy(a) => ops_cli::deploy(a).await,
+            Command::Rollback(a) => ops_cli::rollback(a).await,
+            Command::Exec(a) => ops_cli::exec(a).await,
+            Command::Commands(a) => ops_cli::commands(a).await,
+            Command::Logs(a) => ops_cli::logs(a).await,
+            Command::Metrics(a) => ops_cli::metrics(a).await,
+            Command::Stats(a) => ops_cli::stats(a).await,
         }
     });
     match result {

@@ -89,17 +89,26 @@ pub async fn main(args: NodeArgs) -> anyhow::Result<()> {
         "yard node {id} listening on {addr} (peering yard://{addr}, WebSocket ws://{addr}/v1/messages/json, status http://{addr}/v1/status/json, metrics http://{addr}/metrics)"
     );
     let _ = std::io::stdout().flush();
-    let result = run(id, config, listener, shutdown.clone()).await;
+    let result = run(id, config, listener, Role::Node, shutdown.clone()).await;
     signals.abort();
     tracing::info!("stopped");
     result
 }
 
-/// Runs an endpoint and its gateway on `listener` until `shutdown` is cancelled.
+/// What an endpoint is, besides a fabric endpoint.
+pub enum Role {
+    Node,
+    Center(yard_ops::center::CenterConfig),
+    Manager(yard_ops::manager::ManagerConfig),
+    Agent(yard_ops::agent::AgentConfig),
+}
+
+/// Runs an endpoint, its role and its gateway on `listener` until `shutdown` is cancelled.
 pub async fn run(
     id: String,
     config: NodeConfig,
     listener: TcpListener,
+    role: Role,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let (endpoint, router) = Endpoint::spawn(id, config.endpoint, shutdown.clone());
@@ -151,16 +160,46 @@ pub async fn run(
             .with_context(|| format!("cannot start the clone of store {name:?}"))?;
         tracing::info!(store = %name, "clone attached");
     }
-    let served = yard_gateway::serve(
+    let started = match role {
+        Role::Node => Ok(None),
+        Role::Center(c) => {
+            yard_ops::center::start(c, endpoint.clone(), stores.clone(), shutdown.clone())
+                .await
+                .map(Some)
+        }
+        Role::Manager(c) => {
+            yard_ops::manager::start(c, endpoint.clone(), stores.clone(), shutdown.clone())
+                .await
+                .map(Some)
+        }
+        Role::Agent(c) => yard_ops::agent::start(c, endpoint.clone(), shutdown.clone())
+            .await
+            .map(Some),
+    };
+    let (extension, role_task) = match started {
+        Ok(Some((ext, task))) => (ext, Some(task)),
+        Ok(None) => (yard_gateway::Extension::default(), None),
+        Err(e) => {
+            shutdown.cancel();
+            let _ = router.await;
+            anyhow::bail!(e);
+        }
+    };
+    let served = yard_gateway::serve_with(
         listener,
         endpoint,
         stores,
         config.clone_options,
         config.gateway,
+        extension,
         shutdown.clone(),
     )
     .await;
     shutdown.cancel();
+    if let Some(t) = role_task {
+        // Agents stop their nodes here (each within its grace period).
+        let _ = t.await;
+    }
     router.await.context("router task failed")?;
     served.context("gateway failed")
 }
@@ -185,7 +224,7 @@ async fn settle_peers(endpoint: &Endpoint, attempts: Vec<tokio::task::JoinHandle
     }
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
+pub async fn stop_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {

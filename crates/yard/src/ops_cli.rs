@@ -1,0 +1,1019 @@
+//! The operations center's daemons (`center`, `manager`, `agent`, `up`) and its client verbs
+//! (`topology`, `restart`, `deploy`, `rollback`, `exec`, `logs`, `metrics`, `stats`,
+//! `commands`), which talk to the center's HTTP API.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use serde_json::Value as Json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use yard_ops::nodes::{parse_duration, ClusterConfig};
+
+use crate::client::{http, http_bytes};
+use crate::config::{NodeConfig, NodeFile};
+use crate::node::Role;
+
+pub const CENTER_LISTEN: &str = "127.0.0.1:9900";
+pub const MANAGER_LISTEN: &str = "127.0.0.1:9901";
+pub const AGENT_LISTEN: &str = "127.0.0.1:9910";
+
+#[derive(Args, Clone)]
+pub struct Common {
+    /// Address of this daemon's gateway (WebSocket, HTTP, peering, /metrics).
+    #[arg(long)]
+    listen: Option<String>,
+    /// State directory.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Shared secret for peering and for changes over HTTP (or set YARD_TOKEN).
+    #[arg(long, env = "YARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Args)]
+pub struct CenterArgs {
+    #[command(flatten)]
+    common: Common,
+    /// A manager silent this long is marked lost.
+    #[arg(long, default_value = "15s")]
+    manager_timeout: String,
+    /// Raw samples are kept this long (then the 1-minute and 1-hour rollups).
+    #[arg(long, default_value = "6h")]
+    raw_retention: String,
+    #[arg(long, default_value = "14d")]
+    minute_retention: String,
+    #[arg(long, default_value = "365d")]
+    hour_retention: String,
+}
+
+#[derive(Args)]
+pub struct ManagerArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The cluster this manager runs.
+    #[arg(long)]
+    cluster: String,
+    /// The center's address.
+    #[arg(long, default_value = CENTER_LISTEN)]
+    center: String,
+    /// The cluster config (TOML: the nodes and where they run; docs/OPS.md).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// An agent silent this long is reported lost.
+    #[arg(long, default_value = "10s")]
+    agent_timeout: String,
+    /// A full report goes to the center at least this often.
+    #[arg(long, default_value = "5s")]
+    report_interval: String,
+    /// How often agents sample metrics.
+    #[arg(long, default_value = "5s")]
+    metrics_interval: String,
+}
+
+#[derive(Args)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The manager's address.
+    #[arg(long, default_value = MANAGER_LISTEN)]
+    manager: String,
+    /// This agent's name in the cluster [default: the host name].
+    #[arg(long)]
+    name: Option<String>,
+    /// Roles (comma-separated); the cluster config places nodes by role.
+    #[arg(long, value_delimiter = ',')]
+    roles: Vec<String>,
+    /// How often the agent reports to its manager.
+    #[arg(long, default_value = "1s")]
+    heartbeat: String,
+}
+
+#[derive(Args)]
+pub struct UpArgs {
+    /// State directory of the whole system.
+    #[arg(long, default_value = "./yard-data")]
+    data: PathBuf,
+    /// Agents to run.
+    #[arg(long, default_value_t = 2)]
+    agents: usize,
+}
+
+fn dur(what: &str, s: &str) -> anyhow::Result<Duration> {
+    match parse_duration(s) {
+        Some(d) if !d.is_zero() => Ok(d),
+        _ => bail!("--{what} {s:?} is not a duration such as 500ms, 5s or 1h"),
+    }
+}
+
+fn node_config(listen: &str, token: Option<String>) -> anyhow::Result<NodeConfig> {
+    let file = NodeFile {
+        listen: listen.to_string(),
+        token: token.unwrap_or_default(),
+        ..NodeFile::default()
+    };
+    NodeConfig::try_from(file)
+}
+
+fn token_for_center(c: &Common) -> (Option<String>, bool) {
+    let loopback = c
+        .listen
+        .as_deref()
+        .unwrap_or(CENTER_LISTEN)
+        .parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or(false);
+    (c.token.clone().filter(|t| !t.is_empty()), loopback)
+}
+
+fn center_role(a: &CenterArgs, dir: PathBuf) -> anyhow::Result<Role> {
+    let (token, loopback) = token_for_center(&a.common);
+    Ok(Role::Center(yard_ops::center::CenterConfig {
+        dir,
+        manager_timeout: dur("manager-timeout", &a.manager_timeout)?,
+        retention: yard_ops::tsdb::Retention {
+            raw: dur("raw-retention", &a.raw_retention)?,
+            minute: dur("minute-retention", &a.minute_retention)?,
+            hour: dur("hour-retention", &a.hour_retention)?,
+        },
+        token,
+        loopback,
+    }))
+}
+
+/// Binds, prints the line tests and scripts read, runs until a signal.
+async fn daemon(what: &str, listen: &str, token: Option<String>, role: Role) -> anyhow::Result<()> {
+    let config = node_config(listen, token)?;
+    let listener = TcpListener::bind(config.listen).await.with_context(|| {
+        format!(
+            "cannot listen on {} (another yard running? choose --listen)",
+            config.listen
+        )
+    })?;
+    let addr = listener.local_addr()?;
+    let id = yard_fabric::id::random_uuid();
+    println!(
+        "yard {what} {id} listening on {addr} (HTTP http://{addr}/, metrics http://{addr}/metrics)"
+    );
+    let _ = std::io::stdout().flush();
+    let shutdown = CancellationToken::new();
+    let signals = tokio::spawn(crate::node::stop_on_signal(shutdown.clone()));
+    let mut config = config;
+    config.endpoint.listen = addr.to_string();
+    let r = crate::node::run(id, config, listener, role, shutdown).await;
+    signals.abort();
+    tracing::info!("stopped");
+    r
+}
+
+pub async fn center(a: CenterArgs) -> anyhow::Result<()> {
+    let dir = a
+        .common
+        .data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("./yard-data/center"));
+    let role = center_role(&a, dir)?;
+    let listen = a
+        .common
+        .listen
+        .clone()
+        .unwrap_or_else(|| CENTER_LISTEN.into());
+    daemon("center", &listen, a.common.token.clone(), role).await
+}
+
+fn manager_role(a: &ManagerArgs, dir: PathBuf) -> anyhow::Result<Role> {
+    let config = match &a.config {
+        Some(p) => ClusterConfig::load(p).map_err(|e| anyhow!(e))?,
+        None => ClusterConfig::default(),
+    };
+    Ok(Role::Manager(yard_ops::manager::ManagerConfig {
+        cluster: a.cluster.clone(),
+        center: a.center.clone(),
+        dir,
+        config,
+        agent_timeout: dur("agent-timeout", &a.agent_timeout)?,
+        report_interval: dur("report-interval", &a.report_interval)?,
+        metrics_interval: dur("metrics-interval", &a.metrics_interval)?,
+    }))
+}
+
+pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
+    let dir = a
+        .common
+        .data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("./yard-data/manager-{}", a.cluster)));
+    let role = manager_role(&a, dir)?;
+    let listen = a
+        .common
+        .listen
+        .clone()
+        .unwrap_or_else(|| MANAGER_LISTEN.into());
+    daemon("manager", &listen, a.common.token.clone(), role).await
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "agent".into())
+}
+
+pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
+    let name = a.name.clone().unwrap_or_else(host_name);
+    let dir = a
+        .common
+        .data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(format!("./yard-data/agent-{name}")));
+    let role = Role::Agent(yard_ops::agent::AgentConfig {
+        manager: a.manager.clone(),
+        name,
+        roles: a.roles.clone(),
+        dir,
+        heartbeat: dur("heartbeat", &a.heartbeat)?,
+        rotation: Default::default(),
+    });
+    let listen = a
+        .common
+        .listen
+        .clone()
+        .unwrap_or_else(|| AGENT_LISTEN.into());
+    daemon("agent", &listen, a.common.token.clone(), role).await
+}
+
+/// The cluster config `yard up` writes on its first run.
+fn demo_config(yard: &Path) -> String {
+    let yard = yard.display();
+    format!(
+        r#"# The nodes of cluster "local" (see docs/OPS.md). Edit, then restart `yard up`.
+
+# A small service on each agent: a yard endpoint, checked over HTTP.
+[[node]]
+name = "web-1"
+command = "{yard}"
+args = ["node", "--listen", "127.0.0.1:9921"]
+agents = ["agent-1"]
+[node.health]
+http = "http://127.0.0.1:9921/v1/status/json"
+
+[[node]]
+name = "web-2"
+command = "{yard}"
+args = ["node", "--listen", "127.0.0.1:9922"]
+agents = ["agent-2"]
+[node.health]
+http = "http://127.0.0.1:9922/v1/status/json"
+
+# A worker on every agent (no agents or roles given), checked by a command.
+[[node]]
+name = "ticker"
+command = "sh"
+args = ["-c", "while :; do date; sleep 5; done"]
+restart = "always"
+[node.health]
+command = ["sh", "-c", "test -n \"$(ls)\" || true"]
+"#
+    )
+}
+
+/// `yard up`: a center, the manager of cluster `local` and agents, in this process.
+pub async fn up(a: UpArgs) -> anyhow::Result<()> {
+    let data = a.data.clone();
+    std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+    let config_path = data.join("cluster.toml");
+    if !config_path.exists() {
+        let exe = std::env::current_exe().context("cannot find the yard binary")?;
+        std::fs::write(&config_path, demo_config(&exe))?;
+    }
+    let cluster_config = ClusterConfig::load(&config_path).map_err(|e| anyhow!(e))?;
+    let shutdown = CancellationToken::new();
+    let signals = tokio::spawn(crate::node::stop_on_signal(shutdown.clone()));
+    let mut daemons = Vec::new();
+    let center = CenterArgs {
+        common: Common {
+            listen: Some(CENTER_LISTEN.into()),
+            data: None,
+            token: None,
+        },
+        manager_timeout: "15s".into(),
+        raw_retention: "6h".into(),
+        minute_retention: "14d".into(),
+        hour_retention: "365d".into(),
+    };
+    let mut plan: Vec<(String, String, Role)> = vec![(
+        "center".into(),
+        CENTER_LISTEN.into(),
+        center_role(&center, data.join("center"))?,
+    )];
+    plan.push((
+        "manager".into(),
+        MANAGER_LISTEN.into(),
+        Role::Manager(yard_ops::manager::ManagerConfig {
+            cluster: "local".into(),
+            center: CENTER_LISTEN.into(),
+            dir: data.join("manager-local"),
+            config: cluster_config,
+            agent_timeout: Duration::from_secs(10),
+            report_interval: Duration::from_secs(5),
+            metrics_interval: Duration::from_secs(5),
+        }),
+    ));
+    for i in 1..=a.agents {
+        let name = format!("agent-{i}");
+        plan.push((
+            name.clone(),
+            format!("127.0.0.1:{}", 9910 + i),
+            Role::Agent(yard_ops::agent::AgentConfig {
+                manager: MANAGER_LISTEN.into(),
+                dir: data.join(&name),
+                name,
+                roles: vec![],
+                heartbeat: Duration::from_secs(1),
+                rotation: Default::default(),
+            }),
+        ));
+    }
+    let mut lines = Vec::new();
+    for (what, listen, role) in plan {
+        let config = node_config(&listen, None)?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| {
+            format!("cannot listen on {listen} for the {what} (is another `yard up` running?)")
+        })?;
+        let id = stable_id(&data, &what)?;
+        lines.push(format!("  {what:<10} http://{listen}/  (id {id})"));
+        let mut config = config;
+        config.endpoint.listen = listen.clone();
+        let sd = shutdown.clone();
+        daemons.push(tokio::spawn(async move {
+            let r = crate::node::run(id, config, listener, role, sd.clone()).await;
+            if let Err(e) = &r {
+                tracing::error!("{what} stopped: {e:#}");
+                sd.cancel();
+            }
+            r
+        }));
+    }
+    println!(
+        "Switchyard is up; state in {} (cluster config {})",
+        data.display(),
+        config_path.display()
+    );
+    for l in &lines {
+        println!("{l}");
+    }
+    println!(
+        "\nTry, from another terminal (yard = {}):\n  yard topology\n  yard stats\n  yard restart --cluster local --rolling\n  echo v1 > app.txt && yard deploy app.txt --cluster local\n  yard rollback --cluster local\n  yard exec --cluster local -- uname -n\n  yard logs ticker\n  yard metrics local/agent-1/cpu --since 1h\n  curl -s http://{CENTER_LISTEN}/metrics\nCtrl-C stops everything; `yard up` again resumes the same state.",
+        std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "yard".into())
+    );
+    let _ = std::io::stdout().flush();
+    let mut first_error = None;
+    for d in daemons {
+        if let Ok(Err(e)) = d.await {
+            first_error.get_or_insert(e);
+        }
+    }
+    signals.abort();
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// The endpoint id a daemon of `yard up` keeps across runs.
+fn stable_id(data: &Path, what: &str) -> anyhow::Result<String> {
+    let path = data.join(format!("{what}.id"));
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        if !id.trim().is_empty() {
+            return Ok(id.trim().to_string());
+        }
+    }
+    let id = yard_fabric::id::random_uuid();
+    std::fs::write(&path, &id).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(id)
+}
+
+// ---- client verbs ----
+
+#[derive(Args, Clone)]
+pub struct CenterArg {
+    /// The center's address (or set YARD_CENTER).
+    #[arg(long, short = 'c', env = "YARD_CENTER", default_value = CENTER_LISTEN)]
+    center: String,
+    /// Token for changes (or set YARD_TOKEN).
+    #[arg(long, env = "YARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl CenterArg {
+    async fn get(&self, path: &str) -> anyhow::Result<Json> {
+        let (code, body) = http("GET", &self.center, path, None, None)
+            .await
+            .map_err(|e| {
+                anyhow!("{e:#}\n(is the center running? `yard up` or `yard center` starts one)")
+            })?;
+        parse_answer("GET", path, code, &body)
+    }
+
+    async fn post(&self, path: &str, body: &[u8]) -> anyhow::Result<Json> {
+        let (code, body) =
+            http_bytes("POST", &self.center, path, body, self.token.as_deref()).await?;
+        parse_answer("POST", path, code, &String::from_utf8_lossy(&body))
+    }
+}
+
+fn parse_answer(method: &str, path: &str, code: u16, body: &str) -> anyhow::Result<Json> {
+    let v: Json = serde_json::from_str(body).unwrap_or(Json::String(body.to_string()));
+    if !(200..300).contains(&code) {
+        let detail = match (v.get("code"), v.get("context")) {
+            (Some(c), Some(m)) => {
+                format!("{}: {}", c.as_str().unwrap_or(""), m.as_str().unwrap_or(""))
+            }
+            _ => body.to_string(),
+        };
+        bail!("{method} {path}: HTTP {code}: {detail}");
+    }
+    Ok(v)
+}
+
+#[derive(Args)]
+pub struct TopologyArgs {
+    #[command(flatten)]
+    center: CenterArg,
+    /// Print the raw JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn topology(a: TopologyArgs) -> anyhow::Result<()> {
+    let t = a.center.get("/v1/topology").await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&t)?);
+        return Ok(());
+    }
+    println!(
+        "center {} at {}",
+        s(&t["center"]["id"]),
+        s(&t["center"]["address"])
+    );
+    let clusters = t["clusters"].as_array().cloned().unwrap_or_default();
+    if clusters.is_empty() {
+        println!("└── (no cluster registered yet)");
+    }
+    for (ci, c) in clusters.iter().enumerate() {
+        let last_c = ci + 1 == clusters.len();
+        let (b, pad) = if last_c {
+            ("└──", "    ")
+        } else {
+            ("├──", "│   ")
+        };
+        println!(
+            "{b} cluster {}  manager {} at {} [{}]",
+            s(&c["name"]),
+            short(&s(&c["manager"]["id"])),
+            s(&c["manager"]["address"]),
+            s(&c["manager_state"])
+        );
+        let agents = c["agents"].as_array().cloned().unwrap_or_default();
+        for (ai, ag) in agents.iter().enumerate() {
+            let last_a = ai + 1 == agents.len();
+            let (b2, pad2) = if last_a {
+                ("└──", "    ")
+            } else {
+                ("├──", "│   ")
+            };
+            println!(
+                "{pad}{b2} agent {} at {} [{}]",
+                s(&ag["name"]),
+                s(&ag["address"]),
+                s(&ag["state"])
+            );
+            let nodes = ag["nodes"].as_array().cloned().unwrap_or_default();
+            for (ni, n) in nodes.iter().enumerate() {
+                let b3 = if ni + 1 == nodes.len() {
+                    "└──"
+                } else {
+                    "├──"
+                };
+                println!(
+                    "{pad}{pad2}{b3} node {}  {} {}  pid {}  restarts {}",
+                    s(&n["name"]),
+                    s(&n["state"]),
+                    s(&n["health"]),
+                    n["pid"]
+                        .as_u64()
+                        .map(|p| p.to_string())
+                        .unwrap_or_else(|| "-".into()),
+                    n["restarts"]
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn s(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        Json::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(8)]
+}
+
+#[derive(Args, Clone)]
+pub struct Target {
+    /// The cluster.
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    cluster: Option<String>,
+    /// Every cluster (fanned out through every manager).
+    #[arg(long)]
+    all: bool,
+    /// How long the command may take on each cluster.
+    #[arg(long, default_value = "300s")]
+    timeout: String,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Start the command and print its id without following it.
+    #[arg(long)]
+    detach: bool,
+}
+
+impl Target {
+    fn body(&self, mut kind: Json) -> anyhow::Result<Vec<u8>> {
+        let timeout = dur("timeout", &self.timeout)?;
+        let o = kind.as_object_mut().expect("an object");
+        match &self.cluster {
+            Some(c) => o.insert("cluster".into(), Json::String(c.clone())),
+            None => o.insert("all".into(), Json::Bool(true)),
+        };
+        o.insert("timeout_s".into(), Json::from(timeout.as_secs().max(1)));
+        Ok(serde_json::to_vec(&kind)?)
+    }
+}
+
+#[derive(Args)]
+pub struct RestartArgs {
+    #[command(flatten)]
+    center: CenterArg,
+    #[command(flatten)]
+    target: Target,
+    /// One batch at a time, each healthy before the next (the only mode; kept for clarity).
+    #[arg(long)]
+    rolling: bool,
+    /// Nodes restarted together.
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+}
+
+pub async fn restart(a: RestartArgs) -> anyhow::Result<()> {
+    let body = a
+        .target
+        .body(serde_json::json!({"op": "restart", "batch": a.batch}))?;
+    run_command(&a.center, &a.target, &body).await
+}
+
+#[derive(Args)]
+pub struct DeployArgs {
+    #[command(flatten)]
+    center: CenterArg,
+    #[command(flatten)]
+    target: Target,
+    /// Where the artifact lands on each agent (relative paths under the agent's deploy
+    /// directory) [default: deploy/FILE-NAME].
+    #[arg(long)]
+    path: Option<String>,
+    /// The SHA-256 the file must have; refused when it differs.
+    #[arg(long)]
+    sha256: Option<String>,
+    /// The artifact.
+    file: PathBuf,
+}
+
+pub async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
+    let bytes =
+        std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
+    let name = a
+        .file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .ok_or_else(|| anyhow!("{} has no file name", a.file.display()))?;
+    let local = yard_ops::artifacts::sha256_hex(&bytes);
+    let expected = a.sha256.clone().unwrap_or_else(|| local.clone());
+    let q = format!("/v1/artifacts?sha256={expected}");
+    let up = a.center.post(&q, &bytes).await?;
+    let sha = s(&up["sha256"]);
+    eprintln!("uploaded {name}: {} bytes, sha256 {sha}", bytes.len());
+    let mut kind =
+        serde_json::json!({"op": "deploy", "sha256": sha, "name": name, "size": bytes.len()});
+    if let Some(p) = &a.path {
+        kind["path"] = Json::String(p.clone());
+    }
+    let body = a.target.body(kind)?;
+    run_command(&a.center, &a.target, &body).await
+}
+
+#[derive(Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    center: CenterArg,
+    #[command(flatten)]
+    target: Target,
+    /// The deployment to roll back [default: the newest on each agent].
+    #[arg(long)]
+    path: Option<String>,
+}
+
+pub async fn rollback(a: RollbackArgs) -> anyhow::Result<()> {
+    let mut kind = serde_json::json!({"op": "rollback"});
+    if let Some(p) = &a.path {
+        kind["path"] = Json::String(p.clone());
+    }
+    let body = a.target.body(kind)?;
+    run_command(&a.center, &a.target, &body).await
+}
+
+#[derive(Args)]
+pub struct ExecArgs {
+    #[command(flatten)]
+    center: CenterArg,
+    #[command(flatten)]
+    target: Target,
+    /// The program and its arguments (after --).
+    #[arg(last = true, required = true)]
+    argv: Vec<String>,
+}
+
+pub async fn exec(a: ExecArgs) -> anyhow::Result<()> {
+    let body = a
+        .target
+        .body(serde_json::json!({"op": "exec", "argv": a.argv}))?;
+    run_command(&a.center, &a.target, &body).await
+}
+
+async fn run_command(center: &CenterArg, target: &Target, body: &[u8]) -> anyhow::Result<()> {
+    let started = center.post("/v1/commands", body).await?;
+    let id = s(&started["id"]);
+    if target.detach {
+        println!("{id}");
+        return Ok(());
+    }
+    eprintln!("command {id} (follow it elsewhere: yard commands {id} --follow)");
+    follow(center, &id, target.json).await
+}
+
+/// Prints progress lines as rows change, then the result table; fails unless every step is ok.
+async fn follow(center: &CenterArg, id: &str, json: bool) -> anyhow::Result<()> {
+    let mut version = 0u64;
+    let mut shown: std::collections::BTreeMap<String, String> = Default::default();
+    let tty = std::io::stderr().is_terminal();
+    let rec = loop {
+        let rec = center
+            .get(&format!("/v1/commands/{id}?after={version}&wait_ms=10000"))
+            .await?;
+        version = rec["version"].as_u64().unwrap_or(version);
+        let rows = rec["rows"].as_array().cloned().unwrap_or_default();
+        let done = rows
+            .iter()
+            .filter(|r| matches!(r["state"].as_str(), Some("ok" | "failed" | "skipped")))
+            .count();
+        for r in &rows {
+            let key = format!("{}/{}/{}", s(&r["cluster"]), s(&r["agent"]), s(&r["node"]));
+            let state = s(&r["state"]);
+            if shown.get(&key) != Some(&state) {
+                let bar = if tty {
+                    progress_bar(done, rows.len())
+                } else {
+                    format!("[{done}/{}]", rows.len())
+                };
+                eprintln!(
+                    "{bar} {:<40} {state} {}",
+                    key.trim_end_matches('/'),
+                    r["detail"].as_str().unwrap_or("")
+                );
+                shown.insert(key, state);
+            }
+        }
+        if rec["state"] != "running" {
+            break rec;
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rec)?);
+    } else {
+        print_table(&rec);
+    }
+    if rec["state"] == "ok" {
+        Ok(())
+    } else {
+        let errs: Vec<String> = rec["clusters"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(c, o)| o["error"].as_str().map(|e| format!("{c}: {e}")))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if errs.is_empty() {
+            bail!("command {id} failed")
+        } else {
+            bail!("command {id} failed: {}", errs.join("; "))
+        }
+    }
+}
+
+fn progress_bar(done: usize, total: usize) -> String {
+    let width = 20;
+    let filled = (done * width).checked_div(total).unwrap_or(width);
+    format!(
+        "[{}{}] {done}/{total}",
+        "#".repeat(filled),
+        ".".repeat(width - filled)
+    )
+}
+
+fn print_table(rec: &Json) {
+    let rows = rec["rows"].as_array().cloned().unwrap_or_default();
+    println!(
+        "{:<12} {:<14} {:<12} {:<8} {:<5} DETAIL",
+        "CLUSTER", "AGENT", "NODE", "RESULT", "EXIT"
+    );
+    for r in &rows {
+        let node = s(&r["node"]);
+        println!(
+            "{:<12} {:<14} {:<12} {:<8} {:<5} {}",
+            s(&r["cluster"]),
+            s(&r["agent"]),
+            if node.is_empty() { "-".into() } else { node },
+            s(&r["state"]),
+            r["exit_code"]
+                .as_i64()
+                .map(|c| c.to_string())
+                .unwrap_or_else(|| "-".into()),
+            s(&r["detail"])
+        );
+        let out = s(&r["output"]);
+        for line in out.lines().filter(|l| !l.is_empty()) {
+            println!("    | {line}");
+        }
+    }
+    println!(
+        "{} {} in {} ms",
+        s(&rec["op"]),
+        s(&rec["state"]),
+        rec["finished_ms"].as_i64().unwrap_or(0) - rec["started_ms"].as_i64().unwrap_or(0)
+    );
+}
+
+#[derive(Args)]
+pub struct CommandsArgs {
+    #[command(flatten)]
+    center: CenterArg,
+    /// One command (otherwise: the list).
+    id: Option<String>,
+    /// Follow it until it ends.
+    #[arg(long)]
+    follow: bool,
+    #[arg(long)]
+    json: bool,
+}
+
+pub async fn commands(a: CommandsArgs) -> anyhow::Result<()> {
+    match a.id {
+        Some(id) if a.follow => follow(&a.center, &id, a.json).await,
+        Some(id) => {
+            let rec = a.center.get(&format!("/v1/commands/{id}")).await?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&rec)?);
+            } else {
+                print_table(&rec);
+            }
+            Ok(())
+        }
+        None => {
+            let list = a.center.get("/v1/commands").await?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(());
+            }
+            println!("{:<28} {:<9} {:<8} CLUSTERS", "ID", "OP", "STATE");
+            for c in list["commands"].as_array().cloned().unwrap_or_default() {
+                let clusters: Vec<String> = c["clusters"]
+                    .as_object()
+                    .map(|m| m.keys().cloned().collect())
+                    .unwrap_or_default();
+                println!(
+                    "{:<28} {:<9} {:<8} {}",
+                    s(&c["id"]),
+                    s(&c["op"]),
+                    s(&c["state"]),
+                    clusters.join(",")
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    #[command(flatten)]
+    center: CenterArg,
+    /// Only this cluster.
+    #[arg(long)]
+    cluster: Option<String>,
+    /// stdout or stderr.
+    #[arg(long, default_value = "stdout")]
+    stream: String,
+    /// How much of the end of the log.
+    #[arg(long, default_value_t = 65536)]
+    bytes: u64,
+    /// NODE, or AGENT/NODE.
+    node: String,
+}
+
+pub async fn logs(a: LogsArgs) -> anyhow::Result<()> {
+    let (agent, node) = match a.node.split_once('/') {
+        Some((ag, n)) => (Some(ag.to_string()), n.to_string()),
+        None => (None, a.node.clone()),
+    };
+    let list = a.center.get("/v1/nodes").await?;
+    let found: Vec<Json> = list["nodes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|n| {
+            n["name"] == node.as_str()
+                && agent.as_ref().is_none_or(|ag| n["agent"] == ag.as_str())
+                && a.cluster
+                    .as_ref()
+                    .is_none_or(|c| n["cluster"] == c.as_str())
+        })
+        .collect();
+    if found.is_empty() {
+        bail!("no node {:?} in the topology (see `yard topology`)", a.node);
+    }
+    for n in &found {
+        let path = format!(
+            "/v1/logs/{}/{}/{}?stream={}&max_bytes={}",
+            s(&n["cluster"]),
+            s(&n["agent"]),
+            s(&n["name"]),
+            a.stream,
+            a.bytes
+        );
+        let (code, body) = http("GET", &a.center.center, &path, None, None).await?;
+        if found.len() > 1 {
+            println!(
+                "==> {}/{}/{} <==",
+                s(&n["cluster"]),
+                s(&n["agent"]),
+                s(&n["name"])
+            );
+        }
+        if code != 200 {
+            parse_answer("GET", &path, code, &body)?;
+        }
+        print!("{body}");
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct MetricsArgs {
+    #[command(flatten)]
+    center: CenterArg,
+    /// How far back, e.g. 15m, 1h, 7d.
+    #[arg(long, default_value = "1h")]
+    since: String,
+    /// raw, 1m, 1h or auto.
+    #[arg(long, default_value = "auto")]
+    resolution: String,
+    #[arg(long)]
+    json: bool,
+    /// The series (e.g. local/agent-1/cpu); with --list, a prefix.
+    series: String,
+    /// List the series starting with SERIES.
+    #[arg(long)]
+    list: bool,
+}
+
+pub async fn metrics(a: MetricsArgs) -> anyhow::Result<()> {
+    if a.list {
+        let v = a
+            .center
+            .get(&format!("/v1/metrics/series?prefix={}", a.series))
+            .await?;
+        for s in v["series"].as_array().cloned().unwrap_or_default() {
+            println!("{}", s.as_str().unwrap_or(""));
+        }
+        return Ok(());
+    }
+    let v = a
+        .center
+        .get(&format!(
+            "/v1/metrics/query?series={}&since={}&resolution={}",
+            a.series, a.since, a.resolution
+        ))
+        .await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let points = v["points"].as_array().cloned().unwrap_or_default();
+    println!(
+        "{} over {} ({} points, {})",
+        a.series,
+        a.since,
+        points.len(),
+        s(&v["resolution"])
+    );
+    for p in points {
+        let ts = yard_data::time::format_timestamp(
+            p["ts"].as_i64().unwrap_or(0) * 1_000_000,
+            yard_data::time::TimestampPrecision::Millis,
+        );
+        if let Some(v) = p["value"].as_f64() {
+            println!("{ts}  {v:.3}");
+        } else {
+            println!(
+                "{ts}  min {:.3}  avg {:.3}  max {:.3}  ({} samples)",
+                p["min"].as_f64().unwrap_or(0.0),
+                p["avg"].as_f64().unwrap_or(0.0),
+                p["max"].as_f64().unwrap_or(0.0),
+                p["count"]
+            );
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args)]
+pub struct StatsArgs {
+    #[command(flatten)]
+    center: CenterArg,
+    #[arg(long)]
+    json: bool,
+    /// One cluster (otherwise all).
+    cluster: Option<String>,
+}
+
+pub async fn stats(a: StatsArgs) -> anyhow::Result<()> {
+    let path = match &a.cluster {
+        Some(c) => format!("/v1/stats?cluster={c}"),
+        None => "/v1/stats".into(),
+    };
+    let v = a.center.get(&path).await?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    println!(
+        "{:<12} {:<8} {:>9} {:>10} {:>6} {:>8} {:>8} {:>9} {:>8} {:>10}",
+        "CLUSTER",
+        "MANAGER",
+        "AGENTS_UP",
+        "AGENTS_LOST",
+        "NODES",
+        "RUNNING",
+        "HEALTHY",
+        "RESTARTS",
+        "CPU%",
+        "MEM_USED"
+    );
+    let mut rows = v["clusters"].as_array().cloned().unwrap_or_default();
+    if a.cluster.is_none() {
+        rows.push(v["total"].clone());
+    }
+    for r in rows {
+        println!(
+            "{:<12} {:<8} {:>9} {:>10} {:>6} {:>8} {:>8} {:>9} {:>8} {:>10}",
+            s(&r["cluster"]),
+            r["manager"].as_str().unwrap_or(""),
+            s(&r["agents_up"]),
+            s(&r["agents_lost"]),
+            s(&r["nodes"]),
+            s(&r["nodes_running"]),
+            s(&r["nodes_healthy"]),
+            s(&r["restarts"]),
+            r["cpu_avg_pct"]
+                .as_f64()
+                .map(|c| format!("{c:.1}"))
+                .unwrap_or_else(|| "-".into()),
+            format!(
+                "{:.0}M",
+                r["mem_used_bytes"].as_f64().unwrap_or(0.0) / 1048576.0
+            )
+        );
+    }
+    Ok(())
+}
