@@ -248,7 +248,9 @@ impl Agent {
                     Err(e) => done(false, e.to_string()),
                 }
             }
-            Task::Exec { argv, timeout_ms } => exec(&argv, Duration::from_millis(timeout_ms)).await,
+            Task::Exec { argv, timeout_ms } => {
+                exec(&argv, &self.cfg.name, Duration::from_millis(timeout_ms)).await
+            }
         }
     }
 
@@ -327,7 +329,7 @@ fn short(sha: &str) -> &str {
 }
 
 /// Runs a program with a timeout; keeps the end of its output (stdout then stderr).
-async fn exec(argv: &[String], timeout: Duration) -> TaskOutcome {
+async fn exec(argv: &[String], agent: &str, timeout: Duration) -> TaskOutcome {
     let fail = |detail: String| TaskOutcome {
         ok: false,
         detail,
@@ -339,6 +341,7 @@ async fn exec(argv: &[String], timeout: Duration) -> TaskOutcome {
     };
     let mut cmd = tokio::process::Command::new(program);
     cmd.args(&argv[1..])
+        .env("YARD_AGENT", agent)
         .stdin(std::process::Stdio::null())
         .kill_on_drop(true);
     match tokio::time::timeout(timeout, cmd.output()).await {

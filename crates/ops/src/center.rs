@@ -138,6 +138,7 @@ pub async fn start(
         if let Ok(mut c) = serde_json::from_str::<ClusterRecord>(json) {
             // A grace period for its manager to report again.
             c.last_report_ms = now;
+            c.reports = 0;
             topology.clusters.insert(c.name.clone(), c);
         }
     }
@@ -804,6 +805,7 @@ async fn clusters(State(c): State<Arc<Center>>) -> Response {
                 "agents": r.agents.len(),
                 "agents_up": r.agents.iter().filter(|a| a.state == "up").count(),
                 "registrations": r.registrations, "last_report_ms": r.last_report_ms,
+                "reports": r.reports,
             })
         })
         .collect();

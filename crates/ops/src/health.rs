@@ -72,7 +72,7 @@ async fn http_get(url: &str) -> Result<(), String> {
     )
     .await
     .map_err(|e| format!("http {url}: {e}"))?;
-    let mut buf = vec![0u8; 64];
+    let mut buf = [0u8; 64];
     let mut n = 0;
     while n < 12 {
         match s.read(&mut buf[n..]).await {

@@ -89,9 +89,8 @@ impl Supervisor {
             keep
         });
         for (name, spec) in wanted {
-            if !procs.contains_key(&name) {
-                let p = self.start(spec);
-                procs.insert(name, p);
+            if let std::collections::btree_map::Entry::Vacant(slot) = procs.entry(name) {
+                slot.insert(self.start(spec));
             }
         }
     }
@@ -355,6 +354,15 @@ impl ProcTask {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                // A node must not outlive its agent (even one killed with SIGKILL): nobody
+                // would supervise it, and the next agent would start a second copy.
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
         let mut child = cmd.spawn().map_err(|e| {
             std::io::Error::new(
                 e.kind(),

@@ -23,6 +23,10 @@ pub struct ClusterRecord {
     pub last_report_ms: i64,
     /// How many times a manager (re)started and registered this cluster.
     pub registrations: u64,
+    /// Reports received by this center process (0 for a record loaded at start until its
+    /// manager reports again).
+    #[serde(default)]
+    pub reports: u64,
 }
 
 /// One change to the system, as the center's event log shows it.
@@ -82,6 +86,7 @@ impl Topology {
         let mut changes = Vec::new();
         let manager = report.manager.id.clone();
         let old = self.clusters.remove(&cluster);
+        let reports = old.as_ref().map_or(0, |o| o.reports) + 1;
         let (registered_ms, mut registrations, old_agents) = match &old {
             None => {
                 changes.push(Change::ClusterRegistered {
@@ -167,6 +172,7 @@ impl Topology {
                 registered_ms,
                 last_report_ms: now,
                 registrations,
+                reports,
             },
         );
         changes

@@ -1,0 +1,627 @@
+//! The operations center as real processes on loopback: `yard center`, `yard manager` and `yard
+//! agent`, with the client verbs run as the operator would.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{wait_until, yard_bin};
+use serde_json::Value as Json;
+
+/// A running daemon; SIGTERM then reaped on drop (agents stop their nodes).
+struct Daemon {
+    child: Option<Child>,
+    addr: String,
+}
+
+impl Daemon {
+    fn start(args: &[&str]) -> Daemon {
+        let mut child = Command::new(yard_bin())
+            .args(args)
+            .env(
+                "YARD_LOG",
+                std::env::var("TEST_YARD_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn yard");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .expect("first line");
+        let addr = line
+            .split(" listening on ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        Daemon {
+            child: Some(child),
+            addr,
+        }
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SIGTERM, then up to 10 s for a clean stop (agents stop their nodes), then SIGKILL.
+            let pid = c.id().to_string();
+            let _ = Command::new("kill").args(["-TERM", &pid]).status();
+            let (tx, rx) = std::sync::mpsc::channel();
+            let waiter = std::thread::spawn(move || {
+                let _ = c.wait();
+                let _ = tx.send(());
+            });
+            if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+                let _ = Command::new("kill").args(["-KILL", &pid]).status();
+            }
+            let _ = waiter.join();
+        }
+    }
+}
+
+fn tmp(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("yard-ops-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn s(p: &Path) -> String {
+    p.display().to_string()
+}
+
+async fn get(addr: &str, path: &str) -> Json {
+    let body = common::Node::get_from(addr, path).await;
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
+/// Runs a client verb; (exit ok, stdout, stderr).
+fn yard(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(yard_bin())
+        .args(args)
+        .env("YARD_LOG", "warn")
+        .output()
+        .expect("run yard");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn cluster<'a>(topo: &'a Json, name: &str) -> Option<&'a Json> {
+    topo["clusters"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == name)
+}
+
+fn agent_state(topo: &Json, cl: &str, agent: &str) -> Option<String> {
+    cluster(topo, cl)?["agents"]
+        .as_array()?
+        .iter()
+        .find(|a| a["name"] == agent)
+        .map(|a| a["state"].as_str().unwrap_or("").to_string())
+}
+
+fn healthy_nodes(topo: &Json, cl: &str) -> usize {
+    cluster(topo, cl)
+        .and_then(|c| c["agents"].as_array())
+        .map(|agents| {
+            agents
+                .iter()
+                .filter(|a| a["state"] == "up")
+                .flat_map(|a| a["nodes"].as_array().cloned().unwrap_or_default())
+                .filter(|n| n["health"] == "healthy")
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn write_config(dir: &Path, text: &str) -> PathBuf {
+    let p = dir.join("cluster.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn manager(dir: &Path, cluster: &str, center: &str, config: Option<&Path>, listen: &str) -> Daemon {
+    let data = s(&dir.join(format!("manager-{cluster}")));
+    let mut args = vec![
+        "manager",
+        "--cluster",
+        cluster,
+        "--center",
+        center,
+        "--listen",
+        listen,
+        "--data",
+        &data,
+        "--agent-timeout",
+        "2s",
+        "--report-interval",
+        "1s",
+        "--metrics-interval",
+        "500ms",
+    ];
+    let config = config.map(s);
+    if let Some(c) = &config {
+        args.extend(["--config", c]);
+    }
+    Daemon::start(&args)
+}
+
+fn agent(dir: &Path, name: &str, manager: &str) -> Daemon {
+    let data = s(&dir.join(format!("agent-{name}")));
+    Daemon::start(&[
+        "agent",
+        "--manager",
+        manager,
+        "--name",
+        name,
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        &data,
+        "--heartbeat",
+        "250ms",
+    ])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_system_registers_reports_changes_detects_loss_and_survives_restarts() {
+    let dir = tmp("system");
+    let config = write_config(
+        &dir,
+        "[[node]]\nname = \"w\"\ncommand = \"sleep\"\nargs = [\"1000\"]\n",
+    );
+    let center_data = s(&dir.join("center"));
+    let center_args = |listen: &str| {
+        vec![
+            "center".to_string(),
+            "--listen".into(),
+            listen.to_string(),
+            "--data".into(),
+            center_data.clone(),
+            "--manager-timeout".into(),
+            "3s".into(),
+        ]
+    };
+    let args: Vec<String> = center_args("127.0.0.1:0");
+    let mut center = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let c = center.addr.clone();
+    let mut m1 = manager(&dir, "c1", &c, Some(&config), "127.0.0.1:0");
+    let m1_addr = m1.addr.clone();
+    let _m2 = manager(&dir, "c2", &c, Some(&config), "127.0.0.1:0");
+    let _a1 = agent(&dir, "a1", &m1.addr);
+    let mut a2 = agent(&dir, "a2", &m1.addr);
+    let _a3 = agent(&dir, "a3", &_m2.addr);
+
+    // Registration and change reports: every agent up, every node healthy.
+    wait_until(
+        "three agents and their nodes",
+        Duration::from_secs(30),
+        || async {
+            let t = get(&c, "/v1/topology").await;
+            healthy_nodes(&t, "c1") == 2 && healthy_nodes(&t, "c2") == 1
+        },
+    )
+    .await;
+    let (ok, tree, _) = yard(&["topology", "-c", &c]);
+    assert!(ok);
+    for want in [
+        "cluster c1",
+        "cluster c2",
+        "agent a1",
+        "agent a3",
+        "node w  running healthy",
+    ] {
+        assert!(tree.contains(want), "{want:?} in\n{tree}");
+    }
+
+    // Metrics: what agents publish live is exactly what the history holds.
+    let series = "c1/a1/load1";
+    wait_until("history of a1", Duration::from_secs(30), || async {
+        let q = get(
+            &c,
+            &format!("/v1/metrics/query?series={series}&since=1h&resolution=raw"),
+        )
+        .await;
+        q["points"].as_array().is_some_and(|p| p.len() >= 2)
+    })
+    .await;
+
+    // Agent loss within the bound (2 s of silence, reports every second).
+    let lost_at = Instant::now();
+    a2.kill9();
+    wait_until("a2 lost", Duration::from_secs(15), || async {
+        agent_state(&get(&c, "/v1/topology").await, "c1", "a2").as_deref() == Some("lost")
+    })
+    .await;
+    let took = lost_at.elapsed();
+    assert!(took < Duration::from_secs(6), "loss seen after {took:?}");
+    let events = get(&c, "/v1/events").await;
+    assert!(
+        events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "agent_lost" && e["agent"] == "a2"),
+        "{events}"
+    );
+
+    // Center restart: topology and history come back from its data directory.
+    let before = get(
+        &c,
+        &format!("/v1/metrics/query?series={series}&since=1h&resolution=raw"),
+    )
+    .await;
+    let kept: Vec<Json> = before["points"].as_array().unwrap().clone();
+    center.kill9();
+    let args = center_args(&c);
+    let center = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(center.addr, c);
+    let t = get(&c, "/v1/topology").await;
+    assert!(
+        cluster(&t, "c1").is_some() && cluster(&t, "c2").is_some(),
+        "from the store: {t}"
+    );
+    let after = get(
+        &c,
+        &format!("/v1/metrics/query?series={series}&since=1h&resolution=raw"),
+    )
+    .await;
+    let after: Vec<Json> = after["points"].as_array().unwrap().clone();
+    for p in &kept {
+        assert!(after.contains(p), "{p} kept across the restart");
+    }
+    // Managers report again and are reconciled: still one record per cluster, not re-registered.
+    wait_until(
+        "managers report to the new center",
+        Duration::from_secs(15),
+        || async {
+            let t = get(&c, "/v1/clusters").await;
+            t["clusters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|c| c["reports"].as_u64().unwrap() > 0)
+        },
+    )
+    .await;
+    let t = get(&c, "/v1/clusters").await;
+    assert_eq!(t["clusters"].as_array().unwrap().len(), 2);
+    assert!(
+        t["clusters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["registrations"] == 1),
+        "managers that did not restart are not counted as new registrations: {t}"
+    );
+
+    // Manager restart (same address, same data): reconciled, one cluster, registrations 2.
+    m1.kill9();
+    let _m1b = manager(&dir, "c1", &c, Some(&config), &m1_addr);
+    wait_until(
+        "c1 re-registered by its new manager",
+        Duration::from_secs(20),
+        || async {
+            let t = get(&c, "/v1/topology").await;
+            cluster(&t, "c1").is_some_and(|x| x["registrations"] == 2)
+                && agent_state(&t, "c1", "a1").as_deref() == Some("up")
+        },
+    )
+    .await;
+    let t = get(&c, "/v1/topology").await;
+    let c1 = cluster(&t, "c1").unwrap();
+    assert_eq!(
+        c1["agents"].as_array().unwrap().len(),
+        2,
+        "a2 is remembered: {c1}"
+    );
+    // a2 stays lost: the new manager knew it from its store and it never came back.
+    wait_until(
+        "a2 lost again after the grace period",
+        Duration::from_secs(15),
+        || async {
+            agent_state(&get(&c, "/v1/topology").await, "c1", "a2").as_deref() == Some("lost")
+        },
+    )
+    .await;
+    let metrics = common::Node::get_from(&c, "/metrics").await;
+    assert!(
+        metrics.contains("yard_center_agents{cluster=\"c1\",state=\"up\"} 1"),
+        "{metrics}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_restart_goes_in_order_and_stops_at_the_first_failure() {
+    let dir = tmp("rolling");
+    let starts = dir.join("starts");
+    let fail = dir.join("fail");
+    let node = |name: &str, agent: &str, check: &str| {
+        format!(
+            "[[node]]\nname = \"{name}\"\ncommand = \"sh\"\nargs = [\"-c\", \"echo $YARD_NODE >> {}; exec sleep 1000\"]\nagents = [\"{agent}\"]\n[node.health]\ncommand = [\"sh\", \"-c\", \"{check}\"]\ninterval = \"200ms\"\nretries = 2\n",
+            s(&starts)
+        )
+    };
+    let text = [
+        node("n1", "a1", "true"),
+        node("n2", "a1", "true"),
+        node("n3", "a2", &format!("test ! -e {}", s(&fail))),
+        node("n4", "a2", "true"),
+    ]
+    .concat();
+    let config = write_config(&dir, &text);
+    let center = Daemon::start(&[
+        "center",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        &s(&dir.join("center")),
+    ]);
+    let c = center.addr.clone();
+    let m = manager(&dir, "r", &c, Some(&config), "127.0.0.1:0");
+    let _a1 = agent(&dir, "a1", &m.addr);
+    let _a2 = agent(&dir, "a2", &m.addr);
+    wait_until("four healthy nodes", Duration::from_secs(30), || async {
+        healthy_nodes(&get(&c, "/v1/topology").await, "r") == 4
+    })
+    .await;
+
+    // All healthy: every node restarted, one at a time, in order.
+    std::fs::write(&starts, "").unwrap();
+    let (ok, table, err) = yard(&[
+        "restart",
+        "-c",
+        &c,
+        "--cluster",
+        "r",
+        "--rolling",
+        "--timeout",
+        "30s",
+    ]);
+    assert!(ok, "{table}\n{err}");
+    assert_eq!(
+        std::fs::read_to_string(&starts).unwrap(),
+        "n1\nn2\nn3\nn4\n"
+    );
+    assert_eq!(
+        table
+            .lines()
+            .filter(|l| l.starts_with("r ") && l.contains(" ok "))
+            .count(),
+        4,
+        "{table}"
+    );
+
+    // n3's check now fails: the restart stops there; n4 is not touched.
+    std::fs::write(&fail, "").unwrap();
+    std::fs::write(&starts, "").unwrap();
+    let (ok, table, err) = yard(&["restart", "-c", &c, "--cluster", "r", "--timeout", "30s"]);
+    assert!(!ok, "a failed restart exits non-zero:\n{table}");
+    assert_eq!(std::fs::read_to_string(&starts).unwrap(), "n1\nn2\nn3\n");
+    let row = |n: &str| {
+        table
+            .lines()
+            .find(|l| l.contains(&format!(" {n} ")))
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(row("n1").contains(" ok "), "{table}");
+    assert!(
+        row("n3").contains(" failed ") && row("n3").contains("unhealthy"),
+        "{table}"
+    );
+    assert!(row("n4").contains(" skipped "), "{table}");
+    assert!(err.contains("failed"), "{err}");
+
+    // Batches of two: n1 and n2 together, then n3 fails and n4 (same batch) still runs.
+    std::fs::remove_file(&fail).unwrap();
+    wait_until("n3 healthy again", Duration::from_secs(30), || async {
+        healthy_nodes(&get(&c, "/v1/topology").await, "r") == 4
+    })
+    .await;
+    let (ok, table, _) = yard(&[
+        "restart",
+        "-c",
+        &c,
+        "--cluster",
+        "r",
+        "--batch",
+        "2",
+        "--json",
+    ]);
+    assert!(ok, "{table}");
+    let rec: Json = serde_json::from_str(&table).unwrap();
+    assert_eq!(rec["state"], "ok");
+    assert_eq!(rec["rows"].as_array().unwrap().len(), 4);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deploy_verifies_checksums_rolls_back_and_exec_gathers_outputs() {
+    let dir = tmp("deploy");
+    let center_dir = dir.join("center");
+    let center = Daemon::start(&[
+        "center",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        &s(&center_dir),
+    ]);
+    let c = center.addr.clone();
+    let m1 = manager(&dir, "d1", &c, None, "127.0.0.1:0");
+    let m2 = manager(&dir, "d2", &c, None, "127.0.0.1:0");
+    let _a1 = agent(&dir, "a1", &m1.addr);
+    let _a2 = agent(&dir, "a2", &m1.addr);
+    let _a3 = agent(&dir, "a3", &m2.addr);
+    wait_until("three agents", Duration::from_secs(30), || async {
+        let t = get(&c, "/v1/topology").await;
+        ["a1", "a2"]
+            .iter()
+            .all(|a| agent_state(&t, "d1", a).as_deref() == Some("up"))
+            && agent_state(&t, "d2", "a3").as_deref() == Some("up")
+    })
+    .await;
+    let deployed =
+        |agent: &str| std::fs::read_to_string(dir.join(format!("agent-{agent}/deploy/app.cfg")));
+
+    // A checksum that does not match the file is refused; nothing reaches the agents.
+    let file = dir.join("app.cfg");
+    std::fs::write(&file, "v1\n").unwrap();
+    let wrong = "0".repeat(64);
+    let (ok, _, err) = yard(&[
+        "deploy",
+        "-c",
+        &c,
+        "--cluster",
+        "d1",
+        "--sha256",
+        &wrong,
+        &s(&file),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("checksum_mismatch"), "{err}");
+    assert!(deployed("a1").is_err());
+
+    // v1 then v2, everywhere (--all fans out through both managers); rollback restores v1.
+    let (ok, out, err) = yard(&["deploy", "-c", &c, "--all", &s(&file)]);
+    assert!(ok, "{out}\n{err}");
+    std::fs::write(&file, "v2\n").unwrap();
+    let (ok, out, err) = yard(&["deploy", "-c", &c, "--all", &s(&file)]);
+    assert!(ok, "{out}\n{err}");
+    for a in ["a1", "a2", "a3"] {
+        assert_eq!(deployed(a).unwrap(), "v2\n");
+    }
+    let (ok, out, _) = yard(&["rollback", "-c", &c, "--cluster", "d1"]);
+    assert!(ok, "{out}");
+    assert_eq!(deployed("a1").unwrap(), "v1\n");
+    assert_eq!(deployed("a2").unwrap(), "v1\n");
+    assert_eq!(
+        deployed("a3").unwrap(),
+        "v2\n",
+        "the other cluster is untouched"
+    );
+
+    // An artifact corrupted at the center is refused on the way (its hash no longer matches)
+    // and the deployment stays as it was.
+    std::fs::write(&file, "v3\n").unwrap();
+    let sha = {
+        let out = Command::new("sha256sum").arg(&file).output().unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap()
+            .to_string()
+    };
+    let (code, body) = common_post(&c, &format!("/v1/artifacts?sha256={sha}"), b"v3\n").await;
+    assert_eq!(code, 201, "{body}");
+    std::fs::write(center_dir.join("artifacts").join(&sha), "evil\n").unwrap();
+    let cmd = format!(
+        r#"{{"op":"deploy","sha256":"{sha}","name":"app.cfg","size":3,"cluster":"d1","timeout_s":30}}"#
+    );
+    let (code, body) = common_post(&c, "/v1/commands", cmd.as_bytes()).await;
+    assert_eq!(code, 202, "{body}");
+    let id = serde_json::from_str::<Json>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (ok, out, _) = yard(&["commands", "-c", &c, &id, "--follow", "--json"]);
+    assert!(!ok, "{out}");
+    let rec: Json = serde_json::from_str(&out).unwrap();
+    assert!(
+        rec["clusters"]["d1"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("checksum mismatch"),
+        "{rec}"
+    );
+    assert_eq!(deployed("a1").unwrap(), "v1\n");
+
+    // exec: every agent's exit code and output, gathered.
+    let (ok, out, _) = yard(&[
+        "exec",
+        "-c",
+        &c,
+        "--all",
+        "--json",
+        "--",
+        "sh",
+        "-c",
+        "echo from $YARD_AGENT",
+    ]);
+    assert!(ok, "{out}");
+    let rec: Json = serde_json::from_str(&out).unwrap();
+    let mut outputs: Vec<String> = rec["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            format!(
+                "{} {} {}",
+                r["agent"].as_str().unwrap(),
+                r["exit_code"],
+                r["output"].as_str().unwrap().trim()
+            )
+        })
+        .collect();
+    outputs.sort();
+    assert_eq!(outputs, ["a1 0 from a1", "a2 0 from a2", "a3 0 from a3"]);
+    let (ok, out, _) = yard(&[
+        "exec",
+        "-c",
+        &c,
+        "--cluster",
+        "d2",
+        "--",
+        "sh",
+        "-c",
+        "echo bad >&2; exit 7",
+    ]);
+    assert!(!ok);
+    assert!(
+        out.contains(" failed   7 ") && out.contains("| bad"),
+        "{out}"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+async fn common_post(addr: &str, path: &str, body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    (code, body)
+}
