@@ -625,3 +625,155 @@ async fn common_post(addr: &str, path: &str, body: &[u8]) -> (u16, String) {
         .unwrap_or_default();
     (code, body)
 }
+
+/// Checks one answer against the document: the status is documented for the operation, and a
+/// JSON body has the required properties of its schema.
+fn check_answer(doc: &Json, path: &str, method: &str, code: u16, body: &str) {
+    let op = &doc["paths"][path][method];
+    let r = &op["responses"][code.to_string()];
+    assert!(
+        r.is_object(),
+        "{method} {path}: status {code} is not documented: {body}"
+    );
+    let Some(schema) = r["content"]["application/json"]["schema"].as_object() else {
+        return;
+    };
+    let schema = match schema.get("$ref").and_then(Json::as_str) {
+        Some(rf) => {
+            let name = rf.rsplit('/').next().unwrap();
+            doc["components"]["schemas"][name].clone()
+        }
+        None => Json::Object(schema.clone()),
+    };
+    let v: Json = serde_json::from_str(body)
+        .unwrap_or_else(|e| panic!("{method} {path}: not JSON ({e}): {body}"));
+    for k in schema["required"].as_array().cloned().unwrap_or_default() {
+        let k = k.as_str().unwrap();
+        assert!(
+            v.get(k).is_some(),
+            "{method} {path} {code}: no {k:?} in {body}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_matches_the_running_center() {
+    let dir = tmp("openapi");
+    let config = write_config(
+        &dir,
+        "[[node]]\nname = \"n\"\ncommand = \"sleep\"\nargs = [\"1000\"]\n",
+    );
+    let center = Daemon::start(&[
+        "center",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        &s(&dir.join("center")),
+    ]);
+    let c = center.addr.clone();
+    let m = manager(&dir, "o", &c, Some(&config), "127.0.0.1:0");
+    let _a = agent(&dir, "a1", &m.addr);
+    wait_until(
+        "a healthy node and a sample",
+        Duration::from_secs(30),
+        || async {
+            healthy_nodes(&get(&c, "/v1/topology").await, "o") == 1
+                && get(&c, "/v1/metrics/series?prefix=o/a1/").await["series"]
+                    .as_array()
+                    .is_some_and(|s| !s.is_empty())
+        },
+    )
+    .await;
+    let doc: Json =
+        serde_json::from_str(&common::Node::get_from(&c, "/v1/openapi.json").await).unwrap();
+    assert_eq!(doc["openapi"], "3.0.3");
+
+    // The POSTs first: they give the command id the GETs use.
+    let (code, body) = common_post(&c, "/v1/artifacts", b"artifact").await;
+    check_answer(&doc, "/v1/artifacts", "post", code, &body);
+    assert_eq!(code, 201);
+    let (code, body) = common_post(
+        &c,
+        &format!("/v1/artifacts?sha256={}", "1".repeat(64)),
+        b"x",
+    )
+    .await;
+    check_answer(&doc, "/v1/artifacts", "post", code, &body);
+    assert_eq!(code, 422);
+    let (code, body) = common_post(
+        &c,
+        "/v1/commands",
+        br#"{"op":"exec","argv":["true"],"cluster":"o"}"#,
+    )
+    .await;
+    check_answer(&doc, "/v1/commands", "post", code, &body);
+    assert_eq!(code, 202);
+    let id = serde_json::from_str::<Json>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (bad, want) in [
+        (&br#"{"op":"exec","argv":["true"]}"#[..], 400),
+        (br#"{"op":"exec","argv":["true"],"cluster":"zz"}"#, 404),
+        (b"{", 400),
+    ] {
+        let (code, body) = common_post(&c, "/v1/commands", bad).await;
+        check_answer(&doc, "/v1/commands", "post", code, &body);
+        assert_eq!(code, want, "{body}");
+    }
+
+    let mut checked = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if item.get("get").is_none() {
+            continue;
+        }
+        let mut url = path
+            .replace("{name}", "o")
+            .replace("{cluster}", "o")
+            .replace("{agent}", "a1")
+            .replace("{node}", "n")
+            .replace("{id}", &id);
+        if path == "/v1/metrics/query" {
+            url.push_str("?series=o/a1/load1&since=1h");
+        }
+        let (code, body) = {
+            let raw = common::Node::get_from(&c, &url).await;
+            // get_from gives the body only; ask again for the status line.
+            let status = status_of(&c, &url).await;
+            (status, raw)
+        };
+        check_answer(&doc, path, "get", code, &body);
+        assert_eq!(code, 200, "GET {url}: {body}");
+        checked += 1;
+    }
+    assert_eq!(checked, 13, "every GET in the document was called");
+    // Documented errors look as documented.
+    for (path, url) in [
+        ("/v1/clusters/{name}", "/v1/clusters/nope"),
+        ("/v1/commands/{id}", "/v1/commands/nope"),
+        ("/v1/logs/{cluster}/{agent}/{node}", "/v1/logs/o/a1/nope"),
+    ] {
+        let code = status_of(&c, url).await;
+        let body = common::Node::get_from(&c, url).await;
+        check_answer(&doc, path, "get", code, &body);
+        assert_eq!(code, 404, "{url}: {body}");
+    }
+    let code = status_of(&c, "/v1/metrics/query?series=x&resolution=weekly").await;
+    assert_eq!(code, 400);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+async fn status_of(addr: &str, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    s.read_to_end(&mut buf).await.unwrap();
+    String::from_utf8_lossy(&buf)
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
