@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: builds yard, runs the Rust unit, property and
 # multi-process tests, then installs the pinned real third-party clients (zeekpy, ...) into
-# .venv and runs the compatibility tests against the real binary.
+# .venv (and the Debian package prometheus when missing) and runs the compatibility tests
+# against the real binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,6 +21,17 @@ else
 fi
 
 echo "== compatibility tests with real clients"
+# Prometheus (Debian package) scrapes the center in tests/compat/test_prometheus.py.
+if ! command -v prometheus >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "installing prometheus (Debian package)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  else
+    echo "prometheus is missing: install the Debian package (apt-get install prometheus) or run as root" >&2
+    exit 1
+  fi
+fi
 venv=.venv
 req=tests/compat/requirements.txt
 if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/.requirements"; then

@@ -1,0 +1,88 @@
+"""A real Prometheus server (the Debian package) scrapes a running `yard center` and answers a
+Switchyard series through its own query API."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+
+import pytest
+
+from conftest import YARD
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, cond, timeout=60):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_prometheus_scrapes_the_center_and_answers_a_switchyard_series():
+    prometheus = shutil.which("prometheus")
+    assert prometheus, "prometheus is not installed (scripts/test.sh installs the Debian package)"
+    work = tempfile.mkdtemp(prefix="yard-prom-")
+    env = {**os.environ, "YARD_LOG": "warn"}
+    center = subprocess.Popen(
+        [YARD, "center", "--listen", "127.0.0.1:0", "--data", os.path.join(work, "center")],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    procs = [center]
+    try:
+        line = center.stdout.readline()
+        addr = line.split(" listening on ")[1].split()[0]
+        manager = subprocess.Popen(
+            [YARD, "manager", "--cluster", "prom", "--center", addr, "--listen", "127.0.0.1:0",
+             "--data", os.path.join(work, "manager"), "--report-interval", "1s"],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+        procs.append(manager)
+        manager.stdout.readline()
+        prom_port = free_port()
+        config = os.path.join(work, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write(
+                "global:\n  scrape_interval: 1s\n"
+                "scrape_configs:\n  - job_name: yard-center\n"
+                f"    static_configs:\n      - targets: ['{addr}']\n")
+        prom = subprocess.Popen(
+            [prometheus, f"--config.file={config}", f"--storage.tsdb.path={work}/tsdb",
+             f"--web.listen-address=127.0.0.1:{prom_port}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(prom)
+
+        def query():
+            q = urllib.parse.urlencode({"query": 'yard_center_clusters{job="yard-center"}'})
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/api/v1/query?{q}", timeout=2) as r:
+                    answer = json.load(r)
+            except OSError:
+                return None
+            result = answer.get("data", {}).get("result", [])
+            # The manager's registration makes it 1.
+            return result if result and result[0]["value"][1] == "1" else None
+
+        result = wait_for("Prometheus to return yard_center_clusters = 1", query)
+        assert result[0]["metric"]["__name__"] == "yard_center_clusters"
+        assert result[0]["metric"]["instance"] == addr
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        shutil.rmtree(work, ignore_errors=True)
