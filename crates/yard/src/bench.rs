@@ -33,6 +33,9 @@ pub enum BenchCommand {
     /// Store operations over the WebSocket API: puts and put_unique to a master (memory and
     /// SQLite), gets from a clone (compare: redis-benchmark, see scripts/bench-store.sh).
     Store(crate::bench_store::StoreArgs),
+    /// A real center tracking a simulated fleet (many agents and clusters in this process):
+    /// its CPU and memory per agent.
+    Fleet(crate::bench_fleet::FleetArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -73,6 +76,7 @@ pub async fn main(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Ws(args) => ws(args).await,
         BenchCommand::Mesh(args) => crate::bench_mesh::main(args).await,
         BenchCommand::Store(args) => crate::bench_store::main(args).await,
+        BenchCommand::Fleet(args) => crate::bench_fleet::main(args).await,
     }
 }
 
