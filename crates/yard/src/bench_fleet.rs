@@ -33,7 +33,15 @@ pub struct FleetArgs {
 }
 
 /// Series per agent per interval: seven host series and one node's four.
-const HOST: [&str; 7] = ["cpu", "mem_used", "mem_used_pct", "disk_used_pct", "load1", "net_rx", "net_tx"];
+const HOST: [&str; 7] = [
+    "cpu",
+    "mem_used",
+    "mem_used_pct",
+    "disk_used_pct",
+    "load1",
+    "net_rx",
+    "net_tx",
+];
 const NODE: [&str; 4] = ["cpu", "rss", "restarts", "healthy"];
 
 fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
@@ -102,8 +110,10 @@ async fn center_metric(addr: &str, name: &str) -> anyhow::Result<f64> {
 }
 
 pub async fn main(a: FleetArgs) -> anyhow::Result<()> {
-    let interval = yard_ops::nodes::parse_duration(&a.interval).ok_or_else(|| anyhow!("--interval"))?;
-    let duration = yard_ops::nodes::parse_duration(&a.duration).ok_or_else(|| anyhow!("--duration"))?;
+    let interval =
+        yard_ops::nodes::parse_duration(&a.interval).ok_or_else(|| anyhow!("--interval"))?;
+    let duration =
+        yard_ops::nodes::parse_duration(&a.duration).ok_or_else(|| anyhow!("--duration"))?;
     let dir = std::env::temp_dir().join(format!("yard-bench-fleet-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut child = tokio::process::Command::new(std::env::current_exe()?)
@@ -149,9 +159,14 @@ pub async fn main(a: FleetArgs) -> anyhow::Result<()> {
     let started = yard_ops::now_ms() as u64;
     // Registration: every cluster, with all its agents.
     for (name, ep, _) in &managers {
-        yard_ops::rpc::call(ep, format!("{CENTER}register"), &report(name, ep, a.agents, started), Duration::from_secs(30))
-            .await
-            .map_err(|e| anyhow!("registration of {name}: {e}"))?;
+        yard_ops::rpc::call(
+            ep,
+            format!("{CENTER}register"),
+            &report(name, ep, a.agents, started),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|e| anyhow!("registration of {name}: {e}"))?;
     }
     let per_round = a.clusters * a.agents * (HOST.len() + NODE.len());
     // One round per interval, spread evenly over it (managers are not synchronised).
@@ -167,16 +182,25 @@ pub async fn main(a: FleetArgs) -> anyhow::Result<()> {
                     cluster: name.clone(),
                     samples: samples(name, a.agents, ts),
                 };
-                client.publish_system(CENTER_METRICS.to_string(), batch.to_value()).await.map_err(|e| anyhow!("{e}"))?;
+                client
+                    .publish_system(CENTER_METRICS.to_string(), batch.to_value())
+                    .await
+                    .map_err(|e| anyhow!("{e}"))?;
                 let r = report(name, ep, a.agents, started);
-                yard_ops::rpc::call(ep, format!("{CENTER}register"), &r, Duration::from_secs(30)).await.map_err(|e| anyhow!("report of {name}: {e}"))?;
+                yard_ops::rpc::call(ep, format!("{CENTER}register"), &r, Duration::from_secs(30))
+                    .await
+                    .map_err(|e| anyhow!("report of {name}: {e}"))?;
             }
             anyhow::Ok(())
         }
     };
     eprintln!(
         "fleet: {} clusters x {} agents = {} agents, {} samples per {:?}; warming up",
-        a.clusters, a.agents, a.clusters * a.agents, per_round, interval
+        a.clusters,
+        a.agents,
+        a.clusters * a.agents,
+        per_round,
+        interval
     );
     round(0).await?;
     let stored_before = center_metric(&addr, "yard_center_samples_total").await?;

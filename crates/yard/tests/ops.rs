@@ -777,3 +777,100 @@ async fn status_of(addr: &str, path: &str) -> u16 {
         .and_then(|c| c.parse().ok())
         .unwrap_or(0)
 }
+
+/// `yard up` in a fresh directory: a working system in one command; Ctrl-C stops everything,
+/// nodes included; a second run resumes the same state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn yard_up_runs_a_system_stops_cleanly_and_resumes() {
+    let dir = tmp("up");
+    let run = || {
+        let mut child = Command::new(yard_bin())
+            .args(["up", "--data", &s(&dir.join("yard-data"))])
+            .current_dir(&dir)
+            .env("YARD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("yard up");
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut banner = String::new();
+        while !banner.contains("Ctrl-C stops everything") {
+            assert!(
+                out.read_line(&mut banner).unwrap() > 0,
+                "yard up ended: {banner}"
+            );
+        }
+        assert!(banner.starts_with("Switchyard is up"), "{banner}");
+        // Stopped (SIGTERM) if the test fails before its own Ctrl-C.
+        let guard = Daemon {
+            child: Some(child),
+            addr: String::new(),
+        };
+        (guard, banner, out)
+    };
+    let c = "127.0.0.1:9900";
+    let (mut up, banner, _out) = run();
+    assert!(
+        banner.contains("center     http://127.0.0.1:9900/"),
+        "{banner}"
+    );
+    assert!(
+        banner.contains("yard restart --cluster local --rolling"),
+        "{banner}"
+    );
+    wait_until(
+        "four healthy nodes in cluster local",
+        Duration::from_secs(30),
+        || async { healthy_nodes(&get(c, "/v1/topology").await, "local") == 4 },
+    )
+    .await;
+    let t = get(c, "/v1/topology").await;
+    let center_id = t["center"]["id"].clone();
+    let pids: Vec<u64> = cluster(&t, "local").unwrap()["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|a| {
+            a["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|n| n["pid"].as_u64())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    assert_eq!(pids.len(), 4);
+    let (ok, out_text, err) = yard(&["restart", "-c", c, "--cluster", "local", "--rolling"]);
+    assert!(ok, "{out_text}\n{err}");
+
+    // Ctrl-C: everything stops, nodes included, with a zero exit.
+    let mut child = up.child.take().unwrap();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    for pid in &pids {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        assert!(
+            stat.is_empty() || stat.contains(") Z"),
+            "node {pid} outlived yard up: {stat}"
+        );
+    }
+
+    // Again: the same center, the same cluster (its manager counted as restarted once).
+    let (mut up, _, _out) = run();
+    wait_until("the cluster back", Duration::from_secs(30), || async {
+        let t = get(c, "/v1/topology").await;
+        healthy_nodes(&t, "local") == 4
+            && cluster(&t, "local").is_some_and(|x| x["registrations"] == 2)
+    })
+    .await;
+    assert_eq!(get(c, "/v1/topology").await["center"]["id"], center_id);
+    let mut child = up.child.take().unwrap();
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).ok();
+}
