@@ -19,26 +19,8 @@ struct Daemon {
 
 impl Daemon {
     fn start(args: &[&str]) -> Daemon {
-        let mut child = Command::new(yard_bin())
-            .args(args)
-            .env(
-                "YARD_LOG",
-                std::env::var("TEST_YARD_LOG").unwrap_or_else(|_| "warn".into()),
-            )
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn yard");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("first line");
-        let addr = line
-            .split(" listening on ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
+        let log = std::env::var("TEST_YARD_LOG").unwrap_or_else(|_| "warn".into());
+        let (child, addr) = common::spawn_yard(args, &log);
         Daemon {
             child: Some(child),
             addr,

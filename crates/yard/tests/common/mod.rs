@@ -16,6 +16,29 @@ pub fn yard_bin() -> &'static str {
     env!("CARGO_BIN_EXE_yard")
 }
 
+/// Starts `yard ARGS…` (a daemon) with `YARD_LOG=log` and reads the address it listens on from
+/// its first line.
+pub fn spawn_yard(args: &[&str], log: &str) -> (Child, String) {
+    let mut child = Command::new(yard_bin())
+        .args(args)
+        .env("YARD_LOG", log)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn yard");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .expect("read first line");
+    let addr = line
+        .split(" listening on ")
+        .nth(1)
+        .and_then(|r| r.split_whitespace().next())
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    (child, addr)
+}
+
 /// A running `yard node`; killed (and reaped) when dropped.
 pub struct Node {
     pub child: Child,
@@ -28,24 +51,9 @@ impl Node {
     }
 
     pub fn start_at(listen: &str, extra: &[&str]) -> Node {
-        let mut child = Command::new(yard_bin())
-            .args(["node", "--listen", listen])
-            .args(extra)
-            .env("YARD_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn yard node");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read first line");
-        let addr = line
-            .split(" listening on ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-            .to_string();
+        let mut args = vec!["node", "--listen", listen];
+        args.extend_from_slice(extra);
+        let (child, addr) = spawn_yard(&args, "warn");
         Node { child, addr }
     }
 
