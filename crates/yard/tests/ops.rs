@@ -216,12 +216,7 @@ async fn a_system_registers_reports_changes_detects_loss_and_survives_restarts()
     // Metrics: what agents publish live is exactly what the history holds.
     let series = "c1/a1/load1";
     wait_until("history of a1", Duration::from_secs(30), || async {
-        let q = get(
-            &c,
-            &format!("/v1/metrics/query?series={series}&since=1h&resolution=raw"),
-        )
-        .await;
-        q["points"].as_array().is_some_and(|p| p.len() >= 2)
+        raw_history(&c, series).await.len() >= 2
     })
     .await;
 
@@ -245,12 +240,7 @@ async fn a_system_registers_reports_changes_detects_loss_and_survives_restarts()
     );
 
     // Center restart: topology and history come back from its data directory.
-    let before = get(
-        &c,
-        &format!("/v1/metrics/query?series={series}&since=1h&resolution=raw"),
-    )
-    .await;
-    let kept: Vec<Json> = before["points"].as_array().unwrap().clone();
+    let kept = raw_history(&c, series).await;
     center.kill9();
     let args = center_args(&c);
     let center = Daemon::start(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -260,12 +250,7 @@ async fn a_system_registers_reports_changes_detects_loss_and_survives_restarts()
         cluster(&t, "c1").is_some() && cluster(&t, "c2").is_some(),
         "from the store: {t}"
     );
-    let after = get(
-        &c,
-        &format!("/v1/metrics/query?series={series}&since=1h&resolution=raw"),
-    )
-    .await;
-    let after: Vec<Json> = after["points"].as_array().unwrap().clone();
+    let after = raw_history(&c, series).await;
     for p in &kept {
         assert!(after.contains(p), "{p} kept across the restart");
     }
@@ -585,10 +570,15 @@ async fn deploy_verifies_checksums_rolls_back_and_exec_gathers_outputs() {
 }
 
 async fn common_post(addr: &str, path: &str, body: &[u8]) -> (u16, String) {
+    exchange(addr, "POST", path, body).await
+}
+
+/// One HTTP/1.1 request; the status and the body of the answer.
+async fn exchange(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes()).await.unwrap();
@@ -606,6 +596,16 @@ async fn common_post(addr: &str, path: &str, body: &[u8]) -> (u16, String) {
         .map(|x| x.1.to_string())
         .unwrap_or_default();
     (code, body)
+}
+
+/// The raw history of a series over the last hour.
+async fn raw_history(addr: &str, series: &str) -> Vec<Json> {
+    let q = get(
+        addr,
+        &format!("/v1/metrics/query?series={series}&since=1h&resolution=raw"),
+    )
+    .await;
+    q["points"].as_array().cloned().unwrap_or_default()
 }
 
 /// Checks one answer against the document: the status is documented for the operation, and a
@@ -718,12 +718,7 @@ async fn the_openapi_document_matches_the_running_center() {
         if path == "/v1/metrics/query" {
             url.push_str("?series=o/a1/load1&since=1h");
         }
-        let (code, body) = {
-            let raw = common::Node::get_from(&c, &url).await;
-            // get_from gives the body only; ask again for the status line.
-            let status = status_of(&c, &url).await;
-            (status, raw)
-        };
+        let (code, body) = exchange(&c, "GET", &url, b"").await;
         check_answer(&doc, path, "get", code, &body);
         assert_eq!(code, 200, "GET {url}: {body}");
         checked += 1;
@@ -735,29 +730,19 @@ async fn the_openapi_document_matches_the_running_center() {
         ("/v1/commands/{id}", "/v1/commands/nope"),
         ("/v1/logs/{cluster}/{agent}/{node}", "/v1/logs/o/a1/nope"),
     ] {
-        let code = status_of(&c, url).await;
-        let body = common::Node::get_from(&c, url).await;
+        let (code, body) = exchange(&c, "GET", url, b"").await;
         check_answer(&doc, path, "get", code, &body);
         assert_eq!(code, 404, "{url}: {body}");
     }
-    let code = status_of(&c, "/v1/metrics/query?series=x&resolution=weekly").await;
+    let (code, _) = exchange(
+        &c,
+        "GET",
+        "/v1/metrics/query?series=x&resolution=weekly",
+        b"",
+    )
+    .await;
     assert_eq!(code, 400);
     std::fs::remove_dir_all(&dir).ok();
-}
-
-async fn status_of(addr: &str, path: &str) -> u16 {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    String::from_utf8_lossy(&buf)
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
 }
 
 /// `yard up` in a fresh directory: a working system in one command; Ctrl-C stops everything,
