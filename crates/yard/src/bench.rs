@@ -36,6 +36,9 @@ pub enum BenchCommand {
     /// A real center tracking a simulated fleet (many agents and clusters in this process):
     /// its CPU and memory per agent.
     Fleet(crate::bench_fleet::FleetArgs),
+    /// The resource manager's allocator, in process: one cycle at 10,000 agents x 1,000
+    /// frameworks (Mesos's DeclineOffers benchmark setting).
+    Alloc(crate::bench_alloc::AllocArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -77,6 +80,7 @@ pub async fn main(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Mesh(args) => crate::bench_mesh::main(args).await,
         BenchCommand::Store(args) => crate::bench_store::main(args).await,
         BenchCommand::Fleet(args) => crate::bench_fleet::main(args).await,
+        BenchCommand::Alloc(args) => crate::bench_alloc::main(args),
     }
 }
 

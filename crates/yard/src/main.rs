@@ -2,6 +2,7 @@
 //! `peers`, `peer`, `unpeer`, `request`, `log`, `store`, `bench`).
 
 mod bench;
+mod bench_alloc;
 mod bench_fleet;
 mod bench_mesh;
 mod bench_store;

@@ -1,0 +1,9 @@
+//! The resource manager: inside a cluster, the manager is the master. It inventories its agents'
+//! resources, offers them to frameworks by dominant resource fairness, and its agents run the
+//! tasks launched on those offers.
+//!
+//! Pure parts (no I/O): [`resources`] (Mesos resource syntax and arithmetic) and [`allocator`]
+//! (snapshot in, offers out).
+
+pub mod allocator;
+pub mod resources;
