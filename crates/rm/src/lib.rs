@@ -6,4 +6,7 @@
 //! (snapshot in, offers out).
 
 pub mod allocator;
+pub mod master;
+pub mod proto;
 pub mod resources;
+pub mod views;

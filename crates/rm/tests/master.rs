@@ -1,0 +1,440 @@
+//! The master core, driven by inputs and a clock, asserting what it emits.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde_json::{json, Value};
+use yard_rm::allocator::default_min_allocatable;
+use yard_rm::master::{CallError, Master, MasterConfig, Out};
+use yard_rm::proto::{Registration, TaskReport, Wire};
+
+fn master() -> Master {
+    Master::new(
+        MasterConfig {
+            id: "M".into(),
+            hostname: "127.0.0.1".into(),
+            ip: "127.0.0.1".into(),
+            port: 5050,
+            offer_timeout_ms: 30_000,
+            agent_timeout_ms: 10_000,
+            heartbeat_interval_s: 15.0,
+            min_allocatable: default_min_allocatable(),
+            weights: HashMap::new(),
+            kill_grace_ms: 3000,
+        },
+        0,
+    )
+}
+
+fn register(
+    m: &mut Master,
+    name: &str,
+    resources: &str,
+    tasks: Vec<TaskReport>,
+    now: u64,
+) -> String {
+    let r = m
+        .register_agent(
+            Registration {
+                agent_id: None,
+                name: name.into(),
+                hostname: "127.0.0.1".into(),
+                port: 5051,
+                endpoint: format!("ep-{name}"),
+                resources: resources.into(),
+                attributes: BTreeMap::new(),
+                tasks,
+            },
+            now,
+        )
+        .unwrap();
+    match r {
+        Wire::Registered { agent_id, .. } => agent_id,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn subscribe(m: &mut Master, caps: &[&str], now: u64) -> String {
+    let caps: Vec<Value> = caps.iter().map(|c| json!({"type": c})).collect();
+    let call = json!({"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"root","name":"t","capabilities":caps,"failover_timeout":5}}});
+    m.subscribe(&call, "stream-1", now).unwrap()
+}
+
+fn events(out: &[Out], fid: &str, kind: &str) -> Vec<Value> {
+    out.iter()
+        .filter_map(|o| match o {
+            Out::Event { framework, event } if framework == fid && event["type"] == kind => {
+                Some(event.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn offer_ids(out: &[Out], fid: &str) -> Vec<String> {
+    events(out, fid, "OFFERS")
+        .iter()
+        .flat_map(|e| e["offers"]["offers"].as_array().unwrap().clone())
+        .map(|o| o["id"]["value"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn launch(fid: &str, offer: &str, task: &str, cpus: f64) -> Value {
+    json!({"type":"ACCEPT","framework_id":{"value":fid},"accept":{"offer_ids":[{"value":offer}],
+        "operations":[{"type":"LAUNCH","launch":{"task_infos":[{"task_id":{"value":task},"agent_id":{"value":"x"},"name":task,
+        "command":{"value":"true"},"resources":[{"name":"cpus","type":"SCALAR","scalar":{"value":cpus}},{"name":"mem","type":"SCALAR","scalar":{"value":32}}]}]}}],
+        "filters":{"refuse_seconds":0}}})
+}
+
+#[test]
+fn subscribe_offer_launch_update_complete() {
+    let mut m = master();
+    let agent = register(&mut m, "a", "cpus:2;mem:1024", vec![], 0);
+    let fid = subscribe(&mut m, &[], 0);
+    let out = m.take_out();
+    assert_eq!(
+        events(&out, &fid, "SUBSCRIBED")[0]["subscribed"]["framework_id"]["value"],
+        json!(fid)
+    );
+    m.allocate(0);
+    let out = m.take_out();
+    let offers = offer_ids(&out, &fid);
+    assert_eq!(offers.len(), 1);
+    assert_eq!(
+        m.call(&launch(&fid, &offers[0], "t1", 0.5), Some("stream-1"), 10),
+        Ok(202)
+    );
+    let out = m.take_out();
+    let launched = out.iter().find_map(|o| match o {
+        Out::Agent {
+            endpoint,
+            msg: Wire::Launch { tasks, .. },
+        } if endpoint == "ep-a" => Some(tasks.clone()),
+        _ => None,
+    });
+    let tasks = launched.expect("a Launch for the agent");
+    assert_eq!(tasks[0]["agent_id"]["value"], json!(agent));
+    // The rest of the agent is offered again.
+    m.allocate(20);
+    let out = m.take_out();
+    let again = events(&out, &fid, "OFFERS");
+    let cpus = &again[0]["offers"]["offers"][0]["resources"];
+    assert!(cpus.to_string().contains("1.5"), "{cpus}");
+    // Statuses from the agent go to the framework, in order, and the terminal one frees the task.
+    for (state, uuid) in [
+        ("TASK_STARTING", "AAAAAAAAAAAAAAAAAAAAAA=="),
+        ("TASK_RUNNING", "AQAAAAAAAAAAAAAAAAAAAA=="),
+        ("TASK_FINISHED", "AgAAAAAAAAAAAAAAAAAAAA=="),
+    ] {
+        m.agent_update(
+            &agent,
+            &fid,
+            json!({"task_id":{"value":"t1"},"state":state,"uuid":uuid,"source":"SOURCE_EXECUTOR"}),
+            30,
+        );
+    }
+    let out = m.take_out();
+    let states: Vec<Value> = events(&out, &fid, "UPDATE")
+        .iter()
+        .map(|e| e["update"]["status"]["state"].clone())
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            json!("TASK_STARTING"),
+            json!("TASK_RUNNING"),
+            json!("TASK_FINISHED")
+        ]
+    );
+    assert!(m.tasks.is_empty());
+    assert_eq!(m.agents[&agent].used.scalar("cpus"), 0);
+    assert_eq!(m.frameworks[&fid].completed.len(), 1);
+    // The framework's ACK reaches the agent.
+    let ack = json!({"type":"ACKNOWLEDGE","framework_id":{"value":fid},"acknowledge":{"agent_id":{"value":agent},"task_id":{"value":"t1"},"uuid":"AgAAAAAAAAAAAAAAAAAAAA=="}});
+    assert_eq!(m.call(&ack, Some("stream-1"), 40), Ok(202));
+    assert!(matches!(
+        &m.take_out()[..],
+        [Out::Agent {
+            msg: Wire::Ack { .. },
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn calls_are_checked_before_anything_changes() {
+    let mut m = master();
+    register(&mut m, "a", "cpus:1;mem:256", vec![], 0);
+    let fid = subscribe(&mut m, &[], 0);
+    m.take_out();
+    let revive = json!({"type":"REVIVE","framework_id":{"value":fid}});
+    assert!(
+        matches!(m.call(&revive, Some("other"), 0), Err(CallError::BadRequest(e)) if e.contains("stream ID"))
+    );
+    let unknown = json!({"type":"REVIVE","framework_id":{"value":"nope"}});
+    assert_eq!(
+        m.call(&unknown, Some("stream-1"), 0),
+        Err(CallError::BadRequest("Framework cannot be found".into()))
+    );
+    m.allocate(0);
+    let offer = offer_ids(&m.take_out(), &fid)[0].clone();
+    // Too much: TASK_ERROR with the reason, and the offer's resources come back.
+    m.call(&launch(&fid, &offer, "big", 4.0), Some("stream-1"), 0)
+        .unwrap();
+    let out = m.take_out();
+    let upd = &events(&out, &fid, "UPDATE")[0]["update"]["status"];
+    assert_eq!(upd["state"], "TASK_ERROR");
+    assert_eq!(upd["reason"], "REASON_TASK_INVALID");
+    assert!(
+        upd["message"].as_str().unwrap().contains("more resources"),
+        "{upd}"
+    );
+    assert!(m.offers.is_empty());
+    // An offer used twice: TASK_LOST with REASON_INVALID_OFFERS.
+    m.call(&launch(&fid, &offer, "again", 0.1), Some("stream-1"), 0)
+        .unwrap();
+    let out = m.take_out();
+    assert_eq!(
+        events(&out, &fid, "UPDATE")[0]["update"]["status"]["reason"],
+        "REASON_INVALID_OFFERS"
+    );
+    // Unsupported operations are refused whole.
+    let reserve = json!({"type":"ACCEPT","framework_id":{"value":fid},"accept":{"offer_ids":[{"value":offer}],"operations":[{"type":"RESERVE"}]}});
+    assert!(
+        matches!(m.call(&reserve, Some("stream-1"), 0), Err(CallError::BadRequest(e)) if e.contains("RESERVE"))
+    );
+}
+
+#[test]
+fn decline_filters_until_refuse_seconds_and_revive_clears() {
+    let mut m = master();
+    register(&mut m, "a", "cpus:1;mem:256", vec![], 0);
+    let fid = subscribe(&mut m, &[], 0);
+    m.allocate(0);
+    let offer = offer_ids(&m.take_out(), &fid)[0].clone();
+    let decline = json!({"type":"DECLINE","framework_id":{"value":fid},"decline":{"offer_ids":[{"value":offer}],"filters":{"refuse_seconds":10}}});
+    m.call(&decline, Some("stream-1"), 1000).unwrap();
+    m.allocate(2000);
+    assert!(offer_ids(&m.take_out(), &fid).is_empty());
+    let why = m.frameworks[&fid].waiting.clone().unwrap();
+    assert!(
+        why.starts_with("filtered") && why.contains("9.0 s"),
+        "{why}"
+    );
+    m.allocate(11_001);
+    assert_eq!(
+        offer_ids(&m.take_out(), &fid).len(),
+        1,
+        "offered again once the filter expired"
+    );
+    // SUPPRESS stops offers; REVIVE resumes them.
+    let offer = m.offers.keys().next().unwrap().clone();
+    m.call(&json!({"type":"DECLINE","framework_id":{"value":fid},"decline":{"offer_ids":[{"value":offer}],"filters":{"refuse_seconds":100}}}), Some("stream-1"), 11_002).unwrap();
+    m.call(
+        &json!({"type":"SUPPRESS","framework_id":{"value":fid}}),
+        Some("stream-1"),
+        11_002,
+    )
+    .unwrap();
+    m.allocate(200_000);
+    assert!(offer_ids(&m.take_out(), &fid).is_empty());
+    assert!(m.frameworks[&fid]
+        .waiting
+        .as_ref()
+        .unwrap()
+        .starts_with("suppressed"));
+    m.call(
+        &json!({"type":"REVIVE","framework_id":{"value":fid}}),
+        Some("stream-1"),
+        11_003,
+    )
+    .unwrap();
+    m.allocate(11_004);
+    assert_eq!(
+        offer_ids(&m.take_out(), &fid).len(),
+        1,
+        "REVIVE cleared the 100 s filter too"
+    );
+}
+
+#[test]
+fn offers_time_out_and_are_rescinded() {
+    let mut m = master();
+    register(&mut m, "a", "cpus:1;mem:256", vec![], 0);
+    let fid = subscribe(&mut m, &[], 0);
+    m.allocate(0);
+    let offer = offer_ids(&m.take_out(), &fid)[0].clone();
+    let agent = m.agents.keys().next().unwrap().clone();
+    m.heartbeat(&agent, 25_000);
+    m.tick(29_999);
+    assert!(m.take_out().is_empty());
+    m.tick(30_000);
+    let out = m.take_out();
+    assert_eq!(
+        events(&out, &fid, "RESCIND")[0]["rescind"]["offer_id"]["value"],
+        json!(offer)
+    );
+    assert!(m.offers.is_empty());
+    assert_eq!(m.agents.values().next().unwrap().offered.scalar("cpus"), 0);
+}
+
+#[test]
+fn a_silent_agent_is_lost_or_unreachable_and_reconciled_when_back() {
+    let mut m = master();
+    let agent = register(&mut m, "a", "cpus:2;mem:1024", vec![], 0);
+    let plain = subscribe(&mut m, &[], 0);
+    let aware = m
+        .subscribe(&json!({"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"u","name":"pa","capabilities":[{"type":"PARTITION_AWARE"}]}}}), "stream-2", 0)
+        .unwrap();
+    m.allocate(0);
+    let out = m.take_out();
+    let (o1, o2) = (offer_ids(&out, &plain), offer_ids(&out, &aware));
+    // The agent goes to one framework per cycle; the second gets the rest next cycle.
+    let (first, first_stream, other, other_stream) = if o1.is_empty() {
+        (&aware, "stream-2", &plain, "stream-1")
+    } else {
+        (&plain, "stream-1", &aware, "stream-2")
+    };
+    let first_offer = if o1.is_empty() {
+        o2[0].clone()
+    } else {
+        o1[0].clone()
+    };
+    m.call(
+        &launch(first, &first_offer, "t1", 0.5),
+        Some(first_stream),
+        0,
+    )
+    .unwrap();
+    m.allocate(10);
+    let o = offer_ids(&m.take_out(), other);
+    m.call(&launch(other, &o[0], "t2", 0.5), Some(other_stream), 10)
+        .unwrap();
+    m.take_out();
+    for (f, t) in [(&plain, "t1"), (&aware, "t2")] {
+        let _ = t;
+        for tid in ["t1", "t2"] {
+            m.agent_update(&agent, f, json!({"task_id":{"value":tid},"state":"TASK_RUNNING","uuid":"AAAAAAAAAAAAAAAAAAAAAA=="}), 20);
+        }
+    }
+    m.take_out();
+    assert!(matches!(
+        m.heartbeat(&agent, 5_000),
+        Wire::HeartbeatAck { known: true }
+    ));
+    m.tick(15_000);
+    assert!(m.take_out().is_empty(), "10 s of silence is allowed");
+    m.tick(15_001);
+    let out = m.take_out();
+    let plain_update = &events(&out, &plain, "UPDATE")[0]["update"]["status"];
+    let aware_update = &events(&out, &aware, "UPDATE")[0]["update"]["status"];
+    assert_eq!(plain_update["state"], "TASK_LOST");
+    assert_eq!(aware_update["state"], "TASK_UNREACHABLE");
+    assert!(
+        aware_update["unreachable_time"]["nanoseconds"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(
+        events(&out, &plain, "FAILURE")[0]["failure"]["agent_id"]["value"],
+        json!(agent)
+    );
+    // The agent comes back with both tasks: the partition-aware one is RUNNING again, the
+    // other is killed.
+    assert!(matches!(
+        m.heartbeat(&agent, 16_000),
+        Wire::HeartbeatAck { known: false }
+    ));
+    let reports: Vec<TaskReport> = m
+        .tasks
+        .keys()
+        .cloned()
+        .collect::<Vec<_>>()
+        .iter()
+        .map(|(f, t)| {
+            let mut r = m.task_report(f, t).unwrap();
+            r.status = json!({"task_id":{"value":t},"state":"TASK_RUNNING"});
+            r
+        })
+        .collect();
+    let back = m
+        .register_agent(
+            Registration {
+                agent_id: Some(agent.clone()),
+                name: "a".into(),
+                hostname: "127.0.0.1".into(),
+                port: 5051,
+                endpoint: "ep-a".into(),
+                resources: "cpus:2;mem:1024".into(),
+                attributes: BTreeMap::new(),
+                tasks: reports,
+            },
+            16_000,
+        )
+        .unwrap();
+    let Wire::Registered { kill, .. } = back else {
+        panic!()
+    };
+    assert_eq!(kill.len(), 1);
+    assert_eq!(&kill[0].0, &plain);
+    let out = m.take_out();
+    let again = &events(&out, &aware, "UPDATE")[0]["update"]["status"];
+    assert_eq!(again["state"], "TASK_RUNNING");
+    assert_eq!(again["reason"], "REASON_AGENT_REREGISTERED");
+}
+
+#[test]
+fn reconcile_and_kill_of_unknown_tasks() {
+    let mut m = master();
+    let fid = subscribe(&mut m, &[], 0);
+    m.take_out();
+    m.call(&json!({"type":"RECONCILE","framework_id":{"value":fid},"reconcile":{"tasks":[{"task_id":{"value":"ghost"}}]}}), Some("stream-1"), 0).unwrap();
+    m.call(
+        &json!({"type":"KILL","framework_id":{"value":fid},"kill":{"task_id":{"value":"ghost"}}}),
+        Some("stream-1"),
+        0,
+    )
+    .unwrap();
+    let out = m.take_out();
+    let ups = events(&out, &fid, "UPDATE");
+    assert_eq!(ups.len(), 2);
+    for u in ups {
+        assert_eq!(u["update"]["status"]["state"], "TASK_LOST");
+        assert!(
+            u["update"]["status"].get("uuid").is_none(),
+            "master statuses are not acknowledged"
+        );
+    }
+}
+
+#[test]
+fn teardown_kills_tasks_and_a_broken_stream_waits_for_failover() {
+    let mut m = master();
+    let agent = register(&mut m, "a", "cpus:2;mem:1024", vec![], 0);
+    let fid = subscribe(&mut m, &[], 0);
+    m.allocate(0);
+    let offer = offer_ids(&m.take_out(), &fid)[0].clone();
+    m.call(&launch(&fid, &offer, "t1", 0.5), Some("stream-1"), 0)
+        .unwrap();
+    m.take_out();
+    m.disconnected(&fid, "stream-1", 1000);
+    assert_eq!(
+        m.call(
+            &json!({"type":"REVIVE","framework_id":{"value":fid}}),
+            Some("stream-1"),
+            1000
+        ),
+        Err(CallError::Forbidden("Framework is not subscribed".into()))
+    );
+    m.tick(5_999);
+    assert!(
+        m.frameworks.contains_key(&fid),
+        "within failover_timeout (5 s)"
+    );
+    m.tick(6_000);
+    let out = m.take_out();
+    assert!(!m.frameworks.contains_key(&fid));
+    assert!(out.iter().any(|o| matches!(o, Out::Agent { msg: Wire::ShutdownFramework { framework_id }, .. } if *framework_id == fid)));
+    assert_eq!(m.agents[&agent].used.scalar("cpus"), 0);
+    assert_eq!(m.completed_frameworks.len(), 1);
+}
