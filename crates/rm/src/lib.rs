@@ -5,8 +5,12 @@
 //! Pure parts (no I/O): [`resources`] (Mesos resource syntax and arithmetic) and [`allocator`]
 //! (snapshot in, offers out).
 
+pub mod agent;
 pub mod allocator;
+pub mod container;
 pub mod master;
 pub mod proto;
+pub mod recordio;
 pub mod resources;
+pub mod server;
 pub mod views;

@@ -988,6 +988,8 @@ impl Master {
                 t.state = "TASK_KILLED".into();
                 t.statuses
                     .push(json!({"state": "TASK_KILLED", "timestamp": secs(now_ms)}));
+                let t = t.clone();
+                self.persist_task(&t);
             }
             self.complete(fid, &tid);
         }
@@ -996,11 +998,6 @@ impl Master {
         });
         self.out.push(Out::Persist {
             key: format!("framework/{fid}"),
-            value: None,
-        });
-        let prefix = format!("task/{fid}/");
-        self.out.push(Out::Persist {
-            key: prefix,
             value: None,
         });
         if let Some(mut f) = self.frameworks.remove(fid) {

@@ -12,6 +12,7 @@ mod logs;
 mod mesh_cli;
 mod node;
 mod ops_cli;
+mod rm_cli;
 mod store_cli;
 
 use std::path::PathBuf;

@@ -99,8 +99,22 @@ pub async fn main(args: NodeArgs) -> anyhow::Result<()> {
 pub enum Role {
     Node,
     Center(yard_ops::center::CenterConfig),
-    Manager(yard_ops::manager::ManagerConfig),
-    Agent(yard_ops::agent::AgentConfig),
+    /// A cluster's manager, and the resource manager's master when its Mesos API is on.
+    Manager(
+        yard_ops::manager::ManagerConfig,
+        Option<Mesos<yard_rm::server::ServerConfig>>,
+    ),
+    /// A host's agent, and the resource manager's agent when its Mesos API is on.
+    Agent(
+        yard_ops::agent::AgentConfig,
+        Option<Mesos<yard_rm::agent::AgentConfig>>,
+    ),
+}
+
+/// The resource manager's part of a daemon: its config and its Mesos API listener.
+pub struct Mesos<C> {
+    pub cfg: C,
+    pub listener: TcpListener,
 }
 
 /// Runs an endpoint, its role and its gateway on `listener` until `shutdown` is cancelled.
@@ -167,14 +181,38 @@ pub async fn run(
                 .await
                 .map(Some)
         }
-        Role::Manager(c) => {
-            yard_ops::manager::start(c, endpoint.clone(), stores.clone(), shutdown.clone())
+        Role::Manager(c, mesos) => {
+            match yard_ops::manager::start(c, endpoint.clone(), stores.clone(), shutdown.clone())
                 .await
-                .map(Some)
+            {
+                Ok((ext, task)) => match mesos {
+                    Some(m) => yard_rm::server::start(
+                        m.cfg,
+                        endpoint.clone(),
+                        stores.clone(),
+                        m.listener,
+                        shutdown.clone(),
+                    )
+                    .await
+                    .map(|rm| Some((ext, join_both(task, rm)))),
+                    None => Ok(Some((ext, task))),
+                },
+                Err(e) => Err(e),
+            }
         }
-        Role::Agent(c) => yard_ops::agent::start(c, endpoint.clone(), shutdown.clone())
-            .await
-            .map(Some),
+        Role::Agent(c, mesos) => {
+            match yard_ops::agent::start(c, endpoint.clone(), shutdown.clone()).await {
+                Ok((ext, task)) => match mesos {
+                    Some(m) => {
+                        yard_rm::agent::start(m.cfg, endpoint.clone(), m.listener, shutdown.clone())
+                            .await
+                            .map(|rm| Some((ext, join_both(task, rm))))
+                    }
+                    None => Ok(Some((ext, task))),
+                },
+                Err(e) => Err(e),
+            }
+        }
     };
     let (extension, role_task) = match started {
         Ok(Some((ext, task))) => (ext, Some(task)),
@@ -222,6 +260,17 @@ async fn settle_peers(endpoint: &Endpoint, attempts: Vec<tokio::task::JoinHandle
             Err(_) => return,
         }
     }
+}
+
+/// One handle for a daemon's two parts.
+fn join_both(
+    a: tokio::task::JoinHandle<()>,
+    b: tokio::task::JoinHandle<()>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = a.await;
+        let _ = b.await;
+    })
 }
 
 pub async fn stop_on_signal(shutdown: CancellationToken) {

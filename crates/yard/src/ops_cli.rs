@@ -72,6 +72,8 @@ pub struct ManagerArgs {
     /// How often agents sample metrics.
     #[arg(long, default_value = "5s")]
     metrics_interval: String,
+    #[command(flatten)]
+    mesos: crate::rm_cli::MasterArgs,
 }
 
 #[derive(Args)]
@@ -90,6 +92,8 @@ pub struct AgentArgs {
     /// How often the agent reports to its manager.
     #[arg(long, default_value = "1s")]
     heartbeat: String,
+    #[command(flatten)]
+    mesos: crate::rm_cli::AgentArgs,
 }
 
 #[derive(Args)]
@@ -146,6 +150,13 @@ fn center_role(a: &CenterArgs, dir: PathBuf) -> anyhow::Result<Role> {
 
 /// Binds, prints the line tests and scripts read, runs until a signal.
 async fn daemon(what: &str, listen: &str, token: Option<String>, role: Role) -> anyhow::Result<()> {
+    let mesos = match &role {
+        Role::Manager(_, Some(m)) => m.listener.local_addr().ok(),
+        Role::Agent(_, Some(m)) => m.listener.local_addr().ok(),
+        _ => None,
+    }
+    .map(|a| format!(", Mesos API http://{a}/"))
+    .unwrap_or_default();
     let config = node_config(listen, token)?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
@@ -156,7 +167,7 @@ async fn daemon(what: &str, listen: &str, token: Option<String>, role: Role) -> 
     let addr = listener.local_addr()?;
     let id = yard_fabric::id::random_uuid();
     println!(
-        "yard {what} {id} listening on {addr} (HTTP http://{addr}/, metrics http://{addr}/metrics)"
+        "yard {what} {id} listening on {addr} (HTTP http://{addr}/, metrics http://{addr}/metrics{mesos})"
     );
     let _ = std::io::stdout().flush();
     let shutdown = CancellationToken::new();
@@ -184,20 +195,25 @@ pub async fn center(a: CenterArgs) -> anyhow::Result<()> {
     daemon("center", &listen, a.common.token.clone(), role).await
 }
 
-fn manager_role(a: &ManagerArgs, dir: PathBuf) -> anyhow::Result<Role> {
+async fn manager_role(a: &ManagerArgs, dir: PathBuf) -> anyhow::Result<Role> {
     let config = match &a.config {
         Some(p) => ClusterConfig::load(p).map_err(|e| anyhow!(e))?,
         None => ClusterConfig::default(),
     };
-    Ok(Role::Manager(yard_ops::manager::ManagerConfig {
-        cluster: a.cluster.clone(),
-        center: a.center.clone(),
-        dir,
-        config,
-        agent_timeout: dur("agent-timeout", &a.agent_timeout)?,
-        report_interval: dur("report-interval", &a.report_interval)?,
-        metrics_interval: dur("metrics-interval", &a.metrics_interval)?,
-    }))
+    let agent_timeout = dur("agent-timeout", &a.agent_timeout)?;
+    let mesos = a.mesos.build(&a.cluster, &dir, agent_timeout).await?;
+    Ok(Role::Manager(
+        yard_ops::manager::ManagerConfig {
+            cluster: a.cluster.clone(),
+            center: a.center.clone(),
+            dir,
+            config,
+            agent_timeout,
+            report_interval: dur("report-interval", &a.report_interval)?,
+            metrics_interval: dur("metrics-interval", &a.metrics_interval)?,
+        },
+        mesos,
+    ))
 }
 
 pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
@@ -206,7 +222,7 @@ pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
         .data
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("./yard-data/manager-{}", a.cluster)));
-    let role = manager_role(&a, dir)?;
+    let role = manager_role(&a, dir).await?;
     let listen = a
         .common
         .listen
@@ -230,14 +246,19 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         .data
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("./yard-data/agent-{name}")));
-    let role = Role::Agent(yard_ops::agent::AgentConfig {
-        manager: a.manager.clone(),
-        name,
-        roles: a.roles.clone(),
-        dir,
-        heartbeat: dur("heartbeat", &a.heartbeat)?,
-        rotation: Default::default(),
-    });
+    let heartbeat = dur("heartbeat", &a.heartbeat)?;
+    let mesos = a.mesos.build(&name, &dir, heartbeat).await?;
+    let role = Role::Agent(
+        yard_ops::agent::AgentConfig {
+            manager: a.manager.clone(),
+            name,
+            roles: a.roles.clone(),
+            dir,
+            heartbeat,
+            rotation: Default::default(),
+        },
+        mesos,
+    );
     let listen = a
         .common
         .listen
@@ -245,6 +266,9 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| AGENT_LISTEN.into());
     daemon("agent", &listen, a.common.token.clone(), role).await
 }
+
+/// What each agent of `yard up` offers (they share one host).
+const UP_AGENT_RESOURCES: &str = "cpus:2;mem:2048;disk:4096;ports:[31000-32000]";
 
 /// The cluster config `yard up` writes on its first run.
 fn demo_config(yard: &Path) -> String {
@@ -293,6 +317,13 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(crate::node::stop_on_signal(shutdown.clone()));
     let mut daemons = Vec::new();
+    // Tasks are isolated where the host has cgroups v1; elsewhere `yard up` says so and runs
+    // them without limits (a demo system, on a developer's machine).
+    let up_isolation = std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
+        && std::path::Path::new("/sys/fs/cgroup/pids/cgroup.procs").exists();
+    if !up_isolation {
+        eprintln!("note: no cgroups v1 controllers on this host: tasks run without isolation");
+    }
     let center = CenterArgs {
         common: Common {
             listen: Some(CENTER_LISTEN.into()),
@@ -312,29 +343,48 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     plan.push((
         "manager".into(),
         MANAGER_LISTEN.into(),
-        Role::Manager(yard_ops::manager::ManagerConfig {
-            cluster: "local".into(),
-            center: CENTER_LISTEN.into(),
-            dir: data.join("manager-local"),
-            config: cluster_config,
-            agent_timeout: Duration::from_secs(10),
-            report_interval: Duration::from_secs(5),
-            metrics_interval: Duration::from_secs(5),
-        }),
+        Role::Manager(
+            yard_ops::manager::ManagerConfig {
+                cluster: "local".into(),
+                center: CENTER_LISTEN.into(),
+                dir: data.join("manager-local"),
+                config: cluster_config,
+                agent_timeout: Duration::from_secs(10),
+                report_interval: Duration::from_secs(5),
+                metrics_interval: Duration::from_secs(5),
+            },
+            crate::rm_cli::MasterArgs::default()
+                .build(
+                    "local",
+                    &data.join("manager-local"),
+                    Duration::from_secs(10),
+                )
+                .await?,
+        ),
     ));
     for i in 1..=a.agents {
         let name = format!("agent-{i}");
         plan.push((
             name.clone(),
             format!("127.0.0.1:{}", 9910 + i),
-            Role::Agent(yard_ops::agent::AgentConfig {
-                manager: MANAGER_LISTEN.into(),
-                dir: data.join(&name),
-                name,
-                roles: vec![],
-                heartbeat: Duration::from_secs(1),
-                rotation: Default::default(),
-            }),
+            Role::Agent(
+                yard_ops::agent::AgentConfig {
+                    manager: MANAGER_LISTEN.into(),
+                    dir: data.join(&name),
+                    name: name.clone(),
+                    roles: vec![],
+                    heartbeat: Duration::from_secs(1),
+                    rotation: Default::default(),
+                },
+                crate::rm_cli::AgentArgs {
+                    mesos_listen: format!("127.0.0.1:{}", 5050 + i),
+                    resources: Some(UP_AGENT_RESOURCES.into()),
+                    no_isolation: !up_isolation,
+                    ..Default::default()
+                }
+                .build(&name, &data.join(&name), Duration::from_secs(1))
+                .await?,
+            ),
         ));
     }
     let mut lines = Vec::new();

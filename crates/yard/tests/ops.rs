@@ -137,6 +137,9 @@ fn manager(dir: &Path, cluster: &str, center: &str, config: Option<&Path>, liste
         "1s",
         "--metrics-interval",
         "500ms",
+        // The resource manager is tested in tests/compat (pymesos, mesos-cli).
+        "--mesos-listen",
+        "off",
     ];
     let config = config.map(s);
     if let Some(c) = &config {
@@ -159,6 +162,8 @@ fn agent(dir: &Path, name: &str, manager: &str) -> Daemon {
         &data,
         "--heartbeat",
         "250ms",
+        "--mesos-listen",
+        "off",
     ])
 }
 
