@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: builds yard, runs the Rust unit, property and
 # multi-process tests, then installs the pinned real third-party clients (zeekpy, ...) into
-# .venv (and the Debian package prometheus when missing) and runs the compatibility tests
+# .venv (pymesos and avmesos-cli through scripts/install-mesos-clients.sh, and the Debian
+# package prometheus when missing) and runs the compatibility tests
 # against the real binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,8 @@ req=tests/compat/requirements.txt
 if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/.requirements"; then
   python3 -m venv --clear "$venv"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r "$req"
+  # pymesos and avmesos-cli (their install needs care: see the script).
+  bash scripts/install-mesos-clients.sh "$venv"
   cp "$req" "$venv/.requirements"
 fi
 YARD_BIN="$PWD/target/release/yard" TZ=UTC "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/compat

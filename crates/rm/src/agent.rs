@@ -172,6 +172,12 @@ pub async fn start(
         )
         .await
         .map_err(|e| format!("cannot open the agent's inbox: {e}"))?;
+    // Tasks must not outlive their agent, even a killed one: a reaper process, told by the
+    // kernel when the agent dies, kills what is left in the agent's cgroups.
+    let reaper = match &cfg.isolation {
+        Some(iso) => Some(spawn_reaper(iso.parent())?),
+        None => None,
+    };
     let (tx, rx) = mpsc::channel(EVENT_QUEUE);
     let mut seed = [0u8; 8];
     seed.copy_from_slice(&yard_fabric::id::random_uuid().as_bytes()[..8]);
@@ -202,7 +208,50 @@ pub async fn start(
     Ok(tokio::spawn(async move {
         actor.run(rx, shutdown).await;
         let _ = server.await;
+        if let Some(mut r) = reaper {
+            // It removes the agent's cgroups, then exits.
+            container::signal_group(r.id(), libc::SIGTERM);
+            let _ = tokio::task::spawn_blocking(move || r.wait()).await;
+        }
     }))
+}
+
+/// Starts `yard reap-tasks PARENT`: it waits for its parent (this agent) to die, then reaps.
+fn spawn_reaper(parent: &str) -> Result<std::process::Child, String> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()
+        .map_err(|e| format!("cannot find the yard binary for the task reaper: {e}"))?;
+    let mut c = std::process::Command::new(exe);
+    c.args(["reap-tasks", parent])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    // SAFETY: setpgid and prctl are async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            libc::setpgid(0, 0);
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
+    c.spawn()
+        .map_err(|e| format!("cannot start the task reaper: {e}"))
+}
+
+/// `yard reap-tasks PARENT`: until this process's parent dies (or SIGTERM), then kill and remove
+/// every container under the cgroup `PARENT`.
+pub async fn reap_tasks(parent: &str) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    // The agent may have died before PDEATHSIG was set.
+    // SAFETY: getppid has no preconditions.
+    if unsafe { libc::getppid() } != 1 {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    let parent = parent.to_string();
+    let _ = tokio::task::spawn_blocking(move || Isolation::reap(&parent)).await;
 }
 
 impl Actor {
@@ -224,7 +273,7 @@ impl Actor {
                     }
                     for m in std::mem::take(&mut batch) {
                         match Wire::decode(&m.value) {
-                            Ok(w) => self.from_master(w).await,
+                            Ok(w) => self.handle_master(w).await,
                             Err(e) => tracing::warn!("from {}: {e}", m.topic),
                         }
                     }
@@ -453,7 +502,7 @@ impl Actor {
         }
     }
 
-    async fn from_master(&mut self, w: Wire) {
+    async fn handle_master(&mut self, w: Wire) {
         match w {
             Wire::Launch {
                 framework_id,

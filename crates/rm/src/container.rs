@@ -68,6 +68,25 @@ impl Isolation {
         Ok(iso)
     }
 
+    /// The cgroup path, under each controller, that holds this agent's containers.
+    pub fn parent(&self) -> &str {
+        &self.parent
+    }
+
+    /// Kills everything in the containers under `parent` and removes them and the parent (the
+    /// reaper does this when its agent dies, however it died).
+    pub fn reap(parent: &str) {
+        let iso = Isolation {
+            parent: parent.to_string(),
+            cfs_quota: false,
+            pids_max: 0,
+        };
+        iso.sweep();
+        for c in CONTROLLERS {
+            let _ = fs::remove_dir(Path::new(ROOT).join(c).join(parent));
+        }
+    }
+
     fn dir(&self, controller: &str, id: &str) -> PathBuf {
         Path::new(ROOT).join(controller).join(&self.parent).join(id)
     }
@@ -80,7 +99,7 @@ impl Isolation {
         for e in entries.flatten() {
             if e.path().is_dir() {
                 let name = e.file_name().to_string_lossy().into_owned();
-                tracing::info!(container = %name, "removing a container left by a previous run");
+                tracing::info!(container = %name, "removing a container left behind");
                 Container {
                     iso: self.clone(),
                     id: name,

@@ -233,7 +233,7 @@ impl Actor {
                         break;
                     }
                     for msg in std::mem::take(&mut batch) {
-                        self.from_agent(&msg).await;
+                        self.handle_agent(&msg).await;
                     }
                 }
                 _ = tick.tick() => {
@@ -304,7 +304,7 @@ impl Actor {
         }
     }
 
-    async fn from_agent(&mut self, msg: &Message) {
+    async fn handle_agent(&mut self, msg: &Message) {
         let now = now_ms();
         let wire = match Wire::decode(&msg.value) {
             Ok(w) => w,
@@ -417,7 +417,7 @@ fn json_response(status: u16, v: &Value) -> Response {
     r
 }
 
-fn authorized(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
+fn authorized(s: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
     let Some(creds) = &s.credentials else {
         return Ok(());
     };
@@ -442,38 +442,43 @@ fn authorized(s: &Shared, headers: &HeaderMap) -> Result<(), Response> {
             header::WWW_AUTHENTICATE,
             header::HeaderValue::from_static("Basic realm=\"mesos\""),
         );
-        Err(r)
+        Err(Box::new(r))
     }
 }
 
 /// Content type and JSON body checks shared by the POST APIs.
-fn parse_body(headers: &HeaderMap, body: &[u8], what: &str) -> Result<Value, Response> {
+fn parse_body(headers: &HeaderMap, body: &[u8], what: &str) -> Result<Value, Box<Response>> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     match ct.map(|c| c.split(';').next().unwrap_or("").trim()) {
-        None => return Err(text(400, "Expecting 'Content-Type' to be present")),
+        None => {
+            return Err(Box::new(text(
+                400,
+                "Expecting 'Content-Type' to be present",
+            )))
+        }
         Some("application/json") => {}
         Some("application/x-protobuf") => {
-            return Err(text(
+            return Err(Box::new(text(
                 415,
                 "protobuf bodies are not supported: send application/json",
-            ))
+            )))
         }
         Some(other) => {
-            return Err(text(
+            return Err(Box::new(text(
                 415,
                 format!("Expecting 'Content-Type' of application/json; got '{other}'"),
-            ))
+            )))
         }
     }
     let v: Value = serde_json::from_slice(body)
-        .map_err(|e| text(400, format!("Failed to parse body into JSON: {e}")))?;
+        .map_err(|e| Box::new(text(400, format!("Failed to parse body into JSON: {e}"))))?;
     if !v.is_object() {
-        return Err(text(
+        return Err(Box::new(text(
             400,
             format!("Failed to convert JSON into {what} protobuf: expected an object"),
-        ));
+        )));
     }
     Ok(v)
 }
@@ -503,11 +508,11 @@ impl Drop for StreamGuard {
 
 async fn scheduler(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = authorized(&s, &headers) {
-        return r;
+        return *r;
     }
     let call = match parse_body(&headers, &body, "scheduler::Call") {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     let stream_header = headers
         .get("Mesos-Stream-Id")
@@ -592,7 +597,7 @@ async fn read(s: &Shared, f: Reader) -> Response {
         return text(503, "the master is shutting down");
     }
     match answer.await {
-        Ok((code, v)) if code == 200 => json_response(200, &v),
+        Ok((200, v)) => json_response(200, &v),
         Ok((code, v)) => text(
             code,
             v.as_str()
@@ -605,11 +610,11 @@ async fn read(s: &Shared, f: Reader) -> Response {
 
 async fn operator(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     if let Err(r) = authorized(&s, &headers) {
-        return r;
+        return *r;
     }
     let call = match parse_body(&headers, &body, "master::Call") {
         Ok(v) => v,
-        Err(r) => return r,
+        Err(r) => return *r,
     };
     read(&s, Box::new(move |m, now| views::operator(m, &call, now))).await
 }

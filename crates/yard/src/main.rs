@@ -42,6 +42,9 @@ struct Cli {
 enum Command {
     /// Run a fabric endpoint with its WebSocket/HTTP gateway.
     Node(Box<NodeArgs>),
+    /// (Internal) an agent's task reaper: when the agent dies, kill its tasks' leftovers.
+    #[command(hide = true)]
+    ReapTasks { parent: String },
     /// Publish values on a topic.
     Pub(PubArgs),
     /// Subscribe to topic prefixes and print what arrives, one line per message.
@@ -281,6 +284,10 @@ fn main() -> ExitCode {
             Command::Center(a) => ops_cli::center(a).await,
             Command::Manager(a) => ops_cli::manager(a).await,
             Command::Agent(a) => ops_cli::agent(a).await,
+            Command::ReapTasks { parent } => {
+                yard_rm::agent::reap_tasks(&parent).await;
+                Ok(())
+            }
             Command::Up(a) => ops_cli::up(a).await,
             Command::Topology(a) => ops_cli::topology(a).await,
             Command::Restart(a) => ops_cli::restart(a).await,

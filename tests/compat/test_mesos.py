@@ -1,0 +1,270 @@
+"""The resource manager against the real Mesos clients, unmodified: pymesos 0.3.15's scheduler
+driver and avmesos-cli 1.0.0's `mesos-cli` (installed by scripts/install-mesos-clients.sh).
+
+A `yard manager` (the master, Mesos API on an ephemeral port) and `yard agent`s run as real
+processes; tasks run in real cgroups."""
+
+import json
+import os
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from pymesos import MesosSchedulerDriver, Scheduler
+
+from conftest import YARD, wait_for
+
+TERMINAL = {"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED", "TASK_GONE"}
+AGENT_TIMEOUT_S = 3
+
+
+def session_alive(sid):
+    """True while any process belongs to session `sid` (a task runs in its own session)."""
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[3]) == sid:
+                return True
+    return False
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Daemon:
+    def __init__(self, *args):
+        self.args = args
+        self.proc = subprocess.Popen([YARD, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     env={**os.environ, "YARD_LOG": "error"})
+        line = self.proc.stdout.readline()
+        assert " listening on " in line, f"{args}: {line!r}"
+        self.addr = line.split(" listening on ")[1].split()[0]
+        self.mesos = line.split("Mesos API http://")[1].split("/")[0]
+
+    def get(self, path):
+        with urllib.request.urlopen(f"http://{self.mesos}{path}", timeout=5) as r:
+            return json.loads(r.read() or b"null")
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Cluster:
+    def __init__(self, tmp, agents=2):
+        self.tmp = tmp
+        self.fabric = f"127.0.0.1:{free_port()}"
+        self.mesos_port = free_port()
+        self.manager = self.start_manager()
+        self.agents = [self.start_agent(f"a{i}") for i in range(agents)]
+        wait_for("agents registered", lambda: sum(s["active"] for s in self.manager.get("/slaves")["slaves"]) == agents)
+
+    def start_manager(self):
+        return Daemon("manager", "--cluster", "rm", "--center", "127.0.0.1:1", "--listen", self.fabric,
+                      "--data", str(self.tmp / "manager"), "--mesos-listen", f"127.0.0.1:{self.mesos_port}",
+                      "--agent-timeout", f"{AGENT_TIMEOUT_S}s", "--scheduler-heartbeat", "1s", "--offer-timeout", "5s")
+
+    def start_agent(self, name):
+        return Daemon("agent", "--manager", self.fabric, "--name", name, "--listen", "127.0.0.1:0",
+                      "--data", str(self.tmp / name), "--mesos-listen", "127.0.0.1:0", "--heartbeat", "250ms",
+                      "--resources", "cpus:2;mem:1024;disk:1024;ports:[31000-31100]", "--cgroups-enable-cfs",
+                      "--update-retry", "500ms")
+
+    def stop(self):
+        for d in [*self.agents, self.manager]:
+            d.stop()
+
+
+@pytest.fixture
+def cluster(tmp_path):
+    c = Cluster(tmp_path)
+    yield c
+    c.stop()
+
+
+def task(tid, agent_id, cmd, cpus=0.1, mem=32):
+    return {"task_id": {"value": tid}, "agent_id": agent_id, "name": tid, "command": {"value": cmd},
+            "resources": [{"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}},
+                          {"name": "mem", "type": "SCALAR", "scalar": {"value": mem}}]}
+
+
+class Sched(Scheduler):
+    """Launches what `plan` asks on the first offer that fits; records every update and event."""
+
+    def __init__(self):
+        self.plan = queue.Queue()  # (agent hostname-or-None, [task dicts without agent_id])
+        self.updates = []
+        self.events = queue.Queue()
+        self.lost_agents = []
+
+    def resourceOffers(self, driver, offers):
+        for o in offers:
+            try:
+                want_agent, specs = self.plan.get_nowait()
+            except queue.Empty:
+                driver.declineOffer(o["id"], {"refuse_seconds": 0.2})
+                continue
+            if want_agent is not None and o["agent_id"]["value"] != want_agent:
+                self.plan.put((want_agent, specs))
+                driver.declineOffer(o["id"], {"refuse_seconds": 0.2})
+                continue
+            driver.launchTasks(o["id"], [task(*s[:1], o["agent_id"], *s[1:]) for s in specs])
+
+    def statusUpdate(self, driver, status):
+        self.updates.append((time.monotonic(), status))
+        self.events.put(("update", status))
+
+    def slaveLost(self, driver, agent_id):
+        self.lost_agents.append(agent_id["value"])
+
+    def states(self, tid):
+        return [s["state"] for _, s in self.updates if s["task_id"]["value"] == tid]
+
+    def last(self, tid):
+        for _, s in reversed(self.updates):
+            if s["task_id"]["value"] == tid:
+                return s
+        return None
+
+
+@pytest.fixture
+def sched(cluster):
+    s = Sched()
+    d = MesosSchedulerDriver(s, {"user": "root", "name": "compat"}, cluster.manager.mesos)
+    d.start()
+    s.driver = d
+    yield s
+    d.stop()
+    d.join()
+
+
+def test_command_tasks_run_finish_fail_and_are_killed(cluster, sched):
+    sched.plan.put((None, [("ok", "echo hello"), ("bad", "exit 3"), ("long", "sleep 60")]))
+    wait_for("long running", lambda: "TASK_RUNNING" in sched.states("long"))
+    sched.driver.killTask({"value": "long"})
+    wait_for("all terminal", lambda: all(sched.last(t) and sched.last(t)["state"] in TERMINAL for t in ("ok", "bad", "long")))
+    assert sched.states("ok") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FINISHED"]
+    assert sched.states("bad") == ["TASK_STARTING", "TASK_RUNNING", "TASK_FAILED"]
+    assert sched.states("long") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLED"]
+    assert sched.last("ok")["message"] == "Command exited with status 0"
+    assert sched.last("bad")["message"] == "Command exited with status 3"
+    # Each update carried a uuid that pymesos acknowledged: nothing stays pending at the agent.
+    assert all(s.get("uuid") for _, s in sched.updates)
+    for a in cluster.agents:
+        wait_for("acknowledged", lambda: all(t["unacknowledged_updates"] == 0 for t in a.get("/state")["tasks"]))
+    # The task's output is in its sandbox.
+    done = [t for a in cluster.agents for t in a.get("/state")["completed_tasks"] if t["id"] == "ok"]
+    with open(os.path.join(done[0]["sandbox"], "stdout")) as f:
+        assert f.read() == "hello\n"
+    # The master's view, as Mesos tools read it.
+    tasks = {t["id"]: t for t in cluster.manager.get("/tasks?order=asc&limit=-1")["tasks"]}
+    assert [s["state"] for s in tasks["bad"]["statuses"]][-1] == "TASK_FAILED"
+    assert tasks["long"]["executor_id"] == ""
+
+
+def mesos_cli(tmp_path, *args):
+    cfg = tmp_path / "mesos-cli.toml"
+    env = {**os.environ, "MESOS_CLI_CONFIG": str(cfg), "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}
+    return subprocess.run(["mesos-cli", *args], env=env, capture_output=True, text=True, timeout=30, check=True).stdout
+
+
+def test_mesos_cli_lists_agents_frameworks_and_tasks(cluster, sched, tmp_path):
+    (tmp_path / "mesos-cli.toml").write_text(f'[master]\n  address = "{cluster.manager.mesos}"\n')
+    sched.plan.put((None, [("web", "sleep 60")]))
+    wait_for("web running", lambda: "TASK_RUNNING" in sched.states("web"))
+    agents = mesos_cli(tmp_path, "agent", "list")
+    for s in cluster.manager.get("/slaves")["slaves"]:
+        assert s["id"] in agents
+    frameworks = mesos_cli(tmp_path, "framework", "list")
+    assert "compat" in frameworks
+    running = mesos_cli(tmp_path, "task", "list")
+    assert "web" in running and "TASK_RUNNING" in running
+
+
+def test_a_task_over_its_memory_is_killed_and_reported(cluster, sched):
+    hog = f"{sys.executable} -c 'x = bytearray(300 * 1024 * 1024); import time; time.sleep(30)'"
+    sched.plan.put((None, [("hog", hog, 0.1, 64)]))
+    wait_for("hog ended", lambda: sched.last("hog") and sched.last("hog")["state"] in TERMINAL, timeout=30)
+    last = sched.last("hog")
+    assert last["state"] == "TASK_FAILED"
+    assert last["reason"] == "REASON_CONTAINER_LIMITATION_MEMORY"
+    assert "Memory limit exceeded" in last["message"]
+
+
+def test_a_cpu_bound_task_stays_under_its_quota(cluster, sched):
+    sched.plan.put((None, [("spin", "while :; do :; done", 0.25, 32)]))
+    wait_for("spin running", lambda: "TASK_RUNNING" in sched.states("spin"))
+    agent = next(a for a in cluster.agents if any(t["id"] == "spin" for t in a.get("/state")["tasks"]))
+
+    def stats():
+        return next(s for s in agent.get("/monitor/statistics") if s["executor_id"] == "spin")["statistics"]
+
+    first = stats()
+    assert first["cpus_quota_secs"] == pytest.approx(0.025)
+    assert first["cpus_period_secs"] == pytest.approx(0.1)
+    t0, c0 = time.monotonic(), first["cpus_time_secs"]
+    wait_for("3 s of wall time", lambda: time.monotonic() - t0 >= 3.0, timeout=10)
+    used = (stats()["cpus_time_secs"] - c0) / (time.monotonic() - t0)
+    # A spinning shell would use a whole core; the quota holds it at a quarter.
+    assert 0.1 < used < 0.25 * 1.2, used
+    sched.driver.killTask({"value": "spin"})
+    wait_for("spin killed", lambda: sched.last("spin")["state"] == "TASK_KILLED")
+
+
+def test_a_killed_agent_is_reported_within_the_bound(cluster, sched):
+    victim = cluster.agents[0]
+    vid = victim.get("/state")["id"]
+    sched.plan.put((vid, [("doomed", "sleep 60; true")]))
+    wait_for("doomed running", lambda: "TASK_RUNNING" in sched.states("doomed"))
+    pid = next(t["pid"] for t in victim.get("/state")["tasks"] if t["id"] == "doomed")
+    killed_at = time.monotonic()
+    victim.stop(signal.SIGKILL)
+    wait_for("TASK_LOST", lambda: sched.last("doomed")["state"] == "TASK_LOST", timeout=AGENT_TIMEOUT_S + 5)
+    at = next(t for t, s in sched.updates if s["task_id"]["value"] == "doomed" and s["state"] == "TASK_LOST")
+    assert at - killed_at <= AGENT_TIMEOUT_S + 1.5, at - killed_at
+    assert sched.last("doomed")["reason"] == "REASON_AGENT_REMOVED"
+    wait_for("slaveLost", lambda: vid in sched.lost_agents)
+    # Every process of the task (the shell and its sleep) died with the agent.
+    wait_for("task processes gone", lambda: not session_alive(pid))
+    slaves = {s["id"]: s for s in cluster.manager.get("/slaves")["slaves"]}
+    assert slaves[vid]["active"] is False
+
+
+def test_a_manager_restart_loses_no_task(cluster, sched):
+    sched.plan.put((None, [("survivor", "sleep 120")]))
+    wait_for("survivor running", lambda: "TASK_RUNNING" in sched.states("survivor"))
+    agent = next(a for a in cluster.agents if any(t["id"] == "survivor" for t in a.get("/state")["tasks"]))
+    pid = next(t["pid"] for t in agent.get("/state")["tasks"] if t["id"] == "survivor")
+    cluster.manager.stop()
+    cluster.manager = cluster.start_manager()
+
+    def running_again():
+        tasks = cluster.manager.get("/tasks?task_id=survivor")["tasks"]
+        return tasks and tasks[0]["state"] == "TASK_RUNNING"
+
+    wait_for("the task known again", running_again, timeout=20)
+    # pymesos resubscribed with its framework id, and its reconciliation answers RUNNING.
+    wait_for("framework back", lambda: any(f["connected"] for f in cluster.manager.get("/master/frameworks")["frameworks"]), timeout=20)
+    n = len(sched.updates)
+    sched.driver.reconcileTasks([{"task_id": {"value": "survivor"}}])
+    wait_for("reconciled", lambda: any(s["task_id"]["value"] == "survivor" for _, s in sched.updates[n:]))
+    assert sched.last("survivor")["state"] == "TASK_RUNNING"
+    assert os.path.exists(f"/proc/{pid}"), "the task kept running"
+    assert next(t["pid"] for t in agent.get("/state")["tasks"] if t["id"] == "survivor") == pid
