@@ -317,13 +317,6 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(crate::node::stop_on_signal(shutdown.clone()));
     let mut daemons = Vec::new();
-    // Tasks are isolated where the host has cgroups v1; elsewhere `yard up` says so and runs
-    // them without limits (a demo system, on a developer's machine).
-    let up_isolation = std::path::Path::new("/sys/fs/cgroup/memory/memory.limit_in_bytes").exists()
-        && std::path::Path::new("/sys/fs/cgroup/pids/cgroup.procs").exists();
-    if !up_isolation {
-        eprintln!("note: no cgroups v1 controllers on this host: tasks run without isolation");
-    }
     let center = CenterArgs {
         common: Common {
             listen: Some(CENTER_LISTEN.into()),
@@ -379,7 +372,9 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
                 crate::rm_cli::AgentArgs {
                     mesos_listen: format!("127.0.0.1:{}", 5050 + i),
                     resources: Some(UP_AGENT_RESOURCES.into()),
-                    no_isolation: !up_isolation,
+                    // Isolated where the host has cgroups v1; elsewhere `yard up` says so and
+                    // runs tasks without limits.
+                    isolation_fallback: true,
                     ..Default::default()
                 }
                 .build(&name, &data.join(&name), Duration::from_secs(1))
@@ -416,7 +411,11 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
         println!("{l}");
     }
     println!(
-        "\nTry, from another terminal (yard = {}):\n  yard topology\n  yard stats\n  yard restart --cluster local --rolling\n  echo v1 > app.txt && yard deploy app.txt --cluster local\n  yard rollback --cluster local\n  yard exec --cluster local -- uname -n\n  yard logs ticker\n  yard metrics local/agent-1/cpu --since 1h\n  curl -s http://{CENTER_LISTEN}/metrics\nCtrl-C stops everything; `yard up` again resumes the same state.",
+        "  Mesos API  http://127.0.0.1:5050/ (master), agents on 5051..{} (docs/RM.md)",
+        5050 + a.agents
+    );
+    println!(
+        "\nTry, from another terminal (yard = {}):\n  yard topology\n  yard stats\n  yard restart --cluster local --rolling\n  echo v1 > app.txt && yard deploy app.txt --cluster local\n  yard rollback --cluster local\n  yard exec --cluster local -- uname -n\n  yard logs ticker\n  yard metrics local/agent-1/cpu --since 1h\n  curl -s http://{CENTER_LISTEN}/metrics\n  curl -s http://127.0.0.1:5050/slaves     (a Mesos master: pymesos, mesos-cli)\nCtrl-C stops everything; `yard up` again resumes the same state.",
         std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "yard".into())
     );
     let _ = std::io::stdout().flush();

@@ -152,6 +152,10 @@ pub struct AgentArgs {
     /// Unacknowledged status updates are sent again this often.
     #[arg(long, default_value = "2s")]
     pub update_retry: String,
+    /// Without cgroups, run tasks unisolated (and say so) rather than refuse to start
+    /// (`yard up` on a developer's machine).
+    #[arg(skip)]
+    pub isolation_fallback: bool,
 }
 
 impl Default for AgentArgs {
@@ -164,6 +168,7 @@ impl Default for AgentArgs {
             cgroups_enable_cfs: false,
             pids_max: 4096,
             update_retry: "2s".into(),
+            isolation_fallback: false,
         }
     }
 }
@@ -207,6 +212,10 @@ impl AgentArgs {
             let parent = format!("yard/{name}-{}", tag(&dir));
             match yard_rm::container::Isolation::detect(&parent, self.cgroups_enable_cfs, self.pids_max) {
                 Ok(i) => Some(i),
+                Err(e) if self.isolation_fallback => {
+                    eprintln!("note: {e}: agent {name} runs tasks without isolation");
+                    None
+                }
                 Err(e) => bail!("{e}; tasks cannot be isolated on this host. Run with --no-isolation to run them without limits"),
             }
         };
