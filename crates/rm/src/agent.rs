@@ -34,6 +34,7 @@ use yard_fabric::{Client, Endpoint, OverflowPolicy};
 
 use crate::container::{self, Container, Isolation, Limits};
 use crate::master::{get_id, is_terminal, mid, MESOS_VERSION};
+use crate::now_ms;
 use crate::proto::{self, Registration, TaskReport, Wire};
 use crate::recordio::ascii_json;
 use crate::resources::Resources;
@@ -84,13 +85,6 @@ enum Event {
         Box<dyn FnOnce(&Actor) -> Value + Send>,
         oneshot::Sender<Value>,
     ),
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Detects the host's resources as Mesos does: all CPUs, memory minus 1 GB (half when under

@@ -586,6 +586,24 @@ impl Master {
         Some(o)
     }
 
+    /// Withdraws every offer of the agent, telling each framework (RESCIND).
+    fn rescind_offers_on(&mut self, agent_id: &str) {
+        let offers: Vec<String> = self
+            .offers
+            .values()
+            .filter(|o| o.agent_id == agent_id)
+            .map(|o| o.id.clone())
+            .collect();
+        for o in offers {
+            let framework = self.offers[&o].framework_id.clone();
+            self.remove_offer(&o);
+            self.event(
+                &framework,
+                json!({"type": "RESCIND", "rescind": {"offer_id": mid(&o)}}),
+            );
+        }
+    }
+
     fn refuse_filter(&mut self, fid: &str, agent: &str, filters: Option<&Value>, now_ms: u64) {
         let s = filters
             .and_then(|f| f.get("refuse_seconds"))
@@ -1060,20 +1078,7 @@ impl Master {
             reachable: true,
         };
         // Offers on the agent are rescinded: its resources are recounted from its tasks.
-        let offers: Vec<String> = self
-            .offers
-            .values()
-            .filter(|o| o.agent_id == id)
-            .map(|o| o.id.clone())
-            .collect();
-        for o in offers {
-            let framework = self.offers[&o].framework_id.clone();
-            self.remove_offer(&o);
-            self.event(
-                &framework,
-                json!({"type": "RESCIND", "rescind": {"offer_id": mid(&o)}}),
-            );
-        }
+        self.rescind_offers_on(&id);
         self.agents.insert(id.clone(), agent);
         self.out.push(Out::Persist {
             key: format!("agent/{id}"),
@@ -1267,20 +1272,7 @@ impl Master {
             return;
         }
         a.reachable = false;
-        let offers: Vec<String> = self
-            .offers
-            .values()
-            .filter(|o| o.agent_id == agent_id)
-            .map(|o| o.id.clone())
-            .collect();
-        for o in offers {
-            let framework = self.offers[&o].framework_id.clone();
-            self.remove_offer(&o);
-            self.event(
-                &framework,
-                json!({"type": "RESCIND", "rescind": {"offer_id": mid(&o)}}),
-            );
-        }
+        self.rescind_offers_on(agent_id);
         let tasks: Vec<(String, String)> = self
             .tasks
             .iter()

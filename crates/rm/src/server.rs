@@ -35,6 +35,7 @@ use yard_fabric::{Client, Endpoint, Message, OverflowPolicy};
 use yard_store::{BackendSpec, Mutation, Stores};
 
 use crate::master::{CallError, Master, MasterConfig, Out};
+use crate::now_ms;
 use crate::proto::{self, Wire};
 use crate::recordio;
 use crate::views::{self, TaskQuery};
@@ -84,13 +85,6 @@ struct Shared {
     tx: mpsc::Sender<Input>,
     credentials: Option<String>,
     leader: String,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Starts the master on `listener`; the handle resolves after shutdown.
