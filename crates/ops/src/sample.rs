@@ -145,8 +145,8 @@ fn cpu_times() -> Option<(u64, u64)> {
     Some((total - idle.min(total), total))
 }
 
-/// (total, available) bytes.
-fn meminfo() -> Option<(u64, u64)> {
+/// Memory (total, available) in bytes, from /proc/meminfo.
+pub fn meminfo() -> Option<(u64, u64)> {
     let s = std::fs::read_to_string("/proc/meminfo").ok()?;
     let field = |name: &str| -> Option<u64> {
         let l = s.lines().find(|l| l.starts_with(name))?;
@@ -155,7 +155,8 @@ fn meminfo() -> Option<(u64, u64)> {
     Some((field("MemTotal:")?, field("MemAvailable:")?))
 }
 
-fn disk_used_pct(path: &std::path::Path) -> Option<f64> {
+/// The (total, free) bytes of the filesystem holding `path`.
+pub fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     // SAFETY: statvfs writes into the zeroed struct we own; the path is a valid C string.
@@ -166,8 +167,13 @@ fn disk_used_pct(path: &std::path::Path) -> Option<f64> {
         }
         st
     };
-    let total = st.f_blocks as f64;
-    (total > 0.0).then(|| 100.0 * (total - st.f_bfree as f64) / total)
+    let unit = st.f_frsize as u64;
+    Some((st.f_blocks as u64 * unit, st.f_bfree as u64 * unit))
+}
+
+fn disk_used_pct(path: &std::path::Path) -> Option<f64> {
+    let (total, free) = disk_space(path)?;
+    (total > 0).then(|| 100.0 * (total - free.min(total)) as f64 / total as f64)
 }
 
 /// Bytes received and sent on every interface but loopback.

@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use base64::Engine;
@@ -36,8 +36,8 @@ use crate::container::{self, Container, Isolation, Limits};
 use crate::master::{get_id, is_terminal, mid, MESOS_VERSION};
 use crate::now_ms;
 use crate::proto::{self, Registration, TaskReport, Wire};
-use crate::recordio::ascii_json;
 use crate::resources::Resources;
+use crate::server::json_response;
 
 pub const INBOX_QUEUE: usize = 16_384;
 pub const EVENT_QUEUE: usize = 8192;
@@ -85,50 +85,6 @@ enum Event {
         Box<dyn FnOnce(&Actor) -> Value + Send>,
         oneshot::Sender<Value>,
     ),
-}
-
-/// Detects the host's resources as Mesos does: all CPUs, memory minus 1 GB (half when under
-/// 2 GB), the work directory's disk minus 5 GB (half when under 10 GB), ports 31000-32000.
-pub fn detect_resources(dir: &std::path::Path) -> Resources {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1) as i64;
-    let mem_mb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines().find_map(|l| {
-                l.strip_prefix("MemTotal:")
-                    .map(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
-            })
-        })
-        .flatten()
-        .map(|kb| kb / 1024)
-        .unwrap_or(2048);
-    let mem = if mem_mb >= 2048 {
-        mem_mb - 1024
-    } else {
-        mem_mb / 2
-    };
-    let disk_mb = {
-        let c = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap_or_default();
-        // SAFETY: statvfs writes into the zeroed struct we own; c is a valid C string.
-        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-        if unsafe { libc::statvfs(c.as_ptr(), &mut s) } == 0 {
-            (s.f_blocks as u64 * s.f_frsize as u64 / (1 << 20)) as i64
-        } else {
-            10_240
-        }
-    };
-    let disk = if disk_mb >= 10_240 {
-        disk_mb - 5120
-    } else {
-        disk_mb / 2
-    };
-    let mut r = Resources::parse("ports:[31000-32000]").expect("valid");
-    r.set_scalar("cpus", cpus * 1000);
-    r.set_scalar("mem", mem * 1000);
-    r.set_scalar("disk", disk * 1000);
-    r
 }
 
 pub struct Actor {
@@ -850,15 +806,6 @@ impl Runner {
 
 // ---------------------------------------------------------------- HTTP
 
-fn json_response(v: &Value) -> Response {
-    let mut r = (StatusCode::OK, ascii_json(v)).into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
 async fn http(State(tx): State<mpsc::Sender<Event>>, req: Request) -> Response {
     let path = req.uri().path().trim_end_matches('/').to_string();
     let path = path
@@ -876,7 +823,7 @@ async fn http(State(tx): State<mpsc::Sender<Event>>, req: Request) -> Response {
                 .into_response();
         }
         match answer.await {
-            Ok(v) => json_response(&v),
+            Ok(v) => json_response(200, &v),
             Err(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the agent is shutting down",
@@ -885,7 +832,7 @@ async fn http(State(tx): State<mpsc::Sender<Event>>, req: Request) -> Response {
         }
     };
     match path.as_str() {
-        "/version" => json_response(&crate::views::version()),
+        "/version" => json_response(200, &crate::views::version()),
         "/health" => (StatusCode::OK, "").into_response(),
         "/state" => read(Box::new(state_view)).await,
         "/monitor/statistics" => read(Box::new(statistics)).await,

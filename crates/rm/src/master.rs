@@ -142,6 +142,59 @@ pub struct Framework {
     pub recovered: bool,
 }
 
+impl Framework {
+    /// A framework known by id only; [`Framework::apply_info`] fills in what its info says.
+    fn new(id: &str, registered_s: f64) -> Framework {
+        Framework {
+            id: id.to_string(),
+            info: Value::Null,
+            role: "*".into(),
+            partition_aware: false,
+            connected: false,
+            stream: None,
+            suppressed: false,
+            filters: HashMap::new(),
+            registered_s,
+            reregistered_s: None,
+            unregistered_s: None,
+            failover_timeout_ms: 0,
+            disconnected_at_ms: None,
+            used: Resources::new(),
+            offered: Resources::new(),
+            waiting: None,
+            completed: VecDeque::new(),
+            recovered: false,
+        }
+    }
+
+    /// Takes a FrameworkInfo (with its `id`): its role (the first of `roles`, else `role`, else
+    /// `*`), whether it is PARTITION_AWARE, its failover timeout (capped at 365 days).
+    fn apply_info(&mut self, info: Value) {
+        self.role = info
+            .get("roles")
+            .and_then(Value::as_array)
+            .and_then(|r| r.first())
+            .or_else(|| info.get("role"))
+            .and_then(Value::as_str)
+            .unwrap_or("*")
+            .to_string();
+        self.partition_aware = info
+            .get("capabilities")
+            .and_then(Value::as_array)
+            .is_some_and(|c| {
+                c.iter()
+                    .any(|c| c.get("type").and_then(Value::as_str) == Some("PARTITION_AWARE"))
+            });
+        self.failover_timeout_ms = info
+            .get("failover_timeout")
+            .and_then(number)
+            .filter(|f| f.is_finite())
+            .map(|f| (f.clamp(0.0, MAX_REFUSE_S) * 1000.0) as u64)
+            .unwrap_or(0);
+        self.info = info;
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Agent {
     pub id: String,
@@ -278,25 +331,6 @@ impl Master {
                 "Failed to validate scheduler::Call: 'framework_id' differs from 'subscribe.framework_info.id'",
             ));
         }
-        let caps: Vec<&str> = info
-            .get("capabilities")
-            .and_then(Value::as_array)
-            .map(|a| a.iter().filter_map(|c| c.get("type")?.as_str()).collect())
-            .unwrap_or_default();
-        let role = info
-            .get("roles")
-            .and_then(Value::as_array)
-            .and_then(|r| r.first())
-            .or_else(|| info.get("role"))
-            .and_then(Value::as_str)
-            .unwrap_or("*")
-            .to_string();
-        let failover_ms = info
-            .get("failover_timeout")
-            .and_then(number)
-            .filter(|f| f.is_finite() && *f >= 0.0)
-            .map(|f| (f.min(MAX_REFUSE_S) * 1000.0) as u64)
-            .unwrap_or(0);
         let id = match call_id {
             Some(id) => {
                 if !self.frameworks.contains_key(id) {
@@ -310,32 +344,13 @@ impl Master {
                 id
             }
         };
-        let mut stored_info = info.clone();
+        let mut stored_info = info;
         stored_info["id"] = mid(&id);
         let resubscribe = self.frameworks.contains_key(&id);
         let f = self
             .frameworks
             .entry(id.clone())
-            .or_insert_with(|| Framework {
-                id: id.clone(),
-                info: Value::Null,
-                role: String::new(),
-                partition_aware: false,
-                connected: false,
-                stream: None,
-                suppressed: false,
-                filters: HashMap::new(),
-                registered_s: secs(now_ms),
-                reregistered_s: None,
-                unregistered_s: None,
-                failover_timeout_ms: 0,
-                disconnected_at_ms: None,
-                used: Resources::new(),
-                offered: Resources::new(),
-                waiting: None,
-                completed: VecDeque::new(),
-                recovered: false,
-            });
+            .or_insert_with(|| Framework::new(&id, secs(now_ms)));
         if resubscribe {
             f.reregistered_s = Some(secs(now_ms));
         }
@@ -345,13 +360,10 @@ impl Master {
                 framework: id.clone(),
             });
         }
-        f.info = stored_info;
-        f.role = role;
-        f.partition_aware = caps.contains(&"PARTITION_AWARE");
+        f.apply_info(stored_info);
         f.connected = true;
         f.recovered = false;
         f.stream = Some(stream.to_string());
-        f.failover_timeout_ms = failover_ms;
         f.disconnected_at_ms = None;
         f.unregistered_s = None;
         f.suppressed = call
@@ -546,19 +558,12 @@ impl Master {
                     .pointer("/update_framework/framework_info")
                     .filter(|v| v.is_object())
                     .ok_or_else(|| bad("Failed to validate scheduler::Call: Expecting 'update_framework.framework_info'"))?;
-                let f = self.frameworks.get_mut(&fid).expect("checked");
                 let mut info = info.clone();
                 info["id"] = mid(&fid);
-                if let Some(r) = info
-                    .get("roles")
-                    .and_then(Value::as_array)
-                    .and_then(|r| r.first())
-                    .or_else(|| info.get("role"))
-                    .and_then(Value::as_str)
-                {
-                    f.role = r.to_string();
-                }
-                f.info = info;
+                self.frameworks
+                    .get_mut(&fid)
+                    .expect("checked")
+                    .apply_info(info);
                 Ok(200)
             }
             // Accepted and ignored, as Mesos's built-in allocator does; no inverse offers
@@ -1479,54 +1484,19 @@ impl Master {
         for (k, v) in &records {
             if let Some(id) = k.strip_prefix("framework/") {
                 let info = v.get("info").cloned().unwrap_or(Value::Null);
-                let role = info
-                    .get("roles")
-                    .and_then(Value::as_array)
-                    .and_then(|r| r.first())
-                    .or_else(|| info.get("role"))
-                    .and_then(Value::as_str)
-                    .unwrap_or("*")
-                    .to_string();
-                let pa = info
-                    .get("capabilities")
-                    .and_then(Value::as_array)
-                    .is_some_and(|c| {
-                        c.iter().any(|c| {
-                            c.get("type").and_then(Value::as_str) == Some("PARTITION_AWARE")
-                        })
-                    });
-                let failover = info
-                    .get("failover_timeout")
-                    .and_then(number)
-                    .map(|f| (f.clamp(0.0, MAX_REFUSE_S) * 1000.0) as u64)
-                    .unwrap_or(0);
-                self.frameworks.insert(
-                    id.to_string(),
-                    Framework {
-                        id: id.to_string(),
-                        info,
-                        role,
-                        partition_aware: pa,
-                        connected: false,
-                        stream: None,
-                        suppressed: false,
-                        filters: HashMap::new(),
-                        registered_s: v
-                            .get("registered_s")
-                            .and_then(Value::as_f64)
-                            .unwrap_or(secs(now_ms)),
-                        reregistered_s: None,
-                        unregistered_s: Some(secs(now_ms)),
-                        // The failover timeout counts from the master's start.
-                        failover_timeout_ms: failover.max(self.cfg.agent_timeout_ms),
-                        disconnected_at_ms: Some(now_ms),
-                        used: Resources::new(),
-                        offered: Resources::new(),
-                        waiting: None,
-                        completed: VecDeque::new(),
-                        recovered: true,
-                    },
-                );
+                let registered_s = v
+                    .get("registered_s")
+                    .and_then(Value::as_f64)
+                    .unwrap_or(secs(now_ms));
+                let mut f = Framework::new(id, registered_s);
+                f.apply_info(info);
+                // Not connected until it subscribes again; the failover timeout counts from
+                // the master's start.
+                f.failover_timeout_ms = f.failover_timeout_ms.max(self.cfg.agent_timeout_ms);
+                f.unregistered_s = Some(secs(now_ms));
+                f.disconnected_at_ms = Some(now_ms);
+                f.recovered = true;
+                self.frameworks.insert(id.to_string(), f);
             }
         }
         for (k, v) in &records {

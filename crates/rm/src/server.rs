@@ -402,7 +402,8 @@ fn text(status: u16, body: impl Into<String>) -> Response {
         .into_response()
 }
 
-fn json_response(status: u16, v: &Value) -> Response {
+/// A JSON body (ASCII-only, as Mesos clients expect) with its content type.
+pub(crate) fn json_response(status: u16, v: &Value) -> Response {
     let mut r = text(status, recordio::ascii_json(v));
     r.headers_mut().insert(
         header::CONTENT_TYPE,

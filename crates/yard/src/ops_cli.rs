@@ -106,7 +106,8 @@ pub struct UpArgs {
     agents: usize,
 }
 
-fn dur(what: &str, s: &str) -> anyhow::Result<Duration> {
+/// A duration flag (`500ms`, `5s`, `1h`), not zero.
+pub(crate) fn dur(what: &str, s: &str) -> anyhow::Result<Duration> {
     match parse_duration(s) {
         Some(d) if !d.is_zero() => Ok(d),
         _ => bail!("--{what} {s:?} is not a duration such as 500ms, 5s or 1h"),

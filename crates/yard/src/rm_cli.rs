@@ -8,8 +8,9 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use tokio::net::TcpListener;
-use yard_ops::nodes::parse_duration;
-use yard_rm::resources::{parse_attributes, Resources};
+use yard_rm::resources::{parse_attributes, Resources, MILLI};
+
+use crate::ops_cli::dur;
 
 use crate::node::Mesos;
 
@@ -53,11 +54,33 @@ impl Default for MasterArgs {
     }
 }
 
-fn dur(what: &str, s: &str) -> anyhow::Result<Duration> {
-    match parse_duration(s) {
-        Some(d) if !d.is_zero() => Ok(d),
-        _ => bail!("--{what} {s:?} is not a duration such as 500ms, 5s or 1h"),
-    }
+/// Detects the host's resources as Mesos does: all CPUs, memory minus 1 GB (half when under
+/// 2 GB), the work directory's disk minus 5 GB (half when under 10 GB), ports 31000-32000.
+fn detect_resources(dir: &Path) -> Resources {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as i64;
+    let mem_mb = yard_ops::sample::meminfo()
+        .map(|(total, _)| (total >> 20) as i64)
+        .unwrap_or(2048);
+    let mem = if mem_mb >= 2048 {
+        mem_mb - 1024
+    } else {
+        mem_mb / 2
+    };
+    let disk_mb = yard_ops::sample::disk_space(dir)
+        .map(|(total, _)| (total >> 20) as i64)
+        .unwrap_or(10_240);
+    let disk = if disk_mb >= 10_240 {
+        disk_mb - 5120
+    } else {
+        disk_mb / 2
+    };
+    let mut r = Resources::parse("ports:[31000-32000]").expect("valid");
+    r.set_scalar("cpus", cpus * MILLI);
+    r.set_scalar("mem", mem * MILLI);
+    r.set_scalar("disk", disk * MILLI);
+    r
 }
 
 async fn bind(what: &str, listen: &str) -> anyhow::Result<TcpListener> {
@@ -196,7 +219,7 @@ impl AgentArgs {
         let dir = yard_ops::absolute_dir(&dir.join("rm")).map_err(|e| anyhow!(e))?;
         let resources = match &self.resources {
             Some(r) => Resources::parse(r).map_err(|e| anyhow!("--resources: {e}"))?,
-            None => yard_rm::agent::detect_resources(&dir),
+            None => detect_resources(&dir),
         };
         if resources.scalar("cpus") == 0 || resources.scalar("mem") == 0 {
             bail!("--resources {resources}: an agent needs cpus and mem to be offered");
