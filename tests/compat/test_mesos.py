@@ -15,7 +15,7 @@ import time
 import urllib.request
 
 import pytest
-from pymesos import MesosSchedulerDriver, Scheduler
+from pymesos import MesosSchedulerDriver, Scheduler, decode_data, encode_data
 
 from conftest import YARD, wait_for
 
@@ -113,6 +113,8 @@ class Sched(Scheduler):
         self.updates = []
         self.events = queue.Queue()
         self.lost_agents = []
+        self.messages = []
+        self.lost_executors = []
 
     def resourceOffers(self, driver, offers):
         for o in offers:
@@ -125,7 +127,8 @@ class Sched(Scheduler):
                 self.plan.put((want_agent, specs))
                 driver.declineOffer(o["id"], {"refuse_seconds": 0.2})
                 continue
-            driver.launchTasks(o["id"], [task(*s[:1], o["agent_id"], *s[1:]) for s in specs])
+            driver.launchTasks(o["id"], [{**s, "agent_id": o["agent_id"]} if isinstance(s, dict)
+                                         else task(*s[:1], o["agent_id"], *s[1:]) for s in specs])
 
     def statusUpdate(self, driver, status):
         self.updates.append((time.monotonic(), status))
@@ -133,6 +136,12 @@ class Sched(Scheduler):
 
     def slaveLost(self, driver, agent_id):
         self.lost_agents.append(agent_id["value"])
+
+    def frameworkMessage(self, driver, executor_id, agent_id, data):
+        self.messages.append((executor_id["value"], agent_id["value"], decode_data(data)))
+
+    def executorLost(self, driver, executor_id, agent_id, status):
+        self.lost_executors.append((executor_id["value"], status))
 
     def states(self, tid):
         return [s["state"] for _, s in self.updates if s["task_id"]["value"] == tid]
@@ -177,6 +186,51 @@ def test_command_tasks_run_finish_fail_and_are_killed(cluster, sched):
     tasks = {t["id"]: t for t in cluster.manager.get("/tasks?order=asc&limit=-1")["tasks"]}
     assert [s["state"] for s in tasks["bad"]["statuses"]][-1] == "TASK_FAILED"
     assert tasks["long"]["executor_id"] == ""
+
+
+ECHO_EXECUTOR = os.path.join(os.path.dirname(__file__), "echo_executor.py")
+
+
+def executor_task(tid, what, executor_id="echo"):
+    """A task for tests/compat/echo_executor.py, a custom executor on pymesos's driver."""
+    res = lambda cpus, mem: [{"name": "cpus", "type": "SCALAR", "scalar": {"value": cpus}},
+                             {"name": "mem", "type": "SCALAR", "scalar": {"value": mem}}]
+    return {"task_id": {"value": tid}, "name": tid, "data": encode_data(what.encode()), "resources": res(0.1, 16),
+            "executor": {"executor_id": {"value": executor_id}, "name": "echo",
+                         "command": {"value": f"exec {sys.executable} {ECHO_EXECUTOR}"}, "resources": res(0.1, 64)}}
+
+
+def test_a_custom_executor_on_the_pymesos_driver(cluster, sched):
+    sched.plan.put((None, [executor_task("e-ok", "finish"), executor_task("e-bad", "fail"),
+                           executor_task("e-long", "wait"), executor_task("e-orphan", "wait")]))
+    wait_for("e-long running", lambda: "TASK_RUNNING" in sched.states("e-long"), timeout=20)
+    sched.driver.killTask({"value": "e-long"})
+    wait_for("three terminal", lambda: all(sched.last(t) and sched.last(t)["state"] in TERMINAL
+                                           for t in ("e-ok", "e-bad", "e-long")))
+    assert sched.states("e-ok") == ["TASK_RUNNING", "TASK_FINISHED"]
+    assert sched.states("e-bad") == ["TASK_RUNNING", "TASK_FAILED"]
+    assert sched.states("e-long") == ["TASK_RUNNING", "TASK_KILLED"]
+    assert sched.last("e-bad")["message"] == "echo was told to fail"
+    assert sched.last("e-ok")["executor_id"] == {"value": "echo"}
+    # The executor's MESSAGE reached the framework, and a framework message reaches the executor.
+    wait_for("message from the executor", lambda: ("echo", sched.last("e-ok")["agent_id"]["value"], b"done e-ok") in sched.messages)
+    agent_id = sched.last("e-ok")["agent_id"]["value"]
+    sched.driver.sendFrameworkMessage({"value": "echo"}, {"value": agent_id}, encode_data(b"ping"))
+    wait_for("echoed", lambda: ("echo", agent_id, b"echo:ping") in sched.messages)
+    # All four ran on one executor process, in its own session; its updates were acknowledged.
+    agent = next(a for a in cluster.agents if a.get("/state")["id"] == agent_id)
+    state = agent.get("/state")
+    [ex] = state["executors"]
+    assert ex["id"] == "echo" and ex["subscribed"] and ex["tasks"] == ["e-orphan"]
+    wait_for("acknowledged", lambda: all(t["unacknowledged_updates"] == 0 for t in agent.get("/state")["tasks"]))
+    # The executor dies: its unfinished task fails with it, and the framework hears of the executor.
+    os.kill(ex["pid"], signal.SIGKILL)
+    wait_for("e-orphan failed", lambda: sched.last("e-orphan")["state"] in TERMINAL)
+    assert sched.last("e-orphan")["state"] == "TASK_FAILED"
+    assert sched.last("e-orphan")["reason"] == "REASON_EXECUTOR_TERMINATED"
+    wait_for("executorLost", lambda: [e for e, _ in sched.lost_executors] == ["echo"])
+    assert sched.lost_executors[0][1] == signal.SIGKILL
+    wait_for("executor gone", lambda: agent.get("/state")["executors"] == [] and not session_alive(ex["pid"]))
 
 
 def mesos_cli(tmp_path, *args):

@@ -13,13 +13,14 @@
 //!
 //! Its HTTP API (5051 by default): `/version`, `/health`, `/state`, `/monitor/statistics`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -32,12 +33,15 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use yard_fabric::{Client, Endpoint, OverflowPolicy};
 
-use crate::container::{self, Container, Isolation, Limits};
+use crate::container::{self, Isolation, Limits};
+use crate::executor;
 use crate::master::{get_id, is_terminal, mid, MESOS_VERSION};
 use crate::now_ms;
 use crate::proto::{self, Registration, TaskReport, Wire};
+use crate::recordio;
 use crate::resources::Resources;
-use crate::server::json_response;
+use crate::runner::{self, ExecutorRunner, Exited, Launch, Runner, UsageSlot};
+use crate::server::{json_response, parse_body, text};
 
 pub const INBOX_QUEUE: usize = 16_384;
 pub const EVENT_QUEUE: usize = 8192;
@@ -58,7 +62,16 @@ pub struct AgentConfig {
     pub update_retry: Duration,
 }
 
-type Key = (String, String);
+/// (framework id, task id).
+pub(crate) type Key = (String, String);
+/// (framework id, executor id).
+pub(crate) type ExecKey = (String, String);
+
+/// Records queued to one executor's event stream; when it is full the executor has stopped
+/// reading: its stream is closed (it may subscribe again).
+pub const EXEC_STREAM_QUEUE: usize = 1024;
+/// How long an executor has between SHUTDOWN and the kill (`MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD`).
+pub const EXECUTOR_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 struct TaskEntry {
     framework_id: String,
@@ -73,12 +86,43 @@ struct TaskEntry {
     sandbox: PathBuf,
     container_id: String,
     pid: Option<u32>,
-    usage: Option<Arc<std::sync::Mutex<Option<Container>>>>,
+    usage: Option<UsageSlot>,
+    /// A custom executor's id; `None` for command tasks.
+    executor: Option<String>,
 }
 
-enum Event {
+/// A custom executor: its process, its event stream once it subscribed, the tasks given to it.
+struct ExecEntry {
+    info: Value,
+    framework_info: Value,
+    container_id: String,
+    sandbox: PathBuf,
+    limits: Limits,
+    /// (generation, sender) of the current subscription.
+    stream: Option<(u64, mpsc::Sender<Bytes>)>,
+    /// Tasks launched before it subscribed.
+    queued: Vec<Value>,
+    /// Its tasks that are not terminal yet.
+    tasks: BTreeSet<String>,
+    stop: mpsc::Sender<u64>,
+    shutting_down: bool,
+    pid: Option<u32>,
+    slot: UsageSlot,
+}
+
+/// The agent's answer to an executor call.
+pub(crate) enum ExecAnswer {
+    Status(u16, String),
+    Stream(mpsc::Receiver<Bytes>, u64),
+}
+
+pub(crate) enum Event {
     Status(Key, Value),
     Pid(Key, u32),
+    ExecutorPid(ExecKey, u32),
+    ExecutorExited(ExecKey, Exited),
+    ExecutorCall(executor::Addressed, oneshot::Sender<ExecAnswer>),
+    ExecutorStreamClosed(ExecKey, u64),
     Registered(Result<Wire, String>),
     Beat(Result<Wire, String>),
     Read(
@@ -97,8 +141,12 @@ pub struct Actor {
     registering: bool,
     beating: bool,
     tasks: HashMap<Key, TaskEntry>,
+    executors: HashMap<ExecKey, ExecEntry>,
+    stream_generation: u64,
     completed: VecDeque<Value>,
     port: u16,
+    /// `ip:port` of this API as tasks and executors reach it.
+    api_endpoint: String,
     uuid_seed: u64,
     uuid_count: AtomicU64,
 }
@@ -112,7 +160,14 @@ pub async fn start(
 ) -> Result<JoinHandle<()>, String> {
     std::fs::create_dir_all(cfg.dir.join("sandboxes"))
         .map_err(|e| format!("cannot create {}: {e}", cfg.dir.display()))?;
-    let port = listener.local_addr().map_err(|e| e.to_string())?.port();
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let port = local.port();
+    let api_ip = if local.ip().is_unspecified() {
+        std::net::IpAddr::from([127, 0, 0, 1])
+    } else {
+        local.ip()
+    };
+    let api_endpoint = std::net::SocketAddr::new(api_ip, port).to_string();
     let inbox = ep
         .attach(
             "rm-agent",
@@ -141,8 +196,11 @@ pub async fn start(
         registering: false,
         beating: false,
         tasks: HashMap::new(),
+        executors: HashMap::new(),
+        stream_generation: 0,
         completed: VecDeque::new(),
         port,
+        api_endpoint,
         uuid_seed: u64::from_le_bytes(seed) ^ now_ms(),
         uuid_count: AtomicU64::new(0),
     };
@@ -243,17 +301,23 @@ impl Actor {
                 }
             }
         }
-        // Tasks stop with the agent.
+        // Tasks and executors stop with the agent.
         let running: Vec<_> = self.tasks.values().filter_map(|t| t.kill.clone()).collect();
         for k in running {
             let _ = k.send(0).await;
         }
+        let executors: Vec<ExecKey> = self.executors.keys().cloned().collect();
+        for ek in executors {
+            self.shutdown_executor(&ek, Duration::ZERO);
+        }
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while self.tasks.values().any(|t| !is_terminal(&t.state))
+        while (self.tasks.values().any(|t| !is_terminal(&t.state)) || !self.executors.is_empty())
             && tokio::time::Instant::now() < deadline
         {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(Event::Status(k, s))) => self.status(k, s),
+                Ok(Some(ev @ (Event::Status(..) | Event::ExecutorExited(..)))) => {
+                    self.event(ev).await
+                }
                 Ok(Some(_)) => {}
                 _ => break,
             }
@@ -392,6 +456,24 @@ impl Actor {
             Event::Read(f, reply) => {
                 let _ = reply.send(f(self));
             }
+            Event::ExecutorPid(ek, pid) => {
+                if let Some(x) = self.executors.get_mut(&ek) {
+                    x.pid = Some(pid);
+                }
+            }
+            Event::ExecutorExited(ek, ex) => self.executor_exited(ek, ex).await,
+            Event::ExecutorCall(call, reply) => {
+                let answer = self.executor_call(call).await;
+                let _ = reply.send(answer);
+            }
+            Event::ExecutorStreamClosed(ek, generation) => {
+                if let Some(x) = self.executors.get_mut(&ek) {
+                    if x.stream.as_ref().is_some_and(|(g, _)| *g == generation) {
+                        tracing::info!(executor = %ek.1, "the executor's stream closed");
+                        x.stream = None;
+                    }
+                }
+            }
         }
     }
 
@@ -403,9 +485,12 @@ impl Actor {
         base64::engine::general_purpose::STANDARD.encode(b)
     }
 
-    /// A runner's status: stamped, queued for the master in order.
+    /// A task's status (from a runner, an executor or the agent itself): stamped (an
+    /// executor's own uuid is kept: it is acknowledged with it), queued for the master in order.
     fn status(&mut self, k: Key, mut s: Value) {
-        s["uuid"] = json!(self.new_uuid());
+        if !s.get("uuid").is_some_and(Value::is_string) {
+            s["uuid"] = json!(self.new_uuid());
+        }
         if let Some(id) = &self.agent_id {
             s["agent_id"] = mid(id);
         }
@@ -416,6 +501,13 @@ impl Actor {
         t.latest = s.clone();
         if is_terminal(&t.state) {
             t.kill = None;
+            if let Some(x) = t
+                .executor
+                .as_ref()
+                .and_then(|e| self.executors.get_mut(&(k.0.clone(), e.clone())))
+            {
+                x.tasks.remove(&k.1);
+            }
         }
         t.pending.push_back(s);
     }
@@ -460,7 +552,11 @@ impl Actor {
                 tasks,
             } => {
                 for info in tasks {
-                    self.launch(&framework_id, &framework_info, info);
+                    if info.get("executor").is_some_and(Value::is_object) {
+                        self.launch_on_executor(&framework_id, &framework_info, info);
+                    } else {
+                        self.launch(&framework_id, &framework_info, info);
+                    }
                 }
                 self.resend(now_ms()).await;
             }
@@ -471,6 +567,10 @@ impl Actor {
             } => {
                 let k = (framework_id.clone(), task_id.clone());
                 match self.tasks.get(&k) {
+                    Some(t) if t.executor.is_some() => {
+                        let ek = (framework_id.clone(), t.executor.clone().expect("checked"));
+                        self.kill_on_executor(&ek, &task_id, grace_ms);
+                    }
                     Some(t) => {
                         if let Some(kill) = t.kill.clone() {
                             let _ = kill.send(grace_ms).await;
@@ -507,9 +607,22 @@ impl Actor {
                     .and_then(Value::as_str)
                     == Some(uuid.as_str())
                 {
-                    t.pending.pop_front();
+                    let acked = t.pending.pop_front().expect("checked");
                     t.sent_at_ms = None;
+                    // The executor hears of acknowledgements of its own updates.
+                    if acked["source"] == "SOURCE_EXECUTOR" {
+                        if let Some(e) = t.executor.clone() {
+                            let ack = executor::event(
+                                "ACKNOWLEDGED",
+                                Some(json!({"task_id": mid(&k.1), "uuid": uuid})),
+                            );
+                            self.send_executor(&(k.0.clone(), e), &ack);
+                        }
+                    }
                 }
+                let Some(t) = self.tasks.get_mut(&k) else {
+                    return;
+                };
                 if t.pending.is_empty() && is_terminal(&t.state) {
                     let t = self.tasks.remove(&k).expect("present");
                     self.completed.push_back(json!({"id": k.1, "framework_id": k.0, "state": t.state, "latest": t.latest, "sandbox": t.sandbox}));
@@ -529,13 +642,35 @@ impl Actor {
                 for k in kills {
                     let _ = k.send(3000).await;
                 }
+                let executors: Vec<ExecKey> = self
+                    .executors
+                    .keys()
+                    .filter(|(f, _)| *f == framework_id)
+                    .cloned()
+                    .collect();
+                for ek in executors {
+                    self.shutdown_executor(&ek, EXECUTOR_SHUTDOWN_GRACE);
+                }
             }
+            Wire::ShutdownExecutor {
+                framework_id,
+                executor_id,
+            } => self.shutdown_executor(&(framework_id, executor_id), EXECUTOR_SHUTDOWN_GRACE),
             Wire::FrameworkMessage {
                 framework_id,
                 executor_id,
-                ..
+                data,
             } => {
-                tracing::info!(%framework_id, %executor_id, "framework message dropped: command tasks have no executor to deliver it to");
+                let ek = (framework_id, executor_id);
+                let subscribed = self.executors.get(&ek).is_some_and(|x| x.stream.is_some());
+                if subscribed {
+                    self.send_executor(
+                        &ek,
+                        &executor::event("MESSAGE", Some(json!({"data": data}))),
+                    );
+                } else {
+                    tracing::info!(framework = %ek.0, executor = %ek.1, "framework message dropped: no such executor is subscribed here (command tasks have none)");
+                }
             }
             other => tracing::warn!("unexpected message from the master: {other:?}"),
         }
@@ -555,6 +690,7 @@ impl Actor {
             container_id: String::new(),
             pid: None,
             usage: None,
+            executor: None,
         }
     }
 
@@ -580,227 +716,345 @@ impl Actor {
         let slot = Arc::new(std::sync::Mutex::new(None));
         e.usage = Some(slot.clone());
         self.tasks.insert(k.clone(), e);
+        let mut env = vec![
+            ("MESOS_SANDBOX", sandbox.display().to_string()),
+            ("MESOS_DIRECTORY", sandbox.display().to_string()),
+            ("MESOS_TASK_ID", tid.clone()),
+            ("MESOS_FRAMEWORK_ID", framework_id.to_string()),
+            ("MESOS_EXECUTOR_ID", tid.clone()),
+            ("MESOS_AGENT_ENDPOINT", self.api_endpoint.clone()),
+        ];
+        if let Some(id) = &self.agent_id {
+            env.push(("MESOS_AGENT_ID", id.clone()));
+        }
+        let res =
+            Resources::from_json(info.get("resources").unwrap_or(&json!([]))).unwrap_or_default();
         let run = Runner {
             key: k,
-            info,
-            sandbox,
-            container_id,
-            iso: self.cfg.isolation.clone(),
+            launch: Launch {
+                sandbox,
+                container_id,
+                iso: self.cfg.isolation.clone(),
+                limits: Limits {
+                    cpus_milli: res.scalar("cpus"),
+                    mem_milli: res.scalar("mem"),
+                },
+                command: info["command"].clone(),
+                env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            },
             events: self.events.clone(),
-            agent_endpoint: format!("{}:{}", self.cfg.hostname, self.port),
             slot,
         };
         tokio::spawn(run.run(kill_rx));
     }
-}
 
-struct Runner {
-    key: Key,
-    info: Value,
-    sandbox: PathBuf,
-    container_id: String,
-    iso: Option<Isolation>,
-    events: mpsc::Sender<Event>,
-    agent_endpoint: String,
-    slot: Arc<std::sync::Mutex<Option<Container>>>,
-}
-
-impl Runner {
-    fn status(&self, state: &str, extra: Value) -> Value {
-        let mut s = json!({
-            "task_id": mid(&self.key.1), "state": state, "source": "SOURCE_EXECUTOR",
-            "executor_id": mid(&self.key.1), "timestamp": now_ms() as f64 / 1000.0,
-            "container_status": {"container_id": mid(&self.container_id)},
-        });
-        if let (Some(o), Some(x)) = (s.as_object_mut(), extra.as_object()) {
-            o.extend(x.clone());
-        }
-        s
-    }
-
-    async fn send(&self, s: Value) {
-        let _ = self.events.send(Event::Status(self.key.clone(), s)).await;
-    }
-
-    async fn fail(&self, reason: &str, message: String) {
-        tracing::warn!(task = %self.key.1, "{message}");
-        self.send(self.status("TASK_FAILED", json!({"reason": reason, "message": message})))
-            .await;
-    }
-
-    async fn run(self, mut kill: mpsc::Receiver<u64>) {
-        if self.info.get("executor").is_some() {
-            self.fail("REASON_EXECUTOR_TERMINATED", "custom executors (ExecutorInfo) are not supported by this agent yet: launch a command task".into()).await;
+    /// A task with an ExecutorInfo: started on its executor, which is started first if it is
+    /// not running here yet. The task reaches the executor once it has subscribed.
+    fn launch_on_executor(&mut self, framework_id: &str, framework_info: &Value, info: Value) {
+        let tid = get_id(&info, "task_id").unwrap_or("").to_string();
+        let k = (framework_id.to_string(), tid.clone());
+        if self.tasks.contains_key(&k) {
+            tracing::warn!(task = %tid, "launch of a task this agent already runs: ignored");
             return;
         }
-        self.send(self.status("TASK_STARTING", json!({}))).await;
-        if let Err(e) = std::fs::create_dir_all(&self.sandbox) {
-            return self
-                .fail(
-                    "REASON_CONTAINER_LAUNCH_FAILED",
-                    format!("cannot create the sandbox {}: {e}", self.sandbox.display()),
-                )
-                .await;
+        let ei = info["executor"].clone();
+        let eid = get_id(&ei, "executor_id").unwrap_or("").to_string();
+        let ek = (framework_id.to_string(), eid.clone());
+        let task_res =
+            Resources::from_json(info.get("resources").unwrap_or(&json!([]))).unwrap_or_default();
+        let mut e = self.entry(framework_id, framework_info, info.clone());
+        e.executor = Some(eid.clone());
+        if let Some(x) = self.executors.get_mut(&ek) {
+            // Its container grows by the task's resources.
+            x.limits.cpus_milli += task_res.scalar("cpus");
+            x.limits.mem_milli += task_res.scalar("mem");
+            if let Some(ct) = x.slot.lock().expect("usage slot").as_ref() {
+                if let Err(err) = ct.resize(x.limits) {
+                    tracing::warn!(executor = %eid, "cannot grow the executor's limits: {err}");
+                }
+            }
+        } else {
+            self.start_executor(&ek, &ei, framework_info, &task_res);
         }
-        let res = Resources::from_json(self.info.get("resources").unwrap_or(&json!([])))
-            .unwrap_or_default();
+        let x = self.executors.get_mut(&ek).expect("started above");
+        e.sandbox = x.sandbox.clone();
+        e.container_id = x.container_id.clone();
+        e.usage = Some(x.slot.clone());
+        x.tasks.insert(tid);
+        self.tasks.insert(k, e);
+        if self.executors[&ek].stream.is_some() {
+            let launch = executor::event(
+                "LAUNCH",
+                Some(
+                    json!({"task": info, "framework_info": self.framework_info_with_id(framework_id, framework_info)}),
+                ),
+            );
+            self.send_executor(&ek, &launch);
+        } else {
+            self.executors
+                .get_mut(&ek)
+                .expect("started above")
+                .queued
+                .push(info);
+        }
+    }
+
+    fn framework_info_with_id(&self, framework_id: &str, info: &Value) -> Value {
+        let mut fi = if info.is_object() {
+            info.clone()
+        } else {
+            json!({})
+        };
+        fi["id"] = mid(framework_id);
+        fi
+    }
+
+    fn start_executor(
+        &mut self,
+        ek: &ExecKey,
+        ei: &Value,
+        framework_info: &Value,
+        task: &Resources,
+    ) {
+        let container_id = yard_fabric::id::random_uuid();
+        let sandbox = self.cfg.dir.join("sandboxes").join(&ek.0).join(format!(
+            "executor-{}-{}",
+            ek.1,
+            &container_id[..8]
+        ));
+        let mut res =
+            Resources::from_json(ei.get("resources").unwrap_or(&json!([]))).unwrap_or_default();
+        res.add(task);
         let limits = Limits {
             cpus_milli: res.scalar("cpus"),
             mem_milli: res.scalar("mem"),
         };
-        let container = match &self.iso {
-            Some(iso) => match iso.create(&self.container_id, limits) {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    return self
-                        .fail(
-                            "REASON_CONTAINER_LAUNCH_FAILED",
-                            format!("cannot create the task's cgroups: {e}"),
-                        )
-                        .await
-                }
+        let env = executor::environment(&executor::EnvInput {
+            framework_id: &ek.0,
+            executor_id: &ek.1,
+            agent_id: self.agent_id.as_deref().unwrap_or(""),
+            agent_endpoint: &self.api_endpoint,
+            sandbox: &sandbox.display().to_string(),
+            shutdown_grace_secs: EXECUTOR_SHUTDOWN_GRACE.as_secs(),
+        });
+        let (stop_tx, stop_rx) = mpsc::channel(4);
+        let slot: UsageSlot = Arc::new(std::sync::Mutex::new(None));
+        tracing::info!(framework = %ek.0, executor = %ek.1, "starting an executor");
+        let run = ExecutorRunner {
+            key: ek.clone(),
+            launch: Launch {
+                sandbox: sandbox.clone(),
+                container_id: container_id.clone(),
+                iso: self.cfg.isolation.clone(),
+                limits,
+                command: ei.get("command").cloned().unwrap_or(json!({})),
+                env,
             },
-            None => None,
+            events: self.events.clone(),
+            slot: slot.clone(),
         };
-        let fds = container
-            .as_ref()
-            .map(Container::join_fds)
-            .unwrap_or_default();
-        let cmd = &self.info["command"];
-        let value = cmd.get("value").and_then(Value::as_str).unwrap_or("");
-        let shell = cmd.get("shell").and_then(Value::as_bool).unwrap_or(true);
-        let mut c = if shell {
-            let mut c = tokio::process::Command::new("/bin/sh");
-            c.arg("-c").arg(value);
-            c
-        } else {
-            let mut c = tokio::process::Command::new(value);
-            let args: Vec<&str> = cmd
-                .get("arguments")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            // arguments[0] is argv[0], as in execvp.
-            c.args(args.iter().skip(1));
-            c
+        tokio::spawn(run.run(stop_rx));
+        self.executors.insert(
+            ek.clone(),
+            ExecEntry {
+                info: ei.clone(),
+                framework_info: framework_info.clone(),
+                container_id,
+                sandbox,
+                limits,
+                stream: None,
+                queued: Vec::new(),
+                tasks: BTreeSet::new(),
+                stop: stop_tx,
+                shutting_down: false,
+                pid: None,
+                slot,
+            },
+        );
+    }
+
+    /// Queues an event on an executor's stream; a full stream is closed.
+    fn send_executor(&mut self, ek: &ExecKey, event: &Value) {
+        let Some(x) = self.executors.get_mut(ek) else {
+            return;
         };
-        let open = |name: &str| std::fs::File::create(self.sandbox.join(name));
-        let (out, err) = match (open("stdout"), open("stderr")) {
-            (Ok(o), Ok(e)) => (o, e),
-            _ => {
-                return self
-                    .fail(
-                        "REASON_CONTAINER_LAUNCH_FAILED",
-                        "cannot create stdout/stderr in the sandbox".into(),
-                    )
-                    .await
-            }
+        let Some((_, tx)) = &x.stream else {
+            return;
         };
-        c.current_dir(&self.sandbox)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err));
-        if let Some(vars) = cmd
-            .pointer("/environment/variables")
-            .and_then(Value::as_array)
+        if tx.try_send(Bytes::from(recordio::record(event))).is_err() {
+            tracing::warn!(executor = %ek.1, "the executor's stream is full or gone ({EXEC_STREAM_QUEUE} records): closing it");
+            x.stream = None;
+        }
+    }
+
+    fn kill_on_executor(&mut self, ek: &ExecKey, task_id: &str, grace_ms: u64) {
+        let Some(x) = self.executors.get_mut(ek) else {
+            return;
+        };
+        if let Some(i) = x
+            .queued
+            .iter()
+            .position(|t| get_id(t, "task_id") == Some(task_id))
         {
-            for v in vars {
-                if let (Some(n), Some(val)) = (
-                    v.get("name").and_then(Value::as_str),
-                    v.get("value").and_then(Value::as_str),
-                ) {
-                    c.env(n, val);
+            // Never reached the executor: killed here.
+            x.queued.remove(i);
+            let s = json!({"task_id": mid(task_id), "state": "TASK_KILLED", "source": "SOURCE_AGENT",
+                "executor_id": mid(&ek.1), "message": "Killed before it was delivered to its executor",
+                "timestamp": now_ms() as f64 / 1000.0});
+            self.status((ek.0.clone(), task_id.to_string()), s);
+        } else if x.stream.is_some() {
+            let kill = executor::event(
+                "KILL",
+                Some(json!({"task_id": mid(task_id),
+                    "kill_policy": {"grace_period": {"nanoseconds": grace_ms.saturating_mul(1_000_000)}}})),
+            );
+            self.send_executor(ek, &kill);
+        } else {
+            // Its executor is not connected: the kill takes the executor down with the task.
+            tracing::info!(executor = %ek.1, task = %task_id, "kill for a task whose executor is not subscribed: shutting the executor down");
+            self.shutdown_executor(ek, Duration::ZERO);
+        }
+    }
+
+    /// SHUTDOWN to the executor, then its processes are killed after `grace` (at once when it
+    /// is not subscribed).
+    fn shutdown_executor(&mut self, ek: &ExecKey, grace: Duration) {
+        let subscribed = match self.executors.get_mut(ek) {
+            Some(x) => {
+                x.shutting_down = true;
+                x.stream.is_some()
+            }
+            None => return,
+        };
+        self.send_executor(ek, &executor::event("SHUTDOWN", None));
+        let stop = self.executors[ek].stop.clone();
+        let grace = if subscribed { grace } else { Duration::ZERO };
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            // SIGTERM, and SIGKILL a second later if still there.
+            let _ = stop.send(1000).await;
+        });
+    }
+
+    /// An executor's process ended: its unfinished tasks end with it, and its framework hears.
+    async fn executor_exited(&mut self, ek: ExecKey, ex: Exited) {
+        let Some(x) = self.executors.remove(&ek) else {
+            return;
+        };
+        tracing::info!(framework = %ek.0, executor = %ek.1, "{}", ex.message);
+        let (state, reason) = if ex.oom {
+            ("TASK_FAILED", "REASON_CONTAINER_LIMITATION_MEMORY")
+        } else if ex.launch_failed {
+            ("TASK_FAILED", "REASON_CONTAINER_LAUNCH_FAILED")
+        } else if x.shutting_down {
+            ("TASK_KILLED", "REASON_EXECUTOR_TERMINATED")
+        } else {
+            ("TASK_FAILED", "REASON_EXECUTOR_TERMINATED")
+        };
+        for tid in &x.tasks {
+            let mut s = json!({"task_id": mid(tid), "state": state, "source": "SOURCE_AGENT", "reason": reason,
+                "executor_id": mid(&ek.1), "message": ex.message, "timestamp": now_ms() as f64 / 1000.0});
+            if ex.oom {
+                s["limitation"] = runner::oom_status(x.limits)["limitation"].clone();
+            }
+            self.status((ek.0.clone(), tid.clone()), s);
+        }
+        if let (Some(master), Some(agent_id)) = (self.master.clone(), self.agent_id.clone()) {
+            let w = Wire::ExecutorExited {
+                agent_id,
+                framework_id: ek.0.clone(),
+                executor_id: ek.1.clone(),
+                status: ex.status,
+            };
+            let topic = format!("{}agent", proto::inbox(&master));
+            if let Err(e) = self.inbox.publish_system(topic, w.encode()).await {
+                tracing::debug!("cannot report an executor's exit: {e}");
+            }
+        }
+        self.resend(now_ms()).await;
+    }
+
+    async fn executor_call(&mut self, a: executor::Addressed) -> ExecAnswer {
+        let ek = (a.framework_id.clone(), a.executor_id.clone());
+        let Some(x) = self.executors.get_mut(&ek) else {
+            let known = self.executors.keys().any(|(f, _)| *f == a.framework_id);
+            let what = if known { "Executor" } else { "Framework" };
+            return ExecAnswer::Status(400, format!("{what} cannot be found"));
+        };
+        match a.call {
+            executor::Call::Subscribe => {
+                self.stream_generation += 1;
+                let generation = self.stream_generation;
+                let (tx, rx) = mpsc::channel(EXEC_STREAM_QUEUE);
+                x.stream = Some((generation, tx));
+                let queued = std::mem::take(&mut x.queued);
+                let shutting_down = x.shutting_down;
+                let agent_info = json!({"id": mid(self.agent_id.as_deref().unwrap_or("")),
+                    "hostname": self.cfg.hostname, "port": self.port,
+                    "resources": self.cfg.resources.to_json(None),
+                    "attributes": crate::resources::attributes_json(&self.cfg.attributes)});
+                let x = &self.executors[&ek];
+                let sub = executor::subscribed(
+                    &x.info,
+                    &ek.0,
+                    &x.framework_info,
+                    agent_info,
+                    &x.container_id,
+                );
+                let fi = self.framework_info_with_id(&ek.0, &x.framework_info);
+                tracing::info!(framework = %ek.0, executor = %ek.1, "executor subscribed");
+                self.send_executor(&ek, &sub);
+                for task in queued {
+                    let launch = executor::event(
+                        "LAUNCH",
+                        Some(json!({"task": task, "framework_info": fi})),
+                    );
+                    self.send_executor(&ek, &launch);
+                }
+                if shutting_down {
+                    self.send_executor(&ek, &executor::event("SHUTDOWN", None));
+                }
+                ExecAnswer::Stream(rx, generation)
+            }
+            _ if x.stream.is_none() => ExecAnswer::Status(403, "Executor is not subscribed".into()),
+            executor::Call::Heartbeat => ExecAnswer::Status(202, String::new()),
+            executor::Call::Update(mut status) => {
+                let tid = get_id(&status, "task_id").unwrap_or("").to_string();
+                let ours = self
+                    .tasks
+                    .get(&(ek.0.clone(), tid.clone()))
+                    .is_some_and(|t| t.executor.as_deref() == Some(&ek.1));
+                if !ours {
+                    return ExecAnswer::Status(
+                        400,
+                        format!("Task '{tid}' was not launched on executor '{}'", ek.1),
+                    );
+                }
+                status["executor_id"] = mid(&ek.1);
+                status["container_status"] =
+                    json!({"container_id": mid(&x.container_id), "executor_pid": x.pid});
+                self.status((ek.0.clone(), tid), status);
+                self.resend(now_ms()).await;
+                ExecAnswer::Status(202, String::new())
+            }
+            executor::Call::Message(data) => {
+                let (Some(master), Some(agent_id)) = (self.master.clone(), self.agent_id.clone())
+                else {
+                    return ExecAnswer::Status(503, "the agent has no master right now".into());
+                };
+                let w = Wire::ExecutorMessage {
+                    agent_id,
+                    framework_id: ek.0,
+                    executor_id: ek.1,
+                    data,
+                };
+                let topic = format!("{}agent", proto::inbox(&master));
+                match self.inbox.publish_system(topic, w.encode()).await {
+                    Ok(()) => ExecAnswer::Status(202, String::new()),
+                    Err(e) => ExecAnswer::Status(503, format!("cannot reach the master: {e}")),
                 }
             }
         }
-        c.env("MESOS_SANDBOX", &self.sandbox)
-            .env("MESOS_DIRECTORY", &self.sandbox)
-            .env("MESOS_TASK_ID", &self.key.1)
-            .env("MESOS_FRAMEWORK_ID", &self.key.0)
-            .env("MESOS_EXECUTOR_ID", &self.key.1)
-            .env("MESOS_AGENT_ENDPOINT", &self.agent_endpoint);
-        // SAFETY: child_setup only makes async-signal-safe calls on descriptors that stay open
-        // in the parent until the spawn returns.
-        unsafe {
-            c.pre_exec(move || container::child_setup(&fds));
-        }
-        let mut child = match c.spawn() {
-            Ok(ch) => ch,
-            Err(e) => {
-                if let Some(ct) = container {
-                    let _ = tokio::task::spawn_blocking(move || ct.destroy()).await;
-                }
-                return self
-                    .fail(
-                        "REASON_CONTAINER_LAUNCH_FAILED",
-                        format!("cannot start {value:?}: {e}"),
-                    )
-                    .await;
-            }
-        };
-        let pid = child.id().unwrap_or(0);
-        *self.slot.lock().expect("usage slot") = container;
-        let _ = self.events.send(Event::Pid(self.key.clone(), pid)).await;
-        self.send(self.status("TASK_RUNNING", json!({"container_status": {"container_id": mid(&self.container_id), "executor_pid": pid}}))).await;
-        let mut killed = false;
-        let exit = tokio::select! {
-            r = child.wait() => r,
-            Some(grace) = kill.recv() => {
-                killed = true;
-                container::signal_group(pid, libc::SIGTERM);
-                match tokio::time::timeout(Duration::from_millis(grace), child.wait()).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        container::signal_group(pid, libc::SIGKILL);
-                        child.wait().await
-                    }
-                }
-            }
-        };
-        // Whatever the task left behind goes with its container.
-        container::signal_group(pid, libc::SIGKILL);
-        let ct = self.slot.lock().expect("usage slot").take();
-        let oom = ct.as_ref().map(Container::oom_kills).unwrap_or(0) > 0;
-        if let Some(ct) = ct {
-            let _ = tokio::task::spawn_blocking(move || ct.destroy()).await;
-        }
-        use std::os::unix::process::ExitStatusExt;
-        let (state, extra) = match exit {
-            Err(e) => (
-                "TASK_FAILED",
-                json!({"reason": "REASON_COMMAND_EXECUTOR_FAILED", "message": format!("cannot wait for the task: {e}")}),
-            ),
-            Ok(_) if killed => (
-                "TASK_KILLED",
-                json!({"message": "Command terminated by a kill"}),
-            ),
-            Ok(st) if oom => (
-                "TASK_FAILED",
-                json!({"reason": "REASON_CONTAINER_LIMITATION_MEMORY",
-                "message": format!("Memory limit exceeded: the kernel killed the task (limit {} MB)", limits.mem_milli / 1000),
-                "limitation": {"resources": [{"name": "mem", "type": "SCALAR", "scalar": {"value": limits.mem_milli as f64 / 1000.0}}]},
-                "exit": st.code()}),
-            ),
-            Ok(st) => match (st.code(), st.signal()) {
-                (Some(0), _) => (
-                    "TASK_FINISHED",
-                    json!({"message": "Command exited with status 0"}),
-                ),
-                (Some(n), _) => (
-                    "TASK_FAILED",
-                    json!({"message": format!("Command exited with status {n}")}),
-                ),
-                (None, Some(sig)) => (
-                    "TASK_FAILED",
-                    json!({"message": format!("Command terminated with signal {sig}")}),
-                ),
-                _ => (
-                    "TASK_FAILED",
-                    json!({"message": "Command ended abnormally"}),
-                ),
-            },
-        };
-        self.send(self.status(state, extra)).await;
     }
 }
 
@@ -813,6 +1067,7 @@ async fn http(State(tx): State<mpsc::Sender<Event>>, req: Request) -> Response {
         .unwrap_or(&path)
         .trim_end_matches(".json")
         .to_string();
+    let exec_tx = tx.clone();
     let read = |f: Box<dyn FnOnce(&Actor) -> Value + Send>| async move {
         let (reply, answer) = oneshot::channel();
         if tx.send(Event::Read(f, reply)).await.is_err() {
@@ -836,11 +1091,7 @@ async fn http(State(tx): State<mpsc::Sender<Event>>, req: Request) -> Response {
         "/health" => (StatusCode::OK, "").into_response(),
         "/state" => read(Box::new(state_view)).await,
         "/monitor/statistics" => read(Box::new(statistics)).await,
-        "/api/v1/executor" => (
-            StatusCode::NOT_IMPLEMENTED,
-            "the executor API is not available yet on this agent: launch command tasks",
-        )
-            .into_response(),
+        "/api/v1/executor" => executor_api(exec_tx, req).await,
         other => (
             StatusCode::NOT_FOUND,
             format!(
@@ -851,6 +1102,71 @@ async fn http(State(tx): State<mpsc::Sender<Event>>, req: Request) -> Response {
     }
 }
 
+/// `POST /api/v1/executor`.
+async fn executor_api(tx: mpsc::Sender<Event>, req: Request) -> Response {
+    if req.method() != axum::http::Method::POST {
+        return text(405, "Expecting POST");
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(body) = axum::body::to_bytes(body, 16 << 20).await else {
+        return text(400, "cannot read the request body (16 MiB at most)");
+    };
+    let v = match parse_body(&parts.headers, &body, "executor::Call") {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let call = match executor::parse(&v) {
+        Ok(c) => c,
+        Err(e) => return text(400, e),
+    };
+    let ek = (call.framework_id.clone(), call.executor_id.clone());
+    let (reply, answer) = oneshot::channel();
+    if tx.send(Event::ExecutorCall(call, reply)).await.is_err() {
+        return text(503, "the agent is shutting down");
+    }
+    match answer.await {
+        Ok(ExecAnswer::Status(code, msg)) => text(code, msg),
+        Ok(ExecAnswer::Stream(rx, generation)) => {
+            let guard = ExecStreamGuard {
+                rx,
+                tx,
+                key: ek,
+                generation,
+            };
+            let body = futures_util::stream::unfold(guard, |mut g| async move {
+                let b = g.rx.recv().await?;
+                Some((Ok::<Bytes, std::convert::Infallible>(b), g))
+            });
+            Response::builder()
+                .status(200)
+                .header(axum::http::header::CONTENT_TYPE, "application/json")
+                .body(axum::body::Body::from_stream(body))
+                .expect("valid response")
+        }
+        Err(_) => text(503, "the agent is shutting down"),
+    }
+}
+
+/// Tells the actor when an executor's stream ends (the executor went away).
+struct ExecStreamGuard {
+    rx: mpsc::Receiver<Bytes>,
+    tx: mpsc::Sender<Event>,
+    key: ExecKey,
+    generation: u64,
+}
+
+impl Drop for ExecStreamGuard {
+    fn drop(&mut self) {
+        let ev = Event::ExecutorStreamClosed(std::mem::take(&mut self.key), self.generation);
+        if let Err(mpsc::error::TrySendError::Full(ev)) = self.tx.try_send(ev) {
+            let tx = self.tx.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(ev).await;
+            });
+        }
+    }
+}
+
 fn state_view(a: &Actor) -> Value {
     let tasks: Vec<Value> = a
         .tasks
@@ -858,7 +1174,14 @@ fn state_view(a: &Actor) -> Value {
         .map(|((f, t), e)| json!({"id": t, "framework_id": f, "state": e.state, "sandbox": e.sandbox, "container_id": e.container_id,
                                    "pid": e.pid, "unacknowledged_updates": e.pending.len()}))
         .collect();
+    let executors: Vec<Value> = a
+        .executors
+        .iter()
+        .map(|((f, e), x)| json!({"id": e, "framework_id": f, "container_id": x.container_id, "directory": x.sandbox,
+                                   "pid": x.pid, "subscribed": x.stream.is_some(), "tasks": x.tasks, "queued_tasks": x.queued.len()}))
+        .collect();
     json!({
+        "executors": executors,
         "version": MESOS_VERSION, "id": a.agent_id, "hostname": a.cfg.hostname, "name": a.cfg.name,
         "pid": format!("slave(1)@{}:{}", a.cfg.hostname, a.port), "master_hostname": a.master,
         "resources": a.cfg.resources.summary(), "attributes": a.cfg.attributes,

@@ -110,17 +110,8 @@ impl Isolation {
         }
     }
 
-    /// Creates the cgroups of a container with its limits.
-    pub fn create(&self, id: &str, limits: Limits) -> Result<Container, String> {
-        let mut c = Container {
-            iso: self.clone(),
-            id: id.to_string(),
-            procs: Vec::new(),
-        };
-        for ctl in CONTROLLERS {
-            let d = self.dir(ctl, id);
-            fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
-        }
+    /// Writes a container's limits (at creation, and when an executor's tasks grow them).
+    fn apply(&self, id: &str, limits: Limits) -> Result<(), String> {
         let set = |ctl: &str, file: &str, v: String| -> Result<(), String> {
             let p = self.dir(ctl, id).join(file);
             fs::write(&p, &v).map_err(|e| format!("cannot write {v} to {}: {e}", p.display()))
@@ -134,16 +125,36 @@ impl Isolation {
         }
         if limits.mem_milli > 0 {
             let bytes = (limits.mem_milli as i128 * 1024 * 1024 / MILLI as i128) as i64;
-            set("memory", "memory.limit_in_bytes", bytes.to_string())?;
-            // Without swap accounting the limit above is all there is.
+            // With swap accounting, memory+swap must stay at or above memory: raising writes
+            // it first, lowering after (one of the two early writes fails harmlessly).
             let memsw = self.dir("memory", id).join("memory.memsw.limit_in_bytes");
-            if memsw.exists() {
-                let _ = fs::write(memsw, bytes.to_string());
+            let swap = memsw.exists();
+            if swap {
+                let _ = fs::write(&memsw, bytes.to_string());
+            }
+            set("memory", "memory.limit_in_bytes", bytes.to_string())?;
+            if swap {
+                let _ = fs::write(&memsw, bytes.to_string());
             }
         }
         if self.pids_max > 0 {
             set("pids", "pids.max", self.pids_max.to_string())?;
         }
+        Ok(())
+    }
+
+    /// Creates the cgroups of a container with its limits.
+    pub fn create(&self, id: &str, limits: Limits) -> Result<Container, String> {
+        let mut c = Container {
+            iso: self.clone(),
+            id: id.to_string(),
+            procs: Vec::new(),
+        };
+        for ctl in CONTROLLERS {
+            let d = self.dir(ctl, id);
+            fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+        }
+        self.apply(id, limits)?;
         for ctl in CONTROLLERS {
             let p = self.dir(ctl, id).join("cgroup.procs");
             let f = OpenOptions::new()
@@ -176,6 +187,11 @@ pub struct Usage {
 }
 
 impl Container {
+    /// New limits for a running container (an executor given another task).
+    pub fn resize(&self, limits: Limits) -> Result<(), String> {
+        self.iso.apply(&self.id, limits)
+    }
+
     /// The raw `cgroup.procs` descriptors the child writes to before exec.
     pub fn join_fds(&self) -> Vec<i32> {
         self.procs.iter().map(|f| f.as_raw_fd()).collect()

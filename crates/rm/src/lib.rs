@@ -8,10 +8,12 @@
 pub mod agent;
 pub mod allocator;
 pub mod container;
+pub mod executor;
 pub mod master;
 pub mod proto;
 pub mod recordio;
 pub mod resources;
+mod runner;
 pub mod server;
 pub mod views;
 

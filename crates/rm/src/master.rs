@@ -535,22 +535,15 @@ impl Master {
                 else {
                     return Err(bad("Failed to validate scheduler::Call: SHUTDOWN needs agent_id and executor_id"));
                 };
-                // Kill the executor's tasks; the agent stops the executor when it has none.
-                let tasks: Vec<String> = self
-                    .tasks
-                    .values()
-                    .filter(|t| t.framework_id == fid && t.agent_id == agent)
-                    .filter(|t| {
-                        t.info
-                            .pointer("/executor/executor_id/value")
-                            .and_then(Value::as_str)
-                            == Some(exec)
-                    })
-                    .map(|t| t.id.clone())
-                    .collect();
-                for t in tasks {
-                    self.kill(&fid, &t, self.cfg.kill_grace_ms, now_ms);
-                }
+                // The agent sends the executor SHUTDOWN, then kills it after its grace period;
+                // its unfinished tasks are reported then.
+                self.send_agent(
+                    agent,
+                    Wire::ShutdownExecutor {
+                        framework_id: fid.clone(),
+                        executor_id: exec.to_string(),
+                    },
+                );
                 Ok(202)
             }
             "UPDATE_FRAMEWORK" => {
@@ -1258,6 +1251,20 @@ impl Master {
             return;
         }
         self.task_state(fid, &tid, status);
+    }
+
+    /// An executor's MESSAGE, for its framework.
+    pub fn executor_message(&mut self, agent_id: &str, fid: &str, executor_id: &str, data: &str) {
+        let e = json!({"type": "MESSAGE", "message": {"agent_id": mid(agent_id),
+                        "executor_id": mid(executor_id), "data": data}});
+        self.event(fid, e);
+    }
+
+    /// An executor's process ended: FAILURE for its framework.
+    pub fn executor_exited(&mut self, agent_id: &str, fid: &str, executor_id: &str, status: i32) {
+        let e = json!({"type": "FAILURE", "failure": {"agent_id": mid(agent_id),
+                        "executor_id": mid(executor_id), "status": status}});
+        self.event(fid, e);
     }
 
     fn agent_gone(&mut self, agent_id: &str, now_ms: u64) {

@@ -6,7 +6,8 @@
 //!   [`Wire::Registered`]), [`Wire::Heartbeat`] (a request), [`Wire::Update`] (a task's status,
 //!   resent until the master sends [`Wire::Ack`]);
 //! - master → agent (`<$>/ops/rm/AGENT-ENDPOINT-ID/…`): [`Wire::Launch`], [`Wire::Kill`],
-//!   [`Wire::Ack`], [`Wire::ShutdownFramework`], [`Wire::FrameworkMessage`].
+//!   [`Wire::Ack`], [`Wire::ShutdownFramework`], [`Wire::FrameworkMessage`],
+//!   [`Wire::ShutdownExecutor`]; agent → master also [`Wire::ExecutorMessage`], [`Wire::ExecutorExited`].
 //!
 //! Mesos objects (TaskInfo, TaskStatus, FrameworkInfo) travel as their Mesos JSON, unchanged.
 
@@ -64,6 +65,25 @@ pub enum Wire {
         framework_id: String,
         executor_id: String,
         data: String,
+    },
+    /// Master → agent: SHUTDOWN of one executor.
+    ShutdownExecutor {
+        framework_id: String,
+        executor_id: String,
+    },
+    /// Agent → master: an executor's MESSAGE for its framework.
+    ExecutorMessage {
+        agent_id: String,
+        framework_id: String,
+        executor_id: String,
+        data: String,
+    },
+    /// Agent → master: an executor's process ended (the framework gets FAILURE).
+    ExecutorExited {
+        agent_id: String,
+        framework_id: String,
+        executor_id: String,
+        status: i32,
     },
     Refused {
         message: String,

@@ -338,6 +338,22 @@ impl Actor {
                 self.master
                     .agent_update(&agent_id, &framework_id, status, now);
             }
+            Wire::ExecutorMessage {
+                agent_id,
+                framework_id,
+                executor_id,
+                data,
+            } => self
+                .master
+                .executor_message(&agent_id, &framework_id, &executor_id, &data),
+            Wire::ExecutorExited {
+                agent_id,
+                framework_id,
+                executor_id,
+                status,
+            } => self
+                .master
+                .executor_exited(&agent_id, &framework_id, &executor_id, status),
             other => tracing::warn!("unexpected message from an agent: {other:?}"),
         }
     }
@@ -394,7 +410,7 @@ impl Actor {
 
 // ---------------------------------------------------------------- HTTP
 
-fn text(status: u16, body: impl Into<String>) -> Response {
+pub(crate) fn text(status: u16, body: impl Into<String>) -> Response {
     (
         StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
         body.into(),
@@ -442,7 +458,11 @@ fn authorized(s: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
 }
 
 /// Content type and JSON body checks shared by the POST APIs.
-fn parse_body(headers: &HeaderMap, body: &[u8], what: &str) -> Result<Value, Box<Response>> {
+pub(crate) fn parse_body(
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+) -> Result<Value, Box<Response>> {
     let ct = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());

@@ -1,0 +1,299 @@
+//! Starting and watching the agent's processes: a command task (the built-in command executor:
+//! the agent itself reports the task's states) or a custom executor (it reports its tasks'
+//! states through the executor API; the agent watches the process). Either runs in its own
+//! session and its own cgroups ([`container`]), in a sandbox holding `stdout` and `stderr`.
+
+use std::path::PathBuf;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::process::Child;
+use tokio::sync::mpsc;
+
+use crate::agent::{Event, ExecKey, Key};
+use crate::container::{self, Container, Isolation, Limits};
+use crate::master::mid;
+use crate::now_ms;
+
+/// Where a process's container usage is published for `/monitor/statistics`.
+pub(crate) type UsageSlot = Arc<std::sync::Mutex<Option<Container>>>;
+
+/// What to start, and where.
+pub(crate) struct Launch {
+    pub sandbox: PathBuf,
+    pub container_id: String,
+    pub iso: Option<Isolation>,
+    pub limits: Limits,
+    /// A Mesos CommandInfo.
+    pub command: Value,
+    /// On top of the agent's own environment and the CommandInfo's.
+    pub env: Vec<(String, String)>,
+}
+
+impl Launch {
+    /// Creates the sandbox and the cgroups, then starts the command in its own session inside
+    /// them. The error is the message for the task's failure.
+    fn start(&self) -> Result<(Child, u32, Option<Container>), String> {
+        std::fs::create_dir_all(&self.sandbox)
+            .map_err(|e| format!("cannot create the sandbox {}: {e}", self.sandbox.display()))?;
+        let container = match &self.iso {
+            Some(iso) => Some(
+                iso.create(&self.container_id, self.limits)
+                    .map_err(|e| format!("cannot create the cgroups: {e}"))?,
+            ),
+            None => None,
+        };
+        let fds = container
+            .as_ref()
+            .map(Container::join_fds)
+            .unwrap_or_default();
+        let cmd = &self.command;
+        let value = cmd.get("value").and_then(Value::as_str).unwrap_or("");
+        let shell = cmd.get("shell").and_then(Value::as_bool).unwrap_or(true);
+        let mut c = if shell {
+            let mut c = tokio::process::Command::new("/bin/sh");
+            c.arg("-c").arg(value);
+            c
+        } else {
+            let mut c = tokio::process::Command::new(value);
+            let args: Vec<&str> = cmd
+                .get("arguments")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            // arguments[0] is argv[0], as in execvp.
+            c.args(args.iter().skip(1));
+            c
+        };
+        let open = |name: &str| std::fs::File::create(self.sandbox.join(name));
+        let (out, err) = match (open("stdout"), open("stderr")) {
+            (Ok(o), Ok(e)) => (o, e),
+            _ => {
+                return Err(undo(
+                    container,
+                    "cannot create stdout/stderr in the sandbox".into(),
+                ))
+            }
+        };
+        c.current_dir(&self.sandbox)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(out))
+            .stderr(Stdio::from(err));
+        if let Some(vars) = cmd
+            .pointer("/environment/variables")
+            .and_then(Value::as_array)
+        {
+            for v in vars {
+                if let (Some(n), Some(val)) = (
+                    v.get("name").and_then(Value::as_str),
+                    v.get("value").and_then(Value::as_str),
+                ) {
+                    c.env(n, val);
+                }
+            }
+        }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
+        // SAFETY: child_setup only makes async-signal-safe calls on descriptors that stay open
+        // in the parent until the spawn returns.
+        unsafe {
+            c.pre_exec(move || container::child_setup(&fds));
+        }
+        match c.spawn() {
+            Ok(child) => {
+                let pid = child.id().unwrap_or(0);
+                Ok((child, pid, container))
+            }
+            Err(e) => Err(undo(container, format!("cannot start {value:?}: {e}"))),
+        }
+    }
+}
+
+fn undo(container: Option<Container>, message: String) -> String {
+    if let Some(ct) = container {
+        ct.destroy();
+    }
+    message
+}
+
+/// Waits for the process; a kill request (its grace in ms) sends SIGTERM to its group, then
+/// SIGKILL when the grace is over. Returns the exit and whether it was killed.
+async fn wait(
+    child: &mut Child,
+    pid: u32,
+    kill: &mut mpsc::Receiver<u64>,
+) -> (std::io::Result<ExitStatus>, bool) {
+    tokio::select! {
+        r = child.wait() => (r, false),
+        Some(grace) = kill.recv() => {
+            container::signal_group(pid, libc::SIGTERM);
+            let r = match tokio::time::timeout(Duration::from_millis(grace), child.wait()).await {
+                Ok(r) => r,
+                Err(_) => {
+                    container::signal_group(pid, libc::SIGKILL);
+                    child.wait().await
+                }
+            };
+            (r, true)
+        }
+    }
+}
+
+/// After the process ended: whatever it left behind goes with its container. True when the
+/// kernel's OOM killer struck inside it.
+async fn finish(pid: u32, slot: &UsageSlot) -> bool {
+    container::signal_group(pid, libc::SIGKILL);
+    let ct = slot.lock().expect("usage slot").take();
+    let oom = ct.as_ref().map(Container::oom_kills).unwrap_or(0) > 0;
+    if let Some(ct) = ct {
+        let _ = tokio::task::spawn_blocking(move || ct.destroy()).await;
+    }
+    oom
+}
+
+/// The TaskStatus fields of a memory-limit kill.
+pub(crate) fn oom_status(limits: Limits) -> Value {
+    json!({"reason": "REASON_CONTAINER_LIMITATION_MEMORY",
+        "message": format!("Memory limit exceeded: the kernel killed the task (limit {} MB)", limits.mem_milli / 1000),
+        "limitation": {"resources": [{"name": "mem", "type": "SCALAR", "scalar": {"value": limits.mem_milli as f64 / 1000.0}}]}})
+}
+
+/// A command task: the agent is its executor.
+pub(crate) struct Runner {
+    pub key: Key,
+    pub launch: Launch,
+    pub events: mpsc::Sender<Event>,
+    pub slot: UsageSlot,
+}
+
+impl Runner {
+    fn status(&self, state: &str, extra: Value) -> Value {
+        let mut s = json!({
+            "task_id": mid(&self.key.1), "state": state, "source": "SOURCE_EXECUTOR",
+            "executor_id": mid(&self.key.1), "timestamp": now_ms() as f64 / 1000.0,
+            "container_status": {"container_id": mid(&self.launch.container_id)},
+        });
+        if let (Some(o), Some(x)) = (s.as_object_mut(), extra.as_object()) {
+            o.extend(x.clone());
+        }
+        s
+    }
+
+    async fn send(&self, s: Value) {
+        let _ = self.events.send(Event::Status(self.key.clone(), s)).await;
+    }
+
+    pub async fn run(self, mut kill: mpsc::Receiver<u64>) {
+        self.send(self.status("TASK_STARTING", json!({}))).await;
+        let (mut child, pid, container) = match self.launch.start() {
+            Ok(x) => x,
+            Err(message) => {
+                tracing::warn!(task = %self.key.1, "{message}");
+                let s = json!({"reason": "REASON_CONTAINER_LAUNCH_FAILED", "message": message});
+                return self.send(self.status("TASK_FAILED", s)).await;
+            }
+        };
+        *self.slot.lock().expect("usage slot") = container;
+        let _ = self.events.send(Event::Pid(self.key.clone(), pid)).await;
+        self.send(self.status("TASK_RUNNING", json!({"container_status": {"container_id": mid(&self.launch.container_id), "executor_pid": pid}}))).await;
+        let (exit, killed) = wait(&mut child, pid, &mut kill).await;
+        let oom = finish(pid, &self.slot).await;
+        use std::os::unix::process::ExitStatusExt;
+        let (state, extra) = match exit {
+            Err(e) => (
+                "TASK_FAILED",
+                json!({"reason": "REASON_COMMAND_EXECUTOR_FAILED", "message": format!("cannot wait for the task: {e}")}),
+            ),
+            Ok(_) if killed => (
+                "TASK_KILLED",
+                json!({"message": "Command terminated by a kill"}),
+            ),
+            Ok(st) if oom => {
+                let mut s = oom_status(self.launch.limits);
+                s["exit"] = json!(st.code());
+                ("TASK_FAILED", s)
+            }
+            Ok(st) => match (st.code(), st.signal()) {
+                (Some(0), _) => (
+                    "TASK_FINISHED",
+                    json!({"message": "Command exited with status 0"}),
+                ),
+                (Some(n), _) => (
+                    "TASK_FAILED",
+                    json!({"message": format!("Command exited with status {n}")}),
+                ),
+                (None, Some(sig)) => (
+                    "TASK_FAILED",
+                    json!({"message": format!("Command terminated with signal {sig}")}),
+                ),
+                _ => (
+                    "TASK_FAILED",
+                    json!({"message": "Command ended abnormally"}),
+                ),
+            },
+        };
+        self.send(self.status(state, extra)).await;
+    }
+}
+
+/// How a custom executor's process ended.
+#[derive(Debug, Clone)]
+pub(crate) struct Exited {
+    /// The wait status as Mesos reports it in FAILURE (exit code × 256, or the signal).
+    pub status: i32,
+    pub message: String,
+    pub oom: bool,
+    pub launch_failed: bool,
+}
+
+/// A custom executor's process.
+pub(crate) struct ExecutorRunner {
+    pub key: ExecKey,
+    pub launch: Launch,
+    pub events: mpsc::Sender<Event>,
+    pub slot: UsageSlot,
+}
+
+impl ExecutorRunner {
+    pub async fn run(self, mut stop: mpsc::Receiver<u64>) {
+        let (mut child, pid, container) = match self.launch.start() {
+            Ok(x) => x,
+            Err(message) => {
+                tracing::warn!(executor = %self.key.1, "{message}");
+                let e = Exited {
+                    status: -1,
+                    message,
+                    oom: false,
+                    launch_failed: true,
+                };
+                let _ = self.events.send(Event::ExecutorExited(self.key, e)).await;
+                return;
+            }
+        };
+        *self.slot.lock().expect("usage slot") = container;
+        let _ = self
+            .events
+            .send(Event::ExecutorPid(self.key.clone(), pid))
+            .await;
+        let (exit, killed) = wait(&mut child, pid, &mut stop).await;
+        let oom = finish(pid, &self.slot).await;
+        use std::os::unix::process::ExitStatusExt;
+        let (status, message) = match exit {
+            Err(e) => (-1, format!("cannot wait for the executor: {e}")),
+            Ok(st) => match (st.code(), st.signal()) {
+                (Some(n), _) => (n << 8, format!("Executor exited with status {n}")),
+                (None, Some(sig)) if killed => (sig, "Executor shut down".to_string()),
+                (None, Some(sig)) => (sig, format!("Executor terminated with signal {sig}")),
+                _ => (-1, "Executor ended abnormally".to_string()),
+            },
+        };
+        let e = Exited {
+            status,
+            message,
+            oom,
+            launch_failed: false,
+        };
+        let _ = self.events.send(Event::ExecutorExited(self.key, e)).await;
+    }
+}
