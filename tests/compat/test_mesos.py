@@ -233,6 +233,40 @@ def test_a_custom_executor_on_the_pymesos_driver(cluster, sched):
     wait_for("executor gone", lambda: agent.get("/state")["executors"] == [] and not session_alive(ex["pid"]))
 
 
+def test_health_checks_report_healthy_and_kill_a_sick_task(cluster):
+    s = Sched()
+    d = MesosSchedulerDriver(s, {"user": "root", "name": "health", "capabilities": [{"type": "TASK_KILLING_STATE"}]},
+                             cluster.manager.mesos)
+    d.start()
+    try:
+        fast = {"delay_seconds": 0, "interval_seconds": 0.2, "grace_period_seconds": 0, "timeout_seconds": 2}
+        well = task("well", None, "touch ready; sleep 60")
+        well["health_check"] = {"type": "COMMAND", "command": {"value": "test -f ready"}, **fast}
+        closed = free_port()
+        sick = task("sick", None, "sleep 60")
+        sick["health_check"] = {"type": "TCP", "tcp": {"port": closed}, "consecutive_failures": 2, **fast}
+        bye = task("bye", None, "sleep 60")
+        s.plan.put((None, [{k: v for k, v in t.items() if k != "agent_id"} for t in (well, sick, bye)]))
+        wait_for("well reported healthy", lambda: any(u.get("healthy") is True for _, u in s.updates
+                                                     if u["task_id"]["value"] == "well"))
+        wait_for("sick killed", lambda: s.last("sick") and s.last("sick")["state"] in TERMINAL)
+        last = s.last("sick")
+        assert last["state"] == "TASK_KILLED" and last["healthy"] is False
+        assert "health check failed" in last["message"]
+        # The framework handles TASK_KILLING, so a kill goes through it.
+        wait_for("bye running", lambda: "TASK_RUNNING" in s.states("bye"))
+        d.killTask({"value": "bye"})
+        wait_for("bye killed", lambda: s.last("bye")["state"] == "TASK_KILLED")
+        assert s.states("bye") == ["TASK_STARTING", "TASK_RUNNING", "TASK_KILLING", "TASK_KILLED"]
+        assert s.states("sick")[-2:] == ["TASK_KILLING", "TASK_KILLED"]
+        # The master's view keeps the health of the latest status.
+        [well_view] = cluster.manager.get("/tasks?task_id=well")["tasks"]
+        assert well_view["statuses"][-1]["healthy"] is True
+    finally:
+        d.stop()
+        d.join()
+
+
 def mesos_cli(tmp_path, *args):
     cfg = tmp_path / "mesos-cli.toml"
     env = {**os.environ, "MESOS_CLI_CONFIG": str(cfg), "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]}

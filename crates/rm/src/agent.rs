@@ -35,6 +35,7 @@ use yard_fabric::{Client, Endpoint, OverflowPolicy};
 
 use crate::container::{self, Isolation, Limits};
 use crate::executor;
+use crate::health::HealthCheck;
 use crate::master::{get_id, is_terminal, mid, MESOS_VERSION};
 use crate::now_ms;
 use crate::proto::{self, Registration, TaskReport, Wire};
@@ -710,6 +711,7 @@ impl Actor {
             .join(format!("{tid}-{}", &container_id[..8]));
         let (kill_tx, kill_rx) = mpsc::channel(4);
         let mut e = self.entry(framework_id, framework_info, info.clone());
+        let kill_tx_health = kill_tx.clone();
         e.kill = Some(kill_tx);
         e.sandbox = sandbox.clone();
         e.container_id = container_id.clone();
@@ -729,7 +731,18 @@ impl Actor {
         }
         let res =
             Resources::from_json(info.get("resources").unwrap_or(&json!([]))).unwrap_or_default();
+        let health = info
+            .get("health_check")
+            .and_then(|h| HealthCheck::parse(h).ok());
+        let killing_state = framework_info
+            .get("capabilities")
+            .and_then(Value::as_array)
+            .is_some_and(|c| c.iter().any(|c| c["type"] == "TASK_KILLING_STATE"));
         let run = Runner {
+            health,
+            killing_state,
+            kill: kill_tx_health,
+            health_kill_grace_ms: kill_grace_ms(&info),
             key: k,
             launch: Launch {
                 sandbox,
@@ -1056,6 +1069,14 @@ impl Actor {
             }
         }
     }
+}
+
+/// A task's kill grace: its `kill_policy.grace_period`, or Mesos's 3 s.
+fn kill_grace_ms(info: &Value) -> u64 {
+    info.pointer("/kill_policy/grace_period/nanoseconds")
+        .and_then(crate::resources::number)
+        .map(|ns| (ns / 1e6).max(0.0) as u64)
+        .unwrap_or(3000)
 }
 
 // ---------------------------------------------------------------- HTTP

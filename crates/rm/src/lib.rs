@@ -9,6 +9,7 @@ pub mod agent;
 pub mod allocator;
 pub mod container;
 pub mod executor;
+pub mod health;
 pub mod master;
 pub mod proto;
 pub mod recordio;

@@ -837,6 +837,9 @@ impl Master {
         if has_exec && get_id(&t["executor"], "executor_id").is_none() {
             return Err("Task's ExecutorInfo has no executor_id".into());
         }
+        if let Some(hc) = t.get("health_check") {
+            crate::health::HealthCheck::parse(hc)?;
+        }
         let mut res = Resources::from_json(t.get("resources").unwrap_or(&json!([])))
             .map_err(|e| e.to_string())?;
         if has_exec {

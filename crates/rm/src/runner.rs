@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use tokio::sync::mpsc;
 
 use crate::agent::{Event, ExecKey, Key};
 use crate::container::{self, Container, Isolation, Limits};
+use crate::health::{self, HealthCheck, Tracker, Verdict};
 use crate::master::mid;
 use crate::now_ms;
 
@@ -117,8 +119,8 @@ fn undo(container: Option<Container>, message: String) -> String {
     message
 }
 
-/// Waits for the process; a kill request (its grace in ms) sends SIGTERM to its group, then
-/// SIGKILL when the grace is over. Returns the exit and whether it was killed.
+/// Waits for the process; a kill request (its grace in ms) terminates it. Returns the exit and
+/// whether it was killed.
 async fn wait(
     child: &mut Child,
     pid: u32,
@@ -126,16 +128,18 @@ async fn wait(
 ) -> (std::io::Result<ExitStatus>, bool) {
     tokio::select! {
         r = child.wait() => (r, false),
-        Some(grace) = kill.recv() => {
-            container::signal_group(pid, libc::SIGTERM);
-            let r = match tokio::time::timeout(Duration::from_millis(grace), child.wait()).await {
-                Ok(r) => r,
-                Err(_) => {
-                    container::signal_group(pid, libc::SIGKILL);
-                    child.wait().await
-                }
-            };
-            (r, true)
+        Some(grace) = kill.recv() => (terminate(child, pid, grace).await, true),
+    }
+}
+
+/// SIGTERM to the process group, SIGKILL when `grace_ms` is over.
+async fn terminate(child: &mut Child, pid: u32, grace_ms: u64) -> std::io::Result<ExitStatus> {
+    container::signal_group(pid, libc::SIGTERM);
+    match tokio::time::timeout(Duration::from_millis(grace_ms), child.wait()).await {
+        Ok(r) => r,
+        Err(_) => {
+            container::signal_group(pid, libc::SIGKILL);
+            child.wait().await
         }
     }
 }
@@ -165,6 +169,13 @@ pub(crate) struct Runner {
     pub launch: Launch,
     pub events: mpsc::Sender<Event>,
     pub slot: UsageSlot,
+    pub health: Option<HealthCheck>,
+    /// The framework handles TASK_KILLING (capability TASK_KILLING_STATE): sent when a kill starts.
+    pub killing_state: bool,
+    /// The task's own kill channel (the health checker kills through it).
+    pub kill: mpsc::Sender<u64>,
+    /// The grace a health-check kill gives the task.
+    pub health_kill_grace_ms: u64,
 }
 
 impl Runner {
@@ -196,14 +207,49 @@ impl Runner {
         };
         *self.slot.lock().expect("usage slot") = container;
         let _ = self.events.send(Event::Pid(self.key.clone(), pid)).await;
-        self.send(self.status("TASK_RUNNING", json!({"container_status": {"container_id": mid(&self.launch.container_id), "executor_pid": pid}}))).await;
-        let (exit, killed) = wait(&mut child, pid, &mut kill).await;
+        let container_status =
+            json!({"container_id": mid(&self.launch.container_id), "executor_pid": pid});
+        self.send(self.status(
+            "TASK_RUNNING",
+            json!({"container_status": container_status}),
+        ))
+        .await;
+        let unhealthy = Arc::new(AtomicBool::new(false));
+        let checker = self.health.clone().map(|hc| {
+            tokio::spawn(check_health(
+                hc,
+                self.launch.sandbox.clone(),
+                self.key.clone(),
+                container_status.clone(),
+                self.events.clone(),
+                self.kill.clone(),
+                self.health_kill_grace_ms,
+                unhealthy.clone(),
+            ))
+        });
+        let (exit, killed) = tokio::select! {
+            r = child.wait() => (r, false),
+            Some(grace) = kill.recv() => {
+                if self.killing_state {
+                    self.send(self.status("TASK_KILLING", json!({}))).await;
+                }
+                (terminate(&mut child, pid, grace).await, true)
+            }
+        };
+        if let Some(c) = checker {
+            c.abort();
+        }
         let oom = finish(pid, &self.slot).await;
         use std::os::unix::process::ExitStatusExt;
         let (state, extra) = match exit {
             Err(e) => (
                 "TASK_FAILED",
                 json!({"reason": "REASON_COMMAND_EXECUTOR_FAILED", "message": format!("cannot wait for the task: {e}")}),
+            ),
+            Ok(_) if killed && unhealthy.load(Ordering::Relaxed) => (
+                "TASK_KILLED",
+                json!({"message": "Command killed: its health check failed", "healthy": false,
+                       "reason": "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED"}),
             ),
             Ok(_) if killed => (
                 "TASK_KILLED",
@@ -234,6 +280,52 @@ impl Runner {
             },
         };
         self.send(self.status(state, extra)).await;
+    }
+}
+
+/// Checks a task's health on its schedule until it is aborted; reports `healthy` on the first
+/// result and on changes, and kills the task after too many failures.
+#[allow(clippy::too_many_arguments)]
+async fn check_health(
+    hc: HealthCheck,
+    sandbox: PathBuf,
+    key: Key,
+    container_status: Value,
+    events: mpsc::Sender<Event>,
+    kill: mpsc::Sender<u64>,
+    kill_grace_ms: u64,
+    unhealthy: Arc<AtomicBool>,
+) {
+    let started = tokio::time::Instant::now();
+    let mut tracker = Tracker::new(&hc);
+    tokio::time::sleep(hc.delay).await;
+    let mut every = tokio::time::interval(hc.interval);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let result = health::probe(&hc.probe, &sandbox, hc.timeout).await;
+        if let Err(e) = &result {
+            tracing::debug!(task = %key.1, "health check failed: {e}");
+        }
+        let healthy = match tracker.observe(result.is_ok(), started.elapsed()) {
+            Verdict::Quiet => continue,
+            Verdict::Report(h) => h,
+            Verdict::Kill => {
+                tracing::info!(task = %key.1, "killing the task: its health check failed {} times in a row", hc.consecutive_failures);
+                unhealthy.store(true, Ordering::Relaxed);
+                let _ = kill.send(kill_grace_ms).await;
+                return;
+            }
+        };
+        let mut s = json!({"task_id": mid(&key.1), "state": "TASK_RUNNING", "source": "SOURCE_EXECUTOR",
+            "executor_id": mid(&key.1), "timestamp": now_ms() as f64 / 1000.0, "healthy": healthy,
+            "reason": "REASON_TASK_HEALTH_CHECK_STATUS_UPDATED", "container_status": container_status});
+        if let Err(e) = result {
+            s["message"] = json!(format!("health check failed: {e}"));
+        }
+        if events.send(Event::Status(key.clone(), s)).await.is_err() {
+            return;
+        }
     }
 }
 
