@@ -16,6 +16,7 @@ pub mod recordio;
 pub mod resources;
 mod runner;
 pub mod server;
+pub mod services;
 pub mod views;
 
 /// Unix milliseconds now (the shells' clock; the cores take time as an input).
