@@ -43,6 +43,24 @@ def free_port():
         return s.getsockname()[1]
 
 
+def free_port_block(n):
+    """The first of `n` consecutive loopback ports that are all free now."""
+    for base in range(32000, 60000, 500):
+        socks = []
+        try:
+            for p in range(base, base + n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", p))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError(f"no {n} consecutive free ports")
+
+
 class Daemon:
     def __init__(self, *args):
         self.args = args
@@ -72,6 +90,7 @@ class Cluster:
         self.tmp = tmp
         self.fabric = f"127.0.0.1:{free_port()}"
         self.mesos_port = free_port()
+        self.ports = free_port_block(100 * agents)
         self.manager = self.start_manager()
         self.agents = [self.start_agent(f"a{i}") for i in range(agents)]
         wait_for("agents registered", lambda: sum(s["active"] for s in self.manager.get("/slaves")["slaves"]) == agents)
@@ -82,10 +101,16 @@ class Cluster:
                       "--agent-timeout", f"{AGENT_TIMEOUT_S}s", "--scheduler-heartbeat", "1s", "--offer-timeout", "5s")
 
     def start_agent(self, name):
+        # The agents share this host: each offers its own 100 host ports, free right now.
+        first = self.ports + 100 * int(name[1:])
         return Daemon("agent", "--manager", self.fabric, "--name", name, "--listen", "127.0.0.1:0",
                       "--data", str(self.tmp / name), "--mesos-listen", "127.0.0.1:0", "--heartbeat", "250ms",
-                      "--resources", "cpus:2;mem:1024;disk:1024;ports:[31000-31100]", "--cgroups-enable-cfs",
+                      "--resources", f"cpus:2;mem:1024;disk:1024;ports:[{first}-{first + 99}]", "--cgroups-enable-cfs",
                       "--update-retry", "500ms")
+
+    def yard(self, *args):
+        env = {**os.environ, "YARD_MESOS": self.manager.mesos, "YARD_LOG": "warn"}
+        return subprocess.run([YARD, *args], env=env, capture_output=True, text=True, timeout=30, check=True).stdout
 
     def stop(self):
         for d in [*self.agents, self.manager]:
@@ -349,10 +374,110 @@ def test_a_manager_restart_loses_no_task(cluster, sched):
 
     wait_for("the task known again", running_again, timeout=20)
     # pymesos resubscribed with its framework id, and its reconciliation answers RUNNING.
-    wait_for("framework back", lambda: any(f["connected"] for f in cluster.manager.get("/master/frameworks")["frameworks"]), timeout=20)
+    wait_for("framework back", lambda: any(f["connected"] and f["name"] == "compat"
+                                           for f in cluster.manager.get("/master/frameworks")["frameworks"]), timeout=20)
     n = len(sched.updates)
-    sched.driver.reconcileTasks([{"task_id": {"value": "survivor"}}])
-    wait_for("reconciled", lambda: any(s["task_id"]["value"] == "survivor" for _, s in sched.updates[n:]))
+    asked = [0.0]
+
+    def reconciled():
+        # pymesos drops calls until it has read SUBSCRIBED itself: ask again until answered.
+        if time.monotonic() - asked[0] > 1.0:
+            sched.driver.reconcileTasks([{"task_id": {"value": "survivor"}}])
+            asked[0] = time.monotonic()
+        return any(s["task_id"]["value"] == "survivor" for _, s in sched.updates[n:])
+
+    wait_for("reconciled", reconciled)
     assert sched.last("survivor")["state"] == "TASK_RUNNING"
     assert os.path.exists(f"/proc/{pid}"), "the task kept running"
     assert next(t["pid"] for t in agent.get("/state")["tasks"] if t["id"] == "survivor") == pid
+
+
+SERVICE = """name = "web"
+instances = 2
+command = "exec {python} -m http.server $PORT0 --bind 127.0.0.1"
+cpus = 0.1
+mem = 64
+ports = 1
+constraints = [["agent", "UNIQUE"]]
+env = {{ RELEASE = "{release}" }}
+
+[health_check]
+type = "http"
+port_index = 0
+delay = 0
+interval = 0.3
+grace = 10
+
+[upgrade]
+minimum_healthy_capacity = 0.5
+maximum_over_capacity = 0.0
+"""
+
+
+def test_a_service_survives_agent_loss_upgrades_and_a_manager_restart(tmp_path):
+    c = Cluster(tmp_path, agents=3)
+    try:
+        svc = tmp_path / "web.toml"
+        svc.write_text(SERVICE.format(python=sys.executable, release="1"))
+        c.yard("service", "deploy", str(svc))
+        status = lambda: json.loads(c.yard("service", "status", "web", "--json"))
+        wait_for("two healthy instances", lambda: status()["healthy"] == 2 and status()["phase"] == "stable", timeout=30)
+        first = status()
+        assert len({t["agent_id"] for t in first["tasks"]}) == 2, "one instance per agent"
+        # Its instances answer on their ports, and their output is in their sandboxes.
+        for t in first["tasks"]:
+            urllib.request.urlopen(f"http://127.0.0.1:{t['ports'][0]}/", timeout=5).read()
+        one = first["tasks"][0]["id"]
+        assert "Serving HTTP" in c.yard("task", "logs", one)
+        checks = c.yard("task", "logs", one, "--stderr")
+        assert '"GET / HTTP/1.1" 200' in checks and "Traceback" not in checks
+        assert one in c.yard("tasks") and "yard-services" in c.yard("frameworks")
+
+        # kill -9 of an agent: its instance comes back on the third agent.
+        lost = first["tasks"][0]["agent_id"]
+        victim = next(a for a in c.agents if a.get("/state")["id"] == lost)
+        victim.stop(signal.SIGKILL)
+
+        def recovered():
+            st = status()
+            agents = {t["agent_id"] for t in st["tasks"] if t["state"] == "TASK_RUNNING"}
+            return st["healthy"] == 2 and lost not in agents and len(agents) == 2
+
+        wait_for("instance replaced on another agent", recovered, timeout=AGENT_TIMEOUT_S + 20)
+        lost_state = json.loads(c.yard("tasks", "--all", "--json"))["tasks"]
+        assert [t["state"] for t in lost_state if t["id"] == one] == ["TASK_LOST"]
+
+        # Asking for more than the constraint allows: the reason is visible.
+        c.yard("service", "scale", "web", "3")
+        wait_for("waiting explained", lambda: "constraint agent UNIQUE" in (status()["waiting"] or ""))
+        c.yard("service", "scale", "web", "2")
+
+        # A new version rolls out, one instance at a time, never below one healthy.
+        before = {t["id"] for t in status()["tasks"]}
+        svc.write_text(SERVICE.format(python=sys.executable, release="2"))
+        c.yard("service", "deploy", str(svc))
+        v2 = status()["version"]
+        assert v2 != first["version"]
+        lowest = 2
+
+        def rolled():
+            nonlocal lowest
+            st = status()
+            lowest = min(lowest, st["healthy"])
+            return st["phase"] == "stable" and {t["version"] for t in st["tasks"]} == {v2} and st["healthy"] == 2
+
+        wait_for("version 2 everywhere", rolled, timeout=40)
+        assert lowest >= 1, "minimum healthy capacity kept"
+        assert not before & {t["id"] for t in status()["tasks"]}
+
+        # A manager restart: the service and its instances are still there, none restarted.
+        running = {t["id"] for t in status()["tasks"]}
+        c.manager.stop()
+        c.manager = c.start_manager()
+        wait_for("instances adopted again", lambda: {t["id"] for t in status()["tasks"] if t["healthy"]} == running, timeout=30)
+
+        c.yard("service", "rm", "web")
+        wait_for("service gone", lambda: "web" not in c.yard("service", "list"))
+        assert not json.loads(c.yard("tasks", "--json"))["tasks"]
+    finally:
+        c.stop()

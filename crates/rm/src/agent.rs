@@ -1113,6 +1113,7 @@ async fn http(State(tx): State<mpsc::Sender<Event>>, req: Request) -> Response {
         "/state" => read(Box::new(state_view)).await,
         "/monitor/statistics" => read(Box::new(statistics)).await,
         "/api/v1/executor" => executor_api(exec_tx, req).await,
+        "/files/read" => files_read(exec_tx, req.uri().query().unwrap_or("")).await,
         other => (
             StatusCode::NOT_FOUND,
             format!(
@@ -1121,6 +1122,115 @@ async fn http(State(tx): State<mpsc::Sender<Event>>, req: Request) -> Response {
         )
             .into_response(),
     }
+}
+
+/// Most bytes `/files/read` returns at once.
+pub const FILES_READ_MAX: u64 = 4 << 20;
+
+/// Percent-decoding of a query value (`+` is a space).
+fn unescape(v: &str) -> String {
+    let b = v.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => {
+                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(x) => {
+                        out.push(x);
+                        i += 3;
+                        continue;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET /files/read?path=P&offset=O&length=L`, as Mesos answers it (`{"data", "offset"}`;
+/// `offset=-1` gives the file's size): files of task sandboxes only.
+async fn files_read(tx: mpsc::Sender<Event>, query: &str) -> Response {
+    let q: HashMap<String, String> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (k.to_string(), unescape(v)))
+        .collect();
+    let Some(path) = q.get("path") else {
+        return text(400, "Expecting 'path=' in the query");
+    };
+    let num = |k: &str, d: i64| -> Result<i64, String> {
+        q.get(k).map_or(Ok(d), |v| {
+            v.parse::<i64>()
+                .map_err(|_| format!("Failed to parse '{k}': {v:?} is not an integer"))
+        })
+    };
+    let (offset, length) = match (num("offset", 0), num("length", -1)) {
+        (Ok(o), Ok(l)) => (o, l),
+        (Err(e), _) | (_, Err(e)) => return text(400, e),
+    };
+    let (reply, answer) = oneshot::channel();
+    let f: Box<dyn FnOnce(&Actor) -> Value + Send> =
+        Box::new(|a| json!(a.cfg.dir.join("sandboxes")));
+    if tx.send(Event::Read(f, reply)).await.is_err() {
+        return text(503, "the agent is shutting down");
+    }
+    let Ok(Value::String(root)) = answer.await else {
+        return text(503, "the agent is shutting down");
+    };
+    let path = path.clone();
+    let r = tokio::task::spawn_blocking(move || read_sandbox_file(&root, &path, offset, length))
+        .await
+        .unwrap_or_else(|e| Err((500, format!("the read failed: {e}"))));
+    match r {
+        Ok(v) => json_response(200, &v),
+        Err((code, msg)) => text(code, msg),
+    }
+}
+
+/// Reads part of a file under `root` (the sandboxes) as `/files/read` answers.
+fn read_sandbox_file(
+    root: &str,
+    path: &str,
+    offset: i64,
+    length: i64,
+) -> Result<Value, (u16, String)> {
+    use std::io::{Read, Seek};
+    let not_found = || (404, format!("No such file: {path}"));
+    let root = std::fs::canonicalize(root).map_err(|_| not_found())?;
+    let file = std::fs::canonicalize(path).map_err(|_| not_found())?;
+    if !file.starts_with(&root) {
+        return Err((403, format!("{path} is not in a task sandbox")));
+    }
+    let meta = std::fs::metadata(&file).map_err(|_| not_found())?;
+    if !meta.is_file() {
+        return Err((400, format!("{path} is a directory")));
+    }
+    let size = meta.len();
+    if offset == -1 {
+        return Ok(json!({"data": "", "offset": size}));
+    }
+    if offset < 0 {
+        return Err((400, "Negative offset provided".into()));
+    }
+    let start = (offset as u64).min(size);
+    let want = if length < 0 {
+        size - start
+    } else {
+        length as u64
+    };
+    let n = want.min(size - start).min(FILES_READ_MAX);
+    let mut buf = vec![0u8; n as usize];
+    let io = |e: std::io::Error| (500, format!("cannot read {path}: {e}"));
+    let mut f = std::fs::File::open(&file).map_err(io)?;
+    f.seek(std::io::SeekFrom::Start(start)).map_err(io)?;
+    f.read_exact(&mut buf).map_err(io)?;
+    Ok(json!({"data": String::from_utf8_lossy(&buf), "offset": start}))
 }
 
 /// `POST /api/v1/executor`.
@@ -1225,4 +1335,53 @@ fn statistics(a: &Actor) -> Value {
         })
         .collect();
     Value::Array(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(unescape("%2Fvar%2Flib%20x+y"), "/var/lib x y");
+        assert_eq!(unescape("100%"), "100%");
+        assert_eq!(unescape("%zz"), "%zz");
+    }
+
+    #[test]
+    fn files_read_serves_sandboxes_only() {
+        let dir = std::env::temp_dir().join(format!("yard-files-{}", std::process::id()));
+        let sb = dir.join("sandboxes/f/t");
+        std::fs::create_dir_all(&sb).unwrap();
+        std::fs::write(sb.join("stdout"), "hello world").unwrap();
+        std::fs::write(dir.join("secret"), "no").unwrap();
+        let root = dir.join("sandboxes").display().to_string();
+        let out = sb.join("stdout").display().to_string();
+        assert_eq!(
+            read_sandbox_file(&root, &out, 0, -1).unwrap(),
+            json!({"data": "hello world", "offset": 0})
+        );
+        assert_eq!(
+            read_sandbox_file(&root, &out, 6, 3).unwrap(),
+            json!({"data": "wor", "offset": 6})
+        );
+        assert_eq!(
+            read_sandbox_file(&root, &out, -1, -1).unwrap(),
+            json!({"data": "", "offset": 11})
+        );
+        assert_eq!(
+            read_sandbox_file(&root, &out, 50, -1).unwrap(),
+            json!({"data": "", "offset": 11})
+        );
+        let escape = format!("{root}/f/t/../../../secret");
+        assert_eq!(read_sandbox_file(&root, &escape, 0, -1).unwrap_err().0, 403);
+        assert_eq!(
+            read_sandbox_file(&root, &format!("{root}/nope"), 0, -1)
+                .unwrap_err()
+                .0,
+            404
+        );
+        assert_eq!(read_sandbox_file(&root, &out, -2, -1).unwrap_err().0, 400);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

@@ -219,16 +219,21 @@ pub async fn probe(p: &Probe, sandbox: &std::path::Path, timeout: Duration) -> R
                 s.write_all(req.as_bytes())
                     .await
                     .map_err(|e| format!("cannot send the request: {e}"))?;
-                let mut head = [0u8; 32];
-                let mut n = 0;
-                while n < 12 {
-                    match s.read(&mut head[n..]).await {
+                // The whole answer is read (up to 64 KiB) so the server sees an orderly close.
+                let mut answer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while answer.len() < 64 * 1024 {
+                    match s.read(&mut chunk).await {
                         Ok(0) => break,
-                        Ok(k) => n += k,
+                        Ok(k) => answer.extend_from_slice(&chunk[..k]),
+                        Err(e) if answer.len() >= 12 => {
+                            tracing::debug!("health check answer cut short: {e}");
+                            break;
+                        }
                         Err(e) => return Err(format!("cannot read the answer: {e}")),
                     }
                 }
-                let line = String::from_utf8_lossy(&head[..n]);
+                let line = String::from_utf8_lossy(&answer[..answer.len().min(32)]);
                 let code = line
                     .strip_prefix("HTTP/1.")
                     .and_then(|r| r.get(2..5))

@@ -16,6 +16,7 @@ pub mod recordio;
 pub mod resources;
 mod runner;
 pub mod server;
+pub mod service_actor;
 pub mod services;
 pub mod views;
 

@@ -858,6 +858,43 @@ impl Master {
         Ok(res)
     }
 
+    /// An operator kills a task (with its own kill policy's grace, or the default); the
+    /// framework may be left out when only one has a task of that id.
+    pub fn operator_kill(
+        &mut self,
+        task: &str,
+        framework: Option<&str>,
+        now_ms: u64,
+    ) -> Result<(String, String), String> {
+        let live = |t: &&Task| t.id == task && !is_terminal(&t.state);
+        let matches: Vec<&Task> = self
+            .tasks
+            .values()
+            .filter(live)
+            .filter(|t| framework.is_none_or(|f| t.framework_id == f))
+            .collect();
+        let t = match matches.as_slice() {
+            [] => return Err(format!("no running task {task}")),
+            [t] => *t,
+            many => {
+                let fs: Vec<&str> = many.iter().map(|t| t.framework_id.as_str()).collect();
+                return Err(format!(
+                    "task id {task} is in several frameworks ({}): give the framework",
+                    fs.join(", ")
+                ));
+            }
+        };
+        let grace = t
+            .info
+            .pointer("/kill_policy/grace_period/nanoseconds")
+            .and_then(number)
+            .map(|n| (n / 1e6) as u64)
+            .unwrap_or(self.cfg.kill_grace_ms);
+        let (f, id) = (t.framework_id.clone(), t.id.clone());
+        self.kill(&f, &id, grace, now_ms);
+        Ok((f, id))
+    }
+
     fn kill(&mut self, fid: &str, task: &str, grace_ms: u64, now_ms: u64) {
         match self.tasks.get(&(fid.to_string(), task.to_string())) {
             Some(t) if !t.unreachable => {

@@ -21,10 +21,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::Path;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -38,6 +39,7 @@ use crate::master::{CallError, Master, MasterConfig, Out};
 use crate::now_ms;
 use crate::proto::{self, Wire};
 use crate::recordio;
+use crate::service_actor::{self, Request as SvcRequest};
 use crate::views::{self, TaskQuery};
 
 pub const INPUT_QUEUE: usize = 4096;
@@ -57,8 +59,9 @@ pub struct ServerConfig {
 }
 
 type Reader = Box<dyn FnOnce(&Master, f64) -> (u16, Value) + Send>;
+type Operation = Box<dyn FnOnce(&mut Master, u64) -> (u16, Value) + Send>;
 
-enum Input {
+pub(crate) enum Input {
     Subscribe {
         call: Value,
         stream: String,
@@ -78,11 +81,17 @@ enum Input {
         f: Reader,
         reply: oneshot::Sender<(u16, Value)>,
     },
+    /// An operator's change.
+    Operate {
+        f: Operation,
+        reply: oneshot::Sender<(u16, Value)>,
+    },
 }
 
 #[derive(Clone)]
 struct Shared {
     tx: mpsc::Sender<Input>,
+    services: service_actor::Handle,
     credentials: Option<String>,
     leader: String,
 }
@@ -138,8 +147,16 @@ pub async fn start(
         .map_err(|e| format!("cannot open the resource manager's inbox: {e}"))?;
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let (ptx, prx) = mpsc::channel(PERSIST_QUEUE);
+    let services = service_actor::start(
+        tx.clone(),
+        stores.clone(),
+        cfg.store.clone(),
+        shutdown.clone(),
+    )
+    .await;
     let shared = Shared {
         tx: tx.clone(),
+        services,
         credentials: cfg.credentials.clone(),
         leader: format!("{}:{}", cfg.master.hostname, addr.port()),
     };
@@ -147,6 +164,13 @@ pub async fn start(
         .route("/api/v1/scheduler", post(scheduler))
         .route("/api/v1", post(operator))
         .route("/api/v1/", post(operator))
+        .route("/services", get(services_list).post(services_deploy))
+        .route(
+            "/services/{name}",
+            get(services_status).delete(services_remove),
+        )
+        .route("/services/{name}/scale", post(services_scale))
+        .route("/yard/tasks/kill", post(operator_kill))
         .fallback(legacy)
         .with_state(shared);
     let http_shutdown = shutdown.clone();
@@ -294,6 +318,9 @@ impl Actor {
             }
             Input::Read { f, reply } => {
                 let _ = reply.send(f(&self.master, now as f64 / 1000.0));
+            }
+            Input::Operate { f, reply } => {
+                let _ = reply.send(f(&mut self.master, now));
             }
         }
     }
@@ -642,6 +669,106 @@ fn query_map(uri: &Uri) -> HashMap<String, String> {
         .filter(|(k, _)| !k.is_empty())
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+// ---------------------------------------------------------------- services API
+
+async fn services_list(State(s): State<Shared>) -> Response {
+    let (code, v) = s.services.ask(SvcRequest::List).await;
+    json_response(code, &v)
+}
+
+async fn services_status(State(s): State<Shared>, Path(name): Path<String>) -> Response {
+    let (code, v) = s.services.ask(SvcRequest::Status(name)).await;
+    json_response(code, &v)
+}
+
+async fn services_deploy(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return *r;
+    }
+    let spec = match parse_body(&headers, &body, "service spec") {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let (code, v) = s.services.ask(SvcRequest::Deploy(spec)).await;
+    json_response(code, &v)
+}
+
+async fn services_scale(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return *r;
+    }
+    let v = match parse_body(&headers, &body, "scale request") {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let Some(n) = v
+        .get("instances")
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+    else {
+        return json_response(
+            400,
+            &json!({"error": "expecting {\"instances\": N} with N a whole number ≥ 0"}),
+        );
+    };
+    let (code, v) = s.services.ask(SvcRequest::Scale(name, n)).await;
+    json_response(code, &v)
+}
+
+async fn services_remove(
+    State(s): State<Shared>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return *r;
+    }
+    let (code, v) = s.services.ask(SvcRequest::Remove(name)).await;
+    json_response(code, &v)
+}
+
+/// `POST /yard/tasks/kill` `{"task_id": T, "framework_id": F?}`: an operator's kill (the
+/// framework id may be left out when one framework has a task of that id).
+async fn operator_kill(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
+    if let Err(r) = authorized(&s, &headers) {
+        return *r;
+    }
+    let v = match parse_body(&headers, &body, "kill request") {
+        Ok(v) => v,
+        Err(r) => return *r,
+    };
+    let Some(task) = v.get("task_id").and_then(Value::as_str).map(str::to_string) else {
+        return json_response(400, &json!({"error": "expecting {\"task_id\": ID}"}));
+    };
+    let framework = v
+        .get("framework_id")
+        .and_then(Value::as_str)
+        .map(str::to_string);
+    let (reply, answer) = oneshot::channel();
+    let f: Operation =
+        Box::new(
+            move |m, now| match m.operator_kill(&task, framework.as_deref(), now) {
+                Ok((f, t)) => (
+                    202,
+                    json!({"framework_id": f, "task_id": t, "killing": true}),
+                ),
+                Err(e) => (404, json!({"error": e})),
+            },
+        );
+    if s.tx.send(Input::Operate { f, reply }).await.is_err() {
+        return text(503, "the master is shutting down");
+    }
+    match answer.await {
+        Ok((code, v)) => json_response(code, &v),
+        Err(_) => text(503, "the master is shutting down"),
+    }
 }
 
 /// The legacy read endpoints: `/master/X` and `/X` alike, with or without a trailing `/` or

@@ -18,7 +18,7 @@
 //! - **Waiting is explained**: each service says why it lacks instances (back-off, suppressed
 //!   offers, or the last offer that did not fit and why).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -31,6 +31,8 @@ use crate::resources::{Ranges, Resources, MILLI};
 pub const STABLE_AFTER_MS: u64 = 10_000;
 const BACKOFF_MIN_MS: u64 = 1000;
 const BACKOFF_MAX_MS: u64 = 60_000;
+/// Ended instances remembered against late duplicates.
+const ENDED_KEPT: usize = 4096;
 /// How long declined offers stay away while a service still needs them.
 const DECLINE_NEEDED_S: f64 = 1.0;
 /// How long declined offers stay away when nothing is needed (offers are suppressed too).
@@ -346,6 +348,9 @@ pub struct Controller {
     pub services: BTreeMap<String, Service>,
     pub instances: BTreeMap<String, Instance>,
     agents: HashMap<String, AgentFacts>,
+    /// Instances that ended lately, oldest first: a late duplicate of an earlier update (the
+    /// agent resends until acknowledged) must not bring one back.
+    ended: VecDeque<String>,
     suppressed: bool,
     subscribed: bool,
     seq: u64,
@@ -531,7 +536,7 @@ impl Controller {
             return;
         };
         if !self.instances.contains_key(tid) {
-            if ended(state) {
+            if ended(state) || self.ended.iter().any(|e| e == tid) {
                 return;
             }
             // Known to the master (reconciliation after a restart): ours again.
@@ -562,6 +567,10 @@ impl Controller {
             return;
         }
         let inst = self.instances.remove(tid).expect("present");
+        self.ended.push_back(inst.id.clone());
+        if self.ended.len() > ENDED_KEPT {
+            self.ended.pop_front();
+        }
         let Some(svc) = self.services.get_mut(&inst.service) else {
             return;
         };
@@ -689,8 +698,18 @@ impl Controller {
         out
     }
 
+    /// Places what services need on a batch of offers: each instance goes to the offer whose
+    /// agent holds the fewest instances of its service (instances spread), where it fits and
+    /// its constraints hold. Unused offers are declined.
     fn offers(&mut self, offers: &[Value], now_ms: u64) {
-        let mut needs = self.needs();
+        let needs = self.needs();
+        struct Slot {
+            id: String,
+            agent: String,
+            pool: Resources,
+            tasks: Vec<Value>,
+        }
+        let mut slots = Vec::new();
         for o in offers {
             let (Some(oid), Some(agent)) = (get_id(o, "id"), get_id(o, "agent_id")) else {
                 continue;
@@ -704,54 +723,83 @@ impl Controller {
                 attributes: offer_attributes(o),
             };
             self.agents.insert(agent.to_string(), facts);
-            let mut pool =
-                Resources::from_json(o.get("resources").unwrap_or(&json!([]))).unwrap_or_default();
-            let mut tasks = Vec::new();
-            let names: Vec<String> = needs.keys().cloned().collect();
-            for name in names {
-                loop {
-                    let want = needs.get(&name).copied().unwrap_or(0);
-                    if want == 0 {
-                        break;
-                    }
-                    let s = &self.services[&name];
-                    if now_ms < s.not_before_ms {
-                        let wait = (s.not_before_ms - now_ms).div_ceil(1000);
-                        let msg = format!(
-                            "backing off {wait}s after {} failure(s) in a row",
-                            s.failures
-                        );
-                        self.services.get_mut(&name).expect("present").waiting = Some(msg);
-                        break;
-                    }
-                    match self.place(&name, agent, &pool) {
+            slots.push(Slot {
+                id: oid.to_string(),
+                agent: agent.to_string(),
+                pool: Resources::from_json(o.get("resources").unwrap_or(&json!([])))
+                    .unwrap_or_default(),
+                tasks: Vec::new(),
+            });
+        }
+        let mut unmet = false;
+        for (name, want) in needs {
+            let s = &self.services[&name];
+            if now_ms < s.not_before_ms {
+                let wait = (s.not_before_ms - now_ms).div_ceil(1000);
+                let msg = format!(
+                    "backing off {wait}s after {} failure(s) in a row",
+                    s.failures
+                );
+                self.services.get_mut(&name).expect("present").waiting = Some(msg);
+                unmet = true;
+                continue;
+            }
+            for _ in 0..want {
+                let mut order: Vec<usize> = (0..slots.len()).collect();
+                order.sort_by_key(|&i| {
+                    self.instances
+                        .values()
+                        .filter(|x| {
+                            x.service == name && !x.stopping && x.agent_id == slots[i].agent
+                        })
+                        .count()
+                });
+                let mut why = None;
+                let mut placed = false;
+                for i in order {
+                    match self.place(&name, &slots[i].agent, &slots[i].pool) {
                         Ok((task, used)) => {
-                            pool.subtract(&used).expect("placement fits the offer");
-                            tasks.push(task);
-                            *needs.get_mut(&name).expect("present") -= 1;
-                            self.services.get_mut(&name).expect("present").waiting = None;
-                        }
-                        Err(why) => {
-                            let host = &self.agents[agent].hostname;
-                            self.services.get_mut(&name).expect("present").waiting = Some(format!(
-                                "the last offer (agent {agent} on {host}) did not fit: {why}"
-                            ));
+                            let slot = &mut slots[i];
+                            slot.pool.subtract(&used).expect("placement fits the offer");
+                            slot.tasks.push(task);
+                            placed = true;
                             break;
+                        }
+                        Err(e) => {
+                            let host = &self.agents[&slots[i].agent].hostname;
+                            why = Some(format!(
+                                "the last offer (agent {} on {host}) did not fit: {e}",
+                                slots[i].agent
+                            ));
                         }
                     }
                 }
+                let svc = self.services.get_mut(&name).expect("present");
+                if placed {
+                    svc.waiting = None;
+                } else {
+                    if let Some(w) = why {
+                        svc.waiting = Some(w);
+                    }
+                    unmet = true;
+                    break;
+                }
             }
-            if tasks.is_empty() {
-                let refuse = if needs.values().any(|n| *n > 0) {
+        }
+        for slot in slots {
+            if slot.tasks.is_empty() {
+                let refuse = if unmet {
                     DECLINE_NEEDED_S
                 } else {
                     DECLINE_IDLE_S
                 };
-                self.call(json!({"type": "DECLINE", "decline": {"offer_ids": [mid(oid)], "filters": {"refuse_seconds": refuse}}}));
+                self.call(json!({"type": "DECLINE", "decline": {"offer_ids": [mid(&slot.id)], "filters": {"refuse_seconds": refuse}}}));
             } else {
-                self.call(json!({"type": "ACCEPT", "accept": {"offer_ids": [mid(oid)],
-                    "operations": [{"type": "LAUNCH", "launch": {"task_infos": tasks}}],
-                    "filters": {"refuse_seconds": DECLINE_NEEDED_S}}}));
+                self.call(
+                    json!({"type": "ACCEPT", "accept": {"offer_ids": [mid(&slot.id)],
+                    "operations": [{"type": "LAUNCH", "launch": {"task_infos": slot.tasks}}],
+                    "filters": {"refuse_seconds": DECLINE_NEEDED_S}}}),
+                );
             }
         }
     }

@@ -183,6 +183,9 @@ fn a_failed_instance_is_replaced_after_a_growing_back_off() {
     let id = t[0]["task_id"]["value"].as_str().unwrap().to_string();
     update(&mut c, &id, "a1", "TASK_RUNNING", None, 100);
     let acks = update(&mut c, &id, "a1", "TASK_FAILED", None, 1000);
+    // A late duplicate of the RUNNING update does not bring it back.
+    update(&mut c, &id, "a1", "TASK_RUNNING", None, 1001);
+    assert_eq!(c.status("app", 1001).unwrap()["running"], 0);
     assert!(
         acks.iter()
             .any(|a| a["type"] == "ACKNOWLEDGE"
@@ -439,4 +442,25 @@ fn bad_specs_are_refused_with_the_field() {
         let e = e.unwrap_err();
         assert!(e.contains(why), "{extra}: {e}");
     }
+}
+
+#[test]
+fn instances_spread_over_the_offered_agents() {
+    let mut c = subscribed();
+    c.deploy(spec("spread", 4, json!({}))).unwrap();
+    let t = launched(&offers(
+        &mut c,
+        &[
+            offer("o1", "a1", 8.0),
+            offer("o2", "a2", 8.0),
+            offer("o3", "a3", 8.0),
+        ],
+        0,
+    ));
+    let mut per: Vec<usize> = ["a1", "a2", "a3"]
+        .iter()
+        .map(|a| t.iter().filter(|x| x["agent_id"]["value"] == *a).count())
+        .collect();
+    per.sort();
+    assert_eq!(per, vec![1, 1, 2]);
 }

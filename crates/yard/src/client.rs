@@ -178,15 +178,53 @@ pub async fn http_bytes(
     body: &[u8],
     token: Option<&str>,
 ) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut stream = TcpStream::connect(addr)
+    let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| not_running(addr, e))?;
+    let auth = token.map(|t| format!("Bearer {t}"));
+    let ct = (!body.is_empty()).then_some("application/octet-stream");
+    exchange(stream, method, addr, path, body, ct, auth.as_deref()).await
+}
+
+/// One HTTP/1.1 request with the given content type and `Authorization` header value.
+pub async fn http_request(
+    method: &str,
+    addr: &str,
+    path: &str,
+    body: &[u8],
+    content_type: Option<&str>,
+    authorization: Option<&str>,
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    let stream = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("cannot connect to {addr}"))?;
+    exchange(
+        stream,
+        method,
+        addr,
+        path,
+        body,
+        content_type,
+        authorization,
+    )
+    .await
+}
+
+async fn exchange(
+    mut stream: TcpStream,
+    method: &str,
+    addr: &str,
+    path: &str,
+    body: &[u8],
+    content_type: Option<&str>,
+    authorization: Option<&str>,
+) -> anyhow::Result<(u16, Vec<u8>)> {
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(t) = token {
-        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    if let Some(a) = authorization {
+        req.push_str(&format!("Authorization: {a}\r\n"));
     }
-    if !body.is_empty() {
-        req.push_str("Content-Type: application/octet-stream\r\n");
+    if let Some(ct) = content_type {
+        req.push_str(&format!("Content-Type: {ct}\r\n"));
     }
     req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
     stream.write_all(req.as_bytes()).await?;

@@ -13,6 +13,7 @@ mod mesh_cli;
 mod node;
 mod ops_cli;
 mod rm_cli;
+mod rm_verbs;
 mod store_cli;
 
 use std::path::PathBuf;
@@ -89,6 +90,18 @@ enum Command {
     Metrics(ops_cli::MetricsArgs),
     /// System-wide and per-cluster statistics.
     Stats(ops_cli::StatsArgs),
+    /// The resource manager's agents: address, activity, resources used, tasks.
+    Agents(rm_verbs::MesosArgs),
+    /// The resource manager's frameworks, and why any is waiting for offers.
+    Frameworks(rm_verbs::MesosArgs),
+    /// Tasks of the resource manager (running ones; --all for every one).
+    Tasks(rm_verbs::TasksArgs),
+    /// Kill a task, or print its output.
+    #[command(subcommand)]
+    Task(rm_verbs::TaskCommand),
+    /// Long-running services: deploy, list, status, scale, rm (docs/RM.md).
+    #[command(subcommand)]
+    Service(rm_verbs::ServiceCommand),
     /// Benchmarks (programs, not tests); see docs/BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -298,6 +311,11 @@ fn main() -> ExitCode {
             Command::Logs(a) => ops_cli::logs(a).await,
             Command::Metrics(a) => ops_cli::metrics(a).await,
             Command::Stats(a) => ops_cli::stats(a).await,
+            Command::Agents(a) => rm_verbs::agents(a).await,
+            Command::Frameworks(a) => rm_verbs::frameworks(a).await,
+            Command::Tasks(a) => rm_verbs::tasks(a).await,
+            Command::Task(c) => rm_verbs::task(c).await,
+            Command::Service(c) => rm_verbs::service(c).await,
         }
     });
     match result {

@@ -268,8 +268,12 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     daemon("agent", &listen, a.common.token.clone(), role).await
 }
 
-/// What each agent of `yard up` offers (they share one host).
-const UP_AGENT_RESOURCES: &str = "cpus:2;mem:2048;disk:4096;ports:[31000-32000]";
+/// What each agent of `yard up` offers. They share one host, so each offers its own 500 host
+/// ports (agent i: 31000 + 500(i-1) onwards): two tasks never get the same port.
+fn up_agent_resources(i: usize) -> String {
+    let first = 31000 + 500 * (i - 1);
+    format!("cpus:2;mem:2048;disk:4096;ports:[{first}-{}]", first + 499)
+}
 
 /// The cluster config `yard up` writes on its first run.
 fn demo_config(yard: &Path) -> String {
@@ -372,7 +376,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
                 },
                 crate::rm_cli::AgentArgs {
                     mesos_listen: format!("127.0.0.1:{}", 5050 + i),
-                    resources: Some(UP_AGENT_RESOURCES.into()),
+                    resources: Some(up_agent_resources(i)),
                     // Isolated where the host has cgroups v1; elsewhere `yard up` says so and
                     // runs tasks without limits.
                     isolation_fallback: true,
