@@ -39,6 +39,9 @@ pub enum BenchCommand {
     /// The resource manager's allocator, in process: one cycle at 10,000 agents x 1,000
     /// frameworks (Mesos's DeclineOffers benchmark setting).
     Alloc(crate::bench_alloc::AllocArgs),
+    /// The resource manager end to end: launch rate from ACCEPT to TASK_RUNNING with a real
+    /// manager and agents on this host.
+    Launch(crate::bench_launch::LaunchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -81,6 +84,7 @@ pub async fn main(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Store(args) => crate::bench_store::main(args).await,
         BenchCommand::Fleet(args) => crate::bench_fleet::main(args).await,
         BenchCommand::Alloc(args) => crate::bench_alloc::main(args),
+        BenchCommand::Launch(args) => crate::bench_launch::main(args).await,
     }
 }
 

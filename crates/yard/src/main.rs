@@ -4,6 +4,7 @@
 mod bench;
 mod bench_alloc;
 mod bench_fleet;
+mod bench_launch;
 mod bench_mesh;
 mod bench_store;
 mod client;
