@@ -16,7 +16,7 @@ use yard_gateway::Extension;
 
 use crate::artifacts::{ArtifactStore, Deployments};
 use crate::logfile::Rotation;
-use crate::proto::{self, AgentView, Msg, Task, TaskOutcome};
+use crate::proto::{self, AgentView, Msg, Task, TaskOutcome, TaskView, MAX_TASKS_IN_VIEW};
 use crate::rpc::{self, Inbox};
 use crate::sample::Sampler;
 use crate::supervisor::Supervisor;
@@ -37,6 +37,8 @@ pub struct AgentConfig {
     pub dir: PathBuf,
     pub heartbeat: Duration,
     pub rotation: Rotation,
+    /// The resource manager's tasks on this host (latest list), reported with each heartbeat.
+    pub tasks: Option<tokio::sync::watch::Receiver<Vec<TaskView>>>,
 }
 
 struct State {
@@ -132,6 +134,13 @@ impl Agent {
             roles: self.cfg.roles.clone(),
             nodes: self.sup.statuses(),
             last_seen_ms: 0,
+            tasks: self
+                .cfg
+                .tasks
+                .as_ref()
+                .map(|t| t.borrow().iter().take(MAX_TASKS_IN_VIEW).cloned().collect())
+                .unwrap_or_default(),
+            tasks_total: self.cfg.tasks.as_ref().map_or(0, |t| t.borrow().len()),
         }
     }
 

@@ -276,7 +276,9 @@ impl Manager {
                         || e.view.state != view.state
                         || e.view.address != view.address
                         || e.view.roles != view.roles
-                        || nodes_differ(&e.view, &view);
+                        || nodes_differ(&e.view, &view)
+                        || e.view.tasks != view.tasks
+                        || e.view.tasks_total != view.tasks_total;
                     let identity = e.view.id != view.id || e.view.address != view.address;
                     if changed {
                         s.dirty = true;

@@ -170,6 +170,26 @@ pub struct AgentView {
     /// Unix milliseconds of the last heartbeat the manager received.
     #[serde(default)]
     pub last_seen_ms: u64,
+    /// Resource-manager tasks running on it (at most `MAX_TASKS_IN_VIEW`).
+    #[serde(default)]
+    pub tasks: Vec<TaskView>,
+    /// How many tasks it runs in all.
+    #[serde(default)]
+    pub tasks_total: usize,
+}
+
+/// Tasks listed per agent in the topology; the rest are counted.
+pub const MAX_TASKS_IN_VIEW: usize = 100;
+
+/// A resource-manager task as the topology shows it under its agent.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TaskView {
+    pub id: String,
+    /// Its framework's name (or id).
+    pub framework: String,
+    pub state: String,
+    #[serde(default)]
+    pub healthy: Option<bool>,
 }
 
 /// One supervised process on an agent.

@@ -215,6 +215,8 @@ mod tests {
                 generation: 1,
             }],
             last_seen_ms: 0,
+            tasks: vec![],
+            tasks_total: 0,
         }
     }
 

@@ -61,6 +61,19 @@ pub struct AgentConfig {
     pub isolation: Option<Isolation>,
     pub heartbeat: Duration,
     pub update_retry: Duration,
+    /// Where the agent publishes its task list (for the operations center's topology).
+    pub tasks: Option<tokio::sync::watch::Sender<Vec<TaskBrief>>>,
+}
+
+/// A task as the agent lists it for others (the operations center's topology).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskBrief {
+    pub task_id: String,
+    pub framework_id: String,
+    /// The framework's name, when it gave one.
+    pub framework: String,
+    pub state: String,
+    pub healthy: Option<bool>,
 }
 
 /// (framework id, task id).
@@ -144,6 +157,8 @@ pub struct Actor {
     tasks: HashMap<Key, TaskEntry>,
     executors: HashMap<ExecKey, ExecEntry>,
     stream_generation: u64,
+    /// The task list changed since it was last published.
+    tasks_changed: bool,
     completed: VecDeque<Value>,
     port: u16,
     /// `ip:port` of this API as tasks and executors reach it.
@@ -199,6 +214,7 @@ pub async fn start(
         tasks: HashMap::new(),
         executors: HashMap::new(),
         stream_generation: 0,
+        tasks_changed: true,
         completed: VecDeque::new(),
         port,
         api_endpoint,
@@ -299,6 +315,7 @@ impl Actor {
                         self.beat();
                     }
                     self.resend(now).await;
+                    self.publish_tasks();
                 }
             }
         }
@@ -478,6 +495,31 @@ impl Actor {
         }
     }
 
+    /// Publishes the task list when it changed (at most once per tick).
+    fn publish_tasks(&mut self) {
+        let Some(tx) = &self.cfg.tasks else {
+            return;
+        };
+        if !self.tasks_changed {
+            return;
+        }
+        self.tasks_changed = false;
+        let mut list: Vec<TaskBrief> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| !is_terminal(&t.state))
+            .map(|((f, id), t)| TaskBrief {
+                task_id: id.clone(),
+                framework_id: f.clone(),
+                framework: t.framework_info["name"].as_str().unwrap_or(f).to_string(),
+                state: t.state.clone(),
+                healthy: t.latest.get("healthy").and_then(Value::as_bool),
+            })
+            .collect();
+        list.sort_by(|a, b| a.task_id.cmp(&b.task_id));
+        tx.send_replace(list);
+    }
+
     fn new_uuid(&self) -> String {
         let n = self.uuid_count.fetch_add(1, Ordering::Relaxed);
         let mut b = [0u8; 16];
@@ -500,6 +542,7 @@ impl Actor {
         };
         t.state = s["state"].as_str().unwrap_or("").to_string();
         t.latest = s.clone();
+        self.tasks_changed = true;
         if is_terminal(&t.state) {
             t.kill = None;
             if let Some(x) = t
@@ -626,6 +669,7 @@ impl Actor {
                 };
                 if t.pending.is_empty() && is_terminal(&t.state) {
                     let t = self.tasks.remove(&k).expect("present");
+                    self.tasks_changed = true;
                     self.completed.push_back(json!({"id": k.1, "framework_id": k.0, "state": t.state, "latest": t.latest, "sandbox": t.sandbox}));
                     if self.completed.len() > MAX_COMPLETED {
                         self.completed.pop_front();

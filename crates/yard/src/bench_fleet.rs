@@ -75,6 +75,8 @@ fn report(cluster: &str, manager: &Endpoint, agents: usize, started: u64) -> Msg
                     generation: 1,
                 }],
                 last_seen_ms: 0,
+                tasks: vec![],
+                tasks_total: 0,
             })
             .collect(),
     })

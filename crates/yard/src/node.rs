@@ -117,6 +117,27 @@ pub struct Mesos<C> {
     pub listener: TcpListener,
 }
 
+/// Carries the resource-manager agent's task list to the operations agent's heartbeats, until
+/// the resource-manager agent is gone.
+async fn bridge_tasks(
+    mut from: tokio::sync::watch::Receiver<Vec<yard_rm::agent::TaskBrief>>,
+    to: tokio::sync::watch::Sender<Vec<yard_ops::proto::TaskView>>,
+) {
+    while from.changed().await.is_ok() {
+        let list = from
+            .borrow_and_update()
+            .iter()
+            .map(|t| yard_ops::proto::TaskView {
+                id: t.task_id.clone(),
+                framework: t.framework.clone(),
+                state: t.state.clone(),
+                healthy: t.healthy,
+            })
+            .collect();
+        to.send_replace(list);
+    }
+}
+
 /// Runs an endpoint, its role and its gateway on `listener` until `shutdown` is cancelled.
 pub async fn run(
     id: String,
@@ -200,7 +221,15 @@ pub async fn run(
                 Err(e) => Err(e),
             }
         }
-        Role::Agent(c, mesos) => {
+        Role::Agent(mut c, mut mesos) => {
+            // The resource manager's tasks appear under this agent in the topology.
+            if let Some(m) = mesos.as_mut() {
+                let (rm_tx, rm_rx) = tokio::sync::watch::channel(Vec::new());
+                let (ops_tx, ops_rx) = tokio::sync::watch::channel(Vec::new());
+                m.cfg.tasks = Some(rm_tx);
+                c.tasks = Some(ops_rx);
+                tokio::spawn(bridge_tasks(rm_rx, ops_tx));
+            }
             match yard_ops::agent::start(c, endpoint.clone(), shutdown.clone()).await {
                 Ok((ext, task)) => match mesos {
                     Some(m) => {

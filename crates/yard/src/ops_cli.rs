@@ -257,6 +257,7 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
             dir,
             heartbeat,
             rotation: Default::default(),
+            tasks: None,
         },
         mesos,
     );
@@ -373,6 +374,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
                     roles: vec![],
                     heartbeat: Duration::from_secs(1),
                     rotation: Default::default(),
+                    tasks: None,
                 },
                 crate::rm_cli::AgentArgs {
                     mesos_listen: format!("127.0.0.1:{}", 5050 + i),
@@ -546,12 +548,20 @@ pub async fn topology(a: TopologyArgs) -> anyhow::Result<()> {
                 s(&ag["state"])
             );
             let nodes = ag["nodes"].as_array().cloned().unwrap_or_default();
-            for (ni, n) in nodes.iter().enumerate() {
-                let b3 = if ni + 1 == nodes.len() {
+            let tasks = ag["tasks"].as_array().cloned().unwrap_or_default();
+            let total = ag["tasks_total"].as_u64().unwrap_or(tasks.len() as u64) as usize;
+            // Nodes, then resource-manager tasks, then how many tasks were not listed.
+            let more = total.saturating_sub(tasks.len());
+            let lines = nodes.len() + tasks.len() + usize::from(more > 0);
+            let branch = |i: usize| {
+                if i + 1 == lines {
                     "└──"
                 } else {
                     "├──"
-                };
+                }
+            };
+            for (ni, n) in nodes.iter().enumerate() {
+                let b3 = branch(ni);
                 println!(
                     "{pad}{pad2}{b3} node {}  {} {}  pid {}  restarts {}",
                     s(&n["name"]),
@@ -563,6 +573,23 @@ pub async fn topology(a: TopologyArgs) -> anyhow::Result<()> {
                         .unwrap_or_else(|| "-".into()),
                     n["restarts"]
                 );
+            }
+            for (ti, t) in tasks.iter().enumerate() {
+                let health = match t["healthy"].as_bool() {
+                    Some(true) => " healthy",
+                    Some(false) => " unhealthy",
+                    None => "",
+                };
+                println!(
+                    "{pad}{pad2}{} task {}  {} {}{health}",
+                    branch(nodes.len() + ti),
+                    s(&t["id"]),
+                    s(&t["framework"]),
+                    s(&t["state"]).trim_start_matches("TASK_").to_lowercase(),
+                );
+            }
+            if more > 0 {
+                println!("{pad}{pad2}└── … {more} more task(s) (yard tasks)");
             }
         }
     }

@@ -245,6 +245,7 @@ impl AgentArgs {
         let listener = bind("agent", &self.mesos_listen).await?;
         let hostname = listener.local_addr()?.ip().to_string();
         let cfg = yard_rm::agent::AgentConfig {
+            tasks: None,
             name: name.to_string(),
             hostname,
             resources,

@@ -113,6 +113,23 @@ fn healthy_nodes(topo: &Json, cl: &str) -> usize {
         .unwrap_or(0)
 }
 
+/// Resource-manager tasks (ids starting with `prefix`) RUNNING under the agents of cluster local.
+fn running_tasks(topo: &Json, prefix: &str) -> usize {
+    cluster(topo, "local").map_or(0, |c| {
+        c["agents"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|a| a["tasks"].as_array().cloned().unwrap_or_default())
+            .filter(|t| {
+                t["id"].as_str().is_some_and(|i| i.starts_with(prefix))
+                    && t["state"] == "TASK_RUNNING"
+                    && t["framework"] == "yard-services"
+            })
+            .count()
+    })
+}
+
 fn write_config(dir: &Path, text: &str) -> PathBuf {
     let p = dir.join("cluster.toml");
     std::fs::write(&p, text).unwrap();
@@ -815,6 +832,25 @@ async fn yard_up_runs_a_system_stops_cleanly_and_resumes() {
     let (ok, out_text, err) = yard(&["restart", "-c", c, "--cluster", "local", "--rolling"]);
     assert!(ok, "{out_text}\n{err}");
 
+    // A service on the resource manager: its task shows under its agent in the topology.
+    let svc = dir.join("hello.toml");
+    std::fs::write(
+        &svc,
+        "name = \"hello\"\ninstances = 1\ncommand = \"sleep 600\"\ncpus = 0.1\nmem = 16\n",
+    )
+    .unwrap();
+    let (ok, out_text, err) = yard(&["service", "deploy", &s(&svc)]);
+    assert!(
+        ok && out_text.contains("deployed hello"),
+        "{out_text}\n{err}"
+    );
+    wait_until(
+        "the service's task in the topology",
+        Duration::from_secs(30),
+        || async { running_tasks(&get(c, "/v1/topology").await, "hello.") == 1 },
+    )
+    .await;
+
     // Ctrl-C: everything stops, nodes included, with a zero exit.
     let mut child = up.child.take().unwrap();
     let _ = Command::new("kill")
@@ -839,6 +875,13 @@ async fn yard_up_runs_a_system_stops_cleanly_and_resumes() {
     })
     .await;
     assert_eq!(get(c, "/v1/topology").await["center"]["id"], center_id);
+    // The service came back with it (its spec is in the resource manager's store).
+    wait_until(
+        "the service running again",
+        Duration::from_secs(30),
+        || async { running_tasks(&get(c, "/v1/topology").await, "hello.") == 1 },
+    )
+    .await;
     let mut child = up.child.take().unwrap();
     let _ = Command::new("kill")
         .args(["-INT", &child.id().to_string()])
