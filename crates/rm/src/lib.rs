@@ -18,6 +18,7 @@ mod runner;
 pub mod server;
 pub mod service_actor;
 pub mod services;
+pub mod spawn;
 pub mod views;
 
 /// Unix milliseconds now (the shells' clock; the cores take time as an input).

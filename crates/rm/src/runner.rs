@@ -4,13 +4,13 @@
 //! session and its own cgroups ([`container`]), in a sandbox holding `stdout` and `stderr`.
 
 use std::path::PathBuf;
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::process::Child;
+use std::ffi::{OsStr, OsString};
 use tokio::sync::mpsc;
 
 use crate::agent::{Event, ExecKey, Key};
@@ -18,6 +18,7 @@ use crate::container::{self, Container, Isolation, Limits};
 use crate::health::{self, HealthCheck, Tracker, Verdict};
 use crate::master::mid;
 use crate::now_ms;
+use crate::spawn::{self, Process};
 
 /// Where a process's container usage is published for `/monitor/statistics`.
 pub(crate) type UsageSlot = Arc<std::sync::Mutex<Option<Container>>>;
@@ -37,7 +38,7 @@ pub(crate) struct Launch {
 impl Launch {
     /// Creates the sandbox and the cgroups, then starts the command in its own session inside
     /// them. The error is the message for the task's failure.
-    fn start(&self) -> Result<(Child, u32, Option<Container>), String> {
+    fn start(&self) -> Result<(Process, Option<Container>), String> {
         std::fs::create_dir_all(&self.sandbox)
             .map_err(|e| format!("cannot create the sandbox {}: {e}", self.sandbox.display()))?;
         let container = match &self.iso {
@@ -47,30 +48,53 @@ impl Launch {
             ),
             None => None,
         };
-        let fds = container
-            .as_ref()
-            .map(Container::join_fds)
-            .unwrap_or_default();
         let cmd = &self.command;
         let value = cmd.get("value").and_then(Value::as_str).unwrap_or("");
         let shell = cmd.get("shell").and_then(Value::as_bool).unwrap_or(true);
-        let mut c = if shell {
-            let mut c = tokio::process::Command::new("/bin/sh");
-            c.arg("-c").arg(value);
-            c
+        let mut vars: Vec<(String, String)> = cmd
+            .pointer("/environment/variables")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|v| {
+                Some((
+                    v.get("name")?.as_str()?.to_string(),
+                    v.get("value")?.as_str()?.to_string(),
+                ))
+            })
+            .collect();
+        vars.extend(self.env.iter().cloned());
+        let env = spawn::environment(&vars);
+        let (program, args): (PathBuf, Vec<OsString>) = if shell {
+            (
+                "/bin/sh".into(),
+                vec!["sh".into(), "-c".into(), value.into()],
+            )
         } else {
-            let mut c = tokio::process::Command::new(value);
-            let args: Vec<&str> = cmd
+            let Some(program) = spawn::resolve(OsStr::new(value), &env) else {
+                return Err(undo(
+                    container,
+                    format!("cannot start {value:?}: not found (PATH is searched)"),
+                ));
+            };
+            // arguments[0] is argv[0], as in execvp.
+            let mut args: Vec<OsString> = cmd
                 .get("arguments")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(OsString::from)
+                        .collect()
+                })
                 .unwrap_or_default();
-            // arguments[0] is argv[0], as in execvp.
-            c.args(args.iter().skip(1));
-            c
+            if args.is_empty() {
+                args.push(value.into());
+            }
+            (program, args)
         };
         let open = |name: &str| std::fs::File::create(self.sandbox.join(name));
-        let (out, err) = match (open("stdout"), open("stderr")) {
+        let (stdout, stderr) = match (open("stdout"), open("stderr")) {
             (Ok(o), Ok(e)) => (o, e),
             _ => {
                 return Err(undo(
@@ -79,34 +103,20 @@ impl Launch {
                 ))
             }
         };
-        c.current_dir(&self.sandbox)
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(out))
-            .stderr(Stdio::from(err));
-        if let Some(vars) = cmd
-            .pointer("/environment/variables")
-            .and_then(Value::as_array)
-        {
-            for v in vars {
-                if let (Some(n), Some(val)) = (
-                    v.get("name").and_then(Value::as_str),
-                    v.get("value").and_then(Value::as_str),
-                ) {
-                    c.env(n, val);
-                }
-            }
-        }
-        c.envs(self.env.iter().map(|(k, v)| (k, v)));
-        // SAFETY: child_setup only makes async-signal-safe calls on descriptors that stay open
-        // in the parent until the spawn returns.
-        unsafe {
-            c.pre_exec(move || container::child_setup(&fds));
-        }
+        let c = spawn::Command {
+            program,
+            args,
+            env,
+            cwd: self.sandbox.clone(),
+            stdout,
+            stderr,
+            cgroup_fds: container
+                .as_ref()
+                .map(Container::join_fds)
+                .unwrap_or_default(),
+        };
         match c.spawn() {
-            Ok(child) => {
-                let pid = child.id().unwrap_or(0);
-                Ok((child, pid, container))
-            }
+            Ok(p) => Ok((p, container)),
             Err(e) => Err(undo(container, format!("cannot start {value:?}: {e}"))),
         }
     }
@@ -122,18 +132,18 @@ fn undo(container: Option<Container>, message: String) -> String {
 /// Waits for the process; a kill request (its grace in ms) terminates it. Returns the exit and
 /// whether it was killed.
 async fn wait(
-    child: &mut Child,
-    pid: u32,
+    child: &Process,
     kill: &mut mpsc::Receiver<u64>,
 ) -> (std::io::Result<ExitStatus>, bool) {
     tokio::select! {
         r = child.wait() => (r, false),
-        Some(grace) = kill.recv() => (terminate(child, pid, grace).await, true),
+        Some(grace) = kill.recv() => (terminate(child, grace).await, true),
     }
 }
 
 /// SIGTERM to the process group, SIGKILL when `grace_ms` is over.
-async fn terminate(child: &mut Child, pid: u32, grace_ms: u64) -> std::io::Result<ExitStatus> {
+async fn terminate(child: &Process, grace_ms: u64) -> std::io::Result<ExitStatus> {
+    let pid = child.pid;
     container::signal_group(pid, libc::SIGTERM);
     match tokio::time::timeout(Duration::from_millis(grace_ms), child.wait()).await {
         Ok(r) => r,
@@ -197,7 +207,7 @@ impl Runner {
 
     pub async fn run(self, mut kill: mpsc::Receiver<u64>) {
         self.send(self.status("TASK_STARTING", json!({}))).await;
-        let (mut child, pid, container) = match self.launch.start() {
+        let (child, container) = match self.launch.start() {
             Ok(x) => x,
             Err(message) => {
                 tracing::warn!(task = %self.key.1, "{message}");
@@ -206,6 +216,7 @@ impl Runner {
             }
         };
         *self.slot.lock().expect("usage slot") = container;
+        let pid = child.pid;
         let _ = self.events.send(Event::Pid(self.key.clone(), pid)).await;
         let container_status =
             json!({"container_id": mid(&self.launch.container_id), "executor_pid": pid});
@@ -233,7 +244,7 @@ impl Runner {
                 if self.killing_state {
                     self.send(self.status("TASK_KILLING", json!({}))).await;
                 }
-                (terminate(&mut child, pid, grace).await, true)
+                (terminate(&child, grace).await, true)
             }
         };
         if let Some(c) = checker {
@@ -349,7 +360,7 @@ pub(crate) struct ExecutorRunner {
 
 impl ExecutorRunner {
     pub async fn run(self, mut stop: mpsc::Receiver<u64>) {
-        let (mut child, pid, container) = match self.launch.start() {
+        let (child, container) = match self.launch.start() {
             Ok(x) => x,
             Err(message) => {
                 tracing::warn!(executor = %self.key.1, "{message}");
@@ -364,11 +375,12 @@ impl ExecutorRunner {
             }
         };
         *self.slot.lock().expect("usage slot") = container;
+        let pid = child.pid;
         let _ = self
             .events
             .send(Event::ExecutorPid(self.key.clone(), pid))
             .await;
-        let (exit, killed) = wait(&mut child, pid, &mut stop).await;
+        let (exit, killed) = wait(&child, &mut stop).await;
         let oom = finish(pid, &self.slot).await;
         use std::os::unix::process::ExitStatusExt;
         let (status, message) = match exit {
