@@ -6,7 +6,7 @@
 //! HTTP API (a RecordIO stream; calls on one keep-alive connection), and for each run launches
 //! `--tasks` short command tasks, spread over the offers of every agent in ACCEPT calls, then
 //! acknowledges every update as a framework must (updates reach it in order: RUNNING only after
-//! STARTING was acknowledged). Reported per run: tasks per second from the first ACCEPT to the
+//! STARTING was acknowledged), over four connections. Reported per run: tasks per second from the first ACCEPT to the
 //! last TASK_RUNNING, and how long until every task finished. Medians over `--runs`.
 
 use std::collections::HashSet;
@@ -267,19 +267,25 @@ pub async fn main(a: LaunchArgs) -> anyhow::Result<()> {
     }
     let (mut events, stream, fid) = subscribe(&mesos).await?;
     let mut calls = Conn::open(&mesos).await?;
-    // Acknowledgements go out from their own task (on their own connection), so reading
-    // events never waits for them; a real framework acknowledges the same way.
-    let (ack_tx, mut ack_rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
-    let mut acks = Conn::open(&mesos).await?;
-    let ack_stream = stream.clone();
-    let acker = tokio::spawn(async move {
-        while let Some(ack) = ack_rx.recv().await {
-            if let Err(e) = acks.post("/api/v1/scheduler", &ack, &ack_stream).await {
-                eprintln!("acknowledgement failed: {e:#}");
-                return;
+    // Acknowledgements go out from their own tasks (on `ACK_CONNECTIONS` connections, a task
+    // always on the same one), so reading events never waits for them.
+    const ACK_CONNECTIONS: usize = 4;
+    let mut ack_txs = Vec::new();
+    let mut ackers = Vec::new();
+    for _ in 0..ACK_CONNECTIONS {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+        let mut conn = Conn::open(&mesos).await?;
+        let sid = stream.clone();
+        ackers.push(tokio::spawn(async move {
+            while let Some(ack) = rx.recv().await {
+                if let Err(e) = conn.post("/api/v1/scheduler", &ack, &sid).await {
+                    eprintln!("acknowledgement failed: {e:#}");
+                    return;
+                }
             }
-        }
-    });
+        }));
+        ack_txs.push(tx);
+    }
     println!(
         "launch: {} tasks per run ({:?}{}, cpus 0.01, mem 16) on {} agent(s), {}; {} runs",
         a.tasks,
@@ -371,7 +377,13 @@ pub async fn main(a: LaunchArgs) -> anyhow::Result<()> {
                     if let Some(uuid) = st.get("uuid") {
                         let ack = json!({"type": "ACKNOWLEDGE", "framework_id": {"value": fid},
                             "acknowledge": {"agent_id": st["agent_id"], "task_id": st["task_id"], "uuid": uuid}});
-                        let _ = ack_tx.send(ack);
+                        let n: usize = st["task_id"]["value"]
+                            .as_str()
+                            .unwrap_or("")
+                            .bytes()
+                            .map(usize::from)
+                            .sum();
+                        let _ = ack_txs[n % ACK_CONNECTIONS].send(ack);
                     }
                 }
                 Some("OFFERS") => {
@@ -405,8 +417,10 @@ pub async fn main(a: LaunchArgs) -> anyhow::Result<()> {
         median(&mut rates),
         median(&mut finishes)
     );
-    drop(ack_tx);
-    let _ = acker.await;
+    drop(ack_txs);
+    for a in ackers {
+        let _ = a.await;
+    }
     drop(agents);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
