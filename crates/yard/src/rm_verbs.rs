@@ -451,9 +451,19 @@ pub async fn service(c: ServiceCommand) -> anyhow::Result<()> {
             if let Some(w) = v["waiting"].as_str() {
                 println!("waiting   {w}");
             }
+            let agents = mesos.get("/slaves").await.unwrap_or(Value::Null);
+            let agent_name = |id: &str| -> String {
+                agents["slaves"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|a| a["id"] == id)
+                    .map(|a| format!("{} ({})", s(&a["name"]), s(&a["hostname"])))
+                    .unwrap_or_else(|| id.to_string())
+            };
             println!(
-                "\n{:<44} {:<13} {:<16} {:<8} {:<16} PORTS",
-                "TASK", "VERSION", "STATE", "HEALTHY", "HOST"
+                "\n{:<44} {:<13} {:<16} {:<8} {:<24} PORTS",
+                "TASK", "VERSION", "STATE", "HEALTHY", "AGENT"
             );
             for t in v["tasks"].as_array().into_iter().flatten() {
                 let ports: Vec<String> = t["ports"]
@@ -463,7 +473,7 @@ pub async fn service(c: ServiceCommand) -> anyhow::Result<()> {
                     .map(|p| p.to_string())
                     .collect();
                 println!(
-                    "{:<44} {:<13} {:<16} {:<8} {:<16} {}",
+                    "{:<44} {:<13} {:<16} {:<8} {:<24} {}",
                     s(&t["id"]),
                     s(&t["version"]),
                     format!(
@@ -474,7 +484,7 @@ pub async fn service(c: ServiceCommand) -> anyhow::Result<()> {
                     t["healthy"]
                         .as_bool()
                         .map_or("-", |h| if h { "yes" } else { "no" }),
-                    t["hostname"].as_str().unwrap_or(s(&t["agent_id"])),
+                    agent_name(s(&t["agent_id"])),
                     ports.join(",")
                 );
             }
