@@ -42,7 +42,7 @@ use crate::proto::{self, Registration, TaskReport, Wire};
 use crate::recordio;
 use crate::resources::Resources;
 use crate::runner::{self, ExecutorRunner, Exited, Launch, Runner, UsageSlot};
-use crate::server::{json_response, parse_body, text};
+use crate::server::{json_response, parse_body, send_from_drop, text};
 
 pub const INBOX_QUEUE: usize = 16_384;
 pub const EVENT_QUEUE: usize = 8192;
@@ -596,7 +596,13 @@ impl Actor {
                 tasks,
             } => {
                 for info in tasks {
-                    if info.get("executor").is_some_and(Value::is_object) {
+                    let tid = get_id(&info, "task_id").unwrap_or("").to_string();
+                    if self
+                        .tasks
+                        .contains_key(&(framework_id.clone(), tid.clone()))
+                    {
+                        tracing::warn!(task = %tid, "launch of a task this agent already runs: ignored");
+                    } else if info.get("executor").is_some_and(Value::is_object) {
                         self.launch_on_executor(&framework_id, &framework_info, info);
                     } else {
                         self.launch(&framework_id, &framework_info, info);
@@ -742,10 +748,6 @@ impl Actor {
     fn launch(&mut self, framework_id: &str, framework_info: &Value, info: Value) {
         let tid = get_id(&info, "task_id").unwrap_or("").to_string();
         let k = (framework_id.to_string(), tid.clone());
-        if self.tasks.contains_key(&k) {
-            tracing::warn!(task = %tid, "launch of a task this agent already runs: ignored");
-            return;
-        }
         let container_id = yard_fabric::id::random_uuid();
         let sandbox = self
             .cfg
@@ -810,10 +812,6 @@ impl Actor {
     fn launch_on_executor(&mut self, framework_id: &str, framework_info: &Value, info: Value) {
         let tid = get_id(&info, "task_id").unwrap_or("").to_string();
         let k = (framework_id.to_string(), tid.clone());
-        if self.tasks.contains_key(&k) {
-            tracing::warn!(task = %tid, "launch of a task this agent already runs: ignored");
-            return;
-        }
         let ei = info["executor"].clone();
         let eid = get_id(&ei, "executor_id").unwrap_or("").to_string();
         let ek = (framework_id.to_string(), eid.clone());
@@ -1333,12 +1331,7 @@ struct ExecStreamGuard {
 impl Drop for ExecStreamGuard {
     fn drop(&mut self) {
         let ev = Event::ExecutorStreamClosed(std::mem::take(&mut self.key), self.generation);
-        if let Err(mpsc::error::TrySendError::Full(ev)) = self.tx.try_send(ev) {
-            let tx = self.tx.clone();
-            tokio::spawn(async move {
-                let _ = tx.send(ev).await;
-            });
-        }
+        send_from_drop(&self.tx, ev);
     }
 }
 

@@ -205,20 +205,45 @@ async fn persist(
     mut rx: mpsc::Receiver<(String, Option<Value>)>,
 ) {
     while let Some((key, value)) = rx.recv().await {
-        let m = match value {
-            Some(v) => Mutation::Put {
-                key: yard_data::Value::string(key.clone()),
-                value: yard_data::Value::string(v.to_string()),
-                expiry: None,
-            },
-            None => Mutation::Erase {
-                key: yard_data::Value::string(key.clone()),
-            },
-        };
-        if let Err(e) = stores.write(&store, m).await {
-            tracing::warn!("cannot record {key}: {e}");
-        }
+        record(&stores, &store, &key, value).await;
     }
+}
+
+/// Writes `key` = the JSON text of `value` into the resource manager's store (`None` erases).
+pub(crate) async fn record(stores: &Stores, store: &str, key: &str, value: Option<Value>) {
+    let k = yard_data::Value::string(key.to_string());
+    let m = match value {
+        Some(v) => Mutation::Put {
+            key: k,
+            value: yard_data::Value::string(v.to_string()),
+            expiry: None,
+        },
+        None => Mutation::Erase { key: k },
+    };
+    if let Err(e) = stores.write(store, m).await {
+        tracing::warn!("cannot record {key}: {e}");
+    }
+}
+
+/// Sends from a `Drop` (no await there): at once when the queue has room, else from a task.
+pub(crate) fn send_from_drop<T: Send + 'static>(tx: &mpsc::Sender<T>, v: T) {
+    if let Err(mpsc::error::TrySendError::Full(v)) = tx.try_send(v) {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(v).await;
+        });
+    }
+}
+
+/// The credentials check, then the JSON body.
+fn authorized_json(
+    s: &Shared,
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+) -> Result<Value, Box<Response>> {
+    authorized(s, headers)?;
+    parse_body(headers, body, what)
 }
 
 struct Actor {
@@ -539,12 +564,7 @@ impl Drop for StreamGuard {
             framework: std::mem::take(&mut self.framework),
             stream: std::mem::take(&mut self.stream),
         };
-        if let Err(mpsc::error::TrySendError::Full(input)) = self.tx.try_send(input) {
-            let tx = self.tx.clone();
-            tokio::spawn(async move {
-                let _ = tx.send(input).await;
-            });
-        }
+        send_from_drop(&self.tx, input);
     }
 }
 
@@ -684,10 +704,7 @@ async fn services_status(State(s): State<Shared>, Path(name): Path<String>) -> R
 }
 
 async fn services_deploy(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return *r;
-    }
-    let spec = match parse_body(&headers, &body, "service spec") {
+    let spec = match authorized_json(&s, &headers, &body, "service spec") {
         Ok(v) => v,
         Err(r) => return *r,
     };
@@ -701,10 +718,7 @@ async fn services_scale(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return *r;
-    }
-    let v = match parse_body(&headers, &body, "scale request") {
+    let v = match authorized_json(&s, &headers, &body, "scale request") {
         Ok(v) => v,
         Err(r) => return *r,
     };
@@ -737,10 +751,7 @@ async fn services_remove(
 /// `POST /yard/tasks/kill` `{"task_id": T, "framework_id": F?}`: an operator's kill (the
 /// framework id may be left out when one framework has a task of that id).
 async fn operator_kill(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return *r;
-    }
-    let v = match parse_body(&headers, &body, "kill request") {
+    let v = match authorized_json(&s, &headers, &body, "kill request") {
         Ok(v) => v,
         Err(r) => return *r,
     };

@@ -16,7 +16,7 @@ use axum::body::Bytes;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use yard_store::{Mutation, Stores};
+use yard_store::Stores;
 
 use crate::now_ms;
 use crate::server::{Input, STREAM_QUEUE};
@@ -84,7 +84,7 @@ pub(crate) async fn start(
                 continue;
             };
             if k == FRAMEWORK_KEY {
-                framework_id = Some(v.to_string());
+                framework_id = serde_json::from_str::<String>(v).ok();
             } else if k.starts_with("service/") {
                 match serde_json::from_str::<ServiceSpec>(v) {
                     Ok(s) => specs.push(s),
@@ -265,21 +265,6 @@ impl Actor {
     }
 
     async fn persist(&self, key: String, value: Option<Value>) {
-        let m = match value {
-            Some(v) => Mutation::Put {
-                key: yard_data::Value::string(key.clone()),
-                value: yard_data::Value::string(match v {
-                    Value::String(s) => s,
-                    other => other.to_string(),
-                }),
-                expiry: None,
-            },
-            None => Mutation::Erase {
-                key: yard_data::Value::string(key.clone()),
-            },
-        };
-        if let Err(e) = self.stores.write(&self.store, m).await {
-            tracing::warn!("cannot record {key}: {e}");
-        }
+        crate::server::record(&self.stores, &self.store, &key, value).await;
     }
 }
