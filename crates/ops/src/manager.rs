@@ -345,6 +345,9 @@ impl Manager {
                 for n in &mut a.view.nodes {
                     n.health = "unknown".into();
                 }
+                for t in &mut a.view.tasks {
+                    t.healthy = None;
+                }
                 changed = true;
             }
         }

@@ -224,7 +224,7 @@ pub async fn start(
     let app = Router::new().fallback(http).with_state(tx);
     let http_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, app)
+        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
             .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
         if let Err(e) = serve.await {
             tracing::error!("agent API server failed: {e}");
@@ -1123,8 +1123,50 @@ fn kill_grace_ms(info: &Value) -> u64 {
 
 // ---------------------------------------------------------------- HTTP
 
-async fn http(State(tx): State<mpsc::Sender<Event>>, req: Request) -> Response {
+/// Both ends of an API connection: the executor API and sandbox files answer only clients on
+/// this host (loopback, or a connection to this host's own address from itself), since
+/// executors run here and the agent has no credentials of its own.
+#[derive(Clone, Copy, Debug)]
+struct Peer {
+    remote: std::net::SocketAddr,
+    local: Option<std::net::SocketAddr>,
+}
+
+impl Peer {
+    fn same_host(&self) -> bool {
+        let ip = self.remote.ip();
+        ip.is_loopback() || self.local.is_some_and(|l| l.ip() == ip)
+    }
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>> for Peer {
+    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
+        Peer {
+            remote: *stream.remote_addr(),
+            local: stream.io().local_addr().ok(),
+        }
+    }
+}
+
+async fn http(
+    State(tx): State<mpsc::Sender<Event>>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<Peer>,
+    req: Request,
+) -> Response {
     let path = req.uri().path().trim_end_matches('/').to_string();
+    let local_only = matches!(
+        path.as_str(),
+        "/api/v1/executor" | "/slave(1)/api/v1/executor" | "/files/read"
+    );
+    if local_only && !peer.same_host() {
+        return text(
+            403,
+            format!(
+                "{path} answers only clients on the agent's own host (you are {})",
+                peer.remote.ip()
+            ),
+        );
+    }
     let path = path
         .strip_prefix("/slave(1)")
         .unwrap_or(&path)
@@ -1377,6 +1419,28 @@ fn statistics(a: &Actor) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn executor_api_and_files_are_for_this_host_only() {
+        let peer = |remote: &str, local: &str| Peer {
+            remote: remote.parse().unwrap(),
+            local: Some(local.parse().unwrap()),
+        };
+        assert!(peer("127.0.0.1:40000", "127.0.0.1:5051").same_host());
+        assert!(
+            peer("10.0.0.1:40000", "10.0.0.1:5051").same_host(),
+            "from this host to its own address"
+        );
+        assert!(
+            !peer("10.0.0.7:40000", "10.0.0.1:5051").same_host(),
+            "another host"
+        );
+        assert!(!Peer {
+            remote: "10.0.0.7:1".parse().unwrap(),
+            local: None
+        }
+        .same_host());
+    }
 
     #[test]
     fn query_values_are_percent_decoded() {
