@@ -138,7 +138,11 @@ impl Actor {
                 biased;
                 _ = shutdown.cancelled() => break,
                 Some((req, reply)) = api.recv() => {
-                    let a = self.request(req);
+                    let offers = match req {
+                        Request::List | Request::Status(_) => self.offer_wait().await,
+                        _ => None,
+                    };
+                    let a = self.request(req, offers.as_deref());
                     let _ = reply.send(a);
                 }
                 r = async { events.as_mut().expect("guarded").recv().await }, if events.is_some() => match r {
@@ -199,7 +203,22 @@ impl Actor {
         }
     }
 
-    fn request(&mut self, r: Request) -> Answer {
+    /// Why the master offers this framework nothing now, if it does not.
+    async fn offer_wait(&self) -> Option<String> {
+        let fid = self.framework_id.clone()?;
+        let (reply, answer) = oneshot::channel();
+        let f = Box::new(move |m: &crate::master::Master, _now: f64| {
+            let w = m.frameworks.get(&fid).and_then(|f| f.waiting.clone());
+            (200, w.map(Value::String).unwrap_or(Value::Null))
+        });
+        self.master.send(Input::Read { f, reply }).await.ok()?;
+        match answer.await.ok()? {
+            (_, Value::String(w)) => Some(w),
+            _ => None,
+        }
+    }
+
+    fn request(&mut self, r: Request, offers: Option<&str>) -> Answer {
         let now = now_ms();
         match r {
             Request::Deploy(v) => {
@@ -226,11 +245,11 @@ impl Actor {
                     .c
                     .services
                     .keys()
-                    .filter_map(|n| self.c.status(n, now))
+                    .filter_map(|n| self.c.status(n, now, offers))
                     .collect();
                 (200, json!({"services": list}))
             }
-            Request::Status(name) => match self.c.status(&name, now) {
+            Request::Status(name) => match self.c.status(&name, now, offers) {
                 Some(s) => (200, s),
                 None => (404, json!({"error": format!("no service named {name}")})),
             },

@@ -921,8 +921,9 @@ impl Controller {
         Ok((task, used))
     }
 
-    /// A service's status, as the API and `yard service status` show it.
-    pub fn status(&self, name: &str, now_ms: u64) -> Option<Value> {
+    /// A service's status, as the API and `yard service status` show it; `offers` is why the
+    /// master offers this framework nothing right now, if it does not.
+    pub fn status(&self, name: &str, now_ms: u64, offers: Option<&str>) -> Option<Value> {
         let s = self.services.get(name)?;
         let checked = s.spec.health_check.is_some();
         let mine: Vec<&Instance> = self
@@ -954,11 +955,10 @@ impl Controller {
                     s.failures
                 ))
             } else {
-                Some(
-                    s.waiting
-                        .clone()
-                        .unwrap_or_else(|| "waiting for offers".into()),
-                )
+                Some(s.waiting.clone().unwrap_or_else(|| match offers {
+                    Some(why) => format!("waiting for offers: {why}"),
+                    None => "waiting for offers".into(),
+                }))
             }
         } else {
             None

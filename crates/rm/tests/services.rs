@@ -99,6 +99,14 @@ fn run_all(c: &mut Controller, tasks: &[Value], healthy: Option<bool>, now: u64)
 fn places_instances_on_offers_with_their_resources_ports_and_environment() {
     let mut c = subscribed();
     c.deploy(spec("web", 3, json!({"ports": 2}))).unwrap();
+    // No offer yet: the master's reason is passed on.
+    let st = c
+        .status("web", 0, Some("no agent has free resources"))
+        .unwrap();
+    assert_eq!(
+        st["waiting"],
+        "waiting for offers: no agent has free resources"
+    );
     let out = offers(&mut c, &[offer("o1", "a1", 1.2)], 0);
     let tasks = launched(&out);
     assert_eq!(tasks.len(), 2, "1.2 cpus hold two 0.5-cpu instances");
@@ -124,11 +132,11 @@ fn places_instances_on_offers_with_their_resources_ports_and_environment() {
         &json!([{"begin": 31002, "end": 31002}, {"begin": 31003, "end": 31003}]),
         "no port given twice"
     );
-    assert_eq!(c.status("web", 0).unwrap()["waiting"].as_str().unwrap(),
+    assert_eq!(c.status("web", 0, None).unwrap()["waiting"].as_str().unwrap(),
                "the last offer (agent a1 on host-a1) did not fit: needs cpus:0.5;mem:64, the offer has cpus:0.2;mem:3968;ports:[31004-31009]");
     let out = offers(&mut c, &[offer("o2", "a2", 4.0)], 0);
     assert_eq!(launched(&out).len(), 1);
-    assert_eq!(c.status("web", 0).unwrap()["waiting"], Value::Null);
+    assert_eq!(c.status("web", 0, None).unwrap()["waiting"], Value::Null);
 }
 
 #[test]
@@ -160,7 +168,7 @@ fn constraints_spread_instances() {
         (1, 1)
     );
     assert_eq!((on("rack-two", "a1"), on("rack-two", "a2")), (0, 2));
-    let w = c.status("one-per-agent", 0).unwrap()["waiting"]
+    let w = c.status("one-per-agent", 0, None).unwrap()["waiting"]
         .as_str()
         .unwrap()
         .to_string();
@@ -185,7 +193,7 @@ fn a_failed_instance_is_replaced_after_a_growing_back_off() {
     let acks = update(&mut c, &id, "a1", "TASK_FAILED", None, 1000);
     // A late duplicate of the RUNNING update does not bring it back.
     update(&mut c, &id, "a1", "TASK_RUNNING", None, 1001);
-    assert_eq!(c.status("app", 1001).unwrap()["running"], 0);
+    assert_eq!(c.status("app", 1001, None).unwrap()["running"], 0);
     assert!(
         acks.iter()
             .any(|a| a["type"] == "ACKNOWLEDGE"
@@ -196,7 +204,7 @@ fn a_failed_instance_is_replaced_after_a_growing_back_off() {
     assert!(launched(&out).is_empty());
     assert_eq!(out[0]["type"], "DECLINE");
     assert_eq!(
-        c.status("app", 1500).unwrap()["waiting"],
+        c.status("app", 1500, None).unwrap()["waiting"],
         "backing off 1s after 1 failure(s) in a row"
     );
     let t = launched(&offers(&mut c, &[offer("o3", "a1", 4.0)], 2000));
@@ -213,7 +221,10 @@ fn a_failed_instance_is_replaced_after_a_growing_back_off() {
     let id3 = t[0]["task_id"]["value"].as_str().unwrap().to_string();
     update(&mut c, &id3, "a1", "TASK_RUNNING", None, 4200);
     c.tick(4200 + yard_rm::services::STABLE_AFTER_MS);
-    assert_eq!(c.status("app", 20_000).unwrap()["failures_in_a_row"], 0);
+    assert_eq!(
+        c.status("app", 20_000, None).unwrap()["failures_in_a_row"],
+        0
+    );
 }
 
 #[test]
@@ -264,7 +275,7 @@ fn a_rolling_upgrade_keeps_minimum_healthy_capacity() {
     let old = launched(&offers(&mut c, &[offer("o1", "a1", 8.0)], 0));
     run_all(&mut c, &old, Some(true), 10);
     c.tick(20);
-    assert_eq!(c.status("api", 20).unwrap()["phase"], "stable");
+    assert_eq!(c.status("api", 20, None).unwrap()["phase"], "stable");
     let v2 = c
         .deploy(spec(
             "api",
@@ -301,7 +312,7 @@ fn a_rolling_upgrade_keeps_minimum_healthy_capacity() {
     );
     c.tick(80);
     assert!(killed(&calls(&mut c)).is_empty());
-    assert_eq!(c.status("api", 80).unwrap()["phase"], "upgrading");
+    assert_eq!(c.status("api", 80, None).unwrap()["phase"], "upgrading");
     update(
         &mut c,
         new[0]["task_id"]["value"].as_str().unwrap(),
@@ -326,7 +337,7 @@ fn a_rolling_upgrade_keeps_minimum_healthy_capacity() {
         130,
     );
     c.tick(140);
-    let st = c.status("api", 140).unwrap();
+    let st = c.status("api", 140, None).unwrap();
     assert_eq!(
         (
             st["phase"].as_str().unwrap(),
@@ -347,13 +358,13 @@ fn scaling_and_removal_stop_instances_and_suppress_offers() {
         calls(&mut c).iter().any(|x| x["type"] == "SUPPRESS"),
         "nothing needed: offers suppressed"
     );
-    let v = c.status("s", 20).unwrap()["version"].clone();
+    let v = c.status("s", 20, None).unwrap()["version"].clone();
     c.scale("s", 1).unwrap();
     assert!(calls(&mut c).iter().any(|x| x["type"] == "REVIVE"));
     c.tick(30);
     assert_eq!(killed(&calls(&mut c)).len(), 2);
     assert_eq!(
-        c.status("s", 30).unwrap()["version"],
+        c.status("s", 30, None).unwrap()["version"],
         v,
         "scaling is no new version"
     );
@@ -377,7 +388,7 @@ fn scaling_and_removal_stop_instances_and_suppress_offers() {
     }
     c.tick(60);
     assert!(
-        c.status("s", 60).is_none(),
+        c.status("s", 60, None).is_none(),
         "gone once every instance ended"
     );
     assert!(c.scale("s", 2).is_err());
@@ -406,7 +417,7 @@ fn reconciliation_adopts_running_instances_after_a_restart() {
         None,
         10,
     );
-    let st = c.status("kept", 10).unwrap();
+    let st = c.status("kept", 10, None).unwrap();
     assert_eq!(st["running"], 2);
     assert!(
         launched(&offers(&mut c, &[offer("o1", "a3", 8.0)], 20)).is_empty(),
