@@ -238,6 +238,9 @@ pub struct Master {
     pub offers: BTreeMap<String, Offer>,
     /// (framework id, task id) → task, for tasks not yet terminal.
     pub tasks: BTreeMap<(String, String), Task>,
+    /// Custom executors in use, (agent, framework, executor id) → (live tasks on it, its
+    /// resources): an executor's resources count once, from its first task to its last.
+    executors: BTreeMap<(String, String, String), (usize, Resources)>,
     next_framework: u64,
     next_agent: u64,
     next_offer: u64,
@@ -260,6 +263,7 @@ impl Master {
             agents: BTreeMap::new(),
             offers: BTreeMap::new(),
             tasks: BTreeMap::new(),
+            executors: BTreeMap::new(),
             next_framework: 0,
             next_agent: 0,
             next_offer: 0,
@@ -744,7 +748,7 @@ impl Master {
         let mut launched = Vec::new();
         for t in tasks {
             let tid = get_id(&t, "task_id").unwrap_or("").to_string();
-            match self.validate_task(fid, &t, &pool, &launched) {
+            match self.validate_task(fid, &agent_id, &t, &pool, &launched) {
                 Err(why) => {
                     let s = self.master_status(
                         &tid,
@@ -756,8 +760,8 @@ impl Master {
                     );
                     self.event(fid, Self::update_event(s));
                 }
-                Ok(res) => {
-                    pool.subtract(&res).expect("validated");
+                Ok((res, need)) => {
+                    pool.subtract(&need).expect("validated");
                     let mut info = t.clone();
                     if let Some(o) = info.as_object_mut() {
                         o.remove("slave_id");
@@ -781,6 +785,7 @@ impl Master {
                     if let Some(f) = self.frameworks.get_mut(fid) {
                         f.used.add(&res);
                     }
+                    self.executor_ref(&task, true);
                     self.persist_task(&task);
                     self.tasks.insert((fid.to_string(), tid.clone()), task);
                     launched.push(info);
@@ -806,14 +811,16 @@ impl Master {
         Ok(())
     }
 
-    /// The task's resources when it may launch from `pool`.
+    /// The task's own resources, and what it takes from `pool` (its executor's too when that
+    /// executor does not run on the agent yet), when it may launch.
     fn validate_task(
         &self,
         fid: &str,
+        agent_id: &str,
         t: &Value,
         pool: &Resources,
         batch: &[Value],
-    ) -> Result<Resources, String> {
+    ) -> Result<(Resources, Resources), String> {
         let tid = get_id(t, "task_id").ok_or("Task has no task_id")?;
         if tid.is_empty() {
             return Err("Task ID must not be empty".into());
@@ -840,22 +847,35 @@ impl Master {
         if let Some(hc) = t.get("health_check") {
             crate::health::HealthCheck::parse(hc)?;
         }
-        let mut res = Resources::from_json(t.get("resources").unwrap_or(&json!([])))
+        let res = Resources::from_json(t.get("resources").unwrap_or(&json!([])))
             .map_err(|e| e.to_string())?;
+        let mut need = res.clone();
         if has_exec {
-            if let Some(r) = t.pointer("/executor/resources") {
-                res.add(&Resources::from_json(r).map_err(|e| format!("executor: {e}"))?);
+            let eid = get_id(&t["executor"], "executor_id").unwrap_or("");
+            let running = self.executors.contains_key(&(
+                agent_id.to_string(),
+                fid.to_string(),
+                eid.to_string(),
+            )) || batch.iter().any(|b| {
+                b.pointer("/executor/executor_id/value")
+                    .and_then(Value::as_str)
+                    == Some(eid)
+            });
+            if !running {
+                if let Some(r) = t.pointer("/executor/resources") {
+                    need.add(&Resources::from_json(r).map_err(|e| format!("executor: {e}"))?);
+                }
             }
         }
-        if res.is_empty() {
+        if need.is_empty() {
             return Err("Task uses no resources".into());
         }
-        if !pool.contains(&res) {
+        if !pool.contains(&need) {
             return Err(format!(
-                "Task uses more resources {res} than available {pool}"
+                "Task uses more resources {need} than available {pool}"
             ));
         }
-        Ok(res)
+        Ok((res, need))
     }
 
     /// An operator kills a task (with its own kill policy's grace, or the default); the
@@ -992,11 +1012,63 @@ impl Master {
         self.out.push(Out::Persist { key, value });
     }
 
+    /// Counts a live task on its custom executor (or stops counting it): the executor's
+    /// resources are charged to the agent and the framework with its first task and freed with
+    /// its last.
+    fn executor_ref(&mut self, t: &Task, add: bool) {
+        let Some(eid) = t
+            .info
+            .pointer("/executor/executor_id/value")
+            .and_then(Value::as_str)
+        else {
+            return;
+        };
+        let key = (t.agent_id.clone(), t.framework_id.clone(), eid.to_string());
+        let res = if add {
+            let e = self.executors.entry(key).or_insert_with(|| {
+                let r = t
+                    .info
+                    .pointer("/executor/resources")
+                    .unwrap_or(&Value::Null);
+                (0, Resources::from_json(r).unwrap_or_default())
+            });
+            e.0 += 1;
+            if e.0 > 1 {
+                return;
+            }
+            e.1.clone()
+        } else {
+            match self.executors.get_mut(&key) {
+                Some(e) if e.0 > 1 => {
+                    e.0 -= 1;
+                    return;
+                }
+                Some(_) => self.executors.remove(&key).expect("present").1,
+                None => return,
+            }
+        };
+        if let Some(a) = self.agents.get_mut(&t.agent_id) {
+            if add {
+                a.used.add(&res);
+            } else {
+                let _ = a.used.subtract(&res);
+            }
+        }
+        if let Some(f) = self.frameworks.get_mut(&t.framework_id) {
+            if add {
+                f.used.add(&res);
+            } else {
+                let _ = f.used.subtract(&res);
+            }
+        }
+    }
+
     /// Moves a task to its framework's completed list and frees its resources.
     fn complete(&mut self, fid: &str, tid: &str) {
         let Some(t) = self.tasks.remove(&(fid.to_string(), tid.to_string())) else {
             return;
         };
+        self.executor_ref(&t, false);
         if let Some(a) = self.agents.get_mut(&t.agent_id) {
             let _ = a.used.subtract(&t.resources);
         }
@@ -1185,6 +1257,7 @@ impl Master {
                     if let Some(f) = self.frameworks.get_mut(&rep.framework_id) {
                         f.used.add(&res);
                     }
+                    self.executor_ref(&t, true);
                     self.persist_task(&t);
                     self.tasks.insert(key, t);
                 }
@@ -1604,24 +1677,23 @@ impl Master {
             if let Some(f) = self.frameworks.get_mut(fid) {
                 f.used.add(&res);
             }
-            self.tasks.insert(
-                (fid.to_string(), tid.to_string()),
-                Task {
-                    id: tid.to_string(),
-                    framework_id: fid.to_string(),
-                    agent_id,
-                    info,
-                    resources: res,
-                    state: v["state"].as_str().unwrap_or("TASK_STAGING").into(),
-                    statuses: v
-                        .get("statuses")
-                        .and_then(Value::as_array)
-                        .cloned()
-                        .unwrap_or_default(),
-                    role: v["role"].as_str().unwrap_or("*").into(),
-                    unreachable: v["unreachable"].as_bool().unwrap_or(false),
-                },
-            );
+            let task = Task {
+                id: tid.to_string(),
+                framework_id: fid.to_string(),
+                agent_id,
+                info,
+                resources: res,
+                state: v["state"].as_str().unwrap_or("TASK_STAGING").into(),
+                statuses: v
+                    .get("statuses")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default(),
+                role: v["role"].as_str().unwrap_or("*").into(),
+                unreachable: v["unreachable"].as_bool().unwrap_or(false),
+            };
+            self.executor_ref(&task, true);
+            self.tasks.insert((fid.to_string(), tid.to_string()), task);
         }
     }
 

@@ -438,3 +438,67 @@ fn teardown_kills_tasks_and_a_broken_stream_waits_for_failover() {
     assert_eq!(m.agents[&agent].used.scalar("cpus"), 0);
     assert_eq!(m.completed_frameworks.len(), 1);
 }
+
+#[test]
+fn an_executor_counts_once_from_its_first_task_to_its_last() {
+    let mut m = master();
+    let agent = register(&mut m, "a", "cpus:4;mem:4096", vec![], 0);
+    let fid = subscribe(&mut m, &[], 0);
+    m.allocate(0);
+    let offers = offer_ids(&m.take_out(), &fid);
+    let res = |cpus: f64, mem: f64| json!([{"name":"cpus","type":"SCALAR","scalar":{"value":cpus}},{"name":"mem","type":"SCALAR","scalar":{"value":mem}}]);
+    let exec = json!({"executor_id": {"value": "e"}, "command": {"value": "run-executor"}, "resources": res(0.5, 256.0)});
+    let task = |id: &str| json!({"task_id": {"value": id}, "agent_id": {"value": agent}, "name": id, "resources": res(1.0, 100.0), "executor": exec});
+    let accept = |offer: &str, tasks: Vec<Value>| {
+        json!({"type":"ACCEPT","framework_id":{"value":fid},"accept":{"offer_ids":[{"value":offer}],
+        "operations":[{"type":"LAUNCH","launch":{"task_infos":tasks}}],"filters":{"refuse_seconds":0}}})
+    };
+    assert_eq!(
+        m.call(
+            &accept(&offers[0], vec![task("t1"), task("t2")]),
+            Some("stream-1"),
+            10
+        ),
+        Ok(202)
+    );
+    let used = |m: &Master| {
+        (
+            m.agents[&agent].used.cpus(),
+            m.agents[&agent].used.mem(),
+            m.frameworks[&fid].used.cpus(),
+        )
+    };
+    assert_eq!(used(&m), (2.5, 456.0, 2.5), "two tasks, one executor");
+    m.take_out();
+    m.allocate(20);
+    let offers = offer_ids(&m.take_out(), &fid);
+    assert_eq!(
+        m.call(&accept(&offers[0], vec![task("t3")]), Some("stream-1"), 30),
+        Ok(202)
+    );
+    assert_eq!(
+        used(&m),
+        (3.5, 556.0, 3.5),
+        "a third task on the running executor"
+    );
+    for (i, t) in ["t1", "t2"].iter().enumerate() {
+        m.agent_update(
+            &agent,
+            &fid,
+            json!({"task_id": {"value": t}, "state": "TASK_FINISHED"}),
+            40 + i as u64,
+        );
+    }
+    assert_eq!(
+        used(&m),
+        (1.5, 356.0, 1.5),
+        "the executor stays while t3 runs"
+    );
+    m.agent_update(
+        &agent,
+        &fid,
+        json!({"task_id": {"value": "t3"}, "state": "TASK_FINISHED"}),
+        50,
+    );
+    assert_eq!(used(&m), (0.0, 0.0, 0.0), "freed with its last task");
+}
