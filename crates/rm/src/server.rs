@@ -225,6 +225,29 @@ pub(crate) async fn record(stores: &Stores, store: &str, key: &str, value: Optio
     }
 }
 
+/// Subscribes a framework through the master's actor: its stream id, its framework id and its
+/// event queue. `Err(None)`: the master is shutting down.
+pub(crate) async fn subscribe_via(
+    master: &mpsc::Sender<Input>,
+    call: Value,
+) -> Result<(String, String, mpsc::Receiver<Bytes>), Option<CallError>> {
+    let stream = yard_fabric::id::random_uuid();
+    let (tx, rx) = mpsc::channel(STREAM_QUEUE);
+    let (reply, answer) = oneshot::channel();
+    let input = Input::Subscribe {
+        call,
+        stream: stream.clone(),
+        tx,
+        reply,
+    };
+    master.send(input).await.map_err(|_| None)?;
+    match answer.await {
+        Ok(Ok(fid)) => Ok((stream, fid, rx)),
+        Ok(Err(e)) => Err(Some(e)),
+        Err(_) => Err(None),
+    }
+}
+
 /// Sends from a `Drop` (no await there): at once when the queue has room, else from a task.
 pub(crate) fn send_from_drop<T: Send + 'static>(tx: &mpsc::Sender<T>, v: T) {
     if let Err(mpsc::error::TrySendError::Full(v)) = tx.try_send(v) {
@@ -600,22 +623,10 @@ async fn scheduler(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> 
                 );
             }
         }
-        let stream = yard_fabric::id::random_uuid();
-        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-        let (reply, answer) = oneshot::channel();
-        let input = Input::Subscribe {
-            call,
-            stream: stream.clone(),
-            tx,
-            reply,
-        };
-        if s.tx.send(input).await.is_err() {
-            return text(503, "the master is shutting down");
-        }
-        let framework = match answer.await {
-            Ok(Ok(fid)) => fid,
-            Ok(Err(e)) => return text(e.status(), e.to_string()),
-            Err(_) => return text(503, "the master is shutting down"),
+        let (stream, framework, rx) = match subscribe_via(&s.tx, call).await {
+            Ok(x) => x,
+            Err(Some(e)) => return text(e.status(), e.to_string()),
+            Err(None) => return text(503, "the master is shutting down"),
         };
         let guard = StreamGuard {
             rx,

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use yard_store::Stores;
 
 use crate::now_ms;
-use crate::server::{Input, STREAM_QUEUE};
+use crate::server::{subscribe_via, Input};
 use crate::services::{Cmd, Controller, ServiceSpec};
 
 pub const API_QUEUE: usize = 256;
@@ -171,18 +171,8 @@ impl Actor {
             call["framework_id"] = json!({"value": id});
         }
         call["subscribe"] = json!({"framework_info": info});
-        let stream = yard_fabric::id::random_uuid();
-        let (tx, rx) = mpsc::channel(STREAM_QUEUE);
-        let (reply, answer) = oneshot::channel();
-        let input = Input::Subscribe {
-            call,
-            stream: stream.clone(),
-            tx,
-            reply,
-        };
-        self.master.send(input).await.ok()?;
-        match answer.await.ok()? {
-            Ok(fid) => {
+        match subscribe_via(&self.master, call).await {
+            Ok((stream, fid, rx)) => {
                 if self.framework_id.as_deref() != Some(&fid) {
                     tracing::info!(framework = %fid, "the services framework subscribed");
                     self.framework_id = Some(fid.clone());
@@ -192,7 +182,8 @@ impl Actor {
                 self.stream = Some(stream);
                 Some(rx)
             }
-            Err(e) => {
+            Err(None) => None,
+            Err(Some(e)) => {
                 tracing::warn!("the services framework cannot subscribe: {e}");
                 if self.framework_id.take().is_some() {
                     // Its framework is gone (removed after its failover timeout): a new one.
