@@ -77,6 +77,21 @@ fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or(0.0)
 }
 
+/// The entries of the JSON array at `v[key]` (none when it is missing).
+fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    v[key].as_array().into_iter().flatten()
+}
+
+/// The entry of `v[key]` whose `id` is `id`.
+fn by_id<'a>(v: &'a Value, key: &str, id: &Value) -> Option<&'a Value> {
+    items(v, key).find(|x| x["id"] == *id)
+}
+
+/// `yes`, `no`, or `-` when unknown.
+fn yes_no(b: Option<bool>) -> &'static str {
+    b.map_or("-", |b| if b { "yes" } else { "no" })
+}
+
 /// `yard agents`.
 pub async fn agents(a: MesosArgs) -> anyhow::Result<()> {
     let v = a.get("/slaves").await?;
@@ -90,10 +105,7 @@ pub async fn agents(a: MesosArgs) -> anyhow::Result<()> {
         "ID", "NAME", "ADDRESS", "ACTIVE", "CPUS", "MEM (MB)", "TASKS"
     );
     for ag in &list {
-        let running = tasks["tasks"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        let running = items(&tasks, "tasks")
             .filter(|t| t["slave_id"] == ag["id"] && !terminal(s(&t["state"])))
             .count();
         println!(
@@ -101,7 +113,7 @@ pub async fn agents(a: MesosArgs) -> anyhow::Result<()> {
             s(&ag["id"]),
             s(&ag["name"]),
             format!("{}:{}", s(&ag["hostname"]), ag["port"]),
-            if ag["active"] == true { "yes" } else { "no" },
+            yes_no(ag["active"].as_bool()),
             format!(
                 "{}/{}",
                 f(&ag["used_resources"]["cpus"]),
@@ -139,7 +151,7 @@ pub async fn frameworks(a: MesosArgs) -> anyhow::Result<()> {
             s(&fw["id"]),
             s(&fw["name"]),
             s(&fw["role"]),
-            if fw["connected"] == true { "yes" } else { "no" },
+            yes_no(fw["connected"].as_bool()),
             n,
             f(&fw["used_resources"]["cpus"]),
             f(&fw["used_resources"]["mem"]),
@@ -183,14 +195,10 @@ pub async fn tasks(a: TasksArgs) -> anyhow::Result<()> {
     }
     let agents = a.mesos.get("/slaves").await?;
     let frameworks = a.mesos.get("/master/frameworks").await?;
-    let name_of = |list: &Value, key: &str, id: &str, field: &str| -> String {
-        list[key]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|x| x["id"] == id)
+    let name_of = |list: &Value, key: &str, id: &Value, field: &str| -> String {
+        by_id(list, key, id)
             .map(|x| s(&x[field]).to_string())
-            .unwrap_or_else(|| id.chars().take(8).collect())
+            .unwrap_or_else(|| s(id).chars().take(8).collect())
     };
     let list = v["tasks"].as_array().cloned().unwrap_or_default();
     println!(
@@ -201,12 +209,12 @@ pub async fn tasks(a: TasksArgs) -> anyhow::Result<()> {
         let healthy = t["statuses"]
             .as_array()
             .and_then(|st| st.iter().rev().find_map(|x| x["healthy"].as_bool()))
-            .map_or("-", |h| if h { "yes" } else { "no" });
+            .map_or("-", |h| yes_no(Some(h)));
         println!(
             "{:<36} {:<14} {:<10} {:<16} {:<8} {:>5} {:>7}",
             s(&t["id"]),
-            name_of(&frameworks, "frameworks", s(&t["framework_id"]), "name"),
-            name_of(&agents, "slaves", s(&t["slave_id"]), "name"),
+            name_of(&frameworks, "frameworks", &t["framework_id"], "name"),
+            name_of(&agents, "slaves", &t["slave_id"], "name"),
             s(&t["state"]),
             healthy,
             f(&t["resources"]["cpus"]),
@@ -282,17 +290,12 @@ async fn logs(m: &MesosArgs, task_id: &str, stderr: bool, follow: bool) -> anyho
         bail!("no task {task_id} (see `yard tasks --all`)");
     };
     let agents = m.get("/slaves").await?;
-    let agent = agents["slaves"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|a| a["id"] == t["slave_id"])
-        .ok_or_else(|| {
-            anyhow!(
-                "task {task_id} ran on agent {}, which is gone",
-                s(&t["slave_id"])
-            )
-        })?;
+    let agent = by_id(&agents, "slaves", &t["slave_id"]).ok_or_else(|| {
+        anyhow!(
+            "task {task_id} ran on agent {}, which is gone",
+            s(&t["slave_id"])
+        )
+    })?;
     let addr = format!("{}:{}", s(&agent["hostname"]), agent["port"]);
     let state = m.call("GET", &addr, "/state", None).await?;
     let sandbox = ["tasks", "completed_tasks"]
@@ -452,26 +455,17 @@ pub async fn service(c: ServiceCommand) -> anyhow::Result<()> {
                 println!("waiting   {w}");
             }
             let agents = mesos.get("/slaves").await.unwrap_or(Value::Null);
-            let agent_name = |id: &str| -> String {
-                agents["slaves"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|a| a["id"] == id)
+            let agent_name = |id: &Value| -> String {
+                by_id(&agents, "slaves", id)
                     .map(|a| format!("{} ({})", s(&a["name"]), s(&a["hostname"])))
-                    .unwrap_or_else(|| id.to_string())
+                    .unwrap_or_else(|| s(id).to_string())
             };
             println!(
                 "\n{:<44} {:<13} {:<16} {:<8} {:<24} PORTS",
                 "TASK", "VERSION", "STATE", "HEALTHY", "AGENT"
             );
-            for t in v["tasks"].as_array().into_iter().flatten() {
-                let ports: Vec<String> = t["ports"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|p| p.to_string())
-                    .collect();
+            for t in items(&v, "tasks") {
+                let ports: Vec<String> = items(t, "ports").map(|p| p.to_string()).collect();
                 println!(
                     "{:<44} {:<13} {:<16} {:<8} {:<24} {}",
                     s(&t["id"]),
@@ -481,10 +475,8 @@ pub async fn service(c: ServiceCommand) -> anyhow::Result<()> {
                         s(&t["state"]),
                         if t["stopping"] == true { "*" } else { "" }
                     ),
-                    t["healthy"]
-                        .as_bool()
-                        .map_or("-", |h| if h { "yes" } else { "no" }),
-                    agent_name(s(&t["agent_id"])),
+                    yes_no(t["healthy"].as_bool()),
+                    agent_name(&t["agent_id"]),
                     ports.join(",")
                 );
             }
