@@ -61,8 +61,9 @@ pub struct EndpointConfig {
     /// First and longest wait between re-dials of a peer this endpoint dialed.
     pub redial_min: Duration,
     pub redial_max: Duration,
-    /// Shared secret peers must present; `None` accepts peers from loopback only.
-    pub token: Option<String>,
+    /// The mesh key: peers prove they hold it on the handshake (it is never sent). `None` peers
+    /// with nobody.
+    pub mesh_key: Option<String>,
     /// The peering address sent to peers (informational).
     pub listen: String,
     /// The largest peering frame accepted, in bytes.
@@ -83,7 +84,7 @@ impl Default for EndpointConfig {
             peer_timeout: Duration::from_secs(10),
             redial_min: Duration::from_millis(100),
             redial_max: Duration::from_secs(5),
-            token: None,
+            mesh_key: None,
             listen: String::new(),
             max_frame: wire::DEFAULT_MAX_FRAME,
         }
@@ -104,6 +105,8 @@ pub enum EndpointError {
     BadAddress(String),
     #[error("not a reply address: answer with the reply-to of a request you received")]
     NotARequest,
+    #[error("{0:?} is not the reply address of a request this client received (or it was answered already, or expired): the answer is dropped")]
+    NotGiven(String),
     #[error(transparent)]
     Json(#[from] yard_data::json::JsonError),
 }
@@ -117,7 +120,7 @@ impl EndpointError {
             EndpointError::AlreadyPeering(_) => "repeated_peering_handshake_request",
             EndpointError::UnknownPeer(_) => "peer_invalid",
             EndpointError::BadAddress(_) => "invalid_peering_request",
-            EndpointError::NotARequest => "invalid_message",
+            EndpointError::NotARequest | EndpointError::NotGiven(_) => "invalid_message",
             EndpointError::Json(e) => e.code(),
         }
     }
@@ -246,6 +249,9 @@ pub(crate) struct Counters {
     pub ttl_expired: AtomicU64,
     pub requests: AtomicU64,
     pub request_timeouts: AtomicU64,
+    pub refused_peers: AtomicU64,
+    pub forged_replies: AtomicU64,
+    pub withheld: AtomicU64,
 }
 
 /// A copy of the endpoint's counters.
@@ -278,6 +284,12 @@ pub struct Stats {
     /// Requests sent and requests that timed out.
     pub requests: u64,
     pub request_timeouts: u64,
+    /// Peering handshakes refused because the peer could not prove the mesh key.
+    pub refused_peers: u64,
+    /// Answers a client sent to a reply address it was never given (dropped).
+    pub forged_replies: u64,
+    /// Reserved (`<$>`) messages kept from clients whose policy does not grant them.
+    pub withheld: u64,
 }
 
 /// One attached client, as seen by the router.
@@ -367,6 +379,7 @@ pub(crate) enum Control {
         name: String,
         prefixes: Vec<String>,
         outbox: SharedOutbox,
+        guard: Option<Arc<crate::guard::ClientGuard>>,
         reply: oneshot::Sender<()>,
     },
     Subscribe {
@@ -532,6 +545,9 @@ impl Endpoint {
             peer_dropped: get(&c.peer_dropped),
             from_peers: get(&c.from_peers),
             duplicates: get(&c.duplicates),
+            refused_peers: get(&c.refused_peers),
+            forged_replies: get(&c.forged_replies),
+            withheld: get(&c.withheld),
             ttl_expired: get(&c.ttl_expired),
             requests: get(&c.requests),
             request_timeouts: get(&c.request_timeouts),
@@ -558,6 +574,34 @@ impl Endpoint {
         queue_capacity: usize,
         policy: OverflowPolicy,
     ) -> Result<Client, EndpointError> {
+        self.attach_with(name, prefixes, queue_capacity, policy, None)
+            .await
+    }
+
+    /// [`Endpoint::attach`] for a client acting for an outside principal: it receives reserved
+    /// messages only under the `reserved` prefixes, and answers only requests delivered to it
+    /// (see [`crate::guard`]).
+    pub async fn attach_guarded(
+        &self,
+        name: impl Into<String>,
+        prefixes: Vec<String>,
+        queue_capacity: usize,
+        policy: OverflowPolicy,
+        reserved: Vec<String>,
+    ) -> Result<Client, EndpointError> {
+        let guard = Arc::new(crate::guard::ClientGuard::new(reserved));
+        self.attach_with(name, prefixes, queue_capacity, policy, Some(guard))
+            .await
+    }
+
+    async fn attach_with(
+        &self,
+        name: impl Into<String>,
+        prefixes: Vec<String>,
+        queue_capacity: usize,
+        policy: OverflowPolicy,
+        guard: Option<Arc<crate::guard::ClientGuard>>,
+    ) -> Result<Client, EndpointError> {
         for p in &prefixes {
             topic::check_subscribe(p)?;
         }
@@ -567,6 +611,7 @@ impl Endpoint {
             id,
             endpoint: self.clone(),
             outbox: outbox.clone(),
+            guard: guard.clone(),
         };
         let name = name.into();
         self.call(|reply| Control::Attach {
@@ -574,6 +619,7 @@ impl Endpoint {
             name,
             prefixes,
             outbox,
+            guard,
             reply,
         })
         .await?;
@@ -721,6 +767,7 @@ pub struct Client {
     id: ClientId,
     endpoint: Endpoint,
     outbox: SharedOutbox,
+    guard: Option<Arc<crate::guard::ClientGuard>>,
 }
 
 impl Client {
@@ -768,6 +815,16 @@ impl Client {
     pub async fn reply_to(&self, reply_to: &str, value: Value) -> Result<(), EndpointError> {
         if !reply_to.starts_with(crate::routing::REPLY_ROOT) {
             return Err(EndpointError::NotARequest);
+        }
+        if let Some(g) = &self.guard {
+            if !g.take_reply(reply_to) {
+                self.endpoint
+                    .shared
+                    .counters
+                    .forged_replies
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(EndpointError::NotGiven(reply_to.to_string()));
+            }
         }
         self.send(Message::new(reply_to.to_string(), value, self.id))
             .await

@@ -14,6 +14,7 @@
 pub mod endpoint;
 pub mod id;
 pub mod outbox;
+pub mod guard;
 mod peer;
 mod router;
 pub mod routing;
@@ -26,4 +27,4 @@ pub use endpoint::{
     Snapshot, Stats,
 };
 pub use outbox::{CloseReason, Outbox, OverflowPolicy};
-pub use peer::Backoff;
+pub use peer::{proof as peering_proof, Backoff};

@@ -4,9 +4,13 @@
 //! **Handshake.** Both sides send their preamble at once, then read the other's: a wrong magic or
 //! no common version is known after six bytes and ends the connection with a `Bye` naming the
 //! error, on both sides, without waiting for a timeout. Then both send `Hello` (endpoint id,
-//! peering address, token). An endpoint with a token requires the same token from its peers; an
-//! endpoint without one accepts peers from loopback only. The router then registers the link or
-//! refuses it as redundant (see `Router::peer_up`). The whole handshake has
+//! peering address, a fresh 32-byte nonce), and then a `Proof`: an HMAC-SHA-256 under the mesh
+//! key over the sender's role (dialer or acceptor), both ids and both nonces ([`proof`]). Each
+//! side checks the other's proof in constant time before anything else crosses the link. The key
+//! itself never travels, a proof is good for one connection only (the nonces), and one side's
+//! proof cannot be reflected back as the other's (the role). An endpoint without a mesh key
+//! peers with nobody: there is no "loopback is trusted" rule. The router then registers the link
+//! or refuses it as redundant (see `Router::peer_up`). The whole handshake has
 //! [`EndpointConfig::handshake_timeout`](crate::EndpointConfig::handshake_timeout).
 //!
 //! **Reader.** Decodes frames as bytes arrive, hands publications to the router in batches of at
@@ -21,7 +25,7 @@
 //!
 //! **Dialer.** Re-dials with capped exponential backoff ([`Backoff`]). After losing a
 //! simultaneous-dial tie-break it waits until the winning link is gone; after the peer unpeers it
-//! stops; a permanent error (incompatible version, not a yard endpoint, wrong token) is retried
+//! stops; a permanent error (incompatible version, not a yard endpoint, wrong mesh key) is retried
 //! at the longest interval only.
 
 use std::net::SocketAddr;
@@ -179,6 +183,95 @@ fn io_error(e: std::io::Error) -> HandshakeError {
     }
 }
 
+/// Bytes of each side's handshake nonce.
+const NONCE_LEN: usize = 32;
+
+fn random_nonce() -> Vec<u8> {
+    let mut b = vec![0u8; NONCE_LEN];
+    getrandom::fill(&mut b).expect("the operating system's random generator failed");
+    b
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 || s.len() > 256 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// What one side sends to prove it holds the mesh key: HMAC-SHA-256 under `key` over the
+/// sender's role, the sender's and the receiver's ids and nonces (each part length-prefixed).
+pub fn proof(
+    key: &[u8],
+    sender_is_dialer: bool,
+    sender: &str,
+    receiver: &str,
+    sender_nonce: &[u8],
+    receiver_nonce: &[u8],
+) -> [u8; 32] {
+    use hmac::{Hmac, Mac};
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    let role: &[u8] = if sender_is_dialer { b"dialer" } else { b"acceptor" };
+    for part in [
+        b"yard-peering-v2".as_slice(),
+        role,
+        sender.as_bytes(),
+        receiver.as_bytes(),
+        sender_nonce,
+        receiver_nonce,
+    ] {
+        mac.update(&(part.len() as u32).to_be_bytes());
+        mac.update(part);
+    }
+    mac.finalize().into_bytes().into()
+}
+
+/// The next frame of the handshake; a `Bye` from the peer ends it as a refusal.
+async fn next_handshake_frame(
+    rd: &mut OwnedReadHalf,
+    wr: &mut OwnedWriteHalf,
+    dec: &mut FrameDecoder,
+    buf: &mut [u8],
+    deadline: Instant,
+    limit: Duration,
+) -> Result<Frame, HandshakeError> {
+    loop {
+        match dec.next_frame() {
+            Ok(Some(Frame::Bye { code, reason })) => {
+                return Err(HandshakeError::Refused { code, reason })
+            }
+            Ok(Some(f)) => return Ok(f),
+            Ok(None) => {
+                let n = timeout_at(deadline, rd.read(buf))
+                    .await
+                    .map_err(|_| HandshakeError::Timeout(limit))?
+                    .map_err(io_error)?;
+                if n == 0 {
+                    return Err(io_error(std::io::ErrorKind::UnexpectedEof.into()));
+                }
+                dec.push(&buf[..n]);
+            }
+            Err(e) => {
+                bye(wr, e.code(), &e.to_string()).await;
+                return Err(e.into());
+            }
+        }
+    }
+}
+
 async fn handshake(
     ep: &Endpoint,
     stream: TcpStream,
@@ -206,10 +299,11 @@ async fn handshake(
         return Err(e.into());
     }
 
+    let my_nonce = random_nonce();
     let hello = Frame::Hello {
         endpoint: ep.id().to_string(),
         listen: cfg.listen.clone(),
-        token: cfg.token.clone().unwrap_or_default(),
+        nonce: hex(&my_nonce),
     };
     timeout_at(deadline, wr.write_all(&hello.encode()))
         .await
@@ -217,65 +311,63 @@ async fn handshake(
         .map_err(io_error)?;
     let mut dec = FrameDecoder::new(cfg.max_frame);
     let mut buf = [0u8; 4096];
-    let (peer, listen, token) = loop {
-        match dec.next_frame() {
-            Ok(Some(Frame::Hello {
-                endpoint,
-                listen,
-                token,
-            })) => break (endpoint, listen, token),
-            Ok(Some(Frame::Bye { code, reason })) => {
-                return Err(HandshakeError::Refused { code, reason })
-            }
-            Ok(Some(other)) => {
-                let e =
-                    HandshakeError::Invalid(format!("expected a hello frame first, got {other:?}"));
-                bye(&mut wr, "unexpected_handshake_message", &e.to_string()).await;
-                return Err(e);
-            }
-            Ok(None) => {
-                let n = timeout_at(deadline, rd.read(&mut buf))
-                    .await
-                    .map_err(timed_out)?
-                    .map_err(io_error)?;
-                if n == 0 {
-                    return Err(io_error(std::io::ErrorKind::UnexpectedEof.into()));
-                }
-                dec.push(&buf[..n]);
-            }
-            Err(e) => {
-                bye(&mut wr, e.code(), &e.to_string()).await;
-                return Err(e.into());
-            }
+    let (peer, listen, nonce) = match next_handshake_frame(&mut rd, &mut wr, &mut dec, &mut buf, deadline, limit).await? {
+        Frame::Hello {
+            endpoint,
+            listen,
+            nonce,
+        } => (endpoint, listen, nonce),
+        other => {
+            let e = HandshakeError::Invalid(format!("expected a hello frame first, got {other:?}"));
+            bye(&mut wr, "unexpected_handshake_message", &e.to_string()).await;
+            return Err(e);
         }
     };
-
-    let refuse = |code: &'static str, why: String| (code, why);
-    let refusal = if peer == ep.id() {
-        Some(refuse(
-            "invalid_peering_request",
-            "this endpoint connected to itself".into(),
-        ))
-    } else {
-        match &cfg.token {
-            Some(t) if *t != token => {
-                Some(refuse("peer_invalid", "the peering tokens differ".into()))
-            }
-            None if !token.is_empty() => Some(refuse(
-                "peer_invalid",
-                "the peer requires a peering token; this endpoint has none".into(),
-            )),
-            None if dialed.is_none() && !remote.ip().is_loopback() => Some(refuse(
-                "peer_invalid",
-                "this endpoint accepts peers from beyond loopback only with a token (--token)"
-                    .into(),
-            )),
-            _ => None,
+    let their_nonce = match unhex(&nonce) {
+        Some(n) if n.len() == NONCE_LEN => n,
+        _ => {
+            let e = HandshakeError::Invalid(format!(
+                "the peer's hello carries no {NONCE_LEN}-byte nonce (an older yard, or not a yard endpoint)"
+            ));
+            bye(&mut wr, "peer_invalid", &e.to_string()).await;
+            return Err(e);
         }
     };
-    if let Some((code, why)) = refusal {
-        bye(&mut wr, code, &why).await;
+    if peer == ep.id() {
+        let why = "this endpoint connected to itself".to_string();
+        bye(&mut wr, "invalid_peering_request", &why).await;
         return Err(HandshakeError::Invalid(why));
+    }
+    let Some(key) = cfg.mesh_key.clone() else {
+        let why = "this endpoint has no mesh key, so it peers with nobody: give it the mesh's key (--mesh-key FILE, or its home's mesh.key)".to_string();
+        bye(&mut wr, "peer_invalid", &why).await;
+        return Err(HandshakeError::Invalid(why));
+    };
+    let dialer = dialed.is_some();
+    let mine = proof(key.as_bytes(), dialer, ep.id(), &peer, &my_nonce, &their_nonce);
+    timeout_at(deadline, wr.write_all(&Frame::Proof { mac: hex(&mine) }.encode()))
+        .await
+        .map_err(timed_out)?
+        .map_err(io_error)?;
+    let expected = proof(key.as_bytes(), !dialer, &peer, ep.id(), &their_nonce, &my_nonce);
+    match next_handshake_frame(&mut rd, &mut wr, &mut dec, &mut buf, deadline, limit).await? {
+        Frame::Proof { mac } if unhex(&mac).is_some_and(|m| ct_eq(&m, &expected)) => {}
+        Frame::Proof { .. } => {
+            ep.shared
+                .counters
+                .refused_peers
+                .fetch_add(1, Ordering::Relaxed);
+            let why = format!(
+                "the peer at {remote} could not prove it holds this mesh's key: the endpoints have different mesh keys"
+            );
+            bye(&mut wr, "peer_invalid", &why).await;
+            return Err(HandshakeError::Invalid(why));
+        }
+        other => {
+            let e = HandshakeError::Invalid(format!("expected a proof frame, got {other:?}"));
+            bye(&mut wr, "unexpected_handshake_message", &e.to_string()).await;
+            return Err(e);
+        }
     }
 
     let conn = ep.shared.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -437,9 +529,9 @@ async fn read_loop(
                     flush(ep, conn, &mut batch).await;
                     return Down::Bye { code, reason };
                 }
-                Frame::Hello { .. } => {
+                Frame::Hello { .. } | Frame::Proof { .. } => {
                     flush(ep, conn, &mut batch).await;
-                    return Down::Lost("protocol error: a second hello".into());
+                    return Down::Lost("protocol error: a handshake frame on an established link".into());
                 }
             }
         }

@@ -29,6 +29,7 @@ use crate::endpoint::{
     Shared, SharedOutbox, Snapshot,
 };
 use crate::outbox::{CloseReason, Pushed};
+use crate::guard::{ClientGuard, ReplyIds};
 use crate::peer::Link;
 use crate::routing::{Advert, NodeIdx, Routes, REPLY_ROOT};
 use crate::status::{self, StatusCode};
@@ -76,7 +77,7 @@ pub(crate) fn spawn(
         next_seq: start,
         hops: Vec::new(),
         pending: HashMap::new(),
-        next_request: 0,
+        reply_ids: ReplyIds::default(),
         pending_swept_at: 0,
         advert_due: None,
         parked: std::collections::VecDeque::new(),
@@ -87,6 +88,8 @@ pub(crate) fn spawn(
 struct Attached {
     name: String,
     outbox: SharedOutbox,
+    /// Set for clients acting for an outside principal (see [`crate::guard`]).
+    guard: Option<Arc<ClientGuard>>,
 }
 
 struct LinkState {
@@ -131,7 +134,7 @@ struct Router {
     /// Reused buffer of one message's next hops.
     hops: Vec<NodeIdx>,
     pending: HashMap<u64, oneshot::Sender<Arc<Message>>>,
-    next_request: u64,
+    reply_ids: ReplyIds,
     pending_swept_at: usize,
     /// When this endpoint's changed advert goes out (changes within the delay are coalesced).
     advert_due: Option<tokio::time::Instant>,
@@ -331,7 +334,7 @@ impl Router {
         self.recipients.clear();
         let except = (msg.sender != 0).then_some(msg.sender);
         self.table.matches(&msg.topic, except, &mut self.recipients);
-        let matched = self.recipients.len();
+        let mut matched = self.recipients.len();
         let mut delivered = 0;
         let mut dropped = 0;
         for i in 0..self.recipients.len() {
@@ -339,6 +342,19 @@ impl Router {
             let Some(client) = self.clients.get(&id) else {
                 continue;
             };
+            if let Some(g) = &client.guard {
+                if !g.receives(&msg.topic) {
+                    matched -= 1;
+                    self.shared
+                        .counters
+                        .withheld
+                        .fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                if let Some(r) = &msg.reply_to {
+                    g.note_reply(r);
+                }
+            }
             let outcome = client.outbox.push(msg.clone());
             match outcome {
                 Pushed::Queued => delivered += 1,
@@ -489,10 +505,11 @@ impl Router {
                 name,
                 prefixes,
                 outbox,
+                guard,
                 reply,
             } => {
                 self.table.subscribe(id, &prefixes);
-                self.clients.insert(id, Attached { name, outbox });
+                self.clients.insert(id, Attached { name, outbox, guard });
                 self.advertise_local();
                 self.note_interest();
                 let _ = reply.send(());
@@ -705,8 +722,7 @@ impl Router {
             .counters
             .requests
             .fetch_add(1, Ordering::Relaxed);
-        self.next_request += 1;
-        let id = self.next_request;
+        let id = self.reply_ids.next_id();
         self.stamp(&mut msg);
         msg.reply_to = Some(format!("{}{id}", self.reply_prefix));
         let msg = Arc::new(msg);

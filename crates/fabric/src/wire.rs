@@ -17,8 +17,8 @@ use yard_data::Value;
 /// The four bytes every connection starts with.
 pub const MAGIC: [u8; 4] = *b"YARD";
 /// The protocol versions this build speaks.
-pub const MIN_VERSION: u8 = 1;
-pub const MAX_VERSION: u8 = 1;
+pub const MIN_VERSION: u8 = 2;
+pub const MAX_VERSION: u8 = 2;
 /// The default limit on one frame's length.
 pub const DEFAULT_MAX_FRAME: usize = 16 << 20;
 
@@ -112,12 +112,16 @@ impl Preamble {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {
     /// Introduces the sender: its endpoint id, the address it listens on for peers (empty when
-    /// it does not listen) and the shared peering token (empty when it has none).
+    /// it does not listen) and a fresh random nonce (hex) that the other side's proof covers.
+    /// No secret travels in it.
     Hello {
         endpoint: String,
         listen: String,
-        token: String,
+        nonce: String,
     },
+    /// Proves the sender holds the mesh key: an HMAC over both ids, both nonces and its role
+    /// (see [`crate::peer`]), hex.
+    Proof { mac: String },
     /// Ends the connection on purpose, with a Broker error-code name and a reason.
     Bye {
         code: String,
@@ -156,6 +160,7 @@ const DATA: u8 = 3;
 const ADVERT: u8 = 4;
 const PING: u8 = 5;
 const PONG: u8 = 6;
+const PROOF: u8 = 7;
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
     put_varint(out, s.len() as u64);
@@ -176,6 +181,7 @@ impl Frame {
             ADVERT => "advert",
             PING => "ping",
             PONG => "pong",
+            PROOF => "proof",
             _ => "unknown",
         }
     }
@@ -188,12 +194,16 @@ impl Frame {
             Frame::Hello {
                 endpoint,
                 listen,
-                token,
+                nonce,
             } => {
                 out.push(HELLO);
                 put_str(out, endpoint);
                 put_str(out, listen);
-                put_str(out, token);
+                put_str(out, nonce);
+            }
+            Frame::Proof { mac } => {
+                out.push(PROOF);
+                put_str(out, mac);
             }
             Frame::Bye { code, reason } => {
                 out.push(BYE);
@@ -256,8 +266,9 @@ impl Frame {
             HELLO => Frame::Hello {
                 endpoint: r.str()?,
                 listen: r.str()?,
-                token: r.str()?,
+                nonce: r.str()?,
             },
+            PROOF => Frame::Proof { mac: r.str()? },
             BYE => Frame::Bye {
                 code: r.str()?,
                 reason: r.str()?,
@@ -517,8 +528,9 @@ mod tests {
             Frame::Hello {
                 endpoint: "a-b".into(),
                 listen: "127.0.0.1:9999".into(),
-                token: String::new(),
+                nonce: "00ff".into(),
             },
+            Frame::Proof { mac: "ab".repeat(32) },
             Frame::Bye {
                 code: "redundant_connection".into(),
                 reason: "already peered".into(),
@@ -584,16 +596,24 @@ mod tests {
                 min_version: 1,
                 max_version: 9
             }),
-            Ok(1)
+            Ok(2)
         );
         let e = ours
             .negotiate(&Preamble {
-                min_version: 2,
-                max_version: 3,
+                min_version: 3,
+                max_version: 4,
             })
             .unwrap_err();
         assert_eq!(e.code(), "peer_incompatible");
-        assert!(e.to_string().contains("2..=3"));
+        assert!(e.to_string().contains("3..=4"));
+        // Version 1 sent the shared token in its hello: no longer spoken.
+        let e = ours
+            .negotiate(&Preamble {
+                min_version: 1,
+                max_version: 1,
+            })
+            .unwrap_err();
+        assert_eq!(e.code(), "peer_incompatible");
     }
 
     #[test]

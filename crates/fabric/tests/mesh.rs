@@ -22,12 +22,19 @@ impl Drop for Node {
     }
 }
 
+const KEY: &str = "the-test-mesh-key";
+
 async fn node(name: &str) -> Node {
+    node_with_key(name, Some(KEY)).await
+}
+
+async fn node_with_key(name: &str, key: Option<&str>) -> Node {
     let token = CancellationToken::new();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let config = EndpointConfig {
         listen: addr.clone(),
+        mesh_key: key.map(str::to_string),
         ..EndpointConfig::default()
     };
     let (ep, _task) = Endpoint::spawn(name.to_string(), config, token.clone());
@@ -219,4 +226,75 @@ async fn statuses_report_peers_and_simultaneous_dials_keep_one_link() {
         "{codes:?}"
     );
     assert!(a.ep.unpeer("127.0.0.1:1").await.is_err());
+}
+
+/// Hole 1 of the trust issue: a listening node answered a bare preamble with its Hello, which
+/// carried the shared token. Now the Hello carries a nonce, the key never travels, and a
+/// stranger who cannot prove the key is refused and counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_learns_no_secret_and_cannot_peer_without_the_key() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use yard_fabric::wire::{Frame, FrameDecoder, Preamble};
+    let victim = node("victim").await;
+    let mut s = tokio::net::TcpStream::connect(&victim.addr).await.unwrap();
+    s.write_all(&Preamble::ours().encode()).await.unwrap();
+    let mut pre = [0u8; Preamble::LEN];
+    s.read_exact(&mut pre).await.unwrap();
+    // The victim speaks first after the preamble: read everything it volunteers.
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(Ok(n)) =
+        tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await
+    {
+        if n == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&got);
+    assert!(!text.contains(KEY), "the key never crosses the wire: {text:?}");
+    let mut dec = FrameDecoder::new(1 << 20);
+    dec.push(&got);
+    let Some(Frame::Hello { endpoint, nonce, .. }) = dec.next_frame().unwrap() else {
+        panic!("a hello first: {text:?}");
+    };
+    assert_eq!(endpoint, victim.ep.id());
+    assert_eq!(nonce.len(), 64, "a 32-byte nonce");
+    // Our own hello, then a proof made without the key.
+    let hello = Frame::Hello {
+        endpoint: "intruder".into(),
+        listen: String::new(),
+        nonce: "11".repeat(32),
+    };
+    s.write_all(&hello.encode()).await.unwrap();
+    let fake = yard_fabric::peering_proof(b"a guess", true, "intruder", &endpoint, &[0x11; 32], &[0; 32]);
+    let fake: String = fake.iter().map(|b| format!("{b:02x}")).collect();
+    s.write_all(&Frame::Proof { mac: fake }.encode()).await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
+        .await
+        .expect("refused at once")
+        .unwrap();
+    let text = String::from_utf8_lossy(&rest);
+    assert!(
+        text.contains("peer_invalid") && text.contains("mesh"),
+        "a bye naming the mesh key: {text:?}"
+    );
+    assert!(!text.contains(KEY));
+    assert_eq!(victim.ep.stats().refused_peers, 1);
+    assert_eq!(victim.ep.snapshot().await.unwrap().peers.len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_with_different_keys_or_none_do_not_peer() {
+    let a = node("a").await;
+    let other = node_with_key("other", Some("another-key")).await;
+    let keyless = node_with_key("keyless", None).await;
+    let why = a.ep.peer(&other.addr).await.unwrap().unwrap_err();
+    assert!(why.contains("mesh"), "{why}");
+    let why = a.ep.peer(&keyless.addr).await.unwrap().unwrap_err();
+    assert!(why.contains("no mesh key"), "{why}");
+    let same = node("same").await;
+    a.ep.peer(&same.addr).await.unwrap().unwrap();
+    assert_eq!(a.ep.snapshot().await.unwrap().peers.iter().filter(|p| p.state == "connected").count(), 1);
 }

@@ -1,0 +1,274 @@
+//! The audit log: one JSON line per decision worth keeping (every change, every command, every
+//! credential that failed, every policy denial), appended to `audit.jsonl` in the daemon's
+//! data directory and rotated by size (`audit.jsonl.1` … `.N`, the oldest dropped). Records are
+//! never rewritten. [`AuditLog::query`] reads them back, newest first.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+/// One decision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// Milliseconds since the epoch.
+    pub ts: u64,
+    /// `operator:alice`, `app:ingest`, `anonymous`.
+    pub principal: String,
+    /// The caller's address.
+    pub remote: String,
+    /// `POST /v1/commands`, `subscribe <$>/ops/`, …
+    pub action: String,
+    /// `ok`, `failed` (the action ran and failed), `denied` (no permission), `unauthenticated`
+    /// (a bad or missing credential).
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub detail: String,
+}
+
+/// Which records a query wants.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditFilter {
+    pub principal: Option<String>,
+    pub result: Option<String>,
+    /// Records whose action contains this text.
+    pub action: Option<String>,
+    /// Milliseconds since the epoch.
+    pub since: Option<u64>,
+    pub limit: Option<usize>,
+}
+
+impl AuditFilter {
+    fn keeps(&self, r: &AuditRecord) -> bool {
+        self.principal.as_ref().is_none_or(|p| &r.principal == p)
+            && self.result.as_ref().is_none_or(|x| &r.result == x)
+            && self.action.as_ref().is_none_or(|a| r.action.contains(a.as_str()))
+            && self.since.is_none_or(|s| r.ts >= s)
+    }
+}
+
+struct Writer {
+    file: Option<std::fs::File>,
+    size: u64,
+}
+
+/// A daemon's audit log.
+pub struct AuditLog {
+    path: Option<PathBuf>,
+    max_bytes: u64,
+    keep: usize,
+    /// Held only while one line is written (never across `.await`).
+    writer: Mutex<Writer>,
+    /// Records by result, for `/metrics`.
+    counts: Mutex<BTreeMap<String, u64>>,
+    /// Records kept in memory when there is no file (tests, bench daemons).
+    memory: Mutex<Vec<AuditRecord>>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").field("path", &self.path).finish()
+    }
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// The most records held by an in-memory log (the oldest go first).
+const MEMORY_MAX: usize = 10_000;
+
+impl AuditLog {
+    /// A log at `dir/audit.jsonl`, rotated past `max_bytes`, keeping `keep` old files.
+    pub fn open(dir: &Path, max_bytes: u64, keep: usize) -> std::io::Result<AuditLog> {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join("audit.jsonl");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)?;
+        let size = file.metadata()?.len();
+        Ok(AuditLog {
+            path: Some(path),
+            max_bytes: max_bytes.max(4096),
+            keep: keep.max(1),
+            writer: Mutex::new(Writer {
+                file: Some(file),
+                size,
+            }),
+            counts: Mutex::new(BTreeMap::new()),
+            memory: Mutex::new(vec![]),
+        })
+    }
+
+    /// A log kept in memory only.
+    pub fn in_memory() -> AuditLog {
+        AuditLog {
+            path: None,
+            max_bytes: u64::MAX,
+            keep: 1,
+            writer: Mutex::new(Writer {
+                file: None,
+                size: 0,
+            }),
+            counts: Mutex::new(BTreeMap::new()),
+            memory: Mutex::new(vec![]),
+        }
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Appends a record. A log that cannot be written is reported, and the decision stands.
+    pub fn record(&self, r: AuditRecord) {
+        *self
+            .counts
+            .lock()
+            .expect("audit counts")
+            .entry(r.result.clone())
+            .or_insert(0) += 1;
+        let Some(path) = &self.path else {
+            let mut m = self.memory.lock().expect("audit memory");
+            if m.len() >= MEMORY_MAX {
+                m.remove(0);
+            }
+            m.push(r);
+            return;
+        };
+        let mut line = serde_json::to_vec(&r).expect("records serialize");
+        line.push(b'\n');
+        let mut w = self.writer.lock().expect("audit writer");
+        if w.size + line.len() as u64 > self.max_bytes {
+            w.file = None;
+            for i in (1..self.keep).rev() {
+                let _ = std::fs::rename(rotated(path, i), rotated(path, i + 1));
+            }
+            let _ = std::fs::rename(path, rotated(path, 1));
+            w.size = 0;
+        }
+        if w.file.is_none() {
+            use std::os::unix::fs::OpenOptionsExt;
+            w.file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| tracing::error!("audit log {}: {e}", path.display()))
+                .ok();
+        }
+        if let Some(f) = w.file.as_mut() {
+            match f.write_all(&line) {
+                Ok(()) => w.size += line.len() as u64,
+                Err(e) => tracing::error!("audit log {}: {e}", path.display()),
+            }
+        }
+    }
+
+    /// Records by result since start.
+    pub fn counts(&self) -> BTreeMap<String, u64> {
+        self.counts.lock().expect("audit counts").clone()
+    }
+
+    /// The records that pass `filter`, newest first (at most `limit`, 100 by default).
+    pub fn query(&self, filter: &AuditFilter) -> Vec<AuditRecord> {
+        let limit = filter.limit.unwrap_or(100).min(10_000);
+        let Some(path) = &self.path else {
+            let m = self.memory.lock().expect("audit memory");
+            return m
+                .iter()
+                .rev()
+                .filter(|r| filter.keeps(r))
+                .take(limit)
+                .cloned()
+                .collect();
+        };
+        let mut out = Vec::new();
+        for i in 0..=self.keep {
+            let p = if i == 0 { path.clone() } else { rotated(path, i) };
+            let Ok(f) = std::fs::File::open(&p) else {
+                continue;
+            };
+            let mut records: Vec<AuditRecord> = std::io::BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .filter_map(|l| serde_json::from_str(&l).ok())
+                .collect();
+            records.reverse();
+            for r in records {
+                if filter.keeps(&r) {
+                    out.push(r);
+                    if out.len() >= limit {
+                        return out;
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn rotated(path: &Path, i: usize) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{i}"));
+    PathBuf::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(i: u64, result: &str) -> AuditRecord {
+        AuditRecord {
+            ts: i,
+            principal: if i % 2 == 0 { "operator:a" } else { "anonymous" }.into(),
+            remote: "127.0.0.1:1".into(),
+            action: format!("POST /v1/commands #{i}"),
+            result: result.into(),
+            status: Some(202),
+            detail: String::new(),
+        }
+    }
+
+    #[test]
+    fn records_rotate_and_read_back_newest_first() {
+        let dir = std::env::temp_dir().join(format!("yard-audit-{}", crate::secret::random_hex(4)));
+        let log = AuditLog::open(&dir, 4096, 2).unwrap();
+        for i in 0..100 {
+            log.record(rec(i, if i % 10 == 0 { "denied" } else { "ok" }));
+        }
+        assert!(dir.join("audit.jsonl.1").exists());
+        assert!(!dir.join("audit.jsonl.3").exists(), "only `keep` old files");
+        let newest = log.query(&AuditFilter {
+            limit: Some(3),
+            ..Default::default()
+        });
+        assert_eq!(
+            newest.iter().map(|r| r.ts).collect::<Vec<_>>(),
+            vec![99, 98, 97]
+        );
+        let denied = log.query(&AuditFilter {
+            result: Some("denied".into()),
+            since: Some(60),
+            ..Default::default()
+        });
+        assert_eq!(
+            denied.iter().map(|r| r.ts).collect::<Vec<_>>(),
+            vec![90, 80, 70, 60]
+        );
+        assert_eq!(log.counts()["denied"], 10);
+        assert_eq!(log.counts()["ok"], 90);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

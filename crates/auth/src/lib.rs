@@ -1,0 +1,26 @@
+//! Switchyard's trust layer, shared by every listener (the node gateway, the center, the
+//! managers, the agents and the Mesos shells).
+//!
+//! - [`secret`]: random secrets, hashing, constant-time comparison, the peering proof.
+//! - [`policy`]: principals, roles, permissions and custom policies: what a caller may do.
+//! - [`tokens`]: bearer tokens and the registry that holds their hashes (never the tokens).
+//! - [`home`]: where credentials live on disk (`./yard-data`, `$YARD_HOME`, `~/.config/yard`).
+//! - [`http`]: the guard every HTTP listener wraps its routes in (credentials, Host, Origin,
+//!   content types, security headers, 401/403, audit, slow-down of failed credentials).
+//! - [`audit`]: the append-only, rotated audit log and its queries.
+//!
+//! Nothing here is a daemon: the guard is a value each listener owns, and the registry and the
+//! audit log are shared by the listeners of one process.
+
+pub mod audit;
+pub mod home;
+pub mod http;
+pub mod policy;
+pub mod secret;
+pub mod tokens;
+
+pub use audit::{AuditLog, AuditRecord};
+pub use home::Home;
+pub use http::{Caller, Guard, GuardConfig};
+pub use policy::{Permission, Policy, Principal, Role};
+pub use tokens::{Registry, TokenRecord};

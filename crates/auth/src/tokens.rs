@@ -1,0 +1,455 @@
+//! Bearer tokens and the registry of their hashes.
+//!
+//! A token reads `yard_<id>_<secret>`: the id finds its record, the secret is checked against
+//! the record's SHA-256 in constant time. The registry file (`tokens.json`, mode 0600) holds
+//! records, never tokens; every daemon that shares it notices a change within
+//! [`RELOAD_EVERY`] (so a revocation takes effect everywhere within about a second). Static
+//! principals (`--mesos-credentials PRINCIPAL:SECRET`) are kept hashed in memory only.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+
+use crate::policy::{Kind, Policy, Principal, Role};
+use crate::secret;
+
+/// How often the registry looks at its file for changes.
+pub const RELOAD_EVERY: Duration = Duration::from_millis(500);
+
+/// One credential, as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRecord {
+    /// Public part of the token: finds the record.
+    pub id: String,
+    /// Who holds it (shown in the audit log).
+    pub name: String,
+    pub role: Role,
+    /// Replaces the role's policy when set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<Policy>,
+    /// SHA-256 of the secret part, hex.
+    pub hash: String,
+    /// Seconds since the epoch.
+    pub created: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revoked: Option<u64>,
+}
+
+impl TokenRecord {
+    pub fn principal(&self) -> Principal {
+        Principal {
+            kind: match (self.role, &self.policy) {
+                (Role::App, _) | (_, Some(_)) => Kind::App,
+                _ => Kind::Operator,
+            },
+            name: self.name.clone(),
+            policy: self.policy.clone().unwrap_or_else(|| self.role.policy()),
+        }
+    }
+
+    pub fn state(&self, now: u64) -> &'static str {
+        if self.revoked.is_some() {
+            "revoked"
+        } else if self.expires.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "active"
+        }
+    }
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    tokens: Vec<TokenRecord>,
+}
+
+/// Why a credential was not accepted (the caller is told, in these words).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("the credential is not a yard token (expected yard_<id>_<secret>)")]
+    Malformed,
+    #[error("no such token (unknown id {0})")]
+    Unknown(String),
+    #[error("token {0} was revoked")]
+    Revoked(String),
+    #[error("token {0} has expired")]
+    Expired(String),
+    #[error("the secret of token {0} is wrong")]
+    Wrong(String),
+    #[error("the user name {given:?} is not the name of token {id} ({name:?})")]
+    WrongName {
+        given: String,
+        id: String,
+        name: String,
+    },
+    #[error("wrong principal or secret")]
+    WrongStatic,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error("cannot read {path}: {why}")]
+    Read { path: PathBuf, why: String },
+    #[error("cannot write {path}: {why}")]
+    Write { path: PathBuf, why: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+struct Cache {
+    records: Vec<TokenRecord>,
+    /// The file's modification time and length when read.
+    seen: Option<(SystemTime, u64)>,
+    checked: Instant,
+}
+
+/// The tokens one process checks. One per process, shared by its listeners.
+pub struct Registry {
+    path: Option<PathBuf>,
+    /// Guarded by a std mutex, never held across `.await`: reads are short.
+    cache: Mutex<Cache>,
+    /// `(principal, SHA-256 of the secret, role)` from flags.
+    statics: Vec<(String, String, Role)>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("path", &self.path)
+            .field("statics", &self.statics.len())
+            .finish()
+    }
+}
+
+pub fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn read_file(path: &Path) -> Result<(Vec<TokenRecord>, Option<(SystemTime, u64)>), RegistryError> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let meta = std::fs::metadata(path).ok();
+            let file: File = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Read {
+                path: path.to_path_buf(),
+                why: format!("not a token registry: {e}"),
+            })?;
+            Ok((
+                file.tokens,
+                meta.and_then(|m| Some((m.modified().ok()?, m.len()))),
+            ))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((vec![], None)),
+        Err(e) => Err(RegistryError::Read {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        }),
+    }
+}
+
+/// Writes `bytes` to `path` atomically with mode 0600.
+pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension(format!("tmp-{}", secret::random_hex(6)));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}
+
+impl Registry {
+    /// A registry backed by `path` (missing means empty).
+    pub fn open(path: impl Into<PathBuf>) -> Result<Registry, RegistryError> {
+        let path = path.into();
+        let (records, seen) = read_file(&path)?;
+        Ok(Registry {
+            path: Some(path),
+            cache: Mutex::new(Cache {
+                records,
+                seen,
+                checked: Instant::now(),
+            }),
+            statics: vec![],
+        })
+    }
+
+    /// A registry with no file (tests, and daemons given static principals only).
+    pub fn in_memory(records: Vec<TokenRecord>) -> Registry {
+        Registry {
+            path: None,
+            cache: Mutex::new(Cache {
+                records,
+                seen: None,
+                checked: Instant::now(),
+            }),
+            statics: vec![],
+        }
+    }
+
+    /// Adds a principal from a flag (`NAME:SECRET`), checked in constant time, never written.
+    pub fn with_static(mut self, name: &str, secret_text: &str, role: Role) -> Registry {
+        self.statics.push((
+            name.to_string(),
+            secret::sha256_hex(secret_text.as_bytes()),
+            role,
+        ));
+        self
+    }
+
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    fn refresh(&self, cache: &mut Cache) {
+        let Some(path) = &self.path else { return };
+        if cache.checked.elapsed() < RELOAD_EVERY {
+            return;
+        }
+        cache.checked = Instant::now();
+        let now = std::fs::metadata(path)
+            .ok()
+            .and_then(|m| Some((m.modified().ok()?, m.len())));
+        if now != cache.seen {
+            match read_file(path) {
+                Ok((records, seen)) => {
+                    cache.records = records;
+                    cache.seen = seen;
+                }
+                // A half-written or broken file keeps the last good records (fail closed on
+                // new tokens, not open).
+                Err(e) => tracing::warn!("token registry not reloaded: {e}"),
+            }
+        }
+    }
+
+    /// The records now.
+    pub fn records(&self) -> Vec<TokenRecord> {
+        let mut cache = self.cache.lock().expect("registry");
+        self.refresh(&mut cache);
+        cache.records.clone()
+    }
+
+    /// Checks a bearer token; `user` is the name given with it (HTTP Basic), if any.
+    pub fn authenticate(&self, user: Option<&str>, token: &str) -> Result<Principal, AuthFailure> {
+        if let Some(name) = user {
+            if let Some((n, _, role)) = self
+                .statics
+                .iter()
+                .find(|(n, h, _)| n == name && secret::ct_eq(h.as_bytes(), secret::sha256_hex(token.as_bytes()).as_bytes()))
+            {
+                return Ok(Principal {
+                    kind: Kind::Operator,
+                    name: n.clone(),
+                    policy: role.policy(),
+                });
+            }
+        }
+        let Some((id, secret_part)) = parse(token) else {
+            return Err(if user.is_some() && !self.statics.is_empty() {
+                AuthFailure::WrongStatic
+            } else {
+                AuthFailure::Malformed
+            });
+        };
+        let now = now_secs();
+        let record = {
+            let mut cache = self.cache.lock().expect("registry");
+            self.refresh(&mut cache);
+            cache.records.iter().find(|r| r.id == id).cloned()
+        };
+        let Some(r) = record else {
+            return Err(AuthFailure::Unknown(id.to_string()));
+        };
+        let hash = secret::sha256_hex(secret_part.as_bytes());
+        if !secret::ct_eq(hash.as_bytes(), r.hash.as_bytes()) {
+            return Err(AuthFailure::Wrong(r.id));
+        }
+        match r.state(now) {
+            "revoked" => return Err(AuthFailure::Revoked(r.id)),
+            "expired" => return Err(AuthFailure::Expired(r.id)),
+            _ => {}
+        }
+        if let Some(given) = user {
+            if !given.is_empty() && given != r.name {
+                return Err(AuthFailure::WrongName {
+                    given: given.to_string(),
+                    id: r.id,
+                    name: r.name,
+                });
+            }
+        }
+        Ok(r.principal())
+    }
+
+    fn update<T>(
+        &self,
+        change: impl FnOnce(&mut Vec<TokenRecord>) -> Result<T, RegistryError>,
+    ) -> Result<T, RegistryError> {
+        let mut cache = self.cache.lock().expect("registry");
+        let mut records = match &self.path {
+            Some(p) => read_file(p)?.0,
+            None => cache.records.clone(),
+        };
+        let out = change(&mut records)?;
+        if let Some(path) = &self.path {
+            let text = serde_json::to_vec_pretty(&File {
+                tokens: records.clone(),
+            })
+            .expect("records serialize");
+            write_private(path, &text).map_err(|e| RegistryError::Write {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
+            cache.seen = std::fs::metadata(path)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())));
+        }
+        cache.records = records;
+        Ok(out)
+    }
+
+    /// Creates a token; returns its record and the token itself (shown once, never stored).
+    pub fn create(
+        &self,
+        name: &str,
+        role: Role,
+        policy: Option<Policy>,
+        ttl: Option<Duration>,
+    ) -> Result<(TokenRecord, String), RegistryError> {
+        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
+            return Err(RegistryError::Invalid(format!(
+                "token name {name:?}: use 1 to 64 letters, digits or -_.@"
+            )));
+        }
+        let id = secret::random_hex(6);
+        let secret_part = secret::random_hex(24);
+        let now = now_secs();
+        let record = TokenRecord {
+            id: id.clone(),
+            name: name.to_string(),
+            role,
+            policy,
+            hash: secret::sha256_hex(secret_part.as_bytes()),
+            created: now,
+            expires: ttl.map(|t| now + t.as_secs().max(1)),
+            revoked: None,
+        };
+        let r = record.clone();
+        self.update(move |records| {
+            records.push(r);
+            Ok(())
+        })?;
+        Ok((record, format!("yard_{id}_{secret_part}")))
+    }
+
+    /// Revokes every active token whose id or name is `which`; returns their ids.
+    pub fn revoke(&self, which: &str) -> Result<Vec<String>, RegistryError> {
+        let now = now_secs();
+        self.update(|records| {
+            let mut ids = vec![];
+            for r in records.iter_mut() {
+                if (r.id == which || r.name == which) && r.revoked.is_none() {
+                    r.revoked = Some(now);
+                    ids.push(r.id.clone());
+                }
+            }
+            if ids.is_empty() {
+                return Err(RegistryError::Invalid(format!(
+                    "no active token has the id or name {which:?} (yard token list shows them)"
+                )));
+            }
+            Ok(ids)
+        })
+    }
+}
+
+/// Splits `yard_<id>_<secret>`.
+pub fn parse(token: &str) -> Option<(&str, &str)> {
+    let rest = token.strip_prefix("yard_")?;
+    let (id, secret_part) = rest.split_once('_')?;
+    (!id.is_empty() && !secret_part.is_empty()).then_some((id, secret_part))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_authenticate_until_revoked() {
+        let dir = std::env::temp_dir().join(format!("yard-auth-{}", secret::random_hex(4)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokens.json");
+        let reg = Registry::open(&path).unwrap();
+        let (rec, token) = reg.create("alice", Role::Operator, None, None).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(parse(&token).unwrap().1), "the secret is not stored");
+        let p = reg.authenticate(None, &token).unwrap();
+        assert_eq!(p.to_string(), "operator:alice");
+        assert_eq!(reg.authenticate(Some("alice"), &token).unwrap(), p);
+        assert!(matches!(
+            reg.authenticate(Some("bob"), &token),
+            Err(AuthFailure::WrongName { .. })
+        ));
+        let forged = format!("yard_{}_{}", rec.id, "0".repeat(48));
+        assert_eq!(
+            reg.authenticate(None, &forged),
+            Err(AuthFailure::Wrong(rec.id.clone()))
+        );
+        assert_eq!(
+            reg.authenticate(None, "nope"),
+            Err(AuthFailure::Malformed)
+        );
+        // A second process sharing the file sees the revocation after its reload interval.
+        let other = Registry::open(&path).unwrap();
+        assert!(other.authenticate(None, &token).is_ok());
+        reg.revoke("alice").unwrap();
+        std::thread::sleep(RELOAD_EVERY + Duration::from_millis(50));
+        assert_eq!(
+            other.authenticate(None, &token),
+            Err(AuthFailure::Revoked(rec.id.clone()))
+        );
+        assert!(reg.revoke("alice").is_err(), "nothing left to revoke");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn expired_tokens_and_static_principals() {
+        let reg = Registry::in_memory(vec![]).with_static("fw", "sekrit", Role::Operator);
+        let (_, token) = reg
+            .create("short", Role::Viewer, None, Some(Duration::from_secs(1)))
+            .unwrap();
+        assert!(reg.authenticate(None, &token).is_ok());
+        assert_eq!(
+            reg.authenticate(Some("fw"), "sekrit").unwrap().to_string(),
+            "operator:fw"
+        );
+        assert_eq!(
+            reg.authenticate(Some("fw"), "wrong"),
+            Err(AuthFailure::WrongStatic)
+        );
+        std::thread::sleep(Duration::from_millis(2100));
+        assert!(matches!(
+            reg.authenticate(None, &token),
+            Err(AuthFailure::Expired(_))
+        ));
+    }
+}
