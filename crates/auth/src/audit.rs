@@ -48,7 +48,10 @@ impl AuditFilter {
     fn keeps(&self, r: &AuditRecord) -> bool {
         self.principal.as_ref().is_none_or(|p| &r.principal == p)
             && self.result.as_ref().is_none_or(|x| &r.result == x)
-            && self.action.as_ref().is_none_or(|a| r.action.contains(a.as_str()))
+            && self
+                .action
+                .as_ref()
+                .is_none_or(|a| r.action.contains(a.as_str()))
             && self.since.is_none_or(|s| r.ts >= s)
     }
 }
@@ -73,7 +76,9 @@ pub struct AuditLog {
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").field("path", &self.path).finish()
+        f.debug_struct("AuditLog")
+            .field("path", &self.path)
+            .finish()
     }
 }
 
@@ -196,7 +201,11 @@ impl AuditLog {
         };
         let mut out = Vec::new();
         for i in 0..=self.keep {
-            let p = if i == 0 { path.clone() } else { rotated(path, i) };
+            let p = if i == 0 {
+                path.clone()
+            } else {
+                rotated(path, i)
+            };
             let Ok(f) = std::fs::File::open(&p) else {
                 continue;
             };
@@ -232,7 +241,12 @@ mod tests {
     fn rec(i: u64, result: &str) -> AuditRecord {
         AuditRecord {
             ts: i,
-            principal: if i % 2 == 0 { "operator:a" } else { "anonymous" }.into(),
+            principal: if i.is_multiple_of(2) {
+                "operator:a"
+            } else {
+                "anonymous"
+            }
+            .into(),
             remote: "127.0.0.1:1".into(),
             action: format!("POST /v1/commands #{i}"),
             result: result.into(),

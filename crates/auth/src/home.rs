@@ -4,9 +4,10 @@
 //! - `credentials`: the first admin token, for the CLI run beside it (mode 0600);
 //! - `mesh.key`: the secret peers prove they hold, by HMAC, when they peer (mode 0600).
 //!
-//! Which home: `--home DIR`, else `$YARD_HOME`, else `./yard-data` when it exists (what
-//! `yard up` creates), else `$XDG_CONFIG_HOME/yard` or `~/.config/yard`. A home is made on first
-//! use; two processes making it at once agree on one admin token and one key.
+//! Which home: the directory a caller names (`yard up`'s data directory), else `$YARD_HOME`,
+//! else `./yard-data` once it holds credentials (what `yard up` creates), else
+//! `$XDG_CONFIG_HOME/yard` or `~/.config/yard`. A home is made on first use; two processes
+//! making it at once agree on one admin token and one key.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -276,11 +276,11 @@ impl Guard {
     }
 
     /// Refuses `caller` unless its policy allows `permission` (401 for anonymous, else 403).
-    pub fn require(&self, caller: &Caller, permission: &Permission) -> Result<(), Response> {
+    pub fn require(&self, caller: &Caller, permission: &Permission) -> Result<(), Box<Response>> {
         if caller.principal.policy.allows(permission) {
             return Ok(());
         }
-        Err(if caller.principal.is_anonymous() {
+        Err(Box::new(if caller.principal.is_anonymous() {
             self.unauthenticated(format!(
                 "this needs a credential with the {permission} permission: send Authorization: Bearer <token> (yard token create; yard up writes one to yard-data/credentials)"
             ))
@@ -288,16 +288,21 @@ impl Guard {
             refusal(
                 StatusCode::FORBIDDEN,
                 "forbidden",
-                format!(
-                    "{} lacks the {permission} permission",
-                    caller.principal
-                ),
+                format!("{} lacks the {permission} permission", caller.principal),
             )
-        })
+        }))
     }
 
     /// Appends an audit record for `caller`.
-    pub fn record(&self, principal: &str, remote: SocketAddr, action: String, result: &str, status: Option<u16>, detail: String) {
+    pub fn record(
+        &self,
+        principal: &str,
+        remote: SocketAddr,
+        action: String,
+        result: &str,
+        status: Option<u16>,
+        detail: String,
+    ) {
         self.audit.record(AuditRecord {
             ts: now_ms(),
             principal: principal.to_string(),
@@ -314,7 +319,8 @@ impl Guard {
         let mut f = self.failures.lock().expect("failures");
         let now = Instant::now();
         if f.by_ip.len() >= MAX_TRACKED {
-            f.by_ip.retain(|_, (_, since)| now.duration_since(*since) < FAILURE_WINDOW);
+            f.by_ip
+                .retain(|_, (_, since)| now.duration_since(*since) < FAILURE_WINDOW);
             if f.by_ip.len() >= MAX_TRACKED {
                 f.by_ip.clear();
             }
@@ -363,7 +369,9 @@ fn harden(r: &mut Response) {
     h.entry(header::CACHE_CONTROL)
         .or_insert(HeaderValue::from_static("no-store"));
     h.entry(header::CONTENT_SECURITY_POLICY)
-        .or_insert(HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"));
+        .or_insert(HeaderValue::from_static(
+            "default-src 'none'; frame-ancestors 'none'",
+        ));
 }
 
 async fn guard(
@@ -415,7 +423,14 @@ async fn check(g: &Guard, classify: &Classifier, req: &mut Request) -> Option<Re
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_string();
-        g.record("anonymous", remote, action, "denied", Some(421), format!("Host {host:?}"));
+        g.record(
+            "anonymous",
+            remote,
+            action,
+            "denied",
+            Some(421),
+            format!("Host {host:?}"),
+        );
         return Some(refusal(
             StatusCode::MISDIRECTED_REQUEST,
             "wrong_host",
@@ -423,14 +438,28 @@ async fn check(g: &Guard, classify: &Classifier, req: &mut Request) -> Option<Re
         ));
     }
     if let Some(why) = g.foreign_origin(headers) {
-        g.record("anonymous", remote, action, "denied", Some(403), why.clone());
+        g.record(
+            "anonymous",
+            remote,
+            action,
+            "denied",
+            Some(403),
+            why.clone(),
+        );
         return Some(refusal(StatusCode::FORBIDDEN, "cross_origin", why));
     }
     let principal = match g.authenticate(headers) {
         Ok(p) => p,
         Err(e) => {
             let wait = g.failed(remote.ip());
-            g.record("anonymous", remote, action, "unauthenticated", Some(401), e.to_string());
+            g.record(
+                "anonymous",
+                remote,
+                action,
+                "unauthenticated",
+                Some(401),
+                e.to_string(),
+            );
             if !wait.is_zero() {
                 tokio::time::sleep(wait).await;
             }
@@ -439,24 +468,52 @@ async fn check(g: &Guard, classify: &Classifier, req: &mut Request) -> Option<Re
     };
     let caller = Caller { principal, remote };
     let Some(rule) = classify(req.method(), req.uri().path()) else {
-        g.record(&caller.principal.to_string(), remote, action, "denied", Some(403), "no policy covers this route".into());
+        g.record(
+            &caller.principal.to_string(),
+            remote,
+            action,
+            "denied",
+            Some(403),
+            "no policy covers this route".into(),
+        );
         return Some(refusal(
             StatusCode::FORBIDDEN,
             "no_policy",
-            format!("no policy covers {} {}: refused", req.method(), req.uri().path()),
+            format!(
+                "no policy covers {} {}: refused",
+                req.method(),
+                req.uri().path()
+            ),
         ));
     };
     if let Err(r) = g.require(&caller, &rule.permission) {
-        let result = if caller.principal.is_anonymous() { "unauthenticated" } else { "denied" };
-        g.record(&caller.principal.to_string(), remote, action, result, Some(r.status().as_u16()), format!("needs {}", rule.permission));
-        return Some(r);
+        let result = if caller.principal.is_anonymous() {
+            "unauthenticated"
+        } else {
+            "denied"
+        };
+        g.record(
+            &caller.principal.to_string(),
+            remote,
+            action,
+            result,
+            Some(r.status().as_u16()),
+            format!("needs {}", rule.permission),
+        );
+        return Some(*r);
     }
     if changes(req.method()) {
         let ct = req
             .headers()
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
-            .map(|c| c.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+            .map(|c| {
+                c.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase()
+            });
         let has_body = req
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -472,11 +529,22 @@ async fn check(g: &Guard, classify: &Classifier, req: &mut Request) -> Option<Re
             Some(c) => c == wanted,
         };
         if !ok {
-            g.record(&caller.principal.to_string(), remote, action, "denied", Some(415), format!("Content-Type {ct:?}"));
+            g.record(
+                &caller.principal.to_string(),
+                remote,
+                action,
+                "denied",
+                Some(415),
+                format!("Content-Type {ct:?}"),
+            );
             return Some(refusal(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",
-                format!("{} {} takes Content-Type: {wanted}", req.method(), req.uri().path()),
+                format!(
+                    "{} {} takes Content-Type: {wanted}",
+                    req.method(),
+                    req.uri().path()
+                ),
             ));
         }
     }

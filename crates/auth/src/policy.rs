@@ -194,9 +194,7 @@ impl Rules {
     /// Whether a subscription prefix may receive anything denied (a broad prefix over a denied
     /// one): such a subscription is refused rather than silently narrowed.
     pub fn covers_denied(&self, prefix: &str) -> bool {
-        self.deny
-            .iter()
-            .any(|d| d == "*" || d.starts_with(prefix))
+        self.deny.iter().any(|d| d == "*" || d.starts_with(prefix))
     }
 
     /// Whether a store name is allowed (`name`, `prefix*` or `*`).
@@ -243,7 +241,9 @@ pub struct Policy {
 /// Why a topic or store operation was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Denied {
-    #[error("{principal} may not publish on {topic:?} (its policy's publish list does not allow it)")]
+    #[error(
+        "{principal} may not publish on {topic:?} (its policy's publish list does not allow it)"
+    )]
     Publish { principal: String, topic: String },
     #[error("{principal} may not subscribe to {prefix:?}: {why}")]
     Subscribe {
@@ -251,7 +251,9 @@ pub enum Denied {
         prefix: String,
         why: &'static str,
     },
-    #[error("{principal} may not {what} store {store:?} (missing permission store_{what}({store}))")]
+    #[error(
+        "{principal} may not {what} store {store:?} (missing permission store_{what}({store}))"
+    )]
     Store {
         principal: String,
         store: String,
@@ -261,9 +263,7 @@ pub enum Denied {
 
 /// The system's own stores, never written by clients unless a policy says so.
 pub fn is_system_store(name: &str) -> bool {
-    ["ops-", "rm-", "yard-"]
-        .iter()
-        .any(|p| name.starts_with(p))
+    ["ops-", "rm-", "yard-"].iter().any(|p| name.starts_with(p))
 }
 
 impl Policy {

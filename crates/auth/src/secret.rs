@@ -73,9 +73,6 @@ mod tests {
     #[test]
     fn hmac_parts_are_length_prefixed() {
         // Moving a byte between parts changes the MAC.
-        assert_ne!(
-            hmac(b"k", &[b"ab", b"c"]),
-            hmac(b"k", &[b"a", b"bc"])
-        );
+        assert_ne!(hmac(b"k", &[b"ab", b"c"]), hmac(b"k", &[b"a", b"bc"]));
     }
 }

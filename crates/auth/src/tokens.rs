@@ -134,7 +134,10 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-fn read_file(path: &Path) -> Result<(Vec<TokenRecord>, Option<(SystemTime, u64)>), RegistryError> {
+/// A file's modification time and length, to notice changes.
+type Stamp = Option<(SystemTime, u64)>;
+
+fn read_file(path: &Path) -> Result<(Vec<TokenRecord>, Stamp), RegistryError> {
     match std::fs::read(path) {
         Ok(bytes) => {
             let meta = std::fs::metadata(path).ok();
@@ -246,11 +249,13 @@ impl Registry {
     /// Checks a bearer token; `user` is the name given with it (HTTP Basic), if any.
     pub fn authenticate(&self, user: Option<&str>, token: &str) -> Result<Principal, AuthFailure> {
         if let Some(name) = user {
-            if let Some((n, _, role)) = self
-                .statics
-                .iter()
-                .find(|(n, h, _)| n == name && secret::ct_eq(h.as_bytes(), secret::sha256_hex(token.as_bytes()).as_bytes()))
-            {
+            if let Some((n, _, role)) = self.statics.iter().find(|(n, h, _)| {
+                n == name
+                    && secret::ct_eq(
+                        h.as_bytes(),
+                        secret::sha256_hex(token.as_bytes()).as_bytes(),
+                    )
+            }) {
                 return Ok(Principal {
                     kind: Kind::Operator,
                     name: n.clone(),
@@ -330,7 +335,12 @@ impl Registry {
         policy: Option<Policy>,
         ttl: Option<Duration>,
     ) -> Result<(TokenRecord, String), RegistryError> {
-        if name.is_empty() || name.len() > 64 || !name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c)) {
+        if name.is_empty()
+            || name.len() > 64
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c))
+        {
             return Err(RegistryError::Invalid(format!(
                 "token name {name:?}: use 1 to 64 letters, digits or -_.@"
             )));
@@ -401,7 +411,10 @@ mod tests {
             0o600
         );
         let text = std::fs::read_to_string(&path).unwrap();
-        assert!(!text.contains(parse(&token).unwrap().1), "the secret is not stored");
+        assert!(
+            !text.contains(parse(&token).unwrap().1),
+            "the secret is not stored"
+        );
         let p = reg.authenticate(None, &token).unwrap();
         assert_eq!(p.to_string(), "operator:alice");
         assert_eq!(reg.authenticate(Some("alice"), &token).unwrap(), p);
@@ -414,10 +427,7 @@ mod tests {
             reg.authenticate(None, &forged),
             Err(AuthFailure::Wrong(rec.id.clone()))
         );
-        assert_eq!(
-            reg.authenticate(None, "nope"),
-            Err(AuthFailure::Malformed)
-        );
+        assert_eq!(reg.authenticate(None, "nope"), Err(AuthFailure::Malformed));
         // A second process sharing the file sees the revocation after its reload interval.
         let other = Registry::open(&path).unwrap();
         assert!(other.authenticate(None, &token).is_ok());

@@ -117,7 +117,12 @@ mod tests {
     fn reserved_topics_need_a_grant() {
         let anon = ClientGuard::new(vec![]);
         assert!(anon.receives("/demo/x"));
-        for t in ["<$>/ops/ep/x/heartbeat", "<$>/store/ops-center/c", "<$>/reply/x/1", "<$>/local/data/statuses"] {
+        for t in [
+            "<$>/ops/ep/x/heartbeat",
+            "<$>/store/ops-center/c",
+            "<$>/reply/x/1",
+            "<$>/local/data/statuses",
+        ] {
             assert!(!anon.receives(t), "{t}");
         }
         let viewer = ClientGuard::new(vec!["<$>/local/data/".into()]);

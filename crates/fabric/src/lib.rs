@@ -12,9 +12,9 @@
 //! - [`wire`]: the native peering protocol (preamble, frames, streaming decoder), no I/O.
 
 pub mod endpoint;
+pub mod guard;
 pub mod id;
 pub mod outbox;
-pub mod guard;
 mod peer;
 mod router;
 pub mod routing;

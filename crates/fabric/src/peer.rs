@@ -197,7 +197,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || s.len() > 256 {
+    if !s.len().is_multiple_of(2) || s.len() > 256 {
         return None;
     }
     (0..s.len())
@@ -222,9 +222,12 @@ pub fn proof(
     receiver_nonce: &[u8],
 ) -> [u8; 32] {
     use hmac::{Hmac, Mac};
-    let mut mac =
-        Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    let role: &[u8] = if sender_is_dialer { b"dialer" } else { b"acceptor" };
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+    let role: &[u8] = if sender_is_dialer {
+        b"dialer"
+    } else {
+        b"acceptor"
+    };
     for part in [
         b"yard-peering-v2".as_slice(),
         role,
@@ -311,18 +314,20 @@ async fn handshake(
         .map_err(io_error)?;
     let mut dec = FrameDecoder::new(cfg.max_frame);
     let mut buf = [0u8; 4096];
-    let (peer, listen, nonce) = match next_handshake_frame(&mut rd, &mut wr, &mut dec, &mut buf, deadline, limit).await? {
-        Frame::Hello {
-            endpoint,
-            listen,
-            nonce,
-        } => (endpoint, listen, nonce),
-        other => {
-            let e = HandshakeError::Invalid(format!("expected a hello frame first, got {other:?}"));
-            bye(&mut wr, "unexpected_handshake_message", &e.to_string()).await;
-            return Err(e);
-        }
-    };
+    let (peer, listen, nonce) =
+        match next_handshake_frame(&mut rd, &mut wr, &mut dec, &mut buf, deadline, limit).await? {
+            Frame::Hello {
+                endpoint,
+                listen,
+                nonce,
+            } => (endpoint, listen, nonce),
+            other => {
+                let e =
+                    HandshakeError::Invalid(format!("expected a hello frame first, got {other:?}"));
+                bye(&mut wr, "unexpected_handshake_message", &e.to_string()).await;
+                return Err(e);
+            }
+        };
     let their_nonce = match unhex(&nonce) {
         Some(n) if n.len() == NONCE_LEN => n,
         _ => {
@@ -344,12 +349,29 @@ async fn handshake(
         return Err(HandshakeError::Invalid(why));
     };
     let dialer = dialed.is_some();
-    let mine = proof(key.as_bytes(), dialer, ep.id(), &peer, &my_nonce, &their_nonce);
-    timeout_at(deadline, wr.write_all(&Frame::Proof { mac: hex(&mine) }.encode()))
-        .await
-        .map_err(timed_out)?
-        .map_err(io_error)?;
-    let expected = proof(key.as_bytes(), !dialer, &peer, ep.id(), &their_nonce, &my_nonce);
+    let mine = proof(
+        key.as_bytes(),
+        dialer,
+        ep.id(),
+        &peer,
+        &my_nonce,
+        &their_nonce,
+    );
+    timeout_at(
+        deadline,
+        wr.write_all(&Frame::Proof { mac: hex(&mine) }.encode()),
+    )
+    .await
+    .map_err(timed_out)?
+    .map_err(io_error)?;
+    let expected = proof(
+        key.as_bytes(),
+        !dialer,
+        &peer,
+        ep.id(),
+        &their_nonce,
+        &my_nonce,
+    );
     match next_handshake_frame(&mut rd, &mut wr, &mut dec, &mut buf, deadline, limit).await? {
         Frame::Proof { mac } if unhex(&mac).is_some_and(|m| ct_eq(&m, &expected)) => {}
         Frame::Proof { .. } => {
@@ -531,7 +553,9 @@ async fn read_loop(
                 }
                 Frame::Hello { .. } | Frame::Proof { .. } => {
                     flush(ep, conn, &mut batch).await;
-                    return Down::Lost("protocol error: a handshake frame on an established link".into());
+                    return Down::Lost(
+                        "protocol error: a handshake frame on an established link".into(),
+                    );
                 }
             }
         }

@@ -28,8 +28,8 @@ use crate::endpoint::{
     ClientId, ClientInfo, Control, Down, Inbound, Message, PeerInfo, PeerUp, Refusal, RequestError,
     Shared, SharedOutbox, Snapshot,
 };
-use crate::outbox::{CloseReason, Pushed};
 use crate::guard::{ClientGuard, ReplyIds};
+use crate::outbox::{CloseReason, Pushed};
 use crate::peer::Link;
 use crate::routing::{Advert, NodeIdx, Routes, REPLY_ROOT};
 use crate::status::{self, StatusCode};
@@ -509,7 +509,14 @@ impl Router {
                 reply,
             } => {
                 self.table.subscribe(id, &prefixes);
-                self.clients.insert(id, Attached { name, outbox, guard });
+                self.clients.insert(
+                    id,
+                    Attached {
+                        name,
+                        outbox,
+                        guard,
+                    },
+                );
                 self.advertise_local();
                 self.note_interest();
                 let _ = reply.send(());

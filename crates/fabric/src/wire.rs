@@ -121,7 +121,9 @@ pub enum Frame {
     },
     /// Proves the sender holds the mesh key: an HMAC over both ids, both nonces and its role
     /// (see [`crate::peer`]), hex.
-    Proof { mac: String },
+    Proof {
+        mac: String,
+    },
     /// Ends the connection on purpose, with a Broker error-code name and a reason.
     Bye {
         code: String,
@@ -530,7 +532,9 @@ mod tests {
                 listen: "127.0.0.1:9999".into(),
                 nonce: "00ff".into(),
             },
-            Frame::Proof { mac: "ab".repeat(32) },
+            Frame::Proof {
+                mac: "ab".repeat(32),
+            },
             Frame::Bye {
                 code: "redundant_connection".into(),
                 reason: "already peered".into(),

@@ -243,19 +243,23 @@ async fn a_stranger_learns_no_secret_and_cannot_peer_without_the_key() {
     // The victim speaks first after the preamble: read everything it volunteers.
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
-    while let Ok(Ok(n)) =
-        tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await
-    {
+    while let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(300), s.read(&mut buf)).await {
         if n == 0 {
             break;
         }
         got.extend_from_slice(&buf[..n]);
     }
     let text = String::from_utf8_lossy(&got);
-    assert!(!text.contains(KEY), "the key never crosses the wire: {text:?}");
+    assert!(
+        !text.contains(KEY),
+        "the key never crosses the wire: {text:?}"
+    );
     let mut dec = FrameDecoder::new(1 << 20);
     dec.push(&got);
-    let Some(Frame::Hello { endpoint, nonce, .. }) = dec.next_frame().unwrap() else {
+    let Some(Frame::Hello {
+        endpoint, nonce, ..
+    }) = dec.next_frame().unwrap()
+    else {
         panic!("a hello first: {text:?}");
     };
     assert_eq!(endpoint, victim.ep.id());
@@ -267,9 +271,18 @@ async fn a_stranger_learns_no_secret_and_cannot_peer_without_the_key() {
         nonce: "11".repeat(32),
     };
     s.write_all(&hello.encode()).await.unwrap();
-    let fake = yard_fabric::peering_proof(b"a guess", true, "intruder", &endpoint, &[0x11; 32], &[0; 32]);
+    let fake = yard_fabric::peering_proof(
+        b"a guess",
+        true,
+        "intruder",
+        &endpoint,
+        &[0x11; 32],
+        &[0; 32],
+    );
     let fake: String = fake.iter().map(|b| format!("{b:02x}")).collect();
-    s.write_all(&Frame::Proof { mac: fake }.encode()).await.unwrap();
+    s.write_all(&Frame::Proof { mac: fake }.encode())
+        .await
+        .unwrap();
     let mut rest = Vec::new();
     tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest))
         .await
@@ -296,5 +309,14 @@ async fn endpoints_with_different_keys_or_none_do_not_peer() {
     assert!(why.contains("no mesh key"), "{why}");
     let same = node("same").await;
     a.ep.peer(&same.addr).await.unwrap().unwrap();
-    assert_eq!(a.ep.snapshot().await.unwrap().peers.iter().filter(|p| p.state == "connected").count(), 1);
+    assert_eq!(
+        a.ep.snapshot()
+            .await
+            .unwrap()
+            .peers
+            .iter()
+            .filter(|p| p.state == "connected")
+            .count(),
+        1
+    );
 }

@@ -57,6 +57,9 @@ pub async fn status_json(State(gw): State<Arc<Gateway>>) -> Response {
             "peer_dropped": stats.peer_dropped,
             "from_peers": stats.from_peers,
             "duplicates": stats.duplicates,
+            "refused_peers": stats.refused_peers,
+            "forged_replies": stats.forged_replies,
+            "withheld": stats.withheld,
             "ttl_expired": stats.ttl_expired,
             "requests": stats.requests,
             "request_timeouts": stats.request_timeouts,
@@ -247,6 +250,21 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
             "yard_mesh_duplicates_total",
             "Publications from peers discarded as already seen.",
             s.duplicates,
+        ),
+        (
+            "yard_mesh_refused_peers_total",
+            "Peering handshakes refused: the peer could not prove the mesh key.",
+            s.refused_peers,
+        ),
+        (
+            "yard_forged_replies_total",
+            "Answers dropped: a client replied to an address it was never given.",
+            s.forged_replies,
+        ),
+        (
+            "yard_withheld_total",
+            "Reserved (control) messages kept from clients without the grant.",
+            s.withheld,
         ),
         (
             "yard_mesh_ttl_expired_total",

@@ -251,13 +251,17 @@ async fn connection(
             return;
         }
     };
+    // A WebSocket client acts for someone outside: it never receives control traffic
+    // (`<$>/ops/`, `<$>/store/`, `<$>/reply/`; only its endpoint's local events), and it may
+    // answer only requests delivered to it (see yard_fabric::guard).
     let client = gw
         .endpoint
-        .attach(
+        .attach_guarded(
             "websocket",
             prefixes,
             gw.config.client_queue,
             gw.config.overflow_policy,
+            vec![yard_data::topic::LOCAL.to_string()],
         )
         .await;
     let client = match client {

@@ -142,10 +142,15 @@ pub async fn main(a: FleetArgs) -> anyhow::Result<()> {
         .to_string();
     let shutdown = CancellationToken::new();
     let mut managers = Vec::new();
+    // The center under test shares this host's credentials home, and so its mesh key.
+    let mesh_key = crate::node::home_mesh_key(None)?;
     for c in 0..a.clusters {
         let (ep, _router) = Endpoint::spawn(
             format!("bench-manager-{c}"),
-            EndpointConfig::default(),
+            EndpointConfig {
+                mesh_key: Some(mesh_key.clone()),
+                ..EndpointConfig::default()
+            },
             shutdown.clone(),
         );
         match ep.peer(&addr).await {

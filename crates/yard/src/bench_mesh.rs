@@ -82,6 +82,7 @@ async fn endpoint(name: &str, token: &CancellationToken) -> anyhow::Result<(Endp
         listen: addr.clone(),
         // The window keeps far fewer in flight; a drop would be a bug and fails the run.
         peer_overflow_policy: OverflowPolicy::Disconnect,
+        mesh_key: Some("bench-mesh-key".into()),
         ..EndpointConfig::default()
     };
     let (ep, _) = Endpoint::spawn(name.to_string(), config, token.clone());
@@ -320,18 +321,52 @@ pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("no VmRSS")
 }
 
-/// Opens a peering connection and completes the handshake as endpoint `id`; stays idle.
+/// Opens a peering connection and completes the handshake as endpoint `id` (proving the mesh
+/// key of this host's credentials home, which the node under test shares); stays idle.
 async fn idle_peer(addr: &str, id: String) -> anyhow::Result<TcpStream> {
+    use yard_fabric::wire::FrameDecoder;
+    let key = crate::node::home_mesh_key(None)?;
     let mut s = TcpStream::connect(addr).await?;
     s.write_all(&Preamble::ours().encode()).await?;
     let mut pre = [0u8; Preamble::LEN];
     s.read_exact(&mut pre).await?;
+    let mut dec = FrameDecoder::new(1 << 20);
+    let mut buf = [0u8; 4096];
+    let (peer, their_nonce) = loop {
+        if let Some(Frame::Hello {
+            endpoint, nonce, ..
+        }) = dec.next_frame()?
+        {
+            break (endpoint, nonce);
+        }
+        let n = s.read(&mut buf).await?;
+        anyhow::ensure!(n > 0, "the node closed the connection during the handshake");
+        dec.push(&buf[..n]);
+    };
+    let unhex = |h: &str| -> Vec<u8> {
+        (0..h.len())
+            .step_by(2)
+            .filter_map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok())
+            .collect()
+    };
+    let hex = |b: &[u8]| -> String { b.iter().map(|x| format!("{x:02x}")).collect() };
+    let my_nonce = [7u8; 32];
     let hello = Frame::Hello {
-        endpoint: id,
+        endpoint: id.clone(),
         listen: String::new(),
-        token: String::new(),
+        nonce: hex(&my_nonce),
     };
     s.write_all(&hello.encode()).await?;
+    let mac = yard_fabric::peering_proof(
+        key.as_bytes(),
+        true,
+        &id,
+        &peer,
+        &my_nonce,
+        &unhex(&their_nonce),
+    );
+    s.write_all(&Frame::Proof { mac: hex(&mac) }.encode())
+        .await?;
     Ok(s)
 }
 

@@ -218,7 +218,7 @@ impl TryFrom<NodeFile> for NodeConfig {
             peer_timeout,
             peer_ping: peer_timeout / 5,
             redial_max: duration("redial_max", &f.redial_max)?,
-            token,
+            mesh_key: token,
             listen: listen.to_string(),
             ..EndpointConfig::default()
         };

@@ -72,12 +72,7 @@ pub async fn main(args: NodeArgs) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     if !addr.ip().is_loopback() {
         tracing::warn!(%addr, "listening beyond loopback: the WebSocket API has no authentication; \
-            anyone who can reach this address can publish and subscribe");
-        if config.endpoint.token.is_none() {
-            tracing::warn!(
-                "no token: peers are accepted from loopback only, and peering over HTTP is refused"
-            );
-        }
+            anyone who can reach this address can publish and subscribe on user topics");
     }
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signal(shutdown.clone()));
@@ -138,6 +133,14 @@ async fn bridge_tasks(
     }
 }
 
+/// The mesh key of the credentials home at `dir` (or the one [`yard_auth::home::resolve`]
+/// picks), made on first use. Peers prove they hold it; it never crosses the wire.
+pub fn home_mesh_key(dir: Option<&std::path::Path>) -> anyhow::Result<String> {
+    let dir = yard_auth::home::resolve(dir);
+    let home = yard_auth::Home::open_or_init(&dir)?;
+    Ok(home.mesh_key()?)
+}
+
 /// Runs an endpoint, its role and its gateway on `listener` until `shutdown` is cancelled.
 pub async fn run(
     id: String,
@@ -146,6 +149,10 @@ pub async fn run(
     role: Role,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let mut config = config;
+    if config.endpoint.mesh_key.is_none() {
+        config.endpoint.mesh_key = Some(home_mesh_key(None)?);
+    }
     let (endpoint, router) = Endpoint::spawn(id, config.endpoint, shutdown.clone());
     if let Some(logs) = config.logs {
         let ep = endpoint.clone();

@@ -314,6 +314,8 @@ restart = "always"
 pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     let data = a.data.clone();
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+    // The data directory is this system's credentials home: its mesh key joins the daemons.
+    let mesh_key = crate::node::home_mesh_key(Some(&data))?;
     let config_path = data.join("cluster.toml");
     if !config_path.exists() {
         let exe = std::env::current_exe().context("cannot find the yard binary")?;
@@ -391,13 +393,13 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     }
     let mut lines = Vec::new();
     for (what, listen, role) in plan {
-        let config = node_config(&listen, None)?;
+        let mut config = node_config(&listen, None)?;
+        config.endpoint.mesh_key = Some(mesh_key.clone());
         let listener = TcpListener::bind(config.listen).await.with_context(|| {
             format!("cannot listen on {listen} for the {what} (is another `yard up` running?)")
         })?;
         let id = stable_id(&data, &what)?;
         lines.push(format!("  {what:<10} http://{listen}/  (id {id})"));
-        let mut config = config;
         config.endpoint.listen = listen.clone();
         let sd = shutdown.clone();
         daemons.push(tokio::spawn(async move {

@@ -321,7 +321,7 @@ async fn version_mismatch_and_garbage_get_clear_errors_and_the_endpoint_keeps_se
     let (mut errors, _) = client(&node, &["<$>/local/data/errors"]).await;
 
     let (reply, took) = raw_peer_exchange(&node.addr, b"YARD\x07\x09").await;
-    assert_eq!(&reply[..6], b"YARD\x01\x01", "our preamble first");
+    assert_eq!(&reply[..6], b"YARD\x02\x02", "our preamble first");
     let text = String::from_utf8_lossy(&reply[6..]);
     assert!(
         text.contains("peer_incompatible") && text.contains("7..=9"),
@@ -506,4 +506,59 @@ async fn requests_logs_and_the_peers_verbs_across_the_mesh() {
         "{out:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Holes 2 and 3 of the trust issue, as the attack: an anonymous WebSocket client subscribed
+/// to control traffic (`<$>/store/` replication, `<$>/ops/` requests with their reply
+/// addresses) and answered requests it was never given. Now it sees none of that traffic,
+/// whatever prefix it picks, and a forged answer is refused, counted, and never delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_client_sees_no_control_traffic_and_cannot_forge_answers() {
+    let master = Node::start(&["--id", "m", "--master", "users=memory"]);
+    let clone = Node::start(&["--id", "c", "--clone", "users", "--peer", &master.addr]);
+    let (mut spy, _) = client(&clone, &["", "<$>/store/", "<$>/reply/", "<$>/ops/"]).await;
+    let (mut local, _) = client(&clone, &["/app/"]).await;
+    let yard = |args: &[&str]| Command::new(yard_bin()).args(args).output().unwrap();
+    // Replication traffic flows between master and clone while the spy listens.
+    wait_until(
+        "the clone to follow the master",
+        Duration::from_secs(10),
+        || {
+            let out = yard(&["store", "-e", &master.addr, "put", "users", "alice", "42"]);
+            let got = yard(&["store", "-e", &clone.addr, "get", "users", "alice"]);
+            let ok = out.status.success() && String::from_utf8_lossy(&got.stdout).trim() == "42";
+            async move { ok }
+        },
+    )
+    .await;
+    // A user publication after it: the spy's first frame, with nothing reserved before it.
+    local
+        .send(Message::text(data("/app/marker", &count(1))))
+        .await
+        .unwrap();
+    let first = next_json(&mut spy).await;
+    assert_eq!(
+        first["topic"], "/app/marker",
+        "no control traffic before it: {first}"
+    );
+    let withheld = clone.metric("yard_withheld_total").await;
+    assert!(
+        withheld >= 1.0,
+        "replication copies were withheld: {withheld}"
+    );
+
+    // A forged answer to a guessed reply address is refused and counted.
+    let forged = serde_json::json!({"type": "reply", "reply-to": "<$>/reply/m/1",
+        "@data-type": "count", "data": 1});
+    spy.send(Message::text(forged.to_string())).await.unwrap();
+    let err = next_json(&mut spy).await;
+    assert_eq!(err["type"], "error", "{err}");
+    assert!(
+        err["context"]
+            .as_str()
+            .unwrap_or("")
+            .contains("not the reply address"),
+        "{err}"
+    );
+    assert_eq!(clone.metric("yard_forged_replies_total").await, 1.0);
 }
