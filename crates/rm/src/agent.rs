@@ -1148,17 +1148,29 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpL
     }
 }
 
+/// The route a request path names: trailing slashes, the `/slave(1)` prefix and the `.json`
+/// suffix removed, as Mesos accepts them.
+fn route_path(raw: &str) -> String {
+    let path = raw.trim_end_matches('/');
+    let path = path.strip_prefix("/slave(1)").unwrap_or(path);
+    let path = path.trim_end_matches('/');
+    path.strip_suffix(".json").unwrap_or(path).to_string()
+}
+
+/// Routes that answer clients on this host only.
+fn local_only(route: &str) -> bool {
+    matches!(route, "/api/v1/executor" | "/files/read")
+}
+
 async fn http(
     State(tx): State<mpsc::Sender<Event>>,
     axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<Peer>,
     req: Request,
 ) -> Response {
-    let path = req.uri().path().trim_end_matches('/').to_string();
-    let local_only = matches!(
-        path.as_str(),
-        "/api/v1/executor" | "/slave(1)/api/v1/executor" | "/files/read"
-    );
-    if local_only && !peer.same_host() {
+    // The same-host rule is checked on the path the dispatch below uses, aliases removed, so
+    // `/files/read.json` and `/slave(1)/files/read` cannot slip past it.
+    let path = route_path(req.uri().path());
+    if local_only(&path) && !peer.same_host() {
         return text(
             403,
             format!(
@@ -1167,11 +1179,6 @@ async fn http(
             ),
         );
     }
-    let path = path
-        .strip_prefix("/slave(1)")
-        .unwrap_or(&path)
-        .trim_end_matches(".json")
-        .to_string();
     let exec_tx = tx.clone();
     let read = |f: Box<dyn FnOnce(&Actor) -> Value + Send>| async move {
         let (reply, answer) = oneshot::channel();
@@ -1440,6 +1447,35 @@ mod tests {
             local: None
         }
         .same_host());
+    }
+
+    /// Hole 5 of the trust issue: the same-host rule was checked on the raw path, so
+    /// `/files/read.json` and `/slave(1)/files/read` served sandbox files to other hosts.
+    #[test]
+    fn the_same_host_rule_covers_every_alias_of_a_route() {
+        for raw in [
+            "/files/read",
+            "/files/read/",
+            "/files/read.json",
+            "/slave(1)/files/read",
+            "/slave(1)/files/read.json",
+            "/slave(1)/files/read/",
+            "/api/v1/executor",
+            "/api/v1/executor.json",
+            "/slave(1)/api/v1/executor",
+            "/slave(1)/api/v1/executor.json",
+        ] {
+            assert!(local_only(&route_path(raw)), "{raw}");
+        }
+        for raw in [
+            "/state",
+            "/slave(1)/state.json",
+            "/monitor/statistics.json",
+            "/health",
+        ] {
+            assert!(!local_only(&route_path(raw)), "{raw}");
+        }
+        assert_eq!(route_path("/slave(1)/state.json"), "/state");
     }
 
     #[test]
