@@ -551,8 +551,3 @@ async fn check(g: &Guard, classify: &Classifier, req: &mut Request) -> Option<Re
     req.extensions_mut().insert(caller);
     None
 }
-
-/// A path's segments (empty ones dropped).
-pub fn segments(path: &str) -> Vec<&str> {
-    path.split('/').filter(|s| !s.is_empty()).collect()
-}

@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use crate::endpoint::{Control, Down, Endpoint, Inbound, Message, PeerUp, Refusal, PEER_BATCH};
 use crate::outbox::{CloseReason, Outbox, OverflowPolicy};
 use crate::routing::Advert;
+use crate::wire::{hex, unhex};
 use crate::wire::{Frame, FrameDecoder, FrameRef, Preamble, WireError};
 
 /// Capacity of a link's control outbox (adverts); overflowing it drops the link.
@@ -190,20 +191,6 @@ fn random_nonce() -> Vec<u8> {
     let mut b = vec![0u8; NONCE_LEN];
     getrandom::fill(&mut b).expect("the operating system's random generator failed");
     b
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) || s.len() > 256 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {

@@ -108,6 +108,22 @@ impl Preamble {
     }
 }
 
+/// Lower-case hex, as handshake nonces and proofs travel.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads [`hex`] back; `None` for anything else (odd length, other characters, over 128 bytes).
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if !s.len().is_multiple_of(2) || s.len() > 256 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// One frame of the peering protocol.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Frame {

@@ -324,7 +324,7 @@ pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 /// Opens a peering connection and completes the handshake as endpoint `id` (proving the mesh
 /// key of this host's credentials home, which the node under test shares); stays idle.
 async fn idle_peer(addr: &str, id: String) -> anyhow::Result<TcpStream> {
-    use yard_fabric::wire::FrameDecoder;
+    use yard_fabric::wire::{hex, unhex, FrameDecoder};
     let key = crate::node::home_mesh_key(None)?;
     let mut s = TcpStream::connect(addr).await?;
     s.write_all(&Preamble::ours().encode()).await?;
@@ -343,13 +343,6 @@ async fn idle_peer(addr: &str, id: String) -> anyhow::Result<TcpStream> {
         anyhow::ensure!(n > 0, "the node closed the connection during the handshake");
         dec.push(&buf[..n]);
     };
-    let unhex = |h: &str| -> Vec<u8> {
-        (0..h.len())
-            .step_by(2)
-            .filter_map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok())
-            .collect()
-    };
-    let hex = |b: &[u8]| -> String { b.iter().map(|x| format!("{x:02x}")).collect() };
     let my_nonce = [7u8; 32];
     let hello = Frame::Hello {
         endpoint: id.clone(),
@@ -363,7 +356,7 @@ async fn idle_peer(addr: &str, id: String) -> anyhow::Result<TcpStream> {
         &id,
         &peer,
         &my_nonce,
-        &unhex(&their_nonce),
+        &unhex(&their_nonce).context("the node's hello carries no hex nonce")?,
     );
     s.write_all(&Frame::Proof { mac: hex(&mac) }.encode())
         .await?;
