@@ -1,12 +1,38 @@
 """Fixtures: a real `yard node` on a free loopback port, and `yard` CLI helpers."""
 
+import atexit
 import os
+import shutil
 import subprocess
+import tempfile
 import time
 
 import pytest
 
 YARD = os.environ.get("YARD_BIN", os.path.join(os.path.dirname(__file__), "..", "..", "target", "release", "yard"))
+
+# Every process of these tests (daemons and the CLI) shares one credentials home, as the
+# processes of one host do; its admin token is what an operator there holds.
+HOME = tempfile.mkdtemp(prefix="yard-compat-home-")
+os.environ["YARD_HOME"] = HOME
+os.environ.pop("YARD_CREDENTIALS", None)
+atexit.register(shutil.rmtree, HOME, True)
+
+
+def admin_token():
+    """The home's admin token (the home is made on first use)."""
+    path = os.path.join(HOME, "credentials")
+    if not os.path.exists(path):
+        subprocess.run([YARD, "token", "list"], check=True, capture_output=True, timeout=30)
+    with open(path) as f:
+        return f.read().strip()
+
+
+def make_token(name, role):
+    """A new token of `role` in the shared home."""
+    out = subprocess.run([YARD, "token", "create", name, "--role", role], check=True,
+                         capture_output=True, text=True, timeout=30)
+    return out.stdout.strip()
 
 
 class Node:

@@ -4,6 +4,7 @@ driver and avmesos-cli 1.0.0's `mesos-cli` (installed by scripts/install-mesos-c
 A `yard manager` (the master, Mesos API on an ephemeral port) and `yard agent`s run as real
 processes; tasks run in real cgroups."""
 
+import base64
 import json
 import os
 import queue
@@ -12,12 +13,22 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
 from pymesos import MesosSchedulerDriver, Scheduler, decode_data, encode_data
 
-from conftest import YARD, wait_for
+from conftest import YARD, admin_token, wait_for
+
+# The framework's Mesos principal: the master is started with --mesos-credentials, and pymesos
+# and mesos-cli send it as HTTP Basic credentials, as they would to a Mesos master.
+PRINCIPAL = "compat"
+SECRET = "s3cret-" + os.urandom(8).hex()
+
+
+def driver(sched, framework, master):
+    return MesosSchedulerDriver(sched, framework, master, principal=PRINCIPAL, secret=SECRET)
 
 TERMINAL = {"TASK_FINISHED", "TASK_FAILED", "TASK_KILLED", "TASK_ERROR", "TASK_LOST", "TASK_DROPPED", "TASK_GONE"}
 AGENT_TIMEOUT_S = 3
@@ -72,7 +83,9 @@ class Daemon:
         self.mesos = line.split("Mesos API http://")[1].split("/")[0]
 
     def get(self, path):
-        with urllib.request.urlopen(f"http://{self.mesos}{path}", timeout=5) as r:
+        req = urllib.request.Request(f"http://{self.mesos}{path}",
+                                     headers={"Authorization": f"Bearer {admin_token()}"})
+        with urllib.request.urlopen(req, timeout=5) as r:
             return json.loads(r.read() or b"null")
 
     def stop(self, sig=signal.SIGTERM):
@@ -98,6 +111,7 @@ class Cluster:
     def start_manager(self):
         return Daemon("manager", "--cluster", "rm", "--center", "127.0.0.1:1", "--listen", self.fabric,
                       "--data", str(self.tmp / "manager"), "--mesos-listen", f"127.0.0.1:{self.mesos_port}",
+                      "--mesos-credentials", f"{PRINCIPAL}:{SECRET}",
                       "--agent-timeout", f"{AGENT_TIMEOUT_S}s", "--scheduler-heartbeat", "1s", "--offer-timeout", "5s")
 
     def start_agent(self, name):
@@ -181,7 +195,7 @@ class Sched(Scheduler):
 @pytest.fixture
 def sched(cluster):
     s = Sched()
-    d = MesosSchedulerDriver(s, {"user": "root", "name": "compat"}, cluster.manager.mesos)
+    d = driver(s, {"user": "root", "name": "compat"}, cluster.manager.mesos)
     d.start()
     s.driver = d
     yield s
@@ -260,8 +274,8 @@ def test_a_custom_executor_on_the_pymesos_driver(cluster, sched):
 
 def test_health_checks_report_healthy_and_kill_a_sick_task(cluster):
     s = Sched()
-    d = MesosSchedulerDriver(s, {"user": "root", "name": "health", "capabilities": [{"type": "TASK_KILLING_STATE"}]},
-                             cluster.manager.mesos)
+    d = driver(s, {"user": "root", "name": "health", "capabilities": [{"type": "TASK_KILLING_STATE"}]},
+               cluster.manager.mesos)
     d.start()
     try:
         fast = {"delay_seconds": 0, "interval_seconds": 0.2, "grace_period_seconds": 0, "timeout_seconds": 2}
@@ -298,8 +312,34 @@ def mesos_cli(tmp_path, *args):
     return subprocess.run(["mesos-cli", *args], env=env, capture_output=True, text=True, timeout=30, check=True).stdout
 
 
+def test_the_master_refuses_callers_without_the_principal(cluster):
+    def status(path, data=None, auth=None):
+        headers = {"Content-Type": "application/json"}
+        if auth:
+            headers["Authorization"] = auth
+        req = urllib.request.Request(f"http://{cluster.manager.mesos}{path}", data=data, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return r.status, r.headers
+        except urllib.error.HTTPError as e:
+            return e.code, e.headers
+
+    subscribe = json.dumps({"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "root", "name": "x"}}}).encode()
+    # No credential: a 401 that says what is expected, for state reads and scheduler calls.
+    for path, data in [("/master/state", None), ("/tasks", None), ("/api/v1/scheduler", subscribe)]:
+        code, headers = status(path, data)
+        assert code == 401, path
+        assert "Basic" in headers.get("WWW-Authenticate", ""), headers
+    # The wrong secret is refused; the right one reads.
+    wrong = "Basic " + base64.b64encode(f"{PRINCIPAL}:nope".encode()).decode()
+    assert status("/master/state", auth=wrong)[0] == 401
+    right = "Basic " + base64.b64encode(f"{PRINCIPAL}:{SECRET}".encode()).decode()
+    assert status("/master/state", auth=right)[0] == 200
+
+
 def test_mesos_cli_lists_agents_frameworks_and_tasks(cluster, sched, tmp_path):
-    (tmp_path / "mesos-cli.toml").write_text(f'[master]\n  address = "{cluster.manager.mesos}"\n')
+    (tmp_path / "mesos-cli.toml").write_text(
+        f'[master]\n  address = "{cluster.manager.mesos}"\n  principal = "{PRINCIPAL}"\n  secret = "{SECRET}"\n')
     sched.plan.put((None, [("web", "sleep 60")]))
     wait_for("web running", lambda: "TASK_RUNNING" in sched.states("web"))
     agents = mesos_cli(tmp_path, "agent", "list")

@@ -51,11 +51,22 @@ def test_prometheus_scrapes_the_center_and_answers_a_switchyard_series():
         procs.append(manager)
         manager.stdout.readline()
         prom_port = free_port()
+        # A viewer token for the scraper (metrics need a credential), in a private file.
+        token_file = os.path.join(work, "scrape.token")
+        out = subprocess.run([YARD, "token", "create", "prometheus", "--role", "viewer"],
+                             check=True, capture_output=True, text=True, timeout=30)
+        fd = os.open(token_file, os.O_WRONLY | os.O_CREAT, 0o600)
+        os.write(fd, out.stdout.strip().encode())
+        os.close(fd)
         config = os.path.join(work, "prometheus.yml")
         with open(config, "w") as f:
             f.write(
                 "global:\n  scrape_interval: 1s\n"
                 "scrape_configs:\n  - job_name: yard-center\n"
+                f"    authorization:\n      credentials_file: {token_file}\n"
+                f"    static_configs:\n      - targets: ['{addr}']\n"
+                # The same target without a credential: refused, so `up` is 0.
+                "  - job_name: yard-anonymous\n"
                 f"    static_configs:\n      - targets: ['{addr}']\n")
         prom = subprocess.Popen(
             [prometheus, f"--config.file={config}", f"--storage.tsdb.path={work}/tsdb",
@@ -75,6 +86,17 @@ def test_prometheus_scrapes_the_center_and_answers_a_switchyard_series():
             return result if result and result[0]["value"][1] == "1" else None
 
         result = wait_for("Prometheus to return yard_center_clusters = 1", query)
+
+        def anonymous_up():
+            q = urllib.parse.urlencode({"query": 'up{job="yard-anonymous"}'})
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{prom_port}/api/v1/query?{q}", timeout=2) as r:
+                    res = json.load(r).get("data", {}).get("result", [])
+            except OSError:
+                return None
+            return res if res else None
+
+        assert wait_for("the anonymous job scraped", anonymous_up)[0]["value"][1] == "0"
         assert result[0]["metric"]["__name__"] == "yard_center_clusters"
         assert result[0]["metric"]["instance"] == addr
     finally:

@@ -4,9 +4,11 @@ import dataclasses
 import datetime
 import ipaddress
 import json
+import subprocess
 import threading
 
-from conftest import wait_for
+import pytest
+from conftest import YARD, Node, wait_for
 from zeekpy import Zeek, count, enum, port
 
 
@@ -157,3 +159,42 @@ def test_a_zeekpy_subscriber_keeps_receiving_while_others_misbehave(node):
         consume_until(zeek, done)
     assert got == [0, 1, 2]
     wait_for("clients to detach", lambda: json.loads(node.yard("status", "--json").stdout)["websocket"]["open"] == 0)
+
+
+def test_zeekpy_carries_a_credential_in_its_url_where_anonymous_may_not(tmp_path):
+    """A node whose anonymous callers may do nothing: zeekpy without a credential is refused
+    with a 401 at the upgrade; with `ws://NAME:TOKEN@…` (sent as Basic auth) it works, within
+    its token's policy."""
+    policy = tmp_path / "ingest.json"
+    policy.write_text(json.dumps({"publish": {"allow": ["/zeek/ingest/"]},
+                                  "subscribe": {"allow": ["/zeek/ingest/"]}}))
+    out = subprocess.run([YARD, "token", "create", "ingest", "--role", "app", "--policy", str(policy)],
+                         check=True, capture_output=True, text=True, timeout=30)
+    token = out.stdout.strip()
+    n = Node("--anonymous", "none")
+    try:
+        with pytest.raises(Exception) as refused:
+            Zeek(n.uri, topics=["/zeek/ingest/"]).__enter__()
+        assert "401" in str(refused.value), refused.value
+        # Outside its policy: the handshake is refused with the reason.
+        with pytest.raises(Exception):
+            Zeek(f"ws://ingest:{token}@{n.addr}/v1/messages/json", topics=["/zeek/"]).__enter__()
+
+        got = []
+        done = threading.Event()
+        zeek = Zeek(f"ws://ingest:{token}@{n.addr}/v1/messages/json", topics=["/zeek/ingest/"])
+
+        @zeek.on("ping")
+        def ping(x: count):
+            got.append(x)
+            done.set()
+
+        with zeek:
+            n.yard("pub", "/zeek/ingest/a", "ping(5)")
+            consume_until(zeek, done)
+        assert got == [5]
+        # The audit log names who was refused and who came in.
+        audit = json.loads(n.yard("audit", "-e", n.addr, "--json").stdout)
+        assert any(r["principal"] == "anonymous" and r["result"] == "unauthenticated" for r in audit), audit
+    finally:
+        n.stop()

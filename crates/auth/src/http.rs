@@ -22,7 +22,8 @@ use std::time::{Duration, Instant};
 
 use axum::extract::connect_info::Connected;
 use axum::extract::{Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+pub use axum::http::Method;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Router;
@@ -32,18 +33,38 @@ use crate::audit::{now_ms, AuditLog, AuditRecord};
 use crate::policy::{Permission, Policy, Principal};
 use crate::tokens::{AuthFailure, Registry};
 
-/// The caller's address, as the listener accepted it (`into_make_service_with_connect_info`).
+/// Both ends of a connection, as the listener accepted it
+/// (`into_make_service_with_connect_info::<Remote>()`).
 #[derive(Debug, Clone, Copy)]
-pub struct Remote(pub SocketAddr);
+pub struct Remote {
+    /// The caller's address.
+    pub addr: SocketAddr,
+    /// The address the caller reached (this host's), when known.
+    pub local: Option<SocketAddr>,
+}
+
+impl Remote {
+    /// Whether the caller is on this host: loopback, or this host's own address from itself.
+    pub fn same_host(&self) -> bool {
+        let ip = self.addr.ip();
+        ip.is_loopback() || self.local.is_some_and(|l| l.ip() == ip)
+    }
+}
 
 /// Listeners whose connections carry a [`Remote`] (implemented by each listener type served).
-pub trait RemoteListener: axum::serve::Listener<Addr = SocketAddr> {}
+pub trait RemoteListener:
+    axum::serve::Listener<Addr = SocketAddr, Io = tokio::net::TcpStream>
+{
+}
 
 impl RemoteListener for tokio::net::TcpListener {}
 
 impl<'a, L: RemoteListener> Connected<axum::serve::IncomingStream<'a, L>> for Remote {
     fn connect_info(stream: axum::serve::IncomingStream<'a, L>) -> Self {
-        Remote(*stream.remote_addr())
+        Remote {
+            addr: *stream.remote_addr(),
+            local: stream.io().local_addr().ok(),
+        }
     }
 }
 
@@ -194,6 +215,18 @@ impl Guard {
     pub fn wrap(self: &Arc<Self>, router: Router, classify: Classifier) -> Router {
         let state = (self.clone(), classify);
         router.layer(axum::middleware::from_fn_with_state(state, guard))
+    }
+
+    /// [`Guard::wrap`] over the routes only: a path no route matches reaches the router's
+    /// fallback (which must answer an error and nothing else) without the guard.
+    pub fn wrap_routes(self: &Arc<Self>, router: Router, classify: Classifier) -> Router {
+        let state = (self.clone(), classify);
+        router.route_layer(axum::middleware::from_fn_with_state(state, guard))
+    }
+
+    /// The listener's settings.
+    pub fn config(&self) -> &GuardConfig {
+        &self.cfg
     }
 
     pub fn anonymous(&self) -> Principal {
@@ -413,7 +446,7 @@ async fn check(g: &Guard, classify: &Classifier, req: &mut Request) -> Option<Re
     let remote = req
         .extensions()
         .get::<axum::extract::ConnectInfo<Remote>>()
-        .map(|c| c.0 .0)
+        .map(|c| c.0.addr)
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
     let action = format!("{} {}", req.method(), req.uri().path());
     let headers = req.headers();

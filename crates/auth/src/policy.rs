@@ -289,7 +289,17 @@ impl Policy {
     /// Whether this policy allows an HTTP permission.
     pub fn allows(&self, p: &Permission) -> bool {
         match p {
-            Permission::Open | Permission::Stream => true,
+            Permission::Open => true,
+            // A connection that could do nothing is refused at the upgrade (a 401 or 403
+            // tells the client why, where a closed stream would not).
+            Permission::Stream => {
+                !(self.publish.allow.is_empty()
+                    && self.subscribe.allow.is_empty()
+                    && self.store_read.allow.is_empty()
+                    && self.store_write.allow.is_empty()
+                    && !self.events
+                    && !self.control)
+            }
             Permission::Metrics => self.has(Grant::Metrics),
             Permission::Read => self.has(Grant::Read),
             Permission::Outputs => self.has(Grant::Outputs),

@@ -217,9 +217,10 @@ impl Registry {
         self.path.as_deref()
     }
 
-    fn refresh(&self, cache: &mut Cache) {
+    /// Re-reads the file if it changed; looks at most every [`RELOAD_EVERY`] unless `force`.
+    fn refresh(&self, cache: &mut Cache, force: bool) {
         let Some(path) = &self.path else { return };
-        if cache.checked.elapsed() < RELOAD_EVERY {
+        if !force && cache.checked.elapsed() < RELOAD_EVERY {
             return;
         }
         cache.checked = Instant::now();
@@ -242,7 +243,7 @@ impl Registry {
     /// The records now.
     pub fn records(&self) -> Vec<TokenRecord> {
         let mut cache = self.cache.lock().expect("registry");
-        self.refresh(&mut cache);
+        self.refresh(&mut cache, false);
         cache.records.clone()
     }
 
@@ -273,7 +274,11 @@ impl Registry {
         let now = now_secs();
         let record = {
             let mut cache = self.cache.lock().expect("registry");
-            self.refresh(&mut cache);
+            self.refresh(&mut cache, false);
+            if !cache.records.iter().any(|r| r.id == id) {
+                // A token made a moment ago works at once (one stat when nothing changed).
+                self.refresh(&mut cache, true);
+            }
             cache.records.iter().find(|r| r.id == id).cloned()
         };
         let Some(r) = record else {

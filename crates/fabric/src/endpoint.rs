@@ -109,6 +109,9 @@ pub enum EndpointError {
     NotGiven(String),
     #[error(transparent)]
     Json(#[from] yard_data::json::JsonError),
+    /// The client's principal may not do this (its policy's reason).
+    #[error("{0}")]
+    NotAllowed(String),
 }
 
 impl EndpointError {
@@ -122,6 +125,7 @@ impl EndpointError {
             EndpointError::BadAddress(_) => "invalid_peering_request",
             EndpointError::NotARequest | EndpointError::NotGiven(_) => "invalid_message",
             EndpointError::Json(e) => e.code(),
+            EndpointError::NotAllowed(_) => "forbidden",
         }
     }
 }

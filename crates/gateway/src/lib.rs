@@ -5,12 +5,17 @@
 //!
 //! - `/v1/messages/json`: the WebSocket JSON API, wire-compatible with Zeek Broker's v1 ([`ws`]).
 //! - `/v1/status/json`: the endpoint's status as JSON ([`status`]).
+//! - `/v1/health`: `{"status":"ok"}` while the router runs; open to anyone (health checks).
 //! - `/v1/peers`: list, add and remove peers ([`peers`]).
 //! - `/v1/stores/…`: the replicated stores ([`stores`]).
 //! - `/metrics`: Prometheus text exposition ([`status`]).
+//! - `/v1/audit`: this daemon's audit log, newest first, filtered ([`status::audit`]).
 //!
 //! Any other path answers 404; a WebSocket upgrade on another path gets Broker's `invalid_uri`
 //! error and a 1008 close.
+//!
+//! Every route goes through one [`yard_auth::Guard`] and [`classify`] (plus the daemon's own
+//! classifier for its routes): a route no classifier names is refused.
 
 pub mod peers;
 pub mod status;
@@ -23,12 +28,15 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
+use axum::http::Method;
 use axum::routing::get;
 use axum::Router;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use yard_auth::http::{Classifier, Remote, RemoteListener, Rule};
+use yard_auth::{AuditLog, Guard, GuardConfig, Permission, Registry};
 use yard_data::json::JsonOptions;
 use yard_fabric::{Endpoint, OverflowPolicy};
 use yard_store::{CloneOptions, Stores};
@@ -52,10 +60,11 @@ pub struct GatewayConfig {
     pub json: JsonOptions,
     /// The version string sent in every ack.
     pub version: String,
-    /// Bearer token required by requests that change the system (peering).
-    pub token: Option<String>,
-    /// Whether the listener is on loopback (without a token, changes are refused otherwise).
+    /// Whether the listener is on loopback (decides what anonymous callers may do).
     pub loopback: bool,
+    /// The guard of this listener (credentials, policies, audit); `None` makes one that knows
+    /// no credential (anonymous callers only).
+    pub guard: Option<Arc<Guard>>,
 }
 
 impl Default for GatewayConfig {
@@ -69,8 +78,8 @@ impl Default for GatewayConfig {
             max_clients: 10_000,
             json: JsonOptions::default(),
             version: env!("CARGO_PKG_VERSION").to_string(),
-            token: None,
             loopback: true,
+            guard: None,
         }
     }
 }
@@ -124,6 +133,8 @@ pub struct Gateway {
     pub connections: TaskTracker,
     /// More Prometheus families from the daemon this endpoint belongs to (center, manager, agent).
     pub extra_metrics: Option<MetricsHook>,
+    /// Who may do what on this listener.
+    pub guard: Arc<Guard>,
 }
 
 /// Appends Prometheus text (families of its own) to a `/metrics` answer.
@@ -134,7 +145,64 @@ pub type MetricsHook = Arc<dyn Fn(&mut String) + Send + Sync>;
 #[derive(Default)]
 pub struct Extension {
     pub routes: Option<Router>,
+    /// The rules of `routes` (asked before the gateway's own [`classify`]).
+    pub classify: Option<Classifier>,
     pub metrics: Option<MetricsHook>,
+}
+
+/// The rule of each gateway route; `None` for paths it does not serve.
+pub fn classify(method: &Method, path: &str) -> Option<Rule> {
+    use Permission::*;
+    let seg: Vec<String> = path
+        .strip_prefix('/')?
+        .split('/')
+        .map(percent_decode)
+        .collect();
+    let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
+    let read = *method == Method::GET || *method == Method::HEAD;
+    let m = method.as_str();
+    let rule = match (seg.as_slice(), m) {
+        (["v1", "messages", "json"], "GET") => Rule::new(Stream),
+        (["v1", "audit"], _) if read => Rule::new(Admin),
+        (["v1", "health"], _) if read => Rule::new(Open),
+        (["v1", "status", "json"], _) | (["metrics"], _) if read => Rule::new(Metrics),
+        (["v1", "peers"], _) if read => Rule::new(Read),
+        (["v1", "peers"], "POST" | "DELETE") => Rule::new(Peer),
+        (["v1", "stores"], _) if read => Rule::new(Read),
+        (["v1", "stores"], "POST") => Rule::new(Stores),
+        (["v1", "stores", n], _) if read => Rule::new(StoreRead(n.to_string())),
+        (["v1", "stores", _], "DELETE") => Rule::new(Stores),
+        (["v1", "stores", n, "keys" | "dump" | "backup"], _) if read => {
+            Rule::new(StoreRead(n.to_string()))
+        }
+        (["v1", "stores", n, "keys", _], _) if read => Rule::new(StoreRead(n.to_string())),
+        (["v1", "stores", n, "keys", _], "PUT" | "DELETE") => Rule::new(StoreWrite(n.to_string())),
+        // Reads and writes: the handler asks for store_write when an operation changes.
+        (["v1", "stores", n, "ops"], "POST") => Rule::new(StoreRead(n.to_string())),
+        (["v1", "stores", _, "restore"], "POST") => Rule::bytes(Stores),
+        _ => return None,
+    };
+    Some(rule)
+}
+
+/// `%XX` escapes of a path segment decoded (invalid escapes are kept as written).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// How long shutdown waits for WebSocket clients to receive their close frame.
@@ -172,6 +240,16 @@ pub async fn serve_with(
     extension: Extension,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let guard = config.guard.clone().unwrap_or_else(|| {
+        Guard::new(
+            GuardConfig {
+                loopback: config.loopback,
+                ..GuardConfig::default()
+            },
+            Arc::new(Registry::in_memory(vec![])),
+            Arc::new(AuditLog::in_memory()),
+        )
+    });
     let state = Arc::new(Gateway {
         endpoint,
         stores,
@@ -181,10 +259,12 @@ pub async fn serve_with(
         shutdown: shutdown.clone(),
         connections: TaskTracker::new(),
         extra_metrics: extension.metrics,
+        guard: guard.clone(),
     });
     let app = Router::new()
         .route(ws::PATH, get(ws::upgrade))
         .route("/v1/status/json", get(status::status_json))
+        .route("/v1/health", get(status::health))
         .route("/metrics", get(status::metrics))
         .route(
             "/v1/peers",
@@ -209,12 +289,21 @@ pub async fn serve_with(
             axum::routing::post(stores::restore),
         )
         .route("/v1/stores/{name}/dump", get(stores::dump))
+        .route("/v1/audit", get(status::audit))
         .fallback(ws::fallback)
         .with_state(state.clone());
     let app = match extension.routes {
         Some(routes) => routes.merge(app),
         None => app,
     };
+    let theirs = extension.classify;
+    let rules: Classifier = Arc::new(move |m: &Method, p: &str| {
+        theirs
+            .as_ref()
+            .and_then(|c| c(m, p))
+            .or_else(|| classify(m, p))
+    });
+    let app = guard.wrap_routes(app, rules);
     let local = listener.local_addr()?;
     let (http_tx, http_rx) = mpsc::channel(1024);
     let demux = tokio::spawn(demultiplex(
@@ -224,9 +313,12 @@ pub async fn serve_with(
         state.config.handshake_timeout,
         shutdown.clone(),
     ));
-    let served = axum::serve(HttpConnections { rx: http_rx, local }, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+    let served = axum::serve(
+        HttpConnections { rx: http_rx, local },
+        app.into_make_service_with_connect_info::<Remote>(),
+    )
+    .with_graceful_shutdown(shutdown.cancelled_owned())
+    .await;
     demux.abort();
     state.connections.close();
     if tokio::time::timeout(CLOSE_GRACE, state.connections.wait())
@@ -263,6 +355,8 @@ impl axum::serve::Listener for HttpConnections {
         Ok(self.local)
     }
 }
+
+impl RemoteListener for HttpConnections {}
 
 /// Whether a connection whose first byte is `b` speaks HTTP (methods are upper-case ASCII;
 /// none starts with the `Y` of the peering preamble).

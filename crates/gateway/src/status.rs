@@ -332,8 +332,52 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         "Publications received from one peer.",
         &per_peer(&|p| p.received as f64),
     );
+    gw.guard.metrics(&mut out);
     if let Some(extra) = &gw.extra_metrics {
         extra(&mut out);
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// `GET /v1/audit?principal=&result=&action=&since=&limit=`: the decisions this daemon
+/// recorded, newest first (at most `limit`, 100 by default, 10,000 at most).
+pub async fn audit(
+    State(gw): State<Arc<Gateway>>,
+    q: Result<
+        axum::extract::Query<yard_auth::audit::AuditFilter>,
+        axum::extract::rejection::QueryRejection,
+    >,
+) -> Response {
+    let mut filter = match q {
+        Ok(axum::extract::Query(f)) => f,
+        Err(e) => {
+            return yard_auth::http::refusal(
+                axum::http::StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("{e}: the filters are principal, result, action, since (ms) and limit"),
+            )
+        }
+    };
+    filter.limit = Some(filter.limit.unwrap_or(100).min(10_000));
+    let records = gw.guard.audit.query(&filter);
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_string(&records).unwrap_or_else(|_| "[]".into()),
+    )
+        .into_response()
+}
+
+/// `GET /v1/health`: 200 `{"status":"ok"}` while the endpoint's router answers, 503 otherwise.
+/// It tells nothing else, so it needs no credential (health checks, load balancers).
+pub async fn health(State(gw): State<Arc<Gateway>>) -> Response {
+    let (code, status) = match gw.endpoint.snapshot().await {
+        Ok(_) => (axum::http::StatusCode::OK, "ok"),
+        Err(_) => (axum::http::StatusCode::SERVICE_UNAVAILABLE, "stopping"),
+    };
+    (
+        code,
+        [(header::CONTENT_TYPE, "application/json")],
+        format!("{{\"status\":\"{status}\"}}"),
+    )
+        .into_response()
 }

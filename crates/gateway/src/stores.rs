@@ -23,8 +23,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query as UrlQuery, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{Extension, Path, Query as UrlQuery, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Map, Value as Json};
 use tokio::sync::oneshot;
@@ -36,8 +36,9 @@ use yard_store::actor::{Command, Outcomes, StoreHandle, StoreOp};
 use yard_store::replica::WriteOutcome;
 use yard_store::{Mutation, Query, StoreError, Stores};
 
-use crate::peers::{answer, authorize, error};
+use crate::peers::{answer, error};
 use crate::Gateway;
+use yard_auth::{Caller, Permission};
 
 /// A parsed store operation.
 #[derive(Debug)]
@@ -374,6 +375,7 @@ fn status_of(e: &StoreError) -> StatusCode {
         StoreError::StaleData(_) | StoreError::Shutdown => StatusCode::SERVICE_UNAVAILABLE,
         StoreError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         StoreError::Backend(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        StoreError::NotAllowed(_) => StatusCode::FORBIDDEN,
     }
 }
 
@@ -403,10 +405,7 @@ pub async fn list(State(gw): State<Arc<Gateway>>) -> Response {
     answer(StatusCode::OK, json!(gw.stores.list().await))
 }
 
-pub async fn attach(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: String) -> Response {
-    if let Err(r) = authorize(&gw, &headers) {
-        return *r;
-    }
+pub async fn attach(State(gw): State<Arc<Gateway>>, body: String) -> Response {
     let parsed: Result<(String, String, String), String> = (|| {
         let Ok(Json::Object(o)) = serde_json::from_str::<Json>(&body) else {
             return Err("the body must be a JSON object such as {\"name\":\"users\",\"role\":\"master\",\"backend\":\"memory\"}".into());
@@ -448,14 +447,7 @@ pub async fn attach(State(gw): State<Arc<Gateway>>, headers: HeaderMap, body: St
     }
 }
 
-pub async fn detach(
-    State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Response {
-    if let Err(r) = authorize(&gw, &headers) {
-        return *r;
-    }
+pub async fn detach(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
     match gw.stores.detach(&name).await {
         Ok(()) => answer(StatusCode::OK, json!({"name": name, "state": "detached"})),
         Err(e) => failed(&e),
@@ -519,14 +511,10 @@ pub struct PutQuery {
 
 pub async fn put_key(
     State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
     Path((name, key)): Path<(String, String)>,
     UrlQuery(q): UrlQuery<PutQuery>,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&gw, &headers) {
-        return *r;
-    }
     let value = match json::decode_value_bytes(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -558,12 +546,8 @@ pub async fn put_key(
 
 pub async fn erase_key(
     State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
     Path((name, key)): Path<(String, String)>,
 ) -> Response {
-    if let Err(r) = authorize(&gw, &headers) {
-        return *r;
-    }
     let m = Mutation::Erase {
         key: Value::String(key),
     };
@@ -573,7 +557,7 @@ pub async fn erase_key(
 /// `POST /v1/stores/NAME/ops`: one operation in the envelope (`store` may be left out).
 pub async fn op(
     State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
@@ -588,7 +572,10 @@ pub async fn op(
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_message", &e),
     };
     if op.changes() {
-        if let Err(r) = authorize(&gw, &headers) {
+        if let Err(r) = gw
+            .guard
+            .require(&caller, &Permission::StoreWrite(name.clone()))
+        {
             return *r;
         }
     }
@@ -615,13 +602,9 @@ pub async fn backup(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) ->
 
 pub async fn restore(
     State(gw): State<Arc<Gateway>>,
-    headers: HeaderMap,
     Path(name): Path<String>,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authorize(&gw, &headers) {
-        return *r;
-    }
     match gw.stores.restore(&name, body.to_vec()).await {
         Ok(n) => answer(StatusCode::OK, json!({"name": name, "entries": n})),
         Err(e) => failed(&e),

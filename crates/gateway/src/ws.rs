@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{Extension, FromRequestParts, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -33,6 +33,7 @@ use yard_fabric::{Client, CloseReason, EndpointError};
 
 use crate::stores;
 use crate::Gateway;
+use yard_auth::{Caller, Principal};
 
 /// The one path of the WebSocket API.
 pub const PATH: &str = "/v1/messages/json";
@@ -110,6 +111,7 @@ fn configure(ws: WebSocketUpgrade, gw: &Gateway) -> WebSocketUpgrade {
 /// `GET /v1/messages/json`.
 pub async fn upgrade(
     State(gw): State<Shared>,
+    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
@@ -131,12 +133,14 @@ pub async fn upgrade(
         return (StatusCode::SERVICE_UNAVAILABLE, msg).into_response();
     };
     let app = application_name(&headers);
-    // Store writes over this connection need the same credentials as HTTP changes.
-    let may_write = crate::peers::authorize(&gw, &headers).is_ok();
+    // The guard has checked Host, Origin and the credential of the upgrade request; the
+    // caller's policy decides each subscription, publication and store operation.
+    let remote = caller.remote;
+    let principal = Arc::new(caller.principal);
     configure(ws, &gw)
         .on_upgrade(move |socket| {
             let tasks = gw.connections.clone();
-            tasks.track_future(connection(socket, gw, slot, app, may_write))
+            tasks.track_future(connection(socket, gw, slot, app, principal, remote))
         })
         .into_response()
 }
@@ -218,7 +222,8 @@ async fn connection(
     gw: Shared,
     _slot: Slot,
     app: Result<Option<String>, String>,
-    may_write: bool,
+    principal: Arc<Principal>,
+    remote: std::net::SocketAddr,
 ) {
     gw.counters.connections.fetch_add(1, Ordering::Relaxed);
     if let Err(why) = app {
@@ -251,8 +256,31 @@ async fn connection(
             return;
         }
     };
-    // A WebSocket client acts for someone outside: it never receives control traffic
-    // (`<$>/ops/`, `<$>/store/`, `<$>/reply/`; only its endpoint's local events), and it may
+    if let Some(denied) = prefixes
+        .iter()
+        .find_map(|p| principal.may_subscribe(p).err())
+    {
+        gw.counters
+            .handshake_failures
+            .fetch_add(1, Ordering::Relaxed);
+        gw.guard.record(
+            &principal.to_string(),
+            remote,
+            format!("subscribe {PATH}"),
+            "denied",
+            None,
+            denied.to_string(),
+        );
+        let _ = socket
+            .send(error_frame("forbidden", &denied.to_string()))
+            .await;
+        let _ = socket
+            .send(close_frame(close_code::POLICY, "subscription not allowed"))
+            .await;
+        return;
+    }
+    // A WebSocket client acts for someone outside: it receives control traffic (`<$>/ops/`,
+    // `<$>/store/`, `<$>/reply/`) and local events only as its policy grants, and it may
     // answer only requests delivered to it (see yard_fabric::guard).
     let client = gw
         .endpoint
@@ -261,7 +289,7 @@ async fn connection(
             prefixes,
             gw.config.client_queue,
             gw.config.overflow_policy,
-            vec![yard_data::topic::LOCAL.to_string()],
+            principal.policy.reserved_grants(),
         )
         .await;
     let client = match client {
@@ -314,7 +342,7 @@ async fn connection(
         &done,
         &last_heard,
         started,
-        may_write,
+        &principal,
     )
     .await;
     // The reader is done: the writer finishes what it has (errors included) and closes.
@@ -331,7 +359,7 @@ async fn read_loop(
     done: &CancellationToken,
     last_heard: &AtomicU64,
     started: Instant,
-    may_write: bool,
+    principal: &Principal,
 ) {
     let mut input = 0u64;
     // Store operations under way, answered in order by one pump task (started on first use).
@@ -416,7 +444,10 @@ async fn read_loop(
         input += 1;
         let outcome = match json::decode_client_message(bytes) {
             Err(e) => Err(EndpointError::from(e)),
-            Ok(ClientMessage::Data(msg)) => client.publish(msg.topic, msg.value).await,
+            Ok(ClientMessage::Data(msg)) => match principal.may_publish(&msg.topic) {
+                Ok(()) => client.publish(msg.topic, msg.value).await,
+                Err(denied) => Err(EndpointError::NotAllowed(denied.to_string())),
+            },
             Ok(ClientMessage::Reply { reply_to, value }) => client.reply_to(&reply_to, value).await,
             Ok(m @ (ClientMessage::Store(_) | ClientMessage::StoreFields(_))) => {
                 let (id, parsed) = match m {
@@ -429,10 +460,13 @@ async fn read_loop(
                         let e = yard_store::StoreError::InvalidData(why);
                         Some((id, Box::pin(async move { stores::Outcome::Failed(e) })))
                     }
-                    Ok((_, op)) if op.changes() && !may_write => {
-                        let e = yard_store::StoreError::InvalidData(
-                            "store writes over a WebSocket beyond loopback need Authorization: Bearer <token> on the upgrade request".into(),
-                        );
+                    Ok((name, op)) if principal.may_store(&name, op.changes()).is_err() => {
+                        let why = principal
+                            .may_store(&name, op.changes())
+                            .err()
+                            .map(|d| d.to_string())
+                            .unwrap_or_default();
+                        let e = yard_store::StoreError::NotAllowed(why);
                         Some((id, Box::pin(async move { stores::Outcome::Failed(e) })))
                     }
                     Ok((name, op)) => {

@@ -118,6 +118,7 @@ pub async fn start(
     Ok((
         Extension {
             routes: None,
+            classify: None,
             metrics: Some(metrics),
         },
         task,

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -26,6 +26,8 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use yard_auth::http::Rule;
+use yard_auth::Permission;
 use yard_data::Value;
 use yard_fabric::{Endpoint, Message, OverflowPolicy};
 use yard_gateway::status::{family, label};
@@ -53,10 +55,6 @@ pub struct CenterConfig {
     /// A manager silent this long is marked lost.
     pub manager_timeout: Duration,
     pub retention: Retention,
-    /// Bearer token for changes over HTTP.
-    pub token: Option<String>,
-    /// Whether the listener is on loopback (without a token, changes are refused otherwise).
-    pub loopback: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -223,6 +221,7 @@ pub async fn start(
     Ok((
         Extension {
             routes: Some(routes),
+            classify: Some(std::sync::Arc::new(classify)),
             metrics: Some(metrics),
         },
         task,
@@ -758,6 +757,28 @@ fn error(status: StatusCode, code: &str, context: impl Into<String>) -> Response
         .into_response()
 }
 
+/// The rule of each of the center's routes (`None`: not one of them).
+pub fn classify(method: &Method, path: &str) -> Option<Rule> {
+    use Permission::*;
+    let seg: Vec<&str> = path.strip_prefix("/v1/")?.split('/').collect();
+    let read = *method == Method::GET || *method == Method::HEAD;
+    let rule = match (seg.as_slice(), method.as_str()) {
+        (["openapi.json"], _) if read => Rule::new(Open),
+        (["topology"] | ["clusters"] | ["clusters", _] | ["nodes"] | ["events"], _) if read => {
+            Rule::new(Read)
+        }
+        (["commands"] | ["metrics", "query"] | ["metrics", "series"] | ["stats"], _) if read => {
+            Rule::new(Read)
+        }
+        // What programs printed: command outputs and node logs.
+        (["commands", _] | ["logs", _, _, _], _) if read => Rule::new(Outputs),
+        (["commands"], "POST") => Rule::new(Command),
+        (["artifacts"], "POST") => Rule::bytes(Command),
+        _ => return None,
+    };
+    Some(rule)
+}
+
 fn routes(c: Arc<Center>) -> Router {
     Router::new()
         .route("/v1/openapi.json", get(openapi))
@@ -975,12 +996,7 @@ struct StartBody {
     timeout_s: Option<u64>,
 }
 
-async fn start_command(State(c): State<Arc<Center>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) =
-        yard_gateway::peers::check_token(c.cfg.token.as_deref(), c.cfg.loopback, &headers)
-    {
-        return *r;
-    }
+async fn start_command(State(c): State<Arc<Center>>, body: Bytes) -> Response {
     let b: StartBody = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -1066,15 +1082,9 @@ struct UploadQuery {
 
 async fn upload(
     State(c): State<Arc<Center>>,
-    headers: HeaderMap,
     Query(q): Query<UploadQuery>,
     body: Bytes,
 ) -> Response {
-    if let Err(r) =
-        yard_gateway::peers::check_token(c.cfg.token.as_deref(), c.cfg.loopback, &headers)
-    {
-        return *r;
-    }
     let store = c.artifacts.clone();
     let size = body.len();
     let put = tokio::task::spawn_blocking(move || store.put(&body, q.sha256.as_deref())).await;

@@ -194,6 +194,7 @@ pub async fn start(
     Ok((
         Extension {
             routes: None,
+            classify: None,
             metrics: Some(metrics),
         },
         task,

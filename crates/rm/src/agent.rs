@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use base64::Engine;
@@ -31,6 +31,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use yard_auth::http::{Remote, Rule};
+use yard_auth::{Guard, Permission};
 use yard_fabric::{Client, Endpoint, OverflowPolicy};
 
 use crate::container::{self, Isolation, Limits};
@@ -172,6 +174,7 @@ pub async fn start(
     cfg: AgentConfig,
     ep: Endpoint,
     listener: TcpListener,
+    guard: Arc<Guard>,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>, String> {
     std::fs::create_dir_all(cfg.dir.join("sandboxes"))
@@ -221,11 +224,17 @@ pub async fn start(
         uuid_seed: u64::from_le_bytes(seed) ^ now_ms(),
         uuid_count: AtomicU64::new(0),
     };
-    let app = Router::new().fallback(http).with_state(tx);
+    let app = guard.wrap(
+        Router::new().fallback(http).with_state(tx),
+        Arc::new(classify),
+    );
     let http_shutdown = shutdown.clone();
     let server = tokio::spawn(async move {
-        let serve = axum::serve(listener, app.into_make_service_with_connect_info::<Peer>())
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        let serve = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<Remote>(),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
         if let Err(e) = serve.await {
             tracing::error!("agent API server failed: {e}");
         }
@@ -1123,30 +1132,9 @@ fn kill_grace_ms(info: &Value) -> u64 {
 
 // ---------------------------------------------------------------- HTTP
 
-/// Both ends of an API connection: the executor API and sandbox files answer only clients on
-/// this host (loopback, or a connection to this host's own address from itself), since
-/// executors run here and the agent has no credentials of its own.
-#[derive(Clone, Copy, Debug)]
-struct Peer {
-    remote: std::net::SocketAddr,
-    local: Option<std::net::SocketAddr>,
-}
-
-impl Peer {
-    fn same_host(&self) -> bool {
-        let ip = self.remote.ip();
-        ip.is_loopback() || self.local.is_some_and(|l| l.ip() == ip)
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, TcpListener>> for Peer {
-    fn connect_info(stream: axum::serve::IncomingStream<'_, TcpListener>) -> Self {
-        Peer {
-            remote: *stream.remote_addr(),
-            local: stream.io().local_addr().ok(),
-        }
-    }
-}
+// The executor API and sandbox files answer only clients on this host (loopback, or a
+// connection to this host's own address from itself), since executors run here; sandbox files
+// need the outputs permission besides.
 
 /// The route a request path names: trailing slashes, the `/slave(1)` prefix and the `.json`
 /// suffix removed, as Mesos accepts them.
@@ -1157,6 +1145,22 @@ fn route_path(raw: &str) -> String {
     path.strip_suffix(".json").unwrap_or(path).to_string()
 }
 
+/// The rule of each agent route (aliases removed first, as the dispatch sees them).
+pub fn classify(method: &Method, raw: &str) -> Option<Rule> {
+    let route = route_path(raw);
+    let read = *method == Method::GET || *method == Method::HEAD;
+    match route.as_str() {
+        "/version" | "/health" if read => Some(Rule::new(Permission::Open)),
+        "/state" | "/monitor/statistics" if read => Some(Rule::new(Permission::Read)),
+        // Executors run on this host and carry no credential (Mesos's executor authentication
+        // is off by default and pymesos's executor driver sends none): the same-host rule is
+        // this route's policy.
+        "/api/v1/executor" => Some(Rule::new(Permission::Open)),
+        "/files/read" if read => Some(Rule::new(Permission::Outputs)),
+        _ => None,
+    }
+}
+
 /// Routes that answer clients on this host only.
 fn local_only(route: &str) -> bool {
     matches!(route, "/api/v1/executor" | "/files/read")
@@ -1164,7 +1168,7 @@ fn local_only(route: &str) -> bool {
 
 async fn http(
     State(tx): State<mpsc::Sender<Event>>,
-    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<Peer>,
+    axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<Remote>,
     req: Request,
 ) -> Response {
     // The same-host rule is checked on the path the dispatch below uses, aliases removed, so
@@ -1175,7 +1179,7 @@ async fn http(
             403,
             format!(
                 "{path} answers only clients on the agent's own host (you are {})",
-                peer.remote.ip()
+                peer.addr.ip()
             ),
         );
     }
@@ -1429,8 +1433,8 @@ mod tests {
 
     #[test]
     fn executor_api_and_files_are_for_this_host_only() {
-        let peer = |remote: &str, local: &str| Peer {
-            remote: remote.parse().unwrap(),
+        let peer = |remote: &str, local: &str| Remote {
+            addr: remote.parse().unwrap(),
             local: Some(local.parse().unwrap()),
         };
         assert!(peer("127.0.0.1:40000", "127.0.0.1:5051").same_host());
@@ -1442,8 +1446,8 @@ mod tests {
             !peer("10.0.0.7:40000", "10.0.0.1:5051").same_host(),
             "another host"
         );
-        assert!(!Peer {
-            remote: "10.0.0.7:1".parse().unwrap(),
+        assert!(!Remote {
+            addr: "10.0.0.7:1".parse().unwrap(),
             local: None
         }
         .same_host());

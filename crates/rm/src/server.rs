@@ -35,6 +35,9 @@ use tokio_util::sync::CancellationToken;
 use yard_fabric::{Client, Endpoint, Message, OverflowPolicy};
 use yard_store::{BackendSpec, Mutation, Stores};
 
+use yard_auth::http::Rule;
+use yard_auth::{Guard, Permission};
+
 use crate::master::{CallError, Master, MasterConfig, Out};
 use crate::now_ms;
 use crate::proto::{self, Wire};
@@ -54,7 +57,9 @@ pub struct ServerConfig {
     pub store: String,
     pub backend: BackendSpec,
     pub allocation_interval: Duration,
-    /// `principal:secret` for HTTP Basic authentication of calls (required off loopback).
+    /// `principal:secret`: a Mesos principal (operator role) besides the home's tokens, for
+    /// clients that send HTTP Basic credentials (pymesos, mesos-cli). The shell gives it to the
+    /// listener's guard.
     pub credentials: Option<String>,
 }
 
@@ -92,7 +97,6 @@ pub(crate) enum Input {
 struct Shared {
     tx: mpsc::Sender<Input>,
     services: service_actor::Handle,
-    credentials: Option<String>,
     leader: String,
 }
 
@@ -102,14 +106,10 @@ pub async fn start(
     ep: Endpoint,
     stores: Arc<Stores>,
     listener: TcpListener,
+    guard: Arc<Guard>,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>, String> {
     let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
-    if !addr.ip().is_loopback() && cfg.credentials.is_none() {
-        return Err(format!(
-            "the Mesos API would listen on {addr}, beyond loopback, without credentials: give --mesos-credentials PRINCIPAL:SECRET (HTTP Basic), or listen on 127.0.0.1"
-        ));
-    }
     stores
         .attach_master(&cfg.store, cfg.backend.clone())
         .await
@@ -157,7 +157,6 @@ pub async fn start(
     let shared = Shared {
         tx: tx.clone(),
         services,
-        credentials: cfg.credentials.clone(),
         leader: format!("{}:{}", cfg.master.hostname, addr.port()),
     };
     let app = Router::new()
@@ -173,6 +172,7 @@ pub async fn start(
         .route("/yard/tasks/kill", post(operator_kill))
         .fallback(legacy)
         .with_state(shared);
+    let app = guard.wrap(app, Arc::new(classify));
     let http_shutdown = shutdown.clone();
     let http = tokio::spawn(async move {
         let serve = axum::serve(listener, app)
@@ -256,17 +256,6 @@ pub(crate) fn send_from_drop<T: Send + 'static>(tx: &mpsc::Sender<T>, v: T) {
             let _ = tx.send(v).await;
         });
     }
-}
-
-/// The credentials check, then the JSON body.
-fn authorized_json(
-    s: &Shared,
-    headers: &HeaderMap,
-    body: &[u8],
-    what: &str,
-) -> Result<Value, Box<Response>> {
-    authorized(s, headers)?;
-    parse_body(headers, body, what)
 }
 
 struct Actor {
@@ -493,6 +482,37 @@ pub(crate) fn text(status: u16, body: impl Into<String>) -> Response {
         .into_response()
 }
 
+/// The rule of each master route: state reads need `read`; frameworks, services and kills
+/// need `command` (a `--mesos-credentials` principal has the operator role).
+pub fn classify(method: &Method, raw: &str) -> Option<Rule> {
+    use Permission::*;
+    let read = *method == Method::GET || *method == Method::HEAD;
+    let path = raw.trim_end_matches('/');
+    let path = path.strip_suffix(".json").unwrap_or(path);
+    let route = path
+        .strip_prefix("/master")
+        .filter(|p| !p.is_empty())
+        .unwrap_or(path);
+    let seg: Vec<&str> = route.split('/').skip(1).collect();
+    let rule = match (seg.as_slice(), method.as_str()) {
+        (["version"] | ["health"] | ["redirect"], _) if read => Rule::new(Open),
+        (["state"] | ["slaves"] | ["frameworks"] | ["tasks"] | ["metrics", "snapshot"], _)
+            if read =>
+        {
+            Rule::new(Read)
+        }
+        (["services"] | ["services", _], _) if read => Rule::new(Read),
+        // The operator API's calls are all reads (GET_STATE, GET_AGENTS, …).
+        (["api", "v1"], "POST") => Rule::new(Read),
+        (["api", "v1", "scheduler"], "POST") => Rule::new(Command),
+        (["services"] | ["services", _, "scale"], "POST") => Rule::new(Command),
+        (["services", _], "DELETE") => Rule::new(Command),
+        (["yard", "tasks", "kill"], "POST") => Rule::new(Command),
+        _ => return None,
+    };
+    Some(rule)
+}
+
 /// A JSON body (ASCII-only, as Mesos clients expect) with its content type.
 pub(crate) fn json_response(status: u16, v: &Value) -> Response {
     let mut r = text(status, recordio::ascii_json(v));
@@ -501,35 +521,6 @@ pub(crate) fn json_response(status: u16, v: &Value) -> Response {
         header::HeaderValue::from_static("application/json"),
     );
     r
-}
-
-fn authorized(s: &Shared, headers: &HeaderMap) -> Result<(), Box<Response>> {
-    let Some(creds) = &s.credentials else {
-        return Ok(());
-    };
-    use base64::Engine;
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Basic "))
-        .and_then(|b| {
-            base64::engine::general_purpose::STANDARD
-                .decode(b.trim())
-                .ok()
-        });
-    if given.as_deref() == Some(creds.as_bytes()) {
-        Ok(())
-    } else {
-        let mut r = text(
-            401,
-            "this master requires HTTP Basic credentials (principal and secret)",
-        );
-        r.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Basic realm=\"mesos\""),
-        );
-        Err(Box::new(r))
-    }
 }
 
 /// Content type and JSON body checks shared by the POST APIs.
@@ -592,9 +583,6 @@ impl Drop for StreamGuard {
 }
 
 async fn scheduler(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return *r;
-    }
     let call = match parse_body(&headers, &body, "scheduler::Call") {
         Ok(v) => v,
         Err(r) => return *r,
@@ -682,9 +670,6 @@ async fn read(s: &Shared, f: Reader) -> Response {
 }
 
 async fn operator(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return *r;
-    }
     let call = match parse_body(&headers, &body, "master::Call") {
         Ok(v) => v,
         Err(r) => return *r,
@@ -715,7 +700,7 @@ async fn services_status(State(s): State<Shared>, Path(name): Path<String>) -> R
 }
 
 async fn services_deploy(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let spec = match authorized_json(&s, &headers, &body, "service spec") {
+    let spec = match parse_body(&headers, &body, "service spec") {
         Ok(v) => v,
         Err(r) => return *r,
     };
@@ -729,7 +714,7 @@ async fn services_scale(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let v = match authorized_json(&s, &headers, &body, "scale request") {
+    let v = match parse_body(&headers, &body, "scale request") {
         Ok(v) => v,
         Err(r) => return *r,
     };
@@ -747,14 +732,7 @@ async fn services_scale(
     json_response(code, &v)
 }
 
-async fn services_remove(
-    State(s): State<Shared>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    if let Err(r) = authorized(&s, &headers) {
-        return *r;
-    }
+async fn services_remove(State(s): State<Shared>, Path(name): Path<String>) -> Response {
     let (code, v) = s.services.ask(SvcRequest::Remove(name)).await;
     json_response(code, &v)
 }
@@ -762,7 +740,7 @@ async fn services_remove(
 /// `POST /yard/tasks/kill` `{"task_id": T, "framework_id": F?}`: an operator's kill (the
 /// framework id may be left out when one framework has a task of that id).
 async fn operator_kill(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
-    let v = match authorized_json(&s, &headers, &body, "kill request") {
+    let v = match parse_body(&headers, &body, "kill request") {
         Ok(v) => v,
         Err(r) => return *r,
     };

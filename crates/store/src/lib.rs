@@ -50,6 +50,8 @@ pub enum StoreError {
     Timeout(String),
     #[error("the endpoint is shutting down")]
     Shutdown,
+    #[error("not allowed: {0}")]
+    NotAllowed(String),
 }
 
 impl StoreError {
@@ -66,6 +68,7 @@ impl StoreError {
             StoreError::Backend(_) => "backend_failure",
             StoreError::Timeout(_) => "request_timeout",
             StoreError::Shutdown => "shutting_down",
+            StoreError::NotAllowed(_) => "forbidden",
         }
     }
 
@@ -81,6 +84,7 @@ impl StoreError {
             "backend_failure" => StoreError::Backend(message),
             "request_timeout" => StoreError::Timeout(message),
             "shutting_down" => StoreError::Shutdown,
+            "forbidden" => StoreError::NotAllowed(message),
             _ => StoreError::InvalidData(message),
         }
     }
@@ -94,7 +98,8 @@ impl StoreError {
             | StoreError::NoSuchStore(m)
             | StoreError::InvalidData(m)
             | StoreError::Backend(m)
-            | StoreError::Timeout(m) => m.clone(),
+            | StoreError::Timeout(m)
+            | StoreError::NotAllowed(m) => m.clone(),
             StoreError::NoSuchKey(k) => yard_data::literal::format(k),
             StoreError::MasterExists(name, _) => name.clone(),
             StoreError::Shutdown => String::new(),

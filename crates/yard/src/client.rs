@@ -24,11 +24,57 @@ fn not_running(addr: &str, e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("no endpoint at {addr} ({e}); start one with `yard node` or point at one with --endpoint HOST:PORT")
 }
 
+/// The credential the CLI sends when a verb is given none: `--credentials FILE` (or
+/// `YARD_CREDENTIALS`), else the credentials file of the home [`yard_auth::home::resolve`]
+/// picks (`./yard-data/credentials` beside `yard up`, `$YARD_HOME`, `~/.config/yard`). Read
+/// once per process; `None` when there is no such file (the caller is then anonymous).
+pub fn credential() -> Option<String> {
+    static FOUND: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    FOUND
+        .get_or_init(|| {
+            let path = match std::env::var_os("YARD_CREDENTIALS").filter(|p| !p.is_empty()) {
+                Some(p) => std::path::PathBuf::from(p),
+                None => yard_auth::home::resolve(None).join("credentials"),
+            };
+            match yard_auth::home::read_secret(&path) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    if path.exists() {
+                        eprintln!("yard: ignoring {}: {e}", path.display());
+                    }
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+/// The `Authorization` value for `token`, or for the [`credential`] found.
+pub fn bearer(token: Option<&str>) -> Option<String> {
+    token
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .or_else(credential)
+        .map(|t| format!("Bearer {t}"))
+}
+
 /// Connects to the WebSocket API, subscribes, and waits for the ack. Returns the socket and the
 /// client id the endpoint gave us.
 pub async fn connect(addr: &str, prefixes: &[String]) -> anyhow::Result<(Socket, String)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let url = format!("ws://{addr}/v1/messages/json");
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(&url, None, true)
+    let mut request = url
+        .as_str()
+        .into_client_request()
+        .map_err(|e| anyhow!("{addr} is not an address such as 127.0.0.1:9997: {e}"))?;
+    if let Some(auth) = bearer(None) {
+        request.headers_mut().insert(
+            "authorization",
+            auth.parse()
+                .context("the credential is not a valid header value")?,
+        );
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
         .await
         .map_err(|e| not_running(addr, e))?;
     ws.send(Message::text(serde_json::to_string(prefixes)?))
@@ -165,7 +211,10 @@ pub async fn http(
     body: Option<&str>,
     token: Option<&str>,
 ) -> anyhow::Result<(u16, String)> {
-    let (code, body) = http_bytes(method, addr, path, body.unwrap_or("").as_bytes(), token).await?;
+    let body = body.unwrap_or("").as_bytes();
+    let ct = (!body.is_empty()).then_some("application/json");
+    let auth = bearer(token);
+    let (code, body) = http_request(method, addr, path, body, ct, auth.as_deref()).await?;
     let text = String::from_utf8(body).context("HTTP reply is not UTF-8")?;
     Ok((code, text))
 }
@@ -178,12 +227,9 @@ pub async fn http_bytes(
     body: &[u8],
     token: Option<&str>,
 ) -> anyhow::Result<(u16, Vec<u8>)> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| not_running(addr, e))?;
-    let auth = token.map(|t| format!("Bearer {t}"));
+    let auth = bearer(token);
     let ct = (!body.is_empty()).then_some("application/octet-stream");
-    exchange(stream, method, addr, path, body, ct, auth.as_deref()).await
+    http_request(method, addr, path, body, ct, auth.as_deref()).await
 }
 
 /// One HTTP/1.1 request with the given content type and `Authorization` header value.
@@ -197,7 +243,7 @@ pub async fn http_request(
 ) -> anyhow::Result<(u16, Vec<u8>)> {
     let stream = TcpStream::connect(addr)
         .await
-        .with_context(|| format!("cannot connect to {addr}"))?;
+        .map_err(|e| not_running(addr, e))?;
     exchange(
         stream,
         method,

@@ -44,8 +44,16 @@ pub struct NodeFile {
     pub id: String,
     /// Addresses to peer with; each is re-dialed whenever its link drops.
     pub peers: Vec<String>,
-    /// Shared secret for peering and for changes over HTTP; empty for none.
+    /// The mesh key peers prove they hold; empty to take the credentials home's `mesh.key`.
     pub token: String,
+    /// The credentials home (tokens, mesh key, audit log of a plain node); empty for the usual
+    /// search (`$YARD_HOME`, `./yard-data`, `~/.config/yard`).
+    pub home: String,
+    /// Host names HTTP requests may use besides IP addresses and `localhost`.
+    pub allow_hosts: Vec<String>,
+    /// What callers without a credential may do: `pubsub` (publish and subscribe on user
+    /// topics) or `none`; empty for the default (pubsub on loopback, none beyond).
+    pub anonymous: String,
     /// Outbound queue of each peer, in messages.
     pub peer_queue: usize,
     /// disconnect | drop_oldest | drop_newest, for peers.
@@ -93,6 +101,9 @@ impl Default for NodeFile {
             id: String::new(),
             peers: Vec::new(),
             token: String::new(),
+            home: String::new(),
+            allow_hosts: Vec::new(),
+            anonymous: String::new(),
             peer_queue: e.peer_queue,
             peer_overflow_policy: e.peer_overflow_policy.name().into(),
             ttl: e.ttl,
@@ -130,6 +141,12 @@ pub struct NodeConfig {
     pub masters: Vec<(String, BackendSpec)>,
     pub clones: Vec<String>,
     pub clone_options: CloneOptions,
+    /// The credentials home; `None` for the usual search.
+    pub home: Option<std::path::PathBuf>,
+    /// Host names HTTP requests may use besides IP addresses and `localhost`.
+    pub allow_hosts: Vec<String>,
+    /// The anonymous policy; `None` for the listener's default.
+    pub anonymous: Option<yard_auth::Policy>,
 }
 
 /// Parses `NAME` or `NAME=BACKEND`.
@@ -169,7 +186,6 @@ impl TryFrom<NodeFile> for NodeConfig {
             .map_err(|e: String| anyhow::anyhow!("timestamp_precision: {e}"))?;
         let token = (!f.token.is_empty()).then(|| f.token.clone());
         let gateway = GatewayConfig {
-            token: token.clone(),
             loopback: listen.ip().is_loopback(),
             client_queue: f.client_queue,
             overflow_policy,
@@ -265,6 +281,14 @@ impl TryFrom<NodeFile> for NodeConfig {
             endpoint,
             gateway,
             logs,
+            home: (!f.home.is_empty()).then(|| f.home.clone().into()),
+            allow_hosts: f.allow_hosts.clone(),
+            anonymous: match f.anonymous.as_str() {
+                "" => None,
+                "pubsub" => Some(yard_auth::Policy::anonymous_loopback()),
+                "none" => Some(yard_auth::Policy::nothing()),
+                other => bail!("anonymous: {other:?} is not pubsub or none"),
+            },
         })
     }
 }

@@ -16,6 +16,7 @@ mod ops_cli;
 mod rm_cli;
 mod rm_verbs;
 mod store_cli;
+mod trust_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +45,11 @@ struct Cli {
 enum Command {
     /// Run a fabric endpoint with its WebSocket/HTTP gateway.
     Node(Box<NodeArgs>),
+    /// Manage the credentials of this host's home: create, list, revoke.
+    #[command(subcommand)]
+    Token(trust_cli::TokenCommand),
+    /// Read a daemon's audit log (who did what, from where, with what result).
+    Audit(trust_cli::AuditArgs),
     /// (Internal) an agent's task reaper: when the agent dies, kill its tasks' leftovers.
     #[command(hide = true)]
     ReapTasks { parent: String },
@@ -134,9 +140,17 @@ struct NodeArgs {
     /// Peer with the endpoint at this address (repeatable); re-dialed whenever the link drops.
     #[arg(long = "peer", value_name = "ADDR")]
     peers: Vec<String>,
-    /// Shared secret for peering and for changes over HTTP (or set YARD_TOKEN).
+    /// The mesh key peers prove they hold (or set YARD_TOKEN) [default: the credentials
+    /// home's mesh.key].
     #[arg(long, env = "YARD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// What callers without a credential may do: pubsub (publish and subscribe on user topics)
+    /// or none [default: pubsub on loopback, none beyond].
+    #[arg(long)]
+    anonymous: Option<String>,
+    /// A host name HTTP requests may use besides IP addresses and localhost (repeatable).
+    #[arg(long = "allow-host", value_name = "NAME")]
+    allow_hosts: Vec<String>,
     /// This endpoint's id [default: a random UUID].
     #[arg(long)]
     id: Option<String>,
@@ -285,6 +299,8 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.command {
             Command::Node(a) => node::main(*a).await,
+            Command::Token(c) => trust_cli::token(c),
+            Command::Audit(a) => trust_cli::audit(a).await,
             Command::Store(a) => store_cli::main(a).await,
             Command::Pub(a) => client::publish(a).await,
             Command::Sub(a) => client::subscribe(a).await,

@@ -3,8 +3,12 @@
 use std::io::Write;
 
 use anyhow::Context;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use yard_auth::{AuditLog, Guard, GuardConfig, Registry};
 use yard_fabric::id::random_uuid;
 use yard_fabric::Endpoint;
 use yard_store::Stores;
@@ -36,6 +40,12 @@ pub async fn main(args: NodeArgs) -> anyhow::Result<()> {
         file.ping_interval = v;
     }
     file.peers.extend(args.peers);
+    if let Some(v) = args.anonymous {
+        file.anonymous = v;
+    }
+    if !args.allow_hosts.is_empty() {
+        file.allow_hosts = args.allow_hosts;
+    }
     if let Some(v) = args.token {
         file.token = v;
     }
@@ -141,6 +151,57 @@ pub fn home_mesh_key(dir: Option<&std::path::Path>) -> anyhow::Result<String> {
     Ok(home.mesh_key()?)
 }
 
+/// The token registry of a home, one per process (every listener of `yard up` shares it).
+fn shared_registry(home: &yard_auth::Home) -> anyhow::Result<Arc<Registry>> {
+    static OPEN: OnceLock<Mutex<HashMap<PathBuf, Arc<Registry>>>> = OnceLock::new();
+    let mut open = OPEN
+        .get_or_init(Default::default)
+        .lock()
+        .expect("registries");
+    if let Some(r) = open.get(&home.dir) {
+        return Ok(r.clone());
+    }
+    let r = Arc::new(home.registry()?);
+    open.insert(home.dir.clone(), r.clone());
+    Ok(r)
+}
+
+/// Audit records kept per file before it is rotated, and rotated files kept.
+const AUDIT_MAX_BYTES: u64 = 16 << 20;
+const AUDIT_KEEP: usize = 4;
+
+/// A guard for a listener at `addr`.
+fn guard_for(
+    addr: std::net::SocketAddr,
+    hosts: &[String],
+    realm: &str,
+    registry: Arc<Registry>,
+    audit: Arc<AuditLog>,
+) -> Arc<Guard> {
+    guard_with(addr, hosts, None, realm, registry, audit)
+}
+
+fn guard_with(
+    addr: std::net::SocketAddr,
+    hosts: &[String],
+    anonymous: Option<yard_auth::Policy>,
+    realm: &str,
+    registry: Arc<Registry>,
+    audit: Arc<AuditLog>,
+) -> Arc<Guard> {
+    Guard::new(
+        GuardConfig {
+            loopback: addr.ip().is_loopback(),
+            hosts: hosts.to_vec(),
+            anonymous,
+            realm: realm.into(),
+            ..GuardConfig::default()
+        },
+        registry,
+        audit,
+    )
+}
+
 /// Runs an endpoint, its role and its gateway on `listener` until `shutdown` is cancelled.
 pub async fn run(
     id: String,
@@ -150,9 +211,32 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut config = config;
+    // Trust: the credentials home gives the mesh key, the token registry every listener of this
+    // process shares, and (for a plain node) the audit log's directory.
+    let home = yard_auth::Home::open_or_init(yard_auth::home::resolve(config.home.as_deref()))?;
     if config.endpoint.mesh_key.is_none() {
-        config.endpoint.mesh_key = Some(home_mesh_key(None)?);
+        config.endpoint.mesh_key = Some(home.mesh_key()?);
     }
+    let registry = shared_registry(&home)?;
+    let audit_dir = match &role {
+        Role::Node => home.dir.clone(),
+        Role::Center(c) => c.dir.clone(),
+        Role::Manager(c, _) => c.dir.clone(),
+        Role::Agent(c, _) => c.dir.clone(),
+    };
+    let audit = Arc::new(
+        AuditLog::open(&audit_dir, AUDIT_MAX_BYTES, AUDIT_KEEP)
+            .with_context(|| format!("cannot open the audit log in {}", audit_dir.display()))?,
+    );
+    let hosts = config.allow_hosts.clone();
+    config.gateway.guard = Some(guard_with(
+        listener.local_addr()?,
+        &hosts,
+        config.anonymous.clone(),
+        "yard",
+        registry.clone(),
+        audit.clone(),
+    ));
     let (endpoint, router) = Endpoint::spawn(id, config.endpoint, shutdown.clone());
     if let Some(logs) = config.logs {
         let ep = endpoint.clone();
@@ -214,15 +298,37 @@ pub async fn run(
                 .await
             {
                 Ok((ext, task)) => match mesos {
-                    Some(m) => yard_rm::server::start(
-                        m.cfg,
-                        endpoint.clone(),
-                        stores.clone(),
-                        m.listener,
-                        shutdown.clone(),
-                    )
-                    .await
-                    .map(|rm| Some((ext, join_both(task, rm)))),
+                    Some(m) => {
+                        // A Mesos principal (`--mesos-credentials`) is an operator of this master.
+                        let registry =
+                            match m.cfg.credentials.as_deref().and_then(|c| c.split_once(':')) {
+                                Some((principal, secret)) => {
+                                    Arc::new(home.registry()?.with_static(
+                                        principal,
+                                        secret,
+                                        yard_auth::Role::Operator,
+                                    ))
+                                }
+                                None => registry.clone(),
+                            };
+                        let guard = guard_for(
+                            m.listener.local_addr()?,
+                            &hosts,
+                            "mesos",
+                            registry,
+                            audit.clone(),
+                        );
+                        yard_rm::server::start(
+                            m.cfg,
+                            endpoint.clone(),
+                            stores.clone(),
+                            m.listener,
+                            guard,
+                            shutdown.clone(),
+                        )
+                        .await
+                        .map(|rm| Some((ext, join_both(task, rm))))
+                    }
                     None => Ok(Some((ext, task))),
                 },
                 Err(e) => Err(e),
@@ -240,9 +346,22 @@ pub async fn run(
             match yard_ops::agent::start(c, endpoint.clone(), shutdown.clone()).await {
                 Ok((ext, task)) => match mesos {
                     Some(m) => {
-                        yard_rm::agent::start(m.cfg, endpoint.clone(), m.listener, shutdown.clone())
-                            .await
-                            .map(|rm| Some((ext, join_both(task, rm))))
+                        let guard = guard_for(
+                            m.listener.local_addr()?,
+                            &hosts,
+                            "mesos",
+                            registry.clone(),
+                            audit.clone(),
+                        );
+                        yard_rm::agent::start(
+                            m.cfg,
+                            endpoint.clone(),
+                            m.listener,
+                            guard,
+                            shutdown.clone(),
+                        )
+                        .await
+                        .map(|rm| Some((ext, join_both(task, rm))))
                     }
                     None => Ok(Some((ext, task))),
                 },

@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use yard_ops::nodes::{parse_duration, ClusterConfig};
 
-use crate::client::{http, http_bytes};
+use crate::client::http;
 use crate::config::{NodeConfig, NodeFile};
 use crate::node::Role;
 
@@ -123,19 +123,7 @@ fn node_config(listen: &str, token: Option<String>) -> anyhow::Result<NodeConfig
     NodeConfig::try_from(file)
 }
 
-fn token_for_center(c: &Common) -> (Option<String>, bool) {
-    let loopback = c
-        .listen
-        .as_deref()
-        .unwrap_or(CENTER_LISTEN)
-        .parse::<std::net::SocketAddr>()
-        .map(|a| a.ip().is_loopback())
-        .unwrap_or(false);
-    (c.token.clone().filter(|t| !t.is_empty()), loopback)
-}
-
 fn center_role(a: &CenterArgs, dir: PathBuf) -> anyhow::Result<Role> {
-    let (token, loopback) = token_for_center(&a.common);
     Ok(Role::Center(yard_ops::center::CenterConfig {
         dir,
         manager_timeout: dur("manager-timeout", &a.manager_timeout)?,
@@ -144,8 +132,6 @@ fn center_role(a: &CenterArgs, dir: PathBuf) -> anyhow::Result<Role> {
             minute: dur("minute-retention", &a.minute_retention)?,
             hour: dur("hour-retention", &a.hour_retention)?,
         },
-        token,
-        loopback,
     }))
 }
 
@@ -289,7 +275,7 @@ command = "{yard}"
 args = ["node", "--listen", "127.0.0.1:9921"]
 agents = ["agent-1"]
 [node.health]
-http = "http://127.0.0.1:9921/v1/status/json"
+http = "http://127.0.0.1:9921/v1/health"
 
 [[node]]
 name = "web-2"
@@ -297,7 +283,7 @@ command = "{yard}"
 args = ["node", "--listen", "127.0.0.1:9922"]
 agents = ["agent-2"]
 [node.health]
-http = "http://127.0.0.1:9922/v1/status/json"
+http = "http://127.0.0.1:9922/v1/health"
 
 # A worker on every agent (no agents or roles given); without a health check it counts as
 # healthy once it has run for a second.
@@ -314,6 +300,12 @@ restart = "always"
 pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     let data = a.data.clone();
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
+    // The data directory holds the credentials: its owner alone may enter it.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make {} private", data.display()))?;
+    }
     // The data directory is this system's credentials home: its mesh key joins the daemons.
     let mesh_key = crate::node::home_mesh_key(Some(&data))?;
     let config_path = data.join("cluster.toml");
@@ -395,6 +387,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     for (what, listen, role) in plan {
         let mut config = node_config(&listen, None)?;
         config.endpoint.mesh_key = Some(mesh_key.clone());
+        config.home = Some(data.clone());
         let listener = TcpListener::bind(config.listen).await.with_context(|| {
             format!("cannot listen on {listen} for the {what} (is another `yard up` running?)")
         })?;
@@ -419,13 +412,19 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     for l in &lines {
         println!("{l}");
     }
+    let creds = data.join("credentials");
+    println!(
+        "  Admin credential in {} (mode 0600): `yard` run in this directory uses it; give others their own (`yard token create NAME --role viewer`).",
+        creds.display()
+    );
     println!(
         "  Mesos API  http://127.0.0.1:5050/ (master), agents on 5051..{} (docs/RM.md)",
         5050 + a.agents
     );
     println!(
-        "\nTry, from another terminal (yard = {}):\n  yard topology\n  yard stats\n  yard restart --cluster local --rolling\n  echo v1 > app.txt && yard deploy app.txt --cluster local\n  yard rollback --cluster local\n  yard exec --cluster local -- uname -n\n  yard logs ticker\n  yard metrics local/agent-1/cpu --since 1h\n  curl -s http://{CENTER_LISTEN}/metrics\n  curl -s http://127.0.0.1:5050/slaves     (a Mesos master: pymesos, mesos-cli)\nCtrl-C stops everything; `yard up` again resumes the same state.",
-        std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "yard".into())
+        "\nTry, from another terminal (yard = {}):\n  yard topology\n  yard stats\n  yard restart --cluster local --rolling\n  echo v1 > app.txt && yard deploy app.txt --cluster local\n  yard rollback --cluster local\n  yard exec --cluster local -- uname -n\n  yard logs ticker\n  yard metrics local/agent-1/cpu --since 1h\n  yard audit\n  curl -s -H \"Authorization: Bearer $(cat {})\" http://{CENTER_LISTEN}/metrics\nCtrl-C stops everything; `yard up` again resumes the same state.",
+        std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "yard".into()),
+        creds.display()
     );
     let _ = std::io::stdout().flush();
     let mut first_error = None;
@@ -477,8 +476,22 @@ impl CenterArg {
     }
 
     async fn post(&self, path: &str, body: &[u8]) -> anyhow::Result<Json> {
-        let (code, body) =
-            http_bytes("POST", &self.center, path, body, self.token.as_deref()).await?;
+        // Artifacts are bytes; every other change is a JSON document.
+        let ct = if path.starts_with("/v1/artifacts") {
+            "application/octet-stream"
+        } else {
+            "application/json"
+        };
+        let auth = crate::client::bearer(self.token.as_deref());
+        let (code, body) = crate::client::http_request(
+            "POST",
+            &self.center,
+            path,
+            body,
+            Some(ct),
+            auth.as_deref(),
+        )
+        .await?;
         parse_answer("POST", path, code, &String::from_utf8_lossy(&body))
     }
 }

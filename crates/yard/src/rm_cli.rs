@@ -152,6 +152,7 @@ impl MasterArgs {
 }
 
 #[derive(Args, Clone)]
+#[group(id = "MesosAgentArgs")]
 pub struct AgentArgs {
     /// The agent's Mesos API; `off` disables the resource manager on this agent.
     #[arg(long, default_value = "127.0.0.1:5051")]

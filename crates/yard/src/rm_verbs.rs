@@ -33,12 +33,14 @@ impl MesosArgs {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
-        let auth = self.mesos_credentials.as_ref().map(|c| {
-            format!(
+        // Mesos credentials when given, else the CLI's own (the master takes both).
+        let auth = match &self.mesos_credentials {
+            Some(c) => Some(format!(
                 "Basic {}",
                 base64::engine::general_purpose::STANDARD.encode(c)
-            )
-        });
+            )),
+            None => crate::client::bearer(None),
+        };
         let text = body.map(Value::to_string).unwrap_or_default();
         let ct = body.map(|_| "application/json");
         let (code, reply) = http_request(method, addr, path, text.as_bytes(), ct, auth.as_deref())

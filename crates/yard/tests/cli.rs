@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 use common::*;
 
 fn yard(node: Option<&Node>, args: &[&str]) -> std::process::Output {
-    let mut cmd = Command::new(yard_bin());
+    let mut cmd = common::yard();
     cmd.args(args).env("YARD_LOG", "warn");
     match node {
         Some(n) => cmd.env("YARD_ENDPOINT", &n.addr),
@@ -19,7 +19,7 @@ fn yard(node: Option<&Node>, args: &[&str]) -> std::process::Output {
 
 /// Starts `yard sub` and waits until its subscription is live (it says so on stderr).
 fn sub(node: &Node, args: &[&str]) -> std::process::Child {
-    let mut child = Command::new(yard_bin())
+    let mut child = common::yard()
         .arg("sub")
         .args(args)
         .env("YARD_ENDPOINT", &node.addr)
@@ -165,14 +165,14 @@ fn node_refuses_bad_config_with_a_clear_message() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("node.toml");
     std::fs::write(&path, "listen = \"127.0.0.1:0\"\nclient_qeue = 5\n").unwrap();
-    let out = Command::new(yard_bin())
+    let out = common::yard()
         .args(["node", "--config", path.to_str().unwrap()])
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("client_qeue"), "{err}");
-    let out = Command::new(yard_bin())
+    let out = common::yard()
         .args([
             "node",
             "--listen",

@@ -70,13 +70,31 @@ async fn get(addr: &str, path: &str) -> Json {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
 
+/// `GET path` with `token`, as JSON.
+async fn get_as(addr: &str, token: &str, path: &str) -> Json {
+    let (code, body) = common::Node::get_as(addr, path, token).await;
+    assert_eq!(code, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
 /// Runs a client verb; (exit ok, stdout, stderr).
 fn yard(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(yard_bin())
-        .args(args)
-        .env("YARD_LOG", "warn")
-        .output()
-        .expect("run yard");
+    run_verb(common::yard().args(args))
+}
+
+/// Runs a client verb in `dir` as a user there would: no credentials home given, so it finds
+/// `./yard-data/credentials`.
+fn yard_in(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    run_verb(
+        common::yard()
+            .env_remove("YARD_HOME")
+            .current_dir(dir)
+            .args(args),
+    )
+}
+
+fn run_verb(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.env("YARD_LOG", "warn").output().expect("run yard");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -600,7 +618,9 @@ async fn exchange(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, St
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: {}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        common::admin_token(),
+        if path.starts_with("/v1/artifacts") { "application/octet-stream" } else { "application/json" },
         body.len()
     );
     s.write_all(head.as_bytes()).await.unwrap();
@@ -773,8 +793,9 @@ async fn the_openapi_document_matches_the_running_center() {
 async fn yard_up_runs_a_system_stops_cleanly_and_resumes() {
     let dir = tmp("up");
     let run = || {
-        let mut child = Command::new(yard_bin())
-            .args(["up", "--data", &s(&dir.join("yard-data"))])
+        let mut child = common::yard()
+            .env_remove("YARD_HOME")
+            .args(["up"])
             .current_dir(&dir)
             .env("YARD_LOG", "warn")
             .stdout(Stdio::piped())
@@ -799,6 +820,16 @@ async fn yard_up_runs_a_system_stops_cleanly_and_resumes() {
     };
     let c = "127.0.0.1:9900";
     let (mut up, banner, _out) = run();
+    // The admin credential `yard up` made, private to its user.
+    let creds = dir.join("yard-data").join("credentials");
+    assert!(
+        banner.contains("yard-data/credentials (mode 0600)"),
+        "{banner}"
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&creds).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let tok = std::fs::read_to_string(&creds).unwrap().trim().to_string();
     assert!(
         banner.contains("center     http://127.0.0.1:9900/"),
         "{banner}"
@@ -810,10 +841,10 @@ async fn yard_up_runs_a_system_stops_cleanly_and_resumes() {
     wait_until(
         "four healthy nodes in cluster local",
         Duration::from_secs(30),
-        || async { healthy_nodes(&get(c, "/v1/topology").await, "local") == 4 },
+        || async { healthy_nodes(&get_as(c, &tok, "/v1/topology").await, "local") == 4 },
     )
     .await;
-    let t = get(c, "/v1/topology").await;
+    let t = get_as(c, &tok, "/v1/topology").await;
     let center_id = t["center"]["id"].clone();
     let pids: Vec<u64> = cluster(&t, "local").unwrap()["agents"]
         .as_array()
@@ -829,8 +860,49 @@ async fn yard_up_runs_a_system_stops_cleanly_and_resumes() {
         })
         .collect();
     assert_eq!(pids.len(), 4);
-    let (ok, out_text, err) = yard(&["restart", "-c", c, "--cluster", "local", "--rolling"]);
+    let (ok, out_text, err) = yard_in(&dir, &["restart", "--cluster", "local", "--rolling"]);
     assert!(ok, "{out_text}\n{err}");
+    // Someone without that file (another home, another user) is refused, and told why.
+    let stranger = tmp("up-stranger");
+    let out = common::yard()
+        .env("YARD_HOME", &stranger)
+        .args(["topology"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("401"), "{err}");
+    // A viewer token made beside it reads, may not restart, and stops working once revoked.
+    let (ok, viewer, err) = yard_in(&dir, &["token", "create", "vera", "--role", "viewer"]);
+    assert!(ok, "{err}");
+    let viewer = viewer.trim().to_string();
+    get_as(c, &viewer, "/v1/topology").await;
+    let (ok, _, err) = run_verb(
+        common::yard()
+            .env("YARD_CREDENTIALS", stranger.join("vera"))
+            .env("YARD_HOME", &stranger)
+            .args(["restart", "--cluster", "local", "--rolling"]),
+    );
+    assert!(!ok && err.contains("401"), "{err}");
+    std::fs::write(stranger.join("vera"), &viewer).unwrap();
+    let (ok, _, err) = run_verb(
+        common::yard()
+            .env("YARD_CREDENTIALS", stranger.join("vera"))
+            .args(["restart", "--cluster", "local", "--rolling"]),
+    );
+    assert!(
+        !ok && err.contains("403") && err.contains("command"),
+        "{err}"
+    );
+    let (ok, _, err) = yard_in(&dir, &["token", "revoke", "vera"]);
+    assert!(ok, "{err}");
+    wait_until("the revoked token refused", Duration::from_secs(3), || {
+        let viewer = viewer.clone();
+        async move { common::Node::get_as(c, "/v1/topology", &viewer).await.0 == 401 }
+    })
+    .await;
+    let (ok, audit, err) = yard_in(&dir, &["audit", "--result", "unauthenticated"]);
+    assert!(ok && audit.contains("/v1/topology"), "{audit}\n{err}");
+    std::fs::remove_dir_all(&stranger).ok();
 
     // A service on the resource manager: its task shows under its agent in the topology.
     let svc = dir.join("hello.toml");
@@ -839,7 +911,7 @@ async fn yard_up_runs_a_system_stops_cleanly_and_resumes() {
         "name = \"hello\"\ninstances = 1\ncommand = \"sleep 600\"\ncpus = 0.1\nmem = 16\n",
     )
     .unwrap();
-    let (ok, out_text, err) = yard(&["service", "deploy", &s(&svc)]);
+    let (ok, out_text, err) = yard_in(&dir, &["service", "deploy", &s(&svc)]);
     assert!(
         ok && out_text.contains("deployed hello"),
         "{out_text}\n{err}"
@@ -847,7 +919,7 @@ async fn yard_up_runs_a_system_stops_cleanly_and_resumes() {
     wait_until(
         "the service's task in the topology",
         Duration::from_secs(30),
-        || async { running_tasks(&get(c, "/v1/topology").await, "hello.") == 1 },
+        || async { running_tasks(&get_as(c, &tok, "/v1/topology").await, "hello.") == 1 },
     )
     .await;
 
@@ -869,17 +941,20 @@ async fn yard_up_runs_a_system_stops_cleanly_and_resumes() {
     // Again: the same center, the same cluster (its manager counted as restarted once).
     let (mut up, _, _out) = run();
     wait_until("the cluster back", Duration::from_secs(30), || async {
-        let t = get(c, "/v1/topology").await;
+        let t = get_as(c, &tok, "/v1/topology").await;
         healthy_nodes(&t, "local") == 4
             && cluster(&t, "local").is_some_and(|x| x["registrations"] == 2)
     })
     .await;
-    assert_eq!(get(c, "/v1/topology").await["center"]["id"], center_id);
+    assert_eq!(
+        get_as(c, &tok, "/v1/topology").await["center"]["id"],
+        center_id
+    );
     // The service came back with it (its spec is in the resource manager's store).
     wait_until(
         "the service running again",
         Duration::from_secs(30),
-        || async { running_tasks(&get(c, "/v1/topology").await, "hello.") == 1 },
+        || async { running_tasks(&get_as(c, &tok, "/v1/topology").await, "hello.") == 1 },
     )
     .await;
     let mut child = up.child.take().unwrap();

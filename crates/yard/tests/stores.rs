@@ -9,17 +9,14 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{client, next_json, wait_until, yard_bin, Node, Ws};
+use common::{admin_token, client_as, next_json, wait_until, yard_bin, Node, Ws};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value as Json};
 use tokio_tungstenite::tungstenite::Message;
 
 /// Runs the real CLI; (success, stdout, stderr).
 fn yard(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(yard_bin())
-        .args(args)
-        .output()
-        .expect("run yard");
+    let out = common::yard().args(args).output().expect("run yard");
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).to_string(),
@@ -119,7 +116,12 @@ async fn a_clone_follows_its_master_over_http_websocket_and_the_cli() {
     let master = Node::start(&["--master", &db]);
     let clone = Node::start(&["--clone", "s", "--peer", &master.addr]);
     // Change events on the clone's endpoint.
-    let (mut events, _) = client(&clone, &["<$>/local/data/store-events"]).await;
+    let (mut events, _) = client_as(
+        &clone,
+        &["<$>/local/data/store-events"],
+        Some(&admin_token()),
+    )
+    .await;
     store(&master.addr, &["put", "s", "alice", "42"]);
     // Writes through the clone reach the master and show in the clone's own copy.
     store(&clone.addr, &["put", "s", "bob", "\"hi\""]);
@@ -146,7 +148,7 @@ async fn a_clone_follows_its_master_over_http_websocket_and_the_cli() {
     let keys: Json = serde_json::from_str(&clone.get("/v1/stores/s/keys?prefix=b").await).unwrap();
     assert_eq!(keys, json!([{"@data-type": "string", "data": "bob"}]));
     // The WebSocket envelope, with pipelined operations answered in order.
-    let (mut ws, _) = client(&clone, &[]).await;
+    let (mut ws, _) = client_as(&clone, &[], Some(&admin_token())).await;
     for (id, op) in [
         (
             1,
@@ -195,7 +197,7 @@ async fn a_clone_follows_its_master_over_http_websocket_and_the_cli() {
     assert_eq!(first["data"][0]["data"], "insert", "{first}");
     assert_eq!(first["data"][2]["data"], "alice", "{first}");
     // A second master for the name is refused (and does not start: it would run until killed).
-    let second = Command::new(yard_bin())
+    let second = common::yard()
         .args([
             "node",
             "--listen",
@@ -246,7 +248,7 @@ async fn kill_master_under_load(synchronous: &str) {
     let master = Node::start(&["--master", &db]);
     let addr = master.addr.clone();
     let clone = Node::start(&["--clone", "s", "--peer", &addr]);
-    let (mut ws, _) = client(&master, &[]).await;
+    let (mut ws, _) = client_as(&master, &[], Some(&admin_token())).await;
     let writer = tokio::spawn(async move { pipelined_puts(&mut ws, 0, 10_000_000).await });
     // Let a good number of writes be acknowledged, then kill -9 mid-stream.
     wait_until("writes to be applied", Duration::from_secs(30), || async {
@@ -384,7 +386,7 @@ async fn a_backup_under_load_restores_a_consistent_point_and_damage_is_refused()
     let db = format!("s=sqlite:{}", dir.path("s.db"));
     let master = Node::start(&["--master", &db]);
     // The writer keeps an invariant: key-i is written before last = i.
-    let (mut ws, _) = client(&master, &[]).await;
+    let (mut ws, _) = client_as(&master, &[], Some(&admin_token())).await;
     let writer = tokio::spawn(async move {
         for i in 1u64..=20_000 {
             ws.send(Message::text(put_op(2 * i, &format!("key-{i}"), i)))
@@ -487,7 +489,9 @@ async fn raw_post(addr: &str, path: &str, body: &[u8]) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
-        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: {}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        common::admin_token(),
+        if path.ends_with("/restore") { "application/octet-stream" } else { "application/json" },
         body.len()
     );
     s.write_all(head.as_bytes()).await.unwrap();
@@ -552,7 +556,7 @@ async fn pipelined_operations_see_the_writes_sent_before_them() {
         (envelope(15, "s", "get", KEY_K), json!("no_such_key")),
     ];
     for (role, node) in [("master", &master), ("clone", &clone)] {
-        let (mut ws, _) = client(node, &[]).await;
+        let (mut ws, _) = client_as(node, &[], Some(&admin_token())).await;
         let mut frames =
             futures_util::stream::iter(ops.iter().map(|(text, _)| Ok(Message::text(text.clone()))));
         ws.send_all(&mut frames).await.unwrap();
@@ -568,7 +572,7 @@ async fn pipelined_operations_see_the_writes_sent_before_them() {
             assert_eq!(&seen, want, "{} answered {got} on the {role}", text);
         }
         // Writes sent right before the client closes are all applied.
-        let (mut ws, _) = client(node, &[]).await;
+        let (mut ws, _) = client_as(node, &[], Some(&admin_token())).await;
         let mut frames = futures_util::stream::iter((0..200).map(|i| {
             let key = format!(r#","key":{{"@data-type":"string","data":"{role}-{i}"}}"#);
             Ok(Message::text(envelope(

@@ -16,10 +16,36 @@ pub fn yard_bin() -> &'static str {
     env!("CARGO_BIN_EXE_yard")
 }
 
+/// The credentials home every process of these tests shares (made on first use, 0700).
+pub fn home() -> std::path::PathBuf {
+    static HOME: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    HOME.get_or_init(|| {
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("yard-home");
+        yard_auth::Home::open_or_init(&dir).expect("test credentials home");
+        dir
+    })
+    .clone()
+}
+
+/// The admin token of [`home`].
+pub fn admin_token() -> String {
+    yard_auth::Home::open_or_init(home())
+        .unwrap()
+        .admin_token()
+        .unwrap()
+}
+
+/// `yard` as a command, with the tests' credentials home.
+pub fn yard() -> Command {
+    let mut c = Command::new(yard_bin());
+    c.env("YARD_HOME", home()).env_remove("YARD_CREDENTIALS");
+    c
+}
+
 /// Starts `yard ARGS…` (a daemon) with `YARD_LOG=log` and reads the address it listens on from
 /// its first line.
 pub fn spawn_yard(args: &[&str], log: &str) -> (Child, String) {
-    let mut child = Command::new(yard_bin())
+    let mut child = yard()
         .args(args)
         .env("YARD_LOG", log)
         .stdout(Stdio::piped())
@@ -91,20 +117,35 @@ impl Node {
         Node::get_from(&self.addr, path).await
     }
 
-    /// `GET path` from the node at `addr`; returns the body.
+    /// `GET path` from the node at `addr` as the tests' admin; returns the body.
     pub async fn get_from(addr: &str, path: &str) -> String {
+        Node::get_as(addr, path, &admin_token()).await.1
+    }
+
+    /// `GET path` with `token`; the status and the body.
+    pub async fn get_as(addr: &str, path: &str, token: &str) -> (u16, String) {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let mut s = TcpStream::connect(addr).await.unwrap();
         s.write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!(
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
         )
         .await
         .unwrap();
         let mut buf = String::new();
         s.read_to_string(&mut buf).await.unwrap();
-        buf.split_once("\r\n\r\n")
+        let code = buf
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        let body = buf
+            .split_once("\r\n\r\n")
             .map(|(_, b)| b.to_string())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        (code, body)
     }
 
     /// A metric's value from /metrics (unlabelled series).
@@ -143,7 +184,19 @@ where
 
 /// Connects and sends the handshake; does not read the ack.
 pub async fn open(node: &Node, handshake: &str) -> Ws {
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(node.url(), None, true)
+    open_as(node, handshake, None).await
+}
+
+/// [`open`] with `Authorization: Bearer TOKEN` on the upgrade request.
+pub async fn open_as(node: &Node, handshake: &str, token: Option<&str>) -> Ws {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = node.url().into_client_request().unwrap();
+    if let Some(t) = token {
+        request
+            .headers_mut()
+            .insert("authorization", format!("Bearer {t}").parse().unwrap());
+    }
+    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
         .await
         .expect("connect");
     ws.send(Message::text(handshake)).await.unwrap();
@@ -152,7 +205,16 @@ pub async fn open(node: &Node, handshake: &str) -> Ws {
 
 /// Connects, subscribes and returns the socket and the ack.
 pub async fn client(node: &Node, prefixes: &[&str]) -> (Ws, serde_json::Value) {
-    let mut ws = open(node, &serde_json::to_string(prefixes).unwrap()).await;
+    client_as(node, prefixes, None).await
+}
+
+/// [`client`] with a credential; prefixes under `<$>/local/` need one.
+pub async fn client_as(
+    node: &Node,
+    prefixes: &[&str],
+    token: Option<&str>,
+) -> (Ws, serde_json::Value) {
+    let mut ws = open_as(node, &serde_json::to_string(prefixes).unwrap(), token).await;
     let ack = next_json(&mut ws).await;
     assert_eq!(ack["type"], "ack", "{ack}");
     (ws, ack)

@@ -1,0 +1,222 @@
+//! `yard token create|list|revoke` (the credentials home's registry, on this host) and
+//! `yard audit` (a daemon's audit log, over its API).
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Args, Subcommand};
+use yard_auth::policy::Policy;
+use yard_auth::tokens::now_secs;
+use yard_auth::{Home, Role};
+
+use crate::ops_cli::dur;
+
+#[derive(Args)]
+pub struct HomeArg {
+    /// The credentials home [default: $YARD_HOME, ./yard-data beside `yard up`, ~/.config/yard].
+    #[arg(long)]
+    home: Option<PathBuf>,
+}
+
+impl HomeArg {
+    fn open(&self) -> anyhow::Result<Home> {
+        Ok(Home::open_or_init(yard_auth::home::resolve(
+            self.home.as_deref(),
+        ))?)
+    }
+}
+
+#[derive(Subcommand)]
+pub enum TokenCommand {
+    /// Make a token; it is printed once and only its hash is kept.
+    Create {
+        #[command(flatten)]
+        home: HomeArg,
+        /// Who holds it (shown in the audit log): letters, digits, -_.@
+        name: String,
+        /// admin, operator, viewer or app.
+        #[arg(long, default_value = "operator")]
+        role: String,
+        /// A JSON policy file replacing the role's policy (see docs/SECURITY.md).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// How long it is valid, e.g. 12h or 30d [default: until revoked].
+        #[arg(long)]
+        ttl: Option<String>,
+    },
+    /// List the tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        home: HomeArg,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke every token with this id or name; every daemon sharing the home stops accepting
+    /// it within a second.
+    Revoke {
+        #[command(flatten)]
+        home: HomeArg,
+        which: String,
+    },
+}
+
+pub fn token(c: TokenCommand) -> anyhow::Result<()> {
+    match c {
+        TokenCommand::Create {
+            home,
+            name,
+            role,
+            policy,
+            ttl,
+        } => {
+            let role = Role::parse(&role).map_err(|e| anyhow!(e))?;
+            let policy = match policy {
+                None => None,
+                Some(p) => {
+                    let text = std::fs::read_to_string(&p)
+                        .with_context(|| format!("cannot read {}", p.display()))?;
+                    Some(
+                        serde_json::from_str::<Policy>(&text)
+                            .with_context(|| format!("{} is not a policy", p.display()))?,
+                    )
+                }
+            };
+            let ttl = ttl.map(|t| dur("ttl", &t)).transpose()?;
+            let home = home.open()?;
+            let (record, token) = home.registry()?.create(&name, role, policy, ttl)?;
+            eprintln!(
+                "token {} for {} (role {}{}) in {}; it is shown once:",
+                record.id,
+                record.name,
+                record.role.name(),
+                record
+                    .expires
+                    .map(|e| format!(", expires in {}s", e.saturating_sub(now_secs())))
+                    .unwrap_or_default(),
+                home.dir.display()
+            );
+            println!("{token}");
+            Ok(())
+        }
+        TokenCommand::List { home, json } => {
+            let records = home.open()?.registry()?.records();
+            if json {
+                let list: Vec<_> = records
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "id": r.id, "name": r.name, "role": r.role.name(),
+                            "custom_policy": r.policy.is_some(), "created": r.created,
+                            "expires": r.expires, "revoked": r.revoked,
+                            "state": r.state(now_secs()),
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&list)?);
+                return Ok(());
+            }
+            println!("{:<14} {:<20} {:<9} {:<8}", "ID", "NAME", "ROLE", "STATE");
+            for r in &records {
+                let role = if r.policy.is_some() {
+                    "custom"
+                } else {
+                    r.role.name()
+                };
+                println!(
+                    "{:<14} {:<20} {:<9} {:<8}",
+                    r.id,
+                    r.name,
+                    role,
+                    r.state(now_secs())
+                );
+            }
+            Ok(())
+        }
+        TokenCommand::Revoke { home, which } => {
+            let ids = home.open()?.registry()?.revoke(&which)?;
+            println!("revoked {}", ids.join(", "));
+            Ok(())
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct AuditArgs {
+    /// The daemon whose log to read (center, manager, agent or node gateway).
+    #[arg(long, short = 'e', env = "YARD_CENTER", default_value = crate::ops_cli::CENTER_LISTEN)]
+    endpoint: String,
+    /// Only this principal (`operator:alice`, `anonymous`).
+    #[arg(long)]
+    principal: Option<String>,
+    /// Only this result: ok, failed, denied, unauthenticated.
+    #[arg(long)]
+    result: Option<String>,
+    /// Only actions containing this text (`POST /v1/commands`).
+    #[arg(long)]
+    action: Option<String>,
+    /// Only records this recent, e.g. 1h.
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long, short = 'n', default_value_t = 50)]
+    limit: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+fn escape(v: &str) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
+    let mut q = vec![format!("limit={}", a.limit)];
+    for (k, v) in [
+        ("principal", &a.principal),
+        ("result", &a.result),
+        ("action", &a.action),
+    ] {
+        if let Some(v) = v {
+            q.push(format!("{k}={}", escape(v)));
+        }
+    }
+    if let Some(s) = &a.since {
+        let back = dur("since", s)?.as_millis() as u64;
+        q.push(format!(
+            "since={}",
+            yard_auth::audit::now_ms().saturating_sub(back)
+        ));
+    }
+    let path = format!("/v1/audit?{}", q.join("&"));
+    let (code, body) = crate::client::http("GET", &a.endpoint, &path, None, None).await?;
+    if code != 200 {
+        bail!("GET /v1/audit from {}: HTTP {code}: {body}", a.endpoint);
+    }
+    if a.json {
+        println!("{body}");
+        return Ok(());
+    }
+    let records: Vec<yard_auth::AuditRecord> =
+        serde_json::from_str(&body).context("the audit answer is not a list of records")?;
+    for r in records.iter().rev() {
+        println!(
+            "{} {:<16} {:<22} {:<15} {:<4} {} {}",
+            yard_data::time::format_timestamp(
+                (r.ts as i64).saturating_mul(1_000_000),
+                yard_data::time::TimestampPrecision::Millis
+            ),
+            r.result,
+            r.principal,
+            r.remote,
+            r.status.map(|s| s.to_string()).unwrap_or_default(),
+            r.action,
+            r.detail
+        );
+    }
+    Ok(())
+}
