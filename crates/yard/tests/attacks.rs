@@ -1,0 +1,236 @@
+//! The trust issue's holes, each written as the attack (raw HTTP with the headers a browser or
+//! a stranger sends, WebSocket clients), against real processes.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// A daemon killed (and reaped) on drop.
+struct Proc(std::process::Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Sends `head` (request line and headers, without the blank line) and `body`; the status and
+/// the whole answer.
+async fn raw(addr: &str, head: &str, body: &str) -> (u16, String) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = format!(
+        "{head}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+fn center() -> (Proc, String) {
+    let dir = std::env::temp_dir().join(format!("yard-attack-center-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let (child, addr) = spawn_yard(
+        &["center", "--listen", "127.0.0.1:0", "--data", &dir.display().to_string()],
+        "warn",
+    );
+    (Proc(child), addr)
+}
+
+const EXEC: &str = r#"{"op":"exec","argv":["sh","-c","id"],"all":true}"#;
+
+/// Hole 4: a web page the operator opens POSTs a command as `text/plain` (no preflight), with
+/// its own Origin; before, loopback without a token counted as allowed and the exec ran.
+#[tokio::test]
+async fn a_cross_site_post_cannot_run_a_command() {
+    let (_c, addr) = center();
+    let (code, text) = raw(
+        &addr,
+        &format!("POST /v1/commands HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\nContent-Type: text/plain"),
+        EXEC,
+    )
+    .await;
+    assert_eq!(code, 403, "{text}");
+    assert!(text.contains("cross_origin"), "{text}");
+    // Sec-Fetch-Site alone (a browser that sends no Origin) is refused too.
+    let (code, _) = raw(
+        &addr,
+        &format!("POST /v1/commands HTTP/1.1\r\nHost: {addr}\r\nSec-Fetch-Site: cross-site\r\nContent-Type: application/json"),
+        EXEC,
+    )
+    .await;
+    assert_eq!(code, 403);
+    // Same origin but no credential: 401 saying what is expected.
+    let (code, text) = raw(
+        &addr,
+        &format!("POST /v1/commands HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json"),
+        EXEC,
+    )
+    .await;
+    assert_eq!(code, 401, "{text}");
+    assert!(text.to_ascii_lowercase().contains("www-authenticate: bearer"), "{text}");
+    // Even with the admin's credential, a form or text/plain body is not a command.
+    let (code, text) = raw(
+        &addr,
+        &format!(
+            "POST /v1/commands HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: text/plain",
+            admin_token()
+        ),
+        EXEC,
+    )
+    .await;
+    assert_eq!(code, 415, "{text}");
+    // Nothing was started by any of them.
+    let list = Node::get_from(&addr, "/v1/commands").await;
+    assert_eq!(list.trim(), r#"{"commands":[]}"#, "{list}");
+    // Every refusal is in the audit log, with the address it came from.
+    let audit: serde_json::Value =
+        serde_json::from_str(&Node::get_from(&addr, "/v1/audit?action=/v1/commands").await).unwrap();
+    let results: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["result"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        results,
+        ["denied", "unauthenticated", "denied", "denied"],
+        "{audit}"
+    );
+}
+
+/// DNS rebinding: a page served from evil.example, whose name now points at 127.0.0.1, talks
+/// to the daemon with `Host: evil.example` (same-origin to the browser).
+#[tokio::test]
+async fn a_rebound_host_name_is_refused() {
+    let node = Node::start(&[]);
+    let (code, text) = raw(&node.addr, "GET /v1/status/json HTTP/1.1\r\nHost: evil.example:9997", "").await;
+    assert_eq!(code, 421, "{text}");
+    let (code, _) = raw(
+        &node.addr,
+        &format!("GET /v1/status/json HTTP/1.1\r\nHost: localhost:1\r\nAuthorization: Bearer {}", admin_token()),
+        "",
+    )
+    .await;
+    assert_eq!(code, 200);
+}
+
+/// WebSocket upgrades check Origin: a page elsewhere cannot open the API with the operator's
+/// browser (which would carry nothing but could publish as anonymous).
+#[tokio::test]
+async fn a_websocket_upgrade_from_another_origin_is_refused() {
+    let node = Node::start(&[]);
+    let head = format!(
+        "GET /v1/messages/json HTTP/1.1\r\nHost: {}\r\nOrigin: http://evil.example\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
+        node.addr
+    );
+    let (code, text) = raw(&node.addr, &head, "").await;
+    assert_eq!(code, 403, "{text}");
+}
+
+/// Hole 3: outputs and the system's state need a credential; the system's stores are not
+/// readable by anonymous clients over the WebSocket either.
+#[tokio::test]
+async fn anonymous_callers_read_nothing_of_the_system() {
+    let (_c, addr) = center();
+    for path in ["/v1/commands/1", "/v1/topology", "/v1/nodes", "/metrics", "/v1/audit"] {
+        let (code, text) = raw(&addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}"), "").await;
+        assert_eq!(code, 401, "{path}: {text}");
+    }
+    // The health probe stays open and says nothing else.
+    let (code, text) = raw(&addr, &format!("GET /v1/health HTTP/1.1\r\nHost: {addr}"), "").await;
+    assert_eq!(code, 200);
+    assert!(text.ends_with(r#"{"status":"ok"}"#), "{text}");
+    // A viewer reads the state but not the audit log, and may not run anything.
+    let viewer = {
+        let out = yard()
+            .args(["token", "create", "attack-viewer", "--role", "viewer"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    assert_eq!(Node::get_as(&addr, "/v1/topology", &viewer).await.0, 200);
+    let (code, body) = Node::get_as(&addr, "/v1/audit", &viewer).await;
+    assert_eq!(code, 403);
+    assert!(body.contains("admin"), "names the missing permission: {body}");
+    let (code, text) = raw(
+        &addr,
+        &format!("POST /v1/commands HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {viewer}\r\nContent-Type: application/json"),
+        EXEC,
+    )
+    .await;
+    assert_eq!(code, 403, "{text}");
+    assert!(text.contains("command"), "{text}");
+}
+
+#[tokio::test]
+async fn anonymous_websocket_clients_touch_no_store() {
+    let node = Node::start(&["--master", "ops-center=memory", "--master", "users=memory"]);
+    let (mut ws, _) = client(&node, &[]).await;
+    for store in ["users", "ops-center"] {
+        let op = serde_json::json!({"type": "store", "id": 1, "store": store, "op": "get",
+            "key": {"@data-type": "string", "data": "k"}});
+        use futures_util::SinkExt;
+        ws.send(tokio_tungstenite::tungstenite::Message::text(op.to_string()))
+            .await
+            .unwrap();
+        let e = next_json(&mut ws).await;
+        assert_eq!(e["code"], "forbidden", "{store}: {e}");
+    }
+    // An app token reads and writes user stores, never the system's.
+    let app = {
+        let out = yard()
+            .args(["token", "create", "attack-app", "--role", "app"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let (mut ws, _) = client_as(&node, &[], Some(&app)).await;
+    for (store, code) in [("users", None), ("ops-center", Some("forbidden"))] {
+        let op = serde_json::json!({"type": "store", "id": 2, "store": store, "op": "put",
+            "key": {"@data-type": "string", "data": "k"}, "value": {"@data-type": "count", "data": 1}});
+        use futures_util::SinkExt;
+        ws.send(tokio_tungstenite::tungstenite::Message::text(op.to_string()))
+            .await
+            .unwrap();
+        let e = next_json(&mut ws).await;
+        match code {
+            None => assert_ne!(e["type"], "error", "{e}"),
+            Some(c) => assert_eq!(e["code"], c, "{e}"),
+        }
+    }
+}
+
+/// Repeated bad credentials from one address are slowed down (and each is audited).
+#[tokio::test]
+async fn guessing_tokens_gets_slower() {
+    let node = Node::start(&[]);
+    let head = format!(
+        "GET /v1/status/json HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer yard_000000000000_guess",
+        node.addr
+    );
+    for _ in 0..3 {
+        assert_eq!(raw(&node.addr, &head, "").await.0, 401);
+    }
+    let started = std::time::Instant::now();
+    for _ in 0..2 {
+        assert_eq!(raw(&node.addr, &head, "").await.0, 401);
+    }
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "the 4th and 5th failures wait (100 ms, 200 ms): {:?}",
+        started.elapsed()
+    );
+    assert!(node.metric("yard_audit_records_total{result=\"unauthenticated\"}").await >= 5.0);
+}
