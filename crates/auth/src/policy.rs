@@ -261,6 +261,9 @@ pub enum Denied {
     },
 }
 
+/// User-visible topics only the system publishes on (live metrics).
+pub const SYSTEM_TOPICS: &str = "yard/";
+
 /// The system's own stores, never written by clients unless a policy says so.
 pub fn is_system_store(name: &str) -> bool {
     ["ops-", "rm-", "yard-"].iter().any(|p| name.starts_with(p))
@@ -377,9 +380,11 @@ impl Principal {
         self.kind == Kind::Anonymous
     }
 
-    /// Checks a publication on a user topic.
+    /// Checks a publication on a user topic. The `yard/` prefix (live metrics) is the
+    /// system's: only a policy with the control grant publishes there.
     pub fn may_publish(&self, topic: &str) -> Result<(), Denied> {
-        if self.policy.publish.topic(topic) {
+        let system = topic.starts_with(SYSTEM_TOPICS) && !self.policy.control;
+        if !system && self.policy.publish.topic(topic) {
             Ok(())
         } else {
             Err(Denied::Publish {

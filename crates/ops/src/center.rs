@@ -441,7 +441,7 @@ impl Center {
         self.changed.notify_waiters();
         let _ = self
             .publisher
-            .publish(proto::command_topic(&row.id), Msg::Progress(row).to_value())
+            .publish_system(proto::command_topic(&row.id), Msg::Progress(row).to_value())
             .await;
     }
 

@@ -77,6 +77,8 @@ struct Manager {
     /// One owner of the cluster's state; a std mutex never held across an await.
     state: Mutex<State>,
     metrics_dropped: AtomicU64,
+    /// Samples refused: not from the agent they name, or for another agent's series.
+    metrics_refused: AtomicU64,
     reports_sent: AtomicU64,
     /// Publishes progress and metric batches to the center.
     publisher: yard_fabric::Client,
@@ -139,6 +141,7 @@ pub async fn start(
             metrics: VecDeque::new(),
         }),
         metrics_dropped: AtomicU64::new(0),
+        metrics_refused: AtomicU64::new(0),
         reports_sent: AtomicU64::new(0),
         ep: ep.clone(),
         stores,
@@ -226,6 +229,16 @@ impl Manager {
             &[(
                 String::new(),
                 self.metrics_dropped.load(Ordering::Relaxed) as f64,
+            )],
+        );
+        family(
+            out,
+            "yard_manager_metrics_refused_total",
+            "counter",
+            "Samples refused: not published by the agent they name, or for another agent's series.",
+            &[(
+                String::new(),
+                self.metrics_refused.load(Ordering::Relaxed) as f64,
             )],
         );
         family(
@@ -678,8 +691,25 @@ async fn collect_metrics(m: Arc<Manager>, mut live: Inbox) {
     while let Some(batch) = live.next().await {
         let mut s = m.state.lock().expect("manager state");
         for msg in batch {
+            // Samples count only from a known agent's own endpoint, for its own series: nobody
+            // else fakes an agent's history or grows the store with series of their choosing.
+            let prefix = proto::live_metrics_prefix(&m.cfg.cluster);
+            let agent = msg.topic.strip_prefix(&prefix).unwrap_or("");
+            let known = s
+                .agents
+                .get(agent)
+                .is_some_and(|a| *a.view.id == *msg.origin);
+            if !known {
+                m.metrics_refused.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            let own = format!("{}/{agent}/", m.cfg.cluster);
             if let Ok(Msg::Samples { samples }) = Msg::from_value(&msg.value) {
                 for x in samples {
+                    if !x.series.starts_with(&own) {
+                        m.metrics_refused.fetch_add(1, Ordering::Relaxed);
+                        continue;
+                    }
                     if s.metrics.len() >= METRICS_BUFFER {
                         s.metrics.pop_front();
                         m.metrics_dropped.fetch_add(1, Ordering::Relaxed);

@@ -2,8 +2,9 @@
 //!
 //! Every message is a [`Msg`] encoded as JSON inside a fabric string value. Control traffic
 //! travels on reserved topics (`<$>/ops/…`), which WebSocket clients cannot publish on and which
-//! only authenticated peers carry; live metrics go on the public `yard/metrics/…` topics so that
-//! anyone may watch them. Each daemon listens on its own inbox, keyed by its endpoint id:
+//! only authenticated peers carry; live metrics go on `yard/metrics/…`, which anyone with
+//! subscribe rights may watch and only the system publishes on (the `yard/` prefix is reserved
+//! to principals with the control grant, and a manager keeps only samples its agents sent). Each daemon listens on its own inbox, keyed by its endpoint id:
 //!
 //! - agent → its manager: [`Msg::Heartbeat`] (a request; the answer carries the cluster's node
 //!   list when the agent's copy is out of date), [`Msg::FetchChunk`] for artifacts;
@@ -39,9 +40,11 @@ pub fn live_metrics_prefix(cluster: &str) -> String {
     format!("yard/metrics/{cluster}/")
 }
 
-/// Where the center republishes a command's progress, for anyone following it.
+/// Where the center republishes a command's progress: a local event of the center's endpoint
+/// (`<$>/local/data/commands/ID`), for its clients with the viewer role or above. Progress
+/// carries outputs, so it is never a public topic.
 pub fn command_topic(id: &str) -> String {
-    format!("yard/commands/{id}")
+    format!("<$>/local/data/commands/{id}")
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

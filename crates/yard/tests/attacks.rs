@@ -42,7 +42,13 @@ fn center() -> (Proc, String) {
     let dir = std::env::temp_dir().join(format!("yard-attack-center-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (child, addr) = spawn_yard(
-        &["center", "--listen", "127.0.0.1:0", "--data", &dir.display().to_string()],
+        &[
+            "center",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            &dir.display().to_string(),
+        ],
         "warn",
     );
     (Proc(child), addr)
@@ -79,7 +85,11 @@ async fn a_cross_site_post_cannot_run_a_command() {
     )
     .await;
     assert_eq!(code, 401, "{text}");
-    assert!(text.to_ascii_lowercase().contains("www-authenticate: bearer"), "{text}");
+    assert!(
+        text.to_ascii_lowercase()
+            .contains("www-authenticate: bearer"),
+        "{text}"
+    );
     // Even with the admin's credential, a form or text/plain body is not a command.
     let (code, text) = raw(
         &addr,
@@ -96,7 +106,8 @@ async fn a_cross_site_post_cannot_run_a_command() {
     assert_eq!(list.trim(), r#"{"commands":[]}"#, "{list}");
     // Every refusal is in the audit log, with the address it came from.
     let audit: serde_json::Value =
-        serde_json::from_str(&Node::get_from(&addr, "/v1/audit?action=/v1/commands").await).unwrap();
+        serde_json::from_str(&Node::get_from(&addr, "/v1/audit?action=/v1/commands").await)
+            .unwrap();
     let results: Vec<&str> = audit
         .as_array()
         .unwrap()
@@ -115,11 +126,19 @@ async fn a_cross_site_post_cannot_run_a_command() {
 #[tokio::test]
 async fn a_rebound_host_name_is_refused() {
     let node = Node::start(&[]);
-    let (code, text) = raw(&node.addr, "GET /v1/status/json HTTP/1.1\r\nHost: evil.example:9997", "").await;
+    let (code, text) = raw(
+        &node.addr,
+        "GET /v1/status/json HTTP/1.1\r\nHost: evil.example:9997",
+        "",
+    )
+    .await;
     assert_eq!(code, 421, "{text}");
     let (code, _) = raw(
         &node.addr,
-        &format!("GET /v1/status/json HTTP/1.1\r\nHost: localhost:1\r\nAuthorization: Bearer {}", admin_token()),
+        &format!(
+            "GET /v1/status/json HTTP/1.1\r\nHost: localhost:1\r\nAuthorization: Bearer {}",
+            admin_token()
+        ),
         "",
     )
     .await;
@@ -144,12 +163,23 @@ async fn a_websocket_upgrade_from_another_origin_is_refused() {
 #[tokio::test]
 async fn anonymous_callers_read_nothing_of_the_system() {
     let (_c, addr) = center();
-    for path in ["/v1/commands/1", "/v1/topology", "/v1/nodes", "/metrics", "/v1/audit"] {
+    for path in [
+        "/v1/commands/1",
+        "/v1/topology",
+        "/v1/nodes",
+        "/metrics",
+        "/v1/audit",
+    ] {
         let (code, text) = raw(&addr, &format!("GET {path} HTTP/1.1\r\nHost: {addr}"), "").await;
         assert_eq!(code, 401, "{path}: {text}");
     }
     // The health probe stays open and says nothing else.
-    let (code, text) = raw(&addr, &format!("GET /v1/health HTTP/1.1\r\nHost: {addr}"), "").await;
+    let (code, text) = raw(
+        &addr,
+        &format!("GET /v1/health HTTP/1.1\r\nHost: {addr}"),
+        "",
+    )
+    .await;
     assert_eq!(code, 200);
     assert!(text.ends_with(r#"{"status":"ok"}"#), "{text}");
     // A viewer reads the state but not the audit log, and may not run anything.
@@ -163,7 +193,10 @@ async fn anonymous_callers_read_nothing_of_the_system() {
     assert_eq!(Node::get_as(&addr, "/v1/topology", &viewer).await.0, 200);
     let (code, body) = Node::get_as(&addr, "/v1/audit", &viewer).await;
     assert_eq!(code, 403);
-    assert!(body.contains("admin"), "names the missing permission: {body}");
+    assert!(
+        body.contains("admin"),
+        "names the missing permission: {body}"
+    );
     let (code, text) = raw(
         &addr,
         &format!("POST /v1/commands HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {viewer}\r\nContent-Type: application/json"),
@@ -182,9 +215,11 @@ async fn anonymous_websocket_clients_touch_no_store() {
         let op = serde_json::json!({"type": "store", "id": 1, "store": store, "op": "get",
             "key": {"@data-type": "string", "data": "k"}});
         use futures_util::SinkExt;
-        ws.send(tokio_tungstenite::tungstenite::Message::text(op.to_string()))
-            .await
-            .unwrap();
+        ws.send(tokio_tungstenite::tungstenite::Message::text(
+            op.to_string(),
+        ))
+        .await
+        .unwrap();
         let e = next_json(&mut ws).await;
         assert_eq!(e["code"], "forbidden", "{store}: {e}");
     }
@@ -201,9 +236,11 @@ async fn anonymous_websocket_clients_touch_no_store() {
         let op = serde_json::json!({"type": "store", "id": 2, "store": store, "op": "put",
             "key": {"@data-type": "string", "data": "k"}, "value": {"@data-type": "count", "data": 1}});
         use futures_util::SinkExt;
-        ws.send(tokio_tungstenite::tungstenite::Message::text(op.to_string()))
-            .await
-            .unwrap();
+        ws.send(tokio_tungstenite::tungstenite::Message::text(
+            op.to_string(),
+        ))
+        .await
+        .unwrap();
         let e = next_json(&mut ws).await;
         match code {
             None => assert_ne!(e["type"], "error", "{e}"),
@@ -232,5 +269,9 @@ async fn guessing_tokens_gets_slower() {
         "the 4th and 5th failures wait (100 ms, 200 ms): {:?}",
         started.elapsed()
     );
-    assert!(node.metric("yard_audit_records_total{result=\"unauthenticated\"}").await >= 5.0);
+    assert!(
+        node.metric("yard_audit_records_total{result=\"unauthenticated\"}")
+            .await
+            >= 5.0
+    );
 }
