@@ -65,6 +65,8 @@ pub struct GatewayConfig {
     /// The guard of this listener (credentials, policies, audit); `None` makes one that knows
     /// no credential (anonymous callers only).
     pub guard: Option<Arc<Guard>>,
+    /// Where SQLite stores attached over HTTP live (relative paths only); `None` refuses them.
+    pub store_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for GatewayConfig {
@@ -80,6 +82,7 @@ impl Default for GatewayConfig {
             version: env!("CARGO_PKG_VERSION").to_string(),
             loopback: true,
             guard: None,
+            store_dir: None,
         }
     }
 }

@@ -34,7 +34,7 @@ use yard_data::time::parse_timespan;
 use yard_data::Value;
 use yard_store::actor::{Command, Outcomes, StoreHandle, StoreOp};
 use yard_store::replica::WriteOutcome;
-use yard_store::{Mutation, Query, StoreError, Stores};
+use yard_store::{BackendSpec, Mutation, Query, StoreError, Stores};
 
 use crate::peers::{answer, error};
 use crate::Gateway;
@@ -405,6 +405,42 @@ pub async fn list(State(gw): State<Arc<Gateway>>) -> Response {
     answer(StatusCode::OK, json!(gw.stores.list().await))
 }
 
+/// A store file attached over HTTP stays under the operator's store directory: its path is
+/// relative, without `..`, and taken from there (an absolute path, or none configured, is
+/// refused), so no caller creates or opens a database anywhere else.
+pub fn confine(dir: Option<&std::path::Path>, spec: BackendSpec) -> Result<BackendSpec, String> {
+    let BackendSpec::Sqlite {
+        path,
+        synchronous,
+        integrity_check,
+    } = spec
+    else {
+        return Ok(spec);
+    };
+    let Some(dir) = dir else {
+        return Err("this endpoint has no store directory: SQLite stores are attached with --master NAME=sqlite:PATH at start".into());
+    };
+    use std::path::Component;
+    if path.as_os_str().is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_)))
+    {
+        return Err(format!(
+            "sqlite:{}: give a path relative to the store directory, without `..` (it is placed under {})",
+            path.display(),
+            dir.display()
+        ));
+    }
+    let full = dir.join(&path);
+    if let Some(parent) = full.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+    }
+    Ok(BackendSpec::Sqlite {
+        path: full,
+        synchronous,
+        integrity_check,
+    })
+}
+
 pub async fn attach(State(gw): State<Arc<Gateway>>, body: String) -> Response {
     let parsed: Result<(String, String, String), String> = (|| {
         let Ok(Json::Object(o)) = serde_json::from_str::<Json>(&body) else {
@@ -424,7 +460,10 @@ pub async fn attach(State(gw): State<Arc<Gateway>>, body: String) -> Response {
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_message", &e),
     };
     let result = match role.as_str() {
-        "master" => match backend.parse() {
+        "master" => match backend
+            .parse()
+            .and_then(|spec| confine(gw.config.store_dir.as_deref(), spec))
+        {
             Ok(spec) => gw.stores.attach_master(&name, spec).await,
             Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_message", &e),
         },

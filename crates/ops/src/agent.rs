@@ -252,7 +252,11 @@ impl Agent {
                 Err(e) => done(false, e),
             },
             Task::Rollback { path } => {
-                let path = path.map(|p| self.deployments.resolve(Some(&p), ""));
+                let path = match path.map(|p| self.deployments.resolve(Some(&p), "")) {
+                    Some(Err(e)) => return done(false, e.to_string()),
+                    Some(Ok(p)) => Some(p),
+                    None => None,
+                };
                 match self.deployments.rollback(path.as_deref()) {
                     Ok(s) => done(true, format!("{} -> {}", s.path.display(), short(&s.to))),
                     Err(e) => done(false, e.to_string()),
@@ -318,7 +322,10 @@ impl Agent {
             }
             w.finish().map_err(|e| e.to_string())?;
         }
-        let target = self.deployments.resolve(path, name);
+        let target = self
+            .deployments
+            .resolve(path, name)
+            .map_err(|e| e.to_string())?;
         let s = self
             .deployments
             .install(&target, sha)

@@ -29,6 +29,10 @@ pub enum ArtifactError {
     NothingDeployed(String),
     #[error("{0}")]
     Io(String),
+    #[error(
+        "deployment path {0:?}: give a path relative to the agent's deploy directory, without `..`"
+    )]
+    Outside(String),
 }
 
 fn io(what: &str, p: &Path, e: std::io::Error) -> ArtifactError {
@@ -177,6 +181,19 @@ impl Drop for ArtifactWriter {
     }
 }
 
+/// Refuses a deployment path that could leave the deploy directory (absolute, `..`, empty).
+pub fn check_relative(path: &str) -> Result<(), ArtifactError> {
+    let plain = !path.is_empty()
+        && Path::new(path)
+            .components()
+            .all(|c| matches!(c, std::path::Component::Normal(_)));
+    if plain {
+        Ok(())
+    } else {
+        Err(ArtifactError::Outside(path.to_string()))
+    }
+}
+
 /// An agent's deployments: for each path, the digests deployed there, newest last.
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct History {
@@ -209,14 +226,13 @@ impl Deployments {
         }
     }
 
-    /// Where a deployment of `name` at `path` lands: `path` (relative ones under the deploy
-    /// directory), or `deploy/NAME` by default.
-    pub fn resolve(&self, path: Option<&str>, name: &str) -> PathBuf {
-        match path {
-            Some(p) if Path::new(p).is_absolute() => PathBuf::from(p),
-            Some(p) => self.root.join(p),
-            None => self.root.join(name),
-        }
+    /// Where a deployment of `name` at `path` lands: `path` under the deploy directory, or
+    /// `deploy/NAME` by default.
+    /// Nothing lands outside that directory: absolute paths and `..` are refused.
+    pub fn resolve(&self, path: Option<&str>, name: &str) -> Result<PathBuf, ArtifactError> {
+        let rel = path.unwrap_or(name);
+        check_relative(rel)?;
+        Ok(self.root.join(rel))
     }
 
     fn load(&self) -> History {
@@ -343,7 +359,13 @@ mod tests {
         let deps = Deployments::new(&d, s.clone());
         let v1 = s.put(b"one", None).unwrap();
         let v2 = s.put(b"two", None).unwrap();
-        let p = deps.resolve(None, "app.bin");
+        let p = deps.resolve(None, "app.bin").unwrap();
+        for bad in ["/etc/passwd", "../x", "a/../../x", ""] {
+            assert!(
+                matches!(deps.resolve(Some(bad), "n"), Err(ArtifactError::Outside(_))),
+                "{bad}"
+            );
+        }
         assert!(matches!(
             deps.rollback(None),
             Err(ArtifactError::NothingDeployed(_))

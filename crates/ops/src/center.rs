@@ -1007,6 +1007,15 @@ async fn start_command(State(c): State<Arc<Center>>, body: Bytes) -> Response {
             )
         }
     };
+    // Deployments stay under each agent's deploy directory: say so before dispatching anything.
+    let target = match &b.kind {
+        CommandKind::Deploy { path, name, .. } => Some(path.as_deref().unwrap_or(name)),
+        CommandKind::Rollback { path: Some(p) } => Some(p.as_str()),
+        _ => None,
+    };
+    if let Some(Err(e)) = target.map(crate::artifacts::check_relative) {
+        return error(StatusCode::BAD_REQUEST, "bad_request", e.to_string());
+    }
     let clusters: Vec<String> = {
         let s = c.state.lock().expect("center state");
         match (&b.cluster, b.all) {

@@ -229,6 +229,9 @@ pub async fn run(
             .with_context(|| format!("cannot open the audit log in {}", audit_dir.display()))?,
     );
     let hosts = config.allow_hosts.clone();
+    if config.gateway.store_dir.is_none() {
+        config.gateway.store_dir = Some(home.dir.join("stores"));
+    }
     config.gateway.guard = Some(guard_with(
         listener.local_addr()?,
         &hosts,

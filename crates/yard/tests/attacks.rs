@@ -275,3 +275,61 @@ async fn guessing_tokens_gets_slower() {
             >= 5.0
     );
 }
+
+/// Hole 7: an authorised `POST /v1/stores` created an SQLite file at any path, and a deploy
+/// `path` could be absolute or climb out with `..`.
+#[tokio::test]
+async fn store_files_and_deployments_stay_in_their_directories() {
+    let node = Node::start(&[]);
+    let evil = std::env::temp_dir().join(format!("yard-evil-{}.db", std::process::id()));
+    let post = |body: String| {
+        let addr = node.addr.clone();
+        async move {
+            raw(
+                &addr,
+                &format!(
+                    "POST /v1/stores HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json",
+                    admin_token()
+                ),
+                &body,
+            )
+            .await
+        }
+    };
+    for backend in [
+        format!("sqlite:{}", evil.display()),
+        "sqlite:../up.db".into(),
+    ] {
+        let body = serde_json::json!({"name": "evil", "role": "master", "backend": backend});
+        let (code, text) = post(body.to_string()).await;
+        assert_eq!(code, 400, "{backend}: {text}");
+        assert!(text.contains("relative to the store directory"), "{text}");
+    }
+    assert!(!evil.exists());
+    let name = format!("attack-{}.db", std::process::id());
+    let body =
+        serde_json::json!({"name": "fine", "role": "master", "backend": format!("sqlite:{name}")});
+    let (code, text) = post(body.to_string()).await;
+    assert_eq!(code, 201, "{text}");
+    let file = home().join("stores").join(&name);
+    assert!(file.exists(), "{}", file.display());
+    drop(node);
+    let _ = std::fs::remove_file(&file);
+
+    let (_c, addr) = center();
+    for path in ["/etc/cron.d/yard", "../../escape", "a/../../b"] {
+        let body = serde_json::json!({"op": "deploy", "sha256": "0".repeat(64), "name": "app",
+            "size": 1, "path": path, "all": true});
+        let (code, text) = raw(
+            &addr,
+            &format!(
+                "POST /v1/commands HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: application/json",
+                admin_token()
+            ),
+            &body.to_string(),
+        )
+        .await;
+        assert_eq!(code, 400, "{path}: {text}");
+        assert!(text.contains("without `..`"), "{text}");
+    }
+}
