@@ -1288,6 +1288,68 @@ async fn files_read(tx: mpsc::Sender<Event>, query: &str) -> Response {
     }
 }
 
+/// `path` relative to `root` once `.` and `..` are resolved by name; `None` when it is not
+/// under `root`.
+fn beneath(root: &std::path::Path, path: &std::path::Path) -> Option<std::path::PathBuf> {
+    use std::path::Component;
+    let mut parts: Vec<&std::ffi::OsStr> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::Prefix(_) => parts.clear(),
+            Component::CurDir => {}
+            Component::ParentDir => {
+                parts.pop();
+            }
+            Component::Normal(n) => parts.push(n),
+        }
+    }
+    let normal: std::path::PathBuf = std::iter::once(std::ffi::OsStr::new("/"))
+        .chain(parts)
+        .collect();
+    let rel = normal.strip_prefix(root).ok()?.to_path_buf();
+    (!rel.as_os_str().is_empty()).then_some(rel)
+}
+
+/// Opens `rel` read-only beneath `root` with `openat2(RESOLVE_BENEATH)`: the kernel refuses
+/// any step (symbolic link, `..`, magic link) that would leave `root`.
+fn open_beneath(root: &std::path::Path, rel: &std::path::Path) -> std::io::Result<std::fs::File> {
+    use std::ffi::CString;
+    use std::os::fd::FromRawFd;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = std::fs::File::open(root)?;
+    let rel = CString::new(rel.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    /// `struct open_how` of linux/openat2.h (libc's is not constructible).
+    #[repr(C)]
+    struct OpenHow {
+        flags: u64,
+        mode: u64,
+        resolve: u64,
+    }
+    let how = OpenHow {
+        flags: (libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NOCTTY) as u64,
+        mode: 0,
+        resolve: libc::RESOLVE_BENEATH | libc::RESOLVE_NO_MAGICLINKS,
+    };
+    use std::os::fd::AsRawFd;
+    // SAFETY: `rel` is a NUL-terminated string and `how` a valid open_how that outlive the
+    // call; the returned descriptor is owned by the File from here on.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            rel.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new descriptor that nothing else owns.
+    Ok(unsafe { std::fs::File::from_raw_fd(fd as i32) })
+}
+
 /// Reads part of a file under `root` (the sandboxes) as `/files/read` answers.
 fn read_sandbox_file(
     root: &str,
@@ -1297,12 +1359,23 @@ fn read_sandbox_file(
 ) -> Result<Value, (u16, String)> {
     use std::io::{Read, Seek};
     let not_found = || (404, format!("No such file: {path}"));
-    let root = std::fs::canonicalize(root).map_err(|_| not_found())?;
-    let file = std::fs::canonicalize(path).map_err(|_| not_found())?;
-    if !file.starts_with(&root) {
-        return Err((403, format!("{path} is not in a task sandbox")));
-    }
-    let meta = std::fs::metadata(&file).map_err(|_| not_found())?;
+    let outside = || (403, format!("{path} is not in a task sandbox"));
+    // The path, normalised before any check: `.` and `..` are resolved by name, and it must
+    // name something under the sandboxes. The open itself then stays beneath them (no
+    // symbolic link, `..` or mount leads out), so a task cannot race a check.
+    // The sandboxes as configured (made absolute) or as the kernel names them: a client may
+    // have either from the agent's state.
+    let given = std::path::absolute(root).map_err(|_| not_found())?;
+    let real = std::fs::canonicalize(root).map_err(|_| not_found())?;
+    let rel = [&given, &real]
+        .into_iter()
+        .find_map(|r| beneath(r, std::path::Path::new(path)))
+        .ok_or_else(outside)?;
+    let mut f = open_beneath(&real, &rel).map_err(|e| match e.raw_os_error() {
+        Some(libc::EXDEV) | Some(libc::ELOOP) => outside(),
+        _ => not_found(),
+    })?;
+    let meta = f.metadata().map_err(|_| not_found())?;
     if !meta.is_file() {
         return Err((400, format!("{path} is a directory")));
     }
@@ -1322,7 +1395,6 @@ fn read_sandbox_file(
     let n = want.min(size - start).min(FILES_READ_MAX);
     let mut buf = vec![0u8; n as usize];
     let io = |e: std::io::Error| (500, format!("cannot read {path}: {e}"));
-    let mut f = std::fs::File::open(&file).map_err(io)?;
     f.seek(std::io::SeekFrom::Start(start)).map_err(io)?;
     f.read_exact(&mut buf).map_err(io)?;
     Ok(json!({"data": String::from_utf8_lossy(&buf), "offset": start}))
@@ -1516,6 +1588,16 @@ mod tests {
         );
         let escape = format!("{root}/f/t/../../../secret");
         assert_eq!(read_sandbox_file(&root, &escape, 0, -1).unwrap_err().0, 403);
+        // A task links its sandbox to a file outside: the open refuses to follow it.
+        std::os::unix::fs::symlink(dir.join("secret"), sb.join("link")).unwrap();
+        let link = sb.join("link").display().to_string();
+        assert_eq!(read_sandbox_file(&root, &link, 0, -1).unwrap_err().0, 403);
+        std::os::unix::fs::symlink("/", sb.join("up")).unwrap();
+        let through = format!("{}/up/etc/passwd", sb.display());
+        assert_eq!(
+            read_sandbox_file(&root, &through, 0, -1).unwrap_err().0,
+            403
+        );
         assert_eq!(
             read_sandbox_file(&root, &format!("{root}/nope"), 0, -1)
                 .unwrap_err()
