@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{wait_until, yard_bin};
+use common::wait_until;
 use serde_json::Value as Json;
 
 /// A running daemon; SIGTERM then reaped on drop (agents stop their nodes).

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{admin_token, client_as, next_json, wait_until, yard_bin, Node, Ws};
+use common::{admin_token, client_as, next_json, wait_until, Node, Ws};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value as Json};
 use tokio_tungstenite::tungstenite::Message;
