@@ -316,6 +316,16 @@ pub struct Instance {
     pub running_since_ms: Option<u64>,
     /// Asked to stop (scale down, upgrade, removal): its end is no failure.
     pub stopping: bool,
+    /// When the last KILL for it was sent (ms); the kill is sent again until it ends.
+    pub kill_sent_ms: Option<u64>,
+}
+
+/// How long past its grace period a stopping instance waits before its KILL is sent again.
+pub const KILL_RETRY_MS: u64 = 3_000;
+
+fn kill_call(id: &str, grace_ns: u64) -> Cmd {
+    Cmd::Call(json!({"type": "KILL", "kill": {"task_id": mid(id),
+        "kill_policy": {"grace_period": {"nanoseconds": grace_ns}}}}))
 }
 
 impl Instance {
@@ -552,6 +562,7 @@ impl Controller {
                     ports: Vec::new(),
                     running_since_ms: None,
                     stopping: false,
+                    kill_sent_ms: None,
                 },
             );
         }
@@ -607,8 +618,9 @@ impl Controller {
         }
         let names: Vec<String> = self.services.keys().cloned().collect();
         for n in names {
-            self.stop_surplus(&n);
+            self.stop_surplus(&n, now_ms);
         }
+        self.repeat_kills(now_ms);
         if self.subscribed && !self.suppressed && self.needs().is_empty() {
             self.suppressed = true;
             self.call(json!({"type": "SUPPRESS"}));
@@ -617,7 +629,7 @@ impl Controller {
 
     /// Kills what a service has too much of: old-version instances as the rolling upgrade
     /// allows, and instances above the count.
-    fn stop_surplus(&mut self, name: &str) {
+    fn stop_surplus(&mut self, name: &str, now_ms: u64) {
         let s = &self.services[name];
         let checked = s.spec.health_check.is_some();
         let n = s.spec.instances as usize;
@@ -662,10 +674,27 @@ impl Controller {
                     continue;
                 }
                 i.stopping = true;
-                self.out.push(Cmd::Call(
-                    json!({"type": "KILL", "kill": {"task_id": mid(&id),
-                    "kill_policy": {"grace_period": {"nanoseconds": grace_ns}}}}),
-                ));
+                i.kill_sent_ms = Some(now_ms);
+                self.out.push(kill_call(&id, grace_ns));
+            }
+        }
+    }
+
+    /// Sends the KILL again for instances that were asked to stop and have not ended within
+    /// their grace period and [`KILL_RETRY_MS`]: a kill can be lost on the way (an agent not
+    /// yet back with a restarted master, an unreachable agent), and Mesos does not keep it.
+    fn repeat_kills(&mut self, now_ms: u64) {
+        for i in self.instances.values_mut().filter(|i| i.stopping) {
+            let grace_ms = self
+                .services
+                .get(&i.service)
+                .map_or(0, |s| (s.spec.kill_grace * 1e3) as u64);
+            let due = i
+                .kill_sent_ms
+                .is_none_or(|t| now_ms.saturating_sub(t) >= grace_ms + KILL_RETRY_MS);
+            if due {
+                i.kill_sent_ms = Some(now_ms);
+                self.out.push(kill_call(&i.id, grace_ms * 1_000_000));
             }
         }
     }
@@ -916,6 +945,7 @@ impl Controller {
             ports,
             running_since_ms: None,
             stopping: false,
+            kill_sent_ms: None,
         };
         self.instances.insert(id, inst);
         Ok((task, used))

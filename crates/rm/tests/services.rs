@@ -475,3 +475,33 @@ fn instances_spread_over_the_offered_agents() {
     per.sort();
     assert_eq!(per, vec![1, 1, 2]);
 }
+
+/// The known flake of the manager-restart test: after a restart, `service rm` killed the adopted
+/// instances once; a kill lost on the way (their agent not yet back with the new master) left
+/// the service "removing" for ever. The kill is now sent again until the instance ends.
+#[test]
+fn a_lost_kill_of_an_adopted_instance_is_sent_again_until_it_ends() {
+    use yard_rm::services::KILL_RETRY_MS;
+    let mut c = Controller::new(99);
+    c.recover(vec![spec("kept", 1, json!({"kill_grace": 1.0}))]);
+    let v = c.services["kept"].version.clone();
+    c.event(&json!({"type": "SUBSCRIBED"}), 0);
+    calls(&mut c);
+    let id = format!("kept.{v}.1");
+    update(&mut c, &id, "a1", "TASK_RUNNING", None, 10);
+    c.remove("kept").unwrap();
+    c.tick(100);
+    assert_eq!(killed(&calls(&mut c)), [id.clone()]);
+    // Within the grace period and the retry delay: nothing more.
+    c.tick(100 + 1000 + KILL_RETRY_MS - 1);
+    assert!(killed(&calls(&mut c)).is_empty());
+    // The instance did not end: the kill goes again, and again after as long.
+    c.tick(100 + 1000 + KILL_RETRY_MS);
+    assert_eq!(killed(&calls(&mut c)), [id.clone()]);
+    c.tick(100 + 2 * (1000 + KILL_RETRY_MS));
+    assert_eq!(killed(&calls(&mut c)), [id.clone()]);
+    update(&mut c, &id, "a1", "TASK_KILLED", None, 20_000);
+    c.tick(20_001);
+    assert!(killed(&calls(&mut c)).is_empty());
+    assert!(c.status("kept", 20_001, None).is_none(), "gone");
+}
