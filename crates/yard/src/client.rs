@@ -24,6 +24,18 @@ fn not_running(addr: &str, e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("no endpoint at {addr} ({e}); start one with `yard node` or point at one with --endpoint HOST:PORT")
 }
 
+/// Percent-encodes `v` for a URL: letters, digits and `-_.` stay, and `/` too when
+/// `keep_slash` (a path); everything else becomes `%XX`.
+pub fn url_escape(v: &str, keep_slash: bool) -> String {
+    v.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            b'/' if keep_slash => "/".to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The credential the CLI sends when a verb is given none: `--credentials FILE` (or
 /// `YARD_CREDENTIALS`), else the credentials file of the home [`yard_auth::home::resolve`]
 /// picks (`./yard-data/credentials` beside `yard up`, `$YARD_HOME`, `~/.config/yard`). Read

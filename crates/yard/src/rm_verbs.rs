@@ -308,7 +308,7 @@ async fn logs(m: &MesosArgs, task_id: &str, stderr: bool, follow: bool) -> anyho
         .next_back()
         .ok_or_else(|| anyhow!("agent {addr} no longer holds the sandbox of task {task_id}"))?;
     let file: PathBuf = PathBuf::from(sandbox).join(if stderr { "stderr" } else { "stdout" });
-    let path = percent(&file.display().to_string());
+    let path = crate::client::url_escape(&file.display().to_string(), true);
     let mut offset = 0u64;
     loop {
         let r = m
@@ -337,17 +337,6 @@ async fn logs(m: &MesosArgs, task_id: &str, stderr: bool, follow: bool) -> anyho
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
-}
-
-fn percent(p: &str) -> String {
-    p.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[derive(Subcommand)]

@@ -163,17 +163,6 @@ pub struct AuditArgs {
     json: bool,
 }
 
-fn escape(v: &str) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
     let mut q = vec![format!("limit={}", a.limit)];
     for (k, v) in [
@@ -182,7 +171,7 @@ pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
         ("action", &a.action),
     ] {
         if let Some(v) = v {
-            q.push(format!("{k}={}", escape(v)));
+            q.push(format!("{k}={}", crate::client::url_escape(v, false)));
         }
     }
     if let Some(s) = &a.since {
