@@ -7,11 +7,14 @@ processes; tasks run in real cgroups."""
 import base64
 import json
 import os
+import pathlib
 import queue
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -99,8 +102,13 @@ class Daemon:
 
 
 class Cluster:
-    def __init__(self, tmp, agents=2):
+    def __init__(self, tmp, agents=2, allow_root=True):
         self.tmp = tmp
+        self.allow_root = allow_root
+        # Tasks run as `nobody`: their sandboxes must lie under directories others may pass
+        # through (pytest's own are private to root).
+        self.agent_root = pathlib.Path(tempfile.mkdtemp(prefix="yard-agents-"))
+        os.chmod(self.agent_root, 0o711)
         self.fabric = f"127.0.0.1:{free_port()}"
         self.mesos_port = free_port()
         self.ports = free_port_block(100 * agents)
@@ -118,9 +126,9 @@ class Cluster:
         # The agents share this host: each offers its own 100 host ports, free right now.
         first = self.ports + 100 * int(name[1:])
         return Daemon("agent", "--manager", self.fabric, "--name", name, "--listen", "127.0.0.1:0",
-                      "--data", str(self.tmp / name), "--mesos-listen", "127.0.0.1:0", "--heartbeat", "250ms",
+                      "--data", str(self.agent_root / name), "--mesos-listen", "127.0.0.1:0", "--heartbeat", "250ms",
                       "--resources", f"cpus:2;mem:1024;disk:1024;ports:[{first}-{first + 99}]", "--cgroups-enable-cfs",
-                      "--update-retry", "500ms")
+                      "--update-retry", "500ms", *(["--allow-root-tasks"] if self.allow_root else []))
 
     def yard(self, *args):
         env = {**os.environ, "YARD_MESOS": self.manager.mesos, "YARD_LOG": "warn"}
@@ -129,6 +137,7 @@ class Cluster:
     def stop(self):
         for d in [*self.agents, self.manager]:
             d.stop()
+        shutil.rmtree(self.agent_root, ignore_errors=True)
 
 
 @pytest.fixture
@@ -195,6 +204,7 @@ class Sched(Scheduler):
 @pytest.fixture
 def sched(cluster):
     s = Sched()
+    # Root: the tasks run this venv's Python, which lives under root's private home.
     d = driver(s, {"user": "root", "name": "compat"}, cluster.manager.mesos)
     d.start()
     s.driver = d
@@ -225,6 +235,38 @@ def test_command_tasks_run_finish_fail_and_are_killed(cluster, sched):
     tasks = {t["id"]: t for t in cluster.manager.get("/tasks?order=asc&limit=-1")["tasks"]}
     assert [s["state"] for s in tasks["bad"]["statuses"]][-1] == "TASK_FAILED"
     assert tasks["long"]["executor_id"] == ""
+
+
+def test_tasks_run_as_the_user_they_name_and_root_must_be_allowed(tmp_path):
+    """On agents started without --allow-root-tasks, a framework that names `nobody` gets its
+    tasks run as nobody, in sandboxes they own; one that names root gets TASK_FAILED with the
+    reason."""
+    import pwd
+    nobody = pwd.getpwnam("nobody")
+    c = Cluster(tmp_path, agents=1, allow_root=False)
+    try:
+        for user, tid, cmd in [("nobody", "who", "id -u; id -G; touch mine"), ("root", "rooted", "id -u")]:
+            s = Sched()
+            d = driver(s, {"user": user, "name": f"as-{user}"}, c.manager.mesos)
+            d.start()
+            try:
+                s.plan.put((None, [(tid, cmd)]))
+                wait_for(f"{tid} ended", lambda: s.last(tid) and s.last(tid)["state"] in TERMINAL)
+                last = s.last(tid)
+            finally:
+                d.stop()
+                d.join()
+            if user == "root":
+                assert last["state"] == "TASK_FAILED", last
+                assert "--allow-root-tasks" in last["message"], last
+                continue
+            assert last["state"] == "TASK_FINISHED", last
+            done = [t for t in c.agents[0].get("/state")["completed_tasks"] if t["id"] == tid]
+            with open(os.path.join(done[0]["sandbox"], "stdout")) as f:
+                assert f.read().split() == [str(nobody.pw_uid), str(nobody.pw_gid)]
+            assert os.stat(os.path.join(done[0]["sandbox"], "mine")).st_uid == nobody.pw_uid
+    finally:
+        c.stop()
 
 
 ECHO_EXECUTOR = os.path.join(os.path.dirname(__file__), "echo_executor.py")
@@ -357,7 +399,7 @@ def test_a_task_over_its_memory_is_killed_and_reported(cluster, sched):
     wait_for("hog ended", lambda: sched.last("hog") and sched.last("hog")["state"] in TERMINAL, timeout=30)
     last = sched.last("hog")
     assert last["state"] == "TASK_FAILED"
-    assert last["reason"] == "REASON_CONTAINER_LIMITATION_MEMORY"
+    assert last.get("reason") == "REASON_CONTAINER_LIMITATION_MEMORY", last
     assert "Memory limit exceeded" in last["message"]
 
 
@@ -434,6 +476,7 @@ def test_a_manager_restart_loses_no_task(cluster, sched):
 
 SERVICE = """name = "web"
 instances = 2
+user = "root"
 command = "exec {python} -m http.server $PORT0 --bind 127.0.0.1"
 cpus = 0.1
 mem = 64

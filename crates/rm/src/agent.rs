@@ -45,6 +45,7 @@ use crate::recordio;
 use crate::resources::Resources;
 use crate::runner::{self, ExecutorRunner, Exited, Launch, Runner, UsageSlot};
 use crate::server::{json_response, parse_body, send_from_drop, text};
+use crate::spawn;
 
 pub const INBOX_QUEUE: usize = 16_384;
 pub const EVENT_QUEUE: usize = 8192;
@@ -65,6 +66,45 @@ pub struct AgentConfig {
     pub update_retry: Duration,
     /// Where the agent publishes its task list (for the operations center's topology).
     pub tasks: Option<tokio::sync::watch::Sender<Vec<TaskBrief>>>,
+    /// Whether tasks and executors may run as root (uid 0): asked for with
+    /// `--allow-root-tasks`; otherwise such a launch fails with the reason.
+    pub allow_root: bool,
+}
+
+/// Whom a task or executor runs as, as Mesos's `--switch_user` decides: its CommandInfo's
+/// `user`, else the framework's. An agent running as root switches to that account (running as
+/// root itself must be allowed); an agent running as another user runs everything as itself
+/// and refuses a launch for someone else.
+pub fn task_user(
+    command: &Value,
+    framework_info: &Value,
+    agent_uid: u32,
+    allow_root: bool,
+    lookup: impl Fn(&str) -> Result<spawn::Account, String>,
+) -> Result<Option<spawn::Account>, String> {
+    let name = command
+        .get("user")
+        .and_then(Value::as_str)
+        .or_else(|| framework_info.get("user").and_then(Value::as_str))
+        .filter(|u| !u.is_empty())
+        .ok_or("the task names no user (FrameworkInfo.user or CommandInfo.user)")?;
+    let account = lookup(name)?;
+    if account.uid == 0 && !allow_root {
+        return Err(format!(
+            "the task would run as {name} (uid 0): this agent runs tasks as root only with --allow-root-tasks"
+        ));
+    }
+    if agent_uid != 0 {
+        return if account.uid == agent_uid {
+            Ok(None)
+        } else {
+            Err(format!(
+                "the agent runs as uid {agent_uid} and cannot switch to {name} (uid {})",
+                account.uid
+            ))
+        };
+    }
+    Ok(Some(account))
 }
 
 /// A task as the agent lists it for others (the operations center's topology).
@@ -807,6 +847,7 @@ impl Actor {
                     cpus_milli: res.scalar("cpus"),
                     mem_milli: res.scalar("mem"),
                 },
+                user: self.user_for(&info["command"], framework_info),
                 command: info["command"].clone(),
                 env: env.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
             },
@@ -814,6 +855,22 @@ impl Actor {
             slot,
         };
         tokio::spawn(run.run(kill_rx));
+    }
+
+    fn user_for(
+        &self,
+        command: &Value,
+        framework_info: &Value,
+    ) -> Result<Option<spawn::Account>, String> {
+        // SAFETY: geteuid has no preconditions.
+        let uid = unsafe { libc::geteuid() };
+        task_user(
+            command,
+            framework_info,
+            uid,
+            self.cfg.allow_root,
+            spawn::lookup_user,
+        )
     }
 
     /// A task with an ExecutorInfo: started on its executor, which is started first if it is
@@ -911,6 +968,7 @@ impl Actor {
                 container_id: container_id.clone(),
                 iso: self.cfg.isolation.clone(),
                 limits,
+                user: self.user_for(ei.get("command").unwrap_or(&Value::Null), framework_info),
                 command: ei.get("command").cloned().unwrap_or(json!({})),
                 env,
             },
@@ -1502,6 +1560,57 @@ fn statistics(a: &Actor) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tasks_run_as_the_user_they_name_and_root_only_when_allowed() {
+        let accounts = |name: &str| match name {
+            "root" => Ok(spawn::Account {
+                name: name.into(),
+                uid: 0,
+                gid: 0,
+            }),
+            "alice" => Ok(spawn::Account {
+                name: name.into(),
+                uid: 1000,
+                gid: 1000,
+            }),
+            _ => Err(format!("no user {name:?} on this agent")),
+        };
+        let fw = |u: &str| json!({"user": u, "name": "f"});
+        // The command's user wins over the framework's.
+        let got = task_user(&json!({"user": "alice"}), &fw("root"), 0, false, accounts);
+        assert_eq!(got.unwrap().unwrap().uid, 1000);
+        assert_eq!(
+            task_user(&json!({}), &fw("alice"), 0, false, accounts)
+                .unwrap()
+                .unwrap()
+                .name,
+            "alice"
+        );
+        // Root must be asked for.
+        let e = task_user(&json!({}), &fw("root"), 0, false, accounts).unwrap_err();
+        assert!(e.contains("--allow-root-tasks"), "{e}");
+        assert_eq!(
+            task_user(&json!({}), &fw("root"), 0, true, accounts)
+                .unwrap()
+                .unwrap()
+                .uid,
+            0
+        );
+        // Unknown users and missing names fail with the reason.
+        assert!(task_user(&json!({}), &fw("mallory"), 0, true, accounts)
+            .unwrap_err()
+            .contains("no user"));
+        assert!(task_user(&json!({}), &json!({}), 0, true, accounts).is_err());
+        // An agent that is not root runs tasks as itself, and only for its own user.
+        assert_eq!(
+            task_user(&json!({}), &fw("alice"), 1000, false, accounts),
+            Ok(None)
+        );
+        assert!(task_user(&json!({}), &fw("root"), 1000, true, accounts)
+            .unwrap_err()
+            .contains("cannot switch"));
+    }
 
     #[test]
     fn executor_api_and_files_are_for_this_host_only() {

@@ -33,14 +33,21 @@ pub(crate) struct Launch {
     pub command: Value,
     /// On top of the agent's own environment and the CommandInfo's.
     pub env: Vec<(String, String)>,
+    /// Whom it runs as ([`crate::agent::task_user`]); the error fails the launch.
+    pub user: Result<Option<spawn::Account>, String>,
 }
 
 impl Launch {
     /// Creates the sandbox and the cgroups, then starts the command in its own session inside
     /// them. The error is the message for the task's failure.
     fn start(&self) -> Result<(Process, Option<Container>), String> {
+        let user = self.user.clone()?;
         std::fs::create_dir_all(&self.sandbox)
             .map_err(|e| format!("cannot create the sandbox {}: {e}", self.sandbox.display()))?;
+        if let Some(u) = &user {
+            std::os::unix::fs::chown(&self.sandbox, Some(u.uid), Some(u.gid))
+                .map_err(|e| format!("cannot give the sandbox to {}: {e}", u.name))?;
+        }
         let container = match &self.iso {
             Some(iso) => Some(
                 iso.create(&self.container_id, self.limits)
@@ -103,7 +110,13 @@ impl Launch {
                 ))
             }
         };
+        if let Some(u) = &user {
+            for f in ["stdout", "stderr"] {
+                let _ = std::os::unix::fs::chown(self.sandbox.join(f), Some(u.uid), Some(u.gid));
+            }
+        }
         let c = spawn::Command {
+            user,
             program,
             args,
             env,
@@ -115,9 +128,22 @@ impl Launch {
                 .map(Container::join_fds)
                 .unwrap_or_default(),
         };
+        let who = c.user.as_ref().map(|u| u.name.clone());
         match c.spawn() {
             Ok(p) => Ok((p, container)),
-            Err(e) => Err(undo(container, format!("cannot start {value:?}: {e}"))),
+            Err(e) => {
+                let hint = match (&who, e.raw_os_error()) {
+                    (Some(u), Some(libc::EACCES)) => format!(
+                        " (every directory above {} must be searchable by {u}: chmod o+x)",
+                        self.sandbox.display()
+                    ),
+                    _ => String::new(),
+                };
+                Err(undo(
+                    container,
+                    format!("cannot start {value:?}: {e}{hint}"),
+                ))
+            }
         }
     }
 }

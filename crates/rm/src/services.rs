@@ -116,10 +116,18 @@ pub struct ServiceSpec {
     /// Seconds between SIGTERM and SIGKILL when an instance is stopped.
     #[serde(default = "default_grace")]
     pub kill_grace: f64,
+    /// The account its instances run as (`root` needs agents started with
+    /// `--allow-root-tasks`).
+    #[serde(default = "default_user")]
+    pub user: String,
 }
 
 fn default_grace() -> f64 {
     3.0
+}
+
+fn default_user() -> String {
+    "nobody".into()
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -929,7 +937,7 @@ impl Controller {
             res.push(json!({"name": "ports", "type": "RANGES", "ranges": {"range": ranges}}));
         }
         let mut task = json!({"name": name, "task_id": mid(&id), "agent_id": mid(agent), "resources": res,
-            "command": {"value": s.spec.command, "shell": true, "environment": {"variables": env}},
+            "command": {"value": s.spec.command, "shell": true, "user": s.spec.user, "environment": {"variables": env}},
             "kill_policy": {"grace_period": {"nanoseconds": (s.spec.kill_grace * 1e9) as u64}},
             "labels": {"labels": [{"key": "yard.service", "value": name}, {"key": "yard.version", "value": s.version}]}});
         if let Some(h) = &s.spec.health_check {

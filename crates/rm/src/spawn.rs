@@ -35,6 +35,35 @@ pub struct Command {
     pub stderr: std::fs::File,
     /// `cgroup.procs` files the child writes `0` to.
     pub cgroup_fds: Vec<RawFd>,
+    /// The account to run as (after joining the cgroups); `None` keeps the agent's.
+    pub user: Option<Account>,
+}
+
+/// A local account, as `getpwnam` reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub name: String,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Looks a user up by name.
+pub fn lookup_user(name: &str) -> Result<Account, String> {
+    let c = CString::new(name).map_err(|_| format!("user {name:?}: a NUL byte"))?;
+    // SAFETY: getpwnam_r fills `pw` and points its strings into `buf`, which outlives it.
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buf = vec![0 as libc::c_char; 16 * 1024];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    let r =
+        unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if r != 0 || found.is_null() {
+        return Err(format!("no user {name:?} on this agent"));
+    }
+    Ok(Account {
+        name: name.to_string(),
+        uid: pw.pw_uid,
+        gid: pw.pw_gid,
+    })
 }
 
 /// A started process, in its own session.
@@ -81,6 +110,10 @@ struct ChildArgs {
     ncgroups: usize,
     error_pipe: RawFd,
     mask: *const libc::sigset_t,
+    /// Switch to this uid and gid (supplementary groups dropped) when `switch` is set.
+    switch: bool,
+    uid: libc::uid_t,
+    gid: libc::gid_t,
 }
 
 extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
@@ -112,6 +145,15 @@ extern "C" fn child(arg: *mut libc::c_void) -> libc::c_int {
             if libc::write(*a.cgroups.add(i), b"0".as_ptr().cast(), 1) < 0 {
                 fail(2);
             }
+        }
+        // The task's own account, after the cgroups (joining them needs the agent's rights)
+        // and before the parent-death signal (a change of credentials clears it).
+        if a.switch
+            && (libc::syscall(libc::SYS_setgroups, 0usize, std::ptr::null::<libc::gid_t>()) < 0
+                || libc::syscall(libc::SYS_setgid, a.gid) < 0
+                || libc::syscall(libc::SYS_setuid, a.uid) < 0)
+        {
+            fail(6);
         }
         // The task dies with the agent (its container is swept at the next start).
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
@@ -176,6 +218,9 @@ impl Command {
             ncgroups: self.cgroup_fds.len(),
             error_pipe: wr.as_raw_fd(),
             mask: &old,
+            switch: self.user.is_some(),
+            uid: self.user.as_ref().map_or(0, |u| u.uid),
+            gid: self.user.as_ref().map_or(0, |u| u.gid),
         };
         // SAFETY: the stack outlives the child's use of it (CLONE_VFORK suspends this thread
         // until the child has exec'd or exited); the signal mask is restored right after.
@@ -211,7 +256,8 @@ impl Command {
                 "redirecting stdio",
                 "chdir to the sandbox",
                 "exec",
-            ][err[0].clamp(0, 5) as usize];
+                "switching to the task's user",
+            ][err[0].clamp(0, 6) as usize];
             let e = io::Error::from_raw_os_error(err[1]);
             return Err(io::Error::new(e.kind(), format!("{what}: {e}")));
         }
@@ -298,7 +344,37 @@ mod tests {
             stdout: std::fs::File::create(dir.join("stdout")).unwrap(),
             stderr: std::fs::File::create(dir.join("stderr")).unwrap(),
             cgroup_fds: vec![],
+            user: None,
         }
+    }
+
+    /// The task's account is switched to before the exec (supplementary groups dropped).
+    #[tokio::test]
+    async fn runs_as_the_account_it_is_given() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: switching users cannot be tested here");
+            return;
+        }
+        let nobody = lookup_user("nobody").unwrap();
+        assert_ne!(nobody.uid, 0);
+        assert!(lookup_user("no-such-user-here").is_err());
+        let dir = std::env::temp_dir().join(format!("yard-spawn-user-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut c = cmd("sh", &["sh", "-c", "id -u; id -g; id -G"], &dir);
+        c.user = Some(nobody.clone());
+        let p = c.spawn().unwrap();
+        assert_eq!(p.wait().await.unwrap().code(), Some(0));
+        let out = std::fs::read_to_string(dir.join("stdout")).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines[0], nobody.uid.to_string());
+        assert_eq!(lines[1], nobody.gid.to_string());
+        assert_eq!(
+            lines[2],
+            nobody.gid.to_string(),
+            "no supplementary group of the agent"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]

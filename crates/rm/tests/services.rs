@@ -491,15 +491,15 @@ fn a_lost_kill_of_an_adopted_instance_is_sent_again_until_it_ends() {
     update(&mut c, &id, "a1", "TASK_RUNNING", None, 10);
     c.remove("kept").unwrap();
     c.tick(100);
-    assert_eq!(killed(&calls(&mut c)), [id.clone()]);
+    assert_eq!(killed(&calls(&mut c)), std::slice::from_ref(&id));
     // Within the grace period and the retry delay: nothing more.
     c.tick(100 + 1000 + KILL_RETRY_MS - 1);
     assert!(killed(&calls(&mut c)).is_empty());
     // The instance did not end: the kill goes again, and again after as long.
     c.tick(100 + 1000 + KILL_RETRY_MS);
-    assert_eq!(killed(&calls(&mut c)), [id.clone()]);
+    assert_eq!(killed(&calls(&mut c)), std::slice::from_ref(&id));
     c.tick(100 + 2 * (1000 + KILL_RETRY_MS));
-    assert_eq!(killed(&calls(&mut c)), [id.clone()]);
+    assert_eq!(killed(&calls(&mut c)), std::slice::from_ref(&id));
     update(&mut c, &id, "a1", "TASK_KILLED", None, 20_000);
     c.tick(20_001);
     assert!(killed(&calls(&mut c)).is_empty());

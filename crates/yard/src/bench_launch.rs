@@ -100,8 +100,9 @@ impl Conn {
     async fn post(&mut self, path: &str, body: &Value, stream_id: &str) -> anyhow::Result<u16> {
         let b = body.to_string();
         let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\nMesos-Stream-Id: {stream_id}\r\nContent-Length: {}\r\n\r\n{b}",
+            "POST {path} HTTP/1.1\r\nHost: {}\r\n{}Content-Type: application/json\r\nMesos-Stream-Id: {stream_id}\r\nContent-Length: {}\r\n\r\n{b}",
             self.addr,
+            auth_header(),
             b.len()
         );
         self.r.get_mut().write_all(req.as_bytes()).await?;
@@ -173,11 +174,18 @@ impl Events {
     }
 }
 
+/// The CLI's credential as a header line (the master needs one for scheduler calls).
+fn auth_header() -> String {
+    crate::client::bearer(None)
+        .map(|a| format!("Authorization: {a}\r\n"))
+        .unwrap_or_default()
+}
+
 async fn subscribe(addr: &str) -> anyhow::Result<(Events, String, String)> {
     let s = TcpStream::connect(addr).await?;
     let mut r = BufReader::new(s);
     let body = json!({"type": "SUBSCRIBE", "subscribe": {"framework_info": {"user": "root", "name": "bench-launch"}}}).to_string();
-    let req = format!("POST /api/v1/scheduler HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+    let req = format!("POST /api/v1/scheduler HTTP/1.1\r\nHost: {addr}\r\n{}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", auth_header(), body.len());
     r.get_mut().write_all(req.as_bytes()).await?;
     // The stream id header is needed for calls: read the head by hand.
     let mut line = String::new();
@@ -263,6 +271,8 @@ pub async fn main(a: LaunchArgs) -> anyhow::Result<()> {
         if a.no_isolation {
             args.push(s("--no-isolation"));
         }
+        // The bench's framework runs its tasks as root, as before users were switched.
+        args.push(s("--allow-root-tasks"));
         agents.push(daemon(&args).await?.0);
     }
     let (mut events, stream, fid) = subscribe(&mesos).await?;

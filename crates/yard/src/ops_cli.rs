@@ -300,10 +300,12 @@ restart = "always"
 pub async fn up(a: UpArgs) -> anyhow::Result<()> {
     let data = a.data.clone();
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
-    // The data directory holds the credentials: its owner alone may enter it.
+    // The data directory holds the credentials (files of mode 0600): nobody else may list or
+    // change it. Others may pass through it (0711), as the tasks' own users must to reach
+    // their sandboxes under the agents' directories.
     {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700))
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o711))
             .with_context(|| format!("cannot make {} private", data.display()))?;
     }
     // The data directory is this system's credentials home: its mesh key joins the daemons.

@@ -180,6 +180,10 @@ pub struct AgentArgs {
     /// (`yard up` on a developer's machine).
     #[arg(skip)]
     pub isolation_fallback: bool,
+    /// Let tasks and executors run as root (uid 0) when their framework or command names it;
+    /// without it such launches fail. Tasks run as the user they name (Mesos's --switch_user).
+    #[arg(long)]
+    pub allow_root_tasks: bool,
 }
 
 impl Default for AgentArgs {
@@ -193,6 +197,7 @@ impl Default for AgentArgs {
             pids_max: 4096,
             update_retry: "2s".into(),
             isolation_fallback: false,
+            allow_root_tasks: false,
         }
     }
 }
@@ -255,6 +260,7 @@ impl AgentArgs {
             isolation,
             heartbeat,
             update_retry: dur("update-retry", &self.update_retry)?,
+            allow_root: self.allow_root_tasks,
         };
         Ok(Some(Mesos { cfg, listener }))
     }
