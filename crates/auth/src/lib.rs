@@ -7,11 +7,13 @@
 //! - [`home`]: where credentials live on disk (`./yard-data`, `$YARD_HOME`, `~/.config/yard`).
 //! - [`http`]: the guard every HTTP listener wraps its routes in (credentials, Host, Origin,
 //!   content types, security headers, 401/403, audit, slow-down of failed credentials).
+//! - [`account`]: local accounts (whom tasks and nodes run as).
 //! - [`audit`]: the append-only, rotated audit log and its queries.
 //!
 //! Nothing here is a daemon: the guard is a value each listener owns, and the registry and the
 //! audit log are shared by the listeners of one process.
 
+pub mod account;
 pub mod audit;
 pub mod home;
 pub mod http;

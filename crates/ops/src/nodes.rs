@@ -35,6 +35,9 @@ pub struct NodeSpec {
     /// Roles whose agents run this node.
     #[serde(default)]
     pub roles: Vec<String>,
+    /// The account it runs as [default: the agent's]. Its working directory is given to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]

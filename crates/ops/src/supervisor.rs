@@ -337,14 +337,28 @@ impl ProcTask {
     }
 
     fn spawn(&self) -> std::io::Result<tokio::process::Child> {
+        let account = match &self.spec.user {
+            Some(u) => Some(
+                yard_auth::account::lookup(u)
+                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e))?,
+            ),
+            None => None,
+        };
         let cwd = match &self.spec.cwd {
             Some(d) => PathBuf::from(d),
             None => {
                 std::fs::create_dir_all(&self.work)?;
+                if let Some(a) = &account {
+                    std::os::unix::fs::chown(&self.work, Some(a.uid), Some(a.gid))?;
+                }
                 self.work.clone()
             }
         };
         let mut cmd = tokio::process::Command::new(&self.spec.command);
+        if let Some(a) = &account {
+            // std drops the supplementary groups too when it switches from root.
+            cmd.uid(a.uid).gid(a.gid);
+        }
         cmd.args(&self.spec.args)
             .envs(&self.spec.env)
             .env("YARD_NODE", &self.spec.name)
@@ -501,6 +515,7 @@ mod tests {
             health: None,
             agents: vec![],
             roles: vec![],
+            user: None,
         }
     }
 
@@ -521,6 +536,35 @@ mod tests {
             assert!(tokio::time::Instant::now() < deadline, "timed out: {s:?}");
             poll.tick().await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_node_runs_as_the_user_its_spec_names() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: switching users cannot be tested here");
+            return;
+        }
+        let nobody = yard_auth::account::lookup("nobody").unwrap();
+        let d = dir("user");
+        let sup = Supervisor::new(d.clone(), Rotation::default(), CancellationToken::new());
+        let mut s = spec("who", "id -u; id -G; exec sleep 1000");
+        s.user = Some("nobody".into());
+        sup.apply(vec![s]);
+        wait_for(&sup, |s| s[0].health == "healthy").await;
+        let out = sup.log_path("who", "stdout");
+        let want = format!("{}\n{}\n", nobody.uid, nobody.gid);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut poll = tokio::time::interval(Duration::from_millis(20));
+        while std::fs::read_to_string(&out).unwrap_or_default() != want {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "stdout log: {want:?}"
+            );
+            poll.tick().await;
+        }
+        sup.stop_all().await;
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[tokio::test]

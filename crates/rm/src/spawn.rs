@@ -39,32 +39,7 @@ pub struct Command {
     pub user: Option<Account>,
 }
 
-/// A local account, as `getpwnam` reads it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Account {
-    pub name: String,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-/// Looks a user up by name.
-pub fn lookup_user(name: &str) -> Result<Account, String> {
-    let c = CString::new(name).map_err(|_| format!("user {name:?}: a NUL byte"))?;
-    // SAFETY: getpwnam_r fills `pw` and points its strings into `buf`, which outlives it.
-    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut buf = vec![0 as libc::c_char; 16 * 1024];
-    let mut found: *mut libc::passwd = std::ptr::null_mut();
-    let r =
-        unsafe { libc::getpwnam_r(c.as_ptr(), &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
-    if r != 0 || found.is_null() {
-        return Err(format!("no user {name:?} on this agent"));
-    }
-    Ok(Account {
-        name: name.to_string(),
-        uid: pw.pw_uid,
-        gid: pw.pw_gid,
-    })
-}
+pub use yard_auth::account::{lookup as lookup_user, Account};
 
 /// A started process, in its own session.
 pub struct Process {
