@@ -36,6 +36,14 @@ pub fn url_escape(v: &str, keep_slash: bool) -> String {
         .collect()
 }
 
+/// `--credentials FILE`, set once at start.
+static CREDENTIALS_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Makes [`credential`] read `path` (the global `--credentials` flag).
+pub fn use_credentials_file(path: std::path::PathBuf) {
+    let _ = CREDENTIALS_FILE.set(path);
+}
+
 /// The credential the CLI sends when a verb is given none: `--credentials FILE` (or
 /// `YARD_CREDENTIALS`), else the credentials file of the home [`yard_auth::home::resolve`]
 /// picks (`./yard-data/credentials` beside `yard up`, `$YARD_HOME`, `~/.config/yard`). Read
@@ -44,10 +52,19 @@ pub fn credential() -> Option<String> {
     static FOUND: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     FOUND
         .get_or_init(|| {
-            let path = match std::env::var_os("YARD_CREDENTIALS").filter(|p| !p.is_empty()) {
-                Some(p) => std::path::PathBuf::from(p),
-                None => yard_auth::home::resolve(None).join("credentials"),
-            };
+            let given = CREDENTIALS_FILE.get().cloned().or_else(|| {
+                std::env::var_os("YARD_CREDENTIALS")
+                    .filter(|p| !p.is_empty())
+                    .map(std::path::PathBuf::from)
+            });
+            let explicit = given.is_some();
+            let path = given.unwrap_or_else(|| yard_auth::home::resolve(None).join("credentials"));
+            if explicit && !path.exists() {
+                eprintln!(
+                    "yard: the credentials file {} does not exist",
+                    path.display()
+                );
+            }
             match yard_auth::home::read_secret(&path) {
                 Ok(t) => Some(t),
                 Err(e) => {

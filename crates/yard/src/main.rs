@@ -37,6 +37,10 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
     propagate_version = true
 )]
 struct Cli {
+    /// The credential file client verbs send (or set YARD_CREDENTIALS) [default: the
+    /// credentials home's, e.g. ./yard-data/credentials beside `yard up`].
+    #[arg(long, global = true, value_name = "FILE")]
+    credentials: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -231,8 +235,8 @@ struct PeersArgs {
 struct PeerArgs {
     #[command(flatten)]
     endpoint: EndpointArg,
-    /// The endpoint's token, when it has one (or set YARD_TOKEN).
-    #[arg(long, env = "YARD_TOKEN", hide_env_values = true)]
+    /// The credential to send (or set YARD_API_TOKEN) [default: the credentials file found].
+    #[arg(long, env = "YARD_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// The other endpoint's address (HOST:PORT).
     address: String,
@@ -283,6 +287,9 @@ struct StatusArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(path) = cli.credentials.clone() {
+        client::use_credentials_file(path);
+    }
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("YARD_LOG").unwrap_or_else(|_| "info".into());
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());

@@ -462,8 +462,8 @@ pub struct CenterArg {
     /// The center's address (or set YARD_CENTER).
     #[arg(long, short = 'c', env = "YARD_CENTER", default_value = CENTER_LISTEN)]
     center: String,
-    /// Token for changes (or set YARD_TOKEN).
-    #[arg(long, env = "YARD_TOKEN", hide_env_values = true)]
+    /// The credential to send (or set YARD_API_TOKEN) [default: the credentials file found].
+    #[arg(long, env = "YARD_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
 }
 

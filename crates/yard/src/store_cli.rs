@@ -16,8 +16,8 @@ use crate::EndpointArg;
 pub struct StoreArgs {
     #[command(flatten)]
     endpoint: EndpointArg,
-    /// The endpoint's token, for changes beyond loopback (or set YARD_TOKEN).
-    #[arg(long, env = "YARD_TOKEN", hide_env_values = true, global = true)]
+    /// The credential to send (or set YARD_API_TOKEN) [default: the credentials file found].
+    #[arg(long, env = "YARD_API_TOKEN", hide_env_values = true, global = true)]
     token: Option<String>,
     /// Keys and values are JSON value objects; answers are printed as JSON.
     #[arg(long, global = true)]
