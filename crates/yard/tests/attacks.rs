@@ -6,40 +6,27 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A daemon killed (and reaped) on drop.
-struct Proc(std::process::Child);
+/// A daemon and its data directory, both gone on drop.
+struct Proc(std::process::Child, std::path::PathBuf);
 
 impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
     }
 }
 
-/// Sends `head` (request line and headers, without the blank line) and `body`; the status and
-/// the whole answer.
 async fn raw(addr: &str, head: &str, body: &str) -> (u16, String) {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let req = format!(
-        "{head}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    s.read_to_end(&mut out).await.unwrap();
-    let text = String::from_utf8_lossy(&out).into_owned();
-    let code = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (code, text)
+    raw_http(addr, head, body.as_bytes()).await
 }
 
 fn center() -> (Proc, String) {
-    let dir = std::env::temp_dir().join(format!("yard-attack-center-{}", std::process::id()));
+    // One directory (and audit log) per center: the tests run at the same time.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("yard-attack-center-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let (child, addr) = spawn_yard(
         &[
@@ -51,7 +38,7 @@ fn center() -> (Proc, String) {
         ],
         "warn",
     );
-    (Proc(child), addr)
+    (Proc(child, dir), addr)
 }
 
 const EXEC: &str = r#"{"op":"exec","argv":["sh","-c","id"],"all":true}"#;

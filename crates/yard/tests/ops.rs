@@ -613,31 +613,19 @@ async fn common_post(addr: &str, path: &str, body: &[u8]) -> (u16, String) {
     exchange(addr, "POST", path, body).await
 }
 
-/// One HTTP/1.1 request; the status and the body of the answer.
+/// One HTTP/1.1 request as the tests' admin; the status and the body of the answer.
 async fn exchange(addr: &str, method: &str, path: &str, body: &[u8]) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let ct = if path.starts_with("/v1/artifacts") {
+        "application/octet-stream"
+    } else {
+        "application/json"
+    };
     let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: {}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
-        common::admin_token(),
-        if path.starts_with("/v1/artifacts") { "application/octet-stream" } else { "application/json" },
-        body.len()
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}\r\nContent-Type: {ct}",
+        common::admin_token()
     );
-    s.write_all(head.as_bytes()).await.unwrap();
-    s.write_all(body).await.unwrap();
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf).await.unwrap();
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let code = text
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_string())
-        .unwrap_or_default();
-    (code, body)
+    let (code, text) = common::raw_http(addr, &head, body).await;
+    (code, common::body_of(&text))
 }
 
 /// The raw history of a series over the last hour.

@@ -65,6 +65,36 @@ pub fn spawn_yard(args: &[&str], log: &str) -> (Child, String) {
     (child, addr)
 }
 
+/// Sends `head` (request line and headers, without the blank line), `Connection: close`, the
+/// length and `body`; the status and the whole answer.
+pub async fn raw_http(addr: &str, head: &str, body: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "{head}\r\nConnection: close\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let code = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, text)
+}
+
+/// The body of a whole HTTP answer.
+pub fn body_of(answer: &str) -> String {
+    answer
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default()
+}
+
 /// A running `yard node`; killed (and reaped) when dropped.
 pub struct Node {
     pub child: Child,
@@ -124,28 +154,9 @@ impl Node {
 
     /// `GET path` with `token`; the status and the body.
     pub async fn get_as(addr: &str, path: &str, token: &str) -> (u16, String) {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut s = TcpStream::connect(addr).await.unwrap();
-        s.write_all(
-            format!(
-                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .unwrap();
-        let mut buf = String::new();
-        s.read_to_string(&mut buf).await.unwrap();
-        let code = buf
-            .split(' ')
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .unwrap_or(0);
-        let body = buf
-            .split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_string())
-            .unwrap_or_default();
-        (code, body)
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}");
+        let (code, text) = raw_http(addr, &head, b"").await;
+        (code, body_of(&text))
     }
 
     /// A metric's value from /metrics (unlabelled series).
