@@ -37,8 +37,8 @@ pub type ClientId = u64;
 /// The most publications one item of the data queue carries from a peer.
 pub const PEER_BATCH: usize = 128;
 
-/// Settings of one endpoint: its queues and its peering.
-#[derive(Debug, Clone)]
+/// Settings of one endpoint: its queues and its peering. Its `Debug` never shows the mesh key.
+#[derive(Clone)]
 pub struct EndpointConfig {
     /// Items waiting for the router on the data queue.
     pub data_queue: usize,
@@ -68,6 +68,27 @@ pub struct EndpointConfig {
     pub listen: String,
     /// The largest peering frame accepted, in bytes.
     pub max_frame: usize,
+}
+
+impl std::fmt::Debug for EndpointConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EndpointConfig")
+            .field("data_queue", &self.data_queue)
+            .field("control_queue", &self.control_queue)
+            .field("batch", &self.batch)
+            .field("peer_queue", &self.peer_queue)
+            .field("peer_overflow_policy", &self.peer_overflow_policy)
+            .field("ttl", &self.ttl)
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("peer_ping", &self.peer_ping)
+            .field("peer_timeout", &self.peer_timeout)
+            .field("redial_min", &self.redial_min)
+            .field("redial_max", &self.redial_max)
+            .field("mesh_key", &self.mesh_key.as_ref().map(|_| "[redacted]"))
+            .field("listen", &self.listen)
+            .field("max_frame", &self.max_frame)
+            .finish()
+    }
 }
 
 impl Default for EndpointConfig {
@@ -894,6 +915,19 @@ impl Drop for Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_mesh_key_never_shows_in_debug_output() {
+        let c = EndpointConfig {
+            mesh_key: Some("0123456789abcdef-secret".into()),
+            ..EndpointConfig::default()
+        };
+        let text = format!("{c:?}");
+        assert!(
+            !text.contains("secret") && text.contains("[redacted]"),
+            "{text}"
+        );
+    }
 
     async fn endpoint() -> (Endpoint, CancellationToken, JoinHandle<()>) {
         let token = CancellationToken::new();

@@ -50,7 +50,8 @@ pub const STREAM_QUEUE: usize = 4096;
 pub const AGENT_QUEUE: usize = 16_384;
 pub const PERSIST_QUEUE: usize = 65_536;
 
-#[derive(Debug, Clone)]
+/// Its `Debug` never shows the Mesos secret.
+#[derive(Clone)]
 pub struct ServerConfig {
     pub master: MasterConfig,
     /// The store holding frameworks, agents and tasks (`sqlite:PATH`).
@@ -61,6 +62,22 @@ pub struct ServerConfig {
     /// clients that send HTTP Basic credentials (pymesos, mesos-cli). The shell gives it to the
     /// listener's guard.
     pub credentials: Option<String>,
+}
+
+impl std::fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let principal = self
+            .credentials
+            .as_deref()
+            .map(|c| c.split_once(':').map_or("?", |(p, _)| p));
+        f.debug_struct("ServerConfig")
+            .field("master", &self.master)
+            .field("store", &self.store)
+            .field("backend", &self.backend)
+            .field("allocation_interval", &self.allocation_interval)
+            .field("credentials", &principal.map(|p| format!("{p}:[redacted]")))
+            .finish()
+    }
 }
 
 type Reader = Box<dyn FnOnce(&Master, f64) -> (u16, Value) + Send>;
