@@ -348,11 +348,18 @@ async fn a_system_registers_reports_changes_detects_loss_and_survives_restarts()
         },
     )
     .await;
-    let metrics = common::Node::get_from(&c, "/metrics").await;
-    assert!(
-        metrics.contains("yard_center_agents{cluster=\"c1\",state=\"up\"} 1"),
-        "{metrics}"
-    );
+    // The center's figures say so too. Waited for, not read once: under a loaded machine a1's
+    // heartbeat can miss the test's 2 s bound for a moment (it is lost, then up again).
+    wait_until(
+        "yard_center_agents: one up, one lost in c1",
+        Duration::from_secs(15),
+        || async {
+            let metrics = common::Node::get_from(&c, "/metrics").await;
+            metrics.contains("yard_center_agents{cluster=\"c1\",state=\"up\"} 1")
+                && metrics.contains("yard_center_agents{cluster=\"c1\",state=\"lost\"} 1")
+        },
+    )
+    .await;
     std::fs::remove_dir_all(&dir).ok();
 }
 
