@@ -2,6 +2,7 @@
 //! managers, the agents and the Mesos shells).
 //!
 //! - [`secret`]: random secrets, hashing, constant-time comparison, the peering proof.
+//! - [`paths`]: paths callers name stay under the operator's directories.
 //! - [`policy`]: principals, roles, permissions and custom policies: what a caller may do.
 //! - [`tokens`]: bearer tokens and the registry that holds their hashes (never the tokens).
 //! - [`home`]: where credentials live on disk (`./yard-data`, `$YARD_HOME`, `~/.config/yard`).
@@ -17,6 +18,7 @@ pub mod account;
 pub mod audit;
 pub mod home;
 pub mod http;
+pub mod paths;
 pub mod policy;
 pub mod secret;
 pub mod tokens;

@@ -455,21 +455,21 @@ async fn read_loop(
                     ClientMessage::StoreFields(f) => stores::parse_fields(f),
                     _ => unreachable!("matched above"),
                 };
+                // The caller's policy decides each operation (reads and writes apart).
+                let parsed = parsed.map(|(name, op)| {
+                    let denied = principal.may_store(&name, op.changes()).err();
+                    (name, op, denied)
+                });
                 let single: Option<(serde_json::Value, stores::Pending)> = match parsed {
                     Err(why) => {
                         let e = yard_store::StoreError::InvalidData(why);
                         Some((id, Box::pin(async move { stores::Outcome::Failed(e) })))
                     }
-                    Ok((name, op)) if principal.may_store(&name, op.changes()).is_err() => {
-                        let why = principal
-                            .may_store(&name, op.changes())
-                            .err()
-                            .map(|d| d.to_string())
-                            .unwrap_or_default();
-                        let e = yard_store::StoreError::NotAllowed(why);
+                    Ok((_, _, Some(denied))) => {
+                        let e = yard_store::StoreError::NotAllowed(denied.to_string());
                         Some((id, Box::pin(async move { stores::Outcome::Failed(e) })))
                     }
-                    Ok((name, op)) => {
+                    Ok((name, op, None)) => {
                         // Joins the run on the same store, or ends it and starts another.
                         let left = match run.as_mut() {
                             Some(r) if r.name() == name => {

@@ -183,11 +183,7 @@ impl Drop for ArtifactWriter {
 
 /// Refuses a deployment path that could leave the deploy directory (absolute, `..`, empty).
 pub fn check_relative(path: &str) -> Result<(), ArtifactError> {
-    let plain = !path.is_empty()
-        && Path::new(path)
-            .components()
-            .all(|c| matches!(c, std::path::Component::Normal(_)));
-    if plain {
+    if yard_auth::paths::is_plain_relative(Path::new(path)) {
         Ok(())
     } else {
         Err(ArtifactError::Outside(path.to_string()))

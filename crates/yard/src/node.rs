@@ -232,6 +232,16 @@ pub async fn run(
     if config.gateway.store_dir.is_none() {
         config.gateway.store_dir = Some(home.dir.join("stores"));
     }
+    // The Mesos listeners' guards: the same registry (or one with the Mesos principal) and log.
+    let mesos_guard = |listener: &TcpListener, registry: Arc<Registry>| -> anyhow::Result<_> {
+        Ok(guard_for(
+            listener.local_addr()?,
+            &hosts,
+            "mesos",
+            registry,
+            audit.clone(),
+        ))
+    };
     config.gateway.guard = Some(guard_with(
         listener.local_addr()?,
         &hosts,
@@ -314,13 +324,7 @@ pub async fn run(
                                 }
                                 None => registry.clone(),
                             };
-                        let guard = guard_for(
-                            m.listener.local_addr()?,
-                            &hosts,
-                            "mesos",
-                            registry,
-                            audit.clone(),
-                        );
+                        let guard = mesos_guard(&m.listener, registry)?;
                         yard_rm::server::start(
                             m.cfg,
                             endpoint.clone(),
@@ -349,13 +353,7 @@ pub async fn run(
             match yard_ops::agent::start(c, endpoint.clone(), shutdown.clone()).await {
                 Ok((ext, task)) => match mesos {
                     Some(m) => {
-                        let guard = guard_for(
-                            m.listener.local_addr()?,
-                            &hosts,
-                            "mesos",
-                            registry.clone(),
-                            audit.clone(),
-                        );
+                        let guard = mesos_guard(&m.listener, registry.clone())?;
                         yard_rm::agent::start(
                             m.cfg,
                             endpoint.clone(),
