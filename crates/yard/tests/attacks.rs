@@ -320,3 +320,47 @@ async fn store_files_and_deployments_stay_in_their_directories() {
         assert!(text.contains("without `..`"), "{text}");
     }
 }
+
+/// The routes this issue added: `/v1/health` is open (it says nothing but "ok"), `/v1/audit` is
+/// the admin's; a page elsewhere reaches neither, whatever it carries.
+#[tokio::test]
+async fn the_health_and_audit_routes_answer_their_own_origin_only() {
+    let node = Node::start(&[]);
+    let addr = &node.addr;
+    let (code, text) = raw(
+        addr,
+        &format!("GET /v1/health HTTP/1.1\r\nHost: {addr}"),
+        "",
+    )
+    .await;
+    assert_eq!(code, 200, "{text}");
+    let (code, _) = raw(addr, &format!("GET /v1/audit HTTP/1.1\r\nHost: {addr}"), "").await;
+    assert_eq!(code, 401);
+    for path in ["/v1/health", "/v1/audit"] {
+        let (code, text) = raw(
+            addr,
+            &format!(
+                "GET {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\nAuthorization: Bearer {}",
+                admin_token()
+            ),
+            "",
+        )
+        .await;
+        assert_eq!(code, 403, "{path}: {text}");
+        assert!(text.contains("cross_origin"), "{text}");
+    }
+    let (code, text) = raw(
+        addr,
+        &format!(
+            "GET /v1/audit HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {}",
+            admin_token()
+        ),
+        "",
+    )
+    .await;
+    assert_eq!(code, 200, "{text}");
+    assert!(
+        body_of(&text).contains("its own origin only"),
+        "the refusals are in the log: {text}"
+    );
+}
