@@ -285,6 +285,24 @@ def test_a_custom_executor_on_the_pymesos_driver(cluster, sched):
     sched.plan.put((None, [executor_task("e-ok", "finish"), executor_task("e-bad", "fail"),
                            executor_task("e-long", "wait"), executor_task("e-orphan", "wait")]))
     wait_for("e-long running", lambda: "TASK_RUNNING" in sched.states("e-long"), timeout=20)
+    # Another local user cannot speak for the executor: an update it forges without the
+    # executor's token, or anyone's update with a wrong token, is refused and changes nothing.
+    on = next(a for a in cluster.agents if a.get("/state")["id"] == sched.last("e-long")["agent_id"]["value"])
+    fid = on.get("/state")["executors"][0]["framework_id"]
+    forged = json.dumps({"type": "UPDATE", "framework_id": {"value": fid}, "executor_id": {"value": "echo"},
+                         "update": {"status": {"task_id": {"value": "e-long"}, "state": "TASK_FINISHED",
+                                               "uuid": encode_data(os.urandom(16)), "source": "SOURCE_EXECUTOR"}}})
+    curl = ["curl", "-s", "-w", "\n%{http_code}", "-H", "Content-Type: application/json",
+            "--data", forged, f"http://{on.mesos}/api/v1/executor"]
+    def post(*prefix, header=()):
+        out = subprocess.run([*prefix, *curl, *header], capture_output=True, text=True, timeout=10).stdout
+        body, _, code = out.rpartition("\n")
+        return code, body
+    code, body = post("setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups")
+    assert code == "401" and "uid 65534" in body, (code, body)
+    code, body = post(header=("-H", "Authorization: Bearer 0123456789abcdef"))
+    assert code == "401" and "not this executor's" in body, (code, body)
+    assert [t["state"] for t in on.get("/state")["tasks"] if t["id"] == "e-long"] == ["TASK_RUNNING"]
     sched.driver.killTask({"value": "e-long"})
     wait_for("three terminal", lambda: all(sched.last(t) and sched.last(t)["state"] in TERMINAL
                                            for t in ("e-ok", "e-bad", "e-long")))

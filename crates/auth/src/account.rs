@@ -29,8 +29,84 @@ pub fn lookup(name: &str) -> Result<Account, String> {
     })
 }
 
+/// The euid of this process.
+pub fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() }
+}
+
+/// Whom a `what` ("task", "node") that names the account `name` runs as, as Mesos's
+/// `--switch_user` decides. A supervisor running as root switches to that account, and to root
+/// itself only when allowed (`ask` names the flag that allows it); a supervisor running as
+/// anyone else runs everything as itself and refuses a spec naming another account.
+/// `Ok(None)`: as the supervisor itself.
+pub fn run_as(
+    what: &str,
+    name: &str,
+    supervisor_uid: u32,
+    allow_root: bool,
+    ask: &str,
+    lookup: impl Fn(&str) -> Result<Account, String>,
+) -> Result<Option<Account>, String> {
+    let account = lookup(name)?;
+    if account.uid == 0 && !allow_root {
+        return Err(format!(
+            "the {what} would run as {name} (uid 0): this agent runs {what}s as root only with {ask}"
+        ));
+    }
+    if supervisor_uid != 0 {
+        return if account.uid == supervisor_uid {
+            Ok(None)
+        } else {
+            Err(format!(
+                "the agent runs as uid {supervisor_uid} and cannot switch to {name} (uid {})",
+                account.uid
+            ))
+        };
+    }
+    Ok(Some(account))
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn fake(name: &str) -> Result<Account, String> {
+        let uid = match name {
+            "root" => 0,
+            "nobody" => 65534,
+            "me" => 1000,
+            _ => return Err(format!("no user {name:?} on this host")),
+        };
+        Ok(Account {
+            name: name.into(),
+            uid,
+            gid: uid,
+        })
+    }
+
+    #[test]
+    fn root_switches_to_the_account_named_and_to_root_only_when_allowed() {
+        let nobody = run_as("node", "nobody", 0, false, "--x", fake).unwrap();
+        assert_eq!(nobody.map(|a| a.uid), Some(65534));
+        let e = run_as("node", "root", 0, false, "--allow-root-nodes", fake).unwrap_err();
+        assert_eq!(
+            e,
+            "the node would run as root (uid 0): this agent runs nodes as root only with --allow-root-nodes"
+        );
+        assert_eq!(
+            run_as("node", "root", 0, true, "--x", fake)
+                .unwrap()
+                .map(|a| a.uid),
+            Some(0)
+        );
+        // Another supervisor runs its own account's processes as itself, and nobody else's.
+        assert_eq!(run_as("task", "me", 1000, false, "--x", fake), Ok(None));
+        let e = run_as("task", "nobody", 1000, false, "--x", fake).unwrap_err();
+        assert!(e.contains("cannot switch to nobody"), "{e}");
+        assert!(run_as("task", "ghost", 0, true, "--x", fake).is_err());
+    }
+
     #[test]
     fn root_and_nobody_are_found_and_strangers_are_not() {
         assert_eq!(super::lookup("root").unwrap().uid, 0);

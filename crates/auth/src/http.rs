@@ -49,6 +49,16 @@ impl Remote {
         let ip = self.addr.ip();
         ip.is_loopback() || self.local.is_some_and(|l| l.ip() == ip)
     }
+
+    /// The local uid holding the caller's end, for a caller on this host (the kernel's socket
+    /// table says; see [`crate::owner`]).
+    pub fn owner(&self) -> Option<u32> {
+        let local = self.local?;
+        if !self.same_host() {
+            return None;
+        }
+        crate::owner::socket_owner(self.addr, local).ok().flatten()
+    }
 }
 
 /// Listeners whose connections carry a [`Remote`] (implemented by each listener type served).
@@ -89,6 +99,10 @@ pub enum Body {
 pub struct Rule {
     pub permission: Permission,
     pub body: Body,
+    /// The route checks its own credential (the Mesos executor API's per-executor token): the
+    /// guard leaves `Authorization` to the handler and lets the request through as anonymous,
+    /// under `permission` and every other check.
+    pub own_credential: bool,
 }
 
 impl Rule {
@@ -96,13 +110,22 @@ impl Rule {
         Rule {
             permission,
             body: Body::Json,
+            own_credential: false,
         }
     }
 
     pub fn bytes(permission: Permission) -> Rule {
         Rule {
-            permission,
             body: Body::Bytes,
+            ..Rule::new(permission)
+        }
+    }
+
+    /// A route that checks its own credential (see [`Rule::own_credential`]).
+    pub fn own_credential(self) -> Rule {
+        Rule {
+            own_credential: true,
+            ..self
         }
     }
 }
@@ -481,7 +504,13 @@ async fn check(g: &Guard, classify: &Classifier, req: &mut Request) -> Option<Re
         );
         return Some(refusal(StatusCode::FORBIDDEN, "cross_origin", why));
     }
-    let principal = match g.authenticate(headers) {
+    let rule = classify(req.method(), req.uri().path());
+    let authenticated = if rule.as_ref().is_some_and(|r| r.own_credential) {
+        Ok(g.anonymous())
+    } else {
+        g.authenticate(headers)
+    };
+    let principal = match authenticated {
         Ok(p) => p,
         Err(e) => {
             let wait = g.failed(remote.ip());
@@ -500,7 +529,7 @@ async fn check(g: &Guard, classify: &Classifier, req: &mut Request) -> Option<Re
         }
     };
     let caller = Caller { principal, remote };
-    let Some(rule) = classify(req.method(), req.uri().path()) else {
+    let Some(rule) = rule else {
         g.record(
             &caller.principal.to_string(),
             remote,

@@ -9,6 +9,7 @@
 //! - [`http`]: the guard every HTTP listener wraps its routes in (credentials, Host, Origin,
 //!   content types, security headers, 401/403, audit, slow-down of failed credentials).
 //! - [`account`]: local accounts (whom tasks and nodes run as).
+//! - [`owner`]: which local account holds the caller's end of a connection from this host.
 //! - [`audit`]: the append-only, rotated audit log and its queries.
 //!
 //! Nothing here is a daemon: the guard is a value each listener owns, and the registry and the
@@ -18,6 +19,7 @@ pub mod account;
 pub mod audit;
 pub mod home;
 pub mod http;
+pub mod owner;
 pub mod paths;
 pub mod policy;
 pub mod secret;

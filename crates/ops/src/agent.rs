@@ -39,6 +39,8 @@ pub struct AgentConfig {
     pub rotation: Rotation,
     /// The resource manager's tasks on this host (latest list), reported with each heartbeat.
     pub tasks: Option<tokio::sync::watch::Receiver<Vec<TaskView>>>,
+    /// Whom nodes run as.
+    pub node_users: crate::supervisor::NodeUsers,
 }
 
 struct State {
@@ -69,7 +71,12 @@ pub async fn start(
     cfg.dir = crate::absolute_dir(&cfg.dir)?;
     let store = ArtifactStore::new(cfg.dir.join("artifacts"));
     let agent = Arc::new(Agent {
-        sup: Supervisor::new(cfg.dir.join("nodes"), cfg.rotation, shutdown.child_token()),
+        sup: Supervisor::new(
+            cfg.dir.join("nodes"),
+            cfg.rotation,
+            cfg.node_users.clone(),
+            shutdown.child_token(),
+        ),
         deployments: Deployments::new(&cfg.dir, store.clone()),
         store,
         state: Mutex::new(State {

@@ -6,12 +6,17 @@ use tokio::net::TcpStream;
 
 use crate::nodes::HealthSpec;
 
-/// Runs the check once: `Ok` when healthy, otherwise what failed.
-pub async fn check(spec: &HealthSpec, cwd: Option<&std::path::Path>) -> Result<(), String> {
+/// Runs the check once: `Ok` when healthy, otherwise what failed. A command runs as `account`
+/// (the node's; `None`: the agent's).
+pub async fn check(
+    spec: &HealthSpec,
+    cwd: Option<&std::path::Path>,
+    account: Option<&yard_auth::account::Account>,
+) -> Result<(), String> {
     let timeout = spec.timeout();
     let run = async {
         if let Some(argv) = &spec.command {
-            command(argv, cwd).await
+            command(argv, cwd, account).await
         } else if let Some(addr) = &spec.tcp {
             TcpStream::connect(addr)
                 .await
@@ -29,8 +34,15 @@ pub async fn check(spec: &HealthSpec, cwd: Option<&std::path::Path>) -> Result<(
     }
 }
 
-async fn command(argv: &[String], cwd: Option<&std::path::Path>) -> Result<(), String> {
+async fn command(
+    argv: &[String],
+    cwd: Option<&std::path::Path>,
+    account: Option<&yard_auth::account::Account>,
+) -> Result<(), String> {
     let mut cmd = tokio::process::Command::new(&argv[0]);
+    if let Some(a) = account {
+        cmd.uid(a.uid).gid(a.gid);
+    }
     cmd.args(&argv[1..])
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::null())

@@ -35,7 +35,8 @@ pub struct NodeSpec {
     /// Roles whose agents run this node.
     #[serde(default)]
     pub roles: Vec<String>,
-    /// The account it runs as [default: the agent's]. Its working directory is given to it.
+    /// The account it runs as [default: the agent's `--node-user` when the agent runs as root,
+    /// else the agent's own]. Its working directory and `HOME` are given to it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
 }

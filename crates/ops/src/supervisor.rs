@@ -6,6 +6,10 @@
 //! and a `watch` of the status, which callers wait on (a restart waits for the next generation
 //! to be healthy) without polling.
 //!
+//! Accounts: a node runs as the `user` its spec names, else as [`NodeUsers::default_user`];
+//! an agent running as root switches to it (to root itself only with
+//! [`NodeUsers::allow_root`]), and gives it its working directory and `HOME` there.
+//!
 //! Health: with a check, a node is `healthy` after one passing check and `unhealthy` after
 //! `retries` failing ones in a row; without one, it is `healthy` once it has run for
 //! [`MIN_UPTIME`]. Both reset to `unknown` at every start.
@@ -25,6 +29,49 @@ use crate::logfile::{RotatingFile, Rotation};
 use crate::nodes::{NodeSpec, RestartPolicy};
 use crate::proto::NodeStatus;
 
+/// Whom nodes run as (the agent's `--node-user` and `--allow-root-nodes`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeUsers {
+    /// The account of a node whose spec names none, when the agent runs as root.
+    pub default_user: String,
+    /// Whether a node may run as root.
+    pub allow_root: bool,
+}
+
+impl Default for NodeUsers {
+    fn default() -> Self {
+        NodeUsers {
+            default_user: "nobody".into(),
+            allow_root: false,
+        }
+    }
+}
+
+impl NodeUsers {
+    /// The account `spec` runs as on an agent running as `agent_uid`; `Ok(None)`: as the agent.
+    pub fn resolve(
+        &self,
+        spec_user: Option<&str>,
+        agent_uid: u32,
+        lookup: impl Fn(&str) -> Result<yard_auth::account::Account, String>,
+    ) -> Result<Option<yard_auth::account::Account>, String> {
+        let name = match spec_user {
+            Some(u) => u,
+            // An agent that is not root runs its nodes as itself.
+            None if agent_uid != 0 => return Ok(None),
+            None => &self.default_user,
+        };
+        yard_auth::account::run_as(
+            "node",
+            name,
+            agent_uid,
+            self.allow_root,
+            "--allow-root-nodes",
+            lookup,
+        )
+    }
+}
+
 /// A node without a health check is healthy once it has run this long.
 pub const MIN_UPTIME: Duration = Duration::from_secs(1);
 /// Between SIGTERM and SIGKILL.
@@ -42,6 +89,7 @@ struct Inner {
     /// Logs go to `dir/logs`, default working directories are `dir/work/NAME`.
     dir: PathBuf,
     rotation: Rotation,
+    users: NodeUsers,
     /// The processes; a std mutex, held only to look up or swap a handle (never across await).
     procs: Mutex<BTreeMap<String, Proc>>,
     tasks: TaskTracker,
@@ -56,11 +104,17 @@ struct Proc {
 }
 
 impl Supervisor {
-    pub fn new(dir: PathBuf, rotation: Rotation, shutdown: CancellationToken) -> Supervisor {
+    pub fn new(
+        dir: PathBuf,
+        rotation: Rotation,
+        users: NodeUsers,
+        shutdown: CancellationToken,
+    ) -> Supervisor {
         Supervisor {
             inner: Arc::new(Inner {
                 dir,
                 rotation,
+                users,
                 procs: Mutex::new(BTreeMap::new()),
                 tasks: TaskTracker::new(),
                 shutdown,
@@ -111,6 +165,7 @@ impl Supervisor {
             logs: self.inner.dir.join("logs"),
             work: self.inner.dir.join("work").join(&spec.name),
             rotation: self.inner.rotation,
+            users: self.inner.users.clone(),
             status: status_tx,
             restart: restart_rx,
             cancel: cancel.clone(),
@@ -202,6 +257,7 @@ struct ProcTask {
     logs: PathBuf,
     work: PathBuf,
     rotation: Rotation,
+    users: NodeUsers,
     status: watch::Sender<NodeStatus>,
     restart: mpsc::Receiver<()>,
     cancel: CancellationToken,
@@ -219,7 +275,7 @@ impl ProcTask {
         loop {
             let generation = self.status.borrow().generation + 1;
             let child = self.spawn();
-            let mut child = match child {
+            let (mut child, account) = match child {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::warn!(node = %self.spec.name, "cannot start: {e}");
@@ -247,6 +303,7 @@ impl ProcTask {
             let health_cancel = self.cancel.child_token();
             tokio::spawn(health_loop(
                 self.spec.clone(),
+                account,
                 self.work.clone(),
                 self.status.clone(),
                 generation,
@@ -336,14 +393,18 @@ impl ProcTask {
         self.status.send_modify(f);
     }
 
-    fn spawn(&self) -> std::io::Result<tokio::process::Child> {
-        let account = match &self.spec.user {
-            Some(u) => Some(
-                yard_auth::account::lookup(u)
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::NotFound, e))?,
-            ),
-            None => None,
-        };
+    /// Starts the process; with the account it runs as (`None`: the agent's).
+    fn spawn(
+        &self,
+    ) -> std::io::Result<(tokio::process::Child, Option<yard_auth::account::Account>)> {
+        let account = self
+            .users
+            .resolve(
+                self.spec.user.as_deref(),
+                yard_auth::account::current_uid(),
+                yard_auth::account::lookup,
+            )
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, e))?;
         let cwd = match &self.spec.cwd {
             Some(d) => PathBuf::from(d),
             None => {
@@ -356,8 +417,14 @@ impl ProcTask {
         };
         let mut cmd = tokio::process::Command::new(&self.spec.command);
         if let Some(a) = &account {
-            // std drops the supplementary groups too when it switches from root.
-            cmd.uid(a.uid).gid(a.gid);
+            // std drops the supplementary groups too when it switches from root. The agent's
+            // own HOME is not the node's: it gets its working directory (its spec may say
+            // otherwise).
+            cmd.uid(a.uid)
+                .gid(a.gid)
+                .env("HOME", &cwd)
+                .env("USER", &a.name)
+                .env("LOGNAME", &a.name);
         }
         cmd.args(&self.spec.args)
             .envs(&self.spec.env)
@@ -393,7 +460,7 @@ impl ProcTask {
                 tokio::spawn(copy_to_log(pipe, file));
             }
         }
-        Ok(child)
+        Ok((child, account))
     }
 }
 
@@ -446,6 +513,7 @@ fn signal_group(pid: u32, sig: i32) {
 /// Checks one generation's health until cancelled.
 async fn health_loop(
     spec: NodeSpec,
+    account: Option<yard_auth::account::Account>,
     work: PathBuf,
     status: watch::Sender<NodeStatus>,
     generation: u64,
@@ -483,7 +551,7 @@ async fn health_loop(
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
         }
-        match crate::health::check(&h, cwd).await {
+        match crate::health::check(&h, cwd, account.as_ref()).await {
             Ok(()) => {
                 failures = 0;
                 set("healthy");
@@ -519,6 +587,14 @@ mod tests {
         }
     }
 
+    /// Nodes run as the agent's own account (root allowed): what these tests ask of a node.
+    fn as_agent() -> NodeUsers {
+        NodeUsers {
+            default_user: "root".into(),
+            allow_root: true,
+        }
+    }
+
     fn dir(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!("yard-sup-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&d);
@@ -547,7 +623,12 @@ mod tests {
         }
         let nobody = yard_auth::account::lookup("nobody").unwrap();
         let d = dir("user");
-        let sup = Supervisor::new(d.clone(), Rotation::default(), CancellationToken::new());
+        let sup = Supervisor::new(
+            d.clone(),
+            Rotation::default(),
+            as_agent(),
+            CancellationToken::new(),
+        );
         let mut s = spec("who", "id -u; id -G; exec sleep 1000");
         s.user = Some("nobody".into());
         sup.apply(vec![s]);
@@ -568,9 +649,66 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_node_that_names_no_user_runs_as_nobody_and_root_must_be_allowed() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("not root: switching users cannot be tested here");
+            return;
+        }
+        let nobody = yard_auth::account::lookup("nobody").unwrap();
+        let d = dir("default-user");
+        let sup = Supervisor::new(
+            d.clone(),
+            Rotation::default(),
+            NodeUsers::default(),
+            CancellationToken::new(),
+        );
+        let mut root = spec("root", "exec sleep 1000");
+        root.user = Some("root".into());
+        // The health command runs as the node's account too.
+        let mut who = spec("who", "echo $(id -u) $HOME; exec sleep 1000");
+        who.health = Some(HealthSpec {
+            command: Some(vec![
+                "sh".into(),
+                "-c".into(),
+                format!("test $(id -u) = {}", nobody.uid),
+            ]),
+            tcp: None,
+            http: None,
+            interval: "200ms".into(),
+            timeout: "2s".into(),
+            retries: 1,
+        });
+        sup.apply(vec![root, who]);
+        let s = wait_for(&sup, |s| {
+            s.len() == 2 && s[1].health == "healthy" && s[0].state == "failed"
+        })
+        .await;
+        assert_eq!((s[0].pid, s[0].health.as_str()), (None, "unhealthy"));
+        let out = sup.log_path("who", "stdout");
+        let want = format!("{} {}\n", nobody.uid, d.join("work").join("who").display());
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut poll = tokio::time::interval(Duration::from_millis(20));
+        while std::fs::read_to_string(&out).unwrap_or_default() != want {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "stdout log: {want:?}"
+            );
+            poll.tick().await;
+        }
+        sup.stop_all().await;
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[tokio::test]
     async fn a_node_runs_logs_restarts_on_command_and_stops() {
         let d = dir("run");
-        let sup = Supervisor::new(d.clone(), Rotation::default(), CancellationToken::new());
+        let sup = Supervisor::new(
+            d.clone(),
+            Rotation::default(),
+            as_agent(),
+            CancellationToken::new(),
+        );
         let mut s = spec(
             "echo",
             "echo hello $YARD_NODE; echo oops >&2; exec sleep 1000",
@@ -617,7 +755,12 @@ mod tests {
     #[tokio::test]
     async fn crashing_nodes_restart_by_policy_and_failing_checks_fail_the_restart() {
         let d = dir("policy");
-        let sup = Supervisor::new(d.clone(), Rotation::default(), CancellationToken::new());
+        let sup = Supervisor::new(
+            d.clone(),
+            Rotation::default(),
+            as_agent(),
+            CancellationToken::new(),
+        );
         let mut never = spec("never", "exit 3");
         never.restart = RestartPolicy::Never;
         let crash = spec("crash", "exit 1");

@@ -69,6 +69,8 @@ pub struct AgentConfig {
     /// Whether tasks and executors may run as root (uid 0): asked for with
     /// `--allow-root-tasks`; otherwise such a launch fails with the reason.
     pub allow_root: bool,
+    /// Who may make an executor's calls (`--executor-auth`).
+    pub executor_auth: executor::ExecutorAuth,
 }
 
 /// Whom a task or executor runs as, as Mesos's `--switch_user` decides: its CommandInfo's
@@ -88,23 +90,14 @@ pub fn task_user(
         .or_else(|| framework_info.get("user").and_then(Value::as_str))
         .filter(|u| !u.is_empty())
         .ok_or("the task names no user (FrameworkInfo.user or CommandInfo.user)")?;
-    let account = lookup(name)?;
-    if account.uid == 0 && !allow_root {
-        return Err(format!(
-            "the task would run as {name} (uid 0): this agent runs tasks as root only with --allow-root-tasks"
-        ));
-    }
-    if agent_uid != 0 {
-        return if account.uid == agent_uid {
-            Ok(None)
-        } else {
-            Err(format!(
-                "the agent runs as uid {agent_uid} and cannot switch to {name} (uid {})",
-                account.uid
-            ))
-        };
-    }
-    Ok(Some(account))
+    yard_auth::account::run_as(
+        "task",
+        name,
+        agent_uid,
+        allow_root,
+        "--allow-root-tasks",
+        lookup,
+    )
 }
 
 /// A task as the agent lists it for others (the operations center's topology).
@@ -164,6 +157,10 @@ struct ExecEntry {
     shutting_down: bool,
     pid: Option<u32>,
     slot: UsageSlot,
+    /// Its credential for the executor API (in its environment, never logged).
+    token: String,
+    /// The account it runs as.
+    uid: u32,
 }
 
 /// The agent's answer to an executor call.
@@ -177,7 +174,11 @@ pub(crate) enum Event {
     Pid(Key, u32),
     ExecutorPid(ExecKey, u32),
     ExecutorExited(ExecKey, Exited),
-    ExecutorCall(executor::Addressed, oneshot::Sender<ExecAnswer>),
+    ExecutorCall(
+        executor::Addressed,
+        executor::Proof,
+        oneshot::Sender<ExecAnswer>,
+    ),
     ExecutorStreamClosed(ExecKey, u64),
     Registered(Result<Wire, String>),
     Beat(Result<Wire, String>),
@@ -529,8 +530,8 @@ impl Actor {
                 }
             }
             Event::ExecutorExited(ek, ex) => self.executor_exited(ek, ex).await,
-            Event::ExecutorCall(call, reply) => {
-                let answer = self.executor_call(call).await;
+            Event::ExecutorCall(call, proof, reply) => {
+                let answer = self.executor_call(call, proof).await;
                 let _ = reply.send(answer);
             }
             Event::ExecutorStreamClosed(ek, generation) => {
@@ -862,8 +863,7 @@ impl Actor {
         command: &Value,
         framework_info: &Value,
     ) -> Result<Option<spawn::Account>, String> {
-        // SAFETY: geteuid has no preconditions.
-        let uid = unsafe { libc::geteuid() };
+        let uid = yard_auth::account::current_uid();
         task_user(
             command,
             framework_info,
@@ -950,6 +950,7 @@ impl Actor {
             cpus_milli: res.scalar("cpus"),
             mem_milli: res.scalar("mem"),
         };
+        let token = yard_auth::secret::random_hex(32);
         let env = executor::environment(&executor::EnvInput {
             framework_id: &ek.0,
             executor_id: &ek.1,
@@ -957,7 +958,14 @@ impl Actor {
             agent_endpoint: &self.api_endpoint,
             sandbox: &sandbox.display().to_string(),
             shutdown_grace_secs: EXECUTOR_SHUTDOWN_GRACE.as_secs(),
+            token: &token,
         });
+        let user = self.user_for(ei.get("command").unwrap_or(&Value::Null), framework_info);
+        let agent_uid = yard_auth::account::current_uid();
+        let uid = match &user {
+            Ok(Some(a)) => a.uid,
+            _ => agent_uid,
+        };
         let (stop_tx, stop_rx) = mpsc::channel(4);
         let slot: UsageSlot = Arc::new(std::sync::Mutex::new(None));
         tracing::info!(framework = %ek.0, executor = %ek.1, "starting an executor");
@@ -968,7 +976,7 @@ impl Actor {
                 container_id: container_id.clone(),
                 iso: self.cfg.isolation.clone(),
                 limits,
-                user: self.user_for(ei.get("command").unwrap_or(&Value::Null), framework_info),
+                user,
                 command: ei.get("command").cloned().unwrap_or(json!({})),
                 env,
             },
@@ -991,6 +999,8 @@ impl Actor {
                 shutting_down: false,
                 pid: None,
                 slot,
+                token,
+                uid,
             },
         );
     }
@@ -1096,13 +1106,21 @@ impl Actor {
         self.resend(now_ms()).await;
     }
 
-    async fn executor_call(&mut self, a: executor::Addressed) -> ExecAnswer {
+    async fn executor_call(
+        &mut self,
+        a: executor::Addressed,
+        proof: executor::Proof,
+    ) -> ExecAnswer {
         let ek = (a.framework_id.clone(), a.executor_id.clone());
         let Some(x) = self.executors.get_mut(&ek) else {
             let known = self.executors.keys().any(|(f, _)| *f == a.framework_id);
             let what = if known { "Executor" } else { "Framework" };
             return ExecAnswer::Status(400, format!("{what} cannot be found"));
         };
+        if let Err(why) = executor::admit(self.cfg.executor_auth, &x.token, x.uid, &proof) {
+            tracing::warn!(framework = %ek.0, executor = %ek.1, "executor call refused: {why}");
+            return ExecAnswer::Status(401, why);
+        }
         match a.call {
             executor::Call::Subscribe => {
                 self.stream_generation += 1;
@@ -1210,10 +1228,10 @@ pub fn classify(method: &Method, raw: &str) -> Option<Rule> {
     match route.as_str() {
         "/version" | "/health" if read => Some(Rule::new(Permission::Open)),
         "/state" | "/monitor/statistics" if read => Some(Rule::new(Permission::Read)),
-        // Executors run on this host and carry no credential (Mesos's executor authentication
-        // is off by default and pymesos's executor driver sends none): the same-host rule is
-        // this route's policy.
-        "/api/v1/executor" => Some(Rule::new(Permission::Open)),
+        // Executors run on this host and prove themselves with their own token or, for those
+        // that send none (pymesos's driver), with the account their socket belongs to: the
+        // handler checks both (`executor::admit`), after the same-host rule.
+        "/api/v1/executor" => Some(Rule::new(Permission::Open).own_credential()),
         "/files/read" if read => Some(Rule::new(Permission::Outputs)),
         _ => None,
     }
@@ -1265,7 +1283,7 @@ async fn http(
         "/health" => (StatusCode::OK, "").into_response(),
         "/state" => read(Box::new(state_view)).await,
         "/monitor/statistics" => read(Box::new(statistics)).await,
-        "/api/v1/executor" => executor_api(exec_tx, req).await,
+        "/api/v1/executor" => executor_api(exec_tx, peer, req).await,
         "/files/read" => files_read(exec_tx, req.uri().query().unwrap_or("")).await,
         other => (
             StatusCode::NOT_FOUND,
@@ -1459,7 +1477,7 @@ fn read_sandbox_file(
 }
 
 /// `POST /api/v1/executor`.
-async fn executor_api(tx: mpsc::Sender<Event>, req: Request) -> Response {
+async fn executor_api(tx: mpsc::Sender<Event>, peer: Remote, req: Request) -> Response {
     if req.method() != axum::http::Method::POST {
         return text(405, "Expecting POST");
     }
@@ -1475,9 +1493,28 @@ async fn executor_api(tx: mpsc::Sender<Event>, req: Request) -> Response {
         Ok(c) => c,
         Err(e) => return text(400, e),
     };
+    let token = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_string());
+    // Without a token, the kernel names the caller's account (a scan of its socket table).
+    let uid = match token {
+        Some(_) => None,
+        None => tokio::task::spawn_blocking(move || peer.owner())
+            .await
+            .ok()
+            .flatten(),
+    };
+    let proof = executor::Proof { token, uid };
     let ek = (call.framework_id.clone(), call.executor_id.clone());
     let (reply, answer) = oneshot::channel();
-    if tx.send(Event::ExecutorCall(call, reply)).await.is_err() {
+    if tx
+        .send(Event::ExecutorCall(call, proof, reply))
+        .await
+        .is_err()
+    {
         return text(503, "the agent is shutting down");
     }
     match answer.await {

@@ -26,6 +26,56 @@ pub struct Addressed {
     pub call: Call,
 }
 
+/// Who may make an executor's calls (the agent's `--executor-auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecutorAuth {
+    /// Only a caller with the executor's own token (`MESOS_EXECUTOR_AUTHENTICATION_TOKEN`, sent
+    /// as `Authorization: Bearer`), as Mesos's `--authenticate_http_executors` asks.
+    Token,
+    /// The executor's token; or, without one, a caller on this host whose socket belongs to the
+    /// executor's account or to root (the kernel's socket table says). pymesos's executor driver
+    /// sends no token: this keeps it working without letting other local users in.
+    #[default]
+    TokenOrAccount,
+}
+
+impl std::str::FromStr for ExecutorAuth {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "token" => Ok(ExecutorAuth::Token),
+            "token-or-account" => Ok(ExecutorAuth::TokenOrAccount),
+            other => Err(format!(
+                "--executor-auth {other:?}: expected token or token-or-account"
+            )),
+        }
+    }
+}
+
+/// What an executor call carries to prove who sent it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Proof {
+    /// The `Bearer` credential, if the call sent one.
+    pub token: Option<String>,
+    /// The local uid holding the caller's socket, when the kernel's table names it.
+    pub uid: Option<u32>,
+}
+
+/// Whether `proof` may act for the executor whose token is `token` and which runs as `uid`;
+/// the error is the 401 answer's text.
+pub fn admit(auth: ExecutorAuth, token: &str, uid: u32, proof: &Proof) -> Result<(), String> {
+    match (&proof.token, auth) {
+        (Some(t), _) if yard_auth::secret::ct_eq(t.as_bytes(), token.as_bytes()) => Ok(()),
+        (Some(_), _) => Err("the token is not this executor's (MESOS_EXECUTOR_AUTHENTICATION_TOKEN of the executor the call names)".into()),
+        (None, ExecutorAuth::Token) => Err("this agent needs the executor's token: send MESOS_EXECUTOR_AUTHENTICATION_TOKEN as Authorization: Bearer".into()),
+        (None, ExecutorAuth::TokenOrAccount) => match proof.uid {
+            Some(u) if u == uid || u == 0 => Ok(()),
+            Some(u) => Err(format!("a call without the executor's token must come from its account (uid {uid}); this one comes from uid {u}")),
+            None => Err("a call without the executor's token must come from this host, from the executor's account: this caller's socket cannot be found".into()),
+        },
+    }
+}
+
 /// Parses an `executor::Call`; the error is the 400 answer's text.
 pub fn parse(v: &Value) -> Result<Addressed, String> {
     let bad = |m: &str| Err(format!("Failed to validate executor::Call: {m}"));
@@ -148,6 +198,8 @@ pub struct EnvInput<'a> {
     pub agent_endpoint: &'a str,
     pub sandbox: &'a str,
     pub shutdown_grace_secs: u64,
+    /// The executor's own credential for the executor API.
+    pub token: &'a str,
 }
 
 /// The `MESOS_*` environment of a custom executor (Mesos's `executorEnvironment`).
@@ -170,6 +222,7 @@ pub fn environment(i: &EnvInput) -> Vec<(String, String)> {
             format!("{}secs", i.shutdown_grace_secs),
         ),
         ("LIBPROCESS_PORT", "0".to_string()),
+        ("MESOS_EXECUTOR_AUTHENTICATION_TOKEN", i.token.to_string()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -293,6 +346,7 @@ mod tests {
             agent_endpoint: "127.0.0.1:5051",
             sandbox: "/s",
             shutdown_grace_secs: 5,
+            token: "t0k",
         });
         let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         assert_eq!(get("MESOS_AGENT_ENDPOINT"), Some("127.0.0.1:5051"));
@@ -301,5 +355,50 @@ mod tests {
         assert_eq!(get("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"), Some("5secs"));
         assert_eq!(get("MESOS_SLAVE_PID"), Some("slave(1)@127.0.0.1:5051"));
         assert_eq!(get("MESOS_CHECKPOINT"), None);
+        assert_eq!(get("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"), Some("t0k"));
+    }
+
+    #[test]
+    fn an_executor_call_needs_its_token_or_its_account() {
+        let proof = |token: Option<&str>, uid: Option<u32>| Proof {
+            token: token.map(str::to_string),
+            uid,
+        };
+        let any = ExecutorAuth::TokenOrAccount;
+        let strict = ExecutorAuth::Token;
+        // The executor's own token passes in both modes, from any local account.
+        assert_eq!(
+            admit(any, "s3cret", 65534, &proof(Some("s3cret"), Some(1000))),
+            Ok(())
+        );
+        assert_eq!(
+            admit(strict, "s3cret", 65534, &proof(Some("s3cret"), None)),
+            Ok(())
+        );
+        // Another executor's token never does, whoever sends it.
+        let e = admit(any, "s3cret", 65534, &proof(Some("other"), Some(65534))).unwrap_err();
+        assert!(e.contains("not this executor's"), "{e}");
+        // Without a token: the executor's account or root, not another local user.
+        assert_eq!(
+            admit(any, "s3cret", 65534, &proof(None, Some(65534))),
+            Ok(())
+        );
+        assert_eq!(admit(any, "s3cret", 65534, &proof(None, Some(0))), Ok(()));
+        let e = admit(any, "s3cret", 65534, &proof(None, Some(1000))).unwrap_err();
+        assert!(e.contains("uid 65534") && e.contains("uid 1000"), "{e}");
+        assert!(admit(any, "s3cret", 65534, &proof(None, None)).is_err());
+        // `--executor-auth token` takes nothing else.
+        let e = admit(strict, "s3cret", 65534, &proof(None, Some(65534))).unwrap_err();
+        assert!(e.contains("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"), "{e}");
+    }
+
+    #[test]
+    fn executor_auth_modes_parse() {
+        assert_eq!("token".parse(), Ok(ExecutorAuth::Token));
+        assert_eq!("token-or-account".parse(), Ok(ExecutorAuth::TokenOrAccount));
+        assert!("none"
+            .parse::<ExecutorAuth>()
+            .unwrap_err()
+            .contains("expected"));
     }
 }

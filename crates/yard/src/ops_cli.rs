@@ -93,7 +93,31 @@ pub struct AgentArgs {
     #[arg(long, default_value = "1s")]
     heartbeat: String,
     #[command(flatten)]
+    node_users: NodeUserArgs,
+    #[command(flatten)]
     mesos: crate::rm_cli::AgentArgs,
+}
+
+/// Whom an agent's nodes run as.
+#[derive(Args, Clone)]
+pub struct NodeUserArgs {
+    /// The account of a node whose spec names no `user`, when the agent runs as root (an agent
+    /// running as another user runs its nodes as itself).
+    #[arg(long, default_value = "nobody")]
+    node_user: String,
+    /// Let nodes run as root (uid 0), by their spec's `user` or --node-user; without it such a
+    /// node fails to start, with the reason.
+    #[arg(long)]
+    allow_root_nodes: bool,
+}
+
+impl NodeUserArgs {
+    fn users(&self) -> yard_ops::supervisor::NodeUsers {
+        yard_ops::supervisor::NodeUsers {
+            default_user: self.node_user.clone(),
+            allow_root: self.allow_root_nodes,
+        }
+    }
 }
 
 #[derive(Args)]
@@ -104,6 +128,8 @@ pub struct UpArgs {
     /// Agents to run.
     #[arg(long, default_value_t = 2)]
     agents: usize,
+    #[command(flatten)]
+    node_users: NodeUserArgs,
 }
 
 /// A duration flag (`500ms`, `5s`, `1h`), not zero.
@@ -244,6 +270,7 @@ pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
             heartbeat,
             rotation: Default::default(),
             tasks: None,
+            node_users: a.node_users.users(),
         },
         mesos,
     );
@@ -371,6 +398,7 @@ pub async fn up(a: UpArgs) -> anyhow::Result<()> {
                     heartbeat: Duration::from_secs(1),
                     rotation: Default::default(),
                     tasks: None,
+                    node_users: a.node_users.users(),
                 },
                 crate::rm_cli::AgentArgs {
                     mesos_listen: format!("127.0.0.1:{}", 5050 + i),

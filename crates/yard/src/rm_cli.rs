@@ -184,6 +184,11 @@ pub struct AgentArgs {
     /// without it such launches fail. Tasks run as the user they name (Mesos's --switch_user).
     #[arg(long)]
     pub allow_root_tasks: bool,
+    /// Who may make an executor's calls: `token` (only its MESOS_EXECUTOR_AUTHENTICATION_TOKEN)
+    /// or `token-or-account` (the token, or a caller on this host running as the executor's
+    /// account or root; pymesos's executor driver sends no token).
+    #[arg(long, default_value = "token-or-account")]
+    pub executor_auth: yard_rm::executor::ExecutorAuth,
 }
 
 impl Default for AgentArgs {
@@ -198,6 +203,7 @@ impl Default for AgentArgs {
             update_retry: "2s".into(),
             isolation_fallback: false,
             allow_root_tasks: false,
+            executor_auth: Default::default(),
         }
     }
 }
@@ -261,6 +267,7 @@ impl AgentArgs {
             heartbeat,
             update_retry: dur("update-retry", &self.update_retry)?,
             allow_root: self.allow_root_tasks,
+            executor_auth: self.executor_auth,
         };
         Ok(Some(Mesos { cfg, listener }))
     }

@@ -368,6 +368,12 @@ async fn rolling_restart_goes_in_order_and_stops_at_the_first_failure() {
     let dir = tmp("rolling");
     let starts = dir.join("starts");
     let fail = dir.join("fail");
+    // The nodes run as nobody (they name no user): the file they append to is theirs to write.
+    std::fs::write(&starts, "").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&starts, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
     let node = |name: &str, agent: &str, check: &str| {
         format!(
             "[[node]]\nname = \"{name}\"\ncommand = \"sh\"\nargs = [\"-c\", \"echo $YARD_NODE >> {}; exec sleep 1000\"]\nagents = [\"{agent}\"]\n[node.health]\ncommand = [\"sh\", \"-c\", \"{check}\"]\ninterval = \"200ms\"\nretries = 2\n",
