@@ -918,10 +918,16 @@ async fn logs(
         )
             .into_response(),
         Ok(other) => error(StatusCode::BAD_GATEWAY, "bad_answer", other.type_name()),
-        Err(e) if e.contains("unknown_node") || e.contains("unknown_agent") => {
-            error(StatusCode::NOT_FOUND, "not_found", e)
+        Err(rpc::CallError::Refused { code, message })
+            if code == "unknown_node" || code == "unknown_agent" =>
+        {
+            error(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("{code}: {message}"),
+            )
         }
-        Err(e) => error(StatusCode::BAD_GATEWAY, "manager_error", e),
+        Err(e) => error(StatusCode::BAD_GATEWAY, "manager_error", e.to_string()),
     }
 }
 

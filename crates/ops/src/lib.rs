@@ -9,7 +9,8 @@
 //! - [`agent`]: supervises nodes ([`supervisor`]), samples metrics ([`sample`]), installs
 //!   artifacts ([`artifacts`]), runs operations.
 //!
-//! Pure parts (no I/O): [`topology`], [`nodes`] (config), [`proto`].
+//! Pure parts (no I/O, no clock): [`topology`], [`rollout`] (a command on one cluster),
+//! [`nodes`] (config), [`proto`].
 
 pub mod agent;
 pub mod artifacts;
@@ -19,6 +20,7 @@ pub mod logfile;
 pub mod manager;
 pub mod nodes;
 pub mod proto;
+pub mod rollout;
 pub mod rpc;
 pub mod sample;
 pub mod supervisor;

@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine;
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -27,8 +28,9 @@ use crate::artifacts::ArtifactStore;
 use crate::nodes::ClusterConfig;
 use crate::proto::{
     self, AgentView, ClusterReport, CommandKind, CommandSpec, ManagerView, Msg, ProgressRow,
-    Sample, Task,
+    Sample, Task, TaskOutcome,
 };
+use crate::rollout::{self, Action, Rollout};
 use crate::rpc::{self, Inbox};
 
 /// Samples waiting to go to the center; beyond this the oldest are dropped (and counted).
@@ -389,131 +391,97 @@ impl Manager {
             .await;
     }
 
-    /// Carries out a command; returns the rows and whether all went well.
+    /// Carries out a command on this cluster: the [`Rollout`] core decides what happens next;
+    /// this shell publishes progress, dispatches steps to agents, and reports the end.
     async fn run_command(self: &Arc<Self>, spec: CommandSpec) {
-        let started = Instant::now();
-        let deadline = started + Duration::from_secs(spec.timeout_s.max(1));
         let agents: Vec<AgentView> = {
             let s = self.state.lock().expect("manager state");
             s.agents.values().map(|a| a.view.clone()).collect()
         };
-        let row = |agent: &str, node: &str| ProgressRow {
-            id: spec.id.clone(),
-            cluster: self.cfg.cluster.clone(),
-            agent: agent.to_string(),
-            node: node.to_string(),
-            state: "pending".into(),
-            detail: String::new(),
-            exit_code: None,
-            output: String::new(),
+        let id = spec.id.clone();
+        let artifact = match &spec.kind {
+            CommandKind::Deploy { sha256, size, .. } => Some((sha256.clone(), *size)),
+            _ => None,
         };
-        let mut error = None;
-        let mut rows: Vec<ProgressRow> = match &spec.kind {
-            CommandKind::Restart { .. } => agents
-                .iter()
-                .flat_map(|a| a.nodes.iter().map(|n| row(&a.name, &n.name)))
-                .collect(),
-            _ => agents.iter().map(|a| row(&a.name, "")).collect(),
+        let mut core = Rollout::new(spec, &self.cfg.cluster, &agents, crate::now_ms());
+        // Each dispatched row answers once: the queue never holds more than the rows.
+        let (answers, mut answered) = mpsc::channel(core.rows().max(1));
+        let mut actions = core.start();
+        self.perform(std::mem::take(&mut actions), &answers).await;
+        let error = match artifact {
+            Some((sha, size)) => self
+                .fetch_artifact(&sha, size)
+                .await
+                .err()
+                .map(|e| format!("cannot fetch the artifact from the center: {e}")),
+            None => None,
         };
-        for r in &rows {
-            self.progress(r).await;
+        actions = core.begin(error, crate::now_ms());
+        loop {
+            if let Some(done) = self.perform(std::mem::take(&mut actions), &answers).await {
+                self.report_done(&id, done).await;
+                return;
+            }
+            let left = core.deadline_ms().saturating_sub(crate::now_ms()).max(0);
+            actions = tokio::select! {
+                Some((row, answer)) = answered.recv() => core.answered(row, answer, crate::now_ms()),
+                _ = tokio::time::sleep(Duration::from_millis(left as u64)) => core.tick(crate::now_ms()),
+            };
         }
-        if let CommandKind::Deploy { sha256, size, .. } = &spec.kind {
-            if let Err(e) = self.fetch_artifact(sha256, *size).await {
-                error = Some(format!("cannot fetch the artifact from the center: {e}"));
+    }
+
+    /// Performs a rollout's actions; returns its end, when it is one of them.
+    async fn perform(
+        self: &Arc<Self>,
+        actions: Vec<Action>,
+        answers: &mpsc::Sender<(usize, Result<TaskOutcome, String>)>,
+    ) -> Option<Msg> {
+        let mut done = None;
+        for action in actions {
+            match action {
+                Action::Progress(row) => self.progress(&row).await,
+                Action::Dispatch {
+                    row,
+                    agent,
+                    task,
+                    timeout,
+                } => {
+                    let me = self.clone();
+                    let answers = answers.clone();
+                    tokio::spawn(async move {
+                        let answer = me.step(&agent, task, timeout).await;
+                        let _ = answers.send((row, answer)).await;
+                    });
+                }
+                Action::Done(msg) => done = Some(msg),
             }
         }
-        let batch = match &spec.kind {
-            CommandKind::Restart { batch } => (*batch).max(1),
-            // Other steps run on every agent at once.
-            _ => rows.len().max(1),
-        };
-        let mut failed = error.is_some();
-        let mut i = 0;
-        while i < rows.len() {
-            if failed {
-                for r in &mut rows[i..] {
-                    r.state = "skipped".into();
-                    r.detail = "an earlier step failed".into();
-                    self.progress(r).await;
-                }
-                break;
-            }
-            let end = (i + batch).min(rows.len());
-            let mut running = Vec::new();
-            for r in &mut rows[i..end] {
-                r.state = "running".into();
-                self.progress(r).await;
-                let remaining = deadline.saturating_duration_since(Instant::now());
-                let task = match &spec.kind {
-                    CommandKind::Restart { .. } => Task::RestartNode {
-                        node: r.node.clone(),
-                        timeout_ms: remaining.as_millis() as u64,
-                    },
-                    CommandKind::Deploy {
-                        sha256,
-                        name,
-                        size,
-                        path,
-                    } => Task::Install {
-                        sha256: sha256.clone(),
-                        name: name.clone(),
-                        size: *size,
-                        path: path.clone(),
-                    },
-                    CommandKind::Rollback { path } => Task::Rollback { path: path.clone() },
-                    CommandKind::Exec { argv } => Task::Exec {
-                        argv: argv.clone(),
-                        timeout_ms: remaining.as_millis() as u64,
-                    },
-                };
-                let me = self.clone();
-                let agent = r.agent.clone();
-                running.push(tokio::spawn(async move {
-                    let id = me.agent_id(&agent)?;
-                    let answer = rpc::call(
-                        &me.ep,
-                        proto::to(&id, "task"),
-                        &Msg::Task(task),
-                        remaining + Duration::from_secs(1),
-                    )
-                    .await?;
-                    match answer {
-                        Msg::TaskResult(o) => Ok(o),
-                        other => Err(format!("unexpected answer: {}", other.type_name())),
-                    }
-                }));
-            }
-            for (r, h) in rows[i..end].iter_mut().zip(running) {
-                match h.await.unwrap_or_else(|e| Err(e.to_string())) {
-                    Ok(o) => {
-                        r.state = if o.ok { "ok" } else { "failed" }.into();
-                        r.detail = o.detail;
-                        r.exit_code = o.exit_code;
-                        r.output = o.output;
-                    }
-                    Err(e) => {
-                        r.state = "failed".into();
-                        r.detail = e;
-                    }
-                }
-                // A restart stops at the first failure; other commands report every agent.
-                if r.state == "failed" && matches!(spec.kind, CommandKind::Restart { .. }) {
-                    failed = true;
-                }
-                self.progress(r).await;
-            }
-            i = end;
+        done
+    }
+
+    /// One step on one agent.
+    async fn step(
+        &self,
+        agent: &str,
+        task: Task,
+        timeout: Duration,
+    ) -> Result<TaskOutcome, String> {
+        let id = self.agent_id(agent)?;
+        let answer = rpc::call(
+            &self.ep,
+            proto::to(&id, "task"),
+            &Msg::Task(task),
+            timeout + Duration::from_millis(rollout::ANSWER_GRACE_MS as u64),
+        )
+        .await?;
+        match answer {
+            Msg::TaskResult(o) => Ok(o),
+            other => Err(format!("unexpected answer: {}", other.type_name())),
         }
-        let ok = error.is_none() && rows.iter().all(|r| r.state == "ok");
-        let done = Msg::CommandDone {
-            id: spec.id.clone(),
-            cluster: self.cfg.cluster.clone(),
-            ok,
-            rows,
-            error,
-        };
-        // The end of a command must reach the center: retried until it answers.
+    }
+
+    /// The end of a command must reach the center: retried until it answers.
+    async fn report_done(&self, id: &str, done: Msg) {
         for attempt in 0..30 {
             match rpc::call(
                 &self.ep,
@@ -524,8 +492,10 @@ impl Manager {
             .await
             {
                 Ok(_) => return,
-                Err(e) if attempt == 29 => {
-                    tracing::warn!("cannot report the end of {}: {e}", spec.id)
+                // Only a transport failure can go away; a refusal will not.
+                Err(e) if !e.retryable() || attempt == 29 => {
+                    tracing::warn!("cannot report the end of {id}: {e}");
+                    return;
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
             }
@@ -678,6 +648,7 @@ async fn report_loop(m: Arc<Manager>) {
             Err(e) => {
                 // Not delivered: send again at the next tick.
                 m.state.lock().expect("manager state").dirty = true;
+                let e = e.to_string();
                 if e != last_error {
                     tracing::warn!("cannot report to the center: {e}");
                     last_error = e;

@@ -284,11 +284,23 @@ pub struct ProgressRow {
     pub agent: String,
     /// The node, for restarts; empty for per-agent steps.
     pub node: String,
-    /// `pending`, `running`, `ok`, `failed`, `skipped`.
-    pub state: String,
+    pub state: RowState,
     pub detail: String,
     pub exit_code: Option<i32>,
     pub output: String,
+}
+
+/// Where one row of a command stands (on the wire: `pending`, `running`, `ok`, `failed`,
+/// `skipped`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RowState {
+    Pending,
+    Running,
+    Ok,
+    Failed,
+    /// Not started: an earlier step failed, or the deadline passed.
+    Skipped,
 }
 
 /// One step, for one agent.

@@ -4,9 +4,46 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use yard_fabric::{Client, Endpoint, Message, OverflowPolicy};
+use yard_fabric::{Client, Endpoint, Message, OverflowPolicy, RequestError};
 
 use crate::proto::Msg;
+
+/// Why a call got no answer it could use. Only a transport failure may go away by itself:
+/// [`CallError::retryable`] says when trying again can help.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The request did not get through, or no answer came back.
+    #[error("{code}: {source}", code = .source.code())]
+    Transport {
+        #[from]
+        source: RequestError,
+    },
+    /// The other side answered no ([`Msg::Refused`]).
+    #[error("{code}: {message}")]
+    Refused { code: String, message: String },
+    /// The answer is not a message of the operations protocol.
+    #[error("the answer cannot be read: {0}")]
+    Decode(String),
+}
+
+impl CallError {
+    /// Whether the same call may succeed later: nobody answered yet, or not in time. A refusal,
+    /// an unreadable answer or a shut-down endpoint will not change by trying again.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            CallError::Transport {
+                source: RequestError::NoResponder(_) | RequestError::Timeout { .. }
+            }
+        )
+    }
+}
+
+impl From<CallError> for String {
+    fn from(e: CallError) -> String {
+        e.to_string()
+    }
+}
 
 /// Sends `msg` to `topic` and decodes the answer; a [`Msg::Refused`] answer becomes an error.
 pub async fn call(
@@ -14,15 +51,14 @@ pub async fn call(
     topic: String,
     msg: &Msg,
     timeout: Duration,
-) -> Result<Msg, String> {
+) -> Result<Msg, CallError> {
     let answer = ep
         .request_system(topic.clone(), msg.to_value(), timeout)
-        .await
-        .map_err(|e| format!("{}: {e}", e.code()))?;
+        .await?;
     match Msg::from_value(&answer.value) {
-        Ok(Msg::Refused { code, message }) => Err(format!("{code}: {message}")),
+        Ok(Msg::Refused { code, message }) => Err(CallError::Refused { code, message }),
         Ok(m) => Ok(m),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(CallError::Decode(e.to_string())),
     }
 }
 
@@ -33,8 +69,8 @@ pub struct Inbox {
 }
 
 impl Inbox {
-    /// `queue` messages wait at most; when full, `policy` applies (control inboxes wait, metric
-    /// inboxes drop the oldest).
+    /// `queue` messages wait at most; when full, `policy` applies (each caller names its own:
+    /// see the queue tables in docs/OPS.md).
     pub async fn open(
         ep: &Endpoint,
         name: &str,
@@ -68,5 +104,32 @@ pub async fn answer(client: &Client, request: &Message, msg: Msg) {
         if let Err(e) = client.reply(request, msg.to_value()).await {
             tracing::debug!("cannot answer {}: {e}", request.topic);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_transport_failures_are_worth_a_retry() {
+        let timeout = CallError::from(RequestError::Timeout {
+            topic: "t".into(),
+            timeout: Duration::from_secs(3),
+        });
+        assert!(timeout.retryable());
+        assert!(
+            timeout.to_string().starts_with("request_timeout: "),
+            "{timeout}"
+        );
+        assert!(CallError::from(RequestError::NoResponder("t".into())).retryable());
+        assert!(!CallError::from(RequestError::Shutdown).retryable());
+        let refused = CallError::Refused {
+            code: "unknown_node".into(),
+            message: "no node web".into(),
+        };
+        assert!(!refused.retryable());
+        assert_eq!(refused.to_string(), "unknown_node: no node web");
+        assert!(!CallError::Decode("junk".into()).retryable());
     }
 }
