@@ -592,6 +592,8 @@ async fn handle(m: &Arc<Manager>, msg: &Message) -> Msg {
             };
             match rpc::call(&m.ep, proto::to(&id, "logs"), &ask, Duration::from_secs(10)).await {
                 Ok(answer) => answer,
+                // The agent's own refusal (unknown_node, ...) reaches the center as it is.
+                Err(rpc::CallError::Refused { code, message }) => Msg::refused(&code, message),
                 Err(e) => Msg::refused("agent_error", e),
             }
         }
