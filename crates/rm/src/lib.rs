@@ -2,24 +2,27 @@
 //! resources, offers them to frameworks by dominant resource fairness, and its agents run the
 //! tasks launched on those offers.
 //!
-//! Pure parts (no I/O): [`resources`] (Mesos resource syntax and arithmetic) and [`allocator`]
-//! (snapshot in, offers out).
+//! # Layout
+//!
+//! - [`mesos`]: Mesos's wire vocabulary that every side shares: ids and task states
+//!   ([`mesos::mid`], [`mesos::is_terminal`]), [`mesos::resources`] (the resource syntax and
+//!   exact arithmetic, pure), [`mesos::recordio`] (stream framing, pure).
+//! - [`master`]: the master's core (a state machine: calls, agent messages and ticks in, [`master::Out`]
+//!   out), [`master::allocator`] (dominant resource fairness: a snapshot in, offers out, pure),
+//!   [`master::views`] (the read-only JSON of `/master/state` and friends) and
+//!   [`master::server`] (the shell: the HTTP API, the scheduler streams, persistence).
+//! - [`agent`]: the agent's actor and HTTP API, [`agent::executor`] (the executor API's pure
+//!   parts), [`agent::container`] (cgroups), [`agent::spawn`] (processes as their users),
+//!   [`agent::health`] (Mesos health checks), and the runners that watch each task.
+//! - [`services`]: long-running services over the master: the controller (a pure core that
+//!   emits [`services::Cmd`]) and its shell, [`services::actor`].
+//! - [`proto`]: the messages between the master and its agents over the fabric.
 
 pub mod agent;
-pub mod allocator;
-pub mod container;
-pub mod executor;
-pub mod health;
 pub mod master;
+pub mod mesos;
 pub mod proto;
-pub mod recordio;
-pub mod resources;
-mod runner;
-pub mod server;
-pub mod service_actor;
 pub mod services;
-pub mod spawn;
-pub mod views;
 
 /// Unix milliseconds now (the shells' clock; the cores take time as an input).
 pub fn now_ms() -> u64 {

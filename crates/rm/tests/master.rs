@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Value};
-use yard_rm::allocator::default_min_allocatable;
+use yard_rm::master::allocator::default_min_allocatable;
 use yard_rm::master::{CallError, Master, MasterConfig, Out};
 use yard_rm::proto::{Registration, TaskReport, Wire};
 

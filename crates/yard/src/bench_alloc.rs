@@ -10,8 +10,10 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use clap::Args;
-use yard_rm::allocator::{allocate, default_min_allocatable, AgentSlot, FrameworkSlot, Snapshot};
-use yard_rm::resources::Resources;
+use yard_rm::master::allocator::{
+    allocate, default_min_allocatable, AgentSlot, FrameworkSlot, Snapshot,
+};
+use yard_rm::mesos::resources::Resources;
 
 #[derive(Args)]
 pub struct AllocArgs {

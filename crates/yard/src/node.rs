@@ -107,7 +107,7 @@ pub enum Role {
     /// A cluster's manager, and the resource manager's master when its Mesos API is on.
     Manager(
         yard_ops::manager::ManagerConfig,
-        Option<Mesos<yard_rm::server::ServerConfig>>,
+        Option<Mesos<yard_rm::master::server::ServerConfig>>,
     ),
     /// A host's agent, and the resource manager's agent when its Mesos API is on.
     Agent(
@@ -325,7 +325,7 @@ pub async fn run(
                                 None => registry.clone(),
                             };
                         let guard = mesos_guard(&m.listener, registry)?;
-                        yard_rm::server::start(
+                        yard_rm::master::server::start(
                             m.cfg,
                             endpoint.clone(),
                             stores.clone(),

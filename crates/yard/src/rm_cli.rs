@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use tokio::net::TcpListener;
-use yard_rm::resources::{parse_attributes, Resources, MILLI};
+use yard_rm::mesos::resources::{parse_attributes, Resources, MILLI};
 
 use crate::ops_cli::dur;
 
@@ -99,12 +99,13 @@ impl MasterArgs {
         cluster: &str,
         dir: &Path,
         agent_timeout: Duration,
-    ) -> anyhow::Result<Option<Mesos<yard_rm::server::ServerConfig>>> {
+    ) -> anyhow::Result<Option<Mesos<yard_rm::master::server::ServerConfig>>> {
         if self.mesos_listen == "off" {
             return Ok(None);
         }
-        let min_allocatable = yard_rm::allocator::parse_min_allocatable(&self.min_allocatable)
-            .map_err(|e| anyhow!("--min-allocatable: {e}"))?;
+        let min_allocatable =
+            yard_rm::master::allocator::parse_min_allocatable(&self.min_allocatable)
+                .map_err(|e| anyhow!("--min-allocatable: {e}"))?;
         let mut weights = HashMap::new();
         for w in &self.weights {
             let (role, weight) = w
@@ -128,7 +129,7 @@ impl MasterArgs {
         let backend = format!("sqlite:{}", dir.join("rm.db").display())
             .parse()
             .map_err(|e: String| anyhow!(e))?;
-        let cfg = yard_rm::server::ServerConfig {
+        let cfg = yard_rm::master::server::ServerConfig {
             master: yard_rm::master::MasterConfig {
                 id: yard_fabric::id::random_uuid(),
                 hostname: addr.ip().to_string(),
@@ -188,7 +189,7 @@ pub struct AgentArgs {
     /// or `token-or-account` (the token, or a caller on this host running as the executor's
     /// account or root; pymesos's executor driver sends no token).
     #[arg(long, default_value = "token-or-account")]
-    pub executor_auth: yard_rm::executor::ExecutorAuth,
+    pub executor_auth: yard_rm::agent::executor::ExecutorAuth,
 }
 
 impl Default for AgentArgs {
@@ -245,7 +246,7 @@ impl AgentArgs {
             None
         } else {
             let parent = format!("yard/{name}-{}", tag(&dir));
-            match yard_rm::container::Isolation::detect(&parent, self.cgroups_enable_cfs, self.pids_max) {
+            match yard_rm::agent::container::Isolation::detect(&parent, self.cgroups_enable_cfs, self.pids_max) {
                 Ok(i) => Some(i),
                 Err(e) if self.isolation_fallback => {
                     eprintln!("note: {e}: agent {name} runs tasks without isolation");

@@ -167,7 +167,7 @@ pub async fn frameworks(a: MesosArgs) -> anyhow::Result<()> {
 }
 
 fn terminal(state: &str) -> bool {
-    yard_rm::master::is_terminal(state) || state == "TASK_LOST"
+    yard_rm::mesos::is_terminal(state) || state == "TASK_LOST"
 }
 
 #[derive(Args)]

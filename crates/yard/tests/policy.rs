@@ -33,7 +33,7 @@ fn center(m: &Method, p: &str) -> Option<Rule> {
 }
 
 fn master(m: &Method, p: &str) -> Option<Rule> {
-    yard_rm::server::classify(m, p)
+    yard_rm::master::server::classify(m, p)
 }
 
 fn agent(m: &Method, p: &str) -> Option<Rule> {

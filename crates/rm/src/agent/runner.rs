@@ -13,12 +13,12 @@ use serde_json::{json, Value};
 use std::ffi::{OsStr, OsString};
 use tokio::sync::mpsc;
 
+use crate::agent::container::{self, Container, Isolation, Limits};
+use crate::agent::health::{self, HealthCheck, Tracker, Verdict};
+use crate::agent::spawn::{self, Process};
 use crate::agent::{Event, ExecKey, Key};
-use crate::container::{self, Container, Isolation, Limits};
-use crate::health::{self, HealthCheck, Tracker, Verdict};
-use crate::master::mid;
+use crate::mesos::mid;
 use crate::now_ms;
-use crate::spawn::{self, Process};
 
 /// Where a process's container usage is published for `/monitor/statistics`.
 pub(crate) type UsageSlot = Arc<std::sync::Mutex<Option<Container>>>;

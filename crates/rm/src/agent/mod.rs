@@ -13,6 +13,12 @@
 //!
 //! Its HTTP API (5051 by default): `/version`, `/health`, `/state`, `/monitor/statistics`.
 
+pub mod container;
+pub mod executor;
+pub mod health;
+mod runner;
+pub mod spawn;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -35,17 +41,15 @@ use yard_auth::http::{Remote, Rule};
 use yard_auth::{Guard, Permission};
 use yard_fabric::{Client, Endpoint, OverflowPolicy};
 
-use crate::container::{self, Isolation, Limits};
-use crate::executor;
-use crate::health::HealthCheck;
-use crate::master::{get_id, is_terminal, mid, MESOS_VERSION};
+use self::container::{Isolation, Limits};
+use self::health::HealthCheck;
+use self::runner::{ExecutorRunner, Exited, Launch, Runner, UsageSlot};
+use crate::master::server::{json_response, parse_body, send_from_drop, text};
+use crate::mesos::recordio;
+use crate::mesos::resources::Resources;
+use crate::mesos::{get_id, is_terminal, mid, MESOS_VERSION};
 use crate::now_ms;
 use crate::proto::{self, Registration, TaskReport, Wire};
-use crate::recordio;
-use crate::resources::Resources;
-use crate::runner::{self, ExecutorRunner, Exited, Launch, Runner, UsageSlot};
-use crate::server::{json_response, parse_body, send_from_drop, text};
-use crate::spawn;
 
 pub const INBOX_QUEUE: usize = 16_384;
 pub const EVENT_QUEUE: usize = 8192;
@@ -1132,7 +1136,7 @@ impl Actor {
                 let agent_info = json!({"id": mid(self.agent_id.as_deref().unwrap_or("")),
                     "hostname": self.cfg.hostname, "port": self.port,
                     "resources": self.cfg.resources.to_json(None),
-                    "attributes": crate::resources::attributes_json(&self.cfg.attributes)});
+                    "attributes": crate::mesos::resources::attributes_json(&self.cfg.attributes)});
                 let x = &self.executors[&ek];
                 let sub = executor::subscribed(
                     &x.info,
@@ -1201,7 +1205,7 @@ impl Actor {
 /// A task's kill grace: its `kill_policy.grace_period`, or Mesos's 3 s.
 fn kill_grace_ms(info: &Value) -> u64 {
     info.pointer("/kill_policy/grace_period/nanoseconds")
-        .and_then(crate::resources::number)
+        .and_then(crate::mesos::resources::number)
         .map(|ns| (ns / 1e6).max(0.0) as u64)
         .unwrap_or(3000)
 }
@@ -1279,7 +1283,7 @@ async fn http(
         }
     };
     match path.as_str() {
-        "/version" => json_response(200, &crate::views::version()),
+        "/version" => json_response(200, &crate::master::views::version()),
         "/health" => (StatusCode::OK, "").into_response(),
         "/state" => read(Box::new(state_view)).await,
         "/monitor/statistics" => read(Box::new(statistics)).await,

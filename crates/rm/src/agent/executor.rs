@@ -5,7 +5,7 @@
 use base64::Engine;
 use serde_json::{json, Value};
 
-use crate::master::{get_id, mid};
+use crate::mesos::{get_id, mid};
 
 /// A call, validated.
 #[derive(Debug, Clone, PartialEq)]

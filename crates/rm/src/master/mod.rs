@@ -1,4 +1,4 @@
-//! The master as a state machine: no I/O, no clock. The shell ([`crate::http`]) feeds it calls
+//! The master as a state machine: no I/O, no clock. The shell ([`server`]) feeds it calls
 //! from schedulers, messages from agents and ticks with the time, and carries out what it emits
 //! ([`Out`]): events for framework streams, messages for agents, records to persist.
 //!
@@ -12,12 +12,15 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde_json::{json, Value};
 
-use crate::allocator::{self, AgentSlot, FrameworkSlot, Snapshot};
-use crate::proto::{Registration, TaskReport, Wire};
-use crate::resources::{number, Resources};
+pub mod allocator;
+pub mod server;
+pub mod views;
 
-/// Mesos's version as clients parse it (dotted integers only).
-pub const MESOS_VERSION: &str = "1.11.0";
+use self::allocator::{AgentSlot, FrameworkSlot, Snapshot};
+use crate::mesos::resources::{number, Resources};
+use crate::mesos::{get_id, is_terminal, mid, MESOS_VERSION};
+use crate::proto::{Registration, TaskReport, Wire};
+
 /// Completed tasks kept per framework, and completed frameworks kept (Mesos's figures).
 pub const MAX_COMPLETED_TASKS: usize = 1000;
 pub const MAX_COMPLETED_FRAMEWORKS: usize = 50;
@@ -76,29 +79,6 @@ impl CallError {
 
 fn bad(m: impl Into<String>) -> CallError {
     CallError::BadRequest(m.into())
-}
-
-/// `{"value": v}`.
-pub fn mid(v: &str) -> Value {
-    json!({ "value": v })
-}
-
-/// `v[key].value` as a string.
-pub fn get_id<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key)?.get("value")?.as_str()
-}
-
-pub fn is_terminal(state: &str) -> bool {
-    matches!(
-        state,
-        "TASK_FINISHED"
-            | "TASK_FAILED"
-            | "TASK_KILLED"
-            | "TASK_ERROR"
-            | "TASK_DROPPED"
-            | "TASK_GONE"
-            | "TASK_GONE_BY_OPERATOR"
-    )
 }
 
 #[derive(Debug, Clone)]
@@ -845,7 +825,7 @@ impl Master {
             return Err("Task's ExecutorInfo has no executor_id".into());
         }
         if let Some(hc) = t.get("health_check") {
-            crate::health::HealthCheck::parse(hc)?;
+            crate::agent::health::HealthCheck::parse(hc)?;
         }
         let res = Resources::from_json(t.get("resources").unwrap_or(&json!([])))
             .map_err(|e| e.to_string())?;
@@ -1548,7 +1528,7 @@ impl Master {
             let (hostname, port, attrs) = (
                 a.hostname.clone(),
                 a.port,
-                crate::resources::attributes_json(&a.attributes),
+                crate::mesos::resources::attributes_json(&a.attributes),
             );
             let f = self.frameworks.get_mut(&fid).expect("framework");
             f.offered.add(&g.resources);

@@ -15,7 +15,7 @@ use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use crate::resources::MILLI;
+use crate::mesos::resources::MILLI;
 
 const ROOT: &str = "/sys/fs/cgroup";
 const CONTROLLERS: [&str; 4] = ["cpu", "cpuacct", "memory", "pids"];

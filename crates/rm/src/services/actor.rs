@@ -18,8 +18,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use yard_store::Stores;
 
+use crate::master::server::{subscribe_via, Input};
 use crate::now_ms;
-use crate::server::{subscribe_via, Input};
 use crate::services::{Cmd, Controller, ServiceSpec};
 
 pub const API_QUEUE: usize = 256;
@@ -275,6 +275,6 @@ impl Actor {
     }
 
     async fn persist(&self, key: String, value: Option<Value>) {
-        crate::server::record(&self.stores, &self.store, &key, value).await;
+        crate::master::server::record(&self.stores, &self.store, &key, value).await;
     }
 }

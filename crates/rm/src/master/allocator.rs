@@ -12,7 +12,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::resources::{Resources, MILLI};
+use crate::mesos::resources::{Resources, MILLI};
 
 /// The kinds that count for dominant shares.
 pub const KINDS: [&str; 4] = ["cpus", "mem", "disk", "gpus"];
@@ -277,7 +277,7 @@ pub fn allocate(s: &Snapshot) -> Allocation {
 /// (`cpus:0.01|mem:32`, Mesos's default).
 pub fn parse_min_allocatable(
     text: &str,
-) -> Result<Vec<Resources>, crate::resources::ResourceError> {
+) -> Result<Vec<Resources>, crate::mesos::resources::ResourceError> {
     text.split('|')
         .map(str::trim)
         .filter(|t| !t.is_empty())

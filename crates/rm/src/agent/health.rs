@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::resources::number;
+use crate::mesos::resources::number;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Probe {

@@ -38,12 +38,12 @@ use yard_store::{BackendSpec, Mutation, Stores};
 use yard_auth::http::Rule;
 use yard_auth::{Guard, Permission};
 
+use crate::master::views::{self, TaskQuery};
 use crate::master::{CallError, Master, MasterConfig, Out};
+use crate::mesos::recordio;
 use crate::now_ms;
 use crate::proto::{self, Wire};
-use crate::recordio;
-use crate::service_actor::{self, Request as SvcRequest};
-use crate::views::{self, TaskQuery};
+use crate::services::actor::{self as service_actor, Request as SvcRequest};
 
 pub const INPUT_QUEUE: usize = 4096;
 pub const STREAM_QUEUE: usize = 4096;

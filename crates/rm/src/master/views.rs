@@ -7,8 +7,9 @@
 
 use serde_json::{json, Value};
 
-use crate::master::{is_terminal, mid, Agent, Framework, Master, Task, MESOS_VERSION};
-use crate::resources::Resources;
+use crate::master::{Agent, Framework, Master, Task};
+use crate::mesos::resources::Resources;
+use crate::mesos::{is_terminal, mid, MESOS_VERSION};
 
 fn agent_pid(a: &Agent) -> String {
     format!("slave(1)@{}:{}", a.hostname, a.port)
@@ -269,7 +270,7 @@ fn v1_task(t: &Task) -> Value {
 fn v1_agent(a: &Agent) -> Value {
     json!({
         "agent_info": {"hostname": a.hostname, "port": a.port, "id": mid(&a.id), "resources": a.total.to_json(None),
-                        "attributes": crate::resources::attributes_json(&a.attributes)},
+                        "attributes": crate::mesos::resources::attributes_json(&a.attributes)},
         "active": a.reachable, "deactivated": !a.reachable, "version": MESOS_VERSION, "pid": agent_pid(a),
         "registered_time": ns(a.registered_s), "total_resources": a.total.to_json(None),
         "allocated_resources": a.used.to_json(None), "offered_resources": a.offered.to_json(None),

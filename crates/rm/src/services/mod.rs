@@ -2,7 +2,7 @@
 //! top of Mesos. The controller is a framework like any other (it subscribes to the master,
 //! takes offers from the same allocator, launches command tasks); this module is its pure core:
 //! inputs (specs from the API, scheduler events, the clock) in, scheduler calls and store writes
-//! out. [`crate::service_actor`] is its shell.
+//! out. [`crate::services::actor`] is its shell.
 //!
 //! - **Placement**: an instance goes where an offer holds its resources (`cpus`, `mem`, `disk`
 //!   and `ports` host ports) and its constraints hold: `[field, "UNIQUE"]`, `[field, "CLUSTER",
@@ -18,14 +18,16 @@
 //! - **Waiting is explained**: each service says why it lacks instances (back-off, suppressed
 //!   offers, or the last offer that did not fit and why).
 
+pub mod actor;
+
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::health::HealthCheck;
-use crate::master::{get_id, is_terminal, mid};
-use crate::resources::{Ranges, Resources, MILLI};
+use crate::agent::health::HealthCheck;
+use crate::mesos::resources::{Ranges, Resources, MILLI};
+use crate::mesos::{get_id, is_terminal, mid};
 
 /// An instance up this long resets its service's back-off.
 pub const STABLE_AFTER_MS: u64 = 10_000;
