@@ -7,6 +7,7 @@
 //! with a sign, the units `ns us ms s min h d`, and a decimal fraction (rounded to the nearest ns).
 
 use std::fmt::Write;
+use std::time::Duration;
 
 const NS_PER_SEC: i64 = 1_000_000_000;
 
@@ -240,9 +241,69 @@ pub fn parse_timespan(s: &str) -> Result<i64, String> {
     i64::try_from(total).map_err(|_| err("out of range"))
 }
 
+/// The one grammar of durations in flags, config files and query parameters: a non-negative
+/// decimal number and a unit (`ns us ms s m min h d w`), or a plain number of seconds:
+/// `500ms`, `2s`, `1.5m`, `3h`, `2d`, `1w`, `30`. Exact to the nanosecond (Broker's timespan
+/// arithmetic), without a sign.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let t = s.trim();
+    let err =
+        || format!("{s:?} is not a duration such as 500ms, 2s, 1.5m, 3h, 2d, 1w or plain seconds");
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    if number.is_empty() {
+        return Err(err());
+    }
+    let (unit, weeks) = match unit.trim() {
+        "" => ("s", false),
+        "m" => ("min", false),
+        "w" => ("d", true),
+        u => (u, false),
+    };
+    let ns = parse_timespan(&format!("{number}{unit}")).map_err(|_| err())?;
+    let ns = if weeks {
+        ns.checked_mul(7).ok_or_else(err)?
+    } else {
+        ns
+    };
+    u64::try_from(ns)
+        .map(Duration::from_nanos)
+        .map_err(|_| err())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn durations_have_one_grammar() {
+        let ok = |s: &str| parse_duration(s).unwrap();
+        assert_eq!(ok("500ms"), Duration::from_millis(500));
+        assert_eq!(ok("2s"), Duration::from_secs(2));
+        assert_eq!(ok("1.5m"), Duration::from_secs(90));
+        assert_eq!(ok("1min"), Duration::from_secs(60));
+        assert_eq!(ok("3h"), Duration::from_secs(3 * 3600));
+        assert_eq!(ok("2d"), Duration::from_secs(2 * 86_400));
+        assert_eq!(ok("1w"), Duration::from_secs(7 * 86_400));
+        assert_eq!(ok("7"), Duration::from_secs(7));
+        assert_eq!(ok("250us"), Duration::from_micros(250));
+        assert_eq!(ok(" 5s "), Duration::from_secs(5));
+        for bad in [
+            "",
+            "x",
+            "3 parsecs",
+            "-2s",
+            "+2s",
+            "1.2.3s",
+            "99999999999999d",
+            "s",
+        ] {
+            let e = parse_duration(bad).unwrap_err();
+            assert!(e.contains("is not a duration"), "{bad:?}: {e}");
+        }
+    }
 
     #[test]
     fn timestamps_round_trip_and_truncate() {

@@ -1133,9 +1133,9 @@ struct MetricsQuery {
 async fn query(State(c): State<Arc<Center>>, Query(q): Query<MetricsQuery>) -> Response {
     let now = crate::now_ms();
     let from = match (&q.since, q.from) {
-        (Some(s), None) => match crate::nodes::parse_duration(s) {
-            Some(d) => now - d.as_millis() as i64,
-            None => {
+        (Some(s), None) => match yard_data::time::parse_duration(s) {
+            Ok(d) => now - d.as_millis() as i64,
+            Err(_) => {
                 return error(
                     StatusCode::BAD_REQUEST,
                     "bad_request",

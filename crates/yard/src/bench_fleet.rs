@@ -113,9 +113,9 @@ async fn center_metric(addr: &str, name: &str) -> anyhow::Result<f64> {
 
 pub async fn main(a: FleetArgs) -> anyhow::Result<()> {
     let interval =
-        yard_ops::nodes::parse_duration(&a.interval).ok_or_else(|| anyhow!("--interval"))?;
+        yard_data::time::parse_duration(&a.interval).map_err(|e| anyhow!("--interval: {e}"))?;
     let duration =
-        yard_ops::nodes::parse_duration(&a.duration).ok_or_else(|| anyhow!("--duration"))?;
+        yard_data::time::parse_duration(&a.duration).map_err(|e| anyhow!("--duration: {e}"))?;
     let dir = std::env::temp_dir().join(format!("yard-bench-fleet-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let mut child = tokio::process::Command::new(std::env::current_exe()?)

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde::Deserialize;
 use yard_data::json::JsonOptions;
-use yard_data::time::{parse_timespan, TimestampPrecision};
+use yard_data::time::{parse_duration, TimestampPrecision};
 use yard_fabric::{EndpointConfig, OverflowPolicy};
 use yard_gateway::GatewayConfig;
 use yard_store::{BackendSpec, CloneOptions};
@@ -160,11 +160,11 @@ pub fn parse_master(s: &str) -> anyhow::Result<(String, BackendSpec)> {
 }
 
 fn duration(field: &str, s: &str) -> anyhow::Result<Duration> {
-    let ns = parse_timespan(s).map_err(|e| anyhow::anyhow!("{field}: {e}"))?;
-    if ns <= 0 {
+    let d = parse_duration(s).map_err(|e| anyhow::anyhow!("{field}: {e}"))?;
+    if d.is_zero() {
         bail!("{field} must be positive, got {s:?}");
     }
-    Ok(Duration::from_nanos(ns as u64))
+    Ok(d)
 }
 
 impl TryFrom<NodeFile> for NodeConfig {

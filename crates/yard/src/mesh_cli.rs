@@ -6,7 +6,7 @@ use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 use yard_data::json::{self, JsonOptions};
-use yard_data::time::{parse_timespan, TimestampPrecision};
+use yard_data::time::{parse_duration, TimestampPrecision};
 use yard_data::{literal, topic, Value};
 
 use crate::client::{connect, http, http_get, parse_value_args, publish_values};
@@ -134,10 +134,11 @@ fn one_value(values: &[String], json: bool) -> anyhow::Result<Value> {
 pub async fn request(args: RequestArgs) -> anyhow::Result<()> {
     topic::check_publish(&args.topic)?;
     let value = one_value(&args.values, args.json_input)?;
-    let ns = parse_timespan(&args.timeout).map_err(|e| anyhow!("--timeout: {e}"))?;
-    if ns <= 0 {
+    let timeout = parse_duration(&args.timeout).map_err(|e| anyhow!("--timeout: {e}"))?;
+    if timeout.is_zero() {
         bail!("--timeout must be positive, got {}", args.timeout);
     }
+    let ns = timeout.as_nanos();
     let (mut ws, _) = connect(&args.endpoint.endpoint, &[]).await?;
     let mut text = String::from("{\"type\":\"request\",\"id\":1,\"topic\":");
     json::write_json_string(&mut text, &args.topic);

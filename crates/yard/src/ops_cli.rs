@@ -11,7 +11,8 @@ use clap::Args;
 use serde_json::Value as Json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use yard_ops::nodes::{parse_duration, ClusterConfig};
+use yard_data::time::parse_duration;
+use yard_ops::nodes::ClusterConfig;
 
 use crate::client::http;
 use crate::config::{NodeConfig, NodeFile};
@@ -135,8 +136,9 @@ pub struct UpArgs {
 /// A duration flag (`500ms`, `5s`, `1h`), not zero.
 pub(crate) fn dur(what: &str, s: &str) -> anyhow::Result<Duration> {
     match parse_duration(s) {
-        Some(d) if !d.is_zero() => Ok(d),
-        _ => bail!("--{what} {s:?} is not a duration such as 500ms, 5s or 1h"),
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => bail!("--{what} must be more than zero"),
+        Err(e) => bail!("--{what}: {e}"),
     }
 }
 
