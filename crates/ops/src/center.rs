@@ -8,7 +8,7 @@
 //! `<$>/ops/center-metrics/` for metric batches (a queue of 1024 batches that drops the oldest
 //! when the history store falls behind; `yard_center_metric_batches_dropped_total` counts them).
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -35,8 +35,10 @@ use yard_gateway::Extension;
 use yard_store::{BackendSpec, Mutation, Stores};
 
 use crate::artifacts::ArtifactStore;
+use crate::commands::{Action as CommandAction, CommandState, Commands, ManagerRef};
+pub use crate::commands::{ClusterOutcome, CommandRecord};
 use crate::manager::{CENTER, CENTER_METRICS};
-use crate::proto::{self, CommandKind, CommandSpec, Msg, ProgressRow, Sample};
+use crate::proto::{self, CommandKind, Msg, ProgressRow, Sample};
 use crate::rpc::{self, Inbox};
 use crate::topology::{Change, ClusterRecord, Topology};
 use crate::tsdb::{Resolution, Retention, Tsdb};
@@ -65,35 +67,11 @@ pub struct Event {
     pub change: Change,
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct ClusterOutcome {
-    /// `running`, `ok`, `failed`.
-    pub state: String,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct CommandRecord {
-    pub id: String,
-    pub op: String,
-    pub spec: CommandKind,
-    /// `running`, `ok`, `failed`.
-    pub state: String,
-    pub started_ms: i64,
-    pub finished_ms: Option<i64>,
-    pub timeout_s: u64,
-    pub clusters: BTreeMap<String, ClusterOutcome>,
-    pub rows: Vec<ProgressRow>,
-    /// Bumped on every change (for followers).
-    pub version: u64,
-}
-
 struct CenterState {
     topology: Topology,
     events: VecDeque<Event>,
     next_event: u64,
-    commands: BTreeMap<String, CommandRecord>,
-    next_command: u64,
+    commands: Commands,
 }
 
 pub struct Center {
@@ -162,8 +140,7 @@ pub async fn start(
             topology,
             events: VecDeque::new(),
             next_event: 1,
-            commands: BTreeMap::new(),
-            next_command: 1,
+            commands: Commands::new(COMMANDS),
         }),
         changed: Notify::new(),
         tsdb: Arc::new(Mutex::new(tsdb)),
@@ -291,7 +268,11 @@ async fn watch_managers(c: Arc<Center>) {
         let bound = c.cfg.manager_timeout.as_millis() as i64;
         let changed = {
             let mut s = c.state.lock().expect("center state");
-            let ch = s.topology.expire(crate::now_ms(), bound);
+            let now = crate::now_ms();
+            if s.commands.tick(now) {
+                c.changed.notify_waiters();
+            }
+            let ch = s.topology.expire(now, bound);
             let names: Vec<String> = ch
                 .iter()
                 .filter_map(|c| match c {
@@ -416,33 +397,21 @@ impl Center {
     }
 
     async fn progress(&self, row: ProgressRow) {
-        {
-            let mut s = self.state.lock().expect("center state");
-            let Some(rec) = s.commands.get_mut(&row.id) else {
-                return;
-            };
-            if rec
-                .clusters
-                .get(&row.cluster)
-                .is_some_and(|c| c.state != "running")
-            {
-                return; // a late progress message after the result
+        let actions = self
+            .state
+            .lock()
+            .expect("center state")
+            .commands
+            .progress(row);
+        for action in actions {
+            if let CommandAction::Publish(row) = action {
+                self.changed.notify_waiters();
+                let _ = self
+                    .publisher
+                    .publish_system(proto::command_topic(&row.id), Msg::Progress(row).to_value())
+                    .await;
             }
-            match rec
-                .rows
-                .iter_mut()
-                .find(|r| r.cluster == row.cluster && r.agent == row.agent && r.node == row.node)
-            {
-                Some(r) => *r = row.clone(),
-                None => rec.rows.push(row.clone()),
-            }
-            rec.version += 1;
         }
-        self.changed.notify_waiters();
-        let _ = self
-            .publisher
-            .publish_system(proto::command_topic(&row.id), Msg::Progress(row).to_value())
-            .await;
     }
 
     fn finish_cluster(
@@ -453,110 +422,55 @@ impl Center {
         rows: Vec<ProgressRow>,
         error: Option<String>,
     ) {
-        {
-            let mut s = self.state.lock().expect("center state");
-            let Some(rec) = s.commands.get_mut(id) else {
-                return;
-            };
-            if rec
-                .clusters
-                .get(cluster)
-                .is_some_and(|c| c.state != "running")
-            {
-                return;
-            }
-            rec.rows.retain(|r| r.cluster != cluster);
-            rec.rows.extend(rows);
-            rec.clusters.insert(
-                cluster.to_string(),
-                ClusterOutcome {
-                    state: if ok { "ok" } else { "failed" }.into(),
-                    error,
-                },
-            );
-            close_if_done(rec);
+        let changed = self.state.lock().expect("center state").commands.finish(
+            id,
+            cluster,
+            ok,
+            rows,
+            error,
+            crate::now_ms(),
+        );
+        if changed {
+            self.changed.notify_waiters();
         }
-        self.changed.notify_waiters();
     }
 
     fn fail_cluster(&self, id: &str, cluster: &str, error: String) {
         self.finish_cluster(id, cluster, false, Vec::new(), Some(error));
     }
 
-    /// Starts a command on clusters: registers it, asks each manager, and watches the deadline.
+    /// Starts a command on clusters: the [`Commands`] core registers it and names the
+    /// managers to ask; its clock (in [`watch_managers`]) covers a manager that never answers.
     async fn start_command(
         self: &Arc<Self>,
         kind: CommandKind,
         clusters: Vec<String>,
         timeout_s: u64,
     ) -> String {
-        let id = {
-            let mut s = self.state.lock().expect("center state");
-            let id = format!(
-                "{}-{}",
-                kind.name(),
-                s.next_command + (crate::now_ms() as u64 % 1_000_000) * 1000
-            );
-            s.next_command += 1;
-            let rec = CommandRecord {
-                id: id.clone(),
-                op: kind.name().into(),
-                spec: kind.clone(),
-                state: "running".into(),
-                started_ms: crate::now_ms(),
-                finished_ms: None,
-                timeout_s,
-                clusters: clusters
-                    .iter()
-                    .map(|c| {
-                        (
-                            c.clone(),
-                            ClusterOutcome {
-                                state: "running".into(),
-                                error: None,
-                            },
-                        )
-                    })
-                    .collect(),
-                rows: Vec::new(),
-                version: 1,
+        let (id, actions) = {
+            let mut guard = self.state.lock().expect("center state");
+            let s = &mut *guard;
+            let topology = &s.topology;
+            let manager = |name: &str| {
+                topology.clusters.get(name).map(|c| ManagerRef {
+                    id: c.manager.id.clone(),
+                    up: c.manager_state == "up",
+                })
             };
-            s.commands.insert(id.clone(), rec);
-            while s.commands.len() > COMMANDS {
-                let oldest = s
-                    .commands
-                    .iter()
-                    .find(|(_, r)| r.state != "running")
-                    .map(|(k, _)| k.clone());
-                match oldest {
-                    Some(k) => s.commands.remove(&k),
-                    None => break,
-                };
-            }
-            id
+            s.commands
+                .start(kind, clusters, manager, timeout_s, crate::now_ms())
         };
-        let spec = CommandSpec {
-            id: id.clone(),
-            kind,
-            timeout_s,
-        };
-        for cluster in clusters {
-            let manager = {
-                let s = self.state.lock().expect("center state");
-                s.topology
-                    .clusters
-                    .get(&cluster)
-                    .map(|c| (c.manager.id.clone(), c.manager_state.clone()))
+        for action in actions {
+            let CommandAction::Ask {
+                cluster,
+                manager,
+                spec,
+            } = action
+            else {
+                continue;
             };
             let c = self.clone();
-            let spec = spec.clone();
             tokio::spawn(async move {
-                let Some((manager, state)) = manager else {
-                    return c.fail_cluster(&spec.id, &cluster, format!("no cluster {cluster}"));
-                };
-                if state != "up" {
-                    return c.fail_cluster(&spec.id, &cluster, "its manager is lost".into());
-                }
                 if let Err(e) = rpc::call(
                     &c.ep,
                     proto::to(&manager, "start"),
@@ -565,20 +479,12 @@ impl Center {
                 )
                 .await
                 {
-                    return c.fail_cluster(
+                    c.fail_cluster(
                         &spec.id,
                         &cluster,
                         format!("the manager did not take the command: {e}"),
                     );
                 }
-                // The manager enforces the timeout; this covers a manager that dies meanwhile.
-                tokio::time::sleep(Duration::from_secs(spec.timeout_s) + Duration::from_secs(35))
-                    .await;
-                c.fail_cluster(
-                    &spec.id,
-                    &cluster,
-                    "no result from the manager in time".into(),
-                );
             });
         }
         self.changed.notify_waiters();
@@ -629,7 +535,7 @@ impl Center {
             "Nodes per cluster and health.",
             &nodes,
         );
-        let running = s.commands.values().filter(|c| c.state == "running").count();
+        let running = s.commands.running();
         drop(s);
         family(
             out,
@@ -697,19 +603,6 @@ impl Center {
             rows.push(r);
         }
         json!({"clusters": rows, "total": total})
-    }
-}
-
-fn close_if_done(rec: &mut CommandRecord) {
-    rec.version += 1;
-    if rec.clusters.values().all(|c| c.state != "running") {
-        rec.state = if rec.clusters.values().all(|c| c.state == "ok") {
-            "ok"
-        } else {
-            "failed"
-        }
-        .into();
-        rec.finished_ms = Some(crate::now_ms());
     }
 }
 
@@ -947,7 +840,7 @@ async fn commands(State(c): State<Arc<Center>>) -> Response {
     let s = c.state.lock().expect("center state");
     let list: Vec<_> = s
         .commands
-        .values()
+        .list()
         .map(|r| json!({"id": r.id, "op": r.op, "state": r.state, "started_ms": r.started_ms, "finished_ms": r.finished_ms, "clusters": r.clusters}))
         .collect();
     Json(json!({"commands": list})).into_response()
@@ -980,7 +873,7 @@ async fn command(
                 );
             };
             if rec.version > q.after.unwrap_or(0)
-                || rec.state != "running" && q.after.is_some_and(|a| a >= rec.version)
+                || rec.state != CommandState::Running && q.after.is_some_and(|a| a >= rec.version)
             {
                 return Json(rec).into_response();
             }

@@ -9,12 +9,14 @@
 //! - [`agent`]: supervises nodes ([`supervisor`]), samples metrics ([`sample`]), installs
 //!   artifacts ([`artifacts`]), runs operations.
 //!
-//! Pure parts (no I/O, no clock): [`topology`], [`rollout`] (a command on one cluster),
+//! Pure parts (no I/O, no clock): [`topology`], [`commands`] (the center's commands),
+//! [`rollout`] (a command on one cluster),
 //! [`nodes`] (config), [`proto`].
 
 pub mod agent;
 pub mod artifacts;
 pub mod center;
+pub mod commands;
 pub mod health;
 pub mod logfile;
 pub mod manager;
