@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --release --locked --workspace --all-targets -- -D warnings
+RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --workspace --locked --quiet
 
 echo "== building (release)"
 cargo build --release --locked --bin yard

@@ -17,7 +17,7 @@ use crate::value::{Address, Port, Subnet, Value, ValueType};
 
 type Error = serde_json::Error;
 
-pub fn data_message(bytes: &[u8]) -> Result<DataMessage, Error> {
+pub(crate) fn data_message(bytes: &[u8]) -> Result<DataMessage, Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let msg = MessageSeed.deserialize(&mut de)?;
     de.end()?;
@@ -40,14 +40,14 @@ pub struct StoreFields {
     pub timeout: Option<serde_json::Value>,
 }
 
-pub fn store_envelope(bytes: &[u8]) -> Result<StoreFields, Error> {
+pub(crate) fn store_envelope(bytes: &[u8]) -> Result<StoreFields, Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let msg = StoreSeed.deserialize(&mut de)?;
     de.end()?;
     Ok(msg)
 }
 
-pub fn value(bytes: &[u8]) -> Result<Value, Error> {
+pub(crate) fn value(bytes: &[u8]) -> Result<Value, Error> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let v = ValueSeed.deserialize(&mut de)?;
     de.end()?;

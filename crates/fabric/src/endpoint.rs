@@ -1,4 +1,4 @@
-//! The endpoint: handles to one router task (see [`crate::router`]) that owns the subscription
+//! The endpoint: handles to one router task (the private `router` module) that owns the subscription
 //! table, every subscriber's outbox, every peer link and the mesh routes. Clients, gateways and
 //! peer connections talk to it through two bounded channels:
 //!
@@ -912,6 +912,18 @@ impl Drop for Client {
     }
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint").finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -929,7 +941,7 @@ mod tests {
         );
     }
 
-    async fn endpoint() -> (Endpoint, CancellationToken, JoinHandle<()>) {
+    fn endpoint() -> (Endpoint, CancellationToken, JoinHandle<()>) {
         let token = CancellationToken::new();
         let (ep, task) = Endpoint::spawn("test".into(), EndpointConfig::default(), token.clone());
         (ep, token, task)
@@ -950,7 +962,7 @@ mod tests {
 
     #[tokio::test]
     async fn routes_by_prefix_and_never_echoes() {
-        let (ep, token, task) = endpoint().await;
+        let (ep, token, task) = endpoint();
         let a = attach(&ep, "a", &["/t"], 16).await;
         let b = attach(&ep, "b", &["/t/x"], 16).await;
         a.publish("/t/x/1".into(), Value::Count(1)).await.unwrap();
@@ -965,7 +977,7 @@ mod tests {
 
     #[tokio::test]
     async fn reserved_topics_are_refused() {
-        let (ep, _token, _task) = endpoint().await;
+        let (ep, _token, _task) = endpoint();
         let a = attach(&ep, "a", &[], 16).await;
         let err = a
             .publish("<$>/local/data/statuses".into(), Value::None)
@@ -976,7 +988,7 @@ mod tests {
 
     #[tokio::test]
     async fn unsubscribe_stops_delivery_and_detach_clears_state() {
-        let (ep, _token, _task) = endpoint().await;
+        let (ep, _token, _task) = endpoint();
         let sub = attach(&ep, "s", &["/a"], 16).await;
         let publ = attach(&ep, "p", &[], 16).await;
         sub.unsubscribe(vec!["/a".into()]).await.unwrap();
@@ -1002,7 +1014,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_full_subscriber_is_disconnected_and_others_keep_receiving() {
-        let (ep, _token, _task) = endpoint().await;
+        let (ep, _token, _task) = endpoint();
         let slow = attach(&ep, "slow", &["/"], 4).await;
         let fast = attach(&ep, "fast", &["/"], 1000).await;
         let publ = attach(&ep, "p", &[], 16).await;
@@ -1027,7 +1039,7 @@ mod tests {
 
     #[tokio::test]
     async fn shutdown_closes_every_client() {
-        let (ep, token, task) = endpoint().await;
+        let (ep, token, task) = endpoint();
         let c = attach(&ep, "c", &["/"], 4).await;
         token.cancel();
         task.await.unwrap();

@@ -76,7 +76,7 @@ impl Link {
     }
 
     /// Ends the link: the writer says goodbye with `reason`, the reader stops.
-    pub fn close(&self, reason: CloseReason) {
+    pub(crate) fn close(&self, reason: CloseReason) {
         self.ctrl.close(reason.clone());
         self.data.close(reason);
         self.cancel.cancel();

@@ -136,7 +136,7 @@ pub enum Frame {
         nonce: String,
     },
     /// Proves the sender holds the mesh key: an HMAC over both ids, both nonces and its role
-    /// (see [`crate::peer`]), hex.
+    /// (see the private `peer` module), hex.
     Proof {
         mac: String,
     },

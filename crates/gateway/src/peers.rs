@@ -98,7 +98,7 @@ pub async fn add(State(gw): State<Arc<Gateway>>, body: String) -> Response {
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, Debug)]
 pub struct Target {
     address: String,
 }

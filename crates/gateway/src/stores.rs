@@ -181,6 +181,7 @@ pub fn parse_op(f: &mut impl Fields) -> Result<Op, String> {
 }
 
 /// An operation's outcome as the envelope's answer.
+#[derive(Debug)]
 pub enum Outcome {
     Value(Value),
     Buffered,
@@ -487,7 +488,7 @@ pub async fn attach(State(gw): State<Arc<Gateway>>, body: String) -> Response {
 }
 
 pub async fn detach(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
-    match gw.stores.detach(&name).await {
+    match gw.stores.detach(&name) {
         Ok(()) => answer(StatusCode::OK, json!({"name": name, "state": "detached"})),
         Err(e) => failed(&e),
     }
@@ -500,7 +501,7 @@ pub async fn info(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> R
     }
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, Debug)]
 pub struct KeysQuery {
     prefix: Option<String>,
 }
@@ -543,7 +544,7 @@ pub async fn get_key(
     )
 }
 
-#[derive(serde::Deserialize)]
+#[derive(serde::Deserialize, Debug)]
 pub struct PutQuery {
     expiry: Option<String>,
 }
@@ -675,6 +676,18 @@ pub async fn dump(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> R
         out.push_str("}\n");
     }
     ([(header::CONTENT_TYPE, "application/x-ndjson")], out).into_response()
+}
+
+impl std::fmt::Debug for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Run").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer").finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]

@@ -441,7 +441,7 @@ impl Center {
 
     /// Starts a command on clusters: the [`Commands`] core registers it and names the
     /// managers to ask; its clock (in [`watch_managers`]) covers a manager that never answers.
-    async fn start_command(
+    fn start_command(
         self: &Arc<Self>,
         kind: CommandKind,
         clusters: Vec<String>,
@@ -979,7 +979,7 @@ async fn start_command(State(c): State<Arc<Center>>, body: Bytes) -> Response {
         _ => {}
     }
     let timeout = b.timeout_s.unwrap_or(300).clamp(1, 86_400);
-    let id = c.start_command(b.kind, clusters, timeout).await;
+    let id = c.start_command(b.kind, clusters, timeout);
     (StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response()
 }
 
@@ -1115,4 +1115,10 @@ async fn stats(State(c): State<Arc<Center>>, Query(q): Query<StatsQuery>) -> Res
         }
     }
     Json(c.stats(q.cluster.as_deref())).into_response()
+}
+
+impl std::fmt::Debug for Center {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Center").finish_non_exhaustive()
+    }
 }

@@ -112,6 +112,12 @@ fn last_bytes(path: &Path, max_bytes: u64) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+impl std::fmt::Debug for RotatingFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RotatingFile").finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

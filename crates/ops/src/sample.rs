@@ -209,6 +209,12 @@ fn proc_stat(pid: u32) -> Option<(u64, u64)> {
     Some((utime + stime, rss))
 }
 
+impl std::fmt::Debug for Sampler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sampler").finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -535,3 +535,9 @@ pub fn store_event(
     v.push(Value::String(store.to_string()));
     Value::Vector(v)
 }
+
+impl std::fmt::Debug for MasterCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MasterCore").finish_non_exhaustive()
+    }
+}

@@ -6,7 +6,7 @@
 //! - `<$>/store/NAME/c`: the clones subscribe. The master publishes `Update` (a run of effects
 //!   with the sequence number of the first) and, every heartbeat interval, `Heartbeat`.
 //!
-//! Each message is a vector whose first element is a count tag. [`decode`] and the
+//! Each message is a vector whose first element is a count tag. [`decode_to_master`], [`decode_from_master`] and the other
 //! `decode_*` functions check everything: a message from the network is untrusted.
 
 use yard_data::Value;

@@ -124,7 +124,7 @@ impl Stores {
     }
 
     /// Stops this endpoint's master or clone of `name` (a master's SQLite file stays).
-    pub async fn detach(&self, name: &str) -> Result<(), StoreError> {
+    pub fn detach(&self, name: &str) -> Result<(), StoreError> {
         let removed = self.map_mut().remove(name);
         match removed {
             Some(h) => {
@@ -148,7 +148,7 @@ impl Stores {
         self.map().get(name).cloned()
     }
 
-    async fn attached_handle(&self, name: &str) -> Result<StoreHandle, StoreError> {
+    fn attached_handle(&self, name: &str) -> Result<StoreHandle, StoreError> {
         check_name(name)?;
         self.local_handle(name).ok_or_else(|| {
             StoreError::NoSuchStore(format!(
@@ -171,7 +171,7 @@ impl Stores {
     }
 
     pub async fn info(&self, name: &str) -> Result<StoreInfo, StoreError> {
-        let h = self.attached_handle(name).await?;
+        let h = self.attached_handle(name)?;
         h.call(|reply| Command::Info { reply }).await
     }
 
@@ -236,12 +236,12 @@ impl Stores {
 
     /// Waits until everything in flight is applied everywhere (true), or `timeout` (false).
     pub async fn await_idle(&self, name: &str, timeout: Duration) -> Result<bool, StoreError> {
-        let h = self.attached_handle(name).await?;
+        let h = self.attached_handle(name)?;
         h.call(|reply| Command::AwaitIdle { timeout, reply }).await
     }
 
     async fn snapshot(&self, name: &str) -> Result<Box<dyn SnapshotSource>, StoreError> {
-        let h = self.attached_handle(name).await?;
+        let h = self.attached_handle(name)?;
         h.call(|reply| Command::Snapshot { reply }).await?
     }
 
@@ -280,7 +280,7 @@ impl Stores {
     /// Replaces the contents of the master of `name` (attached here) with a backup file's;
     /// refuses a file that is not a complete, intact backup. Clones re-synchronise.
     pub async fn restore(&self, name: &str, bytes: Vec<u8>) -> Result<u64, StoreError> {
-        let h = self.attached_handle(name).await?;
+        let h = self.attached_handle(name)?;
         if h.role != "master" {
             return Err(StoreError::InvalidData(format!(
                 "{name:?} is a clone here: restore into its master"
@@ -306,4 +306,10 @@ fn already(name: &str, role: &str) -> StoreError {
 
 fn unexpected(m: FromMaster) -> StoreError {
     StoreError::InvalidData(format!("unexpected answer from the master: {m:?}"))
+}
+
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores").finish_non_exhaustive()
+    }
 }

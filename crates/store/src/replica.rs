@@ -717,3 +717,9 @@ impl ReplicaCore {
         }
     }
 }
+
+impl std::fmt::Debug for ReplicaCore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaCore").finish_non_exhaustive()
+    }
+}

@@ -25,7 +25,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::client::connect;
 
 #[derive(Subcommand)]
-pub enum BenchCommand {
+pub(crate) enum BenchCommand {
     /// WebSocket publisher → endpoint → WebSocket subscriber.
     Ws(WsArgs),
     /// Two peered endpoints with native clients (compare: bench/nats against nats-server).
@@ -45,8 +45,8 @@ pub enum BenchCommand {
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
-pub enum Payload {
-    /// The Zeek event [1,1,["ping",[count]]].
+pub(crate) enum Payload {
+    /// The Zeek event `[1,1,["ping",[count]]]`.
     Small,
     /// A 1 KiB string.
     #[value(name = "1k")]
@@ -54,7 +54,7 @@ pub enum Payload {
 }
 
 #[derive(Args)]
-pub struct WsArgs {
+pub(crate) struct WsArgs {
     /// Use a running endpoint instead of starting one.
     #[arg(long)]
     endpoint: Option<String>,
@@ -77,7 +77,7 @@ pub struct WsArgs {
     runs: usize,
 }
 
-pub async fn main(cmd: BenchCommand) -> anyhow::Result<()> {
+pub(crate) async fn main(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ws(args) => ws(args).await,
         BenchCommand::Mesh(args) => crate::bench_mesh::main(args).await,

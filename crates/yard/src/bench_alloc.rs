@@ -16,7 +16,7 @@ use yard_rm::master::allocator::{
 use yard_rm::mesos::resources::Resources;
 
 #[derive(Args)]
-pub struct AllocArgs {
+pub(crate) struct AllocArgs {
     #[arg(long, default_value_t = 10_000)]
     agents: usize,
     #[arg(long, default_value_t = 1_000)]
@@ -29,7 +29,7 @@ pub struct AllocArgs {
     rounds: usize,
 }
 
-pub fn main(a: AllocArgs) -> anyhow::Result<()> {
+pub(crate) fn main(a: AllocArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         a.agents > 0 && a.frameworks > 0 && a.roles > 0,
         "give at least one agent, framework and role"

@@ -17,7 +17,7 @@ use yard_ops::manager::{CENTER, CENTER_METRICS};
 use yard_ops::proto::{AgentView, ClusterReport, ManagerView, Msg, NodeStatus, Sample};
 
 #[derive(Args)]
-pub struct FleetArgs {
+pub(crate) struct FleetArgs {
     /// Clusters (one simulated manager each).
     #[arg(long, default_value_t = 100)]
     clusters: usize,
@@ -111,7 +111,7 @@ async fn center_metric(addr: &str, name: &str) -> anyhow::Result<f64> {
         .ok_or_else(|| anyhow!("no {name} in the center's metrics"))
 }
 
-pub async fn main(a: FleetArgs) -> anyhow::Result<()> {
+pub(crate) async fn main(a: FleetArgs) -> anyhow::Result<()> {
     let interval =
         yard_data::time::parse_duration(&a.interval).map_err(|e| anyhow!("--interval: {e}"))?;
     let duration =

@@ -20,7 +20,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 #[derive(Args)]
-pub struct LaunchArgs {
+pub(crate) struct LaunchArgs {
     /// Tasks per run.
     #[arg(long, default_value_t = 1000)]
     tasks: usize,
@@ -222,7 +222,7 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-pub async fn main(a: LaunchArgs) -> anyhow::Result<()> {
+pub(crate) async fn main(a: LaunchArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         a.tasks > 0 && a.agents > 0 && a.runs > 0,
         "give at least one task, agent and run"

@@ -29,7 +29,7 @@ use yard_fabric::wire::{Frame, Preamble};
 use yard_fabric::{Client, Endpoint, EndpointConfig, OverflowPolicy};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
-pub enum Workload {
+pub(crate) enum Workload {
     Throughput,
     Latency,
     Request,
@@ -37,7 +37,7 @@ pub enum Workload {
 }
 
 #[derive(Args)]
-pub struct MeshArgs {
+pub(crate) struct MeshArgs {
     #[arg(long, value_enum)]
     workload: Workload,
     /// Payload bytes (a string value of this length).
@@ -129,7 +129,7 @@ fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
-pub async fn main(args: MeshArgs) -> anyhow::Result<()> {
+pub(crate) async fn main(args: MeshArgs) -> anyhow::Result<()> {
     for _ in 0..args.runs {
         match args.workload {
             Workload::Throughput => throughput(&args).await?,

@@ -14,7 +14,7 @@ use std::io::{Read, Write};
 use crate::bench::start_node_with;
 
 #[derive(Args)]
-pub struct StoreArgs {
+pub(crate) struct StoreArgs {
     /// Operations per measurement.
     #[arg(long, default_value_t = 200_000)]
     ops: u64,
@@ -200,7 +200,7 @@ async fn await_idle(addr: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn main(args: StoreArgs) -> anyhow::Result<()> {
+pub(crate) async fn main(args: StoreArgs) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("yard-bench-store-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let db = format!("disk=sqlite:{}", dir.join("disk.db").display());

@@ -18,7 +18,7 @@ const LOSSLESS: JsonOptions = JsonOptions {
     timestamp_precision: TimestampPrecision::Nanos,
 };
 
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 fn not_running(addr: &str, e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("no endpoint at {addr} ({e}); start one with `yard node` or point at one with --endpoint HOST:PORT")
@@ -26,7 +26,7 @@ fn not_running(addr: &str, e: impl std::fmt::Display) -> anyhow::Error {
 
 /// Percent-encodes `v` for a URL: letters, digits and `-_.` stay, and `/` too when
 /// `keep_slash` (a path); everything else becomes `%XX`.
-pub fn url_escape(v: &str, keep_slash: bool) -> String {
+pub(crate) fn url_escape(v: &str, keep_slash: bool) -> String {
     v.bytes()
         .map(|b| match b {
             b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
@@ -40,7 +40,7 @@ pub fn url_escape(v: &str, keep_slash: bool) -> String {
 static CREDENTIALS_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
 
 /// Makes [`credential`] read `path` (the global `--credentials` flag).
-pub fn use_credentials_file(path: std::path::PathBuf) {
+pub(crate) fn use_credentials_file(path: std::path::PathBuf) {
     let _ = CREDENTIALS_FILE.set(path);
 }
 
@@ -48,7 +48,7 @@ pub fn use_credentials_file(path: std::path::PathBuf) {
 /// `YARD_CREDENTIALS`), else the credentials file of the home [`yard_auth::home::resolve`]
 /// picks (`./yard-data/credentials` beside `yard up`, `$YARD_HOME`, `~/.config/yard`). Read
 /// once per process; `None` when there is no such file (the caller is then anonymous).
-pub fn credential() -> Option<String> {
+pub(crate) fn credential() -> Option<String> {
     static FOUND: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     FOUND
         .get_or_init(|| {
@@ -79,7 +79,7 @@ pub fn credential() -> Option<String> {
 }
 
 /// The `Authorization` value for `token`, or for the [`credential`] found.
-pub fn bearer(token: Option<&str>) -> Option<String> {
+pub(crate) fn bearer(token: Option<&str>) -> Option<String> {
     token
         .filter(|t| !t.is_empty())
         .map(str::to_string)
@@ -89,7 +89,7 @@ pub fn bearer(token: Option<&str>) -> Option<String> {
 
 /// Connects to the WebSocket API, subscribes, and waits for the ack. Returns the socket and the
 /// client id the endpoint gave us.
-pub async fn connect(addr: &str, prefixes: &[String]) -> anyhow::Result<(Socket, String)> {
+pub(crate) async fn connect(addr: &str, prefixes: &[String]) -> anyhow::Result<(Socket, String)> {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let url = format!("ws://{addr}/v1/messages/json");
     let mut request = url
@@ -131,7 +131,7 @@ fn parse_values(args: &PubArgs) -> anyhow::Result<Vec<Value>> {
 }
 
 /// Values from the command line: JSON value objects with `json`, literal syntax otherwise.
-pub fn parse_value_args(values: &[String], json: bool) -> anyhow::Result<Vec<Value>> {
+pub(crate) fn parse_value_args(values: &[String], json: bool) -> anyhow::Result<Vec<Value>> {
     if json {
         return values
             .iter()
@@ -142,14 +142,18 @@ pub fn parse_value_args(values: &[String], json: bool) -> anyhow::Result<Vec<Val
     literal::parse_sequence(&input).map_err(|e| anyhow!("bad value: {}", e.render(&input)))
 }
 
-pub async fn publish(args: PubArgs) -> anyhow::Result<()> {
+pub(crate) async fn publish(args: PubArgs) -> anyhow::Result<()> {
     topic::check_publish(&args.topic)?;
     let values = parse_values(&args)?;
     publish_values(&args.endpoint.endpoint, &args.topic, &values).await
 }
 
 /// Publishes each value as one message and reports what the endpoint rejected.
-pub async fn publish_values(endpoint: &str, topic: &str, values: &[Value]) -> anyhow::Result<()> {
+pub(crate) async fn publish_values(
+    endpoint: &str,
+    topic: &str,
+    values: &[Value],
+) -> anyhow::Result<()> {
     let (mut ws, _) = connect(endpoint, &[]).await?;
     for v in values {
         // Nanosecond timestamps: the endpoint reads all 9 digits, so nothing is lost on the way in.
@@ -178,7 +182,7 @@ pub async fn publish_values(endpoint: &str, topic: &str, values: &[Value]) -> an
     Ok(())
 }
 
-pub async fn subscribe(args: SubArgs) -> anyhow::Result<()> {
+pub(crate) async fn subscribe(args: SubArgs) -> anyhow::Result<()> {
     let (mut ws, id) = connect(&args.endpoint.endpoint, &args.prefixes).await?;
     eprintln!(
         "yard sub: subscribed to {:?} on {} as {id}",
@@ -233,7 +237,7 @@ pub async fn subscribe(args: SubArgs) -> anyhow::Result<()> {
 
 /// A minimal HTTP/1.1 exchange with the endpoint's own gateway; returns the status code and the
 /// body.
-pub async fn http(
+pub(crate) async fn http(
     method: &str,
     addr: &str,
     path: &str,
@@ -249,7 +253,7 @@ pub async fn http(
 }
 
 /// One HTTP/1.1 request with a binary body; the status and the body of the answer.
-pub async fn http_bytes(
+pub(crate) async fn http_bytes(
     method: &str,
     addr: &str,
     path: &str,
@@ -262,7 +266,7 @@ pub async fn http_bytes(
 }
 
 /// One HTTP/1.1 request with the given content type and `Authorization` header value.
-pub async fn http_request(
+pub(crate) async fn http_request(
     method: &str,
     addr: &str,
     path: &str,
@@ -347,7 +351,7 @@ fn dechunk(mut b: &[u8]) -> anyhow::Result<Vec<u8>> {
 }
 
 /// `GET path`; any status but 200 is an error.
-pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+pub(crate) async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     let (code, body) = http("GET", addr, path, None, None).await?;
     if code != 200 {
         bail!("GET {path} from {addr}: HTTP {code}: {body}");
@@ -355,7 +359,7 @@ pub async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
     Ok(body)
 }
 
-pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
+pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let EndpointArg { endpoint } = &args.endpoint;
     let body = http_get(endpoint, "/v1/status/json").await?;
     if args.json {

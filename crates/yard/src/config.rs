@@ -16,12 +16,12 @@ use yard_gateway::GatewayConfig;
 use yard_store::{BackendSpec, CloneOptions};
 
 /// The default address of the WebSocket/HTTP gateway (Broker's WebSocket port).
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:9997";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:9997";
 
 /// The `yard node` configuration file. Durations are timespans such as `"5s"` or `"250ms"`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct NodeFile {
+pub(crate) struct NodeFile {
     /// Address of the WebSocket/HTTP gateway; loopback unless you mean otherwise.
     pub listen: String,
     /// Outbound queue of each WebSocket client, in messages.
@@ -122,7 +122,7 @@ impl Default for NodeFile {
 }
 
 impl NodeFile {
-    pub fn load(path: &Path) -> anyhow::Result<NodeFile> {
+    pub(crate) fn load(path: &Path) -> anyhow::Result<NodeFile> {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read config file {}", path.display()))?;
         toml::from_str(&text).with_context(|| format!("invalid config file {}", path.display()))
@@ -131,7 +131,7 @@ impl NodeFile {
 
 /// The validated configuration a node runs with.
 #[derive(Debug, Clone)]
-pub struct NodeConfig {
+pub(crate) struct NodeConfig {
     pub listen: SocketAddr,
     pub id: Option<String>,
     pub peers: Vec<String>,
@@ -150,7 +150,7 @@ pub struct NodeConfig {
 }
 
 /// Parses `NAME` or `NAME=BACKEND`.
-pub fn parse_master(s: &str) -> anyhow::Result<(String, BackendSpec)> {
+pub(crate) fn parse_master(s: &str) -> anyhow::Result<(String, BackendSpec)> {
     let (name, backend) = s.split_once('=').unwrap_or((s, "memory"));
     yard_store::check_name(name).map_err(|e| anyhow::anyhow!("masters: {e}"))?;
     let spec = backend

@@ -22,20 +22,20 @@ use crate::mesh_cli::{check_stream, LOG_ROOT};
 
 /// Where and how log records are kept.
 #[derive(Debug, Clone)]
-pub struct LogConfig {
+pub(crate) struct LogConfig {
     pub dir: PathBuf,
     pub max_bytes: u64,
     pub keep: usize,
 }
 
 /// The files of all streams (no async: callers run it where blocking is fine).
-pub struct LogFiles {
+pub(crate) struct LogFiles {
     config: LogConfig,
     open: HashMap<String, (File, u64)>,
 }
 
 impl LogFiles {
-    pub fn new(config: LogConfig) -> std::io::Result<LogFiles> {
+    pub(crate) fn new(config: LogConfig) -> std::io::Result<LogFiles> {
         std::fs::create_dir_all(&config.dir)?;
         Ok(LogFiles {
             config,
@@ -71,7 +71,7 @@ impl LogFiles {
     }
 
     /// Appends one line (without its newline) to a stream's file, rotating first if needed.
-    pub fn append(&mut self, stream: &str, line: &str) -> std::io::Result<()> {
+    pub(crate) fn append(&mut self, stream: &str, line: &str) -> std::io::Result<()> {
         let need = line.len() as u64 + 1;
         if let Some((_, size)) = self.open.get(stream) {
             if *size > 0 && size + need > self.config.max_bytes {
@@ -106,7 +106,12 @@ fn remove_if_exists(p: &Path) -> std::io::Result<()> {
 }
 
 /// One record as a JSON line.
-pub fn record_line(ts_ns: i64, origin: &str, stream: &str, msg: &yard_fabric::Message) -> String {
+pub(crate) fn record_line(
+    ts_ns: i64,
+    origin: &str,
+    stream: &str,
+    msg: &yard_fabric::Message,
+) -> String {
     let mut s = String::from("{\"ts\":\"");
     write_timestamp(&mut s, ts_ns, TimestampPrecision::Micros);
     s.push_str("\",\"origin\":");
@@ -120,7 +125,7 @@ pub fn record_line(ts_ns: i64, origin: &str, stream: &str, msg: &yard_fabric::Me
 }
 
 /// Runs the writer until the endpoint shuts down.
-pub async fn run(endpoint: Endpoint, config: LogConfig) -> anyhow::Result<()> {
+pub(crate) async fn run(endpoint: Endpoint, config: LogConfig) -> anyhow::Result<()> {
     let mut files = LogFiles::new(config.clone())?;
     let client = endpoint
         .attach(

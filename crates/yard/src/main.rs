@@ -158,7 +158,7 @@ struct NodeArgs {
     /// This endpoint's id [default: a random UUID].
     #[arg(long)]
     id: Option<String>,
-    /// Write every remote log stream received to DIR/<stream>.log.
+    /// Write every remote log stream received to DIR/STREAM.log.
     #[arg(long)]
     log_dir: Option<PathBuf>,
     /// Outbound queue of each peer, in messages [default: 8192].
@@ -186,7 +186,7 @@ struct NodeArgs {
 }
 
 /// Where the client verbs find the endpoint.
-#[derive(Args, Clone)]
+#[derive(Args, Clone, Debug)]
 pub struct EndpointArg {
     /// The endpoint's gateway address (or set YARD_ENDPOINT).
     #[arg(long, short, env = "YARD_ENDPOINT", default_value = config::DEFAULT_LISTEN)]

@@ -13,7 +13,7 @@ use crate::client::{connect, http, http_get, parse_value_args, publish_values};
 use crate::{LogArgs, PeerArgs, PeersArgs, RequestArgs};
 
 /// The topic root of remote logging: a record on stream `S` is published on `yard/logs/S`.
-pub const LOG_ROOT: &str = "yard/logs/";
+pub(crate) const LOG_ROOT: &str = "yard/logs/";
 
 fn describe(body: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
@@ -23,7 +23,7 @@ fn describe(body: &str) -> String {
     }
 }
 
-pub async fn peers(args: PeersArgs) -> anyhow::Result<()> {
+pub(crate) async fn peers(args: PeersArgs) -> anyhow::Result<()> {
     let body = http_get(&args.endpoint.endpoint, "/v1/peers").await?;
     if args.json {
         println!("{body}");
@@ -58,7 +58,7 @@ pub async fn peers(args: PeersArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn peer(args: PeerArgs) -> anyhow::Result<()> {
+pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
     let body = serde_json::json!({ "address": args.address }).to_string();
     let (code, reply) = http(
         "POST",
@@ -91,7 +91,7 @@ pub async fn peer(args: PeerArgs) -> anyhow::Result<()> {
     }
 }
 
-pub async fn unpeer(args: PeerArgs) -> anyhow::Result<()> {
+pub(crate) async fn unpeer(args: PeerArgs) -> anyhow::Result<()> {
     let path = format!("/v1/peers?address={}", encode_query(&args.address));
     let (code, reply) = http(
         "DELETE",
@@ -131,7 +131,7 @@ fn one_value(values: &[String], json: bool) -> anyhow::Result<Value> {
     })
 }
 
-pub async fn request(args: RequestArgs) -> anyhow::Result<()> {
+pub(crate) async fn request(args: RequestArgs) -> anyhow::Result<()> {
     topic::check_publish(&args.topic)?;
     let value = one_value(&args.values, args.json_input)?;
     let timeout = parse_duration(&args.timeout).map_err(|e| anyhow!("--timeout: {e}"))?;
@@ -185,7 +185,7 @@ pub async fn request(args: RequestArgs) -> anyhow::Result<()> {
 }
 
 /// Checks a log stream name: letters, digits, `.`, `_` and `-`.
-pub fn check_stream(stream: &str) -> Result<(), String> {
+pub(crate) fn check_stream(stream: &str) -> Result<(), String> {
     let ok = !stream.is_empty()
         && stream.len() <= 128
         && !stream.starts_with('.')
@@ -201,7 +201,7 @@ pub fn check_stream(stream: &str) -> Result<(), String> {
     }
 }
 
-pub async fn log(args: LogArgs) -> anyhow::Result<()> {
+pub(crate) async fn log(args: LogArgs) -> anyhow::Result<()> {
     check_stream(&args.stream).map_err(|e| anyhow!(e))?;
     let value = one_value(&args.values, args.json)?;
     publish_values(

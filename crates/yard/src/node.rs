@@ -16,7 +16,7 @@ use yard_store::Stores;
 use crate::config::{NodeConfig, NodeFile};
 use crate::NodeArgs;
 
-pub async fn main(args: NodeArgs) -> anyhow::Result<()> {
+pub(crate) async fn main(args: NodeArgs) -> anyhow::Result<()> {
     let mut file = match &args.config {
         Some(path) => NodeFile::load(path)?,
         None => NodeFile::default(),
@@ -101,7 +101,7 @@ pub async fn main(args: NodeArgs) -> anyhow::Result<()> {
 }
 
 /// What an endpoint is, besides a fabric endpoint.
-pub enum Role {
+pub(crate) enum Role {
     Node,
     Center(yard_ops::center::CenterConfig),
     /// A cluster's manager, and the resource manager's master when its Mesos API is on.
@@ -117,7 +117,7 @@ pub enum Role {
 }
 
 /// The resource manager's part of a daemon: its config and its Mesos API listener.
-pub struct Mesos<C> {
+pub(crate) struct Mesos<C> {
     pub cfg: C,
     pub listener: TcpListener,
 }
@@ -145,7 +145,7 @@ async fn bridge_tasks(
 
 /// The mesh key of the credentials home at `dir` (or the one [`yard_auth::home::resolve`]
 /// picks), made on first use. Peers prove they hold it; it never crosses the wire.
-pub fn home_mesh_key(dir: Option<&std::path::Path>) -> anyhow::Result<String> {
+pub(crate) fn home_mesh_key(dir: Option<&std::path::Path>) -> anyhow::Result<String> {
     let dir = yard_auth::home::resolve(dir);
     let home = yard_auth::Home::open_or_init(&dir)?;
     Ok(home.mesh_key()?)
@@ -203,7 +203,7 @@ fn guard_with(
 }
 
 /// Runs an endpoint, its role and its gateway on `listener` until `shutdown` is cancelled.
-pub async fn run(
+pub(crate) async fn run(
     id: String,
     config: NodeConfig,
     listener: TcpListener,
@@ -429,7 +429,7 @@ fn join_both(
     })
 }
 
-pub async fn stop_on_signal(shutdown: CancellationToken) {
+pub(crate) async fn stop_on_signal(shutdown: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     tokio::select! {

@@ -18,12 +18,12 @@ use crate::client::http;
 use crate::config::{NodeConfig, NodeFile};
 use crate::node::Role;
 
-pub const CENTER_LISTEN: &str = "127.0.0.1:9900";
-pub const MANAGER_LISTEN: &str = "127.0.0.1:9901";
-pub const AGENT_LISTEN: &str = "127.0.0.1:9910";
+pub(crate) const CENTER_LISTEN: &str = "127.0.0.1:9900";
+pub(crate) const MANAGER_LISTEN: &str = "127.0.0.1:9901";
+pub(crate) const AGENT_LISTEN: &str = "127.0.0.1:9910";
 
 #[derive(Args, Clone)]
-pub struct Common {
+pub(crate) struct Common {
     /// Address of this daemon's gateway (WebSocket, HTTP, peering, /metrics).
     #[arg(long)]
     listen: Option<String>,
@@ -36,7 +36,7 @@ pub struct Common {
 }
 
 #[derive(Args)]
-pub struct CenterArgs {
+pub(crate) struct CenterArgs {
     #[command(flatten)]
     common: Common,
     /// A manager silent this long is marked lost.
@@ -52,7 +52,7 @@ pub struct CenterArgs {
 }
 
 #[derive(Args)]
-pub struct ManagerArgs {
+pub(crate) struct ManagerArgs {
     #[command(flatten)]
     common: Common,
     /// The cluster this manager runs.
@@ -78,7 +78,7 @@ pub struct ManagerArgs {
 }
 
 #[derive(Args)]
-pub struct AgentArgs {
+pub(crate) struct AgentArgs {
     #[command(flatten)]
     common: Common,
     /// The manager's address.
@@ -101,7 +101,7 @@ pub struct AgentArgs {
 
 /// Whom an agent's nodes run as.
 #[derive(Args, Clone)]
-pub struct NodeUserArgs {
+pub(crate) struct NodeUserArgs {
     /// The account of a node whose spec names no `user`, when the agent runs as root (an agent
     /// running as another user runs its nodes as itself).
     #[arg(long, default_value = "nobody")]
@@ -122,7 +122,7 @@ impl NodeUserArgs {
 }
 
 #[derive(Args)]
-pub struct UpArgs {
+pub(crate) struct UpArgs {
     /// State directory of the whole system.
     #[arg(long, default_value = "./yard-data")]
     data: PathBuf,
@@ -195,7 +195,7 @@ async fn daemon(what: &str, listen: &str, token: Option<String>, role: Role) -> 
     r
 }
 
-pub async fn center(a: CenterArgs) -> anyhow::Result<()> {
+pub(crate) async fn center(a: CenterArgs) -> anyhow::Result<()> {
     let dir = a
         .common
         .data
@@ -231,7 +231,7 @@ async fn manager_role(a: &ManagerArgs, dir: PathBuf) -> anyhow::Result<Role> {
     ))
 }
 
-pub async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
+pub(crate) async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
     let dir = a
         .common
         .data
@@ -254,7 +254,7 @@ fn host_name() -> String {
         .unwrap_or_else(|| "agent".into())
 }
 
-pub async fn agent(a: AgentArgs) -> anyhow::Result<()> {
+pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
     let name = a.name.clone().unwrap_or_else(host_name);
     let dir = a
         .common
@@ -326,7 +326,7 @@ restart = "always"
 }
 
 /// `yard up`: a center, the manager of cluster `local` and agents, in this process.
-pub async fn up(a: UpArgs) -> anyhow::Result<()> {
+pub(crate) async fn up(a: UpArgs) -> anyhow::Result<()> {
     let data = a.data.clone();
     std::fs::create_dir_all(&data).with_context(|| format!("cannot create {}", data.display()))?;
     // The data directory holds the credentials (files of mode 0600): nobody else may list or
@@ -488,7 +488,7 @@ fn stable_id(data: &Path, what: &str) -> anyhow::Result<String> {
 // ---- client verbs ----
 
 #[derive(Args, Clone)]
-pub struct CenterArg {
+pub(crate) struct CenterArg {
     /// The center's address (or set YARD_CENTER).
     #[arg(long, short = 'c', env = "YARD_CENTER", default_value = CENTER_LISTEN)]
     center: String,
@@ -543,7 +543,7 @@ fn parse_answer(method: &str, path: &str, code: u16, body: &str) -> anyhow::Resu
 }
 
 #[derive(Args)]
-pub struct TopologyArgs {
+pub(crate) struct TopologyArgs {
     #[command(flatten)]
     center: CenterArg,
     /// Print the raw JSON.
@@ -551,7 +551,7 @@ pub struct TopologyArgs {
     json: bool,
 }
 
-pub async fn topology(a: TopologyArgs) -> anyhow::Result<()> {
+pub(crate) async fn topology(a: TopologyArgs) -> anyhow::Result<()> {
     let t = a.center.get("/v1/topology").await?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&t)?);
@@ -656,7 +656,7 @@ fn short(id: &str) -> &str {
 }
 
 #[derive(Args, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     /// The cluster.
     #[arg(long, required_unless_present = "all", conflicts_with = "all")]
     cluster: Option<String>,
@@ -688,7 +688,7 @@ impl Target {
 }
 
 #[derive(Args)]
-pub struct RestartArgs {
+pub(crate) struct RestartArgs {
     #[command(flatten)]
     center: CenterArg,
     #[command(flatten)]
@@ -701,7 +701,7 @@ pub struct RestartArgs {
     batch: usize,
 }
 
-pub async fn restart(a: RestartArgs) -> anyhow::Result<()> {
+pub(crate) async fn restart(a: RestartArgs) -> anyhow::Result<()> {
     let body = a
         .target
         .body(serde_json::json!({"op": "restart", "batch": a.batch}))?;
@@ -709,7 +709,7 @@ pub async fn restart(a: RestartArgs) -> anyhow::Result<()> {
 }
 
 #[derive(Args)]
-pub struct DeployArgs {
+pub(crate) struct DeployArgs {
     #[command(flatten)]
     center: CenterArg,
     #[command(flatten)]
@@ -725,7 +725,7 @@ pub struct DeployArgs {
     file: PathBuf,
 }
 
-pub async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
+pub(crate) async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
     let bytes =
         std::fs::read(&a.file).with_context(|| format!("cannot read {}", a.file.display()))?;
     let name = a
@@ -749,7 +749,7 @@ pub async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
 }
 
 #[derive(Args)]
-pub struct RollbackArgs {
+pub(crate) struct RollbackArgs {
     #[command(flatten)]
     center: CenterArg,
     #[command(flatten)]
@@ -759,7 +759,7 @@ pub struct RollbackArgs {
     path: Option<String>,
 }
 
-pub async fn rollback(a: RollbackArgs) -> anyhow::Result<()> {
+pub(crate) async fn rollback(a: RollbackArgs) -> anyhow::Result<()> {
     let mut kind = serde_json::json!({"op": "rollback"});
     if let Some(p) = &a.path {
         kind["path"] = Json::String(p.clone());
@@ -769,7 +769,7 @@ pub async fn rollback(a: RollbackArgs) -> anyhow::Result<()> {
 }
 
 #[derive(Args)]
-pub struct ExecArgs {
+pub(crate) struct ExecArgs {
     #[command(flatten)]
     center: CenterArg,
     #[command(flatten)]
@@ -779,7 +779,7 @@ pub struct ExecArgs {
     argv: Vec<String>,
 }
 
-pub async fn exec(a: ExecArgs) -> anyhow::Result<()> {
+pub(crate) async fn exec(a: ExecArgs) -> anyhow::Result<()> {
     let body = a
         .target
         .body(serde_json::json!({"op": "exec", "argv": a.argv}))?;
@@ -901,7 +901,7 @@ fn print_table(rec: &Json) {
 }
 
 #[derive(Args)]
-pub struct CommandsArgs {
+pub(crate) struct CommandsArgs {
     #[command(flatten)]
     center: CenterArg,
     /// One command (otherwise: the list).
@@ -913,7 +913,7 @@ pub struct CommandsArgs {
     json: bool,
 }
 
-pub async fn commands(a: CommandsArgs) -> anyhow::Result<()> {
+pub(crate) async fn commands(a: CommandsArgs) -> anyhow::Result<()> {
     match a.id {
         Some(id) if a.follow => follow(&a.center, &id, a.json).await,
         Some(id) => {
@@ -951,7 +951,7 @@ pub async fn commands(a: CommandsArgs) -> anyhow::Result<()> {
 }
 
 #[derive(Args)]
-pub struct LogsArgs {
+pub(crate) struct LogsArgs {
     #[command(flatten)]
     center: CenterArg,
     /// Only this cluster.
@@ -967,7 +967,7 @@ pub struct LogsArgs {
     node: String,
 }
 
-pub async fn logs(a: LogsArgs) -> anyhow::Result<()> {
+pub(crate) async fn logs(a: LogsArgs) -> anyhow::Result<()> {
     let (agent, node) = match a.node.split_once('/') {
         Some((ag, n)) => (Some(ag.to_string()), n.to_string()),
         None => (None, a.node.clone()),
@@ -1016,7 +1016,7 @@ pub async fn logs(a: LogsArgs) -> anyhow::Result<()> {
 }
 
 #[derive(Args)]
-pub struct MetricsArgs {
+pub(crate) struct MetricsArgs {
     #[command(flatten)]
     center: CenterArg,
     /// How far back, e.g. 15m, 1h, 7d.
@@ -1034,7 +1034,7 @@ pub struct MetricsArgs {
     list: bool,
 }
 
-pub async fn metrics(a: MetricsArgs) -> anyhow::Result<()> {
+pub(crate) async fn metrics(a: MetricsArgs) -> anyhow::Result<()> {
     if a.list {
         let v = a
             .center
@@ -1085,7 +1085,7 @@ pub async fn metrics(a: MetricsArgs) -> anyhow::Result<()> {
 }
 
 #[derive(Args)]
-pub struct StatsArgs {
+pub(crate) struct StatsArgs {
     #[command(flatten)]
     center: CenterArg,
     #[arg(long)]
@@ -1094,7 +1094,7 @@ pub struct StatsArgs {
     cluster: Option<String>,
 }
 
-pub async fn stats(a: StatsArgs) -> anyhow::Result<()> {
+pub(crate) async fn stats(a: StatsArgs) -> anyhow::Result<()> {
     let path = match &a.cluster {
         Some(c) => format!("/v1/stats?cluster={c}"),
         None => "/v1/stats".into(),

@@ -15,7 +15,7 @@ use crate::ops_cli::dur;
 use crate::node::Mesos;
 
 #[derive(Args, Clone)]
-pub struct MasterArgs {
+pub(crate) struct MasterArgs {
     /// The Mesos API (schedulers such as pymesos, operators, mesos-cli); `off` disables the
     /// resource manager.
     #[arg(long, default_value = "127.0.0.1:5050")]
@@ -94,7 +94,7 @@ async fn bind(what: &str, listen: &str) -> anyhow::Result<TcpListener> {
 
 impl MasterArgs {
     /// The master's config and listener, or `None` when the Mesos API is off.
-    pub async fn build(
+    pub(crate) async fn build(
         &self,
         cluster: &str,
         dir: &Path,
@@ -154,7 +154,7 @@ impl MasterArgs {
 
 #[derive(Args, Clone)]
 #[group(id = "MesosAgentArgs")]
-pub struct AgentArgs {
+pub(crate) struct AgentArgs {
     /// The agent's Mesos API; `off` disables the resource manager on this agent.
     #[arg(long, default_value = "127.0.0.1:5051")]
     pub mesos_listen: String,
@@ -220,7 +220,7 @@ fn tag(p: &Path) -> String {
 }
 
 impl AgentArgs {
-    pub async fn build(
+    pub(crate) async fn build(
         &self,
         name: &str,
         dir: &Path,

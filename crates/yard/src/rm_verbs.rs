@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use crate::client::http_request;
 
 #[derive(Args, Clone)]
-pub struct MesosArgs {
+pub(crate) struct MesosArgs {
     /// The manager's Mesos API.
     #[arg(long, env = "YARD_MESOS", default_value = "127.0.0.1:5050")]
     pub mesos: String,
@@ -95,7 +95,7 @@ fn yes_no(b: Option<bool>) -> &'static str {
 }
 
 /// `yard agents`.
-pub async fn agents(a: MesosArgs) -> anyhow::Result<()> {
+pub(crate) async fn agents(a: MesosArgs) -> anyhow::Result<()> {
     let v = a.get("/slaves").await?;
     if a.print_json(&v) {
         return Ok(());
@@ -136,7 +136,7 @@ pub async fn agents(a: MesosArgs) -> anyhow::Result<()> {
 }
 
 /// `yard frameworks`.
-pub async fn frameworks(a: MesosArgs) -> anyhow::Result<()> {
+pub(crate) async fn frameworks(a: MesosArgs) -> anyhow::Result<()> {
     let v = a.get("/master/frameworks").await?;
     if a.print_json(&v) {
         return Ok(());
@@ -171,7 +171,7 @@ fn terminal(state: &str) -> bool {
 }
 
 #[derive(Args)]
-pub struct TasksArgs {
+pub(crate) struct TasksArgs {
     #[command(flatten)]
     pub mesos: MesosArgs,
     /// Include tasks that ended.
@@ -183,7 +183,7 @@ pub struct TasksArgs {
 }
 
 /// `yard tasks`.
-pub async fn tasks(a: TasksArgs) -> anyhow::Result<()> {
+pub(crate) async fn tasks(a: TasksArgs) -> anyhow::Result<()> {
     let mut path = "/tasks?limit=-1&order=asc".to_string();
     if let Some(fw) = &a.framework {
         path.push_str(&format!("&framework_id={fw}"));
@@ -230,7 +230,7 @@ pub async fn tasks(a: TasksArgs) -> anyhow::Result<()> {
 }
 
 #[derive(Subcommand)]
-pub enum TaskCommand {
+pub(crate) enum TaskCommand {
     /// Kill a task (its kill policy's grace, then SIGKILL).
     Kill {
         task_id: String,
@@ -253,7 +253,7 @@ pub enum TaskCommand {
     },
 }
 
-pub async fn task(c: TaskCommand) -> anyhow::Result<()> {
+pub(crate) async fn task(c: TaskCommand) -> anyhow::Result<()> {
     match c {
         TaskCommand::Kill {
             task_id,
@@ -340,7 +340,7 @@ async fn logs(m: &MesosArgs, task_id: &str, stderr: bool, follow: bool) -> anyho
 }
 
 #[derive(Subcommand)]
-pub enum ServiceCommand {
+pub(crate) enum ServiceCommand {
     /// Deploy a service from a TOML file (a new version rolls out; see docs/RM.md).
     Deploy {
         file: PathBuf,
@@ -374,7 +374,7 @@ pub enum ServiceCommand {
 }
 
 /// A service file (TOML) as the JSON spec the API takes.
-pub fn spec_from_toml(text: &str, file: &std::path::Path) -> anyhow::Result<Value> {
+pub(crate) fn spec_from_toml(text: &str, file: &std::path::Path) -> anyhow::Result<Value> {
     let t: toml::Value =
         toml::from_str(text).with_context(|| format!("{} is not valid TOML", file.display()))?;
     let v = serde_json::to_value(t)?;
@@ -385,7 +385,7 @@ pub fn spec_from_toml(text: &str, file: &std::path::Path) -> anyhow::Result<Valu
     Ok(v)
 }
 
-pub async fn service(c: ServiceCommand) -> anyhow::Result<()> {
+pub(crate) async fn service(c: ServiceCommand) -> anyhow::Result<()> {
     match c {
         ServiceCommand::Deploy { file, mesos } => {
             let text = std::fs::read_to_string(&file)

@@ -13,7 +13,7 @@ use crate::client::{http, http_bytes, parse_value_args};
 use crate::EndpointArg;
 
 #[derive(Args)]
-pub struct StoreArgs {
+pub(crate) struct StoreArgs {
     #[command(flatten)]
     endpoint: EndpointArg,
     /// The credential to send (or set YARD_API_TOKEN) [default: the credentials file found].
@@ -27,7 +27,7 @@ pub struct StoreArgs {
 }
 
 #[derive(Subcommand)]
-pub enum StoreCommand {
+pub(crate) enum StoreCommand {
     /// The stores attached to the endpoint.
     List,
     /// One store's role, size, position and (master) clones or (clone) connection.
@@ -185,7 +185,7 @@ fn check(code: u16, body: &str) -> anyhow::Result<Json> {
     Ok(j)
 }
 
-pub async fn main(args: StoreArgs) -> anyhow::Result<()> {
+pub(crate) async fn main(args: StoreArgs) -> anyhow::Result<()> {
     let addr = args.endpoint.endpoint.as_str();
     let token = args.token.as_deref();
     let json = args.json;

@@ -12,7 +12,7 @@ use yard_auth::{Home, Role};
 use crate::ops_cli::dur;
 
 #[derive(Args)]
-pub struct HomeArg {
+pub(crate) struct HomeArg {
     /// The credentials home [default: $YARD_HOME, ./yard-data beside `yard up`, ~/.config/yard].
     #[arg(long)]
     home: Option<PathBuf>,
@@ -27,7 +27,7 @@ impl HomeArg {
 }
 
 #[derive(Subcommand)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Make a token; it is printed once and only its hash is kept.
     Create {
         #[command(flatten)]
@@ -60,7 +60,7 @@ pub enum TokenCommand {
     },
 }
 
-pub fn token(c: TokenCommand) -> anyhow::Result<()> {
+pub(crate) fn token(c: TokenCommand) -> anyhow::Result<()> {
     match c {
         TokenCommand::Create {
             home,
@@ -141,7 +141,7 @@ pub fn token(c: TokenCommand) -> anyhow::Result<()> {
 }
 
 #[derive(Args)]
-pub struct AuditArgs {
+pub(crate) struct AuditArgs {
     /// The daemon whose log to read (center, manager, agent or node gateway).
     #[arg(long, short = 'e', env = "YARD_CENTER", default_value = crate::ops_cli::CENTER_LISTEN)]
     endpoint: String,
@@ -163,7 +163,7 @@ pub struct AuditArgs {
     json: bool,
 }
 
-pub async fn audit(a: AuditArgs) -> anyhow::Result<()> {
+pub(crate) async fn audit(a: AuditArgs) -> anyhow::Result<()> {
     let mut q = vec![format!("limit={}", a.limit)];
     for (k, v) in [
         ("principal", &a.principal),

@@ -73,7 +73,7 @@ fn put_op(id: u64, key: &str, value: u64) -> String {
     .to_string()
 }
 
-async fn idle(addr: &str, name: &str) {
+fn idle(addr: &str, name: &str) {
     let out = store(addr, &["await-idle", name, "--timeout", "20s"]);
     assert_eq!(out.trim(), "idle");
 }
@@ -124,7 +124,7 @@ async fn a_clone_follows_its_master_over_http_websocket_and_the_cli() {
     .await;
     // The clone has its (empty) copy before the first write, so the write reaches it as a change
     // with its event, not inside a snapshot (seen once in a full run: the first event was bob's).
-    idle(&clone.addr, "s").await;
+    idle(&clone.addr, "s");
     store(&master.addr, &["put", "s", "alice", "42"]);
     // Writes through the clone reach the master and show in the clone's own copy.
     store(&clone.addr, &["put", "s", "bob", "\"hi\""]);
@@ -137,7 +137,7 @@ async fn a_clone_follows_its_master_over_http_websocket_and_the_cli() {
     store(&master.addr, &["push", "s", "vec", "1"]);
     store(&master.addr, &["push", "s", "vec", "2"]);
     assert_eq!(store(&master.addr, &["pop", "s", "vec"]).trim(), "2");
-    idle(&clone.addr, "s").await;
+    idle(&clone.addr, "s");
     assert_eq!(store(&clone.addr, &["get", "s", "alice"]).trim(), "42");
     assert_eq!(dump(&clone.addr, "s"), dump(&master.addr, "s"));
     // Type clashes and missing keys fail clearly and change nothing.
@@ -232,7 +232,7 @@ async fn a_clone_follows_its_master_over_http_websocket_and_the_cli() {
         &master.addr,
         &["put", "s", "temp", "1", "--expiry", "300ms"],
     );
-    idle(&clone.addr, "s").await;
+    idle(&clone.addr, "s");
     wait_until(
         "the clone to drop the expired key",
         Duration::from_secs(10),
@@ -311,7 +311,7 @@ async fn kill_master_under_load(synchronous: &str) {
         },
     )
     .await;
-    idle(&clone.addr, "s").await;
+    idle(&clone.addr, "s");
     assert_eq!(dump(&clone.addr, "s"), contents);
 }
 
@@ -337,7 +337,7 @@ async fn a_partitioned_clone_buffers_its_writes_and_converges_after_healing() {
         "1s",
     ]);
     store(&clone.addr, &["put", "s", "before", "1"]);
-    idle(&clone.addr, "s").await;
+    idle(&clone.addr, "s");
     // Cut the link (the clone's side unpeers; the master's side does not re-dial).
     let (ok, _, err) = yard(&["unpeer", "-e", &clone.addr, &master.addr]);
     assert!(ok, "{err}");
@@ -371,8 +371,8 @@ async fn a_partitioned_clone_buffers_its_writes_and_converges_after_healing() {
     // Heal.
     let (ok, _, err) = yard(&["peer", "-e", &clone.addr, &master.addr]);
     assert!(ok, "{err}");
-    idle(&clone.addr, "s").await;
-    idle(&master.addr, "s").await;
+    idle(&clone.addr, "s");
+    idle(&master.addr, "s");
     let on_master = dump(&master.addr, "s");
     assert_eq!(
         dump(&clone.addr, "s"),
@@ -602,6 +602,6 @@ async fn pipelined_operations_see_the_writes_sent_before_them() {
         // The same again from the other node: reset the key it starts from.
         store(&master.addr, &["erase", "s", "k"]);
         store(&master.addr, &["erase", "t", "k"]);
-        idle(&clone.addr, "s").await;
+        idle(&clone.addr, "s");
     }
 }

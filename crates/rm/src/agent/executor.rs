@@ -229,6 +229,12 @@ pub fn environment(i: &EnvInput) -> Vec<(String, String)> {
     .collect()
 }
 
+impl<'a> std::fmt::Debug for EnvInput<'a> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EnvInput").finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

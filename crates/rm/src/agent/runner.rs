@@ -231,7 +231,7 @@ impl Runner {
         let _ = self.events.send(Event::Status(self.key.clone(), s)).await;
     }
 
-    pub async fn run(self, mut kill: mpsc::Receiver<u64>) {
+    pub(super) async fn run(self, mut kill: mpsc::Receiver<u64>) {
         self.send(self.status("TASK_STARTING", json!({}))).await;
         let (child, container) = match self.launch.start() {
             Ok(x) => x,
@@ -385,7 +385,7 @@ pub(crate) struct ExecutorRunner {
 }
 
 impl ExecutorRunner {
-    pub async fn run(self, mut stop: mpsc::Receiver<u64>) {
+    pub(super) async fn run(self, mut stop: mpsc::Receiver<u64>) {
         let (child, container) = match self.launch.start() {
             Ok(x) => x,
             Err(message) => {

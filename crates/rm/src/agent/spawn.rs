@@ -26,7 +26,7 @@ const P_PIDFD: libc::idtype_t = 3;
 /// What to start.
 pub struct Command {
     pub program: PathBuf,
-    /// argv, argv[0] included.
+    /// argv, `argv[0]` included.
     pub args: Vec<OsString>,
     /// The whole environment.
     pub env: Vec<(OsString, OsString)>,
@@ -302,6 +302,18 @@ pub fn environment(overrides: &[(String, String)]) -> Vec<(OsString, OsString)> 
         }
     }
     env
+}
+
+impl std::fmt::Debug for Process {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Process").finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Command").finish_non_exhaustive()
+    }
 }
 
 #[cfg(test)]

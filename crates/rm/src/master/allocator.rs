@@ -294,6 +294,12 @@ pub fn default_min_allocatable() -> Vec<Resources> {
     vec![cpus, mem]
 }
 
+impl<'a> std::fmt::Debug for Snapshot<'a> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Snapshot").finish_non_exhaustive()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

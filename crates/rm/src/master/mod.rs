@@ -1698,3 +1698,9 @@ fn ip_as_u32(ip: &str) -> u32 {
         .map(|a| u32::from_le_bytes(a.octets()))
         .unwrap_or(0)
 }
+
+impl std::fmt::Debug for Master {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Master").finish_non_exhaustive()
+    }
+}

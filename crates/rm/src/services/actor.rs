@@ -28,6 +28,7 @@ const FAILOVER_TIMEOUT_S: f64 = 7.0 * 24.0 * 3600.0;
 const FRAMEWORK_KEY: &str = "services/framework_id";
 pub const FRAMEWORK_NAME: &str = "yard-services";
 
+#[derive(Debug)]
 pub enum Request {
     Deploy(Value),
     Scale(String, u32),
@@ -276,5 +277,11 @@ impl Actor {
 
     async fn persist(&self, key: String, value: Option<Value>) {
         crate::master::server::record(&self.stores, &self.store, &key, value).await;
+    }
+}
+
+impl std::fmt::Debug for Handle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handle").finish_non_exhaustive()
     }
 }

@@ -10,14 +10,14 @@ use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
-pub fn yard_bin() -> &'static str {
+pub(crate) fn yard_bin() -> &'static str {
     env!("CARGO_BIN_EXE_yard")
 }
 
 /// The credentials home every process of these tests shares (made on first use, 0700).
-pub fn home() -> std::path::PathBuf {
+pub(crate) fn home() -> std::path::PathBuf {
     static HOME: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
     HOME.get_or_init(|| {
         let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("yard-home");
@@ -28,7 +28,7 @@ pub fn home() -> std::path::PathBuf {
 }
 
 /// The admin token of [`home`].
-pub fn admin_token() -> String {
+pub(crate) fn admin_token() -> String {
     yard_auth::Home::open_or_init(home())
         .unwrap()
         .admin_token()
@@ -36,7 +36,7 @@ pub fn admin_token() -> String {
 }
 
 /// `yard` as a command, with the tests' credentials home.
-pub fn yard() -> Command {
+pub(crate) fn yard() -> Command {
     let mut c = Command::new(yard_bin());
     c.env("YARD_HOME", home()).env_remove("YARD_CREDENTIALS");
     c
@@ -44,7 +44,7 @@ pub fn yard() -> Command {
 
 /// Starts `yard ARGS…` (a daemon) with `YARD_LOG=log` and reads the address it listens on from
 /// its first line.
-pub fn spawn_yard(args: &[&str], log: &str) -> (Child, String) {
+pub(crate) fn spawn_yard(args: &[&str], log: &str) -> (Child, String) {
     let mut child = yard()
         .args(args)
         .env("YARD_LOG", log)
@@ -67,7 +67,7 @@ pub fn spawn_yard(args: &[&str], log: &str) -> (Child, String) {
 
 /// Sends `head` (request line and headers, without the blank line), `Connection: close`, the
 /// length and `body`; the status and the whole answer.
-pub async fn raw_http(addr: &str, head: &str, body: &[u8]) -> (u16, String) {
+pub(crate) async fn raw_http(addr: &str, head: &str, body: &[u8]) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = TcpStream::connect(addr).await.unwrap();
     let head = format!(
@@ -88,7 +88,7 @@ pub async fn raw_http(addr: &str, head: &str, body: &[u8]) -> (u16, String) {
 }
 
 /// The body of a whole HTTP answer.
-pub fn body_of(answer: &str) -> String {
+pub(crate) fn body_of(answer: &str) -> String {
     answer
         .split_once("\r\n\r\n")
         .map(|(_, b)| b.to_string())
@@ -96,33 +96,33 @@ pub fn body_of(answer: &str) -> String {
 }
 
 /// A running `yard node`; killed (and reaped) when dropped.
-pub struct Node {
+pub(crate) struct Node {
     pub child: Child,
     pub addr: String,
 }
 
 impl Node {
-    pub fn start(extra: &[&str]) -> Node {
+    pub(crate) fn start(extra: &[&str]) -> Node {
         Node::start_at("127.0.0.1:0", extra)
     }
 
-    pub fn start_at(listen: &str, extra: &[&str]) -> Node {
+    pub(crate) fn start_at(listen: &str, extra: &[&str]) -> Node {
         let mut args = vec!["node", "--listen", listen];
         args.extend_from_slice(extra);
         let (child, addr) = spawn_yard(&args, "warn");
         Node { child, addr }
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("ws://{}/v1/messages/json", self.addr)
     }
 
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Resident memory of the node process, in KiB.
-    pub fn rss_kib(&self) -> u64 {
+    pub(crate) fn rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
         status
             .lines()
@@ -132,35 +132,35 @@ impl Node {
             .unwrap()
     }
 
-    pub fn signal(&self, sig: &str) {
+    pub(crate) fn signal(&self, sig: &str) {
         Command::new("kill")
             .args([format!("-{sig}"), self.pid().to_string()])
             .status()
             .unwrap();
     }
 
-    pub async fn status(&self) -> serde_json::Value {
+    pub(crate) async fn status(&self) -> serde_json::Value {
         serde_json::from_str(&self.get("/v1/status/json").await).unwrap()
     }
 
-    pub async fn get(&self, path: &str) -> String {
+    pub(crate) async fn get(&self, path: &str) -> String {
         Node::get_from(&self.addr, path).await
     }
 
     /// `GET path` from the node at `addr` as the tests' admin; returns the body.
-    pub async fn get_from(addr: &str, path: &str) -> String {
+    pub(crate) async fn get_from(addr: &str, path: &str) -> String {
         Node::get_as(addr, path, &admin_token()).await.1
     }
 
     /// `GET path` with `token`; the status and the body.
-    pub async fn get_as(addr: &str, path: &str, token: &str) -> (u16, String) {
+    pub(crate) async fn get_as(addr: &str, path: &str, token: &str) -> (u16, String) {
         let head = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}");
         let (code, text) = raw_http(addr, &head, b"").await;
         (code, body_of(&text))
     }
 
     /// A metric's value from /metrics (unlabelled series).
-    pub async fn metric(&self, name: &str) -> f64 {
+    pub(crate) async fn metric(&self, name: &str) -> f64 {
         let text = self.get("/metrics").await;
         text.lines()
             .find_map(|l| {
@@ -180,7 +180,7 @@ impl Drop for Node {
 }
 
 /// Polls `cond` until it holds or `timeout` passes (then panics with `what`).
-pub async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut cond: F)
+pub(crate) async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut cond: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
@@ -194,12 +194,12 @@ where
 }
 
 /// Connects and sends the handshake; does not read the ack.
-pub async fn open(node: &Node, handshake: &str) -> Ws {
+pub(crate) async fn open(node: &Node, handshake: &str) -> Ws {
     open_as(node, handshake, None).await
 }
 
 /// [`open`] with `Authorization: Bearer TOKEN` on the upgrade request.
-pub async fn open_as(node: &Node, handshake: &str, token: Option<&str>) -> Ws {
+pub(crate) async fn open_as(node: &Node, handshake: &str, token: Option<&str>) -> Ws {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut request = node.url().into_client_request().unwrap();
     if let Some(t) = token {
@@ -215,12 +215,12 @@ pub async fn open_as(node: &Node, handshake: &str, token: Option<&str>) -> Ws {
 }
 
 /// Connects, subscribes and returns the socket and the ack.
-pub async fn client(node: &Node, prefixes: &[&str]) -> (Ws, serde_json::Value) {
+pub(crate) async fn client(node: &Node, prefixes: &[&str]) -> (Ws, serde_json::Value) {
     client_as(node, prefixes, None).await
 }
 
 /// [`client`] with a credential; prefixes under `<$>/local/` need one.
-pub async fn client_as(
+pub(crate) async fn client_as(
     node: &Node,
     prefixes: &[&str],
     token: Option<&str>,
@@ -232,12 +232,12 @@ pub async fn client_as(
 }
 
 /// The next text frame as JSON (pings and pongs skipped), within 10 s.
-pub async fn next_json(ws: &mut Ws) -> serde_json::Value {
+pub(crate) async fn next_json(ws: &mut Ws) -> serde_json::Value {
     let text = next_text(ws).await;
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"))
 }
 
-pub async fn next_text(ws: &mut Ws) -> String {
+pub(crate) async fn next_text(ws: &mut Ws) -> String {
     loop {
         let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
             .await
@@ -253,7 +253,7 @@ pub async fn next_text(ws: &mut Ws) -> String {
 }
 
 /// Reads until the close frame; returns its code and the text frames seen before it.
-pub async fn until_close(ws: &mut Ws) -> (u16, Vec<String>) {
+pub(crate) async fn until_close(ws: &mut Ws) -> (u16, Vec<String>) {
     let mut texts = Vec::new();
     loop {
         let m = tokio::time::timeout(Duration::from_secs(20), ws.next())
@@ -273,7 +273,7 @@ pub async fn until_close(ws: &mut Ws) -> (u16, Vec<String>) {
 
 /// Everything the server sent on a socket we never read, down to EOF, as raw bytes (reading it as
 /// WebSocket would make the client answer old pings into a socket the server has closed).
-pub async fn raw_until_eof(ws: Ws) -> Vec<u8> {
+pub(crate) async fn raw_until_eof(ws: Ws) -> Vec<u8> {
     use tokio::io::AsyncReadExt;
     let MaybeTlsStream::Plain(mut tcp) = ws.into_inner() else {
         panic!("plain TCP expected")
@@ -286,13 +286,13 @@ pub async fn raw_until_eof(ws: Ws) -> Vec<u8> {
 }
 
 /// Whether `raw` holds a close frame with `code` (server frames are unmasked).
-pub fn has_close_frame(raw: &[u8], code: u16) -> bool {
+pub(crate) fn has_close_frame(raw: &[u8], code: u16) -> bool {
     let [hi, lo] = code.to_be_bytes();
     raw.windows(4)
         .any(|w| w[0] == 0x88 && w[1] >= 2 && w[1] < 126 && w[2] == hi && w[3] == lo)
 }
 
-pub fn data(topic: &str, value_json: &str) -> String {
+pub(crate) fn data(topic: &str, value_json: &str) -> String {
     let inner = value_json
         .trim()
         .strip_prefix('{')
@@ -301,6 +301,6 @@ pub fn data(topic: &str, value_json: &str) -> String {
     format!("{{\"type\":\"data-message\",\"topic\":\"{topic}\",{inner}}}")
 }
 
-pub fn count(n: u64) -> String {
+pub(crate) fn count(n: u64) -> String {
     format!("{{\"@data-type\":\"count\",\"data\":{n}}}")
 }
