@@ -607,6 +607,20 @@ mod tests {
         d
     }
 
+    /// Waits (10 s at most) until the file at `path` holds exactly `want`.
+    async fn wait_for_file(path: &Path, want: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let mut poll = tokio::time::interval(Duration::from_millis(20));
+        while std::fs::read_to_string(path).unwrap_or_default() != want {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: {want:?}",
+                path.display()
+            );
+            poll.tick().await;
+        }
+    }
+
     async fn wait_for(sup: &Supervisor, f: impl Fn(&[NodeStatus]) -> bool) -> Vec<NodeStatus> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let mut poll = tokio::time::interval(Duration::from_millis(20));
@@ -641,15 +655,7 @@ mod tests {
         wait_for(&sup, |s| s[0].health == "healthy").await;
         let out = sup.log_path("who", "stdout");
         let want = format!("{}\n{}\n", nobody.uid, nobody.gid);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let mut poll = tokio::time::interval(Duration::from_millis(20));
-        while std::fs::read_to_string(&out).unwrap_or_default() != want {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "stdout log: {want:?}"
-            );
-            poll.tick().await;
-        }
+        wait_for_file(&out, &want).await;
         sup.stop_all().await;
         let _ = std::fs::remove_dir_all(&d);
     }
@@ -693,15 +699,7 @@ mod tests {
         assert_eq!((s[0].pid, s[0].health.as_str()), (None, "unhealthy"));
         let out = sup.log_path("who", "stdout");
         let want = format!("{} {}\n", nobody.uid, d.join("work").join("who").display());
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let mut poll = tokio::time::interval(Duration::from_millis(20));
-        while std::fs::read_to_string(&out).unwrap_or_default() != want {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "stdout log: {want:?}"
-            );
-            poll.tick().await;
-        }
+        wait_for_file(&out, &want).await;
         sup.stop_all().await;
         let _ = std::fs::remove_dir_all(&d);
     }
@@ -723,12 +721,7 @@ mod tests {
         sup.apply(vec![s]);
         wait_for(&sup, |s| s[0].health == "healthy").await;
         let out = sup.log_path("echo", "stdout");
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let mut poll = tokio::time::interval(Duration::from_millis(20));
-        while std::fs::read_to_string(&out).unwrap_or_default() != "hello echo\n" {
-            assert!(tokio::time::Instant::now() < deadline, "stdout log");
-            poll.tick().await;
-        }
+        wait_for_file(&out, "hello echo\n").await;
         assert_eq!(
             std::fs::read_to_string(sup.log_path("echo", "stderr")).unwrap(),
             "oops\n"

@@ -18,6 +18,7 @@ pub mod executor;
 pub mod health;
 mod runner;
 pub mod spawn;
+mod updates;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -132,9 +133,8 @@ struct TaskEntry {
     info: Value,
     state: String,
     latest: Value,
-    /// Statuses not yet acknowledged, oldest first; the first is in flight.
-    pending: VecDeque<Value>,
-    sent_at_ms: Option<u64>,
+    /// Statuses on their way to the master, in order ([`updates`]).
+    updates: updates::Updates,
     kill: Option<mpsc::Sender<u64>>,
     sandbox: PathBuf,
     container_id: String,
@@ -491,7 +491,7 @@ impl Actor {
                         }
                         // Everything unacknowledged goes again now.
                         for t in self.tasks.values_mut() {
-                            t.sent_at_ms = None;
+                            t.updates.resend_now();
                         }
                     }
                     Ok(Wire::Refused { message }) => {
@@ -607,7 +607,7 @@ impl Actor {
                 x.tasks.remove(&k.1);
             }
         }
-        t.pending.push_back(s);
+        t.updates.push(s);
     }
 
     async fn resend(&mut self, now: u64) {
@@ -618,15 +618,9 @@ impl Actor {
         let topic = format!("{}agent", proto::inbox(&master));
         let mut sends = Vec::new();
         for t in self.tasks.values_mut() {
-            let Some(head) = t.pending.front() else {
+            let Some(head) = t.updates.due(now, retry) else {
                 continue;
             };
-            if t.sent_at_ms
-                .is_some_and(|at| now.saturating_sub(at) < retry)
-            {
-                continue;
-            }
-            t.sent_at_ms = Some(now);
             let mut status = head.clone();
             status["agent_id"] = mid(&agent_id);
             sends.push(Wire::Update {
@@ -705,14 +699,7 @@ impl Actor {
                 let Some(t) = self.tasks.get_mut(&k) else {
                     return;
                 };
-                if t.pending
-                    .front()
-                    .and_then(|s| s.get("uuid"))
-                    .and_then(Value::as_str)
-                    == Some(uuid.as_str())
-                {
-                    let acked = t.pending.pop_front().expect("checked");
-                    t.sent_at_ms = None;
+                if let Some(acked) = t.updates.ack(&uuid) {
                     // The executor hears of acknowledgements of its own updates.
                     if acked["source"] == "SOURCE_EXECUTOR" {
                         if let Some(e) = t.executor.clone() {
@@ -727,7 +714,7 @@ impl Actor {
                 let Some(t) = self.tasks.get_mut(&k) else {
                     return;
                 };
-                if t.pending.is_empty() && is_terminal(&t.state) {
+                if t.updates.is_empty() && is_terminal(&t.state) {
                     let t = self.tasks.remove(&k).expect("present");
                     self.tasks_changed = true;
                     self.completed.push_back(json!({"id": k.1, "framework_id": k.0, "state": t.state, "latest": t.latest, "sandbox": t.sandbox}));
@@ -788,8 +775,7 @@ impl Actor {
             info,
             state: "TASK_STAGING".into(),
             latest: Value::Null,
-            pending: VecDeque::new(),
-            sent_at_ms: None,
+            updates: Default::default(),
             kill: None,
             sandbox: PathBuf::new(),
             container_id: String::new(),
@@ -1564,7 +1550,7 @@ fn state_view(a: &Actor) -> Value {
         .tasks
         .iter()
         .map(|((f, t), e)| json!({"id": t, "framework_id": f, "state": e.state, "sandbox": e.sandbox, "container_id": e.container_id,
-                                   "pid": e.pid, "unacknowledged_updates": e.pending.len()}))
+                                   "pid": e.pid, "unacknowledged_updates": e.updates.len()}))
         .collect();
     let executors: Vec<Value> = a
         .executors
