@@ -104,8 +104,8 @@ pub enum RegistryError {
 
 struct Cache {
     records: Vec<TokenRecord>,
-    /// The file's modification time and length when read.
-    seen: Option<(SystemTime, u64)>,
+    /// The stamp of the file the records were read from.
+    seen: Stamp,
     checked: Instant,
 }
 
@@ -134,27 +134,68 @@ pub fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// A file's modification time and length, to notice changes.
-type Stamp = Option<(SystemTime, u64)>;
+/// A file's inode, modification time and length, to notice changes. Every write replaces the
+/// file by a rename, so a new inode says "changed" even when the time and length do not.
+type Stamp = Option<(u64, SystemTime, u64)>;
 
+fn stamp(meta: &std::fs::Metadata) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    Some((meta.ino(), meta.modified().ok()?, meta.len()))
+}
+
+/// The stamp of whatever `path` is now (none when it is missing).
+fn stamp_of(path: &Path) -> Stamp {
+    std::fs::metadata(path).ok().as_ref().and_then(stamp)
+}
+
+/// Reads the records and the stamp of the one file it read them from: the stamp comes from the
+/// open handle, so a file replaced between the read and a second `stat` is not mistaken for the
+/// one already read.
 fn read_file(path: &Path) -> Result<(Vec<TokenRecord>, Stamp), RegistryError> {
-    match std::fs::read(path) {
-        Ok(bytes) => {
-            let meta = std::fs::metadata(path).ok();
-            let file: File = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Read {
-                path: path.to_path_buf(),
-                why: format!("not a token registry: {e}"),
-            })?;
-            Ok((
-                file.tokens,
-                meta.and_then(|m| Some((m.modified().ok()?, m.len()))),
-            ))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok((vec![], None)),
-        Err(e) => Err(RegistryError::Read {
-            path: path.to_path_buf(),
-            why: e.to_string(),
-        }),
+    use std::io::Read;
+    let failed = |e: std::io::Error| RegistryError::Read {
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    };
+    let mut f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((vec![], None)),
+        Err(e) => return Err(failed(e)),
+    };
+    let seen = f.metadata().ok().as_ref().and_then(stamp);
+    let mut bytes = vec![];
+    f.read_to_end(&mut bytes).map_err(failed)?;
+    let file: File = serde_json::from_slice(&bytes).map_err(|e| RegistryError::Read {
+        path: path.to_path_buf(),
+        why: format!("not a token registry: {e}"),
+    })?;
+    Ok((file.tokens, seen))
+}
+
+/// Holds an exclusive lock on `<registry>.lock` while a change reads, edits and replaces the
+/// file, so that two processes (two `yard token create` at once, or a CLI beside a daemon)
+/// cannot lose each other's records. Released when dropped.
+struct ChangeLock {
+    _file: std::fs::File,
+}
+
+impl ChangeLock {
+    fn take(path: &Path) -> Result<ChangeLock, RegistryError> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let lock = path.with_extension("lock");
+        let failed = |e: std::io::Error| RegistryError::Write {
+            path: lock.clone(),
+            why: format!("cannot lock the registry: {e}"),
+        };
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock)
+            .map_err(failed)?;
+        f.lock().map_err(failed)?;
+        Ok(ChangeLock { _file: f })
     }
 }
 
@@ -224,10 +265,7 @@ impl Registry {
             return;
         }
         cache.checked = Instant::now();
-        let now = std::fs::metadata(path)
-            .ok()
-            .and_then(|m| Some((m.modified().ok()?, m.len())));
-        if now != cache.seen {
+        if stamp_of(path) != cache.seen {
             match read_file(path) {
                 Ok((records, seen)) => {
                     cache.records = records;
@@ -310,6 +348,10 @@ impl Registry {
         change: impl FnOnce(&mut Vec<TokenRecord>) -> Result<T, RegistryError>,
     ) -> Result<T, RegistryError> {
         let mut cache = self.cache.lock().expect("registry");
+        let _held = match &self.path {
+            Some(p) => Some(ChangeLock::take(p)?),
+            None => None,
+        };
         let mut records = match &self.path {
             Some(p) => read_file(p)?.0,
             None => cache.records.clone(),
@@ -324,9 +366,7 @@ impl Registry {
                 path: path.clone(),
                 why: e.to_string(),
             })?;
-            cache.seen = std::fs::metadata(path)
-                .ok()
-                .and_then(|m| Some((m.modified().ok()?, m.len())));
+            cache.seen = stamp_of(path);
         }
         cache.records = records;
         Ok(out)
@@ -443,6 +483,42 @@ mod tests {
             Err(AuthFailure::Revoked(rec.id.clone()))
         );
         assert!(reg.revoke("alice").is_err(), "nothing left to revoke");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Two processes creating tokens at once (as parallel `yard token create` calls do) keep
+    /// every record: before the change lock, the last writer dropped the other's tokens.
+    #[test]
+    fn concurrent_writers_lose_no_token() {
+        let dir = std::env::temp_dir().join(format!("yard-auth-{}", secret::random_hex(4)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("tokens.json");
+        let made: Vec<String> = std::thread::scope(|s| {
+            let writers: Vec<_> = (0..4)
+                .map(|w| {
+                    let path = &path;
+                    s.spawn(move || {
+                        // Its own registry: only the file is shared, as between processes.
+                        let reg = Registry::open(path).unwrap();
+                        (0..25)
+                            .map(|i| {
+                                let name = format!("w{w}-{i}");
+                                reg.create(&name, Role::Viewer, None, None).unwrap().1
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            writers
+                .into_iter()
+                .flat_map(|h| h.join().unwrap())
+                .collect()
+        });
+        let reader = Registry::open(&path).unwrap();
+        assert_eq!(reader.records().len(), 100);
+        for token in &made {
+            assert!(reader.authenticate(None, token).is_ok(), "{token}");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
