@@ -29,6 +29,11 @@ pub enum Role {
     App,
 }
 
+/// A role name that is not one of the four.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown role {0:?}: use admin, operator, viewer or app")]
+pub struct UnknownRole(pub String);
+
 impl Role {
     pub fn name(self) -> &'static str {
         match self {
@@ -39,15 +44,13 @@ impl Role {
         }
     }
 
-    pub fn parse(s: &str) -> Result<Role, String> {
+    pub fn parse(s: &str) -> Result<Role, UnknownRole> {
         match s {
             "admin" => Ok(Role::Admin),
             "operator" => Ok(Role::Operator),
             "viewer" => Ok(Role::Viewer),
             "app" => Ok(Role::App),
-            other => Err(format!(
-                "unknown role {other:?}: use admin, operator, viewer or app"
-            )),
+            other => Err(UnknownRole(other.to_string())),
         }
     }
 

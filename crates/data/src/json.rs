@@ -478,10 +478,10 @@ pub fn fast_decode_data_message(bytes: &[u8]) -> Option<DataMessage> {
     crate::json_fast::data_message(bytes).ok()
 }
 
-fn invalid(path: &str, reason: String) -> JsonError {
+fn invalid(path: &str, reason: impl std::fmt::Display) -> JsonError {
     JsonError::InvalidData {
         path: path.to_string(),
-        reason,
+        reason: reason.to_string(),
     }
 }
 
@@ -497,7 +497,7 @@ fn decode_value_object(
                 format!("@data-type must be a string, got {}", json_kind(other)),
             ))
         }
-        None => return Err(invalid(path, "missing @data-type".into())),
+        None => return Err(invalid(path, "missing @data-type")),
     };
     let Some(ty) = ValueType::from_name(ty) else {
         let known: Vec<_> = ValueType::ALL.iter().map(|t| t.name()).collect();
@@ -512,7 +512,7 @@ fn decode_value_object(
     let data = match obj.get("data") {
         Some(d) => d,
         None if ty == ValueType::None => &Json::Null,
-        None => return Err(invalid(path, "missing data".into())),
+        None => return Err(invalid(path, "missing data")),
     };
     let base = path.len();
     path.push_str(".data");

@@ -352,7 +352,7 @@ impl<'de> DeserializeSeed<'de> for DataSeed {
     }
 }
 
-fn text<E: de::Error, T>(r: Result<T, String>) -> Result<T, E> {
+fn text<E: de::Error, T, W: std::fmt::Display>(r: Result<T, W>) -> Result<T, E> {
     r.map_err(E::custom)
 }
 

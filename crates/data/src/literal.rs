@@ -393,13 +393,15 @@ fn classify(t: &str) -> Result<Value, String> {
         && b[4] == b'-'
         && t.contains(['T', 't'])
     {
-        return time::parse_timestamp(t).map(Value::Timestamp);
+        return time::parse_timestamp(t)
+            .map(Value::Timestamp)
+            .map_err(String::from);
     }
     if let Some((_, proto)) = t.split_once('/') {
         if matches!(proto, "tcp" | "udp" | "icmp" | "?") {
-            return t.parse::<Port>().map(Value::Port);
+            return t.parse::<Port>().map(Value::Port).map_err(String::from);
         }
-        return t.parse::<Subnet>().map(Value::Subnet);
+        return t.parse::<Subnet>().map(Value::Subnet).map_err(String::from);
     }
     if let Ok(a) = t.parse::<Address>() {
         return Ok(Value::Address(a));
@@ -426,7 +428,9 @@ fn classify(t: &str) -> Result<Value, String> {
             .unwrap_or(digits.len());
         let unit = &digits[unit_at..];
         if matches!(unit, "ns" | "us" | "ms" | "s" | "min" | "h" | "d") {
-            return time::parse_timespan(t).map(Value::Timespan);
+            return time::parse_timespan(t)
+                .map(Value::Timespan)
+                .map_err(String::from);
         }
         if let Ok(r) = t.parse::<f64>() {
             return Ok(Value::Real(r));

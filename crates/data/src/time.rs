@@ -23,16 +23,36 @@ pub enum TimestampPrecision {
     Nanos,
 }
 
+/// Why a time, a span, a duration or a precision was not read (the caller is told, in these
+/// words, with the input quoted).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TimeError {
+    #[error("timestamp {input:?}: {why} (expected YYYY-MM-DDThh:mm:ss[.fff][Z|+hh:mm])")]
+    Timestamp { input: String, why: String },
+    #[error("timespan {input:?}: {why} (expected e.g. 15ms, -2s, 1.5h; units ns us ms s min h d)")]
+    Timespan { input: String, why: String },
+    #[error("{input:?} is not a duration such as 500ms, 2s, 1.5m, 3h, 2d, 1w or plain seconds")]
+    Duration { input: String },
+    #[error("unknown timestamp precision {input:?} (expected ms, us or ns)")]
+    Precision { input: String },
+}
+
+impl From<TimeError> for String {
+    fn from(e: TimeError) -> String {
+        e.to_string()
+    }
+}
+
 impl std::str::FromStr for TimestampPrecision {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = TimeError;
+    fn from_str(s: &str) -> Result<Self, TimeError> {
         match s {
             "ms" | "millis" => Ok(TimestampPrecision::Millis),
             "us" | "micros" => Ok(TimestampPrecision::Micros),
             "ns" | "nanos" => Ok(TimestampPrecision::Nanos),
-            _ => Err(format!(
-                "unknown timestamp precision {s:?} (expected ms, us or ns)"
-            )),
+            _ => Err(TimeError::Precision {
+                input: s.to_string(),
+            }),
         }
     }
 }
@@ -89,10 +109,11 @@ pub fn format_timestamp(ns: i64, precision: TimestampPrecision) -> String {
 }
 
 /// Parses `YYYY-MM-DDThh:mm:ss[.f{1,9}][Z|±hh[:]mm]` into ns since the epoch.
-pub fn parse_timestamp(s: &str) -> Result<i64, String> {
+pub fn parse_timestamp(s: &str) -> Result<i64, TimeError> {
     let b = s.as_bytes();
-    let err = |what: &str| {
-        format!("timestamp {s:?}: {what} (expected YYYY-MM-DDThh:mm:ss[.fff][Z|+hh:mm])")
+    let err = |what: &str| TimeError::Timestamp {
+        input: s.to_string(),
+        why: what.to_string(),
     };
     let num = |from: usize, len: usize| -> Option<i64> {
         let part = b.get(from..from + len)?;
@@ -205,9 +226,10 @@ pub fn format_timespan(ns: i64) -> String {
 }
 
 /// Parses `[+-]<digits>[.<digits>]<unit>` with unit one of `ns us ms s min h d`.
-pub fn parse_timespan(s: &str) -> Result<i64, String> {
-    let err = |what: &str| {
-        format!("timespan {s:?}: {what} (expected e.g. 15ms, -2s, 1.5h; units ns us ms s min h d)")
+pub fn parse_timespan(s: &str) -> Result<i64, TimeError> {
+    let err = |what: &str| TimeError::Timespan {
+        input: s.to_string(),
+        why: what.to_string(),
     };
     let (neg, body) = match s.as_bytes().first() {
         Some(b'-') => (true, &s[1..]),
@@ -245,10 +267,11 @@ pub fn parse_timespan(s: &str) -> Result<i64, String> {
 /// decimal number and a unit (`ns us ms s m min h d w`), or a plain number of seconds:
 /// `500ms`, `2s`, `1.5m`, `3h`, `2d`, `1w`, `30`. Exact to the nanosecond (Broker's timespan
 /// arithmetic), without a sign.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, TimeError> {
     let t = s.trim();
-    let err =
-        || format!("{s:?} is not a duration such as 500ms, 2s, 1.5m, 3h, 2d, 1w or plain seconds");
+    let err = || TimeError::Duration {
+        input: s.to_string(),
+    };
     let split = t
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
@@ -301,7 +324,7 @@ mod tests {
             "s",
         ] {
             let e = parse_duration(bad).unwrap_err();
-            assert!(e.contains("is not a duration"), "{bad:?}: {e}");
+            assert_eq!(e, TimeError::Duration { input: bad.into() }, "{bad:?}: {e}");
         }
     }
 
@@ -354,8 +377,17 @@ mod tests {
         assert_eq!(parse_timespan("1.5s").unwrap(), 1_500_000_000);
         // zeekpy sends float nanoseconds.
         assert_eq!(parse_timespan("1500000000.0ns").unwrap(), 1_500_000_000);
-        assert!(parse_timespan("15").unwrap_err().contains("missing unit"));
-        assert!(parse_timespan("15y").unwrap_err().contains("\"y\""));
+        assert_eq!(
+            parse_timespan("15").unwrap_err(),
+            TimeError::Timespan {
+                input: "15".into(),
+                why: "missing unit".into()
+            }
+        );
+        assert!(parse_timespan("15y")
+            .unwrap_err()
+            .to_string()
+            .contains("\"y\""));
         assert!(parse_timespan("99999999999d").is_err());
     }
 }

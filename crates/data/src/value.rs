@@ -302,23 +302,45 @@ impl fmt::Display for Subnet {
     }
 }
 
+/// Why a subnet or a port was not read: the input, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} {input:?}{why}")]
+pub struct SyntaxError {
+    /// `subnet` or `port`.
+    pub kind: &'static str,
+    pub input: String,
+    /// Starts with a separator (`: ` or ` `), so that the message reads as one sentence.
+    pub why: String,
+}
+
+impl From<SyntaxError> for String {
+    fn from(e: SyntaxError) -> String {
+        e.to_string()
+    }
+}
+
 impl std::str::FromStr for Subnet {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Subnet, String> {
+    type Err = SyntaxError;
+    fn from_str(s: &str) -> Result<Subnet, SyntaxError> {
+        let err = |why: String| SyntaxError {
+            kind: "subnet",
+            input: s.to_string(),
+            why,
+        };
         let (a, l) = s
             .split_once('/')
-            .ok_or_else(|| format!("subnet {s:?} has no '/<length>'"))?;
+            .ok_or_else(|| err(" has no '/<length>'".into()))?;
         let addr: Address = a
             .parse()
-            .map_err(|_| format!("subnet {s:?}: {a:?} is not an IP address"))?;
+            .map_err(|_| err(format!(": {a:?} is not an IP address")))?;
         let len: u8 = l
             .parse()
-            .map_err(|_| format!("subnet {s:?}: prefix length {l:?} is not a number"))?;
+            .map_err(|_| err(format!(": prefix length {l:?} is not a number")))?;
         Subnet::new(addr, len).ok_or_else(|| {
-            format!(
-                "subnet {s:?}: prefix length {len} is too long (max {})",
+            err(format!(
+                ": prefix length {len} is too long (max {})",
                 if addr.is_v4() { 32 } else { 128 }
-            )
+            ))
         })
     }
 }
@@ -368,23 +390,28 @@ impl fmt::Display for Port {
 }
 
 impl std::str::FromStr for Port {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Port, String> {
+    type Err = SyntaxError;
+    fn from_str(s: &str) -> Result<Port, SyntaxError> {
+        let err = |why: String| SyntaxError {
+            kind: "port",
+            input: s.to_string(),
+            why,
+        };
         let (n, p) = s
             .split_once('/')
-            .ok_or_else(|| format!("port {s:?} has no '/<protocol>'"))?;
+            .ok_or_else(|| err(" has no '/<protocol>'".into()))?;
         let number: u16 = n
             .parse()
-            .map_err(|_| format!("port {s:?}: {n:?} is not a number from 0 to 65535"))?;
+            .map_err(|_| err(format!(": {n:?} is not a number from 0 to 65535")))?;
         let protocol = match p {
             "tcp" => Protocol::Tcp,
             "udp" => Protocol::Udp,
             "icmp" => Protocol::Icmp,
             "?" | "" | "unknown" => Protocol::Unknown,
             other => {
-                return Err(format!(
-                    "port {s:?}: unknown protocol {other:?} (expected tcp, udp, icmp or ?)"
-                ))
+                return Err(err(format!(
+                    ": unknown protocol {other:?} (expected tcp, udp, icmp or ?)"
+                )))
             }
         };
         Ok(Port { number, protocol })
@@ -450,6 +477,13 @@ mod tests {
         assert_eq!(p.to_string(), "8080/tcp");
         assert_eq!("0/?".parse::<Port>().unwrap().to_string(), "0/?");
         assert!("70000/tcp".parse::<Port>().is_err());
-        assert!("80/sctp".parse::<Port>().unwrap_err().contains("sctp"));
+        assert_eq!(
+            "80/sctp".parse::<Port>().unwrap_err().to_string(),
+            r#"port "80/sctp": unknown protocol "sctp" (expected tcp, udp, icmp or ?)"#
+        );
+        assert_eq!(
+            "10.0.0.0/33".parse::<Subnet>().unwrap_err().to_string(),
+            r#"subnet "10.0.0.0/33": prefix length 33 is too long (max 32)"#
+        );
     }
 }

@@ -112,6 +112,18 @@ impl Default for EndpointConfig {
     }
 }
 
+/// Why the first attempt of a peering failed (the endpoint keeps re-dialing, with backoff, or
+/// at the longest interval when the failure is `permanent`, such as another mesh key).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{why}")]
+pub struct DialFailed {
+    /// The error code a status report carries (`peer_unavailable`, `peer_refused`, …).
+    pub code: &'static str,
+    pub why: String,
+    /// Retrying soon cannot help (wrong protocol, another mesh).
+    pub permanent: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
     #[error("the endpoint has shut down")]
@@ -713,7 +725,7 @@ impl Endpoint {
     /// Peers with the endpoint at `addr` and keeps the link: re-dialed with capped exponential
     /// backoff whenever it drops, until [`Endpoint::unpeer`]. Waits for the first attempt and
     /// returns its outcome: the peer's id, or the error (the endpoint keeps trying).
-    pub async fn peer(&self, addr: &str) -> Result<Result<String, String>, EndpointError> {
+    pub async fn peer(&self, addr: &str) -> Result<Result<String, DialFailed>, EndpointError> {
         if addr
             .rsplit_once(':')
             .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())

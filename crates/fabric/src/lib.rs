@@ -23,8 +23,8 @@ pub mod subs;
 pub mod wire;
 
 pub use endpoint::{
-    Client, ClientInfo, Endpoint, EndpointConfig, EndpointError, Message, PeerInfo, RequestError,
-    Snapshot, Stats,
+    Client, ClientInfo, DialFailed, Endpoint, EndpointConfig, EndpointError, Message, PeerInfo,
+    RequestError, Snapshot, Stats,
 };
-pub use outbox::{CloseReason, Outbox, OverflowPolicy};
+pub use outbox::{CloseReason, Outbox, OverflowPolicy, UnknownPolicy};
 pub use peer::{proof as peering_proof, Backoff};

@@ -38,16 +38,19 @@ impl OverflowPolicy {
     }
 }
 
+/// A policy name that is not one of the three.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown overflow policy {0:?} (expected disconnect, drop_oldest or drop_newest)")]
+pub struct UnknownPolicy(pub String);
+
 impl std::str::FromStr for OverflowPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownPolicy;
+    fn from_str(s: &str) -> Result<Self, UnknownPolicy> {
         match s {
             "disconnect" => Ok(OverflowPolicy::Disconnect),
             "drop_oldest" | "drop-oldest" => Ok(OverflowPolicy::DropOldest),
             "drop_newest" | "drop-newest" => Ok(OverflowPolicy::DropNewest),
-            _ => Err(format!(
-                "unknown overflow policy {s:?} (expected disconnect, drop_oldest or drop_newest)"
-            )),
+            _ => Err(UnknownPolicy(s.to_string())),
         }
     }
 }

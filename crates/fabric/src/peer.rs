@@ -672,7 +672,7 @@ pub(crate) async fn dial(
     ep: Endpoint,
     addr: String,
     cancel: CancellationToken,
-    first: oneshot::Sender<Result<String, String>>,
+    first: oneshot::Sender<Result<String, crate::endpoint::DialFailed>>,
 ) {
     let cfg = ep.config().clone();
     let mut first = Some(first);
@@ -730,7 +730,11 @@ pub(crate) async fn dial(
                     })
                     .await;
                 if let Some(tx) = first.take() {
-                    let _ = tx.send(Err(error));
+                    let _ = tx.send(Err(crate::endpoint::DialFailed {
+                        code: e.code(),
+                        why: error,
+                        permanent: e.permanent(),
+                    }));
                 }
                 let wait = if e.permanent() {
                     cfg.redial_max

@@ -304,9 +304,9 @@ async fn endpoints_with_different_keys_or_none_do_not_peer() {
     let other = node_with_key("other", Some("another-key")).await;
     let keyless = node_with_key("keyless", None).await;
     let why = a.ep.peer(&other.addr).await.unwrap().unwrap_err();
-    assert!(why.contains("mesh"), "{why}");
+    assert!(why.why.contains("mesh"), "{why}");
     let why = a.ep.peer(&keyless.addr).await.unwrap().unwrap_err();
-    assert!(why.contains("no mesh key"), "{why}");
+    assert!(why.why.contains("no mesh key"), "{why}");
     let same = node("same").await;
     a.ep.peer(&same.addr).await.unwrap().unwrap();
     assert_eq!(

@@ -87,21 +87,40 @@ impl Default for GatewayConfig {
     }
 }
 
+/// A gateway setting outside its range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{setting} must be {rule}")]
+pub struct InvalidSetting {
+    pub setting: &'static str,
+    pub rule: &'static str,
+}
+
 impl GatewayConfig {
-    pub fn validate(&self) -> Result<(), String> {
-        if self.client_queue == 0 {
-            return Err("client_queue must be at least 1".into());
-        }
-        if self.max_message_size < 1024 {
-            return Err("max_message_size must be at least 1024 bytes".into());
-        }
-        if self.ping_interval.is_zero() || self.handshake_timeout.is_zero() {
-            return Err("ping_interval and handshake_timeout must be greater than zero".into());
-        }
-        if self.max_clients == 0 {
-            return Err("max_clients must be at least 1".into());
-        }
-        Ok(())
+    pub fn validate(&self) -> Result<(), InvalidSetting> {
+        let check = |ok: bool, setting, rule| {
+            if ok {
+                Ok(())
+            } else {
+                Err(InvalidSetting { setting, rule })
+            }
+        };
+        check(self.client_queue > 0, "client_queue", "at least 1")?;
+        check(
+            self.max_message_size >= 1024,
+            "max_message_size",
+            "at least 1024 bytes",
+        )?;
+        check(
+            !self.ping_interval.is_zero(),
+            "ping_interval",
+            "greater than zero",
+        )?;
+        check(
+            !self.handshake_timeout.is_zero(),
+            "handshake_timeout",
+            "greater than zero",
+        )?;
+        check(self.max_clients > 0, "max_clients", "at least 1")
     }
 }
 

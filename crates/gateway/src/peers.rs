@@ -85,7 +85,7 @@ pub async fn add(State(gw): State<Arc<Gateway>>, body: String) -> Response {
         ),
         Ok(Err(e)) => answer(
             StatusCode::ACCEPTED,
-            json!({"address": address, "state": "connecting", "error": e,
+            json!({"address": address, "state": "connecting", "error": e.to_string(),
                    "context": "the first attempt failed; the endpoint keeps re-dialing with backoff"}),
         ),
         Err(e @ EndpointError::AlreadyPeering(_)) => {

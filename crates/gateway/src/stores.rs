@@ -54,30 +54,58 @@ impl Op {
     }
 }
 
-fn needs(field: &str) -> String {
-    format!("this operation needs \"{field}\" (a value object such as {{\"@data-type\":\"string\",\"data\":\"x\"}})")
+/// Why a store request was not read (answered as `invalid_message`, HTTP 400).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    #[error("a store operation needs an id (any JSON value, echoed in the answer)")]
+    NoId,
+    #[error("a store operation needs \"store\": the store's name")]
+    NoStore,
+    #[error("a store operation needs \"op\" (put, get, erase, increment, …)")]
+    NoOp,
+    #[error("unknown store operation {0:?}: put, put_unique, erase, clear, increment, decrement, append, insert_into, remove_from, push, pop, get, exists, keys, get_index_from_value, await_idle")]
+    UnknownOp(String),
+    #[error("this operation needs \"{0}\" (a value object such as {{\"@data-type\":\"string\",\"data\":\"x\"}})")]
+    Missing(String),
+    /// A value field that is not a JSON v1 value.
+    #[error("{field}: {why}")]
+    BadValue { field: String, why: String },
+    /// An expiry or timeout that is not a positive span.
+    #[error("{field}: {why}")]
+    BadSpan { field: String, why: String },
 }
 
-fn value_field(obj: &Map<String, Json>, field: &str) -> Result<Value, String> {
+fn needs(field: &str) -> RequestError {
+    RequestError::Missing(field.to_string())
+}
+
+fn value_field(obj: &Map<String, Json>, field: &str) -> Result<Value, RequestError> {
     let j = obj.get(field).ok_or_else(|| needs(field))?;
-    json::decode_value(j).map_err(|e| format!("{field}: {e}"))
+    json::decode_value(j).map_err(|e| RequestError::BadValue {
+        field: field.to_string(),
+        why: e.to_string(),
+    })
 }
 
-fn span_field(field: &str, j: Option<&Json>) -> Result<Option<i64>, String> {
+fn span_field(field: &str, j: Option<&Json>) -> Result<Option<i64>, RequestError> {
+    let bad = |why: String| {
+        Err(RequestError::BadSpan {
+            field: field.to_string(),
+            why,
+        })
+    };
     match j {
         None | Some(Json::Null) => Ok(None),
         Some(Json::String(s)) => match parse_timespan(s) {
             Ok(ns) if ns > 0 => Ok(Some(ns)),
-            _ => Err(format!(
-                "{field}: {s:?} is not a positive timespan such as \"30s\""
-            )),
+            _ => bad(format!("{s:?} is not a positive timespan such as \"30s\"")),
         },
         Some(Json::Number(n)) => match n.as_f64() {
             Some(secs) if secs > 0.0 && secs < 1e9 => Ok(Some((secs * 1e9) as i64)),
-            _ => Err(format!("{field}: {n} is not a positive number of seconds")),
+            _ => bad(format!("{n} is not a positive number of seconds")),
         },
-        Some(other) => Err(format!(
-            "{field}: expected a timespan string or seconds, got {other}"
+        Some(other) => bad(format!(
+            "expected a timespan string or seconds, got {other}"
         )),
     }
 }
@@ -88,9 +116,9 @@ pub trait Fields {
     fn op(&self) -> Option<&str>;
     fn has(&self, field: &str) -> bool;
     /// Takes a value field (`key`, `value`, `amount`, `index`).
-    fn value(&mut self, field: &str) -> Result<Value, String>;
+    fn value(&mut self, field: &str) -> Result<Value, RequestError>;
     /// A timespan field (`expiry`, `timeout`).
-    fn span(&self, field: &str) -> Result<Option<i64>, String>;
+    fn span(&self, field: &str) -> Result<Option<i64>, RequestError>;
 }
 
 impl Fields for Map<String, Json> {
@@ -100,10 +128,10 @@ impl Fields for Map<String, Json> {
     fn has(&self, field: &str) -> bool {
         self.contains_key(field)
     }
-    fn value(&mut self, field: &str) -> Result<Value, String> {
+    fn value(&mut self, field: &str) -> Result<Value, RequestError> {
         value_field(self, field)
     }
-    fn span(&self, field: &str) -> Result<Option<i64>, String> {
+    fn span(&self, field: &str) -> Result<Option<i64>, RequestError> {
         span_field(field, self.get(field))
     }
 }
@@ -121,7 +149,7 @@ impl Fields for StoreFields {
             _ => false,
         }
     }
-    fn value(&mut self, field: &str) -> Result<Value, String> {
+    fn value(&mut self, field: &str) -> Result<Value, RequestError> {
         let slot = match field {
             "key" => &mut self.key,
             "value" => &mut self.value,
@@ -131,7 +159,7 @@ impl Fields for StoreFields {
         };
         slot.take().ok_or_else(|| needs(field))
     }
-    fn span(&self, field: &str) -> Result<Option<i64>, String> {
+    fn span(&self, field: &str) -> Result<Option<i64>, RequestError> {
         let j = match field {
             "expiry" => self.expiry.as_ref(),
             "timeout" => self.timeout.as_ref(),
@@ -143,40 +171,80 @@ impl Fields for StoreFields {
 
 /// Reads the operation of an envelope: `op` plus `key`, `value`, `amount`, `index`, `expiry`
 /// as the operation needs.
-pub fn parse_op(f: &mut impl Fields) -> Result<Op, String> {
+pub fn parse_op(f: &mut impl Fields) -> Result<Op, RequestError> {
     let op = match f.op() {
         Some(s) => s.to_string(),
-        None => {
-            return Err("a store operation needs \"op\" (put, get, erase, increment, …)".into())
-        }
+        None => return Err(RequestError::NoOp),
     };
     Ok(match op.as_str() {
-        "put" => Op::Write(Mutation::Put { key: f.value("key")?, value: f.value("value")?, expiry: f.span("expiry")? }),
-        "put_unique" => Op::Write(Mutation::PutUnique { key: f.value("key")?, value: f.value("value")?, expiry: f.span("expiry")? }),
-        "erase" => Op::Write(Mutation::Erase { key: f.value("key")? }),
+        "put" => Op::Write(Mutation::Put {
+            key: f.value("key")?,
+            value: f.value("value")?,
+            expiry: f.span("expiry")?,
+        }),
+        "put_unique" => Op::Write(Mutation::PutUnique {
+            key: f.value("key")?,
+            value: f.value("value")?,
+            expiry: f.span("expiry")?,
+        }),
+        "erase" => Op::Write(Mutation::Erase {
+            key: f.value("key")?,
+        }),
         "clear" => Op::Write(Mutation::Clear),
-        "increment" => Op::Write(Mutation::Increment { key: f.value("key")?, amount: f.value("amount")?, expiry: f.span("expiry")? }),
-        "decrement" => Op::Write(Mutation::Decrement { key: f.value("key")?, amount: f.value("amount")?, expiry: f.span("expiry")? }),
-        "append" => Op::Write(Mutation::Append { key: f.value("key")?, value: f.value("value")?, expiry: f.span("expiry")? }),
+        "increment" => Op::Write(Mutation::Increment {
+            key: f.value("key")?,
+            amount: f.value("amount")?,
+            expiry: f.span("expiry")?,
+        }),
+        "decrement" => Op::Write(Mutation::Decrement {
+            key: f.value("key")?,
+            amount: f.value("amount")?,
+            expiry: f.span("expiry")?,
+        }),
+        "append" => Op::Write(Mutation::Append {
+            key: f.value("key")?,
+            value: f.value("value")?,
+            expiry: f.span("expiry")?,
+        }),
         "insert_into" => Op::Write(Mutation::InsertInto {
             key: f.value("key")?,
             index: f.value("index")?,
-            value: if f.has("value") { Some(f.value("value")?) } else { None },
+            value: if f.has("value") {
+                Some(f.value("value")?)
+            } else {
+                None
+            },
             expiry: f.span("expiry")?,
         }),
-        "remove_from" => Op::Write(Mutation::RemoveFrom { key: f.value("key")?, index: f.value("index")?, expiry: f.span("expiry")? }),
-        "push" => Op::Write(Mutation::Push { key: f.value("key")?, value: f.value("value")?, expiry: f.span("expiry")? }),
-        "pop" => Op::Write(Mutation::Pop { key: f.value("key")?, expiry: f.span("expiry")? }),
-        "get" => Op::Read(Query::Get { key: f.value("key")? }),
-        "exists" => Op::Read(Query::Exists { key: f.value("key")? }),
+        "remove_from" => Op::Write(Mutation::RemoveFrom {
+            key: f.value("key")?,
+            index: f.value("index")?,
+            expiry: f.span("expiry")?,
+        }),
+        "push" => Op::Write(Mutation::Push {
+            key: f.value("key")?,
+            value: f.value("value")?,
+            expiry: f.span("expiry")?,
+        }),
+        "pop" => Op::Write(Mutation::Pop {
+            key: f.value("key")?,
+            expiry: f.span("expiry")?,
+        }),
+        "get" => Op::Read(Query::Get {
+            key: f.value("key")?,
+        }),
+        "exists" => Op::Read(Query::Exists {
+            key: f.value("key")?,
+        }),
         "keys" => Op::Read(Query::Keys),
-        "get_index_from_value" => Op::Read(Query::GetIndexFromValue { key: f.value("key")?, index: f.value("index")? }),
+        "get_index_from_value" => Op::Read(Query::GetIndexFromValue {
+            key: f.value("key")?,
+            index: f.value("index")?,
+        }),
         "await_idle" => Op::AwaitIdle(Duration::from_nanos(
             f.span("timeout")?.unwrap_or(15_000_000_000) as u64,
         )),
-        other => return Err(format!(
-            "unknown store operation {other:?}: put, put_unique, erase, clear, increment, decrement, append, insert_into, remove_from, push, pop, get, exists, keys, get_index_from_value, await_idle"
-        )),
+        other => return Err(RequestError::UnknownOp(other.to_string())),
     })
 }
 
@@ -341,17 +409,15 @@ pub fn start(stores: &Arc<Stores>, name: String, op: Op) -> Pending {
 }
 
 /// Parses a WebSocket or HTTP envelope: its id, store and operation.
-pub fn parse_envelope(obj: &mut Map<String, Json>) -> (Json, Result<(String, Op), String>) {
+pub fn parse_envelope(obj: &mut Map<String, Json>) -> (Json, Result<(String, Op), RequestError>) {
     let id = obj.get("id").cloned().unwrap_or(Json::Null);
     let parsed = (|| {
         if !obj.contains_key("id") {
-            return Err(
-                "a store operation needs an id (any JSON value, echoed in the answer)".to_string(),
-            );
+            return Err(RequestError::NoId);
         }
         let store = match obj.get("store") {
             Some(Json::String(s)) => s.clone(),
-            _ => return Err("a store operation needs \"store\": the store's name".into()),
+            _ => return Err(RequestError::NoStore),
         };
         Ok((store, parse_op(obj)?))
     })();
@@ -359,7 +425,7 @@ pub fn parse_envelope(obj: &mut Map<String, Json>) -> (Json, Result<(String, Op)
 }
 
 /// The same for an envelope the fast decoder read.
-pub fn parse_fields(mut f: StoreFields) -> (Json, Result<(String, Op), String>) {
+pub fn parse_fields(mut f: StoreFields) -> (Json, Result<(String, Op), RequestError>) {
     let id = std::mem::take(&mut f.id);
     let store = std::mem::take(&mut f.store);
     let parsed = parse_op(&mut f).map(|op| (store, op));
@@ -406,10 +472,42 @@ pub async fn list(State(gw): State<Arc<Gateway>>) -> Response {
     answer(StatusCode::OK, json!(gw.stores.list().await))
 }
 
+/// Why a store was not attached over HTTP.
+#[derive(Debug, thiserror::Error)]
+pub enum AttachError {
+    #[error(transparent)]
+    Spec(#[from] yard_store::backend::SpecError),
+    #[error("this endpoint has no store directory: SQLite stores are attached with --master NAME=sqlite:PATH at start")]
+    NoStoreDir,
+    #[error("sqlite:{}: give a path relative to the store directory, without `..` (it is placed under {})", path.display(), dir.display())]
+    NotRelative {
+        path: std::path::PathBuf,
+        dir: std::path::PathBuf,
+    },
+    #[error("cannot create {}: {why}", dir.display())]
+    CreateDir {
+        dir: std::path::PathBuf,
+        why: String,
+    },
+}
+
+impl AttachError {
+    /// The caller's mistake, or this endpoint's.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AttachError::CreateDir { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
 /// A store file attached over HTTP stays under the operator's store directory: its path is
 /// relative, without `..`, and taken from there (an absolute path, or none configured, is
 /// refused), so no caller creates or opens a database anywhere else.
-pub fn confine(dir: Option<&std::path::Path>, spec: BackendSpec) -> Result<BackendSpec, String> {
+pub fn confine(
+    dir: Option<&std::path::Path>,
+    spec: BackendSpec,
+) -> Result<BackendSpec, AttachError> {
     let BackendSpec::Sqlite {
         path,
         synchronous,
@@ -419,21 +517,22 @@ pub fn confine(dir: Option<&std::path::Path>, spec: BackendSpec) -> Result<Backe
         return Ok(spec);
     };
     let Some(dir) = dir else {
-        return Err("this endpoint has no store directory: SQLite stores are attached with --master NAME=sqlite:PATH at start".into());
+        return Err(AttachError::NoStoreDir);
     };
     use std::path::Component;
     if path.as_os_str().is_empty() || !path.components().all(|c| matches!(c, Component::Normal(_)))
     {
-        return Err(format!(
-            "sqlite:{}: give a path relative to the store directory, without `..` (it is placed under {})",
-            path.display(),
-            dir.display()
-        ));
+        return Err(AttachError::NotRelative {
+            path,
+            dir: dir.to_path_buf(),
+        });
     }
     let full = dir.join(&path);
     if let Some(parent) = full.parent() {
-        std::fs::create_dir_all(parent)
-            .map_err(|e| format!("cannot create {}: {e}", parent.display()))?;
+        std::fs::create_dir_all(parent).map_err(|e| AttachError::CreateDir {
+            dir: parent.to_path_buf(),
+            why: e.to_string(),
+        })?;
     }
     Ok(BackendSpec::Sqlite {
         path: full,
@@ -463,10 +562,17 @@ pub async fn attach(State(gw): State<Arc<Gateway>>, body: String) -> Response {
     let result = match role.as_str() {
         "master" => match backend
             .parse()
+            .map_err(AttachError::from)
             .and_then(|spec| confine(gw.config.store_dir.as_deref(), spec))
         {
             Ok(spec) => gw.stores.attach_master(&name, spec).await,
-            Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_message", &e),
+            Err(e) => {
+                let code = match e.status() {
+                    StatusCode::BAD_REQUEST => "invalid_message",
+                    _ => "backend_failure",
+                };
+                return error(e.status(), code, &e.to_string());
+            }
         },
         "clone" => {
             gw.stores
@@ -609,7 +715,7 @@ pub async fn op(
     let (_, parsed) = parse_envelope(&mut obj);
     let (name, op) = match parsed {
         Ok(p) => p,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_message", &e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_message", &e.to_string()),
     };
     if op.changes() {
         if let Err(r) = gw

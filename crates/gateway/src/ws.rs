@@ -462,7 +462,7 @@ async fn read_loop(
                 });
                 let single: Option<(serde_json::Value, stores::Pending)> = match parsed {
                     Err(why) => {
-                        let e = yard_store::StoreError::InvalidData(why);
+                        let e = yard_store::StoreError::InvalidData(why.to_string());
                         Some((id, Box::pin(async move { stores::Outcome::Failed(e) })))
                     }
                     Ok((_, _, Some(denied))) => {

@@ -20,6 +20,7 @@ use crate::proto::{self, AgentView, Msg, Task, TaskOutcome, TaskView, MAX_TASKS_
 use crate::rpc::{self, Inbox};
 use crate::sample::Sampler;
 use crate::supervisor::Supervisor;
+use crate::OpsError;
 
 /// Artifacts travel in pieces of this size.
 pub const CHUNK: u64 = 1 << 20;
@@ -65,7 +66,7 @@ pub async fn start(
     cfg: AgentConfig,
     ep: Endpoint,
     shutdown: CancellationToken,
-) -> Result<(Extension, JoinHandle<()>), String> {
+) -> Result<(Extension, JoinHandle<()>), OpsError> {
     crate::nodes::check_name("agent", &cfg.name)?;
     let mut cfg = cfg;
     cfg.dir = crate::absolute_dir(&cfg.dir)?;
@@ -245,8 +246,8 @@ impl Agent {
                     .restart(&node, Duration::from_millis(timeout_ms))
                     .await
                 {
-                    Ok(d) => done(true, d),
-                    Err(e) => done(false, e),
+                    Ok(generation) => done(true, format!("healthy (generation {generation})")),
+                    Err(e) => done(false, e.to_string()),
                 }
             }
             Task::Install {

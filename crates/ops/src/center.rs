@@ -42,6 +42,7 @@ use crate::proto::{self, CommandKind, Msg, ProgressRow, Sample};
 use crate::rpc::{self, Inbox};
 use crate::topology::{Change, ClusterRecord, Topology};
 use crate::tsdb::{Resolution, Retention, Tsdb};
+use crate::OpsError;
 
 const STORE: &str = "ops-center";
 /// Change events kept for `GET /v1/events`.
@@ -97,17 +98,27 @@ pub async fn start(
     ep: Endpoint,
     stores: Arc<Stores>,
     shutdown: CancellationToken,
-) -> Result<(Extension, JoinHandle<()>), String> {
+) -> Result<(Extension, JoinHandle<()>), OpsError> {
     let mut cfg = cfg;
     cfg.dir = crate::absolute_dir(&cfg.dir)?;
-    let spec: BackendSpec = format!("sqlite:{}", cfg.dir.join("center.db").display()).parse()?;
+    let store_failed = |why: String| OpsError::Store {
+        owner: "center",
+        why,
+    };
+    let spec: BackendSpec = format!("sqlite:{}", cfg.dir.join("center.db").display())
+        .parse()
+        .map_err(|e: yard_store::backend::SpecError| store_failed(e.to_string()))?;
     stores
         .attach_master(STORE, spec)
         .await
-        .map_err(|e| format!("cannot open the center's store: {e}"))?;
+        .map_err(|e| store_failed(e.to_string()))?;
     let mut topology = Topology::default();
     let now = crate::now_ms();
-    for (k, e) in stores.entries(STORE).await.map_err(|e| e.to_string())? {
+    for (k, e) in stores
+        .entries(STORE)
+        .await
+        .map_err(|e| store_failed(e.to_string()))?
+    {
         let (Some(_), Some(json)) = (k.as_str(), e.value.as_str()) else {
             continue;
         };
@@ -119,7 +130,11 @@ pub async fn start(
         }
     }
     tracing::info!(clusters = topology.clusters.len(), "topology loaded");
-    let tsdb = Tsdb::open(&cfg.dir.join("metrics.db"), cfg.retention).map_err(|e| e.to_string())?;
+    let tsdb =
+        Tsdb::open(&cfg.dir.join("metrics.db"), cfg.retention).map_err(|e| OpsError::Metrics {
+            owner: "center",
+            why: e.to_string(),
+        })?;
     // Statistics start from the newest stored values, not from nothing.
     let mut latest = HashMap::new();
     for name in tsdb.series("") {
@@ -130,7 +145,10 @@ pub async fn start(
     let publisher = ep
         .attach("center-publisher", vec![], 1024, OverflowPolicy::DropOldest)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| OpsError::Inbox {
+            name: "center-publisher".into(),
+            why: e.to_string(),
+        })?;
     let center = Arc::new(Center {
         ep: ep.clone(),
         stores,
@@ -174,7 +192,10 @@ pub async fn start(
         std::thread::Builder::new()
             .name("center-tsdb".into())
             .spawn(move || write_history(tsdb, latest, samples, batches_rx))
-            .map_err(|e| format!("cannot start the history writer: {e}"))?
+            .map_err(|e| OpsError::Metrics {
+                owner: "center",
+                why: format!("cannot start the history writer: {e}"),
+            })?
     };
     let hook = center.clone();
     let metrics: yard_gateway::MetricsHook = Arc::new(move |out: &mut String| hook.prometheus(out));

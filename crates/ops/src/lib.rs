@@ -17,6 +17,7 @@ pub mod agent;
 pub mod artifacts;
 pub mod center;
 pub mod commands;
+pub mod error;
 pub mod health;
 pub mod logfile;
 pub mod manager;
@@ -29,6 +30,8 @@ pub mod supervisor;
 pub mod topology;
 pub mod tsdb;
 
+pub use error::{ConfigError, OpsError, RestartError, Unhealthy};
+
 /// Unix milliseconds now.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
@@ -39,7 +42,14 @@ pub fn now_ms() -> i64 {
 
 /// Creates a daemon's state directory and returns its absolute path (links and logs made there
 /// stay valid whatever the working directory).
-pub fn absolute_dir(dir: &std::path::Path) -> Result<std::path::PathBuf, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    std::fs::canonicalize(dir).map_err(|e| format!("cannot resolve {}: {e}", dir.display()))
+pub fn absolute_dir(dir: &std::path::Path) -> Result<std::path::PathBuf, OpsError> {
+    let failed = |action: &'static str| {
+        move |e: std::io::Error| OpsError::Dir {
+            action,
+            path: dir.to_path_buf(),
+            why: e.to_string(),
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(failed("create"))?;
+    std::fs::canonicalize(dir).map_err(failed("resolve"))
 }

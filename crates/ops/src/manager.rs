@@ -32,6 +32,7 @@ use crate::proto::{
 };
 use crate::rollout::{self, Action, Rollout};
 use crate::rpc::{self, Inbox};
+use crate::OpsError;
 
 /// Samples waiting to go to the center; beyond this the oldest are dropped (and counted).
 pub const METRICS_BUFFER: usize = 200_000;
@@ -95,22 +96,30 @@ pub async fn start(
     ep: Endpoint,
     stores: Arc<Stores>,
     shutdown: CancellationToken,
-) -> Result<(Extension, JoinHandle<()>), String> {
+) -> Result<(Extension, JoinHandle<()>), OpsError> {
     crate::nodes::check_name("cluster", &cfg.cluster)?;
     cfg.config.validate()?;
     let mut cfg = cfg;
     cfg.dir = crate::absolute_dir(&cfg.dir)?;
     let store = store_name(&cfg.cluster);
+    let store_failed = |why: String| OpsError::Store {
+        owner: "manager",
+        why,
+    };
     let spec: BackendSpec = format!("sqlite:{}", cfg.dir.join("manager.db").display())
         .parse()
-        .map_err(|e: String| e)?;
+        .map_err(|e: yard_store::backend::SpecError| store_failed(e.to_string()))?;
     stores
         .attach_master(&store, spec)
         .await
-        .map_err(|e| format!("cannot open the manager's store: {e}"))?;
+        .map_err(|e| store_failed(e.to_string()))?;
     let now = Instant::now();
     let mut agents = BTreeMap::new();
-    for (k, e) in stores.entries(&store).await.map_err(|e| e.to_string())? {
+    for (k, e) in stores
+        .entries(&store)
+        .await
+        .map_err(|e| store_failed(e.to_string()))?
+    {
         let (Some(_), Some(json)) = (k.as_str(), e.value.as_str()) else {
             continue;
         };
@@ -131,7 +140,10 @@ pub async fn start(
     let publisher = ep
         .attach("manager-publisher", vec![], 64, OverflowPolicy::DropOldest)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| OpsError::Inbox {
+            name: "manager-publisher".into(),
+            why: e.to_string(),
+        })?;
     let m = Arc::new(Manager {
         publisher,
         started_ms: crate::now_ms() as u64,

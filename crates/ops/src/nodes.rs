@@ -4,6 +4,7 @@
 //! distributed to its agents) lists nodes and where they run: on named agents, on agents with a
 //! role, or (neither given) on every agent. See docs/OPS.md for the format.
 
+use crate::error::ConfigError;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
@@ -103,55 +104,69 @@ pub struct ClusterConfig {
 }
 
 impl ClusterConfig {
-    pub fn load(path: &Path) -> Result<ClusterConfig, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read cluster config {}: {e}", path.display()))?;
-        ClusterConfig::parse(&text).map_err(|e| format!("{}: {e}", path.display()))
+    pub fn load(path: &Path) -> Result<ClusterConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
+        ClusterConfig::parse(&text).map_err(|e| ConfigError::In {
+            path: path.to_path_buf(),
+            inner: Box::new(e),
+        })
     }
 
-    pub fn parse(text: &str) -> Result<ClusterConfig, String> {
-        let c: ClusterConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<ClusterConfig, ConfigError> {
+        let c: ClusterConfig =
+            toml::from_str(text).map_err(|e| ConfigError::Syntax { why: e.to_string() })?;
         c.validate()?;
         Ok(c)
     }
 
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |name: &str, problem: String| {
+            Err(ConfigError::Node {
+                name: name.to_string(),
+                problem,
+            })
+        };
         let mut seen = std::collections::BTreeSet::new();
         for n in &self.nodes {
             check_name("node", &n.name)?;
             if !seen.insert(&n.name) {
-                return Err(format!("node {:?} is listed twice", n.name));
+                return bad(&n.name, "listed twice".into());
             }
             if n.command.is_empty() {
-                return Err(format!("node {:?}: command is empty", n.name));
+                return bad(&n.name, "command is empty".into());
             }
             if let Some(h) = &n.health {
                 let kinds = [h.command.is_some(), h.tcp.is_some(), h.http.is_some()];
                 if kinds.iter().filter(|k| **k).count() != 1 {
-                    return Err(format!(
-                        "node {:?}: a health check has exactly one of command, tcp, http",
-                        n.name
-                    ));
+                    return bad(
+                        &n.name,
+                        "a health check has exactly one of command, tcp, http".into(),
+                    );
                 }
                 if h.command.as_ref().is_some_and(|c| c.is_empty()) {
-                    return Err(format!("node {:?}: health command is empty", n.name));
+                    return bad(&n.name, "health command is empty".into());
                 }
                 if let Some(u) = &h.http {
                     if !u.starts_with("http://") {
-                        return Err(format!(
-                            "node {:?}: health http must be an http:// URL, got {u:?}",
-                            n.name
-                        ));
+                        return bad(
+                            &n.name,
+                            format!("health http must be an http:// URL, got {u:?}"),
+                        );
                     }
                 }
                 for (what, v) in [("interval", &h.interval), ("timeout", &h.timeout)] {
                     match parse_duration(v) {
                         Ok(d) if !d.is_zero() => {}
                         _ => {
-                            return Err(format!(
-                            "node {:?}: health {what} {v:?} is not a duration such as 500ms or 2s",
-                            n.name
-                        ))
+                            return bad(
+                                &n.name,
+                                format!(
+                                    "health {what} {v:?} is not a duration such as 500ms or 2s"
+                                ),
+                            )
                         }
                     }
                 }
@@ -175,7 +190,7 @@ impl ClusterConfig {
 }
 
 /// Names of nodes, agents, clusters: letters, digits, `.`, `_`, `-`, at most 64 bytes.
-pub fn check_name(what: &str, name: &str) -> Result<(), String> {
+pub fn check_name(what: &'static str, name: &str) -> Result<(), ConfigError> {
     if name.is_empty()
         || name.len() > 64
         || !name
@@ -183,9 +198,10 @@ pub fn check_name(what: &str, name: &str) -> Result<(), String> {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
         || name.starts_with('.')
     {
-        return Err(format!(
-            "{what} name {name:?} is not valid: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'"
-        ));
+        return Err(ConfigError::Name {
+            what,
+            name: name.to_string(),
+        });
     }
     Ok(())
 }
@@ -235,7 +251,7 @@ mod tests {
         for (text, want) in [
             (
                 "[[node]]\nname='a'\ncommand='x'\n[[node]]\nname='a'\ncommand='y'",
-                "listed twice",
+                "node \"a\": listed twice",
             ),
             ("[[node]]\nname='a b'\ncommand='x'", "not valid"),
             (
@@ -256,7 +272,7 @@ mod tests {
             ),
         ] {
             let e = ClusterConfig::parse(text).unwrap_err();
-            assert!(e.contains(want), "{text}: {e}");
+            assert!(e.to_string().contains(want), "{text}: {e}");
         }
     }
 

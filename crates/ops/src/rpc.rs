@@ -77,11 +77,14 @@ impl Inbox {
         prefixes: Vec<String>,
         queue: usize,
         policy: OverflowPolicy,
-    ) -> Result<Inbox, String> {
+    ) -> Result<Inbox, crate::OpsError> {
         let client = ep
             .attach(name, prefixes, queue, policy)
             .await
-            .map_err(|e| format!("cannot open the {name} inbox: {e}"))?;
+            .map_err(|e| crate::OpsError::Inbox {
+                name: name.to_string(),
+                why: e.to_string(),
+            })?;
         Ok(Inbox {
             client: Arc::new(client),
             buf: Vec::new(),

@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::error::RestartError;
 use crate::logfile::{RotatingFile, Rotation};
 use crate::nodes::{NodeSpec, RestartPolicy};
 use crate::proto::NodeStatus;
@@ -53,8 +54,8 @@ impl NodeUsers {
         &self,
         spec_user: Option<&str>,
         agent_uid: u32,
-        lookup: impl Fn(&str) -> Result<yard_auth::account::Account, String>,
-    ) -> Result<Option<yard_auth::account::Account>, String> {
+        lookup: impl Fn(&str) -> Result<yard_auth::account::Account, yard_auth::account::AccountError>,
+    ) -> Result<Option<yard_auth::account::Account>, yard_auth::account::AccountError> {
         let name = match spec_user {
             Some(u) => u,
             // An agent that is not root runs its nodes as itself.
@@ -199,12 +200,13 @@ impl Supervisor {
 
     /// Restarts `node` and waits until its new generation is healthy. Fails when it turns
     /// unhealthy, exits, or `timeout` passes first.
-    pub async fn restart(&self, node: &str, timeout: Duration) -> Result<String, String> {
+    /// `Ok`: the new generation's number.
+    pub async fn restart(&self, node: &str, timeout: Duration) -> Result<u64, RestartError> {
         let (tx, mut status) = {
             let procs = self.inner.procs.lock().expect("supervisor map");
             let p = procs
                 .get(node)
-                .ok_or_else(|| format!("no node {node:?} on this agent"))?;
+                .ok_or_else(|| RestartError::NoSuchNode(node.to_string()))?;
             (p.restart.clone(), p.status.clone())
         };
         let before = status.borrow().generation;
@@ -216,25 +218,23 @@ impl Supervisor {
                     let s = status.borrow_and_update();
                     if s.generation > before {
                         match (s.state.as_str(), s.health.as_str()) {
-                            ("running", "healthy") => {
-                                return Ok(format!("healthy (generation {})", s.generation))
-                            }
-                            (_, "unhealthy") => return Err("unhealthy after restart".to_string()),
+                            ("running", "healthy") => return Ok(s.generation),
+                            (_, "unhealthy") => return Err(RestartError::Unhealthy),
                             ("backoff" | "failed" | "exited" | "stopped", _) => {
-                                return Err(format!("{} after restart", s.state))
+                                return Err(RestartError::Ended(s.state.clone()))
                             }
                             _ => {}
                         }
                     }
                 }
                 if status.changed().await.is_err() {
-                    return Err("the node was removed".to_string());
+                    return Err(RestartError::Removed);
                 }
             }
         };
         match tokio::time::timeout(timeout, wait).await {
             Ok(r) => r,
-            Err(_) => Err(format!("not healthy within {timeout:?}")),
+            Err(_) => Err(RestartError::Timeout(timeout)),
         }
     }
 
@@ -728,7 +728,7 @@ mod tests {
         );
         let pid = sup.pids()[0].1;
         let r = sup.restart("echo", Duration::from_secs(10)).await;
-        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(r, Ok(2));
         let s = sup.statuses();
         assert_eq!((s[0].generation, s[0].restarts), (2, 1));
         assert_ne!(s[0].pid, Some(pid), "a new process");
@@ -785,12 +785,12 @@ mod tests {
             .restart("sick", Duration::from_secs(10))
             .await
             .unwrap_err();
-        assert!(e.contains("unhealthy"), "{e}");
+        assert_eq!(e, RestartError::Unhealthy);
         let e = sup
             .restart("nope", Duration::from_secs(1))
             .await
             .unwrap_err();
-        assert!(e.contains("no node \"nope\""), "{e}");
+        assert_eq!(e, RestartError::NoSuchNode("nope".into()));
         // Removing a node from the set stops it.
         sup.apply(vec![spec("crash", "exit 1")]);
         assert_eq!(sup.names(), ["crash"]);

@@ -17,12 +17,19 @@
 //! - [`services`]: long-running services over the master: the controller (a pure core that
 //!   emits [`services::Cmd`]) and its shell, [`services::actor`].
 //! - [`proto`]: the messages between the master and its agents over the fabric.
+//! - [`error`]: the typed errors of every public function ([`RmError`] for a daemon that did
+//!   not start, [`Invalid`] for a call that is not valid, and one per component).
 
 pub mod agent;
+pub mod error;
 pub mod master;
 pub mod mesos;
 pub mod proto;
 pub mod services;
+
+pub use error::{
+    ContainerError, ExecutorRefusal, Invalid, KillError, ProbeError, RmError, ServiceError,
+};
 
 /// Unix milliseconds now (the shells' clock; the cores take time as an input).
 pub fn now_ms() -> u64 {

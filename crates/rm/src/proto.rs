@@ -95,14 +95,14 @@ impl Wire {
         yard_data::Value::String(serde_json::to_string(self).expect("messages serialize"))
     }
 
-    pub fn decode(v: &yard_data::Value) -> Result<Wire, String> {
+    pub fn decode(v: &yard_data::Value) -> Result<Wire, crate::Invalid> {
         match v {
             yard_data::Value::String(s) => serde_json::from_str(s)
-                .map_err(|e| format!("malformed resource-manager message: {e}")),
-            other => Err(format!(
+                .map_err(|e| crate::Invalid(format!("malformed resource-manager message: {e}"))),
+            other => Err(crate::Invalid(format!(
                 "expected a resource-manager message (a JSON string), got a {}",
                 other.value_type().name()
-            )),
+            ))),
         }
     }
 }

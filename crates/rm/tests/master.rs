@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 use yard_rm::master::allocator::default_min_allocatable;
 use yard_rm::master::{CallError, Master, MasterConfig, Out};
 use yard_rm::proto::{Registration, TaskReport, Wire};
+use yard_rm::KillError;
 
 fn master() -> Master {
     Master::new(
@@ -381,6 +382,69 @@ fn a_silent_agent_is_lost_or_unreachable_and_reconciled_when_back() {
     let again = &events(&out, &aware, "UPDATE")[0]["update"]["status"];
     assert_eq!(again["state"], "TASK_RUNNING");
     assert_eq!(again["reason"], "REASON_AGENT_REREGISTERED");
+}
+
+/// An operator's kill finds the one live task of that id, or says why not, and asks its agent
+/// to kill it with the task's own grace period (here the master's default).
+#[test]
+fn an_operator_kill_names_one_task() {
+    let mut m = master();
+    register(&mut m, "a", "cpus:4;mem:1024", vec![], 0);
+    let call = json!({"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"root","name":"t","failover_timeout":5}}});
+    let f1 = m.subscribe(&call, "stream-1", 0).unwrap();
+    let f2 = m.subscribe(&call, "stream-2", 0).unwrap();
+    m.take_out();
+    for (fid, stream) in [(&f1, "stream-1"), (&f2, "stream-2")] {
+        m.allocate(1);
+        let offers = offer_ids(&m.take_out(), fid);
+        assert_eq!(
+            m.call(&launch(fid, &offers[0], "web", 0.5), Some(stream), 2),
+            Ok(202)
+        );
+        m.take_out();
+    }
+    assert_eq!(
+        m.operator_kill("ghost", None, 3),
+        Err(KillError::NoTask("ghost".into()))
+    );
+    let mut both = vec![f1.clone(), f2.clone()];
+    both.sort();
+    let e = m.operator_kill("web", None, 3).unwrap_err();
+    assert_eq!(
+        e,
+        KillError::Ambiguous {
+            task: "web".into(),
+            frameworks: both
+        }
+    );
+    assert_eq!(e.status(), 409);
+    assert!(m.take_out().is_empty(), "a refused kill changes nothing");
+    assert_eq!(
+        m.operator_kill("web", Some(&f2), 3),
+        Ok((f2.clone(), "web".to_string()))
+    );
+    let out = m.take_out();
+    let kills: Vec<_> = out
+        .iter()
+        .filter_map(|o| match o {
+            Out::Agent {
+                endpoint,
+                msg:
+                    Wire::Kill {
+                        framework_id,
+                        task_id,
+                        grace_ms,
+                    },
+            } => Some((
+                endpoint.clone(),
+                framework_id.clone(),
+                task_id.clone(),
+                *grace_ms,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(kills, [("ep-a".to_string(), f2, "web".to_string(), 3000)]);
 }
 
 #[test]

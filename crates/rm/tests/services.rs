@@ -2,6 +2,7 @@
 
 use serde_json::{json, Value};
 use yard_rm::services::{Cmd, Controller, ServiceSpec};
+use yard_rm::ServiceError;
 
 fn spec(name: &str, instances: u32, extra: Value) -> ServiceSpec {
     let mut v = json!({"name": name, "instances": instances, "command": "sleep 100", "cpus": 0.5, "mem": 64});
@@ -369,6 +370,21 @@ fn scaling_and_removal_stop_instances_and_suppress_offers() {
         "scaling is no new version"
     );
     c.remove("s").unwrap();
+    // A service being removed takes no new version or scale until it is gone (409), and
+    // one that never existed is not found (404).
+    let e = c.deploy(spec("s", 3, json!({}))).unwrap_err();
+    assert_eq!((e.status(), &e), (409, &ServiceError::Removing("s".into())));
+    let e = c.scale("s", 2).unwrap_err();
+    assert_eq!((e.status(), &e), (409, &ServiceError::Removing("s".into())));
+    let e = c.scale("ghost", 2).unwrap_err();
+    assert_eq!(
+        (e.status(), &e),
+        (404, &ServiceError::NotFound("ghost".into()))
+    );
+    assert_eq!(
+        c.remove("ghost"),
+        Err(ServiceError::NotFound("ghost".into()))
+    );
     c.tick(40);
     let k = killed(&calls(&mut c));
     assert_eq!(
@@ -451,7 +467,10 @@ fn bad_specs_are_refused_with_the_field() {
     ] {
         let e = c.deploy(spec("x", 1, extra.clone()));
         let e = e.unwrap_err();
-        assert!(e.contains(why), "{extra}: {e}");
+        assert!(
+            matches!(&e, ServiceError::Invalid(m) if m.contains(why)),
+            "{extra}: {e}"
+        );
     }
 }
 

@@ -29,17 +29,36 @@ pub enum Synchronous {
     Extra,
 }
 
+/// Why a backend spec was not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("synchronous {0:?}: expected off, normal, full or extra")]
+    Synchronous(String),
+    #[error("backend {0:?}: expected memory or sqlite:PATH[?synchronous=normal|full&integrity_check=true]")]
+    Kind(String),
+    #[error("backend sqlite: give a file path, e.g. sqlite:./data/users.db")]
+    NoPath,
+    #[error("integrity_check={0}: expected true or false")]
+    IntegrityCheck(String),
+    #[error("backend option {0:?}: known options are synchronous=… and integrity_check=…")]
+    Option(String),
+}
+
+impl From<SpecError> for String {
+    fn from(e: SpecError) -> String {
+        e.to_string()
+    }
+}
+
 impl FromStr for Synchronous {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
         match s.to_ascii_lowercase().as_str() {
             "off" => Ok(Synchronous::Off),
             "normal" => Ok(Synchronous::Normal),
             "full" => Ok(Synchronous::Full),
             "extra" => Ok(Synchronous::Extra),
-            _ => Err(format!(
-                "synchronous {s:?}: expected off, normal, full or extra"
-            )),
+            _ => Err(SpecError::Synchronous(s.to_string())),
         }
     }
 }
@@ -68,19 +87,17 @@ pub enum BackendSpec {
 }
 
 impl FromStr for BackendSpec {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, SpecError> {
         if s == "memory" {
             return Ok(BackendSpec::Memory);
         }
         let Some(rest) = s.strip_prefix("sqlite:") else {
-            return Err(format!(
-                "backend {s:?}: expected memory or sqlite:PATH[?synchronous=normal|full&integrity_check=true]"
-            ));
+            return Err(SpecError::Kind(s.to_string()));
         };
         let (path, options) = rest.split_once('?').unwrap_or((rest, ""));
         if path.is_empty() {
-            return Err("backend sqlite: give a file path, e.g. sqlite:./data/users.db".into());
+            return Err(SpecError::NoPath);
         }
         let mut synchronous = Synchronous::Normal;
         let mut integrity_check = false;
@@ -91,14 +108,10 @@ impl FromStr for BackendSpec {
                     integrity_check = match v {
                         "true" | "1" | "yes" => true,
                         "false" | "0" | "no" => false,
-                        _ => return Err(format!("integrity_check={v}: expected true or false")),
+                        _ => return Err(SpecError::IntegrityCheck(v.to_string())),
                     }
                 }
-                _ => {
-                    return Err(format!(
-                    "backend option {opt:?}: known options are synchronous=… and integrity_check=…"
-                ))
-                }
+                _ => return Err(SpecError::Option(opt.to_string())),
             }
         }
         Ok(BackendSpec::Sqlite {

@@ -155,7 +155,7 @@ pub(crate) fn parse_master(s: &str) -> anyhow::Result<(String, BackendSpec)> {
     yard_store::check_name(name).map_err(|e| anyhow::anyhow!("masters: {e}"))?;
     let spec = backend
         .parse()
-        .map_err(|e: String| anyhow::anyhow!("masters: {name}: {e}"))?;
+        .map_err(|e: yard_store::backend::SpecError| anyhow::anyhow!("masters: {name}: {e}"))?;
     Ok((name.to_string(), spec))
 }
 
@@ -176,14 +176,16 @@ impl TryFrom<NodeFile> for NodeConfig {
                 f.listen
             )
         })?;
-        let overflow_policy: OverflowPolicy = f
-            .overflow_policy
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!("overflow_policy: {e}"))?;
+        let overflow_policy: OverflowPolicy =
+            f.overflow_policy
+                .parse()
+                .map_err(|e: yard_fabric::outbox::UnknownPolicy| {
+                    anyhow::anyhow!("overflow_policy: {e}")
+                })?;
         let timestamp_precision: TimestampPrecision = f
             .timestamp_precision
             .parse()
-            .map_err(|e: String| anyhow::anyhow!("timestamp_precision: {e}"))?;
+            .map_err(|e: yard_data::time::TimeError| anyhow::anyhow!("timestamp_precision: {e}"))?;
         let token = (!f.token.is_empty()).then(|| f.token.clone());
         let gateway = GatewayConfig {
             loopback: listen.ip().is_loopback(),
@@ -202,10 +204,12 @@ impl TryFrom<NodeFile> for NodeConfig {
         if f.data_queue == 0 {
             bail!("data_queue must be at least 1");
         }
-        let peer_overflow_policy: OverflowPolicy = f
-            .peer_overflow_policy
-            .parse()
-            .map_err(|e: String| anyhow::anyhow!("peer_overflow_policy: {e}"))?;
+        let peer_overflow_policy: OverflowPolicy =
+            f.peer_overflow_policy
+                .parse()
+                .map_err(|e: yard_fabric::outbox::UnknownPolicy| {
+                    anyhow::anyhow!("peer_overflow_policy: {e}")
+                })?;
         if f.peer_queue == 0 {
             bail!("peer_queue must be at least 1");
         }

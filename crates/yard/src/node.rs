@@ -300,11 +300,12 @@ pub(crate) async fn run(
         tracing::info!(store = %name, "clone attached");
     }
     let started = match role {
-        Role::Node => Ok(None),
+        Role::Node => anyhow::Ok(None),
         Role::Center(c) => {
             yard_ops::center::start(c, endpoint.clone(), stores.clone(), shutdown.clone())
                 .await
                 .map(Some)
+                .map_err(anyhow::Error::from)
         }
         Role::Manager(c, mesos) => {
             match yard_ops::manager::start(c, endpoint.clone(), stores.clone(), shutdown.clone())
@@ -335,10 +336,11 @@ pub(crate) async fn run(
                         )
                         .await
                         .map(|rm| Some((ext, join_both(task, rm))))
+                        .map_err(anyhow::Error::from)
                     }
                     None => Ok(Some((ext, task))),
                 },
-                Err(e) => Err(e),
+                Err(e) => Err(anyhow::Error::from(e)),
             }
         }
         Role::Agent(mut c, mut mesos) => {
@@ -363,10 +365,11 @@ pub(crate) async fn run(
                         )
                         .await
                         .map(|rm| Some((ext, join_both(task, rm))))
+                        .map_err(anyhow::Error::from)
                     }
                     None => Ok(Some((ext, task))),
                 },
-                Err(e) => Err(e),
+                Err(e) => Err(anyhow::Error::from(e)),
             }
         }
     };
@@ -376,7 +379,7 @@ pub(crate) async fn run(
         Err(e) => {
             shutdown.cancel();
             let _ = router.await;
-            anyhow::bail!(e);
+            return Err(e);
         }
     };
     let served = yard_gateway::serve_with(

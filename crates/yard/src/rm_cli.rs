@@ -128,7 +128,7 @@ impl MasterArgs {
         let dir = yard_ops::absolute_dir(dir).map_err(|e| anyhow!(e))?;
         let backend = format!("sqlite:{}", dir.join("rm.db").display())
             .parse()
-            .map_err(|e: String| anyhow!(e))?;
+            .map_err(|e: yard_store::backend::SpecError| anyhow!(e))?;
         let cfg = yard_rm::master::server::ServerConfig {
             master: yard_rm::master::MasterConfig {
                 id: yard_fabric::id::random_uuid(),

@@ -10,6 +10,7 @@
 //! opened by the parent: no allocation after fork), so not one instruction of the task runs
 //! outside them.
 
+use crate::error::ContainerError;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::os::fd::AsRawFd;
@@ -37,10 +38,22 @@ pub struct Limits {
     pub mem_milli: i64,
 }
 
+fn io_error(action: &str, path: &Path, e: std::io::Error) -> ContainerError {
+    ContainerError::Io {
+        action: action.to_string(),
+        path: path.to_path_buf(),
+        why: e.to_string(),
+    }
+}
+
 impl Isolation {
     /// Checks that the cgroup v1 controllers are mounted and writable, creates the parent
     /// cgroups and removes what a previous run of this agent left there.
-    pub fn detect(parent: &str, cfs_quota: bool, pids_max: u64) -> Result<Isolation, String> {
+    pub fn detect(
+        parent: &str,
+        cfs_quota: bool,
+        pids_max: u64,
+    ) -> Result<Isolation, ContainerError> {
         for c in CONTROLLERS {
             let dir = Path::new(ROOT).join(c);
             let marker = match c {
@@ -51,13 +64,13 @@ impl Isolation {
             };
             // pids.max does not exist at the root of the hierarchy; cgroup.procs does.
             if !dir.join("cgroup.procs").exists() || (c != "pids" && !dir.join(marker).exists()) {
-                return Err(format!(
-                    "cgroups v1 controller {c:?} is not mounted at {} (needed for task isolation)",
-                    dir.display()
-                ));
+                return Err(ContainerError::NotMounted {
+                    controller: c.to_string(),
+                    dir,
+                });
             }
             let p = dir.join(parent);
-            fs::create_dir_all(&p).map_err(|e| format!("cannot create {}: {e}", p.display()))?;
+            fs::create_dir_all(&p).map_err(|e| io_error("create", &p, e))?;
         }
         let iso = Isolation {
             parent: parent.to_string(),
@@ -111,10 +124,10 @@ impl Isolation {
     }
 
     /// Writes a container's limits (at creation, and when an executor's tasks grow them).
-    fn apply(&self, id: &str, limits: Limits) -> Result<(), String> {
-        let set = |ctl: &str, file: &str, v: String| -> Result<(), String> {
+    fn apply(&self, id: &str, limits: Limits) -> Result<(), ContainerError> {
+        let set = |ctl: &str, file: &str, v: String| -> Result<(), ContainerError> {
             let p = self.dir(ctl, id).join(file);
-            fs::write(&p, &v).map_err(|e| format!("cannot write {v} to {}: {e}", p.display()))
+            fs::write(&p, &v).map_err(|e| io_error(&format!("write {v} to"), &p, e))
         };
         let shares = (limits.cpus_milli * 1024 / MILLI).max(2);
         set("cpu", "cpu.shares", shares.to_string())?;
@@ -144,7 +157,7 @@ impl Isolation {
     }
 
     /// Creates the cgroups of a container with its limits.
-    pub fn create(&self, id: &str, limits: Limits) -> Result<Container, String> {
+    pub fn create(&self, id: &str, limits: Limits) -> Result<Container, ContainerError> {
         let mut c = Container {
             iso: self.clone(),
             id: id.to_string(),
@@ -152,7 +165,7 @@ impl Isolation {
         };
         for ctl in CONTROLLERS {
             let d = self.dir(ctl, id);
-            fs::create_dir_all(&d).map_err(|e| format!("cannot create {}: {e}", d.display()))?;
+            fs::create_dir_all(&d).map_err(|e| io_error("create", &d, e))?;
         }
         self.apply(id, limits)?;
         for ctl in CONTROLLERS {
@@ -160,7 +173,7 @@ impl Isolation {
             let f = OpenOptions::new()
                 .write(true)
                 .open(&p)
-                .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
+                .map_err(|e| io_error("open", &p, e))?;
             c.procs.push(f);
         }
         Ok(c)
@@ -188,7 +201,7 @@ pub struct Usage {
 
 impl Container {
     /// New limits for a running container (an executor given another task).
-    pub fn resize(&self, limits: Limits) -> Result<(), String> {
+    pub fn resize(&self, limits: Limits) -> Result<(), ContainerError> {
         self.iso.apply(&self.id, limits)
     }
 

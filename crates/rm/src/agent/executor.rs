@@ -2,6 +2,7 @@
 //! validating calls as Mesos does, the events the agent streams to an executor, and the
 //! `MESOS_*` environment an executor starts with. The agent's actor owns the executors.
 
+use crate::error::{ExecutorRefusal, Invalid};
 use base64::Engine;
 use serde_json::{json, Value};
 
@@ -39,15 +40,18 @@ pub enum ExecutorAuth {
     TokenOrAccount,
 }
 
+/// An `--executor-auth` value that is not one of the two.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("--executor-auth {0:?}: expected token or token-or-account")]
+pub struct UnknownExecutorAuth(pub String);
+
 impl std::str::FromStr for ExecutorAuth {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
+    type Err = UnknownExecutorAuth;
+    fn from_str(s: &str) -> Result<Self, UnknownExecutorAuth> {
         match s {
             "token" => Ok(ExecutorAuth::Token),
             "token-or-account" => Ok(ExecutorAuth::TokenOrAccount),
-            other => Err(format!(
-                "--executor-auth {other:?}: expected token or token-or-account"
-            )),
+            other => Err(UnknownExecutorAuth(other.to_string())),
         }
     }
 }
@@ -63,21 +67,33 @@ pub struct Proof {
 
 /// Whether `proof` may act for the executor whose token is `token` and which runs as `uid`;
 /// the error is the 401 answer's text.
-pub fn admit(auth: ExecutorAuth, token: &str, uid: u32, proof: &Proof) -> Result<(), String> {
+pub fn admit(
+    auth: ExecutorAuth,
+    token: &str,
+    uid: u32,
+    proof: &Proof,
+) -> Result<(), ExecutorRefusal> {
     match (&proof.token, auth) {
         (Some(t), _) if yard_auth::secret::ct_eq(t.as_bytes(), token.as_bytes()) => Ok(()),
-        (Some(_), _) => Err("the token is not this executor's (MESOS_EXECUTOR_AUTHENTICATION_TOKEN of the executor the call names)".into()),
-        (None, ExecutorAuth::Token) => Err("this agent needs the executor's token: send MESOS_EXECUTOR_AUTHENTICATION_TOKEN as Authorization: Bearer".into()),
+        (Some(_), _) => Err(ExecutorRefusal::ForeignToken),
+        (None, ExecutorAuth::Token) => Err(ExecutorRefusal::TokenRequired),
         (None, ExecutorAuth::TokenOrAccount) => match proof.uid {
             Some(u) if u == uid || u == 0 => Ok(()),
-            Some(u) => Err(format!("a call without the executor's token must come from its account (uid {uid}); this one comes from uid {u}")),
-            None => Err("a call without the executor's token must come from this host, from the executor's account: this caller's socket cannot be found".into()),
+            Some(u) => Err(ExecutorRefusal::WrongAccount {
+                expected: uid,
+                got: u,
+            }),
+            None => Err(ExecutorRefusal::UnknownSocket),
         },
     }
 }
 
 /// Parses an `executor::Call`; the error is the 400 answer's text.
-pub fn parse(v: &Value) -> Result<Addressed, String> {
+pub fn parse(v: &Value) -> Result<Addressed, Invalid> {
+    parse_call(v).map_err(Invalid)
+}
+
+fn parse_call(v: &Value) -> Result<Addressed, String> {
     let bad = |m: &str| Err(format!("Failed to validate executor::Call: {m}"));
     let Some(kind) = v.get("type").and_then(Value::as_str) else {
         return bad("Expecting 'type' to be present");
@@ -321,7 +337,7 @@ mod tests {
         ];
         for (call, want) in cases {
             let e = parse(&call).unwrap_err();
-            assert!(e.contains(want), "{call}: {e} should mention {want}");
+            assert!(e.0.contains(want), "{call}: {e} should mention {want}");
         }
         assert!(parse(&update(ok)).is_ok());
     }
@@ -382,8 +398,10 @@ mod tests {
             Ok(())
         );
         // Another executor's token never does, whoever sends it.
-        let e = admit(any, "s3cret", 65534, &proof(Some("other"), Some(65534))).unwrap_err();
-        assert!(e.contains("not this executor's"), "{e}");
+        assert_eq!(
+            admit(any, "s3cret", 65534, &proof(Some("other"), Some(65534))),
+            Err(ExecutorRefusal::ForeignToken)
+        );
         // Without a token: the executor's account or root, not another local user.
         assert_eq!(
             admit(any, "s3cret", 65534, &proof(None, Some(65534))),
@@ -391,20 +409,35 @@ mod tests {
         );
         assert_eq!(admit(any, "s3cret", 65534, &proof(None, Some(0))), Ok(()));
         let e = admit(any, "s3cret", 65534, &proof(None, Some(1000))).unwrap_err();
-        assert!(e.contains("uid 65534") && e.contains("uid 1000"), "{e}");
-        assert!(admit(any, "s3cret", 65534, &proof(None, None)).is_err());
+        assert_eq!(
+            e,
+            ExecutorRefusal::WrongAccount {
+                expected: 65534,
+                got: 1000
+            }
+        );
+        assert!(e.to_string().contains("uid 65534") && e.to_string().contains("uid 1000"));
+        assert_eq!(
+            admit(any, "s3cret", 65534, &proof(None, None)),
+            Err(ExecutorRefusal::UnknownSocket)
+        );
         // `--executor-auth token` takes nothing else.
         let e = admit(strict, "s3cret", 65534, &proof(None, Some(65534))).unwrap_err();
-        assert!(e.contains("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"), "{e}");
+        assert_eq!(e, ExecutorRefusal::TokenRequired);
+        assert!(
+            e.to_string()
+                .contains("MESOS_EXECUTOR_AUTHENTICATION_TOKEN"),
+            "{e}"
+        );
     }
 
     #[test]
     fn executor_auth_modes_parse() {
         assert_eq!("token".parse(), Ok(ExecutorAuth::Token));
         assert_eq!("token-or-account".parse(), Ok(ExecutorAuth::TokenOrAccount));
-        assert!("none"
-            .parse::<ExecutorAuth>()
-            .unwrap_err()
-            .contains("expected"));
+        assert_eq!(
+            "none".parse::<ExecutorAuth>(),
+            Err(UnknownExecutorAuth("none".into()))
+        );
     }
 }

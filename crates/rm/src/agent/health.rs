@@ -8,6 +8,7 @@
 //! result and whenever health changes. Failures within `grace_period_seconds` of the start do not
 //! count until the task was healthy once; `consecutive_failures` counted failures kill the task.
 
+use crate::error::{Invalid, ProbeError};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -57,7 +58,11 @@ fn port(v: &Value, what: &str) -> Result<u16, String> {
 
 impl HealthCheck {
     /// Parses a TaskInfo's `health_check` with Mesos's defaults.
-    pub fn parse(v: &Value) -> Result<HealthCheck, String> {
+    pub fn parse(v: &Value) -> Result<HealthCheck, Invalid> {
+        Self::parse_inner(v).map_err(Invalid)
+    }
+
+    fn parse_inner(v: &Value) -> Result<HealthCheck, String> {
         let kind = v.get("type").and_then(Value::as_str);
         let probe = match kind {
             Some("COMMAND") | None if v.get("command").is_some() => {
@@ -185,7 +190,11 @@ impl Tracker {
 }
 
 /// Runs one check; `Err` says why it failed.
-pub async fn probe(p: &Probe, sandbox: &std::path::Path, timeout: Duration) -> Result<(), String> {
+pub async fn probe(
+    p: &Probe,
+    sandbox: &std::path::Path,
+    timeout: Duration,
+) -> Result<(), ProbeError> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let run = async {
         match p {
@@ -248,8 +257,8 @@ pub async fn probe(p: &Probe, sandbox: &std::path::Path, timeout: Duration) -> R
         }
     };
     match tokio::time::timeout(timeout, run).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("no result within {timeout:?}")),
+        Ok(r) => r.map_err(ProbeError::Failed),
+        Err(_) => Err(ProbeError::Timeout(timeout)),
     }
 }
 
@@ -322,7 +331,7 @@ mod tests {
             ),
         ] {
             let e = HealthCheck::parse(&bad).unwrap_err();
-            assert!(e.contains(why), "{bad}: {e}");
+            assert!(e.to_string().contains(why), "{bad}: {e}");
         }
     }
 
@@ -368,7 +377,7 @@ mod tests {
         let e = probe(&Probe::Command("exit 4".into()), &dir, t)
             .await
             .unwrap_err();
-        assert!(e.contains("4"), "{e}");
+        assert!(e.to_string().contains("4"), "{e}");
         let e = probe(
             &Probe::Command("sleep 5".into()),
             &dir,
@@ -376,7 +385,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(e.contains("no result within"), "{e}");
+        assert!(e.to_string().contains("no result within"), "{e}");
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         tokio::spawn(async move {
@@ -416,7 +425,7 @@ mod tests {
         )
         .await
         .unwrap_err();
-        assert!(e.contains("503"), "{e}");
+        assert!(e.to_string().contains("503"), "{e}");
         let closed = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()

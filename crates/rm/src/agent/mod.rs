@@ -20,12 +20,14 @@ mod runner;
 pub mod spawn;
 mod updates;
 
+use crate::RmError;
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use yard_auth::account::AccountError;
 
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -87,14 +89,17 @@ pub fn task_user(
     framework_info: &Value,
     agent_uid: u32,
     allow_root: bool,
-    lookup: impl Fn(&str) -> Result<spawn::Account, String>,
-) -> Result<Option<spawn::Account>, String> {
+    lookup: impl Fn(&str) -> Result<spawn::Account, AccountError>,
+) -> Result<Option<spawn::Account>, AccountError> {
     let name = command
         .get("user")
         .and_then(Value::as_str)
         .or_else(|| framework_info.get("user").and_then(Value::as_str))
         .filter(|u| !u.is_empty())
-        .ok_or("the task names no user (FrameworkInfo.user or CommandInfo.user)")?;
+        .ok_or_else(|| AccountError::Unnamed {
+            what: "task".into(),
+            hint: "FrameworkInfo.user or CommandInfo.user".into(),
+        })?;
     yard_auth::account::run_as(
         "task",
         name,
@@ -221,10 +226,16 @@ pub async fn start(
     listener: TcpListener,
     guard: Arc<Guard>,
     shutdown: CancellationToken,
-) -> Result<JoinHandle<()>, String> {
-    std::fs::create_dir_all(cfg.dir.join("sandboxes"))
-        .map_err(|e| format!("cannot create {}: {e}", cfg.dir.display()))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+) -> Result<JoinHandle<()>, RmError> {
+    let sandboxes = cfg.dir.join("sandboxes");
+    std::fs::create_dir_all(&sandboxes).map_err(|e| RmError::Dir {
+        action: "create",
+        path: sandboxes.clone(),
+        why: e.to_string(),
+    })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| RmError::Listener(e.to_string()))?;
     let port = local.port();
     let api_ip = if local.ip().is_unspecified() {
         std::net::IpAddr::from([127, 0, 0, 1])
@@ -240,7 +251,7 @@ pub async fn start(
             OverflowPolicy::DropNewest,
         )
         .await
-        .map_err(|e| format!("cannot open the agent's inbox: {e}"))?;
+        .map_err(|e| RmError::Inbox("agent's", e.to_string()))?;
     // Tasks must not outlive their agent, even a killed one: a reaper process, told by the
     // kernel when the agent dies, kills what is left in the agent's cgroups.
     let reaper = match &cfg.isolation {
@@ -296,10 +307,10 @@ pub async fn start(
 }
 
 /// Starts `yard reap-tasks PARENT`: it waits for its parent (this agent) to die, then reaps.
-fn spawn_reaper(parent: &str) -> Result<std::process::Child, String> {
+fn spawn_reaper(parent: &str) -> Result<std::process::Child, RmError> {
     use std::os::unix::process::CommandExt;
     let exe = std::env::current_exe()
-        .map_err(|e| format!("cannot find the yard binary for the task reaper: {e}"))?;
+        .map_err(|e| RmError::Reaper(format!("cannot find the yard binary: {e}")))?;
     let mut c = std::process::Command::new(exe);
     c.args(["reap-tasks", parent])
         .stdin(Stdio::null())
@@ -312,8 +323,7 @@ fn spawn_reaper(parent: &str) -> Result<std::process::Child, String> {
             Ok(())
         });
     }
-    c.spawn()
-        .map_err(|e| format!("cannot start the task reaper: {e}"))
+    c.spawn().map_err(|e| RmError::Reaper(e.to_string()))
 }
 
 /// `yard reap-tasks PARENT`: until this process's parent dies (or SIGTERM), then kill and remove
@@ -439,7 +449,7 @@ impl Actor {
                 .request_system(topic, msg.encode(), Duration::from_secs(5))
                 .await
             {
-                Ok(m) => Wire::decode(&m.value),
+                Ok(m) => Wire::decode(&m.value).map_err(String::from),
                 Err(e) => Err(format!("{}: {e}", e.code())),
             };
             let _ = tx.send(done(r)).await;
@@ -852,7 +862,7 @@ impl Actor {
         &self,
         command: &Value,
         framework_info: &Value,
-    ) -> Result<Option<spawn::Account>, String> {
+    ) -> Result<Option<spawn::Account>, AccountError> {
         let uid = yard_auth::account::current_uid();
         task_user(
             command,
@@ -1109,7 +1119,7 @@ impl Actor {
         };
         if let Err(why) = executor::admit(self.cfg.executor_auth, &x.token, x.uid, &proof) {
             tracing::warn!(framework = %ek.0, executor = %ek.1, "executor call refused: {why}");
-            return ExecAnswer::Status(401, why);
+            return ExecAnswer::Status(401, why.to_string());
         }
         match a.call {
             executor::Call::Subscribe => {
@@ -1607,7 +1617,7 @@ mod tests {
                 uid: 1000,
                 gid: 1000,
             }),
-            _ => Err(format!("no user {name:?} on this agent")),
+            _ => Err(AccountError::Unknown(name.into())),
         };
         let fw = |u: &str| json!({"user": u, "name": "f"});
         // The command's user wins over the framework's.
@@ -1622,7 +1632,7 @@ mod tests {
         );
         // Root must be asked for.
         let e = task_user(&json!({}), &fw("root"), 0, false, accounts).unwrap_err();
-        assert!(e.contains("--allow-root-tasks"), "{e}");
+        assert!(e.to_string().contains("--allow-root-tasks"), "{e}");
         assert_eq!(
             task_user(&json!({}), &fw("root"), 0, true, accounts)
                 .unwrap()
@@ -1631,18 +1641,23 @@ mod tests {
             0
         );
         // Unknown users and missing names fail with the reason.
-        assert!(task_user(&json!({}), &fw("mallory"), 0, true, accounts)
-            .unwrap_err()
-            .contains("no user"));
-        assert!(task_user(&json!({}), &json!({}), 0, true, accounts).is_err());
+        assert_eq!(
+            task_user(&json!({}), &fw("mallory"), 0, true, accounts),
+            Err(AccountError::Unknown("mallory".into()))
+        );
+        assert!(matches!(
+            task_user(&json!({}), &json!({}), 0, true, accounts),
+            Err(AccountError::Unnamed { .. })
+        ));
         // An agent that is not root runs tasks as itself, and only for its own user.
         assert_eq!(
             task_user(&json!({}), &fw("alice"), 1000, false, accounts),
             Ok(None)
         );
-        assert!(task_user(&json!({}), &fw("root"), 1000, true, accounts)
-            .unwrap_err()
-            .contains("cannot switch"));
+        assert!(matches!(
+            task_user(&json!({}), &fw("root"), 1000, true, accounts),
+            Err(AccountError::CannotSwitch { uid: 0, .. })
+        ));
     }
 
     #[test]

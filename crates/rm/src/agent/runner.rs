@@ -34,7 +34,7 @@ pub(crate) struct Launch {
     /// On top of the agent's own environment and the CommandInfo's.
     pub env: Vec<(String, String)>,
     /// Whom it runs as ([`crate::agent::task_user`]); the error fails the launch.
-    pub user: Result<Option<spawn::Account>, String>,
+    pub user: Result<Option<spawn::Account>, yard_auth::account::AccountError>,
 }
 
 impl Launch {

@@ -17,7 +17,8 @@ pub mod server;
 pub mod views;
 
 use self::allocator::{AgentSlot, FrameworkSlot, Snapshot};
-use crate::mesos::resources::{number, Resources};
+use crate::error::KillError;
+use crate::mesos::resources::{number, ResourceError, Resources};
 use crate::mesos::{get_id, is_terminal, mid, MESOS_VERSION};
 use crate::proto::{Registration, TaskReport, Wire};
 
@@ -865,7 +866,7 @@ impl Master {
         task: &str,
         framework: Option<&str>,
         now_ms: u64,
-    ) -> Result<(String, String), String> {
+    ) -> Result<(String, String), KillError> {
         let live = |t: &&Task| t.id == task && !is_terminal(&t.state);
         let matches: Vec<&Task> = self
             .tasks
@@ -874,14 +875,16 @@ impl Master {
             .filter(|t| framework.is_none_or(|f| t.framework_id == f))
             .collect();
         let t = match matches.as_slice() {
-            [] => return Err(format!("no running task {task}")),
+            [] => return Err(KillError::NoTask(task.to_string())),
             [t] => *t,
             many => {
-                let fs: Vec<&str> = many.iter().map(|t| t.framework_id.as_str()).collect();
-                return Err(format!(
-                    "task id {task} is in several frameworks ({}): give the framework",
-                    fs.join(", ")
-                ));
+                let mut frameworks: Vec<String> =
+                    many.iter().map(|t| t.framework_id.clone()).collect();
+                frameworks.sort();
+                return Err(KillError::Ambiguous {
+                    task: task.to_string(),
+                    frameworks,
+                });
             }
         };
         let grace = t
@@ -1122,8 +1125,8 @@ impl Master {
     // ---------------------------------------------------------------- agents
 
     /// An agent (re-)registers: it keeps its id when the master knows it.
-    pub fn register_agent(&mut self, r: Registration, now_ms: u64) -> Result<Wire, String> {
-        let total = Resources::parse(&r.resources).map_err(|e| e.to_string())?;
+    pub fn register_agent(&mut self, r: Registration, now_ms: u64) -> Result<Wire, ResourceError> {
+        let total = Resources::parse(&r.resources)?;
         let known = r
             .agent_id
             .as_ref()

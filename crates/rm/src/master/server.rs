@@ -14,6 +14,7 @@
 //!   registrations, heartbeats and unacknowledged updates, so a drop delays, never loses.
 //! - store writes: `PERSIST_QUEUE`, written in order by one task; when full the actor waits.
 
+use crate::RmError;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -125,17 +126,19 @@ pub async fn start(
     listener: TcpListener,
     guard: Arc<Guard>,
     shutdown: CancellationToken,
-) -> Result<JoinHandle<()>, String> {
-    let addr: SocketAddr = listener.local_addr().map_err(|e| e.to_string())?;
+) -> Result<JoinHandle<()>, RmError> {
+    let addr: SocketAddr = listener
+        .local_addr()
+        .map_err(|e| RmError::Listener(e.to_string()))?;
     stores
         .attach_master(&cfg.store, cfg.backend.clone())
         .await
-        .map_err(|e| format!("cannot open the resource manager's store: {e}"))?;
+        .map_err(|e| RmError::Store(e.to_string()))?;
     let mut records = Vec::new();
     for (k, e) in stores
         .entries(&cfg.store)
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(|e| RmError::Store(e.to_string()))?
     {
         if let (Some(k), Some(v)) = (k.as_str(), e.value.as_str()) {
             if let Ok(v) = serde_json::from_str::<Value>(v) {
@@ -161,7 +164,7 @@ pub async fn start(
             OverflowPolicy::DropNewest,
         )
         .await
-        .map_err(|e| format!("cannot open the resource manager's inbox: {e}"))?;
+        .map_err(|e| RmError::Inbox("resource manager's", e.to_string()))?;
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
     let (ptx, prx) = mpsc::channel(PERSIST_QUEUE);
     let services = service_actor::start(
@@ -385,7 +388,13 @@ impl Actor {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!("from {}: {e}", msg.topic);
-                self.answer(msg, Wire::Refused { message: e }).await;
+                self.answer(
+                    msg,
+                    Wire::Refused {
+                        message: e.to_string(),
+                    },
+                )
+                .await;
                 return;
             }
         };
@@ -776,7 +785,7 @@ async fn operator_kill(State(s): State<Shared>, headers: HeaderMap, body: Bytes)
                     202,
                     json!({"framework_id": f, "task_id": t, "killing": true}),
                 ),
-                Err(e) => (404, json!({"error": e})),
+                Err(e) => (e.status(), json!({"error": e.to_string()})),
             },
         );
     if s.tx.send(Input::Operate { f, reply }).await.is_err() {

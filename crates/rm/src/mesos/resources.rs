@@ -37,6 +37,8 @@ pub enum ResourceError {
     },
     #[error("resource JSON: {0}")]
     Json(String),
+    #[error("{need} is more than the {available} available")]
+    Exceeds { need: String, available: String },
 }
 
 /// A set of inclusive ranges, sorted, disjoint and merged.
@@ -405,9 +407,12 @@ impl Resources {
     }
 
     /// Removes `other`; refused (and `self` unchanged) unless `self` contains it.
-    pub fn subtract(&mut self, other: &Resources) -> Result<(), String> {
+    pub fn subtract(&mut self, other: &Resources) -> Result<(), ResourceError> {
         if !self.contains(other) {
-            return Err(format!("{other} is more than the {self} available"));
+            return Err(ResourceError::Exceeds {
+                need: other.to_string(),
+                available: self.to_string(),
+            });
         }
         for (k, v) in &other.scalars {
             let left = self.scalar(k) - v;

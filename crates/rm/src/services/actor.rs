@@ -221,16 +221,16 @@ impl Actor {
                 let name = spec.name.clone();
                 match self.c.deploy(spec) {
                     Ok(version) => (200, json!({"name": name, "version": version})),
-                    Err(e) => (400, json!({"error": e})),
+                    Err(e) => (e.status(), json!({"error": e.to_string()})),
                 }
             }
             Request::Scale(name, n) => match self.c.scale(&name, n) {
                 Ok(()) => (200, json!({"name": name, "instances": n})),
-                Err(e) => (404, json!({"error": e})),
+                Err(e) => (e.status(), json!({"error": e.to_string()})),
             },
             Request::Remove(name) => match self.c.remove(&name) {
                 Ok(()) => (200, json!({"name": name, "removing": true})),
-                Err(e) => (404, json!({"error": e})),
+                Err(e) => (e.status(), json!({"error": e.to_string()})),
             },
             Request::List => {
                 let list: Vec<Value> = self

@@ -20,6 +20,7 @@
 
 pub mod actor;
 
+use crate::error::ServiceError;
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use serde::{Deserialize, Serialize};
@@ -166,7 +167,11 @@ impl Constraint {
 
 impl ServiceSpec {
     /// Checks the spec; the error names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ServiceError> {
+        self.check().map_err(ServiceError::Invalid)
+    }
+
+    fn check(&self) -> Result<(), String> {
         let n = &self.name;
         if n.is_empty()
             || n.len() > 63
@@ -447,15 +452,12 @@ impl Controller {
     }
 
     /// Deploys a new service or a new version of one; returns its version.
-    pub fn deploy(&mut self, spec: ServiceSpec) -> Result<String, String> {
+    pub fn deploy(&mut self, spec: ServiceSpec) -> Result<String, ServiceError> {
         spec.validate()?;
         let version = spec.version();
         if let Some(s) = self.services.get(&spec.name) {
             if s.removing {
-                return Err(format!(
-                    "service {} is being removed: wait until it is gone",
-                    spec.name
-                ));
+                return Err(ServiceError::Removing(spec.name.clone()));
             }
         }
         self.out.push(Cmd::Persist(
@@ -484,12 +486,12 @@ impl Controller {
         Ok(version)
     }
 
-    pub fn scale(&mut self, name: &str, instances: u32) -> Result<(), String> {
-        let s = self
-            .services
-            .get_mut(name)
-            .filter(|s| !s.removing)
-            .ok_or_else(|| format!("no service named {name}"))?;
+    pub fn scale(&mut self, name: &str, instances: u32) -> Result<(), ServiceError> {
+        let s = match self.services.get_mut(name) {
+            Some(s) if s.removing => return Err(ServiceError::Removing(name.to_string())),
+            Some(s) => s,
+            None => return Err(ServiceError::NotFound(name.to_string())),
+        };
         s.spec.instances = instances;
         let spec = serde_json::to_value(&s.spec).expect("specs serialize");
         self.out
@@ -499,11 +501,11 @@ impl Controller {
     }
 
     /// Stops every instance; the service is gone once they all ended.
-    pub fn remove(&mut self, name: &str) -> Result<(), String> {
+    pub fn remove(&mut self, name: &str) -> Result<(), ServiceError> {
         let s = self
             .services
             .get_mut(name)
-            .ok_or_else(|| format!("no service named {name}"))?;
+            .ok_or_else(|| ServiceError::NotFound(name.to_string()))?;
         s.removing = true;
         s.spec.instances = 0;
         self.out.push(Cmd::Persist(format!("service/{name}"), None));
