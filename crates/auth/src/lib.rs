@@ -24,6 +24,7 @@ pub mod paths;
 pub mod policy;
 pub mod secret;
 pub mod tokens;
+pub mod url;
 
 pub use audit::{AuditLog, AuditRecord};
 pub use home::Home;

@@ -178,7 +178,7 @@ pub fn classify(method: &Method, path: &str) -> Option<Rule> {
     let seg: Vec<String> = path
         .strip_prefix('/')?
         .split('/')
-        .map(percent_decode)
+        .map(yard_auth::url::decode_segment)
         .collect();
     let seg: Vec<&str> = seg.iter().map(String::as_str).collect();
     let read = *method == Method::GET || *method == Method::HEAD;
@@ -205,26 +205,6 @@ pub fn classify(method: &Method, path: &str) -> Option<Rule> {
         _ => return None,
     };
     Some(rule)
-}
-
-/// `%XX` escapes of a path segment decoded (invalid escapes are kept as written).
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// How long shutdown waits for WebSocket clients to receive their close frame.

@@ -1298,39 +1298,13 @@ async fn http(
 /// Most bytes `/files/read` returns at once.
 pub const FILES_READ_MAX: u64 = 4 << 20;
 
-/// Percent-decoding of a query value (`+` is a space).
-fn unescape(v: &str) -> String {
-    let b = v.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => {
-                let hex = std::str::from_utf8(&b[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(x) => {
-                        out.push(x);
-                        i += 3;
-                        continue;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b'+' => out.push(b' '),
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// `GET /files/read?path=P&offset=O&length=L`, as Mesos answers it (`{"data", "offset"}`;
 /// `offset=-1` gives the file's size): files of task sandboxes only.
 async fn files_read(tx: mpsc::Sender<Event>, query: &str) -> Response {
     let q: HashMap<String, String> = query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), unescape(v)))
+        .map(|(k, v)| (k.to_string(), yard_auth::url::decode_query_value(v)))
         .collect();
     let Some(path) = q.get("path") else {
         return text(400, "Expecting 'path=' in the query");
@@ -1709,13 +1683,6 @@ mod tests {
             assert!(!local_only(&route_path(raw)), "{raw}");
         }
         assert_eq!(route_path("/slave(1)/state.json"), "/state");
-    }
-
-    #[test]
-    fn query_values_are_percent_decoded() {
-        assert_eq!(unescape("%2Fvar%2Flib%20x+y"), "/var/lib x y");
-        assert_eq!(unescape("100%"), "100%");
-        assert_eq!(unescape("%zz"), "%zz");
     }
 
     #[test]
