@@ -32,7 +32,7 @@ use yard_data::Value;
 use yard_fabric::{Endpoint, Message, OverflowPolicy};
 use yard_gateway::status::{family, label};
 use yard_gateway::Extension;
-use yard_store::{BackendSpec, Mutation, Stores};
+use yard_store::{Mutation, Stores};
 
 use crate::artifacts::ArtifactStore;
 use crate::commands::{Action as CommandAction, CommandState, Commands, ManagerRef};
@@ -101,28 +101,11 @@ pub async fn start(
 ) -> Result<(Extension, JoinHandle<()>), OpsError> {
     let mut cfg = cfg;
     cfg.dir = crate::absolute_dir(&cfg.dir)?;
-    let store_failed = |why: String| OpsError::Store {
-        owner: "center",
-        why,
-    };
-    let spec: BackendSpec = format!("sqlite:{}", cfg.dir.join("center.db").display())
-        .parse()
-        .map_err(|e: yard_store::backend::SpecError| store_failed(e.to_string()))?;
-    stores
-        .attach_master(STORE, spec)
-        .await
-        .map_err(|e| store_failed(e.to_string()))?;
+    let saved = crate::open_own_store(&stores, STORE, &cfg.dir.join("center.db"), "center").await?;
     let mut topology = Topology::default();
     let now = crate::now_ms();
-    for (k, e) in stores
-        .entries(STORE)
-        .await
-        .map_err(|e| store_failed(e.to_string()))?
-    {
-        let (Some(_), Some(json)) = (k.as_str(), e.value.as_str()) else {
-            continue;
-        };
-        if let Ok(mut c) = serde_json::from_str::<ClusterRecord>(json) {
+    for json in saved {
+        if let Ok(mut c) = serde_json::from_str::<ClusterRecord>(&json) {
             // A grace period for its manager to report again.
             c.last_report_ms = now;
             c.reports = 0;

@@ -40,6 +40,32 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Opens a daemon's own store `name` (a master in the SQLite file `file`) and returns the JSON
+/// text of each record it kept before a restart (string keys and values only).
+pub(crate) async fn open_own_store(
+    stores: &yard_store::Stores,
+    name: &str,
+    file: &std::path::Path,
+    owner: &'static str,
+) -> Result<Vec<String>, OpsError> {
+    let failed = |e: yard_store::StoreError| OpsError::Store {
+        owner,
+        why: e.to_string(),
+    };
+    let spec = yard_store::BackendSpec::Sqlite {
+        path: file.to_path_buf(),
+        synchronous: yard_store::Synchronous::Normal,
+        integrity_check: false,
+    };
+    stores.attach_master(name, spec).await.map_err(failed)?;
+    let entries = stores.entries(name).await.map_err(failed)?;
+    Ok(entries
+        .into_iter()
+        .filter(|(k, _)| k.as_str().is_some())
+        .filter_map(|(_, e)| e.value.as_str().map(str::to_string))
+        .collect())
+}
+
 /// Creates a daemon's state directory and returns its absolute path (links and logs made there
 /// stay valid whatever the working directory).
 pub fn absolute_dir(dir: &std::path::Path) -> Result<std::path::PathBuf, OpsError> {

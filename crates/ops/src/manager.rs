@@ -22,7 +22,7 @@ use yard_data::Value;
 use yard_fabric::{Endpoint, Message, OverflowPolicy};
 use yard_gateway::status::family;
 use yard_gateway::Extension;
-use yard_store::{BackendSpec, Mutation, Stores};
+use yard_store::{Mutation, Stores};
 
 use crate::artifacts::ArtifactStore;
 use crate::nodes::ClusterConfig;
@@ -102,28 +102,12 @@ pub async fn start(
     let mut cfg = cfg;
     cfg.dir = crate::absolute_dir(&cfg.dir)?;
     let store = store_name(&cfg.cluster);
-    let store_failed = |why: String| OpsError::Store {
-        owner: "manager",
-        why,
-    };
-    let spec: BackendSpec = format!("sqlite:{}", cfg.dir.join("manager.db").display())
-        .parse()
-        .map_err(|e: yard_store::backend::SpecError| store_failed(e.to_string()))?;
-    stores
-        .attach_master(&store, spec)
-        .await
-        .map_err(|e| store_failed(e.to_string()))?;
+    let saved =
+        crate::open_own_store(&stores, &store, &cfg.dir.join("manager.db"), "manager").await?;
     let now = Instant::now();
     let mut agents = BTreeMap::new();
-    for (k, e) in stores
-        .entries(&store)
-        .await
-        .map_err(|e| store_failed(e.to_string()))?
-    {
-        let (Some(_), Some(json)) = (k.as_str(), e.value.as_str()) else {
-            continue;
-        };
-        if let Ok(view) = serde_json::from_str::<AgentView>(json) {
+    for json in saved {
+        if let Ok(view) = serde_json::from_str::<AgentView>(&json) {
             // Known from before the restart: a grace period to come back, then lost.
             agents.insert(
                 view.name.clone(),
