@@ -4,13 +4,16 @@
 //!
 //! # Layout
 //!
-//! - [`mesos`]: Mesos's wire vocabulary that every side shares: ids and task states
-//!   ([`mesos::mid`], [`mesos::is_terminal`]), [`mesos::resources`] (the resource syntax and
+//! - [`mesos`]: Mesos's wire vocabulary that every side shares: ids ([`mesos::mid`]),
+//!   [`mesos::state::TaskState`], the scheduler API typed ([`mesos::scheduler::Call`] parsed
+//!   and written, [`mesos::scheduler::Event`]), [`mesos::resources`] (the resource syntax and
 //!   exact arithmetic, pure), [`mesos::recordio`] (stream framing, pure).
-//! - [`master`]: the master's core (a state machine: calls, agent messages and ticks in, [`master::Out`]
-//!   out), [`master::allocator`] (dominant resource fairness: a snapshot in, offers out, pure),
-//!   [`master::views`] (the read-only JSON of `/master/state` and friends) and
-//!   [`master::server`] (the shell: the HTTP API, the scheduler streams, persistence).
+//! - [`master`]: the master's core (a state machine: typed calls, agent messages and the time
+//!   in, [`master::Out`] out; its handlers split into [`master::calls`], [`master::accept`],
+//!   [`master::agents`], [`master::clock`] and [`master::recovery`]), [`master::allocator`]
+//!   (dominant resource fairness: a snapshot in, offers out, pure), [`master::views`] (the
+//!   read-only JSON of `/master/state` and friends) and [`master::server`] (the shell: parses
+//!   the HTTP API into calls, the scheduler streams, persistence, the clock).
 //! - [`agent`]: the agent's actor and HTTP API, [`agent::executor`] (the executor API's pure
 //!   parts), [`agent::container`] (cgroups), [`agent::spawn`] (processes as their users),
 //!   [`agent::health`] (Mesos health checks), and the runners that watch each task.

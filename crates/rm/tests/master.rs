@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{json, Value};
 use yard_rm::master::allocator::default_min_allocatable;
-use yard_rm::master::{CallError, Master, MasterConfig, Out};
+use yard_rm::master::{Call, CallError, Master, MasterConfig, Out};
 use yard_rm::proto::{Registration, TaskReport, Wire};
 use yard_rm::KillError;
 
@@ -24,6 +24,23 @@ fn master() -> Master {
         },
         0,
     )
+}
+
+/// The shell's path: a call in Mesos JSON is parsed ([`Call::parse`]), then handed to the
+/// core; `Ok` holds the HTTP status the shell answers.
+trait Scheduler {
+    fn call_json(&mut self, v: &Value, stream: Option<&str>, now: u64) -> Result<u16, CallError>;
+    fn subscribe_json(&mut self, v: &Value, stream: &str, now: u64) -> Result<String, CallError>;
+}
+
+impl Scheduler for Master {
+    fn call_json(&mut self, v: &Value, stream: Option<&str>, now: u64) -> Result<u16, CallError> {
+        let c = Call::parse(v)?;
+        self.call(&c, stream, now).map(|()| c.call.success_status())
+    }
+    fn subscribe_json(&mut self, v: &Value, stream: &str, now: u64) -> Result<String, CallError> {
+        self.subscribe(&Call::parse(v)?, stream, now)
+    }
 }
 
 fn register(
@@ -57,14 +74,14 @@ fn register(
 fn subscribe(m: &mut Master, caps: &[&str], now: u64) -> String {
     let caps: Vec<Value> = caps.iter().map(|c| json!({"type": c})).collect();
     let call = json!({"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"root","name":"t","capabilities":caps,"failover_timeout":5}}});
-    m.subscribe(&call, "stream-1", now).unwrap()
+    m.subscribe_json(&call, "stream-1", now).unwrap()
 }
 
 fn events(out: &[Out], fid: &str, kind: &str) -> Vec<Value> {
     out.iter()
         .filter_map(|o| match o {
-            Out::Event { framework, event } if framework == fid && event["type"] == kind => {
-                Some(event.clone())
+            Out::Event { framework, event } if framework == fid && event.kind() == kind => {
+                Some(event.to_json())
             }
             _ => None,
         })
@@ -101,7 +118,7 @@ fn subscribe_offer_launch_update_complete() {
     let offers = offer_ids(&out, &fid);
     assert_eq!(offers.len(), 1);
     assert_eq!(
-        m.call(&launch(&fid, &offers[0], "t1", 0.5), Some("stream-1"), 10),
+        m.call_json(&launch(&fid, &offers[0], "t1", 0.5), Some("stream-1"), 10),
         Ok(202)
     );
     let out = m.take_out();
@@ -151,7 +168,7 @@ fn subscribe_offer_launch_update_complete() {
     assert_eq!(m.frameworks[&fid].completed.len(), 1);
     // The framework's ACK reaches the agent.
     let ack = json!({"type":"ACKNOWLEDGE","framework_id":{"value":fid},"acknowledge":{"agent_id":{"value":agent},"task_id":{"value":"t1"},"uuid":"AgAAAAAAAAAAAAAAAAAAAA=="}});
-    assert_eq!(m.call(&ack, Some("stream-1"), 40), Ok(202));
+    assert_eq!(m.call_json(&ack, Some("stream-1"), 40), Ok(202));
     assert!(matches!(
         &m.take_out()[..],
         [Out::Agent {
@@ -169,17 +186,17 @@ fn calls_are_checked_before_anything_changes() {
     m.take_out();
     let revive = json!({"type":"REVIVE","framework_id":{"value":fid}});
     assert!(
-        matches!(m.call(&revive, Some("other"), 0), Err(CallError::BadRequest(e)) if e.contains("stream ID"))
+        matches!(m.call_json(&revive, Some("other"), 0), Err(CallError::BadRequest(e)) if e.contains("stream ID"))
     );
     let unknown = json!({"type":"REVIVE","framework_id":{"value":"nope"}});
     assert_eq!(
-        m.call(&unknown, Some("stream-1"), 0),
+        m.call_json(&unknown, Some("stream-1"), 0),
         Err(CallError::BadRequest("Framework cannot be found".into()))
     );
     m.allocate(0);
     let offer = offer_ids(&m.take_out(), &fid)[0].clone();
     // Too much: TASK_ERROR with the reason, and the offer's resources come back.
-    m.call(&launch(&fid, &offer, "big", 4.0), Some("stream-1"), 0)
+    m.call_json(&launch(&fid, &offer, "big", 4.0), Some("stream-1"), 0)
         .unwrap();
     let out = m.take_out();
     let upd = &events(&out, &fid, "UPDATE")[0]["update"]["status"];
@@ -191,7 +208,7 @@ fn calls_are_checked_before_anything_changes() {
     );
     assert!(m.offers.is_empty());
     // An offer used twice: TASK_LOST with REASON_INVALID_OFFERS.
-    m.call(&launch(&fid, &offer, "again", 0.1), Some("stream-1"), 0)
+    m.call_json(&launch(&fid, &offer, "again", 0.1), Some("stream-1"), 0)
         .unwrap();
     let out = m.take_out();
     assert_eq!(
@@ -201,7 +218,7 @@ fn calls_are_checked_before_anything_changes() {
     // Unsupported operations are refused whole.
     let reserve = json!({"type":"ACCEPT","framework_id":{"value":fid},"accept":{"offer_ids":[{"value":offer}],"operations":[{"type":"RESERVE"}]}});
     assert!(
-        matches!(m.call(&reserve, Some("stream-1"), 0), Err(CallError::BadRequest(e)) if e.contains("RESERVE"))
+        matches!(m.call_json(&reserve, Some("stream-1"), 0), Err(CallError::BadRequest(e)) if e.contains("RESERVE"))
     );
 }
 
@@ -213,7 +230,7 @@ fn decline_filters_until_refuse_seconds_and_revive_clears() {
     m.allocate(0);
     let offer = offer_ids(&m.take_out(), &fid)[0].clone();
     let decline = json!({"type":"DECLINE","framework_id":{"value":fid},"decline":{"offer_ids":[{"value":offer}],"filters":{"refuse_seconds":10}}});
-    m.call(&decline, Some("stream-1"), 1000).unwrap();
+    m.call_json(&decline, Some("stream-1"), 1000).unwrap();
     m.allocate(2000);
     assert!(offer_ids(&m.take_out(), &fid).is_empty());
     let why = m.frameworks[&fid].waiting.clone().unwrap();
@@ -229,8 +246,8 @@ fn decline_filters_until_refuse_seconds_and_revive_clears() {
     );
     // SUPPRESS stops offers; REVIVE resumes them.
     let offer = m.offers.keys().next().unwrap().clone();
-    m.call(&json!({"type":"DECLINE","framework_id":{"value":fid},"decline":{"offer_ids":[{"value":offer}],"filters":{"refuse_seconds":100}}}), Some("stream-1"), 11_002).unwrap();
-    m.call(
+    m.call_json(&json!({"type":"DECLINE","framework_id":{"value":fid},"decline":{"offer_ids":[{"value":offer}],"filters":{"refuse_seconds":100}}}), Some("stream-1"), 11_002).unwrap();
+    m.call_json(
         &json!({"type":"SUPPRESS","framework_id":{"value":fid}}),
         Some("stream-1"),
         11_002,
@@ -243,7 +260,7 @@ fn decline_filters_until_refuse_seconds_and_revive_clears() {
         .as_ref()
         .unwrap()
         .starts_with("suppressed"));
-    m.call(
+    m.call_json(
         &json!({"type":"REVIVE","framework_id":{"value":fid}}),
         Some("stream-1"),
         11_003,
@@ -284,7 +301,7 @@ fn a_silent_agent_is_lost_or_unreachable_and_reconciled_when_back() {
     let agent = register(&mut m, "a", "cpus:2;mem:1024", vec![], 0);
     let plain = subscribe(&mut m, &[], 0);
     let aware = m
-        .subscribe(&json!({"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"u","name":"pa","capabilities":[{"type":"PARTITION_AWARE"}]}}}), "stream-2", 0)
+        .subscribe_json(&json!({"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"u","name":"pa","capabilities":[{"type":"PARTITION_AWARE"}]}}}), "stream-2", 0)
         .unwrap();
     m.allocate(0);
     let out = m.take_out();
@@ -300,7 +317,7 @@ fn a_silent_agent_is_lost_or_unreachable_and_reconciled_when_back() {
     } else {
         o1[0].clone()
     };
-    m.call(
+    m.call_json(
         &launch(first, &first_offer, "t1", 0.5),
         Some(first_stream),
         0,
@@ -308,7 +325,7 @@ fn a_silent_agent_is_lost_or_unreachable_and_reconciled_when_back() {
     .unwrap();
     m.allocate(10);
     let o = offer_ids(&m.take_out(), other);
-    m.call(&launch(other, &o[0], "t2", 0.5), Some(other_stream), 10)
+    m.call_json(&launch(other, &o[0], "t2", 0.5), Some(other_stream), 10)
         .unwrap();
     m.take_out();
     for (f, t) in [(&plain, "t1"), (&aware, "t2")] {
@@ -391,14 +408,14 @@ fn an_operator_kill_names_one_task() {
     let mut m = master();
     register(&mut m, "a", "cpus:4;mem:1024", vec![], 0);
     let call = json!({"type":"SUBSCRIBE","subscribe":{"framework_info":{"user":"root","name":"t","failover_timeout":5}}});
-    let f1 = m.subscribe(&call, "stream-1", 0).unwrap();
-    let f2 = m.subscribe(&call, "stream-2", 0).unwrap();
+    let f1 = m.subscribe_json(&call, "stream-1", 0).unwrap();
+    let f2 = m.subscribe_json(&call, "stream-2", 0).unwrap();
     m.take_out();
     for (fid, stream) in [(&f1, "stream-1"), (&f2, "stream-2")] {
         m.allocate(1);
         let offers = offer_ids(&m.take_out(), fid);
         assert_eq!(
-            m.call(&launch(fid, &offers[0], "web", 0.5), Some(stream), 2),
+            m.call_json(&launch(fid, &offers[0], "web", 0.5), Some(stream), 2),
             Ok(202)
         );
         m.take_out();
@@ -452,8 +469,8 @@ fn reconcile_and_kill_of_unknown_tasks() {
     let mut m = master();
     let fid = subscribe(&mut m, &[], 0);
     m.take_out();
-    m.call(&json!({"type":"RECONCILE","framework_id":{"value":fid},"reconcile":{"tasks":[{"task_id":{"value":"ghost"}}]}}), Some("stream-1"), 0).unwrap();
-    m.call(
+    m.call_json(&json!({"type":"RECONCILE","framework_id":{"value":fid},"reconcile":{"tasks":[{"task_id":{"value":"ghost"}}]}}), Some("stream-1"), 0).unwrap();
+    m.call_json(
         &json!({"type":"KILL","framework_id":{"value":fid},"kill":{"task_id":{"value":"ghost"}}}),
         Some("stream-1"),
         0,
@@ -478,12 +495,12 @@ fn teardown_kills_tasks_and_a_broken_stream_waits_for_failover() {
     let fid = subscribe(&mut m, &[], 0);
     m.allocate(0);
     let offer = offer_ids(&m.take_out(), &fid)[0].clone();
-    m.call(&launch(&fid, &offer, "t1", 0.5), Some("stream-1"), 0)
+    m.call_json(&launch(&fid, &offer, "t1", 0.5), Some("stream-1"), 0)
         .unwrap();
     m.take_out();
     m.disconnected(&fid, "stream-1", 1000);
     assert_eq!(
-        m.call(
+        m.call_json(
             &json!({"type":"REVIVE","framework_id":{"value":fid}}),
             Some("stream-1"),
             1000
@@ -518,7 +535,7 @@ fn an_executor_counts_once_from_its_first_task_to_its_last() {
         "operations":[{"type":"LAUNCH","launch":{"task_infos":tasks}}],"filters":{"refuse_seconds":0}}})
     };
     assert_eq!(
-        m.call(
+        m.call_json(
             &accept(&offers[0], vec![task("t1"), task("t2")]),
             Some("stream-1"),
             10
@@ -537,7 +554,7 @@ fn an_executor_counts_once_from_its_first_task_to_its_last() {
     m.allocate(20);
     let offers = offer_ids(&m.take_out(), &fid);
     assert_eq!(
-        m.call(&accept(&offers[0], vec![task("t3")]), Some("stream-1"), 30),
+        m.call_json(&accept(&offers[0], vec![task("t3")]), Some("stream-1"), 30),
         Ok(202)
     );
     assert_eq!(
@@ -565,4 +582,116 @@ fn an_executor_counts_once_from_its_first_task_to_its_last() {
         50,
     );
     assert_eq!(used(&m), (0.0, 0.0, 0.0), "freed with its last task");
+}
+
+/// The store as the shell keeps it: every `Persist` applied in order.
+fn persisted(store: &mut BTreeMap<String, Value>, out: &[Out]) {
+    for o in out {
+        if let Out::Persist { key, value } = o {
+            match value {
+                Some(v) => store.insert(key.clone(), v.clone()),
+                None => store.remove(key),
+            };
+        }
+    }
+}
+
+#[test]
+fn a_launch_emits_its_record_then_the_agent_s_launch_and_a_restart_recovers_from_the_records() {
+    let mut m = master();
+    let mut store = BTreeMap::new();
+    let agent = register(&mut m, "a", "cpus:2;mem:1024", vec![], 0);
+    let fid = subscribe(&mut m, &["PARTITION_AWARE"], 0);
+    persisted(&mut store, &m.take_out());
+    m.allocate(0);
+    let offer = offer_ids(&m.take_out(), &fid)[0].clone();
+    assert_eq!(
+        m.call_json(&launch(&fid, &offer, "t1", 0.5), Some("stream-1"), 10),
+        Ok(202)
+    );
+    // Exactly: the task's record, then the agent's LAUNCH (the record first, so that a crash
+    // between them leaves a task the agent is asked about, never one nobody knows).
+    let out = m.take_out();
+    let mut info = launch(&fid, &offer, "t1", 0.5)["accept"]["operations"][0]["launch"]
+        ["task_infos"][0]
+        .clone();
+    info["agent_id"] = json!({ "value": agent });
+    let framework_info = m.frameworks[&fid].info.clone();
+    assert_eq!(
+        out,
+        vec![
+            Out::Persist {
+                key: format!("task/{fid}/t1"),
+                value: Some(
+                    json!({"info": info, "state": "TASK_STAGING", "role": "*", "unreachable": false,
+                    "statuses": [{"state": "TASK_STAGING", "timestamp": 0.01}]})
+                ),
+            },
+            Out::Agent {
+                endpoint: "ep-a".into(),
+                msg: Wire::Launch {
+                    framework_id: fid.clone(),
+                    framework_info,
+                    tasks: vec![info.clone()],
+                },
+            },
+        ]
+    );
+    persisted(&mut store, &out);
+    m.agent_update(
+        &agent,
+        &fid,
+        json!({"task_id":{"value":"t1"},"state":"TASK_RUNNING","uuid":"AAAAAAAAAAAAAAAAAAAAAA==","source":"SOURCE_EXECUTOR","timestamp":0.02}),
+        20,
+    );
+    persisted(&mut store, &m.take_out());
+    assert_eq!(
+        store.keys().cloned().collect::<Vec<_>>(),
+        [
+            format!("agent/{agent}"),
+            format!("framework/{fid}"),
+            format!("task/{fid}/t1")
+        ]
+    );
+
+    // A new master from the records alone: the framework waits to subscribe again, the task
+    // holds its agent's resources, the agent has its timeout to come back.
+    let mut m = master();
+    m.recover(store.clone().into_iter().collect(), 100_000);
+    assert!(m.take_out().is_empty(), "recovery emits nothing");
+    let f = &m.frameworks[&fid];
+    assert!(f.recovered && !f.connected && f.partition_aware);
+    let t = &m.tasks[&(fid.clone(), "t1".to_string())];
+    assert_eq!(t.state, yard_rm::mesos::state::TaskState::Running);
+    assert_eq!(m.agents[&agent].used.scalar("cpus"), 500);
+    // The framework subscribes again with its id: its record, then SUBSCRIBED, nothing else.
+    let again = json!({"type":"SUBSCRIBE","framework_id":{"value":fid},"subscribe":{"framework_info":
+        {"id":{"value":fid},"user":"root","name":"t","capabilities":[{"type":"PARTITION_AWARE"}],"failover_timeout":5}}});
+    assert_eq!(
+        m.subscribe_json(&again, "stream-2", 100_010),
+        Ok(fid.clone())
+    );
+    let out = m.take_out();
+    assert!(
+        matches!(&out[..], [Out::Persist { key, value: Some(_) }, Out::Event { framework, event }]
+            if *key == format!("framework/{fid}") && *framework == fid && event.kind() == "SUBSCRIBED"),
+        "{out:?}"
+    );
+    // The agent never comes back: past its timeout the task is unreachable (the framework is
+    // partition-aware), its record says so, and every connected framework hears of the agent.
+    m.tick(100_000 + 10_001);
+    let out = m.take_out();
+    let updates = events(&out, &fid, "UPDATE");
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0]["update"]["status"]["state"], "TASK_UNREACHABLE");
+    assert_eq!(
+        events(&out, &fid, "FAILURE")[0]["failure"]["agent_id"]["value"],
+        json!(agent)
+    );
+    persisted(&mut store, &out);
+    assert_eq!(
+        store[&format!("task/{fid}/t1")]["state"],
+        "TASK_UNREACHABLE"
+    );
+    assert_eq!(store[&format!("task/{fid}/t1")]["unreachable"], true);
 }

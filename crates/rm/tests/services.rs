@@ -1,6 +1,7 @@
 //! The services controller's core, driven by scheduler events; its calls are asserted.
 
 use serde_json::{json, Value};
+use yard_rm::master::Call;
 use yard_rm::services::{Cmd, Controller, ServiceSpec};
 use yard_rm::ServiceError;
 
@@ -29,7 +30,13 @@ fn calls(c: &mut Controller) -> Vec<Value> {
     c.take_out()
         .into_iter()
         .filter_map(|x| match x {
-            Cmd::Call(v) => Some(v),
+            Cmd::Call(c) => Some(
+                Call {
+                    framework_id: None,
+                    call: c,
+                }
+                .to_json(),
+            ),
             Cmd::Persist(..) => None,
         })
         .collect()

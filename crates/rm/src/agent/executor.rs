@@ -157,8 +157,9 @@ fn validate_update(s: &Value, executor_id: &str) -> Result<(), String> {
         Some("TASK_STAGING") => {
             return Err("Received TASK_STAGING from executor which is not allowed".into())
         }
-        Some(st) if !st.starts_with("TASK_") => return Err(format!("unknown task state {st:?}")),
-        Some(_) => {}
+        Some(st) => {
+            crate::mesos::state::TaskState::parse(st).map_err(|e| e.to_string())?;
+        }
     }
     if let Some(e) = get_id(s, "executor_id") {
         if e != executor_id {

@@ -40,8 +40,9 @@ use yard_auth::http::Rule;
 use yard_auth::{Guard, Permission};
 
 use crate::master::views::{self, TaskQuery};
-use crate::master::{CallError, Master, MasterConfig, Out};
+use crate::master::{Call, CallError, Master, MasterConfig, Out, SchedulerCall};
 use crate::mesos::recordio;
+use crate::mesos::scheduler::Event;
 use crate::now_ms;
 use crate::proto::{self, Wire};
 use crate::services::actor::{self as service_actor, Request as SvcRequest};
@@ -86,13 +87,13 @@ type Operation = Box<dyn FnOnce(&mut Master, u64) -> (u16, Value) + Send>;
 
 pub(crate) enum Input {
     Subscribe {
-        call: Value,
+        call: Call,
         stream: String,
         tx: mpsc::Sender<Bytes>,
         reply: oneshot::Sender<Result<String, CallError>>,
     },
     Call {
-        call: Value,
+        call: Call,
         stream: Option<String>,
         reply: oneshot::Sender<Result<u16, CallError>>,
     },
@@ -249,7 +250,7 @@ pub(crate) async fn record(stores: &Stores, store: &str, key: &str, value: Optio
 /// event queue. `Err(None)`: the master is shutting down.
 pub(crate) async fn subscribe_via(
     master: &mpsc::Sender<Input>,
-    call: Value,
+    call: Call,
 ) -> Result<(String, String, mpsc::Receiver<Bytes>), Option<CallError>> {
     let stream = yard_fabric::id::random_uuid();
     let (tx, rx) = mpsc::channel(STREAM_QUEUE);
@@ -315,13 +316,15 @@ impl Actor {
                     let now = now_ms();
                     self.master.tick(now);
                     if self.wanted || now.saturating_sub(last_alloc) >= self.cfg.allocation_interval.as_millis() as u64 {
+                        let started = std::time::Instant::now();
                         self.master.allocate(now);
+                        self.master.last_allocation_ms = started.elapsed().as_secs_f64() * 1e3;
                         last_alloc = now;
                         self.wanted = false;
                     }
                     if now.saturating_sub(last_beat) >= beat_ms {
                         last_beat = now;
-                        let beat = Bytes::from(recordio::record(&json!({"type": "HEARTBEAT"})));
+                        let beat = Bytes::from(recordio::record(&Event::Heartbeat.to_json()));
                         let ids: Vec<String> = self.streams.keys().cloned().collect();
                         for f in ids {
                             self.send(&f, beat.clone());
@@ -361,7 +364,8 @@ impl Actor {
                 stream,
                 reply,
             } => {
-                let _ = reply.send(self.master.call(&call, stream.as_deref(), now));
+                let answer = self.master.call(&call, stream.as_deref(), now);
+                let _ = reply.send(answer.map(|()| call.call.success_status()));
             }
             Input::Closed { framework, stream } => {
                 if self
@@ -478,7 +482,7 @@ impl Actor {
             for o in outs {
                 match o {
                     Out::Event { framework, event } => {
-                        self.send(&framework, Bytes::from(recordio::record(&event)))
+                        self.send(&framework, Bytes::from(recordio::record(&event.to_json())))
                     }
                     Out::Close { framework } => {
                         self.streams.remove(&framework);
@@ -613,11 +617,15 @@ async fn scheduler(State(s): State<Shared>, headers: HeaderMap, body: Bytes) -> 
         Ok(v) => v,
         Err(r) => return *r,
     };
+    let call = match Call::parse(&call) {
+        Ok(c) => c,
+        Err(e) => return text(e.status(), e.to_string()),
+    };
     let stream_header = headers
         .get("Mesos-Stream-Id")
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    if call.get("type").and_then(Value::as_str) == Some("SUBSCRIBE") {
+    if matches!(call.call, SchedulerCall::Subscribe { .. }) {
         if stream_header.is_some() {
             return text(
                 400,

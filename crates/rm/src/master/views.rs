@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use crate::master::{Agent, Framework, Master, Task};
 use crate::mesos::resources::Resources;
-use crate::mesos::{is_terminal, mid, MESOS_VERSION};
+use crate::mesos::{mid, MESOS_VERSION};
 
 fn agent_pid(a: &Agent) -> String {
     format!("slave(1)@{}:{}", a.hostname, a.port)
@@ -303,7 +303,7 @@ pub fn get_tasks(m: &Master) -> Value {
         completed.extend(f.completed.iter().map(v1_task));
     }
     json!({
-        "tasks": m.tasks.values().filter(|t| !t.unreachable && !is_terminal(&t.state)).map(v1_task).collect::<Vec<_>>(),
+        "tasks": m.tasks.values().filter(|t| !t.unreachable && !t.state.is_terminal()).map(v1_task).collect::<Vec<_>>(),
         "unreachable_tasks": m.tasks.values().filter(|t| t.unreachable).map(v1_task).collect::<Vec<_>>(),
         "completed_tasks": completed, "pending_tasks": [], "orphan_tasks": [],
     })

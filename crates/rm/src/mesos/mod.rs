@@ -1,8 +1,11 @@
-//! Mesos's wire vocabulary, shared by the master, the agent and the services: ids, task states,
-//! the version clients parse, resources ([`resources`]) and RecordIO framing ([`recordio`]).
+//! Mesos's wire vocabulary, shared by the master, the agent and the services: ids, task states
+//! ([`state`]), the scheduler API's calls and events ([`scheduler`]), the version clients
+//! parse, resources ([`resources`]) and RecordIO framing ([`recordio`]).
 
 pub mod recordio;
 pub mod resources;
+pub mod scheduler;
+pub mod state;
 
 use serde_json::{json, Value};
 
@@ -19,16 +22,8 @@ pub fn get_id<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key)?.get("value")?.as_str()
 }
 
-/// Whether a task in `state` (a Mesos `TASK_*` name) will not change again.
+/// Whether a task in `state` (a Mesos `TASK_*` name) will not change again; a name that is
+/// not a Mesos state is not terminal.
 pub fn is_terminal(state: &str) -> bool {
-    matches!(
-        state,
-        "TASK_FINISHED"
-            | "TASK_FAILED"
-            | "TASK_KILLED"
-            | "TASK_ERROR"
-            | "TASK_DROPPED"
-            | "TASK_GONE"
-            | "TASK_GONE_BY_OPERATOR"
-    )
+    state::TaskState::parse(state).is_ok_and(state::TaskState::is_terminal)
 }

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use yard_store::Stores;
 
 use crate::master::server::{subscribe_via, Input};
+use crate::master::{Call, SchedulerCall};
 use crate::now_ms;
 use crate::services::{Cmd, Controller, ServiceSpec};
 
@@ -166,12 +167,16 @@ impl Actor {
     async fn subscribe(&mut self) -> Option<mpsc::Receiver<Bytes>> {
         let mut info = json!({"user": "root", "name": FRAMEWORK_NAME, "failover_timeout": FAILOVER_TIMEOUT_S,
                               "capabilities": [{"type": "TASK_KILLING_STATE"}]});
-        let mut call = json!({"type": "SUBSCRIBE"});
         if let Some(id) = &self.framework_id {
             info["id"] = json!({"value": id});
-            call["framework_id"] = json!({"value": id});
         }
-        call["subscribe"] = json!({"framework_info": info});
+        let call = Call {
+            framework_id: self.framework_id.clone(),
+            call: SchedulerCall::Subscribe {
+                framework_info: info,
+                suppressed_roles: vec![],
+            },
+        };
         match subscribe_via(&self.master, call).await {
             Ok((stream, fid, rx)) => {
                 if self.framework_id.as_deref() != Some(&fid) {
@@ -252,12 +257,12 @@ impl Actor {
         for cmd in self.c.take_out() {
             match cmd {
                 Cmd::Persist(k, v) => self.persist(k, v).await,
-                Cmd::Call(mut call) => {
+                Cmd::Call(call) => {
                     let (Some(fid), Some(stream)) = (&self.framework_id, &self.stream) else {
                         continue;
                     };
-                    call["framework_id"] = json!({"value": fid});
-                    let kind = call["type"].as_str().unwrap_or("").to_string();
+                    let kind = call.kind();
+                    let call = Call::new(fid, call);
                     let (reply, answer) = oneshot::channel();
                     let input = Input::Call {
                         call,

@@ -28,7 +28,9 @@ use serde_json::{json, Value};
 
 use crate::agent::health::HealthCheck;
 use crate::mesos::resources::{Ranges, Resources, MILLI};
-use crate::mesos::{get_id, is_terminal, mid};
+use crate::mesos::scheduler::{Filters, SchedulerCall};
+use crate::mesos::state::TaskState;
+use crate::mesos::{get_id, mid};
 
 /// An instance up this long resets its service's back-off.
 pub const STABLE_AFTER_MS: u64 = 10_000;
@@ -312,8 +314,8 @@ impl ServiceSpec {
 /// What the controller asks of its shell.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Cmd {
-    /// A scheduler call (without `framework_id`: the shell adds it).
-    Call(Value),
+    /// A scheduler call (the shell adds the framework id).
+    Call(SchedulerCall),
     /// Store write (`None` erases).
     Persist(String, Option<Value>),
 }
@@ -324,7 +326,7 @@ pub struct Instance {
     pub service: String,
     pub version: String,
     pub agent_id: String,
-    pub state: String,
+    pub state: TaskState,
     pub healthy: Option<bool>,
     pub ports: Vec<u64>,
     /// When it reached TASK_RUNNING (ms).
@@ -339,14 +341,16 @@ pub struct Instance {
 pub const KILL_RETRY_MS: u64 = 3_000;
 
 fn kill_call(id: &str, grace_ns: u64) -> Cmd {
-    Cmd::Call(json!({"type": "KILL", "kill": {"task_id": mid(id),
-        "kill_policy": {"grace_period": {"nanoseconds": grace_ns}}}}))
+    Cmd::Call(SchedulerCall::Kill {
+        task_id: id.to_string(),
+        grace_ns: Some(grace_ns),
+    })
 }
 
 impl Instance {
     /// Counts as healthy: running, and healthy when the service checks health.
     fn healthy(&self, checked: bool) -> bool {
-        self.state == "TASK_RUNNING" && (!checked || self.healthy == Some(true))
+        self.state == TaskState::Running && (!checked || self.healthy == Some(true))
     }
 }
 
@@ -407,8 +411,8 @@ fn offer_attributes(o: &Value) -> BTreeMap<String, String> {
 
 /// An instance in this state is gone (TASK_LOST included: this framework is not partition-aware,
 /// so the master kills a lost task that comes back).
-fn ended(state: &str) -> bool {
-    is_terminal(state) || matches!(state, "TASK_LOST" | "TASK_UNKNOWN")
+fn ended(state: TaskState) -> bool {
+    state.is_terminal() || matches!(state, TaskState::Lost | TaskState::Unknown)
 }
 
 /// A service instance's task id: `<service>.<version>.<n>`.
@@ -429,8 +433,8 @@ impl Controller {
         std::mem::take(&mut self.out)
     }
 
-    fn call(&mut self, v: Value) {
-        self.out.push(Cmd::Call(v));
+    fn call(&mut self, c: SchedulerCall) {
+        self.out.push(Cmd::Call(c));
     }
 
     /// Services recovered from the store (before subscribing).
@@ -515,7 +519,7 @@ impl Controller {
     fn revive(&mut self) {
         if self.suppressed && self.subscribed {
             self.suppressed = false;
-            self.call(json!({"type": "REVIVE"}));
+            self.call(SchedulerCall::Revive);
         }
     }
 
@@ -526,8 +530,8 @@ impl Controller {
                 self.subscribed = true;
                 self.suppressed = false;
                 // Implicit reconciliation: the master tells the state of all our tasks.
-                self.call(json!({"type": "RECONCILE", "reconcile": {"tasks": []}}));
-                self.call(json!({"type": "REVIVE"}));
+                self.call(SchedulerCall::Reconcile { tasks: vec![] });
+                self.call(SchedulerCall::Revive);
             }
             "OFFERS" => {
                 let offers = e
@@ -548,12 +552,19 @@ impl Controller {
             get_id(s, "agent_id"),
             get_id(s, "task_id"),
         ) {
-            self.call(json!({"type": "ACKNOWLEDGE", "acknowledge": {"agent_id": mid(agent), "task_id": mid(task), "uuid": uuid}}));
+            self.call(SchedulerCall::Acknowledge {
+                agent_id: agent.to_string(),
+                task_id: task.to_string(),
+                uuid: uuid.to_string(),
+            });
         }
         let Some(tid) = get_id(s, "task_id") else {
             return;
         };
-        let state = s.get("state").and_then(Value::as_str).unwrap_or("");
+        // The master forwards only Mesos states; a name it does not know changes nothing.
+        let Some(Ok(state)) = s.get("state").and_then(Value::as_str).map(TaskState::parse) else {
+            return;
+        };
         let Some((svc, ver)) = instance_service(tid) else {
             return;
         };
@@ -569,7 +580,7 @@ impl Controller {
                     service: svc.to_string(),
                     version: ver.to_string(),
                     agent_id: get_id(s, "agent_id").unwrap_or("").to_string(),
-                    state: String::new(),
+                    state,
                     healthy: None,
                     ports: Vec::new(),
                     running_since_ms: None,
@@ -582,10 +593,10 @@ impl Controller {
         if let Some(h) = s.get("healthy").and_then(Value::as_bool) {
             inst.healthy = Some(h);
         }
-        if state == "TASK_RUNNING" && inst.running_since_ms.is_none() {
+        if state == TaskState::Running && inst.running_since_ms.is_none() {
             inst.running_since_ms = Some(now_ms);
         }
-        inst.state = state.to_string();
+        inst.state = state;
         if !ended(state) {
             return;
         }
@@ -597,7 +608,7 @@ impl Controller {
         let Some(svc) = self.services.get_mut(&inst.service) else {
             return;
         };
-        if !inst.stopping && state != "TASK_FINISHED" {
+        if !inst.stopping && state != TaskState::Finished {
             // A failure (or a loss): the replacement waits out a growing back-off.
             svc.failures += 1;
             let delay = (BACKOFF_MIN_MS << (svc.failures - 1).min(10)).min(BACKOFF_MAX_MS);
@@ -635,7 +646,7 @@ impl Controller {
         self.repeat_kills(now_ms);
         if self.subscribed && !self.suppressed && self.needs().is_empty() {
             self.suppressed = true;
-            self.call(json!({"type": "SUPPRESS"}));
+            self.call(SchedulerCall::Suppress);
         }
     }
 
@@ -834,13 +845,20 @@ impl Controller {
                 } else {
                     DECLINE_IDLE_S
                 };
-                self.call(json!({"type": "DECLINE", "decline": {"offer_ids": [mid(&slot.id)], "filters": {"refuse_seconds": refuse}}}));
+                self.call(SchedulerCall::Decline {
+                    offer_ids: vec![slot.id],
+                    filters: Filters {
+                        refuse_seconds: Some(refuse),
+                    },
+                });
             } else {
-                self.call(
-                    json!({"type": "ACCEPT", "accept": {"offer_ids": [mid(&slot.id)],
-                    "operations": [{"type": "LAUNCH", "launch": {"task_infos": slot.tasks}}],
-                    "filters": {"refuse_seconds": DECLINE_NEEDED_S}}}),
-                );
+                self.call(SchedulerCall::Accept {
+                    offer_ids: vec![slot.id],
+                    tasks: slot.tasks,
+                    filters: Filters {
+                        refuse_seconds: Some(DECLINE_NEEDED_S),
+                    },
+                });
             }
         }
     }
@@ -952,7 +970,7 @@ impl Controller {
             service: name.to_string(),
             version: s.version.clone(),
             agent_id: agent.to_string(),
-            state: "TASK_STAGING".into(),
+            state: TaskState::Staging,
             healthy: None,
             ports,
             running_since_ms: None,
@@ -973,7 +991,10 @@ impl Controller {
             .values()
             .filter(|i| i.service == name)
             .collect();
-        let running = mine.iter().filter(|i| i.state == "TASK_RUNNING").count();
+        let running = mine
+            .iter()
+            .filter(|i| i.state == TaskState::Running)
+            .count();
         let healthy = mine.iter().filter(|i| i.healthy(checked)).count();
         let current = mine
             .iter()
