@@ -133,6 +133,29 @@ impl Rule {
 /// Names the rule of a request (method and raw path); `None` refuses it.
 pub type Classifier = Arc<dyn Fn(&Method, &str) -> Option<Rule> + Send + Sync>;
 
+/// Appends Prometheus text (families of its own) to a listener's `/metrics` answer.
+pub type MetricsHook = Arc<dyn Fn(&mut String) + Send + Sync>;
+
+/// What a daemon (center, manager, agent) adds to the listener of its endpoint: routes of its
+/// own (already given their state), their rules (asked before the listener's own), and metrics
+/// families.
+#[derive(Default)]
+pub struct Extension {
+    pub routes: Option<axum::Router>,
+    pub classify: Option<Classifier>,
+    pub metrics: Option<MetricsHook>,
+}
+
+impl std::fmt::Debug for Extension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Extension")
+            .field("routes", &self.routes.is_some())
+            .field("classify", &self.classify.is_some())
+            .field("metrics", &self.metrics.is_some())
+            .finish()
+    }
+}
+
 /// A listener's settings.
 #[derive(Debug, Clone)]
 pub struct GuardConfig {

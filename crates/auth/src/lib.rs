@@ -17,6 +17,7 @@
 
 pub mod account;
 pub mod audit;
+pub mod exposition;
 pub mod home;
 pub mod http;
 pub mod owner;

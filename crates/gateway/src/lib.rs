@@ -159,18 +159,8 @@ pub struct Gateway {
     pub guard: Arc<Guard>,
 }
 
-/// Appends Prometheus text (families of its own) to a `/metrics` answer.
-pub type MetricsHook = Arc<dyn Fn(&mut String) + Send + Sync>;
-
-/// What a daemon adds to its endpoint's gateway: routes of its own (already given their state)
-/// and metrics families.
-#[derive(Default)]
-pub struct Extension {
-    pub routes: Option<Router>,
-    /// The rules of `routes` (asked before the gateway's own [`classify`]).
-    pub classify: Option<Classifier>,
-    pub metrics: Option<MetricsHook>,
-}
+/// What a daemon adds to its endpoint's gateway, from the HTTP kit ([`yard_auth::http`]).
+pub use yard_auth::http::{Extension, MetricsHook};
 
 /// The rule of each gateway route; `None` for paths it does not serve.
 pub fn classify(method: &Method, path: &str) -> Option<Rule> {
@@ -404,12 +394,6 @@ async fn demultiplex(
                 _ => {}
             }
         });
-    }
-}
-
-impl std::fmt::Debug for Extension {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Extension").finish_non_exhaustive()
     }
 }
 

@@ -1,6 +1,5 @@
 //! `GET /v1/status/json` and `GET /metrics` (Prometheus text exposition format 0.0.4).
 
-use std::fmt::Write;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -80,21 +79,7 @@ pub async fn status_json(State(gw): State<Arc<Gateway>>) -> Response {
         .into_response()
 }
 
-/// Writes one metric family with its help and type lines.
-pub fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-    for (labels, v) in samples {
-        let _ = writeln!(out, "{name}{labels} {v}");
-    }
-}
-
-/// A label value escaped per the exposition format.
-pub fn label(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
+pub use yard_auth::exposition::{family, label};
 
 /// Prometheus text exposition.
 pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {

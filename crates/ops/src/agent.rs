@@ -10,9 +10,9 @@ use std::time::Duration;
 use base64::Engine;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use yard_auth::exposition::{family, label};
+use yard_auth::http::Extension;
 use yard_fabric::{Endpoint, Message, OverflowPolicy};
-use yard_gateway::status::{family, label};
-use yard_gateway::Extension;
 
 use crate::artifacts::{ArtifactStore, Deployments};
 use crate::logfile::Rotation;
@@ -98,7 +98,7 @@ pub async fn start(
     )
     .await?;
     let metrics_agent = agent.clone();
-    let metrics: yard_gateway::MetricsHook = Arc::new(move |out: &mut String| {
+    let metrics: yard_auth::http::MetricsHook = Arc::new(move |out: &mut String| {
         metrics_agent.prometheus(out);
     });
     let a = agent.clone();

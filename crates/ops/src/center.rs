@@ -26,12 +26,12 @@ use serde_json::json;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
+use yard_auth::exposition::{family, label};
+use yard_auth::http::Extension;
 use yard_auth::http::Rule;
 use yard_auth::Permission;
 use yard_data::Value;
 use yard_fabric::{Endpoint, Message, OverflowPolicy};
-use yard_gateway::status::{family, label};
-use yard_gateway::Extension;
 use yard_store::{Mutation, Stores};
 
 use crate::artifacts::ArtifactStore;
@@ -181,7 +181,8 @@ pub async fn start(
             })?
     };
     let hook = center.clone();
-    let metrics: yard_gateway::MetricsHook = Arc::new(move |out: &mut String| hook.prometheus(out));
+    let metrics: yard_auth::http::MetricsHook =
+        Arc::new(move |out: &mut String| hook.prometheus(out));
     let routes = routes(center.clone());
     let task = tokio::spawn({
         let c = center.clone();

@@ -18,10 +18,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use yard_auth::exposition::family;
+use yard_auth::http::Extension;
 use yard_data::Value;
 use yard_fabric::{Endpoint, Message, OverflowPolicy};
-use yard_gateway::status::family;
-use yard_gateway::Extension;
 use yard_store::{Mutation, Stores};
 
 use crate::artifacts::ArtifactStore;
@@ -162,7 +162,8 @@ pub async fn start(
     )
     .await?;
     let hook = m.clone();
-    let metrics: yard_gateway::MetricsHook = Arc::new(move |out: &mut String| hook.prometheus(out));
+    let metrics: yard_auth::http::MetricsHook =
+        Arc::new(move |out: &mut String| hook.prometheus(out));
     let task = tokio::spawn({
         let m = m.clone();
         async move {
