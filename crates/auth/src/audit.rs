@@ -257,7 +257,8 @@ mod tests {
 
     #[test]
     fn records_rotate_and_read_back_newest_first() {
-        let dir = std::env::temp_dir().join(format!("yard-audit-{}", crate::secret::random_hex(4)));
+        let tmp = yard_testkit::TempDir::new("audit");
+        let dir = tmp.join("d");
         let log = AuditLog::open(&dir, 4096, 2).unwrap();
         for i in 0..100 {
             log.record(rec(i, if i % 10 == 0 { "denied" } else { "ok" }));
@@ -283,6 +284,5 @@ mod tests {
         );
         assert_eq!(log.counts()["denied"], 10);
         assert_eq!(log.counts()["ok"], 90);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -162,7 +162,8 @@ mod tests {
     #[test]
     fn a_home_is_made_once_with_private_files() {
         use std::os::unix::fs::PermissionsExt;
-        let dir = std::env::temp_dir().join(format!("yard-home-{}", secret::random_hex(4)));
+        let tmp = yard_testkit::TempDir::new("home");
+        let dir = tmp.join("home");
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let d = dir.clone();
@@ -187,6 +188,5 @@ mod tests {
         let mode = std::fs::metadata(&dir).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         assert_eq!(homes[0].mesh_key().unwrap().len(), 64);
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -445,8 +445,7 @@ mod tests {
 
     #[test]
     fn tokens_authenticate_until_revoked() {
-        let dir = std::env::temp_dir().join(format!("yard-auth-{}", secret::random_hex(4)));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = yard_testkit::TempDir::new("auth");
         let path = dir.join("tokens.json");
         let reg = Registry::open(&path).unwrap();
         let (rec, token) = reg.create("alice", Role::Operator, None, None).unwrap();
@@ -483,15 +482,13 @@ mod tests {
             Err(AuthFailure::Revoked(rec.id.clone()))
         );
         assert!(reg.revoke("alice").is_err(), "nothing left to revoke");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Two processes creating tokens at once (as parallel `yard token create` calls do) keep
     /// every record: before the change lock, the last writer dropped the other's tokens.
     #[test]
     fn concurrent_writers_lose_no_token() {
-        let dir = std::env::temp_dir().join(format!("yard-auth-{}", secret::random_hex(4)));
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = yard_testkit::TempDir::new("auth");
         let path = dir.join("tokens.json");
         let made: Vec<String> = std::thread::scope(|s| {
             let writers: Vec<_> = (0..4)
@@ -519,7 +516,6 @@ mod tests {
         for token in &made {
             assert!(reader.authenticate(None, token).is_ok(), "{token}");
         }
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

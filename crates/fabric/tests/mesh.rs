@@ -50,20 +50,12 @@ async fn attach(n: &Node, prefixes: &[&str]) -> Client {
 }
 
 /// Waits until `f` holds, polling; panics after 10 s.
-async fn until<F, Fut>(what: &str, mut f: F)
+async fn until<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let mut poll = tokio::time::interval(Duration::from_millis(10));
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        poll.tick().await;
-    }
+    yard_testkit::wait_until(what, Duration::from_secs(10), f).await;
 }
 
 async fn reaches(n: &Node, count: usize) {

@@ -124,8 +124,8 @@ mod tests {
 
     #[test]
     fn files_rotate_at_the_limit_and_keep_k() {
-        let dir = std::env::temp_dir().join(format!("yard-rot-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = yard_testkit::TempDir::new("rot");
+        let dir = tmp.join("d");
         let path = dir.join("n.log");
         let mut f = RotatingFile::open(
             path.clone(),
@@ -148,6 +148,5 @@ mod tests {
         );
         assert_eq!(tail(&path, 8).unwrap(), b"ccdddddd");
         assert_eq!(tail(&path, 3).unwrap(), b"ddd");
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -577,6 +577,7 @@ impl std::fmt::Debug for Supervisor {
 mod tests {
     use super::*;
     use crate::nodes::HealthSpec;
+    use yard_testkit::TempDir;
 
     fn spec(name: &str, script: &str) -> NodeSpec {
         NodeSpec {
@@ -601,24 +602,14 @@ mod tests {
         }
     }
 
-    fn dir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("yard-sup-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        d
+    /// 0755: some nodes run as `nobody` and write inside.
+    fn dir(tag: &str) -> TempDir {
+        TempDir::with_mode(&format!("sup-{tag}"), 0o755)
     }
 
     /// Waits (10 s at most) until the file at `path` holds exactly `want`.
     async fn wait_for_file(path: &Path, want: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        let mut poll = tokio::time::interval(Duration::from_millis(20));
-        while std::fs::read_to_string(path).unwrap_or_default() != want {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{}: {want:?}",
-                path.display()
-            );
-            poll.tick().await;
-        }
+        yard_testkit::wait_for_file(path, want, Duration::from_secs(10)).await;
     }
 
     async fn wait_for(sup: &Supervisor, f: impl Fn(&[NodeStatus]) -> bool) -> Vec<NodeStatus> {
@@ -644,7 +635,7 @@ mod tests {
         let nobody = yard_auth::account::lookup("nobody").unwrap();
         let d = dir("user");
         let sup = Supervisor::new(
-            d.clone(),
+            d.to_path_buf(),
             Rotation::default(),
             as_agent(),
             CancellationToken::new(),
@@ -670,7 +661,7 @@ mod tests {
         let nobody = yard_auth::account::lookup("nobody").unwrap();
         let d = dir("default-user");
         let sup = Supervisor::new(
-            d.clone(),
+            d.to_path_buf(),
             Rotation::default(),
             NodeUsers::default(),
             CancellationToken::new(),
@@ -708,7 +699,7 @@ mod tests {
     async fn a_node_runs_logs_restarts_on_command_and_stops() {
         let d = dir("run");
         let sup = Supervisor::new(
-            d.clone(),
+            d.to_path_buf(),
             Rotation::default(),
             as_agent(),
             CancellationToken::new(),
@@ -755,7 +746,7 @@ mod tests {
     async fn crashing_nodes_restart_by_policy_and_failing_checks_fail_the_restart() {
         let d = dir("policy");
         let sup = Supervisor::new(
-            d.clone(),
+            d.to_path_buf(),
             Rotation::default(),
             as_agent(),
             CancellationToken::new(),

@@ -3,38 +3,19 @@
 //! (SQLite), paging, snapshots and replace.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
 
 use yard_data::Value;
 use yard_store::master::{MasterConfig, MasterCore, WriteBatch};
 use yard_store::proto::{FromMaster, OpResult};
 use yard_store::{BackendSpec, Effect, Entry, Mutation, Query, StoreError, Synchronous};
 
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!(
-            "yard-store-{tag}-{}-{}",
-            std::process::id(),
-            yard_store::now_ns()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use yard_testkit::TempDir;
 
 fn specs(dir: &TempDir) -> Vec<BackendSpec> {
     vec![
         BackendSpec::Memory,
         BackendSpec::Sqlite {
-            path: dir.0.join("s.db"),
+            path: dir.join("s.db"),
             synchronous: Synchronous::Normal,
             integrity_check: true,
         },
@@ -506,7 +487,7 @@ fn expiry_removes_keys_and_broadcasts_expire() {
 #[test]
 fn sqlite_keeps_everything_across_reopen_and_refuses_another_stores_file() {
     let dir = TempDir::new("reopen");
-    let path = dir.0.join("db.sqlite");
+    let path = dir.join("db.sqlite");
     let spec = BackendSpec::Sqlite {
         path: path.clone(),
         synchronous: Synchronous::Full,
@@ -538,12 +519,12 @@ fn sqlite_keeps_everything_across_reopen_and_refuses_another_stores_file() {
         .expect("another store's file is refused");
     assert!(err.to_string().contains("holds store \"users\""), "{err}");
     std::fs::write(
-        dir.0.join("junk.db"),
+        dir.join("junk.db"),
         b"this is not a database, just text, long enough to matter".repeat(100),
     )
     .unwrap();
     let junk = BackendSpec::Sqlite {
-        path: dir.0.join("junk.db"),
+        path: dir.join("junk.db"),
         synchronous: Synchronous::Normal,
         integrity_check: true,
     };

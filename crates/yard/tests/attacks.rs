@@ -7,16 +7,9 @@ use std::time::Duration;
 
 use common::*;
 
-/// A daemon and its data directory, both gone on drop.
-struct Proc(std::process::Child, std::path::PathBuf);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-        let _ = std::fs::remove_dir_all(&self.1);
-    }
-}
+/// A daemon and its data directory, both gone on drop (the daemon first: fields drop in order).
+#[allow(dead_code)]
+struct Proc(Daemon, TempDir);
 
 async fn raw(addr: &str, head: &str, body: &str) -> (u16, String) {
     raw_http(addr, head, body.as_bytes()).await
@@ -24,18 +17,10 @@ async fn raw(addr: &str, head: &str, body: &str) -> (u16, String) {
 
 fn center() -> (Proc, String) {
     // One directory (and audit log) per center: the tests run at the same time.
-    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("yard-attack-center-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
+    let dir = TempDir::new("attack-center");
+    let data = dir.arg("data");
     let (child, addr) = spawn_yard(
-        &[
-            "center",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            &dir.display().to_string(),
-        ],
+        &["center", "--listen", "127.0.0.1:0", "--data", &data],
         "warn",
     );
     (Proc(child, dir), addr)

@@ -5,7 +5,7 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::wait_until;
@@ -13,52 +13,26 @@ use serde_json::Value as Json;
 
 /// A running daemon; SIGTERM then reaped on drop (agents stop their nodes).
 struct Daemon {
-    child: Option<Child>,
+    child: common::Daemon,
     addr: String,
 }
 
 impl Daemon {
     fn start(args: &[&str]) -> Daemon {
         let log = std::env::var("TEST_YARD_LOG").unwrap_or_else(|_| "warn".into());
-        let (child, addr) = common::spawn_yard(args, &log);
-        Daemon {
-            child: Some(child),
-            addr,
-        }
+        let stop = common::Stop::Term(Duration::from_secs(10));
+        let (child, addr) = common::spawn_yard_stopped(args, &log, stop);
+        Daemon { child, addr }
     }
 
     fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.child.kill9();
     }
 }
 
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            // SIGTERM, then up to 10 s for a clean stop (agents stop their nodes), then SIGKILL.
-            let pid = c.id().to_string();
-            let _ = Command::new("kill").args(["-TERM", &pid]).status();
-            let (tx, rx) = std::sync::mpsc::channel();
-            let waiter = std::thread::spawn(move || {
-                let _ = c.wait();
-                let _ = tx.send(());
-            });
-            if rx.recv_timeout(Duration::from_secs(10)).is_err() {
-                let _ = Command::new("kill").args(["-KILL", &pid]).status();
-            }
-            let _ = waiter.join();
-        }
-    }
-}
-
-fn tmp(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("yard-ops-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// 0755: the agents' nodes run as `nobody` and work inside.
+fn tmp(tag: &str) -> common::TempDir {
+    common::TempDir::with_mode(&format!("ops-{tag}"), 0o755)
 }
 
 fn s(p: &Path) -> String {
@@ -814,7 +788,7 @@ async fn yard_up_runs_a_system_stops_cleanly_and_resumes() {
         assert!(banner.starts_with("Switchyard is up"), "{banner}");
         // Stopped (SIGTERM) if the test fails before its own Ctrl-C.
         let guard = Daemon {
-            child: Some(child),
+            child: common::Daemon::adopt(child, common::Stop::Term(Duration::from_secs(10))),
             addr: String::new(),
         };
         (guard, banner, out)
@@ -866,7 +840,7 @@ async fn yard_up_runs_a_system_stops_cleanly_and_resumes() {
     // Someone without that file (another home, another user) is refused, and told why.
     let stranger = tmp("up-stranger");
     let out = common::yard()
-        .env("YARD_HOME", &stranger)
+        .env("YARD_HOME", stranger.path())
         .args(["topology"])
         .output()
         .unwrap();
@@ -880,7 +854,7 @@ async fn yard_up_runs_a_system_stops_cleanly_and_resumes() {
     let (ok, _, err) = run_verb(
         common::yard()
             .env("YARD_CREDENTIALS", stranger.join("vera"))
-            .env("YARD_HOME", &stranger)
+            .env("YARD_HOME", stranger.path())
             .args(["restart", "--cluster", "local", "--rolling"]),
     );
     assert!(!ok && err.contains("401"), "{err}");
@@ -925,11 +899,8 @@ async fn yard_up_runs_a_system_stops_cleanly_and_resumes() {
     .await;
 
     // Ctrl-C: everything stops, nodes included, with a zero exit.
-    let mut child = up.child.take().unwrap();
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let status = child.wait().unwrap();
+    up.child.signal("INT");
+    let status = up.child.wait().unwrap();
     assert!(status.success(), "{status}");
     for pid in &pids {
         let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -958,10 +929,7 @@ async fn yard_up_runs_a_system_stops_cleanly_and_resumes() {
         || async { running_tasks(&get_as(c, &tok, "/v1/topology").await, "hello.") == 1 },
     )
     .await;
-    let mut child = up.child.take().unwrap();
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    assert!(child.wait().unwrap().success());
+    up.child.signal("INT");
+    assert!(up.child.wait().unwrap().success());
     std::fs::remove_dir_all(&dir).ok();
 }

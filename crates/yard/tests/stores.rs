@@ -5,11 +5,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{admin_token, client_as, next_json, wait_until, Node, Ws};
+use common::{admin_token, client_as, next_json, wait_until, Node, TempDir, Ws};
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value as Json};
 use tokio_tungstenite::tungstenite::Message;
@@ -44,26 +43,6 @@ fn dump(addr: &str, name: &str) -> BTreeMap<String, String> {
             )
         })
         .collect()
-}
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("yard-it-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self, f: &str) -> String {
-        self.0.join(f).to_string_lossy().into_owned()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn put_op(id: u64, key: &str, value: u64) -> String {
@@ -112,7 +91,7 @@ async fn pipelined_puts(ws: &mut Ws, from: u64, to: u64) -> Vec<u64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clone_follows_its_master_over_http_websocket_and_the_cli() {
     let dir = TempDir::new("follow");
-    let db = format!("s=sqlite:{}", dir.path("s.db"));
+    let db = format!("s=sqlite:{}", dir.arg("s.db"));
     let master = Node::start(&["--master", &db]);
     let clone = Node::start(&["--clone", "s", "--peer", &master.addr]);
     // Change events on the clone's endpoint.
@@ -247,7 +226,7 @@ async fn a_clone_follows_its_master_over_http_websocket_and_the_cli() {
 
 async fn kill_master_under_load(synchronous: &str) {
     let dir = TempDir::new(&format!("kill-{synchronous}"));
-    let db = format!("s=sqlite:{}?synchronous={synchronous}", dir.path("s.db"));
+    let db = format!("s=sqlite:{}?synchronous={synchronous}", dir.arg("s.db"));
     let master = Node::start(&["--master", &db]);
     let addr = master.addr.clone();
     let clone = Node::start(&["--clone", "s", "--peer", &addr]);
@@ -386,7 +365,7 @@ async fn a_partitioned_clone_buffers_its_writes_and_converges_after_healing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backup_under_load_restores_a_consistent_point_and_damage_is_refused() {
     let dir = TempDir::new("backup");
-    let db = format!("s=sqlite:{}", dir.path("s.db"));
+    let db = format!("s=sqlite:{}", dir.arg("s.db"));
     let master = Node::start(&["--master", &db]);
     // The writer keeps an invariant: key-i is written before last = i.
     let (mut ws, _) = client_as(&master, &[], Some(&admin_token())).await;
@@ -415,7 +394,7 @@ async fn a_backup_under_load_restores_a_consistent_point_and_damage_is_refused()
         info["seq"].as_u64().unwrap_or(0) > 2000
     })
     .await;
-    let file = dir.path("s.bak");
+    let file = dir.arg("s.bak");
     let out = store(&master.addr, &["backup", "s", &file]);
     assert!(out.contains("entries"), "{out}");
     let _ws = writer.await.unwrap();
@@ -460,14 +439,14 @@ async fn a_backup_under_load_restores_a_consistent_point_and_damage_is_refused()
         last.to_string()
     );
     // Damaged files are refused, by the CLI and by the endpoint itself.
-    let truncated = dir.path("truncated.bak");
+    let truncated = dir.arg("truncated.bak");
     std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
-    let corrupt = dir.path("corrupt.bak");
+    let corrupt = dir.arg("corrupt.bak");
     let mut flipped = bytes.clone();
     let mid = flipped.len() / 2;
     flipped[mid] ^= 0x55;
     std::fs::write(&corrupt, &flipped).unwrap();
-    let foreign = dir.path("s.db");
+    let foreign = dir.arg("s.db");
     for (f, why) in [
         (&truncated, "truncated backup"),
         (&corrupt, "corrupt backup"),

@@ -1,14 +1,17 @@
 //! Helpers for multi-process tests: real `yard` processes on loopback port 0, killed on drop.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+use yard_testkit::listening_addr;
+#[allow(unused_imports)]
+pub(crate) use yard_testkit::{wait_until, Daemon, Stop, TempDir};
 
 pub(crate) type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -42,24 +45,18 @@ pub(crate) fn yard() -> Command {
     c
 }
 
-/// Starts `yard ARGS…` (a daemon) with `YARD_LOG=log` and reads the address it listens on from
-/// its first line.
-pub(crate) fn spawn_yard(args: &[&str], log: &str) -> (Child, String) {
-    let mut child = yard()
-        .args(args)
-        .env("YARD_LOG", log)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn yard");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .expect("read first line");
-    let addr = line
-        .split(" listening on ")
-        .nth(1)
-        .and_then(|r| r.split_whitespace().next())
+/// Starts `yard ARGS…` (a daemon, SIGKILLed when dropped) with `YARD_LOG=log` and reads the
+/// address it listens on from its first line.
+pub(crate) fn spawn_yard(args: &[&str], log: &str) -> (Daemon, String) {
+    spawn_yard_stopped(args, log, Stop::Kill)
+}
+
+/// [`spawn_yard`], stopped as `stop` says when dropped.
+pub(crate) fn spawn_yard_stopped(args: &[&str], log: &str, stop: Stop) -> (Daemon, String) {
+    let mut cmd = yard();
+    cmd.args(args).env("YARD_LOG", log).stderr(Stdio::inherit());
+    let (child, line) = Daemon::spawn(cmd, stop);
+    let addr = listening_addr(&line)
         .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
         .to_string();
     (child, addr)
@@ -97,7 +94,7 @@ pub(crate) fn body_of(answer: &str) -> String {
 
 /// A running `yard node`; killed (and reaped) when dropped.
 pub(crate) struct Node {
-    pub child: Child,
+    pub child: Daemon,
     pub addr: String,
 }
 
@@ -133,10 +130,7 @@ impl Node {
     }
 
     pub(crate) fn signal(&self, sig: &str) {
-        Command::new("kill")
-            .args([format!("-{sig}"), self.pid().to_string()])
-            .status()
-            .unwrap();
+        self.child.signal(sig);
     }
 
     pub(crate) async fn status(&self) -> serde_json::Value {
@@ -169,27 +163,6 @@ impl Node {
                     .map(|v| v.parse().unwrap())
             })
             .unwrap_or_else(|| panic!("no metric {name}"))
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Polls `cond` until it holds or `timeout` passes (then panics with `what`).
-pub(crate) async fn wait_until<F, Fut>(what: &str, timeout: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    let mut poll = tokio::time::interval(Duration::from_millis(20));
-    while !cond().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        poll.tick().await;
     }
 }
 
