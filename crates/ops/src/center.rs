@@ -3,6 +3,11 @@
 //! progress, keeps the metrics history ([`crate::tsdb`]), and serves the HTTP API
 //! (docs/openapi.json). It never addresses an agent.
 //!
+//! One actor owns the topology, its change events and the commands (`CenterState`, over the
+//! pure cores [`crate::topology`] and [`crate::commands`]); the HTTP handlers ask it through a
+//! bounded inbox, and it reads the time from the configured [`Clock`]. Its select priorities are
+//! written on `Actor`.
+//!
 //! Inboxes: `<$>/ops/center/` for control (registrations, progress, results, artifact chunks;
 //! a queue of 8192 that drops the newest when full: senders time out and retry) and
 //! `<$>/ops/center-metrics/` for metric batches (a queue of 1024 batches that drops the oldest
@@ -23,7 +28,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use yard_auth::exposition::{family, label};
@@ -42,7 +47,7 @@ use crate::proto::{self, CommandKind, Msg, ProgressRow, Sample};
 use crate::rpc::{self, Inbox};
 use crate::topology::{Change, ClusterRecord, Topology};
 use crate::tsdb::{Resolution, Retention, Tsdb};
-use crate::OpsError;
+use crate::{Clock, OpsError};
 
 const STORE: &str = "ops-center";
 /// Change events kept for `GET /v1/events`.
@@ -58,6 +63,8 @@ pub struct CenterConfig {
     /// A manager silent this long is marked lost.
     pub manager_timeout: Duration,
     pub retention: Retention,
+    /// Where the center reads the time (its cores take it from there).
+    pub clock: Arc<dyn Clock>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -68,6 +75,8 @@ pub struct Event {
     pub change: Change,
 }
 
+/// The center's state. Its actor alone owns it; everything else asks the actor.
+#[derive(Debug)]
 struct CenterState {
     topology: Topology,
     events: VecDeque<Event>,
@@ -75,12 +84,62 @@ struct CenterState {
     commands: Commands,
 }
 
+/// A question for the actor: it runs the closure on its state and the closure sends the answer.
+type Job = Box<dyn FnOnce(&CenterState) + Send>;
+
+/// The actor's inbox.
+enum Input {
+    /// Read the state (the HTTP API's views).
+    Read(Job),
+    /// Start a command on `target`; the answer is its id, or the refusal to send back.
+    Start {
+        kind: CommandKind,
+        target: Target,
+        timeout_s: u64,
+        reply: oneshot::Sender<Result<String, NotStarted>>,
+    },
+    /// A manager did not take a command it was asked to run.
+    NotTaken {
+        id: String,
+        cluster: String,
+        error: String,
+    },
+}
+
+/// Why a command was not started.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum NotStarted {
+    #[error("no cluster {0:?}")]
+    UnknownCluster(String),
+    #[error("no cluster is registered")]
+    NoClusters,
+}
+
+impl NotStarted {
+    fn response(&self) -> Response {
+        match self {
+            NotStarted::UnknownCluster(_) => {
+                error(StatusCode::NOT_FOUND, "unknown_cluster", self.to_string())
+            }
+            NotStarted::NoClusters => error(StatusCode::CONFLICT, "no_clusters", self.to_string()),
+        }
+    }
+}
+
+/// The clusters a command is for.
+#[derive(Debug)]
+enum Target {
+    One(String),
+    All,
+}
+
+/// What the center's HTTP handlers and metrics hook share: configuration, the handle to the
+/// actor, and the history store (which has its own writer thread).
 pub struct Center {
     ep: Endpoint,
-    stores: Arc<Stores>,
     cfg: CenterConfig,
-    /// One owner of topology, events and commands; a std mutex never held across an await.
-    state: Mutex<CenterState>,
+    /// The actor's inbox (bounded: a handler waits when it is full).
+    tx: mpsc::Sender<Input>,
     /// Woken on every command change (followers long-poll on it).
     changed: Notify,
     /// The history store; queried on blocking threads, written by the writer thread.
@@ -88,10 +147,15 @@ pub struct Center {
     /// The newest value of each series (for stats), kept by the writer thread.
     latest: Arc<Mutex<HashMap<String, (i64, f64)>>>,
     artifacts: ArtifactStore,
-    publisher: yard_fabric::Client,
     samples: Arc<AtomicU64>,
     batches_dropped: Arc<AtomicU64>,
+    /// The topology's and commands' Prometheus families, written by the actor after each change
+    /// (the metrics hook cannot wait for the actor).
+    gauges: Mutex<String>,
 }
+
+/// The actor's inbox size.
+const INPUTS: usize = 256;
 
 pub async fn start(
     cfg: CenterConfig,
@@ -103,7 +167,7 @@ pub async fn start(
     cfg.dir = crate::absolute_dir(&cfg.dir)?;
     let saved = crate::open_own_store(&stores, STORE, &cfg.dir.join("center.db"), "center").await?;
     let mut topology = Topology::default();
-    let now = crate::now_ms();
+    let now = cfg.clock.now_ms();
     for json in saved {
         if let Ok(mut c) = serde_json::from_str::<ClusterRecord>(&json) {
             // A grace period for its manager to report again.
@@ -132,23 +196,18 @@ pub async fn start(
             name: "center-publisher".into(),
             why: e.to_string(),
         })?;
+    let (tx, rx) = mpsc::channel(INPUTS);
     let center = Arc::new(Center {
         ep: ep.clone(),
-        stores,
         artifacts: ArtifactStore::new(cfg.dir.join("artifacts")),
         cfg,
-        state: Mutex::new(CenterState {
-            topology,
-            events: VecDeque::new(),
-            next_event: 1,
-            commands: Commands::new(COMMANDS),
-        }),
+        tx,
         changed: Notify::new(),
         tsdb: Arc::new(Mutex::new(tsdb)),
         latest: Arc::new(Mutex::new(latest)),
-        publisher,
         samples: Arc::new(AtomicU64::new(0)),
         batches_dropped: Arc::new(AtomicU64::new(0)),
+        gauges: Mutex::new(String::new()),
     });
     let control = Inbox::open(
         &ep,
@@ -167,14 +226,15 @@ pub async fn start(
     )
     .await?;
     debug_assert!(CENTER_METRICS.starts_with("<$>/ops/center-metrics/"));
-    let (batches_tx, batches_rx) = tokio::sync::mpsc::channel::<Vec<Sample>>(64);
+    let (batches_tx, batches_rx) = mpsc::channel::<Vec<Sample>>(64);
     let writer = {
         let tsdb = center.tsdb.clone();
         let latest = center.latest.clone();
         let samples = center.samples.clone();
+        let clock = center.cfg.clock.clone();
         std::thread::Builder::new()
             .name("center-tsdb".into())
-            .spawn(move || write_history(tsdb, latest, samples, batches_rx))
+            .spawn(move || write_history(tsdb, latest, samples, batches_rx, clock))
             .map_err(|e| OpsError::Metrics {
                 owner: "center",
                 why: format!("cannot start the history writer: {e}"),
@@ -184,18 +244,25 @@ pub async fn start(
     let metrics: yard_auth::http::MetricsHook =
         Arc::new(move |out: &mut String| hook.prometheus(out));
     let routes = routes(center.clone());
+    let actor = Actor {
+        c: center.clone(),
+        state: CenterState {
+            topology,
+            events: VecDeque::new(),
+            next_event: 1,
+            commands: Commands::new(COMMANDS),
+        },
+        stores,
+        publisher,
+    };
+    actor.refresh_gauges();
     let task = tokio::spawn({
         let c = center.clone();
         async move {
-            let tasks = [
-                tokio::spawn(serve_control(c.clone(), control)),
-                tokio::spawn(take_metrics(c.clone(), metrics_inbox, batches_tx)),
-                tokio::spawn(watch_managers(c.clone())),
-            ];
-            shutdown.cancelled().await;
-            for t in tasks {
-                t.abort();
-            }
+            let metrics_task = tokio::spawn(take_metrics(c, metrics_inbox, batches_tx));
+            actor.run(control, rx, shutdown).await;
+            metrics_task.abort();
+            let _ = metrics_task.await;
             // The writer ends once its queue's sender (held by the metrics task) is gone.
             let _ = tokio::task::spawn_blocking(move || writer.join()).await;
         }
@@ -215,9 +282,10 @@ fn write_history(
     tsdb: Arc<Mutex<Tsdb>>,
     latest: Arc<Mutex<HashMap<String, (i64, f64)>>>,
     count: Arc<AtomicU64>,
-    mut rx: tokio::sync::mpsc::Receiver<Vec<Sample>>,
+    mut rx: mpsc::Receiver<Vec<Sample>>,
+    clock: Arc<dyn Clock>,
 ) {
-    let mut last_prune = std::time::Instant::now();
+    let mut last_prune = clock.now_ms();
     while let Some(batch) = rx.blocking_recv() {
         match tsdb.lock().expect("tsdb").insert(&batch) {
             Ok(n) => {
@@ -234,20 +302,17 @@ fn write_history(
                 }
             }
         }
-        if last_prune.elapsed() > Duration::from_secs(60) {
-            last_prune = std::time::Instant::now();
-            if let Err(e) = tsdb.lock().expect("tsdb").prune(crate::now_ms()) {
+        let now = clock.now_ms();
+        if now - last_prune > 60_000 {
+            last_prune = now;
+            if let Err(e) = tsdb.lock().expect("tsdb").prune(now) {
                 tracing::warn!("cannot prune metrics: {e}");
             }
         }
     }
 }
 
-async fn take_metrics(
-    c: Arc<Center>,
-    mut inbox: Inbox,
-    tx: tokio::sync::mpsc::Sender<Vec<Sample>>,
-) {
+async fn take_metrics(c: Arc<Center>, mut inbox: Inbox, tx: mpsc::Sender<Vec<Sample>>) {
     let mut seen_drops = 0;
     while let Some(batch) = inbox.next().await {
         let drops = inbox.client.outbox().drops();
@@ -266,51 +331,82 @@ async fn take_metrics(
     }
 }
 
-async fn watch_managers(c: Arc<Center>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(500));
-    loop {
-        tick.tick().await;
-        let bound = c.cfg.manager_timeout.as_millis() as i64;
-        let changed = {
-            let mut s = c.state.lock().expect("center state");
-            let now = crate::now_ms();
-            if s.commands.tick(now) {
-                c.changed.notify_waiters();
+/// The one owner of [`CenterState`]. Its loop takes, in this order of priority:
+///
+/// 1. shutdown;
+/// 2. the clock's tick (every 500 ms: command deadlines, managers gone silent), first so that
+///    deadlines hold however busy the inboxes are;
+/// 3. the control inbox from managers (registrations, progress, results, artifact chunks);
+/// 4. its own inbox (the HTTP API's reads and commands; [`INPUTS`] deep, a full inbox makes the
+///    handler wait).
+///
+/// It awaits only its own store's writes and publishing progress; artifact chunks are read on
+/// blocking threads and answered from there.
+struct Actor {
+    c: Arc<Center>,
+    state: CenterState,
+    stores: Arc<Stores>,
+    publisher: yard_fabric::Client,
+}
+
+impl Actor {
+    async fn run(
+        mut self,
+        mut control: Inbox,
+        mut rx: mpsc::Receiver<Input>,
+        shutdown: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => self.tick().await,
+                batch = control.next() => {
+                    let Some(batch) = batch else { break };
+                    for m in batch {
+                        if let Some(answer) = self.control(&control.client, &m).await {
+                            rpc::answer(&control.client, &m, answer).await;
+                        }
+                    }
+                }
+                Some(input) = rx.recv() => self.input(input),
             }
-            let ch = s.topology.expire(now, bound);
-            let names: Vec<String> = ch
-                .iter()
-                .filter_map(|c| match c {
-                    Change::ManagerLost { cluster, .. } => Some(cluster.clone()),
-                    _ => None,
-                })
-                .collect();
-            c.log(&mut s, ch);
-            names
-                .into_iter()
-                .filter_map(|n| s.topology.clusters.get(&n).cloned())
-                .collect::<Vec<_>>()
-        };
-        for rec in changed {
-            tracing::warn!(cluster = %rec.name, "manager lost: no report for {:?}", c.cfg.manager_timeout);
-            c.persist(&rec).await;
+            self.refresh_gauges();
         }
     }
-}
 
-async fn serve_control(c: Arc<Center>, mut inbox: Inbox) {
-    while let Some(batch) = inbox.next().await {
-        for m in batch {
-            // Registrations and results are quick and ordered; chunk reads go to a blocking thread.
-            let answer = c.handle(&m).await;
-            rpc::answer(&inbox.client, &m, answer).await;
+    fn now(&self) -> i64 {
+        self.c.cfg.clock.now_ms()
+    }
+
+    async fn tick(&mut self) {
+        let now = self.now();
+        if self.state.commands.tick(now) {
+            self.c.changed.notify_waiters();
+        }
+        let bound = self.c.cfg.manager_timeout.as_millis() as i64;
+        let ch = self.state.topology.expire(now, bound);
+        let lost: Vec<String> = ch
+            .iter()
+            .filter_map(|c| match c {
+                Change::ManagerLost { cluster, .. } => Some(cluster.clone()),
+                _ => None,
+            })
+            .collect();
+        self.log(ch);
+        for name in lost {
+            tracing::warn!(cluster = %name, "manager lost: no report for {:?}", self.c.cfg.manager_timeout);
+            if let Some(rec) = self.state.topology.clusters.get(&name).cloned() {
+                self.persist(&rec).await;
+            }
         }
     }
-}
 
-impl Center {
-    fn log(&self, s: &mut CenterState, changes: Vec<Change>) {
-        let ts = crate::now_ms();
+    fn log(&mut self, changes: Vec<Change>) {
+        let ts = self.now();
+        let s = &mut self.state;
         for change in changes {
             tracing::info!(?change, "topology");
             let seq = s.next_event;
@@ -333,35 +429,47 @@ impl Center {
         }
     }
 
-    async fn handle(self: &Arc<Self>, m: &Message) -> Msg {
-        match Msg::from_value(&m.value) {
+    /// A message from a manager; `None` when the answer goes out later (artifact chunks).
+    async fn control(
+        &mut self,
+        client: &Arc<yard_fabric::Client>,
+        m: &Arc<Message>,
+    ) -> Option<Msg> {
+        let answer = match Msg::from_value(&m.value) {
             Ok(Msg::Register(report)) => {
                 if let Err(e) = crate::nodes::check_name("cluster", &report.cluster) {
-                    return Msg::refused("bad_request", e);
+                    return Some(Msg::refused("bad_request", e));
                 }
-                let rec = {
-                    let mut s = self.state.lock().expect("center state");
-                    let before = s.topology.clusters.get(&report.cluster).cloned();
-                    let ch = s.topology.apply(report.clone(), crate::now_ms());
-                    self.log(&mut s, ch);
-                    let after = s.topology.clusters[&report.cluster].clone();
-                    // Persist what changed beyond the report time.
-                    let same = before.is_some_and(|b| {
-                        b.agents == after.agents
-                            && b.manager == after.manager
-                            && b.manager_state == after.manager_state
-                    });
-                    (!same).then_some(after)
-                };
-                if let Some(rec) = rec {
-                    self.persist(&rec).await;
+                let before = self.state.topology.clusters.get(&report.cluster).cloned();
+                let now = self.now();
+                let cluster = report.cluster.clone();
+                let ch = self.state.topology.apply(report, now);
+                self.log(ch);
+                let after = self.state.topology.clusters[&cluster].clone();
+                // Persist what changed beyond the report time.
+                let same = before.is_some_and(|b| {
+                    b.agents == after.agents
+                        && b.manager == after.manager
+                        && b.manager_state == after.manager_state
+                });
+                if !same {
+                    self.persist(&after).await;
                 }
                 Msg::Registered {
-                    center: self.ep.id().to_string(),
+                    center: self.c.ep.id().to_string(),
                 }
             }
             Ok(Msg::Progress(row)) => {
-                self.progress(row).await;
+                for action in self.state.commands.progress(row) {
+                    if let CommandAction::Publish(row) = action {
+                        self.c.changed.notify_waiters();
+                        let topic = proto::command_topic(&row.id);
+                        let _ = self
+                            .publisher
+                            .publish_system(topic, Msg::Progress(row).to_value())
+                            .await;
+                    }
+                }
                 Msg::Accepted
             }
             Ok(Msg::CommandDone {
@@ -371,7 +479,7 @@ impl Center {
                 rows,
                 error,
             }) => {
-                self.finish_cluster(&id, &cluster, ok, rows, error);
+                self.finish(&id, &cluster, ok, rows, error);
                 Msg::Accepted
             }
             Ok(Msg::FetchChunk {
@@ -379,92 +487,97 @@ impl Center {
                 offset,
                 len,
             }) => {
-                let store = self.artifacts.clone();
-                let read = tokio::task::spawn_blocking(move || {
-                    store.read_chunk(&sha256, offset, len.min(crate::agent::CHUNK))
-                })
-                .await;
-                match read {
-                    Ok(Ok((bytes, total))) => Msg::Chunk {
-                        data: base64::engine::general_purpose::STANDARD.encode(bytes),
-                        total,
-                    },
-                    Ok(Err(e)) => Msg::refused("unknown_artifact", e.to_string()),
-                    Err(e) => Msg::refused("io_error", e.to_string()),
-                }
+                let store = self.c.artifacts.clone();
+                let (client, m) = (client.clone(), m.clone());
+                tokio::spawn(async move {
+                    let read = tokio::task::spawn_blocking(move || {
+                        store.read_chunk(&sha256, offset, len.min(crate::agent::CHUNK))
+                    })
+                    .await;
+                    let answer = match read {
+                        Ok(Ok((bytes, total))) => Msg::Chunk {
+                            data: base64::engine::general_purpose::STANDARD.encode(bytes),
+                            total,
+                        },
+                        Ok(Err(e)) => Msg::refused("unknown_artifact", e.to_string()),
+                        Err(e) => Msg::refused("io_error", e.to_string()),
+                    };
+                    rpc::answer(&client, &m, answer).await;
+                });
+                return None;
             }
             Ok(other) => Msg::refused(
                 "bad_request",
                 format!("the center does not take {:?} messages", other.type_name()),
             ),
             Err(e) => Msg::refused("bad_request", e.to_string()),
-        }
+        };
+        Some(answer)
     }
 
-    async fn progress(&self, row: ProgressRow) {
-        let actions = self
-            .state
-            .lock()
-            .expect("center state")
-            .commands
-            .progress(row);
-        for action in actions {
-            if let CommandAction::Publish(row) = action {
-                self.changed.notify_waiters();
-                let _ = self
-                    .publisher
-                    .publish_system(proto::command_topic(&row.id), Msg::Progress(row).to_value())
-                    .await;
-            }
-        }
-    }
-
-    fn finish_cluster(
-        &self,
+    fn finish(
+        &mut self,
         id: &str,
         cluster: &str,
         ok: bool,
         rows: Vec<ProgressRow>,
         error: Option<String>,
     ) {
-        let changed = self.state.lock().expect("center state").commands.finish(
-            id,
-            cluster,
-            ok,
-            rows,
-            error,
-            crate::now_ms(),
-        );
-        if changed {
-            self.changed.notify_waiters();
+        let now = self.now();
+        if self
+            .state
+            .commands
+            .finish(id, cluster, ok, rows, error, now)
+        {
+            self.c.changed.notify_waiters();
         }
     }
 
-    fn fail_cluster(&self, id: &str, cluster: &str, error: String) {
-        self.finish_cluster(id, cluster, false, Vec::new(), Some(error));
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::Read(job) => job(&self.state),
+            Input::NotTaken { id, cluster, error } => {
+                self.finish(&id, &cluster, false, Vec::new(), Some(error));
+            }
+            Input::Start {
+                kind,
+                target,
+                timeout_s,
+                reply,
+            } => {
+                let _ = reply.send(self.start_command(kind, target, timeout_s));
+            }
+        }
     }
 
     /// Starts a command on clusters: the [`Commands`] core registers it and names the
-    /// managers to ask; its clock (in [`watch_managers`]) covers a manager that never answers.
+    /// managers to ask; its clock (the actor's tick) covers a manager that never answers.
     fn start_command(
-        self: &Arc<Self>,
+        &mut self,
         kind: CommandKind,
-        clusters: Vec<String>,
+        target: Target,
         timeout_s: u64,
-    ) -> String {
-        let (id, actions) = {
-            let mut guard = self.state.lock().expect("center state");
-            let s = &mut *guard;
-            let topology = &s.topology;
-            let manager = |name: &str| {
-                topology.clusters.get(name).map(|c| ManagerRef {
-                    id: c.manager.id.clone(),
-                    up: c.manager_state == "up",
-                })
-            };
-            s.commands
-                .start(kind, clusters, manager, timeout_s, crate::now_ms())
+    ) -> Result<String, NotStarted> {
+        let clusters = match target {
+            Target::One(name) if !self.state.topology.clusters.contains_key(&name) => {
+                return Err(NotStarted::UnknownCluster(name))
+            }
+            Target::One(name) => vec![name],
+            Target::All => self.state.topology.clusters.keys().cloned().collect(),
         };
+        if clusters.is_empty() {
+            return Err(NotStarted::NoClusters);
+        }
+        let now = self.now();
+        let s = &mut self.state;
+        let topology = &s.topology;
+        let manager = |name: &str| {
+            topology.clusters.get(name).map(|c| ManagerRef {
+                id: c.manager.id.clone(),
+                up: c.manager_state == "up",
+            })
+        };
+        let (id, actions) = s.commands.start(kind, clusters, manager, timeout_s, now);
         for action in actions {
             let CommandAction::Ask {
                 cluster,
@@ -474,30 +587,29 @@ impl Center {
             else {
                 continue;
             };
-            let c = self.clone();
+            let (ep, tx) = (self.c.ep.clone(), self.c.tx.clone());
             tokio::spawn(async move {
-                if let Err(e) = rpc::call(
-                    &c.ep,
-                    proto::to(&manager, "start"),
-                    &Msg::Start(spec.clone()),
-                    Duration::from_secs(10),
-                )
-                .await
-                {
-                    c.fail_cluster(
-                        &spec.id,
-                        &cluster,
-                        format!("the manager did not take the command: {e}"),
-                    );
+                let ask = Msg::Start(spec.clone());
+                let to = proto::to(&manager, "start");
+                if let Err(e) = rpc::call(&ep, to, &ask, Duration::from_secs(10)).await {
+                    let error = format!("the manager did not take the command: {e}");
+                    let _ = tx
+                        .send(Input::NotTaken {
+                            id: spec.id,
+                            cluster,
+                            error,
+                        })
+                        .await;
                 }
             });
         }
-        self.changed.notify_waiters();
-        id
+        self.c.changed.notify_waiters();
+        Ok(id)
     }
 
-    fn prometheus(&self, out: &mut String) {
-        let s = self.state.lock().expect("center state");
+    /// Writes the gauges the metrics hook shows.
+    fn refresh_gauges(&self) {
+        let s = &self.state;
         let mut agents = Vec::new();
         let mut nodes = Vec::new();
         for c in s.topology.clusters.values() {
@@ -519,36 +631,68 @@ impl Center {
                 (n.len() - healthy) as f64,
             ));
         }
+        let mut out = String::new();
         family(
-            out,
+            &mut out,
             "yard_center_clusters",
             "gauge",
             "Clusters registered.",
             &[(String::new(), s.topology.clusters.len() as f64)],
         );
         family(
-            out,
+            &mut out,
             "yard_center_agents",
             "gauge",
             "Agents per cluster and state.",
             &agents,
         );
         family(
-            out,
+            &mut out,
             "yard_center_nodes",
             "gauge",
             "Nodes per cluster and health.",
             &nodes,
         );
-        let running = s.commands.running();
-        drop(s);
         family(
-            out,
+            &mut out,
             "yard_center_commands_running",
             "gauge",
             "Commands under way.",
-            &[(String::new(), running as f64)],
+            &[(String::new(), s.commands.running() as f64)],
         );
+        *self.c.gauges.lock().expect("gauges") = out;
+    }
+}
+
+impl Center {
+    /// Runs `f` on the actor's state and returns what it returns; a 503 answer when the center
+    /// is shutting down.
+    async fn ask<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&CenterState) -> T + Send + 'static,
+    ) -> Result<T, Response> {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |s: &CenterState| {
+            let _ = tx.send(f(s));
+        });
+        let gone = || {
+            error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "shutting_down",
+                "the center is shutting down",
+            )
+        };
+        self.tx.send(Input::Read(job)).await.map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())
+    }
+
+    /// [`Center::ask`] for a handler whose whole answer comes from the state.
+    async fn view(&self, f: impl FnOnce(&CenterState) -> Response + Send + 'static) -> Response {
+        self.ask(f).await.unwrap_or_else(|r| r)
+    }
+
+    fn prometheus(&self, out: &mut String) {
+        out.push_str(&self.gauges.lock().expect("gauges"));
         family(
             out,
             "yard_center_samples_total",
@@ -567,48 +711,50 @@ impl Center {
             )],
         );
     }
+}
 
-    fn stats(&self, only: Option<&str>) -> serde_json::Value {
-        let s = self.state.lock().expect("center state");
-        let latest = self.latest.lock().expect("latest");
-        let mut rows = Vec::new();
-        let mut total = StatsRow::default();
-        for c in s.topology.clusters.values() {
-            if only.is_some_and(|o| o != c.name) {
-                continue;
-            }
-            let mut r = StatsRow {
-                cluster: c.name.clone(),
-                manager: c.manager_state.clone(),
-                ..Default::default()
-            };
-            let mut cpu = Vec::new();
-            for a in &c.agents {
-                if a.state == "up" {
-                    r.agents_up += 1;
-                } else {
-                    r.agents_lost += 1;
-                }
-                for n in &a.nodes {
-                    r.nodes += 1;
-                    r.nodes_running += u64::from(n.state == "running");
-                    r.nodes_healthy += u64::from(n.health == "healthy");
-                    r.restarts += n.restarts;
-                }
-                let key = |m: &str| format!("{}/{}/{m}", c.name, a.name);
-                if let Some((_, v)) = latest.get(&key("cpu")) {
-                    cpu.push(*v);
-                }
-                if let Some((_, v)) = latest.get(&key("mem_used")) {
-                    r.mem_used_bytes += v;
-                }
-            }
-            r.cpu_avg_pct = (!cpu.is_empty()).then(|| cpu.iter().sum::<f64>() / cpu.len() as f64);
-            total.add(&r);
-            rows.push(r);
+fn stats_of(
+    s: &CenterState,
+    latest: &HashMap<String, (i64, f64)>,
+    only: Option<&str>,
+) -> serde_json::Value {
+    let mut rows = Vec::new();
+    let mut total = StatsRow::default();
+    for c in s.topology.clusters.values() {
+        if only.is_some_and(|o| o != c.name) {
+            continue;
         }
-        json!({"clusters": rows, "total": total})
+        let mut r = StatsRow {
+            cluster: c.name.clone(),
+            manager: c.manager_state.clone(),
+            ..Default::default()
+        };
+        let mut cpu = Vec::new();
+        for a in &c.agents {
+            if a.state == "up" {
+                r.agents_up += 1;
+            } else {
+                r.agents_lost += 1;
+            }
+            for n in &a.nodes {
+                r.nodes += 1;
+                r.nodes_running += u64::from(n.state == "running");
+                r.nodes_healthy += u64::from(n.health == "healthy");
+                r.restarts += n.restarts;
+            }
+            let key = |m: &str| format!("{}/{}/{m}", c.name, a.name);
+            if let Some((_, v)) = latest.get(&key("cpu")) {
+                cpu.push(*v);
+            }
+            if let Some((_, v)) = latest.get(&key("mem_used")) {
+                r.mem_used_bytes += v;
+            }
+        }
+        r.cpu_avg_pct = (!cpu.is_empty()).then(|| cpu.iter().sum::<f64>() / cpu.len() as f64);
+        total.add(&r);
+        rows.push(r);
     }
+    json!({"clusters": rows, "total": total})
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -704,43 +850,48 @@ async fn openapi() -> Response {
 }
 
 async fn topology(State(c): State<Arc<Center>>) -> Response {
-    let s = c.state.lock().expect("center state");
-    Json(json!({
-        "center": {"id": c.ep.id(), "address": c.ep.config().listen},
-        "clusters": s.topology.clusters.values().collect::<Vec<_>>(),
-    }))
-    .into_response()
+    let center = json!({"id": c.ep.id(), "address": c.ep.config().listen});
+    c.view(move |s| {
+        Json(json!({
+            "center": center,
+            "clusters": s.topology.clusters.values().collect::<Vec<_>>(),
+        }))
+        .into_response()
+    })
+    .await
 }
 
 async fn clusters(State(c): State<Arc<Center>>) -> Response {
-    let s = c.state.lock().expect("center state");
-    let list: Vec<_> = s
-        .topology
-        .clusters
-        .values()
-        .map(|r| {
-            json!({
-                "name": r.name, "manager": r.manager, "manager_state": r.manager_state,
-                "agents": r.agents.len(),
-                "agents_up": r.agents.iter().filter(|a| a.state == "up").count(),
-                "registrations": r.registrations, "last_report_ms": r.last_report_ms,
-                "reports": r.reports,
+    c.view(|s| {
+        let list: Vec<_> = s
+            .topology
+            .clusters
+            .values()
+            .map(|r| {
+                json!({
+                    "name": r.name, "manager": r.manager, "manager_state": r.manager_state,
+                    "agents": r.agents.len(),
+                    "agents_up": r.agents.iter().filter(|a| a.state == "up").count(),
+                    "registrations": r.registrations, "last_report_ms": r.last_report_ms,
+                    "reports": r.reports,
+                })
             })
-        })
-        .collect();
-    Json(json!({"clusters": list})).into_response()
+            .collect();
+        Json(json!({"clusters": list})).into_response()
+    })
+    .await
 }
 
 async fn cluster(State(c): State<Arc<Center>>, Path(name): Path<String>) -> Response {
-    let s = c.state.lock().expect("center state");
-    match s.topology.clusters.get(&name) {
+    c.view(move |s| match s.topology.clusters.get(&name) {
         Some(r) => Json(r).into_response(),
         None => error(
             StatusCode::NOT_FOUND,
             "unknown_cluster",
             format!("no cluster {name:?}"),
         ),
-    }
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -749,23 +900,25 @@ struct NodesQuery {
 }
 
 async fn nodes(State(c): State<Arc<Center>>, Query(q): Query<NodesQuery>) -> Response {
-    let s = c.state.lock().expect("center state");
-    let mut out = Vec::new();
-    for cl in s.topology.clusters.values() {
-        if q.cluster.as_ref().is_some_and(|x| *x != cl.name) {
-            continue;
-        }
-        for a in &cl.agents {
-            for n in &a.nodes {
-                out.push(json!({
-                    "cluster": cl.name, "agent": a.name, "agent_state": a.state,
-                    "name": n.name, "state": n.state, "health": n.health, "pid": n.pid,
-                    "restarts": n.restarts, "generation": n.generation,
-                }));
+    c.view(move |s| {
+        let mut out = Vec::new();
+        for cl in s.topology.clusters.values() {
+            if q.cluster.as_ref().is_some_and(|x| *x != cl.name) {
+                continue;
+            }
+            for a in &cl.agents {
+                for n in &a.nodes {
+                    out.push(json!({
+                        "cluster": cl.name, "agent": a.name, "agent_state": a.state,
+                        "name": n.name, "state": n.state, "health": n.health, "pid": n.pid,
+                        "restarts": n.restarts, "generation": n.generation,
+                    }));
+                }
             }
         }
-    }
-    Json(json!({"nodes": out})).into_response()
+        Json(json!({"nodes": out})).into_response()
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -779,12 +932,13 @@ async fn logs(
     Path((cluster, agent, node)): Path<(String, String, String)>,
     Query(q): Query<LogsQuery>,
 ) -> Response {
-    let manager = {
-        let s = c.state.lock().expect("center state");
-        s.topology
-            .clusters
-            .get(&cluster)
-            .map(|r| r.manager.id.clone())
+    let name = cluster.clone();
+    let manager = match c
+        .ask(move |s| s.topology.clusters.get(&name).map(|r| r.manager.id.clone()))
+        .await
+    {
+        Ok(m) => m,
+        Err(r) => return r,
     };
     let Some(manager) = manager else {
         return error(
@@ -835,20 +989,24 @@ struct EventsQuery {
 }
 
 async fn events(State(c): State<Arc<Center>>, Query(q): Query<EventsQuery>) -> Response {
-    let s = c.state.lock().expect("center state");
     let after = q.after.unwrap_or(0);
-    let list: Vec<_> = s.events.iter().filter(|e| e.seq > after).collect();
-    Json(json!({"events": list})).into_response()
+    c.view(move |s| {
+        let list: Vec<_> = s.events.iter().filter(|e| e.seq > after).collect();
+        Json(json!({"events": list})).into_response()
+    })
+    .await
 }
 
 async fn commands(State(c): State<Arc<Center>>) -> Response {
-    let s = c.state.lock().expect("center state");
-    let list: Vec<_> = s
-        .commands
-        .list()
-        .map(|r| json!({"id": r.id, "op": r.op, "state": r.state, "started_ms": r.started_ms, "finished_ms": r.finished_ms, "clusters": r.clusters}))
-        .collect();
-    Json(json!({"commands": list})).into_response()
+    c.view(|s| {
+        let list: Vec<_> = s
+            .commands
+            .list()
+            .map(|r| json!({"id": r.id, "op": r.op, "state": r.state, "started_ms": r.started_ms, "finished_ms": r.finished_ms, "clusters": r.clusters}))
+            .collect();
+        Json(json!({"commands": list})).into_response()
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -867,24 +1025,25 @@ async fn command(
     let deadline =
         tokio::time::Instant::now() + Duration::from_millis(q.wait_ms.unwrap_or(0).min(30_000));
     loop {
+        // Made before the read: a change between the read and the wait still wakes it.
         let notified = c.changed.notified();
-        {
-            let s = c.state.lock().expect("center state");
-            let Some(rec) = s.commands.get(&id) else {
+        let key = id.clone();
+        let rec = match c.ask(move |s| s.commands.get(&key).cloned()).await {
+            Ok(Some(rec)) => rec,
+            Ok(None) => {
                 return error(
                     StatusCode::NOT_FOUND,
                     "unknown_command",
                     format!("no command {id:?}"),
-                );
-            };
-            if rec.version > q.after.unwrap_or(0)
-                || rec.state != CommandState::Running && q.after.is_some_and(|a| a >= rec.version)
-            {
-                return Json(rec).into_response();
+                )
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Json(rec).into_response();
-            }
+            Err(r) => return r,
+        };
+        if rec.version > q.after.unwrap_or(0)
+            || rec.state != CommandState::Running && q.after.is_some_and(|a| a >= rec.version)
+            || tokio::time::Instant::now() >= deadline
+        {
+            return Json(rec).into_response();
         }
         let _ = tokio::time::timeout_at(deadline, notified).await;
     }
@@ -920,36 +1079,17 @@ async fn start_command(State(c): State<Arc<Center>>, body: Bytes) -> Response {
     if let Some(Err(e)) = target.map(crate::artifacts::check_relative) {
         return error(StatusCode::BAD_REQUEST, "bad_request", e.to_string());
     }
-    let clusters: Vec<String> = {
-        let s = c.state.lock().expect("center state");
-        match (&b.cluster, b.all) {
-            (Some(_), true) | (None, false) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    "give either cluster or all=true",
-                )
-            }
-            (Some(name), false) => {
-                if !s.topology.clusters.contains_key(name) {
-                    return error(
-                        StatusCode::NOT_FOUND,
-                        "unknown_cluster",
-                        format!("no cluster {name:?}"),
-                    );
-                }
-                vec![name.clone()]
-            }
-            (None, true) => s.topology.clusters.keys().cloned().collect(),
+    let target = match (&b.cluster, b.all) {
+        (Some(_), true) | (None, false) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "give either cluster or all=true",
+            )
         }
+        (Some(name), false) => Target::One(name.clone()),
+        (None, true) => Target::All,
     };
-    if clusters.is_empty() {
-        return error(
-            StatusCode::CONFLICT,
-            "no_clusters",
-            "no cluster is registered",
-        );
-    }
     match &b.kind {
         CommandKind::Deploy { sha256, name, .. } => {
             if !c.artifacts.has(sha256) {
@@ -983,9 +1123,29 @@ async fn start_command(State(c): State<Arc<Center>>, body: Bytes) -> Response {
         }
         _ => {}
     }
-    let timeout = b.timeout_s.unwrap_or(300).clamp(1, 86_400);
-    let id = c.start_command(b.kind, clusters, timeout);
-    (StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response()
+    let timeout_s = b.timeout_s.unwrap_or(300).clamp(1, 86_400);
+    let (reply, answer) = oneshot::channel();
+    let start = Input::Start {
+        kind: b.kind,
+        target,
+        timeout_s,
+        reply,
+    };
+    let gone = || {
+        error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the center is shutting down",
+        )
+    };
+    if c.tx.send(start).await.is_err() {
+        return gone();
+    }
+    match answer.await {
+        Ok(Ok(id)) => (StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response(),
+        Ok(Err(refusal)) => refusal.response(),
+        Err(_) => gone(),
+    }
 }
 
 #[derive(Deserialize)]
@@ -1029,7 +1189,7 @@ struct MetricsQuery {
 }
 
 async fn query(State(c): State<Arc<Center>>, Query(q): Query<MetricsQuery>) -> Response {
-    let now = crate::now_ms();
+    let now = c.cfg.clock.now_ms();
     let from = match (&q.since, q.from) {
         (Some(s), None) => match yard_data::time::parse_duration(s) {
             Ok(d) => now - d.as_millis() as i64,
@@ -1103,23 +1263,21 @@ struct StatsQuery {
 }
 
 async fn stats(State(c): State<Arc<Center>>, Query(q): Query<StatsQuery>) -> Response {
-    if let Some(name) = &q.cluster {
-        if !c
-            .state
-            .lock()
-            .expect("center state")
-            .topology
-            .clusters
-            .contains_key(name)
-        {
-            return error(
-                StatusCode::NOT_FOUND,
-                "unknown_cluster",
-                format!("no cluster {name:?}"),
-            );
+    let latest = c.latest.clone();
+    c.view(move |s| {
+        if let Some(name) = &q.cluster {
+            if !s.topology.clusters.contains_key(name) {
+                return error(
+                    StatusCode::NOT_FOUND,
+                    "unknown_cluster",
+                    format!("no cluster {name:?}"),
+                );
+            }
         }
-    }
-    Json(c.stats(q.cluster.as_deref())).into_response()
+        let latest = latest.lock().expect("latest");
+        Json(stats_of(s, &latest, q.cluster.as_deref())).into_response()
+    })
+    .await
 }
 
 impl std::fmt::Debug for Center {

@@ -40,6 +40,43 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Where a shell reads the time: [`SystemClock`] in a daemon, [`ManualClock`] in a test. The
+/// cores never read one: the time comes in with their events.
+pub trait Clock: Send + Sync + std::fmt::Debug {
+    /// Unix milliseconds.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system's clock.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        now_ms()
+    }
+}
+
+/// A clock a test sets and moves by hand.
+#[derive(Debug, Default)]
+pub struct ManualClock(std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    pub fn new(now_ms: i64) -> ManualClock {
+        ManualClock(std::sync::atomic::AtomicI64::new(now_ms))
+    }
+
+    pub fn advance(&self, ms: i64) {
+        self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now_ms(&self) -> i64 {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
 /// Opens a daemon's own store `name` (a master in the SQLite file `file`) and returns the JSON
 /// text of each record it kept before a restart (string keys and values only).
 pub(crate) async fn open_own_store(

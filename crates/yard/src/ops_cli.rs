@@ -160,6 +160,7 @@ fn center_role(a: &CenterArgs, dir: PathBuf) -> anyhow::Result<Role> {
             minute: dur("minute-retention", &a.minute_retention)?,
             hour: dur("hour-retention", &a.hour_retention)?,
         },
+        clock: std::sync::Arc::new(yard_ops::SystemClock),
     }))
 }
 
