@@ -67,6 +67,61 @@ pub struct CenterConfig {
     pub clock: Arc<dyn Clock>,
 }
 
+/// `GET /v1/topology`: the center and every cluster.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TopologyView {
+    pub center: CenterInfo,
+    pub clusters: Vec<ClusterRecord>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CenterInfo {
+    pub id: String,
+    pub address: String,
+}
+
+/// `GET /v1/commands`: one line per command.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CommandSummary {
+    pub id: String,
+    pub op: String,
+    pub state: CommandState,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub clusters: std::collections::BTreeMap<String, ClusterOutcome>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CommandList {
+    pub commands: Vec<CommandSummary>,
+}
+
+/// `POST /v1/commands`: what to run, and where (`cluster`, or `all`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct StartRequest {
+    #[serde(flatten)]
+    pub kind: CommandKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+    #[serde(default)]
+    pub all: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<u64>,
+}
+
+/// `POST /v1/commands` answered: the new command's id.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Started {
+    pub id: String,
+}
+
+/// `POST /v1/artifacts` answered.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Uploaded {
+    pub sha256: String,
+    pub size: u64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     pub seq: u64,
@@ -850,12 +905,15 @@ async fn openapi() -> Response {
 }
 
 async fn topology(State(c): State<Arc<Center>>) -> Response {
-    let center = json!({"id": c.ep.id(), "address": c.ep.config().listen});
+    let center = CenterInfo {
+        id: c.ep.id().to_string(),
+        address: c.ep.config().listen.clone(),
+    };
     c.view(move |s| {
-        Json(json!({
-            "center": center,
-            "clusters": s.topology.clusters.values().collect::<Vec<_>>(),
-        }))
+        Json(TopologyView {
+            center,
+            clusters: s.topology.clusters.values().cloned().collect(),
+        })
         .into_response()
     })
     .await
@@ -999,12 +1057,19 @@ async fn events(State(c): State<Arc<Center>>, Query(q): Query<EventsQuery>) -> R
 
 async fn commands(State(c): State<Arc<Center>>) -> Response {
     c.view(|s| {
-        let list: Vec<_> = s
+        let commands = s
             .commands
             .list()
-            .map(|r| json!({"id": r.id, "op": r.op, "state": r.state, "started_ms": r.started_ms, "finished_ms": r.finished_ms, "clusters": r.clusters}))
+            .map(|r| CommandSummary {
+                id: r.id.clone(),
+                op: r.op.clone(),
+                state: r.state,
+                started_ms: r.started_ms,
+                finished_ms: r.finished_ms,
+                clusters: r.clusters.clone(),
+            })
             .collect();
-        Json(json!({"commands": list})).into_response()
+        Json(CommandList { commands }).into_response()
     })
     .await
 }
@@ -1049,18 +1114,8 @@ async fn command(
     }
 }
 
-#[derive(Deserialize)]
-struct StartBody {
-    #[serde(flatten)]
-    kind: CommandKind,
-    cluster: Option<String>,
-    #[serde(default)]
-    all: bool,
-    timeout_s: Option<u64>,
-}
-
 async fn start_command(State(c): State<Arc<Center>>, body: Bytes) -> Response {
-    let b: StartBody = match serde_json::from_slice(&body) {
+    let b: StartRequest = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
             return error(
@@ -1142,7 +1197,7 @@ async fn start_command(State(c): State<Arc<Center>>, body: Bytes) -> Response {
         return gone();
     }
     match answer.await {
-        Ok(Ok(id)) => (StatusCode::ACCEPTED, Json(json!({"id": id}))).into_response(),
+        Ok(Ok(id)) => (StatusCode::ACCEPTED, Json(Started { id })).into_response(),
         Ok(Err(refusal)) => refusal.response(),
         Err(_) => gone(),
     }
@@ -1162,9 +1217,12 @@ async fn upload(
     let size = body.len();
     let put = tokio::task::spawn_blocking(move || store.put(&body, q.sha256.as_deref())).await;
     match put {
-        Ok(Ok(sha)) => (
+        Ok(Ok(sha256)) => (
             StatusCode::CREATED,
-            Json(json!({"sha256": sha, "size": size})),
+            Json(Uploaded {
+                sha256,
+                size: size as u64,
+            }),
         )
             .into_response(),
         Ok(Err(e @ crate::artifacts::ArtifactError::Mismatch { .. })) => error(

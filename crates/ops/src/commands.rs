@@ -10,7 +10,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::proto::{CommandKind, CommandSpec, ProgressRow};
 
@@ -19,7 +19,7 @@ pub const MANAGER_GRACE_MS: i64 = 35_000;
 
 /// Where a command, or one cluster's share of it, stands (on the wire: `running`, `ok`,
 /// `failed`).
-#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum CommandState {
     Running,
@@ -27,13 +27,13 @@ pub enum CommandState {
     Failed,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ClusterOutcome {
     pub state: CommandState,
     pub error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CommandRecord {
     pub id: String,
     pub op: String,

@@ -1,13 +1,11 @@
-//! The client verbs: `yard pub`, `yard sub`, `yard status`, over the endpoint's own gateway.
+//! The client verbs `yard pub`, `yard sub`, `yard status`, and the CLI's way to a listener:
+//! the credential it sends, and thin wrappers over the client library ([`yard_client`]).
 
 use std::io::Write;
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use yard_data::json::{self, JsonOptions};
 use yard_data::time::TimestampPrecision;
 use yard_data::{literal, topic, Value};
@@ -18,23 +16,13 @@ const LOSSLESS: JsonOptions = JsonOptions {
     timestamp_precision: TimestampPrecision::Nanos,
 };
 
-pub(crate) type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub(crate) use yard_client::ws::Socket;
 
 fn not_running(addr: &str, e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("no endpoint at {addr} ({e}); start one with `yard node` or point at one with --endpoint HOST:PORT")
 }
 
-/// Percent-encodes `v` for a URL: letters, digits and `-_.` stay, and `/` too when
-/// `keep_slash` (a path); everything else becomes `%XX`.
-pub(crate) fn url_escape(v: &str, keep_slash: bool) -> String {
-    v.bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            b'/' if keep_slash => "/".to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+pub(crate) use yard_client::http::escape as url_escape;
 
 /// `--credentials FILE`, set once at start.
 static CREDENTIALS_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
@@ -87,43 +75,16 @@ pub(crate) fn bearer(token: Option<&str>) -> Option<String> {
         .map(|t| format!("Bearer {t}"))
 }
 
-/// Connects to the WebSocket API, subscribes, and waits for the ack. Returns the socket and the
-/// client id the endpoint gave us.
+/// Connects to the WebSocket API with the credential found, subscribes, and waits for the
+/// ack. Returns the socket and the client id the endpoint gave us.
 pub(crate) async fn connect(addr: &str, prefixes: &[String]) -> anyhow::Result<(Socket, String)> {
-    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
-    let url = format!("ws://{addr}/v1/messages/json");
-    let mut request = url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| anyhow!("{addr} is not an address such as 127.0.0.1:9997: {e}"))?;
-    if let Some(auth) = bearer(None) {
-        request.headers_mut().insert(
-            "authorization",
-            auth.parse()
-                .context("the credential is not a valid header value")?,
-        );
-    }
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+    let auth = bearer(None);
+    yard_client::ws::connect(addr, prefixes, auth.as_deref())
         .await
-        .map_err(|e| not_running(addr, e))?;
-    ws.send(Message::text(serde_json::to_string(prefixes)?))
-        .await?;
-    let reply = ws
-        .next()
-        .await
-        .ok_or_else(|| anyhow!("endpoint closed the connection during the handshake"))??;
-    let text = reply.into_text().context("handshake reply is not text")?;
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("handshake reply is not JSON: {text}"))?;
-    match v.get("type").and_then(|t| t.as_str()) {
-        Some("ack") => Ok((ws, v["endpoint"].as_str().unwrap_or_default().to_string())),
-        Some("error") => bail!(
-            "endpoint refused the handshake: {} ({})",
-            v["context"],
-            v["code"]
-        ),
-        _ => bail!("unexpected handshake reply: {text}"),
-    }
+        .map_err(|e| match e {
+            yard_client::ClientError::NotRunning { .. } => not_running(addr, e),
+            other => anyhow!("{other}"),
+        })
 }
 
 fn parse_values(args: &PubArgs) -> anyhow::Result<Vec<Value>> {
@@ -274,79 +235,17 @@ pub(crate) async fn http_request(
     content_type: Option<&str>,
     authorization: Option<&str>,
 ) -> anyhow::Result<(u16, Vec<u8>)> {
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| not_running(addr, e))?;
-    exchange(
-        stream,
+    let r = yard_client::http::Request {
         method,
-        addr,
         path,
         body,
         content_type,
         authorization,
-    )
-    .await
-}
-
-async fn exchange(
-    mut stream: TcpStream,
-    method: &str,
-    addr: &str,
-    path: &str,
-    body: &[u8],
-    content_type: Option<&str>,
-    authorization: Option<&str>,
-) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    if let Some(a) = authorization {
-        req.push_str(&format!("Authorization: {a}\r\n"));
-    }
-    if let Some(ct) = content_type {
-        req.push_str(&format!("Content-Type: {ct}\r\n"));
-    }
-    req.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
-    stream.write_all(req.as_bytes()).await?;
-    stream.write_all(body).await?;
-    let mut buf = Vec::new();
-    stream.read_to_end(&mut buf).await?;
-    let split = buf
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .ok_or_else(|| anyhow!("truncated HTTP reply from {addr}"))?;
-    let head = String::from_utf8_lossy(&buf[..split]).to_string();
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| anyhow!("bad HTTP status line from {addr}: {head}"))?;
-    let body = buf[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return Ok((code, dechunk(&body)?));
-    }
-    Ok((code, body))
-}
-
-fn dechunk(mut b: &[u8]) -> anyhow::Result<Vec<u8>> {
-    let mut out = Vec::new();
-    loop {
-        let eol = b
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .ok_or_else(|| anyhow!("bad chunked HTTP body"))?;
-        let size = usize::from_str_radix(std::str::from_utf8(&b[..eol])?.trim(), 16)?;
-        b = &b[eol + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(
-            b.get(..size)
-                .ok_or_else(|| anyhow!("bad chunked HTTP body"))?,
-        );
-        b = b.get(size + 2..).unwrap_or(&[]);
+    };
+    match yard_client::http::request(addr, r).await {
+        Ok(a) => Ok((a.status, a.body)),
+        Err(e @ yard_client::ClientError::NotRunning { .. }) => Err(not_running(addr, e)),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -13,6 +13,7 @@ mod logs;
 mod mesh_cli;
 mod node;
 mod ops_cli;
+mod render;
 mod rm_cli;
 mod rm_verbs;
 mod store_cli;

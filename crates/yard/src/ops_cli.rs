@@ -14,9 +14,16 @@ use tokio_util::sync::CancellationToken;
 use yard_data::time::parse_duration;
 use yard_ops::nodes::ClusterConfig;
 
-use crate::client::http;
+use yard_client::center::Center;
+use yard_client::http::escape;
+use yard_client::ClientError;
+use yard_ops::center::StartRequest;
+use yard_ops::commands::CommandState;
+use yard_ops::proto::{CommandKind, RowState};
+
 use crate::config::{NodeConfig, NodeFile};
 use crate::node::Role;
+use crate::render::ops as render;
 
 pub(crate) const CENTER_LISTEN: &str = "127.0.0.1:9900";
 pub(crate) const MANAGER_LISTEN: &str = "127.0.0.1:9901";
@@ -499,48 +506,28 @@ pub(crate) struct CenterArg {
 }
 
 impl CenterArg {
-    async fn get(&self, path: &str) -> anyhow::Result<Json> {
-        let (code, body) = http("GET", &self.center, path, None, None)
-            .await
-            .map_err(|e| {
-                anyhow!("{e:#}\n(is the center running? `yard up` or `yard center` starts one)")
-            })?;
-        parse_answer("GET", path, code, &body)
+    /// The typed client for the center, with `--token` or the credential found.
+    fn client(&self) -> Center {
+        Center::new(
+            self.center.clone(),
+            crate::client::bearer(self.token.as_deref()),
+        )
     }
 
-    async fn post(&self, path: &str, body: &[u8]) -> anyhow::Result<Json> {
-        // Artifacts are bytes; every other change is a JSON document.
-        let ct = if path.starts_with("/v1/artifacts") {
-            "application/octet-stream"
-        } else {
-            "application/json"
-        };
-        let auth = crate::client::bearer(self.token.as_deref());
-        let (code, body) = crate::client::http_request(
-            "POST",
-            &self.center,
-            path,
-            body,
-            Some(ct),
-            auth.as_deref(),
-        )
-        .await?;
-        parse_answer("POST", path, code, &String::from_utf8_lossy(&body))
+    /// `GET path` as JSON (the routes the client does not type yet).
+    async fn get(&self, path: &str) -> anyhow::Result<Json> {
+        self.client().get_json(path).await.map_err(hint)
     }
 }
 
-fn parse_answer(method: &str, path: &str, code: u16, body: &str) -> anyhow::Result<Json> {
-    let v: Json = serde_json::from_str(body).unwrap_or(Json::String(body.to_string()));
-    if !(200..300).contains(&code) {
-        let detail = match (v.get("code"), v.get("context")) {
-            (Some(c), Some(m)) => {
-                format!("{}: {}", c.as_str().unwrap_or(""), m.as_str().unwrap_or(""))
-            }
-            _ => body.to_string(),
-        };
-        bail!("{method} {path}: HTTP {code}: {detail}");
+/// A client error, with the way out when nothing answers.
+fn hint(e: ClientError) -> anyhow::Error {
+    match e {
+        ClientError::NotRunning { .. } => {
+            anyhow!("{e}\n(is the center running? `yard up` or `yard center` starts one)")
+        }
+        other => other.into(),
     }
-    Ok(v)
 }
 
 #[derive(Args)]
@@ -553,93 +540,11 @@ pub(crate) struct TopologyArgs {
 }
 
 pub(crate) async fn topology(a: TopologyArgs) -> anyhow::Result<()> {
-    let t = a.center.get("/v1/topology").await?;
+    let t = a.center.client().topology().await.map_err(hint)?;
     if a.json {
         println!("{}", serde_json::to_string_pretty(&t)?);
-        return Ok(());
-    }
-    println!(
-        "center {} at {}",
-        s(&t["center"]["id"]),
-        s(&t["center"]["address"])
-    );
-    let clusters = t["clusters"].as_array().cloned().unwrap_or_default();
-    if clusters.is_empty() {
-        println!("└── (no cluster registered yet)");
-    }
-    for (ci, c) in clusters.iter().enumerate() {
-        let last_c = ci + 1 == clusters.len();
-        let (b, pad) = if last_c {
-            ("└──", "    ")
-        } else {
-            ("├──", "│   ")
-        };
-        println!(
-            "{b} cluster {}  manager {} at {} [{}]",
-            s(&c["name"]),
-            short(&s(&c["manager"]["id"])),
-            s(&c["manager"]["address"]),
-            s(&c["manager_state"])
-        );
-        let agents = c["agents"].as_array().cloned().unwrap_or_default();
-        for (ai, ag) in agents.iter().enumerate() {
-            let last_a = ai + 1 == agents.len();
-            let (b2, pad2) = if last_a {
-                ("└──", "    ")
-            } else {
-                ("├──", "│   ")
-            };
-            println!(
-                "{pad}{b2} agent {} at {} [{}]",
-                s(&ag["name"]),
-                s(&ag["address"]),
-                s(&ag["state"])
-            );
-            let nodes = ag["nodes"].as_array().cloned().unwrap_or_default();
-            let tasks = ag["tasks"].as_array().cloned().unwrap_or_default();
-            let total = ag["tasks_total"].as_u64().unwrap_or(tasks.len() as u64) as usize;
-            // Nodes, then resource-manager tasks, then how many tasks were not listed.
-            let more = total.saturating_sub(tasks.len());
-            let lines = nodes.len() + tasks.len() + usize::from(more > 0);
-            let branch = |i: usize| {
-                if i + 1 == lines {
-                    "└──"
-                } else {
-                    "├──"
-                }
-            };
-            for (ni, n) in nodes.iter().enumerate() {
-                let b3 = branch(ni);
-                println!(
-                    "{pad}{pad2}{b3} node {}  {} {}  pid {}  restarts {}",
-                    s(&n["name"]),
-                    s(&n["state"]),
-                    s(&n["health"]),
-                    n["pid"]
-                        .as_u64()
-                        .map(|p| p.to_string())
-                        .unwrap_or_else(|| "-".into()),
-                    n["restarts"]
-                );
-            }
-            for (ti, t) in tasks.iter().enumerate() {
-                let health = match t["healthy"].as_bool() {
-                    Some(true) => " healthy",
-                    Some(false) => " unhealthy",
-                    None => "",
-                };
-                println!(
-                    "{pad}{pad2}{} task {}  {} {}{health}",
-                    branch(nodes.len() + ti),
-                    s(&t["id"]),
-                    s(&t["framework"]),
-                    s(&t["state"]).trim_start_matches("TASK_").to_lowercase(),
-                );
-            }
-            if more > 0 {
-                println!("{pad}{pad2}└── … {more} more task(s) (yard tasks)");
-            }
-        }
+    } else {
+        print!("{}", render::topology(&t));
     }
     Ok(())
 }
@@ -650,10 +555,6 @@ fn s(v: &Json) -> String {
         Json::Null => "-".into(),
         other => other.to_string(),
     }
-}
-
-fn short(id: &str) -> &str {
-    &id[..id.len().min(8)]
 }
 
 #[derive(Args, Clone)]
@@ -676,15 +577,14 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    fn body(&self, mut kind: Json) -> anyhow::Result<Vec<u8>> {
+    fn request(&self, kind: CommandKind) -> anyhow::Result<StartRequest> {
         let timeout = dur("timeout", &self.timeout)?;
-        let o = kind.as_object_mut().expect("an object");
-        match &self.cluster {
-            Some(c) => o.insert("cluster".into(), Json::String(c.clone())),
-            None => o.insert("all".into(), Json::Bool(true)),
-        };
-        o.insert("timeout_s".into(), Json::from(timeout.as_secs().max(1)));
-        Ok(serde_json::to_vec(&kind)?)
+        Ok(StartRequest {
+            kind,
+            cluster: self.cluster.clone(),
+            all: self.cluster.is_none(),
+            timeout_s: Some(timeout.as_secs().max(1)),
+        })
     }
 }
 
@@ -703,10 +603,8 @@ pub(crate) struct RestartArgs {
 }
 
 pub(crate) async fn restart(a: RestartArgs) -> anyhow::Result<()> {
-    let body = a
-        .target
-        .body(serde_json::json!({"op": "restart", "batch": a.batch}))?;
-    run_command(&a.center, &a.target, &body).await
+    let req = a.target.request(CommandKind::Restart { batch: a.batch })?;
+    run_command(&a.center, &a.target, &req).await
 }
 
 #[derive(Args)]
@@ -735,18 +633,21 @@ pub(crate) async fn deploy(a: DeployArgs) -> anyhow::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .ok_or_else(|| anyhow!("{} has no file name", a.file.display()))?;
     let local = yard_ops::artifacts::sha256_hex(&bytes);
-    let expected = a.sha256.clone().unwrap_or_else(|| local.clone());
-    let q = format!("/v1/artifacts?sha256={expected}");
-    let up = a.center.post(&q, &bytes).await?;
-    let sha = s(&up["sha256"]);
-    eprintln!("uploaded {name}: {} bytes, sha256 {sha}", bytes.len());
-    let mut kind =
-        serde_json::json!({"op": "deploy", "sha256": sha, "name": name, "size": bytes.len()});
-    if let Some(p) = &a.path {
-        kind["path"] = Json::String(p.clone());
-    }
-    let body = a.target.body(kind)?;
-    run_command(&a.center, &a.target, &body).await
+    let expected = a.sha256.clone().unwrap_or(local);
+    let up = a
+        .center
+        .client()
+        .upload(&bytes, Some(&expected))
+        .await
+        .map_err(hint)?;
+    eprintln!("uploaded {name}: {} bytes, sha256 {}", up.size, up.sha256);
+    let req = a.target.request(CommandKind::Deploy {
+        sha256: up.sha256,
+        name,
+        size: up.size,
+        path: a.path.clone(),
+    })?;
+    run_command(&a.center, &a.target, &req).await
 }
 
 #[derive(Args)]
@@ -761,12 +662,10 @@ pub(crate) struct RollbackArgs {
 }
 
 pub(crate) async fn rollback(a: RollbackArgs) -> anyhow::Result<()> {
-    let mut kind = serde_json::json!({"op": "rollback"});
-    if let Some(p) = &a.path {
-        kind["path"] = Json::String(p.clone());
-    }
-    let body = a.target.body(kind)?;
-    run_command(&a.center, &a.target, &body).await
+    let req = a.target.request(CommandKind::Rollback {
+        path: a.path.clone(),
+    })?;
+    run_command(&a.center, &a.target, &req).await
 }
 
 #[derive(Args)]
@@ -781,15 +680,16 @@ pub(crate) struct ExecArgs {
 }
 
 pub(crate) async fn exec(a: ExecArgs) -> anyhow::Result<()> {
-    let body = a
-        .target
-        .body(serde_json::json!({"op": "exec", "argv": a.argv}))?;
-    run_command(&a.center, &a.target, &body).await
+    let req = a.target.request(CommandKind::Exec { argv: a.argv })?;
+    run_command(&a.center, &a.target, &req).await
 }
 
-async fn run_command(center: &CenterArg, target: &Target, body: &[u8]) -> anyhow::Result<()> {
-    let started = center.post("/v1/commands", body).await?;
-    let id = s(&started["id"]);
+async fn run_command(
+    center: &CenterArg,
+    target: &Target,
+    req: &StartRequest,
+) -> anyhow::Result<()> {
+    let id = center.client().start(req).await.map_err(hint)?;
     if target.detach {
         println!("{id}");
         return Ok(());
@@ -800,105 +700,56 @@ async fn run_command(center: &CenterArg, target: &Target, body: &[u8]) -> anyhow
 
 /// Prints progress lines as rows change, then the result table; fails unless every step is ok.
 async fn follow(center: &CenterArg, id: &str, json: bool) -> anyhow::Result<()> {
+    let client = center.client();
     let mut version = 0u64;
-    let mut shown: std::collections::BTreeMap<String, String> = Default::default();
+    let mut shown: std::collections::BTreeMap<String, RowState> = Default::default();
     let tty = std::io::stderr().is_terminal();
     let rec = loop {
-        let rec = center
-            .get(&format!("/v1/commands/{id}?after={version}&wait_ms=10000"))
-            .await?;
-        version = rec["version"].as_u64().unwrap_or(version);
-        let rows = rec["rows"].as_array().cloned().unwrap_or_default();
-        let done = rows
+        let rec = client
+            .command(id, Some(version), 10_000)
+            .await
+            .map_err(hint)?;
+        version = rec.version;
+        let done = rec
+            .rows
             .iter()
-            .filter(|r| matches!(r["state"].as_str(), Some("ok" | "failed" | "skipped")))
+            .filter(|r| matches!(r.state, RowState::Ok | RowState::Failed | RowState::Skipped))
             .count();
-        for r in &rows {
-            let key = format!("{}/{}/{}", s(&r["cluster"]), s(&r["agent"]), s(&r["node"]));
-            let state = s(&r["state"]);
-            if shown.get(&key) != Some(&state) {
+        for r in &rec.rows {
+            let key = format!("{}/{}/{}", r.cluster, r.agent, r.node);
+            if shown.get(&key) != Some(&r.state) {
                 let bar = if tty {
-                    progress_bar(done, rows.len())
+                    render::progress_bar(done, rec.rows.len())
                 } else {
-                    format!("[{done}/{}]", rows.len())
+                    format!("[{done}/{}]", rec.rows.len())
                 };
                 eprintln!(
-                    "{bar} {:<40} {state} {}",
+                    "{bar} {:<40} {} {}",
                     key.trim_end_matches('/'),
-                    r["detail"].as_str().unwrap_or("")
+                    render::row_state(r.state),
+                    r.detail
                 );
-                shown.insert(key, state);
+                shown.insert(key, r.state);
             }
         }
-        if rec["state"] != "running" {
+        if rec.state != CommandState::Running {
             break rec;
         }
     };
     if json {
         println!("{}", serde_json::to_string_pretty(&rec)?);
     } else {
-        print_table(&rec);
+        print!("{}", render::command_table(&rec));
     }
-    if rec["state"] == "ok" {
-        Ok(())
+    if rec.state == CommandState::Ok {
+        return Ok(());
+    }
+    let errs = render::failures(&rec);
+    if errs.is_empty() {
+        bail!("command {id} failed")
     } else {
-        let errs: Vec<String> = rec["clusters"]
-            .as_object()
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(c, o)| o["error"].as_str().map(|e| format!("{c}: {e}")))
-                    .collect()
-            })
-            .unwrap_or_default();
-        if errs.is_empty() {
-            bail!("command {id} failed")
-        } else {
-            bail!("command {id} failed: {}", errs.join("; "))
-        }
+        bail!("command {id} failed: {}", errs.join("; "))
     }
-}
-
-fn progress_bar(done: usize, total: usize) -> String {
-    let width = 20;
-    let filled = (done * width).checked_div(total).unwrap_or(width);
-    format!(
-        "[{}{}] {done}/{total}",
-        "#".repeat(filled),
-        ".".repeat(width - filled)
-    )
-}
-
-fn print_table(rec: &Json) {
-    let rows = rec["rows"].as_array().cloned().unwrap_or_default();
-    println!(
-        "{:<12} {:<14} {:<12} {:<8} {:<5} DETAIL",
-        "CLUSTER", "AGENT", "NODE", "RESULT", "EXIT"
-    );
-    for r in &rows {
-        let node = s(&r["node"]);
-        println!(
-            "{:<12} {:<14} {:<12} {:<8} {:<5} {}",
-            s(&r["cluster"]),
-            s(&r["agent"]),
-            if node.is_empty() { "-".into() } else { node },
-            s(&r["state"]),
-            r["exit_code"]
-                .as_i64()
-                .map(|c| c.to_string())
-                .unwrap_or_else(|| "-".into()),
-            s(&r["detail"])
-        );
-        let out = s(&r["output"]);
-        for line in out.lines().filter(|l| !l.is_empty()) {
-            println!("    | {line}");
-        }
-    }
-    println!(
-        "{} {} in {} ms",
-        s(&rec["op"]),
-        s(&rec["state"]),
-        rec["finished_ms"].as_i64().unwrap_or(0) - rec["started_ms"].as_i64().unwrap_or(0)
-    );
 }
 
 #[derive(Args)]
@@ -918,33 +769,25 @@ pub(crate) async fn commands(a: CommandsArgs) -> anyhow::Result<()> {
     match a.id {
         Some(id) if a.follow => follow(&a.center, &id, a.json).await,
         Some(id) => {
-            let rec = a.center.get(&format!("/v1/commands/{id}")).await?;
+            let rec = a
+                .center
+                .client()
+                .command(&id, None, 0)
+                .await
+                .map_err(hint)?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&rec)?);
             } else {
-                print_table(&rec);
+                print!("{}", render::command_table(&rec));
             }
             Ok(())
         }
         None => {
-            let list = a.center.get("/v1/commands").await?;
+            let list = a.center.client().commands().await.map_err(hint)?;
             if a.json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
-                return Ok(());
-            }
-            println!("{:<28} {:<9} {:<8} CLUSTERS", "ID", "OP", "STATE");
-            for c in list["commands"].as_array().cloned().unwrap_or_default() {
-                let clusters: Vec<String> = c["clusters"]
-                    .as_object()
-                    .map(|m| m.keys().cloned().collect())
-                    .unwrap_or_default();
-                println!(
-                    "{:<28} {:<9} {:<8} {}",
-                    s(&c["id"]),
-                    s(&c["op"]),
-                    s(&c["state"]),
-                    clusters.join(",")
-                );
+            } else {
+                print!("{}", render::command_list(&list));
             }
             Ok(())
         }
@@ -999,7 +842,7 @@ pub(crate) async fn logs(a: LogsArgs) -> anyhow::Result<()> {
             a.stream,
             a.bytes
         );
-        let (code, body) = http("GET", &a.center.center, &path, None, None).await?;
+        let body = a.center.client().get_text(&path).await.map_err(hint)?;
         if found.len() > 1 {
             println!(
                 "==> {}/{}/{} <==",
@@ -1007,9 +850,6 @@ pub(crate) async fn logs(a: LogsArgs) -> anyhow::Result<()> {
                 s(&n["agent"]),
                 s(&n["name"])
             );
-        }
-        if code != 200 {
-            parse_answer("GET", &path, code, &body)?;
         }
         print!("{body}");
     }
@@ -1039,7 +879,10 @@ pub(crate) async fn metrics(a: MetricsArgs) -> anyhow::Result<()> {
     if a.list {
         let v = a
             .center
-            .get(&format!("/v1/metrics/series?prefix={}", a.series))
+            .get(&format!(
+                "/v1/metrics/series?prefix={}",
+                escape(&a.series, true)
+            ))
             .await?;
         for s in v["series"].as_array().cloned().unwrap_or_default() {
             println!("{}", s.as_str().unwrap_or(""));
@@ -1050,7 +893,9 @@ pub(crate) async fn metrics(a: MetricsArgs) -> anyhow::Result<()> {
         .center
         .get(&format!(
             "/v1/metrics/query?series={}&since={}&resolution={}",
-            a.series, a.since, a.resolution
+            escape(&a.series, true),
+            escape(&a.since, false),
+            escape(&a.resolution, false)
         ))
         .await?;
     if a.json {
@@ -1097,7 +942,7 @@ pub(crate) struct StatsArgs {
 
 pub(crate) async fn stats(a: StatsArgs) -> anyhow::Result<()> {
     let path = match &a.cluster {
-        Some(c) => format!("/v1/stats?cluster={c}"),
+        Some(c) => format!("/v1/stats?cluster={}", escape(c, false)),
         None => "/v1/stats".into(),
     };
     let v = a.center.get(&path).await?;

@@ -1,0 +1,122 @@
+//! The operations center's API (docs/openapi.json), typed with the types the center serves.
+
+use serde::de::DeserializeOwned;
+use yard_ops::center::{CommandList, CommandRecord, StartRequest, Started, TopologyView, Uploaded};
+
+use crate::http::{self, escape, Request};
+use crate::ClientError;
+
+/// A center at `addr`, reached with `authorization` (the whole header value) or anonymously.
+#[derive(Clone)]
+pub struct Center {
+    addr: String,
+    authorization: Option<String>,
+}
+
+impl std::fmt::Debug for Center {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Center")
+            .field("addr", &self.addr)
+            .field("authorized", &self.authorization.is_some())
+            .finish()
+    }
+}
+
+fn decode<T: DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, ClientError> {
+    serde_json::from_slice(body).map_err(|e| ClientError::Decode {
+        what: what.to_string(),
+        why: e.to_string(),
+    })
+}
+
+impl Center {
+    pub fn new(addr: impl Into<String>, authorization: Option<String>) -> Center {
+        Center {
+            addr: addr.into(),
+            authorization,
+        }
+    }
+
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    async fn send(&self, r: Request<'_>) -> Result<Vec<u8>, ClientError> {
+        let (method, path) = (r.method, r.path);
+        let r = r.authorized(self.authorization.as_deref());
+        Ok(http::request(&self.addr, r).await?.ok(method, path)?.body)
+    }
+
+    /// `GET path` as JSON, for the routes without a type here yet.
+    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
+        let body = self.send(Request::get(path)).await?;
+        decode(&format!("GET {path}"), &body)
+    }
+
+    /// `GET path` as text (node logs).
+    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+        let body = self.send(Request::get(path)).await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
+    pub async fn topology(&self) -> Result<TopologyView, ClientError> {
+        decode(
+            "GET /v1/topology",
+            &self.send(Request::get("/v1/topology")).await?,
+        )
+    }
+
+    pub async fn commands(&self) -> Result<CommandList, ClientError> {
+        decode(
+            "GET /v1/commands",
+            &self.send(Request::get("/v1/commands")).await?,
+        )
+    }
+
+    /// One command; with `after`, the center answers once the command's version passes it or
+    /// `wait_ms` passed (a long poll).
+    pub async fn command(
+        &self,
+        id: &str,
+        after: Option<u64>,
+        wait_ms: u64,
+    ) -> Result<CommandRecord, ClientError> {
+        let mut path = format!("/v1/commands/{}", escape(id, false));
+        if let Some(v) = after {
+            path.push_str(&format!("?after={v}&wait_ms={wait_ms}"));
+        }
+        decode(
+            &format!("GET {path}"),
+            &self.send(Request::get(&path)).await?,
+        )
+    }
+
+    /// Starts a command; its id.
+    pub async fn start(&self, req: &StartRequest) -> Result<String, ClientError> {
+        let body = serde_json::to_vec(req).expect("a request serializes");
+        let answer = self
+            .send(Request::json("POST", "/v1/commands", &body))
+            .await?;
+        Ok(decode::<Started>("POST /v1/commands", &answer)?.id)
+    }
+
+    /// Uploads an artifact; the center refuses it when `sha256` is given and differs.
+    pub async fn upload(
+        &self,
+        bytes: &[u8],
+        sha256: Option<&str>,
+    ) -> Result<Uploaded, ClientError> {
+        let path = match sha256 {
+            Some(s) => format!("/v1/artifacts?sha256={}", escape(s, false)),
+            None => "/v1/artifacts".to_string(),
+        };
+        let r = Request {
+            method: "POST",
+            path: &path,
+            body: bytes,
+            content_type: Some("application/octet-stream"),
+            authorization: None,
+        };
+        decode(&format!("POST {path}"), &self.send(r).await?)
+    }
+}

@@ -1,0 +1,19 @@
+//! The client side of every yard listener, for the CLI's verbs, the benchmarks and programs
+//! of our users:
+//!
+//! - [`http`]: one HTTP/1.1 exchange (`Connection: close`, fixed-length or chunked answers);
+//! - [`ws`]: the WebSocket API's handshake (subscribe, wait for the ack);
+//! - [`center`]: the operations center's API, its answers typed with the `yard-ops` types
+//!   that the center serializes ([`yard_ops::topology::ClusterRecord`],
+//!   [`yard_ops::center::CommandRecord`]…).
+//!
+//! Errors are a [`ClientError`]: a listener that is not there, an answer that is not HTTP, a
+//! refusal with its status and the server's `code` and `context`, or a body that is not what
+//! the route documents.
+
+pub mod center;
+mod error;
+pub mod http;
+pub mod ws;
+
+pub use error::ClientError;

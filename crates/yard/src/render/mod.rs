@@ -1,0 +1,4 @@
+//! The verbs' output, as pure functions from the libraries' typed answers to text: each is
+//! tested by the exact text it writes.
+
+pub(crate) mod ops;
