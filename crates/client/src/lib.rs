@@ -1,6 +1,7 @@
 //! The client side of every yard listener, for the CLI's verbs, the benchmarks and programs
 //! of our users:
 //!
+//! - [`credential`]: the credential sent when none is given (the CLI's rule);
 //! - [`http`]: one HTTP/1.1 exchange (`Connection: close`, fixed-length or chunked answers);
 //! - [`ws`]: the WebSocket API's handshake (subscribe, wait for the ack);
 //! - [`center`]: the operations center's API, its answers typed with the `yard-ops` types
@@ -12,6 +13,7 @@
 //! the route documents.
 
 pub mod center;
+pub mod credential;
 mod error;
 pub mod http;
 pub mod ws;

@@ -24,56 +24,7 @@ fn not_running(addr: &str, e: impl std::fmt::Display) -> anyhow::Error {
 
 pub(crate) use yard_client::http::escape as url_escape;
 
-/// `--credentials FILE`, set once at start.
-static CREDENTIALS_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-
-/// Makes [`credential`] read `path` (the global `--credentials` flag).
-pub(crate) fn use_credentials_file(path: std::path::PathBuf) {
-    let _ = CREDENTIALS_FILE.set(path);
-}
-
-/// The credential the CLI sends when a verb is given none: `--credentials FILE` (or
-/// `YARD_CREDENTIALS`), else the credentials file of the home [`yard_auth::home::resolve`]
-/// picks (`./yard-data/credentials` beside `yard up`, `$YARD_HOME`, `~/.config/yard`). Read
-/// once per process; `None` when there is no such file (the caller is then anonymous).
-pub(crate) fn credential() -> Option<String> {
-    static FOUND: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    FOUND
-        .get_or_init(|| {
-            let given = CREDENTIALS_FILE.get().cloned().or_else(|| {
-                std::env::var_os("YARD_CREDENTIALS")
-                    .filter(|p| !p.is_empty())
-                    .map(std::path::PathBuf::from)
-            });
-            let explicit = given.is_some();
-            let path = given.unwrap_or_else(|| yard_auth::home::resolve(None).join("credentials"));
-            if explicit && !path.exists() {
-                eprintln!(
-                    "yard: the credentials file {} does not exist",
-                    path.display()
-                );
-            }
-            match yard_auth::home::read_secret(&path) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    if path.exists() {
-                        eprintln!("yard: ignoring {}: {e}", path.display());
-                    }
-                    None
-                }
-            }
-        })
-        .clone()
-}
-
-/// The `Authorization` value for `token`, or for the [`credential`] found.
-pub(crate) fn bearer(token: Option<&str>) -> Option<String> {
-    token
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-        .or_else(credential)
-        .map(|t| format!("Bearer {t}"))
-}
+pub(crate) use yard_client::credential::{bearer, use_file as use_credentials_file};
 
 /// Connects to the WebSocket API with the credential found, subscribes, and waits for the
 /// ack. Returns the socket and the client id the endpoint gave us.

@@ -1,12 +1,6 @@
 //! `yard`: the one Switchyard binary. Daemons (`node`) and client verbs (`pub`, `sub`, `status`,
 //! `peers`, `peer`, `unpeer`, `request`, `log`, `store`, `bench`).
 
-mod bench;
-mod bench_alloc;
-mod bench_fleet;
-mod bench_launch;
-mod bench_mesh;
-mod bench_store;
 mod client;
 mod config;
 mod logs;
@@ -116,7 +110,7 @@ enum Command {
     Service(rm_verbs::ServiceCommand),
     /// Benchmarks (programs, not tests); see docs/BENCHMARKS.md.
     #[command(subcommand)]
-    Bench(bench::BenchCommand),
+    Bench(yard_bench::BenchCommand),
 }
 
 #[derive(Args)]
@@ -318,7 +312,7 @@ fn main() -> ExitCode {
             Command::Unpeer(a) => mesh_cli::unpeer(a).await,
             Command::Request(a) => mesh_cli::request(a).await,
             Command::Log(a) => mesh_cli::log(a).await,
-            Command::Bench(b) => bench::main(b).await,
+            Command::Bench(b) => yard_bench::main(b).await,
             Command::Center(a) => ops_cli::center(a).await,
             Command::Manager(a) => ops_cli::manager(a).await,
             Command::Agent(a) => ops_cli::agent(a).await,

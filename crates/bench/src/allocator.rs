@@ -15,8 +15,8 @@ use yard_rm::master::allocator::{
 };
 use yard_rm::mesos::resources::Resources;
 
-#[derive(Args)]
-pub(crate) struct AllocArgs {
+#[derive(Args, Debug)]
+pub struct AllocArgs {
     #[arg(long, default_value_t = 10_000)]
     agents: usize,
     #[arg(long, default_value_t = 1_000)]

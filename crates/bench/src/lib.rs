@@ -1,3 +1,16 @@
+//! The benchmark programs behind `yard bench`. Each runs one shape, and where the brief
+//! names a peer (nats-server, redis, Mesos's allocator figures) the same shape against it,
+//! in the same run; docs/BENCHMARKS.md records each figure with its command.
+//!
+//! - `ws` (this file): WebSocket publisher → endpoint → WebSocket subscriber;
+//! - [`mesh`]: two peered endpoints with native clients;
+//! - [`store`]: store operations over the WebSocket API;
+//! - [`fleet`]: a real center tracking a simulated fleet;
+//! - [`allocator`]: the resource manager's allocator, in process;
+//! - [`launch`]: the resource manager end to end, ACCEPT to TASK_RUNNING.
+//!
+//! ## `yard bench ws`
+//!
 //! `yard bench ws`: one WebSocket publisher → one endpoint → one WebSocket subscriber.
 //!
 //! Starts a `yard node` process of its own (unless `--endpoint` is given), then for each run:
@@ -9,6 +22,12 @@
 //! Publisher and subscriber each run on their own thread with a single-threaded runtime. The
 //! sequence number and send time travel in the topic (`/bench/<seq>/<ns>`), so the payload is
 //! exactly the event under test.
+
+pub mod allocator;
+pub mod fleet;
+pub mod launch;
+pub mod mesh;
+pub mod store;
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -22,29 +41,59 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::Notify;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::client::connect;
+/// Connects to the WebSocket API with the credential found, subscribes, waits for the ack.
+pub(crate) async fn connect(
+    addr: &str,
+    prefixes: &[String],
+) -> anyhow::Result<(yard_client::ws::Socket, String)> {
+    let auth = yard_client::credential::bearer(None);
+    Ok(yard_client::ws::connect(addr, prefixes, auth.as_deref()).await?)
+}
 
-#[derive(Subcommand)]
-pub(crate) enum BenchCommand {
+/// `GET path` with the credential found; any status but 2xx is an error.
+pub(crate) async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
+    let auth = yard_client::credential::bearer(None);
+    let r = yard_client::http::Request::get(path).authorized(auth.as_deref());
+    let answer = yard_client::http::request(addr, r).await?.ok("GET", path)?;
+    Ok(answer.text())
+}
+
+/// `POST path` with a JSON body and the credential found: the status and the body.
+pub(crate) async fn http_post(addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    let auth = yard_client::credential::bearer(None);
+    let r =
+        yard_client::http::Request::json("POST", path, body.as_bytes()).authorized(auth.as_deref());
+    let answer = yard_client::http::request(addr, r).await?;
+    Ok((answer.status, answer.text()))
+}
+
+/// The mesh key of the home the CLI would use.
+pub(crate) fn home_mesh_key() -> anyhow::Result<String> {
+    let home = yard_auth::Home::open_or_init(yard_auth::home::resolve(None))?;
+    Ok(home.mesh_key()?)
+}
+
+#[derive(Subcommand, Debug)]
+pub enum BenchCommand {
     /// WebSocket publisher → endpoint → WebSocket subscriber.
     Ws(WsArgs),
     /// Two peered endpoints with native clients (compare: bench/nats against nats-server).
-    Mesh(crate::bench_mesh::MeshArgs),
+    Mesh(crate::mesh::MeshArgs),
     /// Store operations over the WebSocket API: puts and put_unique to a master (memory and
     /// SQLite), gets from a clone (compare: redis-benchmark, see scripts/bench-store.sh).
-    Store(crate::bench_store::StoreArgs),
+    Store(crate::store::StoreArgs),
     /// A real center tracking a simulated fleet (many agents and clusters in this process):
     /// its CPU and memory per agent.
-    Fleet(crate::bench_fleet::FleetArgs),
+    Fleet(crate::fleet::FleetArgs),
     /// The resource manager's allocator, in process: one cycle at 10,000 agents x 1,000
     /// frameworks (Mesos's DeclineOffers benchmark setting).
-    Alloc(crate::bench_alloc::AllocArgs),
+    Alloc(crate::allocator::AllocArgs),
     /// The resource manager end to end: launch rate from ACCEPT to TASK_RUNNING with a real
     /// manager and agents on this host.
-    Launch(crate::bench_launch::LaunchArgs),
+    Launch(crate::launch::LaunchArgs),
 }
 
-#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
 pub(crate) enum Payload {
     /// The Zeek event `[1,1,["ping",[count]]]`.
     Small,
@@ -53,8 +102,8 @@ pub(crate) enum Payload {
     OneK,
 }
 
-#[derive(Args)]
-pub(crate) struct WsArgs {
+#[derive(Args, Debug)]
+pub struct WsArgs {
     /// Use a running endpoint instead of starting one.
     #[arg(long)]
     endpoint: Option<String>,
@@ -77,14 +126,14 @@ pub(crate) struct WsArgs {
     runs: usize,
 }
 
-pub(crate) async fn main(cmd: BenchCommand) -> anyhow::Result<()> {
+pub async fn main(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Ws(args) => ws(args).await,
-        BenchCommand::Mesh(args) => crate::bench_mesh::main(args).await,
-        BenchCommand::Store(args) => crate::bench_store::main(args).await,
-        BenchCommand::Fleet(args) => crate::bench_fleet::main(args).await,
-        BenchCommand::Alloc(args) => crate::bench_alloc::main(args),
-        BenchCommand::Launch(args) => crate::bench_launch::main(args).await,
+        BenchCommand::Mesh(args) => crate::mesh::main(args).await,
+        BenchCommand::Store(args) => crate::store::main(args).await,
+        BenchCommand::Fleet(args) => crate::fleet::main(args).await,
+        BenchCommand::Alloc(args) => crate::allocator::main(args),
+        BenchCommand::Launch(args) => crate::launch::main(args).await,
     }
 }
 

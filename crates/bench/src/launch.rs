@@ -19,8 +19,8 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-#[derive(Args)]
-pub(crate) struct LaunchArgs {
+#[derive(Args, Debug)]
+pub struct LaunchArgs {
     /// Tasks per run.
     #[arg(long, default_value_t = 1000)]
     tasks: usize,
@@ -176,7 +176,7 @@ impl Events {
 
 /// The CLI's credential as a header line (the master needs one for scheduler calls).
 fn auth_header() -> String {
-    crate::client::bearer(None)
+    yard_client::credential::bearer(None)
         .map(|a| format!("Authorization: {a}\r\n"))
         .unwrap_or_default()
 }

@@ -11,10 +11,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use std::io::{Read, Write};
 
-use crate::bench::start_node_with;
+use crate::start_node_with;
 
-#[derive(Args)]
-pub(crate) struct StoreArgs {
+#[derive(Args, Debug)]
+pub struct StoreArgs {
     /// Operations per measurement.
     #[arg(long, default_value_t = 200_000)]
     ops: u64,
@@ -186,12 +186,10 @@ fn pipeline(
 
 /// Waits until the clone of `mem` on `addr` holds everything its master applied.
 async fn await_idle(addr: &str) -> anyhow::Result<()> {
-    let (code, body) = crate::client::http(
-        "POST",
+    let (code, body) = crate::http_post(
         addr,
         "/v1/stores/mem/ops",
-        Some("{\"op\":\"await_idle\",\"timeout\":\"60s\"}"),
-        None,
+        "{\"op\":\"await_idle\",\"timeout\":\"60s\"}",
     )
     .await?;
     if code != 200 || !body.contains("true") {

@@ -36,8 +36,8 @@ pub(crate) enum Workload {
     Memory,
 }
 
-#[derive(Args)]
-pub(crate) struct MeshArgs {
+#[derive(Args, Debug)]
+pub struct MeshArgs {
     #[arg(long, value_enum)]
     workload: Workload,
     /// Payload bytes (a string value of this length).
@@ -325,7 +325,7 @@ pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 /// key of this host's credentials home, which the node under test shares); stays idle.
 async fn idle_peer(addr: &str, id: String) -> anyhow::Result<TcpStream> {
     use yard_fabric::wire::{hex, unhex, FrameDecoder};
-    let key = crate::node::home_mesh_key(None)?;
+    let key = crate::home_mesh_key()?;
     let mut s = TcpStream::connect(addr).await?;
     s.write_all(&Preamble::ours().encode()).await?;
     let mut pre = [0u8; Preamble::LEN];
@@ -382,7 +382,7 @@ async fn memory(args: &MeshArgs) -> anyhow::Result<()> {
         .to_string();
     let pid = child.id().context("pid")?;
     let status = |addr: String| async move {
-        let body = crate::client::http_get(&addr, "/v1/status/json").await?;
+        let body = crate::http_get(&addr, "/v1/status/json").await?;
         Ok::<serde_json::Value, anyhow::Error>(serde_json::from_str(&body)?)
     };
     status(addr.clone()).await?;
@@ -406,7 +406,7 @@ async fn memory(args: &MeshArgs) -> anyhow::Result<()> {
     let prefixes: Vec<String> = (0..args.subscriptions)
         .map(|i| format!("/bench/sub/{i:06}"))
         .collect();
-    let (_ws, _) = crate::client::connect(&addr, &prefixes).await?;
+    let (_ws, _) = crate::connect(&addr, &prefixes).await?;
     status(addr.clone()).await?;
     let with_subs = rss_kib(pid)?;
     println!(

@@ -16,8 +16,8 @@ use yard_fabric::{Endpoint, EndpointConfig, OverflowPolicy};
 use yard_ops::manager::{CENTER, CENTER_METRICS};
 use yard_ops::proto::{AgentView, ClusterReport, ManagerView, Msg, NodeStatus, Sample};
 
-#[derive(Args)]
-pub(crate) struct FleetArgs {
+#[derive(Args, Debug)]
+pub struct FleetArgs {
     /// Clusters (one simulated manager each).
     #[arg(long, default_value_t = 100)]
     clusters: usize,
@@ -104,7 +104,7 @@ fn samples(cluster: &str, agents: usize, ts: i64) -> Vec<Sample> {
 }
 
 async fn center_metric(addr: &str, name: &str) -> anyhow::Result<f64> {
-    let text = crate::client::http_get(addr, "/metrics").await?;
+    let text = crate::http_get(addr, "/metrics").await?;
     text.lines()
         .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next()?.parse().ok())
@@ -143,7 +143,7 @@ pub(crate) async fn main(a: FleetArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let mut managers = Vec::new();
     // The center under test shares this host's credentials home, and so its mesh key.
-    let mesh_key = crate::node::home_mesh_key(None)?;
+    let mesh_key = crate::home_mesh_key()?;
     for c in 0..a.clusters {
         let (ep, _router) = Endpoint::spawn(
             format!("bench-manager-{c}"),
@@ -228,10 +228,10 @@ pub(crate) async fn main(a: FleetArgs) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
         stored = center_metric(&addr, "yard_center_samples_total").await?;
     }
-    let rss = crate::bench_mesh::rss_kib(pid)?;
+    let rss = crate::mesh::rss_kib(pid)?;
     // /proc counts CPU time in USER_HZ ticks, 100 per second on Linux.
     let cpu = (cpu1 - cpu0) as f64 / 100.0 / elapsed;
-    let stats = crate::client::http_get(&addr, "/v1/stats").await?;
+    let stats = crate::http_get(&addr, "/v1/stats").await?;
     let stats: serde_json::Value = serde_json::from_str(&stats)?;
     let agents = a.clusters * a.agents;
     println!(
