@@ -111,29 +111,35 @@ pub async fn request(addr: &str, r: Request<'_>) -> Result<Answer, ClientError> 
     stream.write_all(r.body).await.map_err(broken)?;
     let mut buf = Vec::new();
     stream.read_to_end(&mut buf).await.map_err(broken)?;
-    parse_answer(&buf).map_err(|why| ClientError::Protocol {
+    parse_answer(&buf).map_err(|e| ClientError::Protocol {
         addr: addr.to_string(),
-        why,
+        why: e.to_string(),
     })
 }
 
+/// Why bytes are not an HTTP answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    #[error("truncated HTTP answer (no end of headers)")]
+    NoEndOfHeaders,
+    #[error("bad HTTP status line: {0:?}")]
+    StatusLine(String),
+    #[error("bad chunked HTTP body")]
+    Chunked,
+}
+
 /// Reads a whole `Connection: close` answer.
-pub fn parse_answer(buf: &[u8]) -> Result<Answer, String> {
+pub fn parse_answer(buf: &[u8]) -> Result<Answer, Malformed> {
     let split = buf
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
-        .ok_or("truncated HTTP answer (no end of headers)")?;
+        .ok_or(Malformed::NoEndOfHeaders)?;
     let head = String::from_utf8_lossy(&buf[..split]);
     let status = head
         .strip_prefix("HTTP/1.")
         .and_then(|r| r.split(' ').nth(1))
         .and_then(|c| c.parse().ok())
-        .ok_or_else(|| {
-            format!(
-                "bad HTTP status line: {:?}",
-                head.lines().next().unwrap_or("")
-            )
-        })?;
+        .ok_or_else(|| Malformed::StatusLine(head.lines().next().unwrap_or("").to_string()))?;
     let body = &buf[split + 4..];
     let chunked = head.lines().any(|l| {
         let l = l.to_ascii_lowercase();
@@ -147,8 +153,8 @@ pub fn parse_answer(buf: &[u8]) -> Result<Answer, String> {
     Ok(Answer { status, body })
 }
 
-fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, String> {
-    let bad = || "bad chunked HTTP body".to_string();
+fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, Malformed> {
+    let bad = || Malformed::Chunked;
     let mut out = Vec::new();
     loop {
         let eol = b.windows(2).position(|w| w == b"\r\n").ok_or_else(bad)?;
@@ -203,14 +209,15 @@ mod tests {
     fn garbage_is_refused_with_the_reason() {
         assert_eq!(
             parse_answer(b"HTTP/1.1 200 OK\r\n"),
-            Err("truncated HTTP answer (no end of headers)".into())
+            Err(Malformed::NoEndOfHeaders)
         );
-        assert!(parse_answer(b"SSH-2.0-OpenSSH\r\n\r\n")
-            .unwrap_err()
-            .starts_with("bad HTTP status line"));
+        assert_eq!(
+            parse_answer(b"SSH-2.0-OpenSSH\r\n\r\n"),
+            Err(Malformed::StatusLine("SSH-2.0-OpenSSH".into()))
+        );
         assert_eq!(
             parse_answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"),
-            Err("bad chunked HTTP body".into())
+            Err(Malformed::Chunked)
         );
     }
 
