@@ -16,6 +16,7 @@
 pub mod agent;
 pub mod artifacts;
 pub mod center;
+pub mod cluster;
 pub mod commands;
 pub mod error;
 pub mod health;

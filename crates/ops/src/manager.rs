@@ -4,19 +4,21 @@
 //! longer than `agent_timeout`, forwards its agents' metrics to the center in batches, and
 //! carries out the center's commands on its agents.
 //!
+//! One actor owns the cluster's state (the pure core [`crate::cluster::Cluster`]) and reads
+//! the time from the configured [`Clock`]; its select priorities are written on `Actor`.
+//! Each command runs as a task of its own over the pure [`crate::rollout`] core.
+//!
 //! Its agents are kept in a store (`ops-manager-CLUSTER`): after a restart the manager knows
 //! which agents it had, and reports those that do not come back as lost.
 
-use std::collections::{BTreeMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use yard_auth::exposition::family;
 use yard_auth::http::Extension;
@@ -25,14 +27,14 @@ use yard_fabric::{Endpoint, Message, OverflowPolicy};
 use yard_store::{Mutation, Stores};
 
 use crate::artifacts::ArtifactStore;
+use crate::cluster::{AgentError, Cluster, Heartbeat};
 use crate::nodes::ClusterConfig;
 use crate::proto::{
-    self, AgentView, ClusterReport, CommandKind, CommandSpec, ManagerView, Msg, ProgressRow,
-    Sample, Task, TaskOutcome,
+    self, AgentView, CommandKind, CommandSpec, ManagerView, Msg, ProgressRow, Task, TaskOutcome,
 };
 use crate::rollout::{self, Action, Rollout};
 use crate::rpc::{self, Inbox};
-use crate::OpsError;
+use crate::{Clock, OpsError};
 
 /// Samples waiting to go to the center; beyond this the oldest are dropped (and counted).
 pub const METRICS_BUFFER: usize = 200_000;
@@ -55,30 +57,37 @@ pub struct ManagerConfig {
     pub report_interval: Duration,
     /// How often agents sample metrics.
     pub metrics_interval: Duration,
+    /// Where the manager reads the time (its cores take it from there).
+    pub clock: Arc<dyn Clock>,
 }
 
-struct AgentEntry {
-    view: AgentView,
-    last_seen: Instant,
+/// What reaches the manager's actor besides the fabric's inboxes.
+enum Input {
+    /// The endpoint id of a live agent (a rollout's step, a log read).
+    AgentId {
+        name: String,
+        reply: oneshot::Sender<Result<String, AgentError>>,
+    },
+    /// Every agent (a rollout's start).
+    Agents {
+        reply: oneshot::Sender<Vec<AgentView>>,
+    },
+    /// How the report sent last went.
+    Reported(Result<(), String>),
 }
 
-struct State {
-    agents: BTreeMap<String, AgentEntry>,
-    /// Something changed since the last report.
-    dirty: bool,
-    metrics: VecDeque<Sample>,
-}
-
+/// What the manager's tasks share: configuration, the actor's inbox, counters.
 struct Manager {
     ep: Endpoint,
-    stores: Arc<Stores>,
     cfg: ManagerConfig,
     started_ms: u64,
     /// Bumped on every start so that agents re-read the node list.
     config_version: u64,
     cache: ArtifactStore,
-    /// One owner of the cluster's state; a std mutex never held across an await.
-    state: Mutex<State>,
+    /// The actor's inbox (bounded: a rollout's task waits when it is full).
+    tx: mpsc::Sender<Input>,
+    agents_up: AtomicU64,
+    agents_lost: AtomicU64,
     metrics_dropped: AtomicU64,
     /// Samples refused: not from the agent they name, or for another agent's series.
     metrics_refused: AtomicU64,
@@ -90,6 +99,9 @@ struct Manager {
 fn store_name(cluster: &str) -> String {
     format!("ops-manager-{cluster}")
 }
+
+/// The actor's inbox size.
+const INPUTS: usize = 256;
 
 pub async fn start(
     cfg: ManagerConfig,
@@ -104,23 +116,22 @@ pub async fn start(
     let store = store_name(&cfg.cluster);
     let saved =
         crate::open_own_store(&stores, &store, &cfg.dir.join("manager.db"), "manager").await?;
-    let now = Instant::now();
-    let mut agents = BTreeMap::new();
-    for json in saved {
-        if let Ok(view) = serde_json::from_str::<AgentView>(&json) {
-            // Known from before the restart: a grace period to come back, then lost.
-            agents.insert(
-                view.name.clone(),
-                AgentEntry {
-                    view,
-                    last_seen: now,
-                },
-            );
-        }
+    let now = cfg.clock.now_ms();
+    // Known from before the restart: a grace period to come back, then lost.
+    let known: Vec<AgentView> = saved
+        .iter()
+        .filter_map(|json| serde_json::from_str(json).ok())
+        .collect();
+    if !known.is_empty() {
+        tracing::info!(agents = known.len(), "agents known from the store");
     }
-    if !agents.is_empty() {
-        tracing::info!(agents = agents.len(), "agents known from the store");
-    }
+    let core = Cluster::new(
+        &cfg.cluster,
+        cfg.agent_timeout.as_millis() as i64,
+        METRICS_BUFFER,
+        known,
+        now,
+    );
     let publisher = ep
         .attach("manager-publisher", vec![], 64, OverflowPolicy::DropOldest)
         .await
@@ -128,21 +139,19 @@ pub async fn start(
             name: "manager-publisher".into(),
             why: e.to_string(),
         })?;
+    let (tx, rx) = mpsc::channel(INPUTS);
     let m = Arc::new(Manager {
         publisher,
-        started_ms: crate::now_ms() as u64,
-        config_version: crate::now_ms() as u64,
+        started_ms: now as u64,
+        config_version: now as u64,
         cache: ArtifactStore::new(cfg.dir.join("artifacts")),
-        state: Mutex::new(State {
-            agents,
-            dirty: true,
-            metrics: VecDeque::new(),
-        }),
+        tx,
+        agents_up: AtomicU64::new(0),
+        agents_lost: AtomicU64::new(0),
         metrics_dropped: AtomicU64::new(0),
         metrics_refused: AtomicU64::new(0),
         reports_sent: AtomicU64::new(0),
         ep: ep.clone(),
-        stores,
         cfg,
     });
     let inbox = Inbox::open(
@@ -164,6 +173,14 @@ pub async fn start(
     let hook = m.clone();
     let metrics: yard_auth::http::MetricsHook =
         Arc::new(move |out: &mut String| hook.prometheus(out));
+    let actor = Actor {
+        m: m.clone(),
+        core,
+        stores,
+        reporting: false,
+        last_report_ms: i64::MIN / 2,
+        last_error: String::new(),
+    };
     let task = tokio::spawn({
         let m = m.clone();
         async move {
@@ -180,17 +197,8 @@ pub async fn start(
                     }
                 })
             };
-            let tasks = [
-                peering,
-                tokio::spawn(serve_inbox(m.clone(), inbox)),
-                tokio::spawn(collect_metrics(m.clone(), live)),
-                tokio::spawn(report_loop(m.clone())),
-                tokio::spawn(forward_metrics(m.clone())),
-            ];
-            shutdown.cancelled().await;
-            for t in tasks {
-                t.abort();
-            }
+            actor.run(inbox, live, rx, shutdown).await;
+            peering.abort();
         }
     });
     Ok((
@@ -203,13 +211,296 @@ pub async fn start(
     ))
 }
 
+/// The one owner of the cluster's state (the [`Cluster`] core). Its loop takes, in this order
+/// of priority:
+///
+/// 1. shutdown;
+/// 2. the clock's tick (every 200 ms: agents gone silent, the report to the center when the
+///    cluster changed or the report interval passed; one report in flight at a time);
+/// 3. the forwarding tick (every second: the waiting samples go to the center in batches);
+/// 4. its control inbox (heartbeats, commands, log reads, artifact chunks);
+/// 5. the agents' live metrics;
+/// 6. its own inbox (rollouts asking for agents, a report's outcome).
+///
+/// It awaits only its store's writes (a new agent) and publishing; commands, log reads and
+/// reports run as tasks of their own and come back through its inbox.
+struct Actor {
+    m: Arc<Manager>,
+    core: Cluster,
+    stores: Arc<Stores>,
+    /// A report is on its way to the center.
+    reporting: bool,
+    last_report_ms: i64,
+    last_error: String,
+}
+
+impl Actor {
+    async fn run(
+        mut self,
+        mut inbox: Inbox,
+        mut live: Inbox,
+        mut rx: mpsc::Receiver<Input>,
+        shutdown: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let mut forward = tokio::time::interval(Duration::from_secs(1));
+        for t in [&mut tick, &mut forward] {
+            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = shutdown.cancelled() => break,
+                _ = tick.tick() => self.tick(),
+                _ = forward.tick() => self.forward().await,
+                batch = inbox.next() => {
+                    let Some(batch) = batch else { break };
+                    for msg in batch {
+                        if let Some(answer) = self.control(&inbox.client, &msg).await {
+                            rpc::answer(&inbox.client, &msg, answer).await;
+                        }
+                    }
+                }
+                batch = live.next() => {
+                    let Some(batch) = batch else { break };
+                    self.samples(batch);
+                }
+                Some(input) = rx.recv() => self.input(input),
+            }
+            let (up, lost) = self.core.counts();
+            self.m.agents_up.store(up as u64, Ordering::Relaxed);
+            self.m.agents_lost.store(lost as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn now(&self) -> i64 {
+        self.m.cfg.clock.now_ms()
+    }
+
+    /// Marks silent agents lost; reports the cluster when it changed (at most every tick) and
+    /// at least every report interval.
+    fn tick(&mut self) {
+        let now = self.now();
+        for name in self.core.expire(now) {
+            tracing::warn!(agent = %name, "agent lost: no heartbeat for {:?}", self.m.cfg.agent_timeout);
+        }
+        if self.reporting {
+            return;
+        }
+        let due = now - self.last_report_ms >= self.m.cfg.report_interval.as_millis() as i64;
+        if !self.core.take_dirty() && !due {
+            return;
+        }
+        self.reporting = true;
+        self.last_report_ms = now;
+        let report = self.core.report(ManagerView {
+            id: self.m.ep.id().to_string(),
+            address: self.m.ep.config().listen.clone(),
+            started_ms: self.m.started_ms,
+        });
+        let m = self.m.clone();
+        tokio::spawn(async move {
+            let to = format!("{CENTER}register");
+            let sent = rpc::call(&m.ep, to, &Msg::Register(report), Duration::from_secs(3)).await;
+            let _ =
+                m.tx.send(Input::Reported(sent.map(|_| ()).map_err(|e| e.to_string())))
+                    .await;
+        });
+    }
+
+    async fn forward(&mut self) {
+        let samples = self.core.drain_metrics();
+        for chunk in samples.chunks(20_000) {
+            let msg = Msg::MetricsBatch {
+                cluster: self.m.cfg.cluster.clone(),
+                samples: chunk.to_vec(),
+            };
+            let _ = self
+                .m
+                .publisher
+                .publish_system(CENTER_METRICS.to_string(), msg.to_value())
+                .await;
+        }
+    }
+
+    fn samples(&mut self, batch: Vec<Arc<Message>>) {
+        // Samples count only from a known agent's own endpoint, for its own series: nobody
+        // else fakes an agent's history or grows the store with series of their choosing.
+        let prefix = proto::live_metrics_prefix(&self.m.cfg.cluster);
+        for msg in batch {
+            let agent = msg.topic.strip_prefix(&prefix).unwrap_or("");
+            let samples = match Msg::from_value(&msg.value) {
+                Ok(Msg::Samples { samples }) => samples,
+                _ => Vec::new(),
+            };
+            let n = self.core.samples(agent, &msg.origin, samples);
+            self.m
+                .metrics_refused
+                .fetch_add(n.refused, Ordering::Relaxed);
+            self.m
+                .metrics_dropped
+                .fetch_add(n.dropped, Ordering::Relaxed);
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        match input {
+            Input::AgentId { name, reply } => {
+                let _ = reply.send(self.core.agent_id(&name));
+            }
+            Input::Agents { reply } => {
+                let _ = reply.send(self.core.agents());
+            }
+            Input::Reported(outcome) => {
+                self.reporting = false;
+                match outcome {
+                    Ok(()) => {
+                        self.m.reports_sent.fetch_add(1, Ordering::Relaxed);
+                        self.last_error.clear();
+                    }
+                    Err(e) => {
+                        // Not delivered: send again at the next tick.
+                        self.core.mark_dirty();
+                        self.last_report_ms = i64::MIN / 2;
+                        if e != self.last_error {
+                            tracing::warn!("cannot report to the center: {e}");
+                            self.last_error = e;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A message on the control inbox; `None` when the answer goes out later, from a task.
+    async fn control(
+        &mut self,
+        client: &Arc<yard_fabric::Client>,
+        msg: &Arc<Message>,
+    ) -> Option<Msg> {
+        let answer = match Msg::from_value(&msg.value) {
+            Ok(Msg::Heartbeat {
+                agent,
+                config_version,
+            }) => self.heartbeat(agent, config_version).await,
+            Ok(Msg::Start(spec)) => {
+                tracing::info!(id = %spec.id, op = spec.kind.name(), "command from the center");
+                let m = self.m.clone();
+                tokio::spawn(async move { m.run_command(spec).await });
+                Msg::Accepted
+            }
+            Ok(Msg::Logs {
+                agent,
+                node,
+                stream,
+                max_bytes,
+            }) => {
+                let id = match self.core.agent_id(&agent) {
+                    Ok(id) => id,
+                    Err(e) => return Some(Msg::refused("unknown_agent", e.to_string())),
+                };
+                let ask = Msg::Logs {
+                    agent,
+                    node,
+                    stream,
+                    max_bytes,
+                };
+                let (ep, client, msg) = (self.m.ep.clone(), client.clone(), msg.clone());
+                tokio::spawn(async move {
+                    let to = proto::to(&id, "logs");
+                    let answer = match rpc::call(&ep, to, &ask, Duration::from_secs(10)).await {
+                        Ok(answer) => answer,
+                        // The agent's own refusal (unknown_node, ...) reaches the center as it is.
+                        Err(rpc::CallError::Refused { code, message }) => {
+                            Msg::refused(&code, message)
+                        }
+                        Err(e) => Msg::refused("agent_error", e),
+                    };
+                    rpc::answer(&client, &msg, answer).await;
+                });
+                return None;
+            }
+            Ok(Msg::FetchChunk {
+                sha256,
+                offset,
+                len,
+            }) => {
+                let (cache, client, msg) = (self.m.cache.clone(), client.clone(), msg.clone());
+                tokio::spawn(async move {
+                    let read = tokio::task::spawn_blocking(move || {
+                        cache.read_chunk(&sha256, offset, len.min(crate::agent::CHUNK))
+                    })
+                    .await;
+                    let answer = match read {
+                        Ok(Ok((bytes, total))) => Msg::Chunk {
+                            data: base64::engine::general_purpose::STANDARD.encode(bytes),
+                            total,
+                        },
+                        Ok(Err(e)) => Msg::refused("unknown_artifact", e.to_string()),
+                        Err(e) => Msg::refused("io_error", e.to_string()),
+                    };
+                    rpc::answer(&client, &msg, answer).await;
+                });
+                return None;
+            }
+            Ok(other) => Msg::refused(
+                "bad_request",
+                format!("a manager does not take {:?} messages", other.type_name()),
+            ),
+            Err(e) => Msg::refused("bad_request", e.to_string()),
+        };
+        Some(answer)
+    }
+
+    /// An agent's heartbeat: record it, answer with its nodes when its list is out of date.
+    async fn heartbeat(&mut self, view: AgentView, version: u64) -> Msg {
+        if let Err(e) = crate::nodes::check_name("agent", &view.name) {
+            return Msg::refused("bad_request", e);
+        }
+        let name = view.name.clone();
+        let roles = view.roles.clone();
+        let now = self.now();
+        match self.core.heartbeat(view, now) {
+            Heartbeat::Clash { other } => {
+                return Msg::refused(
+                    "duplicate_agent",
+                    format!(
+                        "agent name {name:?} is taken by the live agent {other}; give this one another --name"
+                    ),
+                )
+            }
+            Heartbeat::Taken { persist: Some(stored) } => {
+                tracing::info!(agent = %name, address = %stored.address, "agent joined");
+                let m = Mutation::Put {
+                    key: Value::string(name.clone()),
+                    value: Value::string(serde_json::to_string(&stored).expect("serializes")),
+                    expiry: None,
+                };
+                if let Err(e) = self
+                    .stores
+                    .write(&store_name(&self.m.cfg.cluster), m)
+                    .await
+                {
+                    tracing::warn!("cannot record agent {name}: {e}");
+                }
+            }
+            Heartbeat::Taken { persist: None } => {}
+        }
+        let cfg = &self.m.cfg;
+        let nodes = (version != self.m.config_version).then(|| cfg.config.nodes_for(&name, &roles));
+        Msg::HeartbeatAck {
+            cluster: cfg.cluster.clone(),
+            config_version: self.m.config_version,
+            nodes,
+            metrics_interval_ms: cfg.metrics_interval.as_millis() as u64,
+        }
+    }
+}
+
 impl Manager {
     fn prometheus(&self, out: &mut String) {
-        let (up, lost) = {
-            let s = self.state.lock().expect("manager state");
-            let up = s.agents.values().filter(|a| a.view.state == "up").count();
-            (up, s.agents.len() - up)
-        };
+        let up = self.agents_up.load(Ordering::Relaxed);
+        let lost = self.agents_lost.load(Ordering::Relaxed);
         family(
             out,
             "yard_manager_agents",
@@ -252,128 +543,18 @@ impl Manager {
         );
     }
 
-    fn report(&self) -> ClusterReport {
-        let s = self.state.lock().expect("manager state");
-        ClusterReport {
-            cluster: self.cfg.cluster.clone(),
-            manager: ManagerView {
-                id: self.ep.id().to_string(),
-                address: self.ep.config().listen.clone(),
-                started_ms: self.started_ms,
-            },
-            agents: s.agents.values().map(|a| a.view.clone()).collect(),
-        }
+    /// Asks the actor; `None` when it is gone (the manager is stopping).
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Input) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(make(tx)).await.ok()?;
+        rx.await.ok()
     }
 
-    /// An agent's heartbeat: record it, answer with its nodes when its list is out of date.
-    async fn heartbeat(&self, mut view: AgentView, version: u64) -> Msg {
-        if let Err(e) = crate::nodes::check_name("agent", &view.name) {
-            return Msg::refused("bad_request", e);
-        }
-        view.state = "up".into();
-        view.last_seen_ms = crate::now_ms() as u64;
-        let (persist, clash) = {
-            let mut s = self.state.lock().expect("manager state");
-            let now = Instant::now();
-            match s.agents.get_mut(&view.name) {
-                // Two live agents under one name: the second is refused.
-                Some(e)
-                    if e.view.id != view.id
-                        && e.view.state == "up"
-                        && now.duration_since(e.last_seen) < self.cfg.agent_timeout =>
-                {
-                    (false, Some(e.view.id.clone()))
-                }
-                Some(e) => {
-                    let changed = e.view.id != view.id
-                        || e.view.state != view.state
-                        || e.view.address != view.address
-                        || e.view.roles != view.roles
-                        || nodes_differ(&e.view, &view)
-                        || e.view.tasks != view.tasks
-                        || e.view.tasks_total != view.tasks_total;
-                    let identity = e.view.id != view.id || e.view.address != view.address;
-                    if changed {
-                        s.dirty = true;
-                    }
-                    let e = s.agents.get_mut(&view.name).expect("present");
-                    e.view = view.clone();
-                    e.last_seen = now;
-                    (identity, None)
-                }
-                None => {
-                    tracing::info!(agent = %view.name, address = %view.address, "agent joined");
-                    s.agents.insert(
-                        view.name.clone(),
-                        AgentEntry {
-                            view: view.clone(),
-                            last_seen: now,
-                        },
-                    );
-                    s.dirty = true;
-                    (true, None)
-                }
-            }
-        };
-        if let Some(other) = clash {
-            return Msg::refused(
-                "duplicate_agent",
-                format!(
-                    "agent name {:?} is taken by the live agent {other}; give this one another --name",
-                    view.name
-                ),
-            );
-        }
-        if persist {
-            let mut stored = view.clone();
-            stored.nodes.clear();
-            let m = Mutation::Put {
-                key: Value::string(view.name.clone()),
-                value: Value::string(serde_json::to_string(&stored).expect("serializes")),
-                expiry: None,
-            };
-            if let Err(e) = self.stores.write(&store_name(&self.cfg.cluster), m).await {
-                tracing::warn!("cannot record agent {}: {e}", view.name);
-            }
-        }
-        let nodes = (version != self.config_version)
-            .then(|| self.cfg.config.nodes_for(&view.name, &view.roles));
-        Msg::HeartbeatAck {
-            cluster: self.cfg.cluster.clone(),
-            config_version: self.config_version,
-            nodes,
-            metrics_interval_ms: self.cfg.metrics_interval.as_millis() as u64,
-        }
-    }
-
-    /// Marks silent agents lost; true when any changed.
-    fn expire(&self) -> bool {
-        let mut s = self.state.lock().expect("manager state");
-        let now = Instant::now();
-        let mut changed = false;
-        for a in s.agents.values_mut() {
-            if a.view.state == "up" && now.duration_since(a.last_seen) > self.cfg.agent_timeout {
-                tracing::warn!(agent = %a.view.name, "agent lost: no heartbeat for {:?}", self.cfg.agent_timeout);
-                a.view.state = "lost".into();
-                for n in &mut a.view.nodes {
-                    n.health = "unknown".into();
-                }
-                for t in &mut a.view.tasks {
-                    t.healthy = None;
-                }
-                changed = true;
-            }
-        }
-        s.dirty |= changed;
-        changed
-    }
-
-    fn agent_id(&self, name: &str) -> Result<String, String> {
-        let s = self.state.lock().expect("manager state");
-        match s.agents.get(name) {
-            Some(a) if a.view.state == "up" => Ok(a.view.id.clone()),
-            Some(_) => Err(format!("agent {name} is lost")),
-            None => Err(format!("no agent {name} in cluster {}", self.cfg.cluster)),
+    async fn agent_id(&self, name: &str) -> Result<String, String> {
+        let name = name.to_string();
+        match self.ask(|reply| Input::AgentId { name, reply }).await {
+            Some(r) => r.map_err(|e| e.to_string()),
+            None => Err("the manager is stopping".into()),
         }
     }
 
@@ -391,16 +572,16 @@ impl Manager {
     /// Carries out a command on this cluster: the [`Rollout`] core decides what happens next;
     /// this shell publishes progress, dispatches steps to agents, and reports the end.
     async fn run_command(self: &Arc<Self>, spec: CommandSpec) {
-        let agents: Vec<AgentView> = {
-            let s = self.state.lock().expect("manager state");
-            s.agents.values().map(|a| a.view.clone()).collect()
+        let Some(agents) = self.ask(|reply| Input::Agents { reply }).await else {
+            return;
         };
         let id = spec.id.clone();
         let artifact = match &spec.kind {
             CommandKind::Deploy { sha256, size, .. } => Some((sha256.clone(), *size)),
             _ => None,
         };
-        let mut core = Rollout::new(spec, &self.cfg.cluster, &agents, crate::now_ms());
+        let clock = self.cfg.clock.clone();
+        let mut core = Rollout::new(spec, &self.cfg.cluster, &agents, clock.now_ms());
         // Each dispatched row answers once: the queue never holds more than the rows.
         let (answers, mut answered) = mpsc::channel(core.rows().max(1));
         let mut actions = core.start();
@@ -413,16 +594,16 @@ impl Manager {
                 .map(|e| format!("cannot fetch the artifact from the center: {e}")),
             None => None,
         };
-        actions = core.begin(error, crate::now_ms());
+        actions = core.begin(error, clock.now_ms());
         loop {
             if let Some(done) = self.perform(std::mem::take(&mut actions), &answers).await {
                 self.report_done(&id, done).await;
                 return;
             }
-            let left = core.deadline_ms().saturating_sub(crate::now_ms()).max(0);
+            let left = core.deadline_ms().saturating_sub(clock.now_ms()).max(0);
             actions = tokio::select! {
-                Some((row, answer)) = answered.recv() => core.answered(row, answer, crate::now_ms()),
-                _ = tokio::time::sleep(Duration::from_millis(left as u64)) => core.tick(crate::now_ms()),
+                Some((row, answer)) = answered.recv() => core.answered(row, answer, clock.now_ms()),
+                _ = tokio::time::sleep(Duration::from_millis(left as u64)) => core.tick(clock.now_ms()),
             };
         }
     }
@@ -463,7 +644,7 @@ impl Manager {
         task: Task,
         timeout: Duration,
     ) -> Result<TaskOutcome, String> {
-        let id = self.agent_id(agent)?;
+        let id = self.agent_id(agent).await?;
         let answer = rpc::call(
             &self.ep,
             proto::to(&id, "task"),
@@ -533,184 +714,5 @@ impl Manager {
             w.write(&bytes).map_err(|e| e.to_string())?;
         }
         w.finish().map(|_| ()).map_err(|e| e.to_string())
-    }
-}
-
-fn nodes_differ(a: &AgentView, b: &AgentView) -> bool {
-    a.nodes.len() != b.nodes.len()
-        || a.nodes.iter().zip(&b.nodes).any(|(x, y)| {
-            x.name != y.name
-                || x.state != y.state
-                || x.health != y.health
-                || x.generation != y.generation
-        })
-}
-
-async fn serve_inbox(m: Arc<Manager>, mut inbox: Inbox) {
-    while let Some(batch) = inbox.next().await {
-        for msg in batch {
-            let m = m.clone();
-            let client = inbox.client.clone();
-            tokio::spawn(async move {
-                let answer = handle(&m, &msg).await;
-                rpc::answer(&client, &msg, answer).await;
-            });
-        }
-    }
-}
-
-async fn handle(m: &Arc<Manager>, msg: &Message) -> Msg {
-    match Msg::from_value(&msg.value) {
-        Ok(Msg::Heartbeat {
-            agent,
-            config_version,
-        }) => m.heartbeat(agent, config_version).await,
-        Ok(Msg::Start(spec)) => {
-            tracing::info!(id = %spec.id, op = spec.kind.name(), "command from the center");
-            let m = m.clone();
-            tokio::spawn(async move { m.run_command(spec).await });
-            Msg::Accepted
-        }
-        Ok(Msg::Logs {
-            agent,
-            node,
-            stream,
-            max_bytes,
-        }) => {
-            let id = match m.agent_id(&agent) {
-                Ok(id) => id,
-                Err(e) => return Msg::refused("unknown_agent", e),
-            };
-            let ask = Msg::Logs {
-                agent,
-                node,
-                stream,
-                max_bytes,
-            };
-            match rpc::call(&m.ep, proto::to(&id, "logs"), &ask, Duration::from_secs(10)).await {
-                Ok(answer) => answer,
-                // The agent's own refusal (unknown_node, ...) reaches the center as it is.
-                Err(rpc::CallError::Refused { code, message }) => Msg::refused(&code, message),
-                Err(e) => Msg::refused("agent_error", e),
-            }
-        }
-        Ok(Msg::FetchChunk {
-            sha256,
-            offset,
-            len,
-        }) => match m
-            .cache
-            .read_chunk(&sha256, offset, len.min(crate::agent::CHUNK))
-        {
-            Ok((bytes, total)) => Msg::Chunk {
-                data: base64::engine::general_purpose::STANDARD.encode(bytes),
-                total,
-            },
-            Err(e) => Msg::refused("unknown_artifact", e.to_string()),
-        },
-        Ok(other) => Msg::refused(
-            "bad_request",
-            format!("a manager does not take {:?} messages", other.type_name()),
-        ),
-        Err(e) => Msg::refused("bad_request", e.to_string()),
-    }
-}
-
-/// Reports the cluster to the center whenever it changed (at most every 200 ms) and at least
-/// every report interval; marks silent agents lost.
-async fn report_loop(m: Arc<Manager>) {
-    let mut tick = tokio::time::interval(Duration::from_millis(200));
-    let mut last = Instant::now() - m.cfg.report_interval;
-    let mut last_error = String::new();
-    loop {
-        tick.tick().await;
-        m.expire();
-        let dirty = m.state.lock().expect("manager state").dirty;
-        if !dirty && last.elapsed() < m.cfg.report_interval {
-            continue;
-        }
-        m.state.lock().expect("manager state").dirty = false;
-        let report = m.report();
-        match rpc::call(
-            &m.ep,
-            format!("{CENTER}register"),
-            &Msg::Register(report),
-            Duration::from_secs(3),
-        )
-        .await
-        {
-            Ok(_) => {
-                last = Instant::now();
-                m.reports_sent.fetch_add(1, Ordering::Relaxed);
-                last_error.clear();
-            }
-            Err(e) => {
-                // Not delivered: send again at the next tick.
-                m.state.lock().expect("manager state").dirty = true;
-                let e = e.to_string();
-                if e != last_error {
-                    tracing::warn!("cannot report to the center: {e}");
-                    last_error = e;
-                }
-            }
-        }
-    }
-}
-
-async fn collect_metrics(m: Arc<Manager>, mut live: Inbox) {
-    while let Some(batch) = live.next().await {
-        let mut s = m.state.lock().expect("manager state");
-        for msg in batch {
-            // Samples count only from a known agent's own endpoint, for its own series: nobody
-            // else fakes an agent's history or grows the store with series of their choosing.
-            let prefix = proto::live_metrics_prefix(&m.cfg.cluster);
-            let agent = msg.topic.strip_prefix(&prefix).unwrap_or("");
-            let known = s
-                .agents
-                .get(agent)
-                .is_some_and(|a| *a.view.id == *msg.origin);
-            if !known {
-                m.metrics_refused.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let own = format!("{}/{agent}/", m.cfg.cluster);
-            if let Ok(Msg::Samples { samples }) = Msg::from_value(&msg.value) {
-                for x in samples {
-                    if !x.series.starts_with(&own) {
-                        m.metrics_refused.fetch_add(1, Ordering::Relaxed);
-                        continue;
-                    }
-                    if s.metrics.len() >= METRICS_BUFFER {
-                        s.metrics.pop_front();
-                        m.metrics_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                    s.metrics.push_back(x);
-                }
-            }
-        }
-    }
-}
-
-async fn forward_metrics(m: Arc<Manager>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    loop {
-        tick.tick().await;
-        let samples: Vec<Sample> = {
-            let mut s = m.state.lock().expect("manager state");
-            s.metrics.drain(..).collect()
-        };
-        if samples.is_empty() {
-            continue;
-        }
-        for chunk in samples.chunks(20_000) {
-            let msg = Msg::MetricsBatch {
-                cluster: m.cfg.cluster.clone(),
-                samples: chunk.to_vec(),
-            };
-            let _ = m
-                .publisher
-                .publish_system(CENTER_METRICS.to_string(), msg.to_value())
-                .await;
-        }
     }
 }

@@ -234,6 +234,7 @@ async fn manager_role(a: &ManagerArgs, dir: PathBuf) -> anyhow::Result<Role> {
             agent_timeout,
             report_interval: dur("report-interval", &a.report_interval)?,
             metrics_interval: dur("metrics-interval", &a.metrics_interval)?,
+            clock: std::sync::Arc::new(yard_ops::SystemClock),
         },
         mesos,
     ))
@@ -384,6 +385,7 @@ pub(crate) async fn up(a: UpArgs) -> anyhow::Result<()> {
                 agent_timeout: Duration::from_secs(10),
                 report_interval: Duration::from_secs(5),
                 metrics_interval: Duration::from_secs(5),
+                clock: std::sync::Arc::new(yard_ops::SystemClock),
             },
             crate::rm_cli::MasterArgs::default()
                 .build(
