@@ -4,12 +4,14 @@
 //! never rewritten. [`AuditLog::query`] reads them back, newest first.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
+
+use crate::logfile::{numbered, RotatingFile, Rotation};
 
 /// One decision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -56,18 +58,13 @@ impl AuditFilter {
     }
 }
 
-struct Writer {
-    file: Option<std::fs::File>,
-    size: u64,
-}
-
 /// A daemon's audit log.
 pub struct AuditLog {
     path: Option<PathBuf>,
-    max_bytes: u64,
     keep: usize,
-    /// Held only while one line is written (never across `.await`).
-    writer: Mutex<Writer>,
+    /// The file (none for a log in memory); held only while one line is written (never across
+    /// `.await`).
+    writer: Mutex<Option<RotatingFile>>,
     /// Records by result, for `/metrics`.
     counts: Mutex<BTreeMap<String, u64>>,
     /// Records kept in memory when there is no file (tests, bench daemons).
@@ -95,23 +92,16 @@ const MEMORY_MAX: usize = 10_000;
 impl AuditLog {
     /// A log at `dir/audit.jsonl`, rotated past `max_bytes`, keeping `keep` old files.
     pub fn open(dir: &Path, max_bytes: u64, keep: usize) -> std::io::Result<AuditLog> {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::create_dir_all(dir)?;
         let path = dir.join("audit.jsonl");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(&path)?;
-        let size = file.metadata()?.len();
-        Ok(AuditLog {
-            path: Some(path),
+        let rotation = Rotation {
             max_bytes: max_bytes.max(4096),
             keep: keep.max(1),
-            writer: Mutex::new(Writer {
-                file: Some(file),
-                size,
-            }),
+        };
+        let file = RotatingFile::open_with_mode(path.clone(), rotation, 0o600)?;
+        Ok(AuditLog {
+            path: Some(path),
+            keep: rotation.keep,
+            writer: Mutex::new(Some(file)),
             counts: Mutex::new(BTreeMap::new()),
             memory: Mutex::new(vec![]),
         })
@@ -121,12 +111,8 @@ impl AuditLog {
     pub fn in_memory() -> AuditLog {
         AuditLog {
             path: None,
-            max_bytes: u64::MAX,
             keep: 1,
-            writer: Mutex::new(Writer {
-                file: None,
-                size: 0,
-            }),
+            writer: Mutex::new(None),
             counts: Mutex::new(BTreeMap::new()),
             memory: Mutex::new(vec![]),
         }
@@ -155,28 +141,9 @@ impl AuditLog {
         let mut line = serde_json::to_vec(&r).expect("records serialize");
         line.push(b'\n');
         let mut w = self.writer.lock().expect("audit writer");
-        if w.size + line.len() as u64 > self.max_bytes {
-            w.file = None;
-            for i in (1..self.keep).rev() {
-                let _ = std::fs::rename(rotated(path, i), rotated(path, i + 1));
-            }
-            let _ = std::fs::rename(path, rotated(path, 1));
-            w.size = 0;
-        }
-        if w.file.is_none() {
-            use std::os::unix::fs::OpenOptionsExt;
-            w.file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| tracing::error!("audit log {}: {e}", path.display()))
-                .ok();
-        }
-        if let Some(f) = w.file.as_mut() {
-            match f.write_all(&line) {
-                Ok(()) => w.size += line.len() as u64,
-                Err(e) => tracing::error!("audit log {}: {e}", path.display()),
+        if let Some(f) = w.as_mut() {
+            if let Err(e) = f.write(&line) {
+                tracing::error!("audit log {}: {e}", path.display());
             }
         }
     }
@@ -201,11 +168,7 @@ impl AuditLog {
         };
         let mut out = Vec::new();
         for i in 0..=self.keep {
-            let p = if i == 0 {
-                path.clone()
-            } else {
-                rotated(path, i)
-            };
+            let p = numbered(path, i);
             let Ok(f) = std::fs::File::open(&p) else {
                 continue;
             };
@@ -226,12 +189,6 @@ impl AuditLog {
         }
         out
     }
-}
-
-fn rotated(path: &Path, i: usize) -> PathBuf {
-    let mut s = path.as_os_str().to_owned();
-    s.push(format!(".{i}"));
-    PathBuf::from(s)
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ pub mod audit;
 pub mod exposition;
 pub mod home;
 pub mod http;
+pub mod logfile;
 pub mod owner;
 pub mod paths;
 pub mod policy;

@@ -20,7 +20,8 @@ pub mod cluster;
 pub mod commands;
 pub mod error;
 pub mod health;
-pub mod logfile;
+/// Size-rotated log files (the one rotation, in the HTTP/auth kit).
+pub use yard_auth::logfile;
 pub mod manager;
 pub mod nodes;
 pub mod proto;

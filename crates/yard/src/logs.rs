@@ -2,18 +2,18 @@
 //! appends every record of stream `S`, from anywhere in the mesh, to `DIR/S.log` as one JSON line:
 //! `{"ts":…,"origin":…,"stream":…,"@data-type":…,"data":…}`.
 //!
-//! Rotation is by size: a record that would take `S.log` past `max_bytes` first renames `S.log`
-//! to `S.log.1` (and `.1` to `.2`, …, keeping `keep` old files, the oldest deleted). Records on
+//! Rotation is by size ([`yard_auth::logfile`], the one rotation): a record that would take
+//! `S.log` past `max_bytes` first renames `S.log` to `S.log.1` (and `.1` to `.2`, …, keeping
+//! `keep` old files, the oldest deleted). Records on
 //! invalid stream names are refused with an error line on the node's log and counted. The writer
 //! is a client with a bounded queue (`drop_newest`: when the disk cannot keep up, new records are
 //! dropped and counted, never the endpoint slowed).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use yard_auth::logfile::{RotatingFile, Rotation};
 use yard_data::json::{self, JsonOptions};
 use yard_data::time::{write_timestamp, TimestampPrecision};
 use yard_fabric::{Endpoint, OverflowPolicy};
@@ -31,7 +31,7 @@ pub(crate) struct LogConfig {
 /// The files of all streams (no async: callers run it where blocking is fine).
 pub(crate) struct LogFiles {
     config: LogConfig,
-    open: HashMap<String, (File, u64)>,
+    open: HashMap<String, RotatingFile>,
 }
 
 impl LogFiles {
@@ -43,65 +43,22 @@ impl LogFiles {
         })
     }
 
-    fn path(&self, stream: &str, n: usize) -> PathBuf {
-        let base = self.config.dir.join(format!("{stream}.log"));
-        if n == 0 {
-            base
-        } else {
-            let mut s = base.into_os_string();
-            s.push(format!(".{n}"));
-            PathBuf::from(s)
-        }
-    }
-
-    fn rotate(&mut self, stream: &str) -> std::io::Result<()> {
-        self.open.remove(stream);
-        let keep = self.config.keep;
-        if keep == 0 {
-            return remove_if_exists(&self.path(stream, 0));
-        }
-        remove_if_exists(&self.path(stream, keep))?;
-        for n in (0..keep).rev() {
-            let from = self.path(stream, n);
-            if from.exists() {
-                std::fs::rename(&from, self.path(stream, n + 1))?;
-            }
-        }
-        Ok(())
-    }
-
     /// Appends one line (without its newline) to a stream's file, rotating first if needed.
     pub(crate) fn append(&mut self, stream: &str, line: &str) -> std::io::Result<()> {
-        let need = line.len() as u64 + 1;
-        if let Some((_, size)) = self.open.get(stream) {
-            if *size > 0 && size + need > self.config.max_bytes {
-                self.rotate(stream)?;
-            }
-        }
         if !self.open.contains_key(stream) {
-            let path = self.path(stream, 0);
-            let file = OpenOptions::new().create(true).append(true).open(&path)?;
-            let size = file.metadata()?.len();
-            self.open.insert(stream.to_string(), (file, size));
-            if size > 0 && size + need > self.config.max_bytes {
-                self.rotate(stream)?;
-                return self.append(stream, line);
-            }
+            let path = self.config.dir.join(format!("{stream}.log"));
+            let rotation = Rotation {
+                max_bytes: self.config.max_bytes,
+                keep: self.config.keep,
+            };
+            self.open
+                .insert(stream.to_string(), RotatingFile::open(path, rotation)?);
         }
-        let (file, size) = self.open.get_mut(stream).expect("opened above");
+        let file = self.open.get_mut(stream).expect("opened above");
         let mut buf = Vec::with_capacity(line.len() + 1);
         buf.extend_from_slice(line.as_bytes());
         buf.push(b'\n');
-        file.write_all(&buf)?;
-        *size += need;
-        Ok(())
-    }
-}
-
-fn remove_if_exists(p: &Path) -> std::io::Result<()> {
-    match std::fs::remove_file(p) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+        file.write(&buf)
     }
 }
 

@@ -1,6 +1,7 @@
-//! Size-rotated log files for supervised processes: `NAME.log`, then `NAME.log.1` … `NAME.log.K`
-//! (oldest dropped). Writes are appended as they come; a file that would pass the limit is
-//! rotated first.
+//! The one size-rotated file of every log the system writes (supervised nodes' output, remote
+//! log streams, the audit log): `NAME.log`, then `NAME.log.1` … `NAME.log.K` (oldest dropped).
+//! Writes are appended as they come; a write that would take a non-empty file past the limit
+//! rotates it first.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -28,21 +29,51 @@ pub struct RotatingFile {
     file: File,
     size: u64,
     rotation: Rotation,
+    mode: u32,
+}
+
+fn append(path: &Path, mode: u32) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(mode)
+        .open(path)
 }
 
 impl RotatingFile {
+    /// Opens (or creates, 0644 before the umask) the current file at `path`.
     pub fn open(path: PathBuf, rotation: Rotation) -> std::io::Result<RotatingFile> {
+        RotatingFile::open_with_mode(path, rotation, 0o644)
+    }
+
+    /// [`RotatingFile::open`], its files created with `mode` (0600 for the audit log).
+    pub fn open_with_mode(
+        path: PathBuf,
+        rotation: Rotation,
+        mode: u32,
+    ) -> std::io::Result<RotatingFile> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = OpenOptions::new().create(true).append(true).open(&path)?;
+        let file = append(&path, mode)?;
         let size = file.metadata()?.len();
         Ok(RotatingFile {
             path,
             file,
             size,
             rotation,
+            mode,
         })
+    }
+
+    /// Bytes in the current file.
+    pub fn len(&self) -> u64 {
+        self.size
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
     }
 
     pub fn write(&mut self, bytes: &[u8]) -> std::io::Result<()> {
@@ -69,16 +100,17 @@ impl RotatingFile {
             }
         }
         std::fs::rename(&self.path, numbered(&self.path, 1))?;
-        self.file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)?;
+        self.file = append(&self.path, self.mode)?;
         self.size = 0;
         Ok(())
     }
 }
 
-fn numbered(path: &Path, i: usize) -> PathBuf {
+/// The path of rotated file `i` (`PATH.i`; 0 is `path` itself).
+pub fn numbered(path: &Path, i: usize) -> PathBuf {
+    if i == 0 {
+        return path.to_path_buf();
+    }
     let mut s = path.as_os_str().to_owned();
     s.push(format!(".{i}"));
     PathBuf::from(s)
