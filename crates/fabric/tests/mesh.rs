@@ -312,3 +312,23 @@ async fn endpoints_with_different_keys_or_none_do_not_peer() {
         1
     );
 }
+
+/// On tokio's paused clock: a request to a subscriber that never answers ends with
+/// `request_timeout` when its timeout has passed, not before, and the test waits no real time.
+#[tokio::test]
+async fn a_request_nobody_answers_ends_at_its_timeout() {
+    let n = node("solo").await;
+    let _silent = attach(&n, &["/svc/silent"]).await;
+    tokio::time::pause();
+    let start = tokio::time::Instant::now();
+    let err =
+        n.ep.request("/svc/silent".into(), Value::None, Duration::from_secs(30))
+            .await
+            .unwrap_err();
+    assert_eq!(err.code(), "request_timeout", "{err}");
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_secs(30) && waited < Duration::from_millis(30_100),
+        "{waited:?}"
+    );
+}
