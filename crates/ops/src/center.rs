@@ -413,11 +413,19 @@ impl Actor {
     ) {
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The gauges walk every agent: written once per tick at most, when something changed
+        // (reads change nothing).
+        let mut stale = false;
         loop {
             tokio::select! {
                 biased;
                 _ = shutdown.cancelled() => break,
-                _ = tick.tick() => self.tick().await,
+                _ = tick.tick() => {
+                    let changed = self.tick().await;
+                    if std::mem::take(&mut stale) || changed {
+                        self.refresh_gauges();
+                    }
+                }
                 batch = control.next() => {
                     let Some(batch) = batch else { break };
                     for m in batch {
@@ -425,10 +433,13 @@ impl Actor {
                             rpc::answer(&control.client, &m, answer).await;
                         }
                     }
+                    stale = true;
                 }
-                Some(input) = rx.recv() => self.input(input),
+                Some(input) = rx.recv() => {
+                    stale |= !matches!(input, Input::Read(_));
+                    self.input(input);
+                }
             }
-            self.refresh_gauges();
         }
     }
 
@@ -436,13 +447,16 @@ impl Actor {
         self.c.cfg.clock.now_ms()
     }
 
-    async fn tick(&mut self) {
+    /// Command deadlines and silent managers; whether anything changed.
+    async fn tick(&mut self) -> bool {
         let now = self.now();
-        if self.state.commands.tick(now) {
+        let commands = self.state.commands.tick(now);
+        if commands {
             self.c.changed.notify_waiters();
         }
         let bound = self.c.cfg.manager_timeout.as_millis() as i64;
         let ch = self.state.topology.expire(now, bound);
+        let changed = commands || !ch.is_empty();
         let lost: Vec<String> = ch
             .iter()
             .filter_map(|c| match c {
@@ -457,6 +471,7 @@ impl Actor {
                 self.persist(&rec).await;
             }
         }
+        changed
     }
 
     fn log(&mut self, changes: Vec<Change>) {
