@@ -15,6 +15,8 @@ pub const REPLIES: &str = "<$>/reply/";
 /// Reserved topics that travel the mesh (system services such as stores); other reserved
 /// subscriptions stay local to their endpoint.
 pub const MESH_SYSTEM: &[&str] = &["<$>/store/", "<$>/ops/"];
+/// Remote log records travel under this prefix, then the stream's name (`yard log STREAM`).
+pub const LOG_ROOT: &str = "yard/logs/";
 /// The longest topic accepted, in bytes.
 pub const MAX_TOPIC_LEN: usize = 4096;
 
@@ -28,6 +30,26 @@ pub enum TopicError {
     NotSystem(String),
     #[error("topic is {0} bytes long; the limit is {MAX_TOPIC_LEN}")]
     TooLong(usize),
+}
+
+/// A log stream name that is not 1-128 letters, digits, `.`, `_` or `-` (not starting with `.`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("log stream {0:?} must be 1-128 letters, digits, '.', '_' or '-', not starting with '.'")]
+pub struct BadStream(pub String);
+
+/// Checks a log stream name (it becomes a file name on the node that writes the stream).
+pub fn check_stream(stream: &str) -> Result<(), BadStream> {
+    let ok = !stream.is_empty()
+        && stream.len() <= 128
+        && !stream.starts_with('.')
+        && stream
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(BadStream(stream.to_string()))
+    }
 }
 
 impl TopicError {
@@ -75,6 +97,16 @@ pub fn check_subscribe(prefix: &str) -> Result<(), TopicError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_streams_are_file_names_of_their_own() {
+        for ok in ["app", "app.v2", "a_b-c", &"x".repeat(128)] {
+            assert_eq!(check_stream(ok), Ok(()), "{ok}");
+        }
+        for bad in ["", ".hidden", "a/b", "..", "a b", &"x".repeat(129)] {
+            assert_eq!(check_stream(bad), Err(BadStream(bad.to_string())), "{bad}");
+        }
+    }
 
     #[test]
     fn reserved_topics_are_refused_for_publication() {

@@ -17,6 +17,8 @@
 //! Every route goes through one [`yard_auth::Guard`] and [`classify`] (plus the daemon's own
 //! classifier for its routes): a route no classifier names is refused.
 
+/// The node's remote-log sink (`yard node --log-dir`).
+pub mod logs;
 pub mod peers;
 pub mod status;
 pub mod stores;

@@ -137,7 +137,7 @@ pub(crate) struct NodeConfig {
     pub peers: Vec<String>,
     pub endpoint: EndpointConfig,
     pub gateway: GatewayConfig,
-    pub logs: Option<crate::logs::LogConfig>,
+    pub logs: Option<yard_gateway::logs::LogConfig>,
     pub masters: Vec<(String, BackendSpec)>,
     pub clones: Vec<String>,
     pub clone_options: CloneOptions,
@@ -248,7 +248,7 @@ impl TryFrom<NodeFile> for NodeConfig {
             if f.log_max_bytes < 1024 {
                 bail!("log_max_bytes must be at least 1024");
             }
-            Some(crate::logs::LogConfig {
+            Some(yard_gateway::logs::LogConfig {
                 dir: f.log_dir.clone().into(),
                 max_bytes: f.log_max_bytes,
                 keep: f.log_keep,

@@ -3,7 +3,6 @@
 
 mod client;
 mod config;
-mod logs;
 mod mesh_cli;
 mod node;
 mod ops_cli;

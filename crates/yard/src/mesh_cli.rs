@@ -12,9 +12,6 @@ use yard_data::{literal, topic, Value};
 use crate::client::{connect, http, http_get, parse_value_args, publish_values};
 use crate::{LogArgs, PeerArgs, PeersArgs, RequestArgs};
 
-/// The topic root of remote logging: a record on stream `S` is published on `yard/logs/S`.
-pub(crate) const LOG_ROOT: &str = "yard/logs/";
-
 fn describe(body: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     match (v["code"].as_str(), v["context"].as_str()) {
@@ -184,29 +181,12 @@ pub(crate) async fn request(args: RequestArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Checks a log stream name: letters, digits, `.`, `_` and `-`.
-pub(crate) fn check_stream(stream: &str) -> Result<(), String> {
-    let ok = !stream.is_empty()
-        && stream.len() <= 128
-        && !stream.starts_with('.')
-        && stream
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "log stream {stream:?} must be 1-128 letters, digits, '.', '_' or '-', not starting with '.'"
-        ))
-    }
-}
-
 pub(crate) async fn log(args: LogArgs) -> anyhow::Result<()> {
-    check_stream(&args.stream).map_err(|e| anyhow!(e))?;
+    yard_data::topic::check_stream(&args.stream)?;
     let value = one_value(&args.values, args.json)?;
     publish_values(
         &args.endpoint.endpoint,
-        &format!("{LOG_ROOT}{}", args.stream),
+        &format!("{}{}", yard_data::topic::LOG_ROOT, args.stream),
         &[value],
     )
     .await

@@ -254,7 +254,7 @@ pub(crate) async fn run(
     if let Some(logs) = config.logs {
         let ep = endpoint.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::logs::run(ep, logs).await {
+            if let Err(e) = yard_gateway::logs::run(ep, logs).await {
                 tracing::error!("remote log writer stopped: {e:#}");
             }
         });

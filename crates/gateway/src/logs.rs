@@ -18,24 +18,25 @@ use yard_data::json::{self, JsonOptions};
 use yard_data::time::{write_timestamp, TimestampPrecision};
 use yard_fabric::{Endpoint, OverflowPolicy};
 
-use crate::mesh_cli::{check_stream, LOG_ROOT};
+use yard_data::topic::{check_stream, LOG_ROOT};
 
 /// Where and how log records are kept.
 #[derive(Debug, Clone)]
-pub(crate) struct LogConfig {
+pub struct LogConfig {
     pub dir: PathBuf,
     pub max_bytes: u64,
     pub keep: usize,
 }
 
 /// The files of all streams (no async: callers run it where blocking is fine).
-pub(crate) struct LogFiles {
+#[derive(Debug)]
+pub struct LogFiles {
     config: LogConfig,
     open: HashMap<String, RotatingFile>,
 }
 
 impl LogFiles {
-    pub(crate) fn new(config: LogConfig) -> std::io::Result<LogFiles> {
+    pub fn new(config: LogConfig) -> std::io::Result<LogFiles> {
         std::fs::create_dir_all(&config.dir)?;
         Ok(LogFiles {
             config,
@@ -44,7 +45,7 @@ impl LogFiles {
     }
 
     /// Appends one line (without its newline) to a stream's file, rotating first if needed.
-    pub(crate) fn append(&mut self, stream: &str, line: &str) -> std::io::Result<()> {
+    pub fn append(&mut self, stream: &str, line: &str) -> std::io::Result<()> {
         if !self.open.contains_key(stream) {
             let path = self.config.dir.join(format!("{stream}.log"));
             let rotation = Rotation {
@@ -63,12 +64,7 @@ impl LogFiles {
 }
 
 /// One record as a JSON line.
-pub(crate) fn record_line(
-    ts_ns: i64,
-    origin: &str,
-    stream: &str,
-    msg: &yard_fabric::Message,
-) -> String {
+pub fn record_line(ts_ns: i64, origin: &str, stream: &str, msg: &yard_fabric::Message) -> String {
     let mut s = String::from("{\"ts\":\"");
     write_timestamp(&mut s, ts_ns, TimestampPrecision::Micros);
     s.push_str("\",\"origin\":");
@@ -81,9 +77,24 @@ pub(crate) fn record_line(
     s
 }
 
+/// Why the writer could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    #[error("cannot create the log directory {dir}: {source}")]
+    Dir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot subscribe the log writer: {0}")]
+    Attach(String),
+}
+
 /// Runs the writer until the endpoint shuts down.
-pub(crate) async fn run(endpoint: Endpoint, config: LogConfig) -> anyhow::Result<()> {
-    let mut files = LogFiles::new(config.clone())?;
+pub async fn run(endpoint: Endpoint, config: LogConfig) -> Result<(), LogError> {
+    let mut files = LogFiles::new(config.clone()).map_err(|source| LogError::Dir {
+        dir: config.dir.clone(),
+        source,
+    })?;
     let client = endpoint
         .attach(
             "log-writer",
@@ -91,7 +102,8 @@ pub(crate) async fn run(endpoint: Endpoint, config: LogConfig) -> anyhow::Result
             65_536,
             OverflowPolicy::DropNewest,
         )
-        .await?;
+        .await
+        .map_err(|e| LogError::Attach(e.to_string()))?;
     tracing::info!(dir = %config.dir.display(), "writing remote log streams");
     let mut batch = Vec::new();
     while client.recv_batch(&mut batch, 1024).await.is_ok() {
@@ -101,7 +113,7 @@ pub(crate) async fn run(endpoint: Endpoint, config: LogConfig) -> anyhow::Result
             .unwrap_or(0);
         // The batch is written in one go on a blocking thread: disks may be slow.
         let msgs = std::mem::take(&mut batch);
-        let (back, result) = tokio::task::spawn_blocking(move || {
+        let joined = tokio::task::spawn_blocking(move || {
             let mut result = Ok(());
             for m in &msgs {
                 let stream = &m.topic[LOG_ROOT.len()..];
@@ -116,7 +128,11 @@ pub(crate) async fn run(endpoint: Endpoint, config: LogConfig) -> anyhow::Result
             }
             (files, result)
         })
-        .await?;
+        .await;
+        let Ok((back, result)) = joined else {
+            tracing::error!("the log writer's thread failed: stopping it");
+            return Ok(());
+        };
         files = back;
         if let Err(e) = result {
             tracing::error!("cannot write log records to {}: {e}", config.dir.display());
@@ -131,8 +147,8 @@ mod tests {
 
     #[test]
     fn rotation_keeps_the_newest_files_within_the_size() {
-        let dir = std::env::temp_dir().join(format!("yard-logs-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        let tmp = yard_testkit::TempDir::new("logs");
+        let dir = tmp.join("d");
         let mut files = LogFiles::new(LogConfig {
             dir: dir.clone(),
             max_bytes: 100,
@@ -150,6 +166,5 @@ mod tests {
         assert!(read("app.log").ends_with("{\"n\":0019}\n"));
         assert!(read("app.log.2").starts_with("{\"n\":0000}"));
         assert!(!dir.join("app.log.3").exists());
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
