@@ -1,7 +1,10 @@
 //! The operations center's API (docs/openapi.json), typed with the types the center serves.
 
 use serde::de::DeserializeOwned;
-use yard_ops::center::{CommandList, CommandRecord, StartRequest, Started, TopologyView, Uploaded};
+use yard_ops::center::{
+    CommandList, CommandRecord, NodeList, SeriesList, SeriesPoints, StartRequest, Started, Stats,
+    TopologyView, Uploaded,
+};
 
 use crate::http::{self, escape, Request};
 use crate::ClientError;
@@ -118,5 +121,79 @@ impl Center {
             authorization: None,
         };
         decode(&format!("POST {path}"), &self.send(r).await?)
+    }
+
+    async fn get_typed<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        decode(
+            &format!("GET {path}"),
+            &self.send(Request::get(path)).await?,
+        )
+    }
+
+    /// Every node (of one cluster).
+    pub async fn nodes(&self, cluster: Option<&str>) -> Result<NodeList, ClientError> {
+        match cluster {
+            Some(c) => {
+                self.get_typed(&format!("/v1/nodes?cluster={}", escape(c, false)))
+                    .await
+            }
+            None => self.get_typed("/v1/nodes").await,
+        }
+    }
+
+    /// The end of a node's log (`stream`: stdout or stderr), at most `max_bytes`.
+    pub async fn logs(
+        &self,
+        cluster: &str,
+        agent: &str,
+        node: &str,
+        stream: &str,
+        max_bytes: u64,
+    ) -> Result<String, ClientError> {
+        let path = format!(
+            "/v1/logs/{}/{}/{}?stream={}&max_bytes={max_bytes}",
+            escape(cluster, false),
+            escape(agent, false),
+            escape(node, false),
+            escape(stream, false)
+        );
+        self.get_text(&path).await
+    }
+
+    /// Figures per cluster (of one cluster) and their total.
+    pub async fn stats(&self, cluster: Option<&str>) -> Result<Stats, ClientError> {
+        match cluster {
+            Some(c) => {
+                self.get_typed(&format!("/v1/stats?cluster={}", escape(c, false)))
+                    .await
+            }
+            None => self.get_typed("/v1/stats").await,
+        }
+    }
+
+    /// A series' history: `since` back from now (`1h`, `7d`…), at `resolution` (`raw`, `1m`,
+    /// `1h` or `auto`).
+    pub async fn query(
+        &self,
+        series: &str,
+        since: &str,
+        resolution: &str,
+    ) -> Result<SeriesPoints, ClientError> {
+        let path = format!(
+            "/v1/metrics/query?series={}&since={}&resolution={}",
+            escape(series, true),
+            escape(since, false),
+            escape(resolution, false)
+        );
+        self.get_typed(&path).await
+    }
+
+    /// The series names starting with `prefix`.
+    pub async fn series(&self, prefix: &str) -> Result<SeriesList, ClientError> {
+        self.get_typed(&format!(
+            "/v1/metrics/series?prefix={}",
+            escape(prefix, true)
+        ))
+        .await
     }
 }

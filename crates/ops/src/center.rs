@@ -115,6 +115,48 @@ pub struct Started {
     pub id: String,
 }
 
+/// `GET /v1/nodes`: every node of every agent (of one cluster with `?cluster=`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeList {
+    pub nodes: Vec<NodeRow>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NodeRow {
+    pub cluster: String,
+    pub agent: String,
+    pub agent_state: String,
+    pub name: String,
+    pub state: String,
+    pub health: String,
+    pub pid: Option<u32>,
+    pub restarts: u64,
+    pub generation: u64,
+}
+
+/// `GET /v1/stats`: one row per cluster and their total.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Stats {
+    pub clusters: Vec<StatsRow>,
+    pub total: StatsRow,
+}
+
+/// `GET /v1/metrics/query`: a series' points between `from` and `to` (Unix ms).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SeriesPoints {
+    pub series: String,
+    pub from: i64,
+    pub to: i64,
+    pub resolution: Resolution,
+    pub points: Vec<crate::tsdb::Point>,
+}
+
+/// `GET /v1/metrics/series`: the series names under a prefix.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SeriesList {
+    pub series: Vec<String>,
+}
+
 /// `POST /v1/artifacts` answered.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Uploaded {
@@ -783,11 +825,7 @@ impl Center {
     }
 }
 
-fn stats_of(
-    s: &CenterState,
-    latest: &HashMap<String, (i64, f64)>,
-    only: Option<&str>,
-) -> serde_json::Value {
+fn stats_of(s: &CenterState, latest: &HashMap<String, (i64, f64)>, only: Option<&str>) -> Stats {
     let mut rows = Vec::new();
     let mut total = StatsRow::default();
     for c in s.topology.clusters.values() {
@@ -824,21 +862,25 @@ fn stats_of(
         total.add(&r);
         rows.push(r);
     }
-    json!({"clusters": rows, "total": total})
+    Stats {
+        clusters: rows,
+        total,
+    }
 }
 
-#[derive(Debug, Default, Serialize)]
-struct StatsRow {
-    cluster: String,
-    manager: String,
-    agents_up: u64,
-    agents_lost: u64,
-    nodes: u64,
-    nodes_running: u64,
-    nodes_healthy: u64,
-    restarts: u64,
-    cpu_avg_pct: Option<f64>,
-    mem_used_bytes: f64,
+/// One cluster's figures (`cluster` is `*` in the total).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct StatsRow {
+    pub cluster: String,
+    pub manager: String,
+    pub agents_up: u64,
+    pub agents_lost: u64,
+    pub nodes: u64,
+    pub nodes_running: u64,
+    pub nodes_healthy: u64,
+    pub restarts: u64,
+    pub cpu_avg_pct: Option<f64>,
+    pub mem_used_bytes: f64,
 }
 
 impl StatsRow {
@@ -981,15 +1023,21 @@ async fn nodes(State(c): State<Arc<Center>>, Query(q): Query<NodesQuery>) -> Res
             }
             for a in &cl.agents {
                 for n in &a.nodes {
-                    out.push(json!({
-                        "cluster": cl.name, "agent": a.name, "agent_state": a.state,
-                        "name": n.name, "state": n.state, "health": n.health, "pid": n.pid,
-                        "restarts": n.restarts, "generation": n.generation,
-                    }));
+                    out.push(NodeRow {
+                        cluster: cl.name.clone(),
+                        agent: a.name.clone(),
+                        agent_state: a.state.clone(),
+                        name: n.name.clone(),
+                        state: n.state.clone(),
+                        health: n.health.clone(),
+                        pid: n.pid,
+                        restarts: n.restarts,
+                        generation: n.generation,
+                    });
                 }
             }
         }
-        Json(json!({"nodes": out})).into_response()
+        Json(NodeList { nodes: out }).into_response()
     })
     .await
 }
@@ -1304,9 +1352,13 @@ async fn query(State(c): State<Arc<Center>>, Query(q): Query<MetricsQuery>) -> R
     })
     .await;
     match answer {
-        Ok(Ok((r, points))) => Json(
-            json!({"series": q.series, "from": from, "to": to, "resolution": r, "points": points}),
-        )
+        Ok(Ok((resolution, points))) => Json(SeriesPoints {
+            series: q.series,
+            from,
+            to,
+            resolution,
+            points,
+        })
         .into_response(),
         Ok(Err(e)) if e.starts_with("resolution") => {
             error(StatusCode::BAD_REQUEST, "bad_request", e)
@@ -1327,7 +1379,7 @@ async fn series(State(c): State<Arc<Center>>, Query(q): Query<SeriesQuery>) -> R
         .lock()
         .expect("tsdb")
         .series(q.prefix.as_deref().unwrap_or(""));
-    Json(json!({"series": list})).into_response()
+    Json(SeriesList { series: list }).into_response()
 }
 
 #[derive(Deserialize)]

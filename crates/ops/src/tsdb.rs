@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::proto::Sample;
 
@@ -35,7 +35,7 @@ impl Default for Retention {
 }
 
 /// Which tier a query reads.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Resolution {
     Raw,
@@ -63,7 +63,7 @@ impl Resolution {
 }
 
 /// One point of a query's answer: a raw sample has `value`; a rollup has the rest.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// Unix milliseconds (a rollup's bucket start).
     pub ts: i64,

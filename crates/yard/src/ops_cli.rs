@@ -8,14 +8,12 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use serde_json::Value as Json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use yard_data::time::parse_duration;
 use yard_ops::nodes::ClusterConfig;
 
 use yard_client::center::Center;
-use yard_client::http::escape;
 use yard_client::ClientError;
 use yard_ops::center::StartRequest;
 use yard_ops::commands::CommandState;
@@ -515,11 +513,6 @@ impl CenterArg {
             crate::client::bearer(self.token.as_deref()),
         )
     }
-
-    /// `GET path` as JSON (the routes the client does not type yet).
-    async fn get(&self, path: &str) -> anyhow::Result<Json> {
-        self.client().get_json(path).await.map_err(hint)
-    }
 }
 
 /// A client error, with the way out when nothing answers.
@@ -549,14 +542,6 @@ pub(crate) async fn topology(a: TopologyArgs) -> anyhow::Result<()> {
         print!("{}", render::topology(&t));
     }
     Ok(())
-}
-
-fn s(v: &Json) -> String {
-    match v {
-        Json::String(s) => s.clone(),
-        Json::Null => "-".into(),
-        other => other.to_string(),
-    }
 }
 
 #[derive(Args, Clone)]
@@ -818,40 +803,23 @@ pub(crate) async fn logs(a: LogsArgs) -> anyhow::Result<()> {
         Some((ag, n)) => (Some(ag.to_string()), n.to_string()),
         None => (None, a.node.clone()),
     };
-    let list = a.center.get("/v1/nodes").await?;
-    let found: Vec<Json> = list["nodes"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
+    let client = a.center.client();
+    let list = client.nodes(a.cluster.as_deref()).await.map_err(hint)?;
+    let found: Vec<_> = list
+        .nodes
         .into_iter()
-        .filter(|n| {
-            n["name"] == node.as_str()
-                && agent.as_ref().is_none_or(|ag| n["agent"] == ag.as_str())
-                && a.cluster
-                    .as_ref()
-                    .is_none_or(|c| n["cluster"] == c.as_str())
-        })
+        .filter(|n| n.name == node && agent.as_ref().is_none_or(|ag| n.agent == *ag))
         .collect();
     if found.is_empty() {
         bail!("no node {:?} in the topology (see `yard topology`)", a.node);
     }
     for n in &found {
-        let path = format!(
-            "/v1/logs/{}/{}/{}?stream={}&max_bytes={}",
-            s(&n["cluster"]),
-            s(&n["agent"]),
-            s(&n["name"]),
-            a.stream,
-            a.bytes
-        );
-        let body = a.center.client().get_text(&path).await.map_err(hint)?;
+        let body = client
+            .logs(&n.cluster, &n.agent, &n.name, &a.stream, a.bytes)
+            .await
+            .map_err(hint)?;
         if found.len() > 1 {
-            println!(
-                "==> {}/{}/{} <==",
-                s(&n["cluster"]),
-                s(&n["agent"]),
-                s(&n["name"])
-            );
+            println!("==> {}/{}/{} <==", n.cluster, n.agent, n.name);
         }
         print!("{body}");
     }
@@ -878,56 +846,21 @@ pub(crate) struct MetricsArgs {
 }
 
 pub(crate) async fn metrics(a: MetricsArgs) -> anyhow::Result<()> {
+    let client = a.center.client();
     if a.list {
-        let v = a
-            .center
-            .get(&format!(
-                "/v1/metrics/series?prefix={}",
-                escape(&a.series, true)
-            ))
-            .await?;
-        for s in v["series"].as_array().cloned().unwrap_or_default() {
-            println!("{}", s.as_str().unwrap_or(""));
+        for s in client.series(&a.series).await.map_err(hint)?.series {
+            println!("{s}");
         }
         return Ok(());
     }
-    let v = a
-        .center
-        .get(&format!(
-            "/v1/metrics/query?series={}&since={}&resolution={}",
-            escape(&a.series, true),
-            escape(&a.since, false),
-            escape(&a.resolution, false)
-        ))
-        .await?;
+    let p = client
+        .query(&a.series, &a.since, &a.resolution)
+        .await
+        .map_err(hint)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    let points = v["points"].as_array().cloned().unwrap_or_default();
-    println!(
-        "{} over {} ({} points, {})",
-        a.series,
-        a.since,
-        points.len(),
-        s(&v["resolution"])
-    );
-    for p in points {
-        let ts = yard_data::time::format_timestamp(
-            p["ts"].as_i64().unwrap_or(0) * 1_000_000,
-            yard_data::time::TimestampPrecision::Millis,
-        );
-        if let Some(v) = p["value"].as_f64() {
-            println!("{ts}  {v:.3}");
-        } else {
-            println!(
-                "{ts}  min {:.3}  avg {:.3}  max {:.3}  ({} samples)",
-                p["min"].as_f64().unwrap_or(0.0),
-                p["avg"].as_f64().unwrap_or(0.0),
-                p["max"].as_f64().unwrap_or(0.0),
-                p["count"]
-            );
-        }
+        println!("{}", serde_json::to_string_pretty(&p)?);
+    } else {
+        print!("{}", render::points(&p, &a.since));
     }
     Ok(())
 }
@@ -943,52 +876,16 @@ pub(crate) struct StatsArgs {
 }
 
 pub(crate) async fn stats(a: StatsArgs) -> anyhow::Result<()> {
-    let path = match &a.cluster {
-        Some(c) => format!("/v1/stats?cluster={}", escape(c, false)),
-        None => "/v1/stats".into(),
-    };
-    let v = a.center.get(&path).await?;
+    let st = a
+        .center
+        .client()
+        .stats(a.cluster.as_deref())
+        .await
+        .map_err(hint)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&v)?);
-        return Ok(());
-    }
-    println!(
-        "{:<12} {:<8} {:>9} {:>10} {:>6} {:>8} {:>8} {:>9} {:>8} {:>10}",
-        "CLUSTER",
-        "MANAGER",
-        "AGENTS_UP",
-        "AGENTS_LOST",
-        "NODES",
-        "RUNNING",
-        "HEALTHY",
-        "RESTARTS",
-        "CPU%",
-        "MEM_USED"
-    );
-    let mut rows = v["clusters"].as_array().cloned().unwrap_or_default();
-    if a.cluster.is_none() {
-        rows.push(v["total"].clone());
-    }
-    for r in rows {
-        println!(
-            "{:<12} {:<8} {:>9} {:>10} {:>6} {:>8} {:>8} {:>9} {:>8} {:>10}",
-            s(&r["cluster"]),
-            r["manager"].as_str().unwrap_or(""),
-            s(&r["agents_up"]),
-            s(&r["agents_lost"]),
-            s(&r["nodes"]),
-            s(&r["nodes_running"]),
-            s(&r["nodes_healthy"]),
-            s(&r["restarts"]),
-            r["cpu_avg_pct"]
-                .as_f64()
-                .map(|c| format!("{c:.1}"))
-                .unwrap_or_else(|| "-".into()),
-            format!(
-                "{:.0}M",
-                r["mem_used_bytes"].as_f64().unwrap_or(0.0) / 1048576.0
-            )
-        );
+        println!("{}", serde_json::to_string_pretty(&st)?);
+    } else {
+        print!("{}", render::stats(&st, a.cluster.is_none()));
     }
     Ok(())
 }

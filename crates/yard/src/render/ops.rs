@@ -3,9 +3,10 @@
 
 use std::fmt::Write;
 
-use yard_ops::center::{CommandList, CommandRecord, TopologyView};
+use yard_ops::center::{CommandList, CommandRecord, SeriesPoints, Stats, TopologyView};
 use yard_ops::commands::CommandState;
 use yard_ops::proto::RowState;
+use yard_ops::tsdb::Resolution;
 
 fn short(id: &str) -> &str {
     &id[..id.len().min(8)]
@@ -160,6 +161,85 @@ pub(crate) fn command_list(list: &CommandList) -> String {
     out
 }
 
+/// `yard stats`: one row per cluster, then the total (`with_total`).
+pub(crate) fn stats(st: &Stats, with_total: bool) -> String {
+    let mut out = format!(
+        "{:<12} {:<8} {:>9} {:>10} {:>6} {:>8} {:>8} {:>9} {:>8} {:>10}\n",
+        "CLUSTER",
+        "MANAGER",
+        "AGENTS_UP",
+        "AGENTS_LOST",
+        "NODES",
+        "RUNNING",
+        "HEALTHY",
+        "RESTARTS",
+        "CPU%",
+        "MEM_USED"
+    );
+    let total = with_total.then_some(&st.total);
+    for r in st.clusters.iter().chain(total) {
+        let cpu = r
+            .cpu_avg_pct
+            .map_or_else(|| "-".to_string(), |c| format!("{c:.1}"));
+        let _ = writeln!(
+            out,
+            "{:<12} {:<8} {:>9} {:>10} {:>6} {:>8} {:>8} {:>9} {:>8} {:>10}",
+            r.cluster,
+            r.manager,
+            r.agents_up,
+            r.agents_lost,
+            r.nodes,
+            r.nodes_running,
+            r.nodes_healthy,
+            r.restarts,
+            cpu,
+            format!("{:.0}M", r.mem_used_bytes / 1048576.0)
+        );
+    }
+    out
+}
+
+fn resolution(r: Resolution) -> &'static str {
+    match r {
+        Resolution::Raw => "raw",
+        Resolution::Minute => "minute",
+        Resolution::Hour => "hour",
+    }
+}
+
+/// `yard metrics SERIES`: a header, then one line per point (raw values, or a rollup's
+/// min, avg, max and count), times in UTC.
+pub(crate) fn points(p: &SeriesPoints, since: &str) -> String {
+    let mut out = format!(
+        "{} over {since} ({} points, {})\n",
+        p.series,
+        p.points.len(),
+        resolution(p.resolution)
+    );
+    for x in &p.points {
+        let ts = yard_data::time::format_timestamp(
+            x.ts * 1_000_000,
+            yard_data::time::TimestampPrecision::Millis,
+        );
+        match x.value {
+            Some(v) => {
+                let _ = writeln!(out, "{ts}  {v:.3}");
+            }
+            None => {
+                let _ = writeln!(
+                    out,
+                    "{ts}  min {:.3}  avg {:.3}  max {:.3}  ({} samples)",
+                    x.min.unwrap_or(0.0),
+                    x.avg.unwrap_or(0.0),
+                    x.max.unwrap_or(0.0),
+                    x.count.unwrap_or(0)
+                );
+            }
+        }
+    }
+    out
+}
+
 /// Why a command failed, per cluster (empty when none said).
 pub(crate) fn failures(rec: &CommandRecord) -> Vec<String> {
     rec.clusters
@@ -293,6 +373,83 @@ mod tests {
              exec failed in 250 ms\n"
         );
         assert_eq!(failures(&record()), ["local: a2 failed"]);
+    }
+
+    #[test]
+    fn stats_rows_and_their_total() {
+        use yard_ops::center::StatsRow;
+        let row = StatsRow {
+            cluster: "local".into(),
+            manager: "up".into(),
+            agents_up: 2,
+            agents_lost: 1,
+            nodes: 4,
+            nodes_running: 4,
+            nodes_healthy: 3,
+            restarts: 5,
+            cpu_avg_pct: Some(12.34),
+            mem_used_bytes: 3.0 * 1048576.0,
+        };
+        let total = StatsRow {
+            cluster: "*".into(),
+            manager: String::new(),
+            cpu_avg_pct: None,
+            ..row.clone()
+        };
+        let st = Stats {
+            clusters: vec![row],
+            total,
+        };
+        let text = stats(&st, true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("CLUSTER      MANAGER  AGENTS_UP"));
+        assert_eq!(
+            lines[1],
+            "local        up               2          1      4        4        3         5     12.3         3M"
+        );
+        assert_eq!(
+            lines[2],
+            "*                             2          1      4        4        3         5        -         3M"
+        );
+        assert_eq!(stats(&st, false).lines().count(), 2);
+    }
+
+    #[test]
+    fn points_raw_and_rolled_up() {
+        use yard_ops::tsdb::Point;
+        let raw = Point {
+            ts: 0,
+            value: Some(1.5),
+            min: None,
+            max: None,
+            avg: None,
+            count: None,
+        };
+        let rollup = Point {
+            ts: 60_000,
+            value: None,
+            min: Some(1.0),
+            max: Some(3.0),
+            avg: Some(2.0),
+            count: Some(4),
+        };
+        let p = SeriesPoints {
+            series: "local/a1/cpu".into(),
+            from: 0,
+            to: 60_000,
+            resolution: Resolution::Minute,
+            points: vec![raw, rollup],
+        };
+        let text = points(&p, "1h");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "local/a1/cpu over 1h (2 points, minute)");
+        assert!(lines[1].ends_with("  1.500"), "{}", lines[1]);
+        assert!(
+            lines[2].ends_with("  min 1.000  avg 2.000  max 3.000  (4 samples)"),
+            "{}",
+            lines[2]
+        );
     }
 
     #[test]
