@@ -115,21 +115,7 @@ pub(crate) fn token(c: TokenCommand) -> anyhow::Result<()> {
                 println!("{}", serde_json::to_string_pretty(&list)?);
                 return Ok(());
             }
-            println!("{:<14} {:<20} {:<9} {:<8}", "ID", "NAME", "ROLE", "STATE");
-            for r in &records {
-                let role = if r.policy.is_some() {
-                    "custom"
-                } else {
-                    r.role.name()
-                };
-                println!(
-                    "{:<14} {:<20} {:<9} {:<8}",
-                    r.id,
-                    r.name,
-                    role,
-                    r.state(now_secs())
-                );
-            }
+            print!("{}", crate::render::trust::tokens(&records, now_secs()));
             Ok(())
         }
         TokenCommand::Revoke { home, which } => {
@@ -192,20 +178,6 @@ pub(crate) async fn audit(a: AuditArgs) -> anyhow::Result<()> {
     }
     let records: Vec<yard_auth::AuditRecord> =
         serde_json::from_str(&body).context("the audit answer is not a list of records")?;
-    for r in records.iter().rev() {
-        println!(
-            "{} {:<16} {:<22} {:<15} {:<4} {} {}",
-            yard_data::time::format_timestamp(
-                (r.ts as i64).saturating_mul(1_000_000),
-                yard_data::time::TimestampPrecision::Millis
-            ),
-            r.result,
-            r.principal,
-            r.remote,
-            r.status.map(|s| s.to_string()).unwrap_or_default(),
-            r.action,
-            r.detail
-        );
-    }
+    print!("{}", crate::render::trust::audit(&records));
     Ok(())
 }

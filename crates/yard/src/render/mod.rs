@@ -2,3 +2,4 @@
 //! tested by the exact text it writes.
 
 pub(crate) mod ops;
+pub(crate) mod trust;
