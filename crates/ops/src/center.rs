@@ -25,7 +25,6 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot, Notify};
@@ -599,23 +598,12 @@ impl Actor {
                 offset,
                 len,
             }) => {
-                let store = self.c.artifacts.clone();
-                let (client, m) = (client.clone(), m.clone());
-                tokio::spawn(async move {
-                    let read = tokio::task::spawn_blocking(move || {
-                        store.read_chunk(&sha256, offset, len.min(crate::agent::CHUNK))
-                    })
-                    .await;
-                    let answer = match read {
-                        Ok(Ok((bytes, total))) => Msg::Chunk {
-                            data: base64::engine::general_purpose::STANDARD.encode(bytes),
-                            total,
-                        },
-                        Ok(Err(e)) => Msg::refused("unknown_artifact", e.to_string()),
-                        Err(e) => Msg::refused("io_error", e.to_string()),
-                    };
-                    rpc::answer(&client, &m, answer).await;
-                });
+                rpc::answer_chunk(
+                    self.c.artifacts.clone(),
+                    client.clone(),
+                    m.clone(),
+                    (sha256, offset, len),
+                );
                 return None;
             }
             Ok(other) => Msg::refused(

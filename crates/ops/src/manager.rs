@@ -425,22 +425,12 @@ impl Actor {
                 offset,
                 len,
             }) => {
-                let (cache, client, msg) = (self.m.cache.clone(), client.clone(), msg.clone());
-                tokio::spawn(async move {
-                    let read = tokio::task::spawn_blocking(move || {
-                        cache.read_chunk(&sha256, offset, len.min(crate::agent::CHUNK))
-                    })
-                    .await;
-                    let answer = match read {
-                        Ok(Ok((bytes, total))) => Msg::Chunk {
-                            data: base64::engine::general_purpose::STANDARD.encode(bytes),
-                            total,
-                        },
-                        Ok(Err(e)) => Msg::refused("unknown_artifact", e.to_string()),
-                        Err(e) => Msg::refused("io_error", e.to_string()),
-                    };
-                    rpc::answer(&client, &msg, answer).await;
-                });
+                rpc::answer_chunk(
+                    self.m.cache.clone(),
+                    client.clone(),
+                    msg.clone(),
+                    (sha256, offset, len),
+                );
                 return None;
             }
             Ok(other) => Msg::refused(

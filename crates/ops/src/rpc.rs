@@ -116,6 +116,34 @@ impl std::fmt::Debug for Inbox {
     }
 }
 
+/// Answers a request for a chunk of an artifact in `store` from a task of its own (the read
+/// goes to a blocking thread), so that the actor that took the request goes on at once.
+pub(crate) fn answer_chunk(
+    store: crate::artifacts::ArtifactStore,
+    client: Arc<Client>,
+    request: Arc<Message>,
+    (sha256, offset, len): (String, u64, u64),
+) {
+    tokio::spawn(async move {
+        let read = tokio::task::spawn_blocking(move || {
+            store.read_chunk(&sha256, offset, len.min(crate::agent::CHUNK))
+        })
+        .await;
+        let reply = match read {
+            Ok(Ok((bytes, total))) => {
+                use base64::Engine;
+                Msg::Chunk {
+                    data: base64::engine::general_purpose::STANDARD.encode(bytes),
+                    total,
+                }
+            }
+            Ok(Err(e)) => Msg::refused("unknown_artifact", e.to_string()),
+            Err(e) => Msg::refused("io_error", e.to_string()),
+        };
+        answer(&client, &request, reply).await;
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
