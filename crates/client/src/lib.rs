@@ -3,6 +3,7 @@
 //!
 //! - [`credential`]: the credential sent when none is given (the CLI's rule);
 //! - [`http`]: one HTTP/1.1 exchange (`Connection: close`, fixed-length or chunked answers);
+//! - [`node`]: a node's own routes, typed with the gateway's types (peers so far);
 //! - [`ws`]: the WebSocket API's handshake (subscribe, wait for the ack);
 //! - [`center`]: the operations center's API, its answers typed with the `yard-ops` types
 //!   that the center serializes ([`yard_ops::topology::ClusterRecord`],
@@ -16,6 +17,7 @@ pub mod center;
 pub mod credential;
 mod error;
 pub mod http;
+pub mod node;
 pub mod ws;
 
 pub use error::ClientError;

@@ -15,27 +15,50 @@ use yard_fabric::{EndpointError, PeerInfo};
 
 use crate::Gateway;
 
+/// One peer as `GET /v1/peers` (and the status's `peers`) shows it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PeerRow {
+    /// The peer's endpoint id (empty while it was never reached).
+    pub id: String,
+    pub address: String,
+    /// `outbound` or `inbound`.
+    pub direction: String,
+    /// `connected`, or `connecting` for a dialed address without a link.
+    pub state: String,
+    pub listen: String,
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
+    pub overflow_policy: String,
+    pub drops: u64,
+    pub sent: u64,
+    pub received: u64,
+    pub connected_seconds: u64,
+    pub last_error: Option<String>,
+}
+
+impl From<&PeerInfo> for PeerRow {
+    fn from(p: &PeerInfo) -> PeerRow {
+        PeerRow {
+            id: p.id.clone(),
+            address: p.address.clone(),
+            direction: p.direction.to_string(),
+            state: p.state.to_string(),
+            listen: p.listen.clone(),
+            queue_depth: p.queue_depth,
+            queue_capacity: p.queue_capacity,
+            overflow_policy: p.policy.name().to_string(),
+            drops: p.drops,
+            sent: p.sent,
+            received: p.received,
+            connected_seconds: p.connected_secs,
+            last_error: p.last_error.clone(),
+        }
+    }
+}
+
 pub fn peers_json(peers: &[PeerInfo]) -> Json {
-    peers
-        .iter()
-        .map(|p| {
-            json!({
-                "id": p.id,
-                "address": p.address,
-                "direction": p.direction,
-                "state": p.state,
-                "listen": p.listen,
-                "queue_depth": p.queue_depth,
-                "queue_capacity": p.queue_capacity,
-                "overflow_policy": p.policy.name(),
-                "drops": p.drops,
-                "sent": p.sent,
-                "received": p.received,
-                "connected_seconds": p.connected_secs,
-                "last_error": p.last_error,
-            })
-        })
-        .collect()
+    serde_json::to_value(peers.iter().map(PeerRow::from).collect::<Vec<_>>())
+        .expect("rows serialize")
 }
 
 pub(crate) fn answer(status: StatusCode, body: Json) -> Response {

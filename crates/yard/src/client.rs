@@ -22,6 +22,14 @@ fn not_running(addr: &str, e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("no endpoint at {addr} ({e}); start one with `yard node` or point at one with --endpoint HOST:PORT")
 }
 
+/// A client error from a node's gateway, with the way out when nothing answers.
+pub(crate) fn node_error(addr: &str, e: yard_client::ClientError) -> anyhow::Error {
+    match e {
+        yard_client::ClientError::NotRunning { .. } => not_running(addr, e),
+        other => other.into(),
+    }
+}
+
 pub(crate) use yard_client::http::escape as url_escape;
 
 pub(crate) use yard_client::credential::{bearer, use_file as use_credentials_file};

@@ -9,7 +9,7 @@ use yard_data::json::{self, JsonOptions};
 use yard_data::time::{parse_duration, TimestampPrecision};
 use yard_data::{literal, topic, Value};
 
-use crate::client::{connect, http, http_get, parse_value_args, publish_values};
+use crate::client::{connect, http, parse_value_args, publish_values};
 use crate::{LogArgs, PeerArgs, PeersArgs, RequestArgs};
 
 fn describe(body: &str) -> String {
@@ -21,36 +21,16 @@ fn describe(body: &str) -> String {
 }
 
 pub(crate) async fn peers(args: PeersArgs) -> anyhow::Result<()> {
-    let body = http_get(&args.endpoint.endpoint, "/v1/peers").await?;
+    let addr = &args.endpoint.endpoint;
+    let node = yard_client::node::Node::new(addr.clone(), crate::client::bearer(None));
+    let rows = node
+        .peers()
+        .await
+        .map_err(|e| crate::client::node_error(addr, e))?;
     if args.json {
-        println!("{body}");
-        return Ok(());
-    }
-    let peers: Vec<serde_json::Value> = serde_json::from_str(&body)?;
-    if peers.is_empty() {
-        println!("no peers (add one with `yard peer HOST:PORT`)");
-        return Ok(());
-    }
-    println!(
-        "{:<38} {:<22} {:<9} {:<11} {:>13} {:>8} {:>10} {:>10}",
-        "peer", "address", "direction", "state", "queue", "drops", "sent", "received"
-    );
-    for p in peers {
-        let id = p["id"].as_str().filter(|s| !s.is_empty()).unwrap_or("-");
-        println!(
-            "{:<38} {:<22} {:<9} {:<11} {:>13} {:>8} {:>10} {:>10}",
-            id,
-            p["address"].as_str().unwrap_or("?"),
-            p["direction"].as_str().unwrap_or("?"),
-            p["state"].as_str().unwrap_or("?"),
-            format!("{}/{}", p["queue_depth"], p["queue_capacity"]),
-            p["drops"].to_string(),
-            p["sent"].to_string(),
-            p["received"].to_string(),
-        );
-        if let Some(e) = p["last_error"].as_str() {
-            println!("    last error: {e}");
-        }
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        print!("{}", crate::render::mesh::peers(&rows));
     }
     Ok(())
 }
