@@ -32,6 +32,14 @@ fn decode<T: DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, ClientError
     })
 }
 
+/// `path`, narrowed to one cluster when one is given.
+fn for_cluster(path: &str, cluster: Option<&str>) -> String {
+    match cluster {
+        Some(c) => format!("{path}?cluster={}", escape(c, false)),
+        None => path.to_string(),
+    }
+}
+
 impl Center {
     pub fn new(addr: impl Into<String>, authorization: Option<String>) -> Center {
         Center {
@@ -50,14 +58,8 @@ impl Center {
         Ok(http::request(&self.addr, r).await?.ok(method, path)?.body)
     }
 
-    /// `GET path` as JSON, for the routes without a type here yet.
-    pub async fn get_json(&self, path: &str) -> Result<serde_json::Value, ClientError> {
-        let body = self.send(Request::get(path)).await?;
-        decode(&format!("GET {path}"), &body)
-    }
-
     /// `GET path` as text (node logs).
-    pub async fn get_text(&self, path: &str) -> Result<String, ClientError> {
+    async fn get_text(&self, path: &str) -> Result<String, ClientError> {
         let body = self.send(Request::get(path)).await?;
         Ok(String::from_utf8_lossy(&body).into_owned())
     }
@@ -132,13 +134,7 @@ impl Center {
 
     /// Every node (of one cluster).
     pub async fn nodes(&self, cluster: Option<&str>) -> Result<NodeList, ClientError> {
-        match cluster {
-            Some(c) => {
-                self.get_typed(&format!("/v1/nodes?cluster={}", escape(c, false)))
-                    .await
-            }
-            None => self.get_typed("/v1/nodes").await,
-        }
+        self.get_typed(&for_cluster("/v1/nodes", cluster)).await
     }
 
     /// The end of a node's log (`stream`: stdout or stderr), at most `max_bytes`.
@@ -162,13 +158,7 @@ impl Center {
 
     /// Figures per cluster (of one cluster) and their total.
     pub async fn stats(&self, cluster: Option<&str>) -> Result<Stats, ClientError> {
-        match cluster {
-            Some(c) => {
-                self.get_typed(&format!("/v1/stats?cluster={}", escape(c, false)))
-                    .await
-            }
-            None => self.get_typed("/v1/stats").await,
-        }
+        self.get_typed(&for_cluster("/v1/stats", cluster)).await
     }
 
     /// A series' history: `since` back from now (`1h`, `7d`…), at `resolution` (`raw`, `1m`,
