@@ -446,6 +446,75 @@ pub fn encode_request_error(id: &Json, code: &str, context: &str) -> String {
     s
 }
 
+/// A message from an endpoint to a WebSocket client, after the handshake's ack.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ServerMessage {
+    /// A publication on a subscribed topic; `reply_to` when it is a request to answer.
+    Data {
+        topic: String,
+        reply_to: Option<String>,
+        value: Value,
+    },
+    /// The answer to the client's request `id`.
+    Reply {
+        id: Json,
+        topic: String,
+        value: Value,
+    },
+    /// A refusal: of the request (or store operation) `id`, or of the connection's input.
+    Error {
+        id: Option<Json>,
+        code: String,
+        context: String,
+    },
+    /// Any other kind (`ack`, `store-result`, store events…), left as JSON.
+    Other(Json),
+}
+
+/// Reads one frame an endpoint sent a WebSocket client.
+pub fn decode_server_message(bytes: &[u8]) -> Result<ServerMessage, JsonError> {
+    let Json::Object(mut obj) = parse_json(bytes)? else {
+        return Err(JsonError::Structure(
+            "a message must be a JSON object".into(),
+        ));
+    };
+    let kind = match obj.get("type") {
+        Some(Json::String(t)) => t.clone(),
+        _ => {
+            return Err(JsonError::Structure(
+                "a message needs a string \"type\"".into(),
+            ))
+        }
+    };
+    match kind.as_str() {
+        "data-message" => {
+            let topic = string_field(&mut obj, "topic")?;
+            let reply_to = match obj.contains_key("reply-to") {
+                true => Some(string_field(&mut obj, "reply-to")?),
+                false => None,
+            };
+            let value = decode_value_object(&obj, &mut String::from("$"))?;
+            Ok(ServerMessage::Data {
+                topic,
+                reply_to,
+                value,
+            })
+        }
+        "reply" => {
+            let id = obj.remove("id").unwrap_or(Json::Null);
+            let topic = string_field(&mut obj, "topic")?;
+            let value = decode_value_object(&obj, &mut String::from("$"))?;
+            Ok(ServerMessage::Reply { id, topic, value })
+        }
+        "error" => Ok(ServerMessage::Error {
+            id: obj.remove("id"),
+            code: string_field(&mut obj, "code")?,
+            context: string_field(&mut obj, "context")?,
+        }),
+        _ => Ok(ServerMessage::Other(Json::Object(obj))),
+    }
+}
+
 /// Decodes one `{"@data-type":…,"data":…}` value.
 pub fn decode_value(j: &Json) -> Result<Value, JsonError> {
     let mut path = String::from("$");
@@ -682,6 +751,62 @@ fn describe(j: &Json) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn what_an_endpoint_sends_a_client_reads_back() {
+        let opts = JsonOptions {
+            timestamp_precision: crate::time::TimestampPrecision::Nanos,
+        };
+        let v = Value::Vector(vec![Value::Count(1), Value::String("x".into())]);
+        assert_eq!(
+            decode_server_message(encode_data_message("/a", &v, opts).as_bytes()).unwrap(),
+            ServerMessage::Data {
+                topic: "/a".into(),
+                reply_to: None,
+                value: v.clone()
+            }
+        );
+        assert_eq!(
+            decode_server_message(encode_request_message("/q", "ep-ws-1", &v, opts).as_bytes())
+                .unwrap(),
+            ServerMessage::Data {
+                topic: "/q".into(),
+                reply_to: Some("ep-ws-1".into()),
+                value: v.clone()
+            }
+        );
+        assert_eq!(
+            decode_server_message(encode_reply(&Json::from(7), "/q", &v, opts).as_bytes()).unwrap(),
+            ServerMessage::Reply {
+                id: Json::from(7),
+                topic: "/q".into(),
+                value: v
+            }
+        );
+        assert_eq!(
+            decode_server_message(
+                encode_request_error(&Json::from(7), "no_path_to_peer", "none").as_bytes()
+            )
+            .unwrap(),
+            ServerMessage::Error {
+                id: Some(Json::from(7)),
+                code: "no_path_to_peer".into(),
+                context: "none".into()
+            }
+        );
+        assert!(matches!(
+            decode_server_message(encode_ack("ep", "1").as_bytes()).unwrap(),
+            ServerMessage::Other(_)
+        ));
+        for bad in [
+            &b"[]"[..],
+            b"{}",
+            b"{\"type\":\"error\",\"code\":1}",
+            b"nope",
+        ] {
+            assert!(decode_server_message(bad).is_err());
+        }
+    }
+
     use super::*;
 
     fn rt(s: &str) -> String {

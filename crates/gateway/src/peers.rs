@@ -56,6 +56,42 @@ impl From<&PeerInfo> for PeerRow {
     }
 }
 
+/// The body of `POST /v1/peers`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PeerRequest {
+    /// `host:port` of the other endpoint.
+    pub address: String,
+}
+
+/// The answer to `POST /v1/peers`: `connected` (200, with the peer's id), or `connecting`
+/// (202, with why the first attempt failed; the endpoint keeps re-dialing).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Peered {
+    pub address: String,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<String>,
+}
+
+/// The answer to `DELETE /v1/peers?address=…`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Unpeered {
+    pub address: String,
+    /// Always `removed`.
+    pub state: String,
+}
+
+fn typed(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    answer(
+        status,
+        serde_json::to_value(body).expect("an answer serializes"),
+    )
+}
+
 pub fn peers_json(peers: &[PeerInfo]) -> Json {
     serde_json::to_value(peers.iter().map(PeerRow::from).collect::<Vec<_>>())
         .expect("rows serialize")
@@ -102,14 +138,27 @@ pub async fn add(State(gw): State<Arc<Gateway>>, body: String) -> Response {
         }
     };
     match gw.endpoint.peer(&address).await {
-        Ok(Ok(id)) => answer(
+        Ok(Ok(id)) => typed(
             StatusCode::OK,
-            json!({"address": address, "id": id, "state": "connected"}),
+            &Peered {
+                address,
+                state: "connected".into(),
+                id: Some(id),
+                error: None,
+                context: None,
+            },
         ),
-        Ok(Err(e)) => answer(
+        Ok(Err(e)) => typed(
             StatusCode::ACCEPTED,
-            json!({"address": address, "state": "connecting", "error": e.to_string(),
-                   "context": "the first attempt failed; the endpoint keeps re-dialing with backoff"}),
+            &Peered {
+                address,
+                state: "connecting".into(),
+                id: None,
+                error: Some(e.to_string()),
+                context: Some(
+                    "the first attempt failed; the endpoint keeps re-dialing with backoff".into(),
+                ),
+            },
         ),
         Err(e @ EndpointError::AlreadyPeering(_)) => {
             error(StatusCode::CONFLICT, e.code(), &e.to_string())
@@ -128,9 +177,12 @@ pub struct Target {
 
 pub async fn remove(State(gw): State<Arc<Gateway>>, Query(target): Query<Target>) -> Response {
     match gw.endpoint.unpeer(&target.address).await {
-        Ok(()) => answer(
+        Ok(()) => typed(
             StatusCode::OK,
-            json!({"address": target.address, "state": "removed"}),
+            &Unpeered {
+                address: target.address,
+                state: "removed".into(),
+            },
         ),
         Err(e @ EndpointError::UnknownPeer(_)) => {
             error(StatusCode::NOT_FOUND, e.code(), &e.to_string())

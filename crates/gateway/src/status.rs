@@ -6,9 +6,75 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
+use crate::peers::PeerRow;
 use crate::Gateway;
+
+/// `GET /v1/status/json`: the endpoint, its clients and peers, and its counters.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StatusView {
+    pub endpoint: String,
+    pub version: String,
+    pub uptime_seconds: f64,
+    pub clients: Vec<ClientRow>,
+    /// Distinct subscription prefixes.
+    pub subscriptions: u64,
+    pub messages: MessageCounts,
+    pub overflow_disconnects: u64,
+    pub peers: Vec<PeerRow>,
+    /// Endpoint ids reachable through the mesh, peers included.
+    pub reachable: Vec<String>,
+    pub mesh: MeshCounts,
+    pub websocket: WebSocketCounts,
+}
+
+/// One local subscriber (a WebSocket client, a store, the log sink).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ClientRow {
+    pub id: u64,
+    pub kind: String,
+    /// `<endpoint>-<kind>-<id>`: the name a reply to this client is addressed to.
+    pub endpoint: String,
+    pub subscriptions: Vec<String>,
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
+    pub overflow_policy: String,
+    pub drops: u64,
+}
+
+/// The router's message counters.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MessageCounts {
+    pub published: u64,
+    pub delivered: u64,
+    pub dropped: u64,
+}
+
+/// The mesh's counters.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MeshCounts {
+    pub forwarded: u64,
+    pub peer_dropped: u64,
+    pub from_peers: u64,
+    pub duplicates: u64,
+    pub refused_peers: u64,
+    pub forged_replies: u64,
+    pub withheld: u64,
+    pub ttl_expired: u64,
+    pub requests: u64,
+    pub request_timeouts: u64,
+}
+
+/// The WebSocket listener's counters.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct WebSocketCounts {
+    pub open: u64,
+    pub connections: u64,
+    pub handshake_failures: u64,
+    pub refused_connections: u64,
+    pub received_messages: u64,
+    pub rejected_messages: u64,
+}
 
 /// The endpoint's status as JSON.
 pub async fn status_json(State(gw): State<Arc<Gateway>>) -> Response {
@@ -21,60 +87,57 @@ pub async fn status_json(State(gw): State<Arc<Gateway>>) -> Response {
     };
     let stats = gw.endpoint.stats();
     let c = &gw.counters;
-    let clients: Vec<_> = snapshot
-        .clients
-        .iter()
-        .map(|cl| {
-            json!({
-                "id": cl.id,
-                "kind": cl.name,
-                "endpoint": format!("{}-{}-{}", gw.endpoint.id(), cl.name, cl.id),
-                "subscriptions": cl.subscriptions,
-                "queue_depth": cl.queue_depth,
-                "queue_capacity": cl.queue_capacity,
-                "overflow_policy": cl.policy.name(),
-                "drops": cl.drops,
+    let view = StatusView {
+        endpoint: gw.endpoint.id().to_string(),
+        version: gw.config.version.to_string(),
+        uptime_seconds: gw.endpoint.uptime().as_secs_f64(),
+        clients: snapshot
+            .clients
+            .iter()
+            .map(|cl| ClientRow {
+                id: cl.id,
+                kind: cl.name.clone(),
+                endpoint: format!("{}-{}-{}", gw.endpoint.id(), cl.name, cl.id),
+                subscriptions: cl.subscriptions.clone(),
+                queue_depth: cl.queue_depth,
+                queue_capacity: cl.queue_capacity,
+                overflow_policy: cl.policy.name().to_string(),
+                drops: cl.drops,
             })
-        })
-        .collect();
-    let body = json!({
-        "endpoint": gw.endpoint.id(),
-        "version": gw.config.version,
-        "uptime_seconds": gw.endpoint.uptime().as_secs_f64(),
-        "clients": clients,
-        "subscriptions": stats.subscriptions,
-        "messages": {
-            "published": stats.published,
-            "delivered": stats.delivered,
-            "dropped": stats.dropped,
+            .collect(),
+        subscriptions: stats.subscriptions,
+        messages: MessageCounts {
+            published: stats.published,
+            delivered: stats.delivered,
+            dropped: stats.dropped,
         },
-        "overflow_disconnects": stats.overflow_disconnects,
-        "peers": crate::peers::peers_json(&snapshot.peers),
-        "reachable": snapshot.reachable,
-        "mesh": {
-            "forwarded": stats.forwarded,
-            "peer_dropped": stats.peer_dropped,
-            "from_peers": stats.from_peers,
-            "duplicates": stats.duplicates,
-            "refused_peers": stats.refused_peers,
-            "forged_replies": stats.forged_replies,
-            "withheld": stats.withheld,
-            "ttl_expired": stats.ttl_expired,
-            "requests": stats.requests,
-            "request_timeouts": stats.request_timeouts,
+        overflow_disconnects: stats.overflow_disconnects,
+        peers: snapshot.peers.iter().map(PeerRow::from).collect(),
+        reachable: snapshot.reachable,
+        mesh: MeshCounts {
+            forwarded: stats.forwarded,
+            peer_dropped: stats.peer_dropped,
+            from_peers: stats.from_peers,
+            duplicates: stats.duplicates,
+            refused_peers: stats.refused_peers,
+            forged_replies: stats.forged_replies,
+            withheld: stats.withheld,
+            ttl_expired: stats.ttl_expired,
+            requests: stats.requests,
+            request_timeouts: stats.request_timeouts,
         },
-        "websocket": {
-            "open": c.open.load(Ordering::Relaxed),
-            "connections": c.connections.load(Ordering::Relaxed),
-            "handshake_failures": c.handshake_failures.load(Ordering::Relaxed),
-            "refused_connections": c.refused_connections.load(Ordering::Relaxed),
-            "received_messages": c.received_messages.load(Ordering::Relaxed),
-            "rejected_messages": c.rejected_messages.load(Ordering::Relaxed),
+        websocket: WebSocketCounts {
+            open: c.open.load(Ordering::Relaxed) as u64,
+            connections: c.connections.load(Ordering::Relaxed),
+            handshake_failures: c.handshake_failures.load(Ordering::Relaxed),
+            refused_connections: c.refused_connections.load(Ordering::Relaxed),
+            received_messages: c.received_messages.load(Ordering::Relaxed),
+            rejected_messages: c.rejected_messages.load(Ordering::Relaxed),
         },
-    });
+    };
     (
         [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
+        serde_json::to_string(&view).expect("a status serializes"),
     )
         .into_response()
 }

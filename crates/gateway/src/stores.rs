@@ -34,14 +34,14 @@ use yard_data::time::parse_timespan;
 use yard_data::Value;
 use yard_store::actor::{Command, Outcomes, StoreHandle, StoreOp};
 use yard_store::replica::WriteOutcome;
-use yard_store::{BackendSpec, Mutation, Query, StoreError, Stores};
+use yard_store::{BackendSpec, Mutation, Query, Role, StoreError, Stores};
 
 use crate::peers::{answer, error};
 use crate::Gateway;
 use yard_auth::{Caller, Permission};
 
 /// A parsed store operation.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Op {
     Write(Mutation),
     Read(Query),
@@ -246,6 +246,166 @@ pub fn parse_op(f: &mut impl Fields) -> Result<Op, RequestError> {
         )),
         other => return Err(RequestError::UnknownOp(other.to_string())),
     })
+}
+
+/// Writes an operation as the fields [`parse_op`] reads: `"op":…` and the operation's own
+/// fields, spans in nanoseconds (`"1500000000ns"`), no braces (the caller adds `id`, `store`).
+pub fn write_op(out: &mut String, op: &Op, opts: JsonOptions) {
+    fn field(out: &mut String, name: &str, v: &Value, opts: JsonOptions) {
+        out.push_str(",\"");
+        out.push_str(name);
+        out.push_str("\":");
+        json::write_value(out, v, opts);
+    }
+    fn span(out: &mut String, name: &str, ns: Option<i64>) {
+        if let Some(ns) = ns {
+            out.push_str(&format!(",\"{name}\":\"{ns}ns\""));
+        }
+    }
+    let name = |out: &mut String, n: &str| {
+        out.push_str("\"op\":\"");
+        out.push_str(n);
+        out.push('"');
+    };
+    match op {
+        Op::Write(m) => match m {
+            Mutation::Put { key, value, expiry } | Mutation::PutUnique { key, value, expiry } => {
+                let n = if matches!(m, Mutation::Put { .. }) {
+                    "put"
+                } else {
+                    "put_unique"
+                };
+                name(out, n);
+                field(out, "key", key, opts);
+                field(out, "value", value, opts);
+                span(out, "expiry", *expiry);
+            }
+            Mutation::Erase { key } => {
+                name(out, "erase");
+                field(out, "key", key, opts);
+            }
+            Mutation::Clear => name(out, "clear"),
+            Mutation::Increment {
+                key,
+                amount,
+                expiry,
+            }
+            | Mutation::Decrement {
+                key,
+                amount,
+                expiry,
+            } => {
+                let n = if matches!(m, Mutation::Increment { .. }) {
+                    "increment"
+                } else {
+                    "decrement"
+                };
+                name(out, n);
+                field(out, "key", key, opts);
+                field(out, "amount", amount, opts);
+                span(out, "expiry", *expiry);
+            }
+            Mutation::Append { key, value, expiry } | Mutation::Push { key, value, expiry } => {
+                let n = if matches!(m, Mutation::Append { .. }) {
+                    "append"
+                } else {
+                    "push"
+                };
+                name(out, n);
+                field(out, "key", key, opts);
+                field(out, "value", value, opts);
+                span(out, "expiry", *expiry);
+            }
+            Mutation::InsertInto {
+                key,
+                index,
+                value,
+                expiry,
+            } => {
+                name(out, "insert_into");
+                field(out, "key", key, opts);
+                field(out, "index", index, opts);
+                if let Some(v) = value {
+                    field(out, "value", v, opts);
+                }
+                span(out, "expiry", *expiry);
+            }
+            Mutation::RemoveFrom { key, index, expiry } => {
+                name(out, "remove_from");
+                field(out, "key", key, opts);
+                field(out, "index", index, opts);
+                span(out, "expiry", *expiry);
+            }
+            Mutation::Pop { key, expiry } => {
+                name(out, "pop");
+                field(out, "key", key, opts);
+                span(out, "expiry", *expiry);
+            }
+        },
+        Op::Read(q) => match q {
+            Query::Get { key } => {
+                name(out, "get");
+                field(out, "key", key, opts);
+            }
+            Query::Exists { key } => {
+                name(out, "exists");
+                field(out, "key", key, opts);
+            }
+            Query::Keys => name(out, "keys"),
+            Query::GetIndexFromValue { key, index } => {
+                name(out, "get_index_from_value");
+                field(out, "key", key, opts);
+                field(out, "index", index, opts);
+            }
+        },
+        Op::AwaitIdle(t) => {
+            name(out, "await_idle");
+            span(
+                out,
+                "timeout",
+                Some(t.as_nanos().min(i64::MAX as u128) as i64),
+            );
+        }
+    }
+}
+
+/// The body of `POST /v1/stores/NAME/ops` for `op`.
+pub fn op_body(op: &Op, opts: JsonOptions) -> String {
+    let mut s = String::from("{");
+    write_op(&mut s, op, opts);
+    s.push('}');
+    s
+}
+
+/// The body of `POST /v1/stores`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct AttachRequest {
+    pub name: String,
+    pub role: Role,
+    /// `memory` or `sqlite:PATH` (a master's; a clone keeps its copy in memory).
+    pub backend: String,
+}
+
+/// The answer to `POST /v1/stores` (201).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Attached {
+    pub name: String,
+    pub role: Role,
+}
+
+/// The answer to `DELETE /v1/stores/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Detached {
+    pub name: String,
+    /// Always `detached`.
+    pub state: String,
+}
+
+/// The answer to `POST /v1/stores/NAME/restore`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Restored {
+    pub name: String,
+    pub entries: u64,
 }
 
 /// An operation's outcome as the envelope's answer.
@@ -542,7 +702,7 @@ pub fn confine(
 }
 
 pub async fn attach(State(gw): State<Arc<Gateway>>, body: String) -> Response {
-    let parsed: Result<(String, String, String), String> = (|| {
+    let parsed: Result<(String, Role, String), String> = (|| {
         let Ok(Json::Object(o)) = serde_json::from_str::<Json>(&body) else {
             return Err("the body must be a JSON object such as {\"name\":\"users\",\"role\":\"master\",\"backend\":\"memory\"}".into());
         };
@@ -551,7 +711,7 @@ pub async fn attach(State(gw): State<Arc<Gateway>>, body: String) -> Response {
         let role = field("role").ok_or("the body needs \"role\": \"master\" or \"clone\"")?;
         Ok((
             name,
-            role,
+            role.parse::<Role>()?,
             field("backend").unwrap_or_else(|| "memory".into()),
         ))
     })();
@@ -559,8 +719,8 @@ pub async fn attach(State(gw): State<Arc<Gateway>>, body: String) -> Response {
         Ok(p) => p,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_message", &e),
     };
-    let result = match role.as_str() {
-        "master" => match backend
+    let result = match role {
+        Role::Master => match backend
             .parse()
             .map_err(AttachError::from)
             .and_then(|spec| confine(gw.config.store_dir.as_deref(), spec))
@@ -574,28 +734,27 @@ pub async fn attach(State(gw): State<Arc<Gateway>>, body: String) -> Response {
                 return error(e.status(), code, &e.to_string());
             }
         },
-        "clone" => {
+        Role::Clone => {
             gw.stores
                 .attach_clone(&name, gw.clone_options.clone())
                 .await
         }
-        other => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_message",
-                &format!("role {other:?}: expected master or clone"),
-            )
-        }
     };
     match result {
-        Ok(()) => answer(StatusCode::CREATED, json!({"name": name, "role": role})),
+        Ok(()) => answer(StatusCode::CREATED, json!(Attached { name, role })),
         Err(e) => failed(&e),
     }
 }
 
 pub async fn detach(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> Response {
     match gw.stores.detach(&name) {
-        Ok(()) => answer(StatusCode::OK, json!({"name": name, "state": "detached"})),
+        Ok(()) => answer(
+            StatusCode::OK,
+            json!(Detached {
+                name,
+                state: "detached".into()
+            }),
+        ),
         Err(e) => failed(&e),
     }
 }
@@ -752,7 +911,7 @@ pub async fn restore(
     body: Bytes,
 ) -> Response {
     match gw.stores.restore(&name, body.to_vec()).await {
-        Ok(n) => answer(StatusCode::OK, json!({"name": name, "entries": n})),
+        Ok(n) => answer(StatusCode::OK, json!(Restored { name, entries: n })),
         Err(e) => failed(&e),
     }
 }
@@ -896,6 +1055,95 @@ mod tests {
                 // refuses nothing here, so an error would be a change of behaviour.
                 Err(e) => panic!("{text}: {e}"),
             }
+        }
+    }
+
+    #[test]
+    fn every_operation_written_reads_back_equal() {
+        let k = || Value::String("k".into());
+        let v = || Value::Vector(vec![Value::Count(7), Value::String("x\"y".into())]);
+        let ops = [
+            Op::Write(Mutation::Put {
+                key: k(),
+                value: v(),
+                expiry: None,
+            }),
+            Op::Write(Mutation::Put {
+                key: k(),
+                value: v(),
+                expiry: Some(1_500_000_000),
+            }),
+            Op::Write(Mutation::PutUnique {
+                key: k(),
+                value: v(),
+                expiry: Some(1),
+            }),
+            Op::Write(Mutation::Erase {
+                key: Value::Integer(-3),
+            }),
+            Op::Write(Mutation::Clear),
+            Op::Write(Mutation::Increment {
+                key: k(),
+                amount: Value::Count(2),
+                expiry: None,
+            }),
+            Op::Write(Mutation::Decrement {
+                key: k(),
+                amount: Value::Real(0.5),
+                expiry: Some(9),
+            }),
+            Op::Write(Mutation::Append {
+                key: k(),
+                value: Value::String("s".into()),
+                expiry: None,
+            }),
+            Op::Write(Mutation::InsertInto {
+                key: k(),
+                index: Value::Count(0),
+                value: Some(v()),
+                expiry: None,
+            }),
+            Op::Write(Mutation::InsertInto {
+                key: k(),
+                index: v(),
+                value: None,
+                expiry: Some(5),
+            }),
+            Op::Write(Mutation::RemoveFrom {
+                key: k(),
+                index: Value::Count(1),
+                expiry: None,
+            }),
+            Op::Write(Mutation::Push {
+                key: k(),
+                value: v(),
+                expiry: None,
+            }),
+            Op::Write(Mutation::Pop {
+                key: k(),
+                expiry: Some(2),
+            }),
+            Op::Read(Query::Get { key: v() }),
+            Op::Read(Query::Exists { key: k() }),
+            Op::Read(Query::Keys),
+            Op::Read(Query::GetIndexFromValue {
+                key: k(),
+                index: Value::Count(3),
+            }),
+            Op::AwaitIdle(Duration::from_millis(2500)),
+        ];
+        let opts = JsonOptions {
+            timestamp_precision: yard_data::time::TimestampPrecision::Nanos,
+        };
+        for op in ops {
+            let body = op_body(&op, opts);
+            let Json::Object(mut obj) = serde_json::from_str(&body).expect(&body) else {
+                panic!("not an object: {body}")
+            };
+            obj.insert("id".into(), Json::Null);
+            obj.insert("store".into(), Json::String("s".into()));
+            let (_, parsed) = parse_envelope(&mut obj);
+            assert_eq!(parsed, Ok(("s".to_string(), op)), "{body}");
         }
     }
 }

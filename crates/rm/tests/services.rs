@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 use yard_rm::master::Call;
-use yard_rm::services::{Cmd, Controller, ServiceSpec};
+use yard_rm::services::{Cmd, Controller, Phase, ServiceSpec};
 use yard_rm::ServiceError;
 
 fn spec(name: &str, instances: u32, extra: Value) -> ServiceSpec {
@@ -112,8 +112,8 @@ fn places_instances_on_offers_with_their_resources_ports_and_environment() {
         .status("web", 0, Some("no agent has free resources"))
         .unwrap();
     assert_eq!(
-        st["waiting"],
-        "waiting for offers: no agent has free resources"
+        st.waiting.as_deref(),
+        Some("waiting for offers: no agent has free resources")
     );
     let out = offers(&mut c, &[offer("o1", "a1", 1.2)], 0);
     let tasks = launched(&out);
@@ -140,11 +140,11 @@ fn places_instances_on_offers_with_their_resources_ports_and_environment() {
         &json!([{"begin": 31002, "end": 31002}, {"begin": 31003, "end": 31003}]),
         "no port given twice"
     );
-    assert_eq!(c.status("web", 0, None).unwrap()["waiting"].as_str().unwrap(),
+    assert_eq!(c.status("web", 0, None).unwrap().waiting.unwrap(),
                "the last offer (agent a1 on host-a1) did not fit: needs cpus:0.5;mem:64, the offer has cpus:0.2;mem:3968;ports:[31004-31009]");
     let out = offers(&mut c, &[offer("o2", "a2", 4.0)], 0);
     assert_eq!(launched(&out).len(), 1);
-    assert_eq!(c.status("web", 0, None).unwrap()["waiting"], Value::Null);
+    assert_eq!(c.status("web", 0, None).unwrap().waiting, None);
 }
 
 #[test]
@@ -176,10 +176,7 @@ fn constraints_spread_instances() {
         (1, 1)
     );
     assert_eq!((on("rack-two", "a1"), on("rack-two", "a2")), (0, 2));
-    let w = c.status("one-per-agent", 0, None).unwrap()["waiting"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let w = c.status("one-per-agent", 0, None).unwrap().waiting.unwrap();
     assert!(
         w.contains("constraint agent UNIQUE does not hold there"),
         "{w}"
@@ -201,7 +198,7 @@ fn a_failed_instance_is_replaced_after_a_growing_back_off() {
     let acks = update(&mut c, &id, "a1", "TASK_FAILED", None, 1000);
     // A late duplicate of the RUNNING update does not bring it back.
     update(&mut c, &id, "a1", "TASK_RUNNING", None, 1001);
-    assert_eq!(c.status("app", 1001, None).unwrap()["running"], 0);
+    assert_eq!(c.status("app", 1001, None).unwrap().running, 0);
     assert!(
         acks.iter()
             .any(|a| a["type"] == "ACKNOWLEDGE"
@@ -212,8 +209,8 @@ fn a_failed_instance_is_replaced_after_a_growing_back_off() {
     assert!(launched(&out).is_empty());
     assert_eq!(out[0]["type"], "DECLINE");
     assert_eq!(
-        c.status("app", 1500, None).unwrap()["waiting"],
-        "backing off 1s after 1 failure(s) in a row"
+        c.status("app", 1500, None).unwrap().waiting.as_deref(),
+        Some("backing off 1s after 1 failure(s) in a row")
     );
     let t = launched(&offers(&mut c, &[offer("o3", "a1", 4.0)], 2000));
     assert_eq!(t.len(), 1, "replaced once the back-off is over");
@@ -229,10 +226,7 @@ fn a_failed_instance_is_replaced_after_a_growing_back_off() {
     let id3 = t[0]["task_id"]["value"].as_str().unwrap().to_string();
     update(&mut c, &id3, "a1", "TASK_RUNNING", None, 4200);
     c.tick(4200 + yard_rm::services::STABLE_AFTER_MS);
-    assert_eq!(
-        c.status("app", 20_000, None).unwrap()["failures_in_a_row"],
-        0
-    );
+    assert_eq!(c.status("app", 20_000, None).unwrap().failures_in_a_row, 0);
 }
 
 #[test]
@@ -283,7 +277,7 @@ fn a_rolling_upgrade_keeps_minimum_healthy_capacity() {
     let old = launched(&offers(&mut c, &[offer("o1", "a1", 8.0)], 0));
     run_all(&mut c, &old, Some(true), 10);
     c.tick(20);
-    assert_eq!(c.status("api", 20, None).unwrap()["phase"], "stable");
+    assert_eq!(c.status("api", 20, None).unwrap().phase, Phase::Stable);
     let v2 = c
         .deploy(spec(
             "api",
@@ -320,7 +314,7 @@ fn a_rolling_upgrade_keeps_minimum_healthy_capacity() {
     );
     c.tick(80);
     assert!(killed(&calls(&mut c)).is_empty());
-    assert_eq!(c.status("api", 80, None).unwrap()["phase"], "upgrading");
+    assert_eq!(c.status("api", 80, None).unwrap().phase, Phase::Upgrading);
     update(
         &mut c,
         new[0]["task_id"]["value"].as_str().unwrap(),
@@ -346,13 +340,7 @@ fn a_rolling_upgrade_keeps_minimum_healthy_capacity() {
     );
     c.tick(140);
     let st = c.status("api", 140, None).unwrap();
-    assert_eq!(
-        (
-            st["phase"].as_str().unwrap(),
-            st["healthy"].as_u64().unwrap()
-        ),
-        ("stable", 2)
-    );
+    assert_eq!((st.phase, st.healthy), (Phase::Stable, 2));
 }
 
 #[test]
@@ -366,13 +354,13 @@ fn scaling_and_removal_stop_instances_and_suppress_offers() {
         calls(&mut c).iter().any(|x| x["type"] == "SUPPRESS"),
         "nothing needed: offers suppressed"
     );
-    let v = c.status("s", 20, None).unwrap()["version"].clone();
+    let v = c.status("s", 20, None).unwrap().version;
     c.scale("s", 1).unwrap();
     assert!(calls(&mut c).iter().any(|x| x["type"] == "REVIVE"));
     c.tick(30);
     assert_eq!(killed(&calls(&mut c)).len(), 2);
     assert_eq!(
-        c.status("s", 30, None).unwrap()["version"],
+        c.status("s", 30, None).unwrap().version,
         v,
         "scaling is no new version"
     );
@@ -441,7 +429,7 @@ fn reconciliation_adopts_running_instances_after_a_restart() {
         10,
     );
     let st = c.status("kept", 10, None).unwrap();
-    assert_eq!(st["running"], 2);
+    assert_eq!(st.running, 2);
     assert!(
         launched(&offers(&mut c, &[offer("o1", "a3", 8.0)], 20)).is_empty(),
         "nothing relaunched"

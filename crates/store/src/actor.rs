@@ -91,19 +91,53 @@ pub enum Command {
     },
 }
 
+/// What an endpoint holds of a store: the master, or a clone of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Master,
+    Clone,
+}
+
+impl Role {
+    /// `master` or `clone`, as the API writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Master => "master",
+            Role::Clone => "clone",
+        }
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(self.name())
+    }
+}
+
+impl std::str::FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Role, String> {
+        match s {
+            "master" => Ok(Role::Master),
+            "clone" => Ok(Role::Clone),
+            other => Err(format!("role {other:?}: expected master or clone")),
+        }
+    }
+}
+
 /// What `yard store list` and `GET /v1/stores` show.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StoreInfo {
     pub name: String,
-    /// `master` or `clone`.
-    pub role: &'static str,
+    pub role: Role,
     /// The master's backend (`memory`, `sqlite:PATH`); clones keep theirs in memory.
     pub backend: String,
     pub entries: u64,
     pub epoch: u64,
     pub seq: u64,
     /// Master: the clones heard from recently and the sequence number each acknowledged.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub clones: Vec<(String, u64)>,
     /// Clone: whether the master is reachable now, whether a copy was received, and how many
     /// writes wait for the master.
@@ -121,7 +155,7 @@ pub struct StoreInfo {
 #[derive(Clone)]
 pub struct StoreHandle {
     pub name: String,
-    pub role: &'static str,
+    pub role: Role,
     tx: mpsc::Sender<Command>,
     cancel: CancellationToken,
 }
@@ -201,7 +235,7 @@ pub async fn spawn_master(
     let (ready_tx, ready_rx) = oneshot::channel();
     let handle = StoreHandle {
         name: name.clone(),
-        role: "master",
+        role: Role::Master,
         tx,
         cancel: cancel.clone(),
     };
@@ -453,7 +487,7 @@ impl MasterActor {
                     Command::Info { reply } => {
                         let _ = reply.send(StoreInfo {
                             name: self.name.clone(),
-                            role: "master",
+                            role: Role::Master,
                             backend: self.backend.clone(),
                             entries: self.core.count().unwrap_or(0),
                             epoch: self.core.epoch(),
@@ -636,7 +670,7 @@ pub async fn spawn_clone(
     tokio::spawn(actor.run());
     Ok(StoreHandle {
         name,
-        role: "clone",
+        role: Role::Clone,
         tx,
         cancel,
     })
@@ -710,7 +744,7 @@ impl CloneActor {
                         let (epoch, seq) = self.core.position();
                         let _ = reply.send(StoreInfo {
                             name: self.name.clone(),
-                            role: "clone",
+                            role: Role::Clone,
                             backend: "memory".into(),
                             entries: self.core.map().len() as u64,
                             epoch,

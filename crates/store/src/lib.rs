@@ -20,7 +20,7 @@ pub mod proto;
 pub mod registry;
 pub mod replica;
 
-pub use actor::StoreInfo;
+pub use actor::{Role, StoreInfo};
 pub use backend::{BackendSpec, Synchronous};
 pub use ops::{Effect, Entry, Mutation, Query};
 pub use registry::{CloneOptions, Stores};

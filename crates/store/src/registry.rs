@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use yard_data::Value;
 use yard_fabric::{Endpoint, RequestError};
 
-use crate::actor::{self, Command, StoreHandle, StoreInfo, REQUEST_TIMEOUT};
+use crate::actor::{self, Command, Role, StoreHandle, StoreInfo, REQUEST_TIMEOUT};
 use crate::backend::{BackendSpec, SnapshotSource};
 use crate::master::MasterConfig;
 use crate::ops::{Entry, Mutation, Query};
@@ -281,7 +281,7 @@ impl Stores {
     /// refuses a file that is not a complete, intact backup. Clones re-synchronise.
     pub async fn restore(&self, name: &str, bytes: Vec<u8>) -> Result<u64, StoreError> {
         let h = self.attached_handle(name)?;
-        if h.role != "master" {
+        if h.role != Role::Master {
             return Err(StoreError::InvalidData(format!(
                 "{name:?} is a clone here: restore into its master"
             )));
@@ -298,7 +298,7 @@ impl Stores {
     }
 }
 
-fn already(name: &str, role: &str) -> StoreError {
+fn already(name: &str, role: Role) -> StoreError {
     StoreError::InvalidData(format!(
         "store {name:?} is already attached here as a {role}"
     ))

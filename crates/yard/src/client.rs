@@ -3,10 +3,10 @@
 
 use std::io::Write;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, bail};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
-use yard_data::json::{self, JsonOptions};
+use yard_data::json::{self, JsonOptions, ServerMessage};
 use yard_data::time::TimestampPrecision;
 use yard_data::{literal, topic, Value};
 
@@ -22,10 +22,12 @@ fn not_running(addr: &str, e: impl std::fmt::Display) -> anyhow::Error {
     anyhow!("no endpoint at {addr} ({e}); start one with `yard node` or point at one with --endpoint HOST:PORT")
 }
 
-/// A client error from a node's gateway, with the way out when nothing answers.
+/// A client error from a node's gateway: the way out when nothing answers, the server's
+/// `code: context` when it refused.
 pub(crate) fn node_error(addr: &str, e: yard_client::ClientError) -> anyhow::Error {
     match e {
         yard_client::ClientError::NotRunning { .. } => not_running(addr, e),
+        yard_client::ClientError::Refused { code, context, .. } => anyhow!("{code}: {context}"),
         other => other.into(),
     }
 }
@@ -86,13 +88,10 @@ pub(crate) async fn publish_values(
     let mut errors = Vec::new();
     while let Some(Ok(m)) = ws.next().await {
         if let Message::Text(t) = m {
-            let v: serde_json::Value = serde_json::from_str(&t).unwrap_or_default();
-            if v["type"] == "error" {
-                errors.push(format!(
-                    "{}: {}",
-                    v["code"].as_str().unwrap_or("?"),
-                    v["context"].as_str().unwrap_or("?")
-                ));
+            if let Ok(ServerMessage::Error { code, context, .. }) =
+                json::decode_server_message(t.as_bytes())
+            {
+                errors.push(format!("{code}: {context}"));
             }
         }
     }
@@ -131,22 +130,18 @@ pub(crate) async fn subscribe(args: SubArgs) -> anyhow::Result<()> {
             }
             Some(Ok(_)) => continue,
         };
-        let v: serde_json::Value = serde_json::from_str(&text)
-            .with_context(|| format!("endpoint sent invalid JSON: {text}"))?;
-        if v["type"] == "error" {
-            eprintln!(
-                "yard sub: error from endpoint: {}: {}",
-                v["code"].as_str().unwrap_or("?"),
-                v["context"].as_str().unwrap_or("?")
-            );
-            continue;
-        }
-        let line = if args.json {
-            text.to_string()
-        } else {
-            let m = json::decode_data_message(text.as_bytes())
-                .map_err(|e| anyhow!("endpoint sent a bad message: {e}"))?;
-            format!("{} {}", m.topic, literal::format(&m.value))
+        let line = match json::decode_server_message(text.as_bytes())
+            .map_err(|e| anyhow!("endpoint sent a bad message: {e}: {text}"))?
+        {
+            ServerMessage::Error { code, context, .. } => {
+                eprintln!("yard sub: error from endpoint: {code}: {context}");
+                continue;
+            }
+            _ if args.json => text.to_string(),
+            ServerMessage::Data { topic, value, .. } => {
+                format!("{topic} {}", literal::format(&value))
+            }
+            _ => bail!("endpoint sent a message that is no publication: {text}"),
         };
         let mut out = stdout.lock();
         writeln!(out, "{line}")?;
@@ -155,114 +150,14 @@ pub(crate) async fn subscribe(args: SubArgs) -> anyhow::Result<()> {
     }
 }
 
-/// A minimal HTTP/1.1 exchange with the endpoint's own gateway; returns the status code and the
-/// body.
-pub(crate) async fn http(
-    method: &str,
-    addr: &str,
-    path: &str,
-    body: Option<&str>,
-    token: Option<&str>,
-) -> anyhow::Result<(u16, String)> {
-    let body = body.unwrap_or("").as_bytes();
-    let ct = (!body.is_empty()).then_some("application/json");
-    let auth = bearer(token);
-    let (code, body) = http_request(method, addr, path, body, ct, auth.as_deref()).await?;
-    let text = String::from_utf8(body).context("HTTP reply is not UTF-8")?;
-    Ok((code, text))
-}
-
-/// One HTTP/1.1 request with a binary body; the status and the body of the answer.
-pub(crate) async fn http_bytes(
-    method: &str,
-    addr: &str,
-    path: &str,
-    body: &[u8],
-    token: Option<&str>,
-) -> anyhow::Result<(u16, Vec<u8>)> {
-    let auth = bearer(token);
-    let ct = (!body.is_empty()).then_some("application/octet-stream");
-    http_request(method, addr, path, body, ct, auth.as_deref()).await
-}
-
-/// One HTTP/1.1 request with the given content type and `Authorization` header value.
-pub(crate) async fn http_request(
-    method: &str,
-    addr: &str,
-    path: &str,
-    body: &[u8],
-    content_type: Option<&str>,
-    authorization: Option<&str>,
-) -> anyhow::Result<(u16, Vec<u8>)> {
-    let r = yard_client::http::Request {
-        method,
-        path,
-        body,
-        content_type,
-        authorization,
-    };
-    match yard_client::http::request(addr, r).await {
-        Ok(a) => Ok((a.status, a.body)),
-        Err(e @ yard_client::ClientError::NotRunning { .. }) => Err(not_running(addr, e)),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// `GET path`; any status but 200 is an error.
-pub(crate) async fn http_get(addr: &str, path: &str) -> anyhow::Result<String> {
-    let (code, body) = http("GET", addr, path, None, None).await?;
-    if code != 200 {
-        bail!("GET {path} from {addr}: HTTP {code}: {body}");
-    }
-    Ok(body)
-}
-
 pub(crate) async fn status(args: StatusArgs) -> anyhow::Result<()> {
     let EndpointArg { endpoint } = &args.endpoint;
-    let body = http_get(endpoint, "/v1/status/json").await?;
+    let node = yard_client::node::Node::new(endpoint.clone(), bearer(None));
+    let view = node.status().await.map_err(|e| node_error(endpoint, e))?;
     if args.json {
-        println!("{body}");
-        return Ok(());
-    }
-    let v: serde_json::Value = serde_json::from_str(&body)?;
-    let m = &v["messages"];
-    println!("endpoint       {}", v["endpoint"].as_str().unwrap_or("?"));
-    println!("version        {}", v["version"].as_str().unwrap_or("?"));
-    println!("address        {endpoint}");
-    println!(
-        "uptime         {:.0}s",
-        v["uptime_seconds"].as_f64().unwrap_or(0.0)
-    );
-    println!("subscriptions  {}", v["subscriptions"]);
-    println!(
-        "messages       published {}  delivered {}  dropped {}",
-        m["published"], m["delivered"], m["dropped"]
-    );
-    let clients = v["clients"].as_array().cloned().unwrap_or_default();
-    println!("clients        {}", clients.len());
-    if !clients.is_empty() {
-        println!(
-            "  {:<6} {:<10} {:>13} {:>8}  subscriptions",
-            "id", "kind", "queue", "drops"
-        );
-        for c in clients {
-            let subs: Vec<String> = c["subscriptions"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .map(|s| format!("{:?}", s.as_str().unwrap_or("")))
-                        .collect()
-                })
-                .unwrap_or_default();
-            println!(
-                "  {:<6} {:<10} {:>13} {:>8}  {}",
-                c["id"],
-                c["kind"].as_str().unwrap_or("?"),
-                format!("{}/{}", c["queue_depth"], c["queue_capacity"]),
-                c["drops"],
-                subs.join(" ")
-            );
-        }
+        println!("{}", serde_json::to_string(&view)?);
+    } else {
+        print!("{}", crate::render::mesh::status(&view, endpoint));
     }
     Ok(())
 }

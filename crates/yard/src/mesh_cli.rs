@@ -5,28 +5,19 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
-use yard_data::json::{self, JsonOptions};
+use yard_data::json::{self, JsonOptions, ServerMessage};
 use yard_data::time::{parse_duration, TimestampPrecision};
 use yard_data::{literal, topic, Value};
 
-use crate::client::{connect, http, parse_value_args, publish_values};
-use crate::{LogArgs, PeerArgs, PeersArgs, RequestArgs};
+use yard_client::node::Node;
 
-fn describe(body: &str) -> String {
-    let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
-    match (v["code"].as_str(), v["context"].as_str()) {
-        (Some(code), Some(context)) => format!("{code}: {context}"),
-        _ => body.trim().to_string(),
-    }
-}
+use crate::client::{bearer, connect, node_error, parse_value_args, publish_values};
+use crate::{LogArgs, PeerArgs, PeersArgs, RequestArgs};
 
 pub(crate) async fn peers(args: PeersArgs) -> anyhow::Result<()> {
     let addr = &args.endpoint.endpoint;
-    let node = yard_client::node::Node::new(addr.clone(), crate::client::bearer(None));
-    let rows = node
-        .peers()
-        .await
-        .map_err(|e| crate::client::node_error(addr, e))?;
+    let node = Node::new(addr.clone(), bearer(None));
+    let rows = node.peers().await.map_err(|e| node_error(addr, e))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
@@ -36,66 +27,26 @@ pub(crate) async fn peers(args: PeersArgs) -> anyhow::Result<()> {
 }
 
 pub(crate) async fn peer(args: PeerArgs) -> anyhow::Result<()> {
-    let body = serde_json::json!({ "address": args.address }).to_string();
-    let (code, reply) = http(
-        "POST",
-        &args.endpoint.endpoint,
-        "/v1/peers",
-        Some(&body),
-        args.token.as_deref(),
-    )
-    .await?;
-    let v: serde_json::Value = serde_json::from_str(&reply).unwrap_or_default();
-    match code {
-        200 => {
-            println!(
-                "peered with {} ({})",
-                args.address,
-                v["id"].as_str().unwrap_or("?")
-            );
-            Ok(())
-        }
-        202 => {
-            println!(
-                "not connected yet: {}; {} keeps re-dialing {} with backoff (see `yard peers`)",
-                v["error"].as_str().unwrap_or("?"),
-                args.endpoint.endpoint,
-                args.address
-            );
-            Ok(())
-        }
-        _ => bail!("cannot peer with {}: {}", args.address, describe(&reply)),
-    }
-}
-
-pub(crate) async fn unpeer(args: PeerArgs) -> anyhow::Result<()> {
-    let path = format!("/v1/peers?address={}", encode_query(&args.address));
-    let (code, reply) = http(
-        "DELETE",
-        &args.endpoint.endpoint,
-        &path,
-        None,
-        args.token.as_deref(),
-    )
-    .await?;
-    if code != 200 {
-        bail!("cannot unpeer {}: {}", args.address, describe(&reply));
-    }
-    println!("unpeered {}", args.address);
+    let addr = &args.endpoint.endpoint;
+    let node = Node::new(addr.clone(), bearer(args.token.as_deref()));
+    let done = node
+        .peer(&args.address)
+        .await
+        .map_err(|e| node_error(addr, e))
+        .with_context(|| format!("cannot peer with {}", args.address))?;
+    println!("{}", crate::render::mesh::peered(&done, addr));
     Ok(())
 }
 
-/// Percent-encodes what a query value cannot carry as is.
-fn encode_query(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b".-_:".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+pub(crate) async fn unpeer(args: PeerArgs) -> anyhow::Result<()> {
+    let addr = &args.endpoint.endpoint;
+    let node = Node::new(addr.clone(), bearer(args.token.as_deref()));
+    node.unpeer(&args.address)
+        .await
+        .map_err(|e| node_error(addr, e))
+        .with_context(|| format!("cannot unpeer {}", args.address))?;
+    println!("unpeered {}", args.address);
+    Ok(())
 }
 
 /// One value from the command line: a single value as is, several as a vector.
@@ -131,9 +82,15 @@ pub(crate) async fn request(args: RequestArgs) -> anyhow::Result<()> {
     let answer = tokio::time::timeout(wait, async {
         while let Some(m) = ws.next().await {
             if let Message::Text(t) = m? {
-                let v: serde_json::Value = serde_json::from_str(&t)?;
-                if v["id"] == 1 {
-                    return Ok::<_, anyhow::Error>((v, t.to_string()));
+                let frame = json::decode_server_message(t.as_bytes())
+                    .map_err(|e| anyhow!("the endpoint sent a bad message: {e}: {t}"))?;
+                match &frame {
+                    ServerMessage::Reply { id, .. } | ServerMessage::Error { id: Some(id), .. }
+                        if *id == 1 =>
+                    {
+                        return Ok::<_, anyhow::Error>((frame, t.to_string()));
+                    }
+                    _ => {}
                 }
             }
         }
@@ -144,19 +101,11 @@ pub(crate) async fn request(args: RequestArgs) -> anyhow::Result<()> {
     .await
     .map_err(|_| anyhow!("no answer from the endpoint within {wait:?}"))??;
     let _ = ws.close(None).await;
-    let (v, raw) = answer;
-    if v["type"] == "error" {
-        bail!(
-            "{}: {}",
-            v["code"].as_str().unwrap_or("?"),
-            v["context"].as_str().unwrap_or("?")
-        );
-    }
-    if args.json {
-        println!("{raw}");
-    } else {
-        let value = json::decode_value(&v).context("the answer is not a valid value")?;
-        println!("{}", literal::format(&value));
+    match answer {
+        (ServerMessage::Error { code, context, .. }, _) => bail!("{code}: {context}"),
+        (_, raw) if args.json => println!("{raw}"),
+        (ServerMessage::Reply { value, .. }, _) => println!("{}", literal::format(&value)),
+        (_, raw) => bail!("the endpoint answered with something else: {raw}"),
     }
     Ok(())
 }

@@ -8,9 +8,12 @@ use std::time::Duration;
 use anyhow::{anyhow, bail, Context};
 use base64::Engine;
 use clap::{Args, Subcommand};
-use serde_json::{json, Value};
+use yard_client::mesos::{Mesos, TaskFilter};
+use yard_client::ClientError;
+use yard_rm::mesos::legacy::{KillRequest, TaskRow};
+use yard_rm::services::ServiceSpec;
 
-use crate::client::http_request;
+use crate::render;
 
 #[derive(Args, Clone)]
 pub(crate) struct MesosArgs {
@@ -26,14 +29,9 @@ pub(crate) struct MesosArgs {
 }
 
 impl MesosArgs {
-    async fn call(
-        &self,
-        method: &str,
-        addr: &str,
-        path: &str,
-        body: Option<&Value>,
-    ) -> anyhow::Result<Value> {
-        // Mesos credentials when given, else the CLI's own (the master takes both).
+    /// The manager's API, with the Mesos credentials when given, else the CLI's own (the
+    /// master takes both).
+    fn client(&self) -> Mesos {
         let auth = match &self.mesos_credentials {
             Some(c) => Some(format!(
                 "Basic {}",
@@ -41,133 +39,57 @@ impl MesosArgs {
             )),
             None => crate::client::bearer(None),
         };
-        let text = body.map(Value::to_string).unwrap_or_default();
-        let ct = body.map(|_| "application/json");
-        let (code, reply) = http_request(method, addr, path, text.as_bytes(), ct, auth.as_deref())
-            .await
-            .map_err(|e| anyhow!("{e:#}: is a manager running there? (`yard up` starts one; --mesos HOST:PORT points at another)"))?;
-        let v: Value = serde_json::from_slice(&reply)
-            .unwrap_or_else(|_| json!({"error": String::from_utf8_lossy(&reply)}));
-        if !(200..300).contains(&code) {
-            let msg = v
-                .get("error")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-                .unwrap_or_else(|| v.to_string());
-            bail!("{method} {path} on {addr}: HTTP {code}: {msg}");
-        }
-        Ok(v)
+        Mesos::new(self.mesos.clone(), auth)
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        self.call("GET", &self.mesos, path, None).await
-    }
-
-    fn print_json(&self, v: &Value) -> bool {
+    /// Prints `v` as JSON when asked; whether it did.
+    fn print_json(&self, v: &impl serde::Serialize) -> anyhow::Result<bool> {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+            println!("{}", serde_json::to_string_pretty(v)?);
         }
-        self.json
+        Ok(self.json)
     }
 }
 
-fn s(v: &Value) -> &str {
-    v.as_str().unwrap_or("")
-}
-
-fn f(v: &Value) -> f64 {
-    v.as_f64().unwrap_or(0.0)
-}
-
-/// The entries of the JSON array at `v[key]` (none when it is missing).
-fn items<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
-    v[key].as_array().into_iter().flatten()
-}
-
-/// The entry of `v[key]` whose `id` is `id`.
-fn by_id<'a>(v: &'a Value, key: &str, id: &Value) -> Option<&'a Value> {
-    items(v, key).find(|x| x["id"] == *id)
-}
-
-/// `yes`, `no`, or `-` when unknown.
-fn yes_no(b: Option<bool>) -> &'static str {
-    b.map_or("-", |b| if b { "yes" } else { "no" })
+/// A client error with the way out when nothing answers.
+fn fail(m: &Mesos) -> impl Fn(ClientError) -> anyhow::Error + '_ {
+    move |e| {
+        match e {
+        ClientError::NotRunning { .. } => anyhow!(
+            "{e}: is a manager running there? (`yard up` starts one; --mesos HOST:PORT points at another)"
+        ),
+        ClientError::Refused {
+            method,
+            path,
+            status,
+            context,
+            ..
+        } => anyhow!("{method} {path} on {}: HTTP {status}: {context}", m.addr()),
+        other => other.into(),
+    }
+    }
 }
 
 /// `yard agents`.
 pub(crate) async fn agents(a: MesosArgs) -> anyhow::Result<()> {
-    let v = a.get("/slaves").await?;
-    if a.print_json(&v) {
+    let m = a.client();
+    let slaves = m.slaves().await.map_err(fail(&m))?;
+    if a.print_json(&slaves)? {
         return Ok(());
     }
-    let tasks = a.get("/tasks?limit=-1").await?;
-    let list = v["slaves"].as_array().cloned().unwrap_or_default();
-    println!(
-        "{:<40} {:<10} {:<22} {:<7} {:>11} {:>15} {:>5}",
-        "ID", "NAME", "ADDRESS", "ACTIVE", "CPUS", "MEM (MB)", "TASKS"
-    );
-    for ag in &list {
-        let running = items(&tasks, "tasks")
-            .filter(|t| t["slave_id"] == ag["id"] && !terminal(s(&t["state"])))
-            .count();
-        println!(
-            "{:<40} {:<10} {:<22} {:<7} {:>11} {:>15} {:>5}",
-            s(&ag["id"]),
-            s(&ag["name"]),
-            format!("{}:{}", s(&ag["hostname"]), ag["port"]),
-            yes_no(ag["active"].as_bool()),
-            format!(
-                "{}/{}",
-                f(&ag["used_resources"]["cpus"]),
-                f(&ag["resources"]["cpus"])
-            ),
-            format!(
-                "{}/{}",
-                f(&ag["used_resources"]["mem"]),
-                f(&ag["resources"]["mem"])
-            ),
-            running
-        );
-    }
-    if list.is_empty() {
-        println!("(no agent has registered)");
-    }
+    let tasks = m.tasks(&TaskFilter::default()).await.map_err(fail(&m))?;
+    print!("{}", render::rm::agents(&slaves, &tasks));
     Ok(())
 }
 
 /// `yard frameworks`.
 pub(crate) async fn frameworks(a: MesosArgs) -> anyhow::Result<()> {
-    let v = a.get("/master/frameworks").await?;
-    if a.print_json(&v) {
-        return Ok(());
-    }
-    let list = v["frameworks"].as_array().cloned().unwrap_or_default();
-    println!(
-        "{:<40} {:<16} {:<6} {:<10} {:>5} {:>6} {:>8}  WAITING",
-        "ID", "NAME", "ROLE", "CONNECTED", "TASKS", "CPUS", "MEM"
-    );
-    for fw in &list {
-        let n = fw["tasks"].as_array().map_or(0, Vec::len);
-        println!(
-            "{:<40} {:<16} {:<6} {:<10} {:>5} {:>6} {:>8}  {}",
-            s(&fw["id"]),
-            s(&fw["name"]),
-            s(&fw["role"]),
-            yes_no(fw["connected"].as_bool()),
-            n,
-            f(&fw["used_resources"]["cpus"]),
-            f(&fw["used_resources"]["mem"]),
-            fw["waiting"].as_str().unwrap_or("-")
-        );
-    }
-    if list.is_empty() {
-        println!("(no framework is registered)");
+    let m = a.client();
+    let f = m.frameworks().await.map_err(fail(&m))?;
+    if !a.print_json(&f)? {
+        print!("{}", render::rm::frameworks(&f));
     }
     Ok(())
-}
-
-fn terminal(state: &str) -> bool {
-    yard_rm::mesos::is_terminal(state) || state == "TASK_LOST"
 }
 
 #[derive(Args)]
@@ -184,48 +106,23 @@ pub(crate) struct TasksArgs {
 
 /// `yard tasks`.
 pub(crate) async fn tasks(a: TasksArgs) -> anyhow::Result<()> {
-    let mut path = "/tasks?limit=-1&order=asc".to_string();
-    if let Some(fw) = &a.framework {
-        path.push_str(&format!("&framework_id={fw}"));
-    }
-    let mut v = a.mesos.get(&path).await?;
-    if let Some(list) = v["tasks"].as_array_mut() {
-        list.retain(|t| a.all || !terminal(s(&t["state"])));
-    }
-    if a.mesos.print_json(&v) {
+    let m = a.mesos.client();
+    let filter = TaskFilter {
+        framework_id: a.framework.clone(),
+        task_id: None,
+        oldest_first: true,
+    };
+    let mut list = m.tasks(&filter).await.map_err(fail(&m))?;
+    list.tasks.retain(|t| a.all || !t.ended());
+    if a.mesos.print_json(&list)? {
         return Ok(());
     }
-    let agents = a.mesos.get("/slaves").await?;
-    let frameworks = a.mesos.get("/master/frameworks").await?;
-    let name_of = |list: &Value, key: &str, id: &Value, field: &str| -> String {
-        by_id(list, key, id)
-            .map(|x| s(&x[field]).to_string())
-            .unwrap_or_else(|| s(id).chars().take(8).collect())
-    };
-    let list = v["tasks"].as_array().cloned().unwrap_or_default();
-    println!(
-        "{:<36} {:<14} {:<10} {:<16} {:<8} {:>5} {:>7}",
-        "ID", "FRAMEWORK", "AGENT", "STATE", "HEALTHY", "CPUS", "MEM"
+    let slaves = m.slaves().await.map_err(fail(&m))?;
+    let frameworks = m.frameworks().await.map_err(fail(&m))?;
+    print!(
+        "{}",
+        render::rm::tasks(&list.tasks, &slaves, &frameworks, a.all)
     );
-    for t in &list {
-        let healthy = t["statuses"]
-            .as_array()
-            .and_then(|st| st.iter().rev().find_map(|x| x["healthy"].as_bool()))
-            .map_or("-", |h| yes_no(Some(h)));
-        println!(
-            "{:<36} {:<14} {:<10} {:<16} {:<8} {:>5} {:>7}",
-            s(&t["id"]),
-            name_of(&frameworks, "frameworks", &t["framework_id"], "name"),
-            name_of(&agents, "slaves", &t["slave_id"], "name"),
-            s(&t["state"]),
-            healthy,
-            f(&t["resources"]["cpus"]),
-            f(&t["resources"]["mem"])
-        );
-    }
-    if list.is_empty() {
-        println!("(no {}task)", if a.all { "" } else { "running " });
-    }
     Ok(())
 }
 
@@ -260,20 +157,14 @@ pub(crate) async fn task(c: TaskCommand) -> anyhow::Result<()> {
             framework,
             mesos,
         } => {
-            let v = mesos
-                .call(
-                    "POST",
-                    &mesos.mesos,
-                    "/yard/tasks/kill",
-                    Some(&json!({"task_id": task_id, "framework_id": framework})),
-                )
-                .await?;
-            if !mesos.print_json(&v) {
-                println!(
-                    "killing task {} of framework {}",
-                    s(&v["task_id"]),
-                    s(&v["framework_id"])
-                );
+            let m = mesos.client();
+            let req = KillRequest {
+                task_id,
+                framework_id: framework,
+            };
+            let v = m.kill(&req).await.map_err(fail(&m))?;
+            if !mesos.print_json(&v)? {
+                println!("killing task {} of framework {}", v.task_id, v.framework_id);
             }
             Ok(())
         }
@@ -282,58 +173,53 @@ pub(crate) async fn task(c: TaskCommand) -> anyhow::Result<()> {
             stderr,
             follow,
             mesos,
-        } => logs(&mesos, &task_id, stderr, follow).await,
+        } => logs(&mesos.client(), &task_id, stderr, follow).await,
     }
 }
 
-async fn logs(m: &MesosArgs, task_id: &str, stderr: bool, follow: bool) -> anyhow::Result<()> {
-    let found = m.get(&format!("/tasks?task_id={task_id}&limit=-1")).await?;
-    let Some(t) = found["tasks"].as_array().and_then(|l| l.last()).cloned() else {
+/// The task of that id (the oldest, when a framework reused the id).
+async fn find_task(m: &Mesos, task_id: &str) -> anyhow::Result<Option<TaskRow>> {
+    let filter = TaskFilter {
+        task_id: Some(task_id.to_string()),
+        ..TaskFilter::default()
+    };
+    Ok(m.tasks(&filter).await.map_err(fail(m))?.tasks.pop())
+}
+
+async fn logs(m: &Mesos, task_id: &str, stderr: bool, follow: bool) -> anyhow::Result<()> {
+    let Some(t) = find_task(m, task_id).await? else {
         bail!("no task {task_id} (see `yard tasks --all`)");
     };
-    let agents = m.get("/slaves").await?;
-    let agent = by_id(&agents, "slaves", &t["slave_id"]).ok_or_else(|| {
+    let slaves = m.slaves().await.map_err(fail(m))?;
+    let agent = slaves
+        .find(&t.slave_id)
+        .ok_or_else(|| anyhow!("task {task_id} ran on agent {}, which is gone", t.slave_id))?;
+    let on_agent = m.at(agent.address());
+    let state = on_agent.agent_state().await.map_err(fail(&on_agent))?;
+    let sandbox = state.sandbox(&t.framework_id, task_id).ok_or_else(|| {
         anyhow!(
-            "task {task_id} ran on agent {}, which is gone",
-            s(&t["slave_id"])
+            "agent {} no longer holds the sandbox of task {task_id}",
+            on_agent.addr()
         )
     })?;
-    let addr = format!("{}:{}", s(&agent["hostname"]), agent["port"]);
-    let state = m.call("GET", &addr, "/state", None).await?;
-    let sandbox = ["tasks", "completed_tasks"]
-        .iter()
-        .flat_map(|k| state[*k].as_array().cloned().unwrap_or_default())
-        .filter(|x| x["id"] == task_id && x["framework_id"] == t["framework_id"])
-        .filter_map(|x| x["sandbox"].as_str().map(str::to_string))
-        .next_back()
-        .ok_or_else(|| anyhow!("agent {addr} no longer holds the sandbox of task {task_id}"))?;
-    let file: PathBuf = PathBuf::from(sandbox).join(if stderr { "stderr" } else { "stdout" });
-    let path = crate::client::url_escape(&file.display().to_string(), true);
+    let file: PathBuf = sandbox.join(if stderr { "stderr" } else { "stdout" });
+    let file = file.display().to_string();
     let mut offset = 0u64;
     loop {
-        let r = m
-            .call(
-                "GET",
-                &addr,
-                &format!("/files/read?path={path}&offset={offset}&length=-1"),
-                None,
-            )
-            .await?;
-        let data = s(&r["data"]);
-        print!("{data}");
-        offset = r["offset"].as_u64().unwrap_or(offset) + data.len() as u64;
+        let r = on_agent
+            .read_file(&file, offset)
+            .await
+            .map_err(fail(&on_agent))?;
+        print!("{}", r.data);
+        offset = r.offset + r.data.len() as u64;
         if !follow {
             return Ok(());
         }
-        let now = m.get(&format!("/tasks?task_id={task_id}&limit=-1")).await?;
-        let ended = now["tasks"]
-            .as_array()
-            .and_then(|l| l.last())
-            .is_none_or(|x| terminal(s(&x["state"])));
-        if ended && data.is_empty() {
+        let ended = find_task(m, task_id).await?.is_none_or(|x| x.ended());
+        if ended && r.data.is_empty() {
             return Ok(());
         }
-        if data.is_empty() {
+        if r.data.is_empty() {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
@@ -373,16 +259,16 @@ pub(crate) enum ServiceCommand {
     },
 }
 
-/// A service file (TOML) as the JSON spec the API takes.
-pub(crate) fn spec_from_toml(text: &str, file: &std::path::Path) -> anyhow::Result<Value> {
+/// A service file (TOML) as the spec the API takes, checked here first.
+fn spec_from_toml(text: &str, file: &std::path::Path) -> anyhow::Result<ServiceSpec> {
     let t: toml::Value =
         toml::from_str(text).with_context(|| format!("{} is not valid TOML", file.display()))?;
-    let v = serde_json::to_value(t)?;
-    let spec: yard_rm::services::ServiceSpec =
-        serde_json::from_value(v.clone()).map_err(|e| anyhow!("{}: {e}", file.display()))?;
+    let spec: ServiceSpec = serde_json::to_value(t)
+        .and_then(serde_json::from_value)
+        .map_err(|e| anyhow!("{}: {e}", file.display()))?;
     spec.validate()
         .map_err(|e| anyhow!("{}: {e}", file.display()))?;
-    Ok(v)
+    Ok(spec)
 }
 
 pub(crate) async fn service(c: ServiceCommand) -> anyhow::Result<()> {
@@ -391,109 +277,47 @@ pub(crate) async fn service(c: ServiceCommand) -> anyhow::Result<()> {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("cannot read {}", file.display()))?;
             let spec = spec_from_toml(&text, &file)?;
-            let v = mesos
-                .call("POST", &mesos.mesos, "/services", Some(&spec))
-                .await?;
-            if !mesos.print_json(&v) {
+            let m = mesos.client();
+            let v = m.deploy(&spec).await.map_err(fail(&m))?;
+            if !mesos.print_json(&v)? {
                 println!(
                     "deployed {} version {} ({} instance(s)); follow it with `yard service status {}`",
-                    s(&v["name"]),
-                    s(&v["version"]),
-                    spec["instances"],
-                    s(&v["name"])
+                    v.name, v.version, spec.instances, v.name
                 );
             }
         }
         ServiceCommand::List { mesos } => {
-            let v = mesos.get("/services").await?;
-            if mesos.print_json(&v) {
-                return Ok(());
-            }
-            let list = v["services"].as_array().cloned().unwrap_or_default();
-            println!(
-                "{:<20} {:<13} {:<10} {:>9} {:>8} {:>8}  WAITING",
-                "NAME", "VERSION", "PHASE", "INSTANCES", "RUNNING", "HEALTHY"
-            );
-            for x in &list {
-                println!(
-                    "{:<20} {:<13} {:<10} {:>9} {:>8} {:>8}  {}",
-                    s(&x["name"]),
-                    s(&x["version"]),
-                    s(&x["phase"]),
-                    x["instances"].to_string(),
-                    x["running"].to_string(),
-                    x["healthy"].to_string(),
-                    x["waiting"].as_str().unwrap_or("-")
-                );
-            }
-            if list.is_empty() {
-                println!("(no service; deploy one with `yard service deploy FILE`)");
+            let m = mesos.client();
+            let list = m.services().await.map_err(fail(&m))?;
+            if !mesos.print_json(&list)? {
+                print!("{}", render::rm::services(&list));
             }
         }
         ServiceCommand::Status { name, mesos } => {
-            let v = mesos.get(&format!("/services/{name}")).await?;
-            if mesos.print_json(&v) {
+            let m = mesos.client();
+            let v = m.service(&name).await.map_err(fail(&m))?;
+            if mesos.print_json(&v)? {
                 return Ok(());
             }
-            println!("service   {}", s(&v["name"]));
-            println!("version   {}", s(&v["version"]));
-            println!("phase     {}", s(&v["phase"]));
-            println!(
-                "instances {} wanted, {} running, {} healthy",
-                v["instances"], v["running"], v["healthy"]
-            );
-            if let Some(w) = v["waiting"].as_str() {
-                println!("waiting   {w}");
-            }
-            let agents = mesos.get("/slaves").await.unwrap_or(Value::Null);
-            let agent_name = |id: &Value| -> String {
-                by_id(&agents, "slaves", id)
-                    .map(|a| format!("{} ({})", s(&a["name"]), s(&a["hostname"])))
-                    .unwrap_or_else(|| s(id).to_string())
-            };
-            println!(
-                "\n{:<44} {:<13} {:<16} {:<8} {:<24} PORTS",
-                "TASK", "VERSION", "STATE", "HEALTHY", "AGENT"
-            );
-            for t in items(&v, "tasks") {
-                let ports: Vec<String> = items(t, "ports").map(|p| p.to_string()).collect();
-                println!(
-                    "{:<44} {:<13} {:<16} {:<8} {:<24} {}",
-                    s(&t["id"]),
-                    s(&t["version"]),
-                    format!(
-                        "{}{}",
-                        s(&t["state"]),
-                        if t["stopping"] == true { "*" } else { "" }
-                    ),
-                    yes_no(t["healthy"].as_bool()),
-                    agent_name(&t["agent_id"]),
-                    ports.join(",")
-                );
-            }
+            // Agent names are a nicety: without them the ids are shown.
+            let slaves = m.slaves().await.unwrap_or_default();
+            print!("{}", render::rm::service(&v, &slaves));
         }
         ServiceCommand::Scale {
             name,
             instances,
             mesos,
         } => {
-            let v = mesos
-                .call(
-                    "POST",
-                    &mesos.mesos,
-                    &format!("/services/{name}/scale"),
-                    Some(&json!({"instances": instances})),
-                )
-                .await?;
-            if !mesos.print_json(&v) {
+            let m = mesos.client();
+            let v = m.scale(&name, instances).await.map_err(fail(&m))?;
+            if !mesos.print_json(&v)? {
                 println!("{name}: {instances} instance(s) wanted");
             }
         }
         ServiceCommand::Rm { name, mesos } => {
-            let v = mesos
-                .call("DELETE", &mesos.mesos, &format!("/services/{name}"), None)
-                .await?;
-            if !mesos.print_json(&v) {
+            let m = mesos.client();
+            let v = m.remove(&name).await.map_err(fail(&m))?;
+            if !mesos.print_json(&v)? {
                 println!("{name}: stopping its instances; it is gone once they have ended");
             }
         }

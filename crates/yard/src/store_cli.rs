@@ -2,15 +2,18 @@
 //! and values are in the literal syntax of `yard pub`; with `--json` both are JSON value
 //! objects.
 
+use std::time::Duration;
+
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
-use serde_json::{json, Value as Json};
-use yard_data::json::{self as wire, JsonOptions};
-use yard_data::time::TimestampPrecision;
-use yard_data::{literal, Value};
+use yard_client::node::{Node, OpAnswer};
+use yard_data::time::parse_duration;
+use yard_data::Value;
+use yard_gateway::stores::{AttachRequest, Op};
+use yard_store::{Mutation, Query, Role};
 
-use crate::client::{http, http_bytes, parse_value_args};
-use crate::EndpointArg;
+use crate::client::{bearer, node_error, parse_value_args};
+use crate::{render, EndpointArg};
 
 #[derive(Args)]
 pub(crate) struct StoreArgs {
@@ -165,30 +168,30 @@ fn one(arg: &str, json: bool) -> anyhow::Result<Value> {
     }
 }
 
-fn value_json(v: &Value) -> Json {
-    let opts = JsonOptions {
-        timestamp_precision: TimestampPrecision::Nanos,
-    };
-    serde_json::from_str(&wire::encode_value(v, opts)).expect("our own JSON")
-}
-
-fn check(code: u16, body: &str) -> anyhow::Result<Json> {
-    let j: Json = serde_json::from_str(body)
-        .map_err(|_| anyhow!("unexpected answer (HTTP {code}): {}", body.trim()))?;
-    if code >= 400 {
-        bail!(
-            "{}: {}",
-            j["code"].as_str().unwrap_or("error"),
-            j["context"].as_str().unwrap_or(body)
-        );
+/// A positive span from a flag, in nanoseconds (the one duration grammar of every flag).
+fn span(flag: &str, s: &str) -> anyhow::Result<i64> {
+    let d = parse_duration(s).map_err(|e| anyhow!("{flag}: {e}"))?;
+    if d.is_zero() {
+        bail!("{flag} must be positive, got {s}");
     }
-    Ok(j)
+    Ok(d.as_nanos().min(i64::MAX as u128) as i64)
 }
 
-pub(crate) async fn main(args: StoreArgs) -> anyhow::Result<()> {
-    let addr = args.endpoint.endpoint.as_str();
-    let token = args.token.as_deref();
-    let json = args.json;
+fn expiry(e: &Option<String>) -> anyhow::Result<Option<i64>> {
+    e.as_deref().map(|s| span("--expiry", s)).transpose()
+}
+
+fn write(store: &str, m: Mutation) -> Option<(&str, Op)> {
+    Some((store, Op::Write(m)))
+}
+
+fn read(store: &str, q: Query) -> Option<(&str, Op)> {
+    Some((store, Op::Read(q)))
+}
+
+/// The operation a command names, with its keys and values read; None for the commands that
+/// are routes of their own (list, attach, backup…).
+fn operation(command: &StoreCommand, json: bool) -> anyhow::Result<Option<(&str, Op)>> {
     let v = |s: &str| one(s, json);
     // Keys are plain strings (as in the HTTP paths) unless --json gives a typed value object.
     let k = |s: &str| -> anyhow::Result<Value> {
@@ -198,68 +201,217 @@ pub(crate) async fn main(args: StoreArgs) -> anyhow::Result<()> {
             Ok(Value::String(s.to_string()))
         }
     };
-    let op = |store: &str, body: Json| -> (String, Json) { (store.to_string(), body) };
-    let (store, body) = match &args.command {
-        StoreCommand::List => {
-            let (code, body) = http("GET", addr, "/v1/stores", None, None).await?;
-            let j = check(code, &body)?;
-            if json {
-                println!("{j}");
-                return Ok(());
-            }
-            let stores = j.as_array().cloned().unwrap_or_default();
-            if stores.is_empty() {
-                println!("no stores attached (yard node --master NAME, --clone NAME, or yard store attach)");
-            }
-            for s in stores {
-                println!(
-                    "{:<20} {:<6} {:<28} {:>8} entries  seq {}",
-                    s["name"].as_str().unwrap_or("?"),
-                    s["role"].as_str().unwrap_or("?"),
-                    s["backend"].as_str().unwrap_or("?"),
-                    s["entries"],
-                    s["seq"]
+    use StoreCommand as C;
+    Ok(match command {
+        C::Put {
+            store,
+            key,
+            value,
+            expiry: e,
+        } => write(
+            store,
+            Mutation::Put {
+                key: k(key)?,
+                value: v(value)?,
+                expiry: expiry(e)?,
+            },
+        ),
+        C::PutUnique {
+            store,
+            key,
+            value,
+            expiry: e,
+        } => write(
+            store,
+            Mutation::PutUnique {
+                key: k(key)?,
+                value: v(value)?,
+                expiry: expiry(e)?,
+            },
+        ),
+        C::Get { store, key } => read(store, Query::Get { key: k(key)? }),
+        C::Exists { store, key } => read(store, Query::Exists { key: k(key)? }),
+        C::Erase { store, key } => write(store, Mutation::Erase { key: k(key)? }),
+        C::Clear { store } => write(store, Mutation::Clear),
+        C::Incr {
+            store,
+            key,
+            amount,
+            expiry: e,
+        }
+        | C::Decr {
+            store,
+            key,
+            amount,
+            expiry: e,
+        } => {
+            let (key, expiry) = (k(key)?, expiry(e)?);
+            let amount = match amount {
+                Some(a) => v(a)?,
+                None => Value::Count(1),
+            };
+            let m = if matches!(command, C::Incr { .. }) {
+                Mutation::Increment {
+                    key,
+                    amount,
+                    expiry,
+                }
+            } else {
+                Mutation::Decrement {
+                    key,
+                    amount,
+                    expiry,
+                }
+            };
+            write(store, m)
+        }
+        C::Append {
+            store,
+            key,
+            value,
+            expiry: e,
+        } => write(
+            store,
+            Mutation::Append {
+                key: k(key)?,
+                value: Value::String(value.clone()),
+                expiry: expiry(e)?,
+            },
+        ),
+        C::Insert {
+            store,
+            key,
+            index,
+            value,
+            expiry: e,
+        } => write(
+            store,
+            Mutation::InsertInto {
+                key: k(key)?,
+                index: v(index)?,
+                value: value.as_deref().map(v).transpose()?,
+                expiry: expiry(e)?,
+            },
+        ),
+        C::Remove {
+            store,
+            key,
+            index,
+            expiry: e,
+        } => write(
+            store,
+            Mutation::RemoveFrom {
+                key: k(key)?,
+                index: v(index)?,
+                expiry: expiry(e)?,
+            },
+        ),
+        C::Push {
+            store,
+            key,
+            value,
+            expiry: e,
+        } => write(
+            store,
+            Mutation::Push {
+                key: k(key)?,
+                value: v(value)?,
+                expiry: expiry(e)?,
+            },
+        ),
+        C::Pop {
+            store,
+            key,
+            expiry: e,
+        } => write(
+            store,
+            Mutation::Pop {
+                key: k(key)?,
+                expiry: expiry(e)?,
+            },
+        ),
+        C::Index { store, key, index } => read(
+            store,
+            Query::GetIndexFromValue {
+                key: k(key)?,
+                index: v(index)?,
+            },
+        ),
+        C::AwaitIdle { store, timeout } => {
+            let ns = span("--timeout", timeout)?;
+            Some((
+                store.as_str(),
+                Op::AwaitIdle(Duration::from_nanos(ns as u64)),
+            ))
+        }
+        C::List
+        | C::Info { .. }
+        | C::Attach { .. }
+        | C::Detach { .. }
+        | C::Keys { .. }
+        | C::Backup { .. }
+        | C::Restore { .. }
+        | C::Dump { .. } => None,
+    })
+}
+
+pub(crate) async fn main(args: StoreArgs) -> anyhow::Result<()> {
+    let addr = args.endpoint.endpoint.as_str();
+    let json = args.json;
+    let node = Node::new(addr, bearer(args.token.as_deref()));
+    let fail = |e| node_error(addr, e);
+    if let Some((store, op)) = operation(&args.command, json)? {
+        return match node.run(store, &op).await.map_err(fail)? {
+            OpAnswer::Buffered => {
+                eprintln!(
+                    "buffered: the master is out of reach; the write is replayed when it returns"
                 );
+                Ok(())
             }
-            return Ok(());
+            OpAnswer::Idle(true) => {
+                println!("idle");
+                Ok(())
+            }
+            OpAnswer::Idle(false) => bail!("not idle within the timeout"),
+            OpAnswer::Value(value) => {
+                print!("{}", render::store::answer(&value, json));
+                Ok(())
+            }
+        };
+    }
+    match &args.command {
+        StoreCommand::List => {
+            let stores = node.stores().await.map_err(fail)?;
+            if json {
+                println!("{}", serde_json::to_string(&stores)?);
+            } else {
+                print!("{}", render::store::list(&stores));
+            }
         }
         StoreCommand::Info { store } => {
-            let (code, body) =
-                http("GET", addr, &format!("/v1/stores/{store}"), None, None).await?;
-            println!("{}", serde_json::to_string_pretty(&check(code, &body)?)?);
-            return Ok(());
+            let info = node.store_info(store).await.map_err(fail)?;
+            println!("{}", serde_json::to_string_pretty(&info)?);
         }
         StoreCommand::Attach {
             store,
             clone,
             backend,
         } => {
-            let role = if *clone { "clone" } else { "master" };
-            let body = json!({"name": store, "role": role, "backend": backend}).to_string();
-            let (code, text) = http("POST", addr, "/v1/stores", Some(&body), token).await?;
-            check(code, &text)?;
-            println!("attached {role} of {store}");
-            return Ok(());
+            let role = if *clone { Role::Clone } else { Role::Master };
+            let req = AttachRequest {
+                name: store.clone(),
+                role,
+                backend: backend.clone(),
+            };
+            let done = node.attach(&req).await.map_err(fail)?;
+            println!("attached {} of {}", done.role, done.name);
         }
         StoreCommand::Detach { store } => {
-            let (code, text) =
-                http("DELETE", addr, &format!("/v1/stores/{store}"), None, token).await?;
-            check(code, &text)?;
+            node.detach(store).await.map_err(fail)?;
             println!("detached {store}");
-            return Ok(());
         }
         StoreCommand::Backup { store, file } => {
-            let (code, bytes) = http_bytes(
-                "GET",
-                addr,
-                &format!("/v1/stores/{store}/backup"),
-                &[],
-                None,
-            )
-            .await?;
-            if code != 200 {
-                check(code, &String::from_utf8_lossy(&bytes))?;
-            }
+            let bytes = node.backup(store).await.map_err(fail)?;
             let backup = yard_store::backup::read(&bytes)
                 .map_err(|e| anyhow!("the endpoint sent a bad backup: {e}"))?;
             let tmp = file.with_extension("partial");
@@ -272,7 +424,6 @@ pub(crate) async fn main(args: StoreArgs) -> anyhow::Result<()> {
                 backup.entries.len(),
                 file.display()
             );
-            return Ok(());
         }
         StoreCommand::Restore { store, file } => {
             let bytes =
@@ -280,193 +431,22 @@ pub(crate) async fn main(args: StoreArgs) -> anyhow::Result<()> {
             // Check here first: a clear message without a round trip.
             let backup =
                 yard_store::backup::read(&bytes).map_err(|e| anyhow!("{}: {e}", file.display()))?;
-            let (code, text) = http_bytes(
-                "POST",
-                addr,
-                &format!("/v1/stores/{store}/restore"),
-                &bytes,
-                token,
-            )
-            .await?;
-            check(code, &String::from_utf8_lossy(&text))?;
+            node.restore(store, &bytes).await.map_err(fail)?;
             println!(
                 "restored {store} from {} ({} entries, a backup of {:?})",
                 file.display(),
                 backup.entries.len(),
                 backup.store
             );
-            return Ok(());
         }
-        StoreCommand::Dump { store } => {
-            let (code, text) =
-                http("GET", addr, &format!("/v1/stores/{store}/dump"), None, None).await?;
-            if code != 200 {
-                check(code, &text)?;
-            }
-            print!("{text}");
-            return Ok(());
-        }
+        StoreCommand::Dump { store } => print!("{}", node.dump(store).await.map_err(fail)?),
         StoreCommand::Keys { store, prefix } => {
-            let path = match prefix {
-                Some(p) => format!("/v1/stores/{store}/keys?prefix={}", urlencode(p)),
-                None => format!("/v1/stores/{store}/keys"),
-            };
-            let (code, text) = http("GET", addr, &path, None, None).await?;
-            let j = check(code, &text)?;
-            for k in j.as_array().cloned().unwrap_or_default() {
-                if json {
-                    println!("{k}");
-                } else {
-                    println!("{}", literal::format(&wire::decode_value(&k)?));
-                }
+            let keys = node.keys(store, prefix.as_deref()).await.map_err(fail)?;
+            for k in keys {
+                print!("{}", render::store::answer(&k, json));
             }
-            return Ok(());
         }
-        StoreCommand::Put {
-            store,
-            key,
-            value,
-            expiry,
-        } => op(
-            store,
-            json!({"op": "put", "key": value_json(&k(key)?), "value": value_json(&v(value)?), "expiry": expiry}),
-        ),
-        StoreCommand::PutUnique {
-            store,
-            key,
-            value,
-            expiry,
-        } => op(
-            store,
-            json!({"op": "put_unique", "key": value_json(&k(key)?), "value": value_json(&v(value)?), "expiry": expiry}),
-        ),
-        StoreCommand::Get { store, key } => {
-            op(store, json!({"op": "get", "key": value_json(&k(key)?)}))
-        }
-        StoreCommand::Exists { store, key } => {
-            op(store, json!({"op": "exists", "key": value_json(&k(key)?)}))
-        }
-        StoreCommand::Erase { store, key } => {
-            op(store, json!({"op": "erase", "key": value_json(&k(key)?)}))
-        }
-        StoreCommand::Clear { store } => op(store, json!({"op": "clear"})),
-        StoreCommand::Incr {
-            store,
-            key,
-            amount,
-            expiry,
-        }
-        | StoreCommand::Decr {
-            store,
-            key,
-            amount,
-            expiry,
-        } => {
-            let name = if matches!(args.command, StoreCommand::Incr { .. }) {
-                "increment"
-            } else {
-                "decrement"
-            };
-            let amount = match amount {
-                Some(a) => v(a)?,
-                None => Value::Count(1),
-            };
-            op(
-                store,
-                json!({"op": name, "key": value_json(&k(key)?), "amount": value_json(&amount), "expiry": expiry}),
-            )
-        }
-        StoreCommand::Append {
-            store,
-            key,
-            value,
-            expiry,
-        } => op(
-            store,
-            json!({"op": "append", "key": value_json(&k(key)?), "value": value_json(&Value::String(value.clone())), "expiry": expiry}),
-        ),
-        StoreCommand::Insert {
-            store,
-            key,
-            index,
-            value,
-            expiry,
-        } => {
-            let mut body = json!({"op": "insert_into", "key": value_json(&k(key)?), "index": value_json(&v(index)?), "expiry": expiry});
-            if let Some(x) = value {
-                body["value"] = value_json(&v(x)?);
-            }
-            op(store, body)
-        }
-        StoreCommand::Remove {
-            store,
-            key,
-            index,
-            expiry,
-        } => op(
-            store,
-            json!({"op": "remove_from", "key": value_json(&k(key)?), "index": value_json(&v(index)?), "expiry": expiry}),
-        ),
-        StoreCommand::Push {
-            store,
-            key,
-            value,
-            expiry,
-        } => op(
-            store,
-            json!({"op": "push", "key": value_json(&k(key)?), "value": value_json(&v(value)?), "expiry": expiry}),
-        ),
-        StoreCommand::Pop { store, key, expiry } => op(
-            store,
-            json!({"op": "pop", "key": value_json(&k(key)?), "expiry": expiry}),
-        ),
-        StoreCommand::Index { store, key, index } => op(
-            store,
-            json!({"op": "get_index_from_value", "key": value_json(&k(key)?), "index": value_json(&v(index)?)}),
-        ),
-        StoreCommand::AwaitIdle { store, timeout } => {
-            op(store, json!({"op": "await_idle", "timeout": timeout}))
-        }
-    };
-    let (code, text) = http(
-        "POST",
-        addr,
-        &format!("/v1/stores/{store}/ops"),
-        Some(&body.to_string()),
-        token,
-    )
-    .await?;
-    let j = check(code, &text)?;
-    if code == 202 {
-        eprintln!("buffered: the master is out of reach; the write is replayed when it returns");
-        return Ok(());
-    }
-    if let Some(idle) = j.get("idle") {
-        if idle == true {
-            println!("idle");
-            return Ok(());
-        }
-        bail!("not idle within the timeout");
-    }
-    if json {
-        println!("{j}");
-    } else {
-        let value = wire::decode_value(&j).context("the answer is not a valid value")?;
-        if value != Value::None {
-            println!("{}", literal::format(&value));
-        }
+        _ => unreachable!("operation() takes every other command"),
     }
     Ok(())
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~/".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
 use yard_auth::policy::Policy;
 use yard_auth::tokens::now_secs;
@@ -101,18 +101,10 @@ pub(crate) fn token(c: TokenCommand) -> anyhow::Result<()> {
         TokenCommand::List { home, json } => {
             let records = home.open()?.registry()?.records();
             if json {
-                let list: Vec<_> = records
-                    .iter()
-                    .map(|r| {
-                        serde_json::json!({
-                            "id": r.id, "name": r.name, "role": r.role.name(),
-                            "custom_policy": r.policy.is_some(), "created": r.created,
-                            "expires": r.expires, "revoked": r.revoked,
-                            "state": r.state(now_secs()),
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                print!(
+                    "{}",
+                    crate::render::trust::tokens_json(&records, now_secs())
+                );
                 return Ok(());
             }
             print!("{}", crate::render::trust::tokens(&records, now_secs()));
@@ -167,17 +159,15 @@ pub(crate) async fn audit(a: AuditArgs) -> anyhow::Result<()> {
             yard_auth::audit::now_ms().saturating_sub(back)
         ));
     }
-    let path = format!("/v1/audit?{}", q.join("&"));
-    let (code, body) = crate::client::http("GET", &a.endpoint, &path, None, None).await?;
-    if code != 200 {
-        bail!("GET /v1/audit from {}: HTTP {code}: {body}", a.endpoint);
-    }
+    let auth = crate::client::bearer(None);
+    let records = yard_client::audit::records(&a.endpoint, auth.as_deref(), &q.join("&"))
+        .await
+        .map_err(|e| crate::client::node_error(&a.endpoint, e))
+        .with_context(|| format!("GET /v1/audit from {}", a.endpoint))?;
     if a.json {
-        println!("{body}");
+        println!("{}", serde_json::to_string(&records)?);
         return Ok(());
     }
-    let records: Vec<yard_auth::AuditRecord> =
-        serde_json::from_str(&body).context("the audit answer is not a list of records")?;
     print!("{}", crate::render::trust::audit(&records));
     Ok(())
 }

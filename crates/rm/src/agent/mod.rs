@@ -48,6 +48,7 @@ use self::container::{Isolation, Limits};
 use self::health::HealthCheck;
 use self::runner::{ExecutorRunner, Exited, Launch, Runner, UsageSlot};
 use crate::master::server::{json_response, parse_body, send_from_drop, text};
+use crate::mesos::legacy::{AgentState, FileChunk, SandboxTask};
 use crate::mesos::recordio;
 use crate::mesos::resources::Resources;
 use crate::mesos::{get_id, is_terminal, mid, MESOS_VERSION};
@@ -211,7 +212,7 @@ pub struct Actor {
     stream_generation: u64,
     /// The task list changed since it was last published.
     tasks_changed: bool,
-    completed: VecDeque<Value>,
+    completed: VecDeque<SandboxTask>,
     port: u16,
     /// `ip:port` of this API as tasks and executors reach it.
     api_endpoint: String,
@@ -727,7 +728,13 @@ impl Actor {
                 if t.updates.is_empty() && is_terminal(&t.state) {
                     let t = self.tasks.remove(&k).expect("present");
                     self.tasks_changed = true;
-                    self.completed.push_back(json!({"id": k.1, "framework_id": k.0, "state": t.state, "latest": t.latest, "sandbox": t.sandbox}));
+                    self.completed.push_back(SandboxTask {
+                        id: k.1,
+                        framework_id: k.0,
+                        state: t.state,
+                        sandbox: t.sandbox,
+                        detail: [("latest".to_string(), t.latest)].into_iter().collect(),
+                    });
                     if self.completed.len() > MAX_COMPLETED {
                         self.completed.pop_front();
                     }
@@ -1431,7 +1438,7 @@ fn read_sandbox_file(
     }
     let size = meta.len();
     if offset == -1 {
-        return Ok(json!({"data": "", "offset": size}));
+        return Ok(chunk(String::new(), size));
     }
     if offset < 0 {
         return Err((400, "Negative offset provided".into()));
@@ -1447,7 +1454,11 @@ fn read_sandbox_file(
     let io = |e: std::io::Error| (500, format!("cannot read {path}: {e}"));
     f.seek(std::io::SeekFrom::Start(start)).map_err(io)?;
     f.read_exact(&mut buf).map_err(io)?;
-    Ok(json!({"data": String::from_utf8_lossy(&buf), "offset": start}))
+    Ok(chunk(String::from_utf8_lossy(&buf).into_owned(), start))
+}
+
+fn chunk(data: String, offset: u64) -> Value {
+    serde_json::to_value(FileChunk { data, offset }).expect("a chunk serializes")
 }
 
 /// `POST /api/v1/executor`.
@@ -1530,11 +1541,23 @@ impl Drop for ExecStreamGuard {
 }
 
 fn state_view(a: &Actor) -> Value {
-    let tasks: Vec<Value> = a
+    let tasks = a
         .tasks
         .iter()
-        .map(|((f, t), e)| json!({"id": t, "framework_id": f, "state": e.state, "sandbox": e.sandbox, "container_id": e.container_id,
-                                   "pid": e.pid, "unacknowledged_updates": e.updates.len()}))
+        .map(|((f, t), e)| SandboxTask {
+            id: t.clone(),
+            framework_id: f.clone(),
+            state: e.state.clone(),
+            sandbox: e.sandbox.clone(),
+            detail: [
+                ("container_id", json!(e.container_id)),
+                ("pid", json!(e.pid)),
+                ("unacknowledged_updates", json!(e.updates.len())),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        })
         .collect();
     let executors: Vec<Value> = a
         .executors
@@ -1542,14 +1565,26 @@ fn state_view(a: &Actor) -> Value {
         .map(|((f, e), x)| json!({"id": e, "framework_id": f, "container_id": x.container_id, "directory": x.sandbox,
                                    "pid": x.pid, "subscribed": x.stream.is_some(), "tasks": x.tasks, "queued_tasks": x.queued.len()}))
         .collect();
-    json!({
-        "executors": executors,
-        "version": MESOS_VERSION, "id": a.agent_id, "hostname": a.cfg.hostname, "name": a.cfg.name,
-        "pid": format!("slave(1)@{}:{}", a.cfg.hostname, a.port), "master_hostname": a.master,
-        "resources": a.cfg.resources.summary(), "attributes": a.cfg.attributes,
-        "isolation": if a.cfg.isolation.is_some() { "cgroups/cpu,cgroups/mem,cgroups/pids" } else { "none" },
-        "tasks": tasks, "completed_tasks": a.completed,
-    })
+    let view = AgentState {
+        id: a.agent_id.clone(),
+        name: a.cfg.name.clone(),
+        hostname: a.cfg.hostname.clone(),
+        pid: format!("slave(1)@{}:{}", a.cfg.hostname, a.port),
+        version: MESOS_VERSION.to_string(),
+        master_hostname: a.master.clone(),
+        resources: a.cfg.resources.summary(),
+        attributes: a.cfg.attributes.clone(),
+        isolation: if a.cfg.isolation.is_some() {
+            "cgroups/cpu,cgroups/mem,cgroups/pids"
+        } else {
+            "none"
+        }
+        .to_string(),
+        executors,
+        tasks,
+        completed_tasks: a.completed.iter().cloned().collect(),
+    };
+    serde_json::to_value(view).expect("the state serializes")
 }
 
 fn statistics(a: &Actor) -> Value {

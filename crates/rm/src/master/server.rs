@@ -721,6 +721,11 @@ fn query_map(uri: &Uri) -> HashMap<String, String> {
         .collect()
 }
 
+/// A typed view as the JSON the read closure hands back.
+fn view(v: impl serde::Serialize) -> Value {
+    serde_json::to_value(v).expect("a view serializes")
+}
+
 // ---------------------------------------------------------------- services API
 
 async fn services_list(State(s): State<Shared>) -> Response {
@@ -789,9 +794,13 @@ async fn operator_kill(State(s): State<Shared>, headers: HeaderMap, body: Bytes)
     let f: Operation =
         Box::new(
             move |m, now| match m.operator_kill(&task, framework.as_deref(), now) {
-                Ok((f, t)) => (
+                Ok((framework_id, task_id)) => (
                     202,
-                    json!({"framework_id": f, "task_id": t, "killing": true}),
+                    view(crate::mesos::legacy::Killing {
+                        framework_id,
+                        task_id,
+                        killing: true,
+                    }),
                 ),
                 Err(e) => (e.status(), json!({"error": e.to_string()})),
             },
@@ -831,10 +840,10 @@ async fn legacy(State(s): State<Shared>, req: Request) -> Response {
             .body(Body::empty())
             .expect("valid response"),
         "/state" => read(&s, Box::new(|m, now| (200, views::state(m, now)))).await,
-        "/slaves" => read(&s, Box::new(|m, _| (200, views::slaves(m)))).await,
+        "/slaves" => read(&s, Box::new(|m, _| (200, view(views::slaves(m))))).await,
         "/frameworks" => {
             let only = q.get("framework_id").cloned();
-            read(&s, Box::new(move |m, _| (200, views::frameworks(m, only.as_deref())))).await
+            read(&s, Box::new(move |m, _| (200, view(views::frameworks(m, only.as_deref()))))).await
         }
         "/tasks" => {
             let tq = TaskQuery {
@@ -844,7 +853,7 @@ async fn legacy(State(s): State<Shared>, req: Request) -> Response {
                 framework_id: q.get("framework_id").cloned(),
                 task_id: q.get("task_id").cloned(),
             };
-            read(&s, Box::new(move |m, _| (200, views::tasks(m, &tq)))).await
+            read(&s, Box::new(move |m, _| (200, view(views::tasks(m, &tq))))).await
         }
         "/metrics/snapshot" => read(&s, Box::new(|m, now| (200, views::metrics(m, now)))).await,
         _ => text(404, format!("no such endpoint: {} (see /master/state, /slaves, /master/frameworks, /tasks, /metrics/snapshot, /api/v1/scheduler, /api/v1)", uri.path())),

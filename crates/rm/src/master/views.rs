@@ -5,9 +5,12 @@
 //! Beyond Mesos, each framework carries `waiting` (why it got no offer in the last cycle) and
 //! each agent `name`: unknown keys are ignored by Mesos clients.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
 
 use crate::master::{Agent, Framework, Master, Task};
+use crate::mesos::legacy::{FrameworkRow, Frameworks, OfferRow, Slave, Slaves, TaskRow, Tasks};
 use crate::mesos::resources::Resources;
 use crate::mesos::{mid, MESOS_VERSION};
 
@@ -15,110 +18,170 @@ fn agent_pid(a: &Agent) -> String {
     format!("slave(1)@{}:{}", a.hostname, a.port)
 }
 
-pub fn slave(a: &Agent) -> Value {
-    json!({
-        "id": a.id, "name": a.name, "hostname": a.hostname, "port": a.port, "pid": agent_pid(a),
-        "attributes": a.attributes, "registered_time": a.registered_s,
-        "reregistered_time": a.reregistered_s,
-        "resources": a.total.summary(), "used_resources": a.used.summary(),
-        "offered_resources": a.offered.summary(), "reserved_resources": {},
-        "unreserved_resources": a.total.summary(),
-        "active": a.reachable, "deactivated": !a.reachable, "version": MESOS_VERSION,
-        "capabilities": ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT"],
-        "reserved_resources_full": {}, "unreserved_resources_full": a.total.to_json(None),
-        "used_resources_full": a.used.to_json(None), "offered_resources_full": a.offered.to_json(None),
-    })
+fn text(info: &Value, key: &str) -> String {
+    info.get(key)
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn slave(a: &Agent) -> Slave {
+    Slave {
+        id: a.id.clone(),
+        name: a.name.clone(),
+        hostname: a.hostname.clone(),
+        port: a.port,
+        pid: agent_pid(a),
+        attributes: a.attributes.clone(),
+        registered_time: a.registered_s,
+        reregistered_time: a.reregistered_s,
+        resources: a.total.summary(),
+        used_resources: a.used.summary(),
+        offered_resources: a.offered.summary(),
+        reserved_resources: BTreeMap::new(),
+        unreserved_resources: a.total.summary(),
+        active: a.reachable,
+        deactivated: !a.reachable,
+        version: MESOS_VERSION.to_string(),
+        capabilities: ["MULTI_ROLE", "HIERARCHICAL_ROLE", "RESERVATION_REFINEMENT"]
+            .map(String::from)
+            .to_vec(),
+        reserved_resources_full: BTreeMap::new(),
+        unreserved_resources_full: a.total.to_json(None),
+        used_resources_full: a.used.to_json(None),
+        offered_resources_full: a.offered.to_json(None),
+    }
 }
 
 /// A task in the legacy shape (`statuses` oldest first; `executor_id` "" for command tasks).
-pub fn task(t: &Task) -> Value {
+pub fn task(t: &Task) -> TaskRow {
     let exec = t
         .info
         .pointer("/executor/executor_id/value")
         .and_then(Value::as_str)
         .unwrap_or("");
-    let mut v = json!({
-        "id": t.id, "name": t.info.get("name").cloned().unwrap_or(json!("")), "framework_id": t.framework_id,
-        "executor_id": exec, "slave_id": t.agent_id, "agent_id": t.agent_id, "state": t.state,
-        "resources": t.resources.summary(), "role": t.role, "statuses": t.statuses,
-    });
-    for k in ["labels", "discovery", "container", "health_check", "user"] {
-        if let Some(x) = t.info.get(k) {
-            v[k] = x.clone();
-        }
+    let part = |k: &str| t.info.get(k).cloned();
+    TaskRow {
+        id: t.id.clone(),
+        name: text(&t.info, "name"),
+        framework_id: t.framework_id.clone(),
+        executor_id: exec.to_string(),
+        slave_id: t.agent_id.clone(),
+        agent_id: t.agent_id.clone(),
+        state: t.state,
+        resources: t.resources.summary(),
+        role: t.role.clone(),
+        statuses: t.statuses.clone(),
+        labels: part("labels"),
+        discovery: part("discovery"),
+        container: part("container"),
+        health_check: part("health_check"),
+        user: part("user"),
     }
-    v
 }
 
-fn framework(m: &Master, f: &Framework, with_tasks: bool) -> Value {
+fn framework(m: &Master, f: &Framework) -> FrameworkRow {
     let info = &f.info;
-    let caps: Vec<Value> = info
+    let capabilities = info
         .get("capabilities")
         .and_then(Value::as_array)
-        .map(|a| a.iter().filter_map(|c| c.get("type").cloned()).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get("type").and_then(Value::as_str).map(String::from))
+                .collect()
+        })
         .unwrap_or_default();
     let mut allocated = f.used.clone();
     allocated.add(&f.offered);
-    let mut v = json!({
-        "id": f.id, "name": info.get("name").cloned().unwrap_or(json!("")),
-        "user": info.get("user").cloned().unwrap_or(json!("")),
-        "hostname": info.get("hostname").cloned().unwrap_or(json!("")),
-        "webui_url": info.get("webui_url").cloned().unwrap_or(json!("")),
-        "principal": info.get("principal").cloned(),
-        "failover_timeout": info.get("failover_timeout").cloned().unwrap_or(json!(0)),
-        "checkpoint": info.get("checkpoint").cloned().unwrap_or(json!(false)),
-        "role": f.role, "roles": [f.role], "capabilities": caps,
-        "active": f.connected && !f.suppressed, "connected": f.connected, "recovered": f.recovered,
-        "suppressed": f.suppressed,
-        "registered_time": f.registered_s, "reregistered_time": f.reregistered_s,
-        "unregistered_time": f.unregistered_s.unwrap_or(0.0),
-        "resources": allocated.summary(), "used_resources": f.used.summary(),
-        "offered_resources": f.offered.summary(),
-        "waiting": f.waiting,
-        "offer_constraints": {},
-    });
-    if let Some(l) = info.get("labels") {
-        v["labels"] = l.clone();
-    }
-    if with_tasks {
-        let active: Vec<&Task> = m
-            .tasks
-            .values()
-            .filter(|t| t.framework_id == f.id)
-            .collect();
-        v["tasks"] = active
+    let active: Vec<&Task> = m
+        .tasks
+        .values()
+        .filter(|t| t.framework_id == f.id)
+        .collect();
+    FrameworkRow {
+        id: f.id.clone(),
+        name: text(info, "name"),
+        user: text(info, "user"),
+        hostname: text(info, "hostname"),
+        webui_url: text(info, "webui_url"),
+        principal: info
+            .get("principal")
+            .and_then(Value::as_str)
+            .map(String::from),
+        failover_timeout: info
+            .get("failover_timeout")
+            .and_then(Value::as_f64)
+            .unwrap_or(0.0),
+        checkpoint: info
+            .get("checkpoint")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        role: f.role.clone(),
+        roles: vec![f.role.clone()],
+        capabilities,
+        active: f.connected && !f.suppressed,
+        connected: f.connected,
+        recovered: f.recovered,
+        suppressed: f.suppressed,
+        registered_time: f.registered_s,
+        reregistered_time: f.reregistered_s,
+        unregistered_time: f.unregistered_s.unwrap_or(0.0),
+        resources: allocated.summary(),
+        used_resources: f.used.summary(),
+        offered_resources: f.offered.summary(),
+        waiting: f.waiting.clone(),
+        offer_constraints: BTreeMap::new(),
+        labels: info.get("labels").cloned(),
+        tasks: active
             .iter()
             .filter(|t| !t.unreachable)
             .map(|t| task(t))
-            .collect();
-        v["unreachable_tasks"] = active
+            .collect(),
+        unreachable_tasks: active
             .iter()
             .filter(|t| t.unreachable)
             .map(|t| task(t))
-            .collect();
-        v["completed_tasks"] = f.completed.iter().map(task).collect();
-        v["offers"] = m
+            .collect(),
+        completed_tasks: f.completed.iter().map(task).collect(),
+        offers: m
             .offers
             .values()
             .filter(|o| o.framework_id == f.id)
-            .map(|o| json!({"id": o.id, "framework_id": o.framework_id, "slave_id": o.agent_id, "resources": o.resources.summary()}))
-            .collect();
-        v["executors"] = json!([]);
+            .map(|o| OfferRow {
+                id: o.id.clone(),
+                framework_id: o.framework_id.clone(),
+                slave_id: o.agent_id.clone(),
+                resources: o.resources.summary(),
+            })
+            .collect(),
+        executors: Vec::new(),
     }
-    v
 }
 
-pub fn slaves(m: &Master) -> Value {
-    json!({"slaves": m.agents.values().map(slave).collect::<Vec<_>>(), "recovered_slaves": []})
+pub fn slaves(m: &Master) -> Slaves {
+    Slaves {
+        slaves: m.agents.values().map(slave).collect(),
+        recovered_slaves: Vec::new(),
+    }
 }
 
-pub fn frameworks(m: &Master, only: Option<&str>) -> Value {
+pub fn frameworks(m: &Master, only: Option<&str>) -> Frameworks {
     let pick = |f: &&Framework| only.is_none_or(|id| f.id == id);
-    json!({
-        "frameworks": m.frameworks.values().filter(pick).map(|f| framework(m, f, true)).collect::<Vec<_>>(),
-        "completed_frameworks": m.completed_frameworks.iter().filter(pick).map(|f| framework(m, f, true)).collect::<Vec<_>>(),
-        "unregistered_frameworks": [],
-    })
+    Frameworks {
+        frameworks: m
+            .frameworks
+            .values()
+            .filter(pick)
+            .map(|f| framework(m, f))
+            .collect(),
+        completed_frameworks: m
+            .completed_frameworks
+            .iter()
+            .filter(pick)
+            .map(|f| framework(m, f))
+            .collect(),
+        unregistered_frameworks: Vec::new(),
+    }
 }
 
 /// Query of `/tasks`: `limit` (default 100, -1 all), `offset`, `order` (`asc`/`des`, by first
@@ -140,7 +203,7 @@ pub fn all_tasks(m: &Master) -> Vec<&Task> {
     all
 }
 
-pub fn tasks(m: &Master, q: &TaskQuery) -> Value {
+pub fn tasks(m: &Master, q: &TaskQuery) -> Tasks {
     let first = |t: &Task| {
         t.statuses
             .first()
@@ -162,13 +225,14 @@ pub fn tasks(m: &Master, q: &TaskQuery) -> Value {
         Some(n) => n as usize,
         None => 100,
     };
-    let page: Vec<Value> = all
-        .into_iter()
-        .skip(q.offset.unwrap_or(0))
-        .take(limit)
-        .map(task)
-        .collect();
-    json!({ "tasks": page })
+    Tasks {
+        tasks: all
+            .into_iter()
+            .skip(q.offset.unwrap_or(0))
+            .take(limit)
+            .map(task)
+            .collect(),
+    }
 }
 
 pub fn version() -> Value {
@@ -196,8 +260,8 @@ pub fn state(m: &Master, now_s: f64) -> Value {
         },
         "uptime_secs": now_s - m.started_s,
         "slaves": m.agents.values().map(slave).collect::<Vec<_>>(),
-        "frameworks": m.frameworks.values().map(|f| framework(m, f, true)).collect::<Vec<_>>(),
-        "completed_frameworks": m.completed_frameworks.iter().map(|f| framework(m, f, true)).collect::<Vec<_>>(),
+        "frameworks": m.frameworks.values().map(|f| framework(m, f)).collect::<Vec<_>>(),
+        "completed_frameworks": m.completed_frameworks.iter().map(|f| framework(m, f)).collect::<Vec<_>>(),
         "orphan_tasks": [], "unregistered_frameworks": [],
     });
     if let (Some(o), Some(e)) = (v.as_object_mut(), extra.as_object()) {

@@ -1,7 +1,8 @@
 //! Mesos's wire vocabulary, shared by the master, the agent and the services: ids, task states
-//! ([`state`]), the scheduler API's calls and events ([`scheduler`]), the version clients
+//! ([`state`]), the legacy read endpoints' rows ([`legacy`]), the scheduler API's calls and events ([`scheduler`]), the version clients
 //! parse, resources ([`resources`]) and RecordIO framing ([`recordio`]).
 
+pub mod legacy;
 pub mod recordio;
 pub mod resources;
 pub mod scheduler;

@@ -469,22 +469,28 @@ impl Resources {
 
     /// The summary object of Mesos's legacy endpoints: `cpus`, `gpus`, `mem` and `disk` always,
     /// ranges and sets as strings.
-    pub fn summary(&self) -> Value {
-        let mut m = serde_json::Map::new();
-        for k in ["cpus", "gpus", "mem", "disk"] {
-            m.insert(k.into(), json!(self.scalar(k) as f64 / MILLI as f64));
-        }
+    pub fn summary(&self) -> crate::mesos::legacy::Summary {
+        let scalar = |k: &str| self.scalar(k) as f64 / MILLI as f64;
+        let mut other = std::collections::BTreeMap::new();
         for (k, v) in &self.scalars {
-            m.insert(k.clone(), json!(*v as f64 / MILLI as f64));
+            if !["cpus", "gpus", "mem", "disk"].contains(&k.as_str()) {
+                other.insert(k.clone(), json!(*v as f64 / MILLI as f64));
+            }
         }
         for (k, v) in &self.ranges {
-            m.insert(k.clone(), json!(v.to_string()));
+            other.insert(k.clone(), json!(v.to_string()));
         }
         for (k, v) in &self.sets {
             let items: Vec<&str> = v.iter().map(String::as_str).collect();
-            m.insert(k.clone(), json!(format!("{{{}}}", items.join(","))));
+            other.insert(k.clone(), json!(format!("{{{}}}", items.join(","))));
         }
-        Value::Object(m)
+        crate::mesos::legacy::Summary {
+            cpus: scalar("cpus"),
+            gpus: scalar("gpus"),
+            mem: scalar("mem"),
+            disk: scalar("disk"),
+            other,
+        }
     }
 }
 
@@ -630,7 +636,7 @@ mod tests {
         a.add(&b);
         assert_eq!(a, Resources::parse("cpus:1;mem:100;ports:[10-20]").unwrap());
         assert_eq!(
-            a.summary(),
+            serde_json::to_value(a.summary()).unwrap(),
             json!({"cpus":1.0,"gpus":0.0,"mem":100.0,"disk":0.0,"ports":"[10-20]"})
         );
     }

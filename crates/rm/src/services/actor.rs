@@ -21,7 +21,7 @@ use yard_store::Stores;
 use crate::master::server::{subscribe_via, Input};
 use crate::master::{Call, SchedulerCall};
 use crate::now_ms;
-use crate::services::{Cmd, Controller, ServiceSpec};
+use crate::services::{Cmd, Controller, Deployed, Removing, Scale, ServiceList, ServiceSpec};
 
 pub const API_QUEUE: usize = 256;
 /// How long the master keeps the services framework's tasks while it is away (a week).
@@ -225,29 +225,41 @@ impl Actor {
                 };
                 let name = spec.name.clone();
                 match self.c.deploy(spec) {
-                    Ok(version) => (200, json!({"name": name, "version": version})),
+                    Ok(version) => (200, view(Deployed { name, version })),
                     Err(e) => (e.status(), json!({"error": e.to_string()})),
                 }
             }
             Request::Scale(name, n) => match self.c.scale(&name, n) {
-                Ok(()) => (200, json!({"name": name, "instances": n})),
+                Ok(()) => (
+                    200,
+                    view(Scale {
+                        name: Some(name),
+                        instances: n,
+                    }),
+                ),
                 Err(e) => (e.status(), json!({"error": e.to_string()})),
             },
             Request::Remove(name) => match self.c.remove(&name) {
-                Ok(()) => (200, json!({"name": name, "removing": true})),
+                Ok(()) => (
+                    200,
+                    view(Removing {
+                        name,
+                        removing: true,
+                    }),
+                ),
                 Err(e) => (e.status(), json!({"error": e.to_string()})),
             },
             Request::List => {
-                let list: Vec<Value> = self
+                let services = self
                     .c
                     .services
                     .keys()
                     .filter_map(|n| self.c.status(n, now, offers))
                     .collect();
-                (200, json!({"services": list}))
+                (200, view(ServiceList { services }))
             }
             Request::Status(name) => match self.c.status(&name, now, offers) {
-                Some(s) => (200, s),
+                Some(s) => (200, view(s)),
                 None => (404, json!({"error": format!("no service named {name}")})),
             },
         }
@@ -289,4 +301,9 @@ impl std::fmt::Debug for Handle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Handle").finish_non_exhaustive()
     }
+}
+
+/// A typed answer as the JSON the master's shell sends.
+fn view(v: impl serde::Serialize) -> Value {
+    serde_json::to_value(v).expect("an answer serializes")
 }

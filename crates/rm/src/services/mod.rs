@@ -354,6 +354,91 @@ impl Instance {
     }
 }
 
+/// Where a service stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Phase {
+    /// Every instance of its version runs (and is healthy when it is checked).
+    Stable,
+    /// Instances of its version are missing or not yet healthy.
+    Deploying,
+    /// Instances of an older version still run.
+    Upgrading,
+    /// Removed: its instances are stopping.
+    Removing,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.pad(match self {
+            Phase::Stable => "stable",
+            Phase::Deploying => "deploying",
+            Phase::Upgrading => "upgrading",
+            Phase::Removing => "removing",
+        })
+    }
+}
+
+/// A service as `GET /services/NAME` and `yard service status` show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub version: String,
+    pub phase: Phase,
+    /// Instances wanted.
+    pub instances: u32,
+    pub running: u32,
+    pub healthy: u32,
+    pub failures_in_a_row: u32,
+    /// Why instances are missing, if they are.
+    pub waiting: Option<String>,
+    pub spec: ServiceSpec,
+    pub tasks: Vec<InstanceRow>,
+}
+
+/// One instance of a service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRow {
+    /// Its task id.
+    pub id: String,
+    pub version: String,
+    pub agent_id: String,
+    pub hostname: Option<String>,
+    pub state: TaskState,
+    pub healthy: Option<bool>,
+    pub ports: Vec<u64>,
+    pub stopping: bool,
+    pub up_seconds: Option<u64>,
+}
+
+/// `GET /services`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceList {
+    pub services: Vec<ServiceStatus>,
+}
+
+/// The answer to `POST /services`: the version now rolling out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployed {
+    pub name: String,
+    pub version: String,
+}
+
+/// The body of `POST /services/NAME/scale`, and its answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Scale {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub instances: u32,
+}
+
+/// The answer to `DELETE /services/NAME`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removing {
+    pub name: String,
+    pub removing: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Service {
     pub spec: ServiceSpec,
@@ -983,7 +1068,7 @@ impl Controller {
 
     /// A service's status, as the API and `yard service status` show it; `offers` is why the
     /// master offers this framework nothing right now, if it does not.
-    pub fn status(&self, name: &str, now_ms: u64, offers: Option<&str>) -> Option<Value> {
+    pub fn status(&self, name: &str, now_ms: u64, offers: Option<&str>) -> Option<ServiceStatus> {
         let s = self.services.get(name)?;
         let checked = s.spec.health_check.is_some();
         let mine: Vec<&Instance> = self
@@ -1002,13 +1087,13 @@ impl Controller {
             .count();
         let outdated = mine.iter().filter(|i| i.version != s.version).count();
         let phase = if s.removing {
-            "removing"
+            Phase::Removing
         } else if outdated > 0 {
-            "upgrading"
+            Phase::Upgrading
         } else if current < s.spec.instances as usize || healthy < s.spec.instances as usize {
-            "deploying"
+            Phase::Deploying
         } else {
-            "stable"
+            Phase::Stable
         };
         let waiting = if current < s.spec.instances as usize && !s.removing {
             if now_ms < s.not_before_ms {
@@ -1026,19 +1111,31 @@ impl Controller {
         } else {
             None
         };
-        let insts: Vec<Value> = mine
+        let tasks = mine
             .iter()
-            .map(|i| {
-                let host = self.agents.get(&i.agent_id).map(|a| a.hostname.clone());
-                json!({"id": i.id, "version": i.version, "agent_id": i.agent_id, "hostname": host, "state": i.state,
-                       "healthy": i.healthy, "ports": i.ports, "stopping": i.stopping,
-                       "up_seconds": i.running_since_ms.map(|t| now_ms.saturating_sub(t) / 1000)})
+            .map(|i| InstanceRow {
+                id: i.id.clone(),
+                version: i.version.clone(),
+                agent_id: i.agent_id.clone(),
+                hostname: self.agents.get(&i.agent_id).map(|a| a.hostname.clone()),
+                state: i.state,
+                healthy: i.healthy,
+                ports: i.ports.clone(),
+                stopping: i.stopping,
+                up_seconds: i.running_since_ms.map(|t| now_ms.saturating_sub(t) / 1000),
             })
             .collect();
-        Some(
-            json!({"name": name, "version": s.version, "phase": phase, "instances": s.spec.instances,
-                    "running": running, "healthy": healthy, "failures_in_a_row": s.failures,
-                    "waiting": waiting, "spec": s.spec, "tasks": insts}),
-        )
+        Some(ServiceStatus {
+            name: name.to_string(),
+            version: s.version.clone(),
+            phase,
+            instances: s.spec.instances,
+            running: running as u32,
+            healthy: healthy as u32,
+            failures_in_a_row: s.failures,
+            waiting,
+            spec: s.spec.clone(),
+            tasks,
+        })
     }
 }

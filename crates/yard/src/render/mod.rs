@@ -3,4 +3,6 @@
 
 pub(crate) mod mesh;
 pub(crate) mod ops;
+pub(crate) mod rm;
+pub(crate) mod store;
 pub(crate) mod trust;

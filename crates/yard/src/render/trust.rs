@@ -25,6 +25,25 @@ pub(crate) fn tokens(records: &[TokenRecord], now_secs: u64) -> String {
     out
 }
 
+/// `yard token list --json`: the records without their secret hashes, with their state now.
+pub(crate) fn tokens_json(records: &[TokenRecord], now_secs: u64) -> String {
+    let list: Vec<_> = records
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id, "name": r.name, "role": r.role.name(),
+                "custom_policy": r.policy.is_some(), "created": r.created,
+                "expires": r.expires, "revoked": r.revoked,
+                "state": r.state(now_secs),
+            })
+        })
+        .collect();
+    format!(
+        "{}\n",
+        serde_json::to_string_pretty(&list).expect("rows serialize")
+    )
+}
+
 /// `yard audit`: oldest first, one line per record, times in UTC.
 pub(crate) fn audit(records: &[AuditRecord]) -> String {
     let mut out = String::new();
