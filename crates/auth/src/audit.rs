@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
@@ -79,12 +78,7 @@ impl std::fmt::Debug for AuditLog {
     }
 }
 
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use yard_data::time::now_ms;
 
 /// The most records held by an in-memory log (the oldest go first).
 const MEMORY_MAX: usize = 10_000;

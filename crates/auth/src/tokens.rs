@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
 
@@ -127,12 +127,7 @@ impl std::fmt::Debug for Registry {
     }
 }
 
-pub fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
+pub use yard_data::time::now_secs;
 
 /// A file's inode, modification time and length, to notice changes. Every write replaces the
 /// file by a rename, so a new inode says "changed" even when the time and length do not.

@@ -82,7 +82,7 @@ fn report(cluster: &str, manager: &Endpoint, agents: usize, started: u64) -> Msg
     })
 }
 
-fn samples(cluster: &str, agents: usize, ts: i64) -> Vec<Sample> {
+fn samples(cluster: &str, agents: usize, ts: u64) -> Vec<Sample> {
     let mut out = Vec::with_capacity(agents * (HOST.len() + NODE.len()));
     for i in 0..agents {
         for (k, m) in HOST.iter().enumerate() {
@@ -163,7 +163,7 @@ pub(crate) async fn main(a: FleetArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow!("{e}"))?;
         managers.push((format!("cluster-{c}"), ep, client));
     }
-    let started = yard_ops::now_ms() as u64;
+    let started = yard_ops::now_ms();
     // Registration: every cluster, with all its agents.
     for (name, ep, _) in &managers {
         yard_ops::rpc::call(
@@ -177,7 +177,7 @@ pub(crate) async fn main(a: FleetArgs) -> anyhow::Result<()> {
     }
     let per_round = a.clusters * a.agents * (HOST.len() + NODE.len());
     // One round per interval, spread evenly over it (managers are not synchronised).
-    let round = |k: i64| {
+    let round = |k: u64| {
         let managers = &managers;
         async move {
             let ts = yard_ops::now_ms() + k;
@@ -213,7 +213,7 @@ pub(crate) async fn main(a: FleetArgs) -> anyhow::Result<()> {
     let stored_before = center_metric(&addr, "yard_center_samples_total").await?;
     let cpu0 = cpu_ticks(pid)?;
     let t0 = Instant::now();
-    let mut rounds = 0i64;
+    let mut rounds = 0u64;
     while t0.elapsed() < duration {
         rounds += 1;
         round(rounds).await?;

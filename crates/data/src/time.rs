@@ -11,6 +11,37 @@ use std::time::Duration;
 
 const NS_PER_SEC: i64 = 1_000_000_000;
 
+/// Wall-clock time, one type per unit across the workspace: nanoseconds as Broker's timestamps
+/// are (`i64`, what store expiries and values carry), milliseconds as `u64` (what every daemon's
+/// records, heartbeats, deadlines and samples carry), seconds as `u64` (token expiries). The
+/// shells read these; the cores take the time as an input.
+pub fn now_ns() -> i64 {
+    since_epoch().as_nanos() as i64
+}
+
+/// Unix milliseconds now (see [`now_ns`]).
+pub fn now_ms() -> u64 {
+    since_epoch().as_millis() as u64
+}
+
+/// Unix seconds now (see [`now_ns`]).
+pub fn now_secs() -> u64 {
+    since_epoch().as_secs()
+}
+
+/// Unix milliseconds as a Broker timestamp (nanoseconds), saturating far in the future.
+pub fn ms_to_ns(ms: u64) -> i64 {
+    i64::try_from(ms)
+        .unwrap_or(i64::MAX)
+        .saturating_mul(1_000_000)
+}
+
+fn since_epoch() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 /// How many fraction digits a timestamp is written with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum TimestampPrecision {

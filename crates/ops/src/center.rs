@@ -85,8 +85,8 @@ pub struct CommandSummary {
     pub id: String,
     pub op: String,
     pub state: CommandState,
-    pub started_ms: i64,
-    pub finished_ms: Option<i64>,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
     pub clusters: std::collections::BTreeMap<String, ClusterOutcome>,
 }
 
@@ -144,8 +144,8 @@ pub struct Stats {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SeriesPoints {
     pub series: String,
-    pub from: i64,
-    pub to: i64,
+    pub from: u64,
+    pub to: u64,
     pub resolution: Resolution,
     pub points: Vec<crate::tsdb::Point>,
 }
@@ -166,7 +166,7 @@ pub struct Uploaded {
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     pub seq: u64,
-    pub ts: i64,
+    pub ts: u64,
     #[serde(flatten)]
     pub change: Change,
 }
@@ -241,7 +241,7 @@ pub struct Center {
     /// The history store; queried on blocking threads, written by the writer thread.
     tsdb: Arc<Mutex<Tsdb>>,
     /// The newest value of each series (for stats), kept by the writer thread.
-    latest: Arc<Mutex<HashMap<String, (i64, f64)>>>,
+    latest: Arc<Mutex<HashMap<String, (u64, f64)>>>,
     artifacts: ArtifactStore,
     samples: Arc<AtomicU64>,
     batches_dropped: Arc<AtomicU64>,
@@ -376,7 +376,7 @@ pub async fn start(
 /// The history writer: one transaction per batch; prunes once a minute.
 fn write_history(
     tsdb: Arc<Mutex<Tsdb>>,
-    latest: Arc<Mutex<HashMap<String, (i64, f64)>>>,
+    latest: Arc<Mutex<HashMap<String, (u64, f64)>>>,
     count: Arc<AtomicU64>,
     mut rx: mpsc::Receiver<Vec<Sample>>,
     clock: Arc<dyn Clock>,
@@ -399,7 +399,7 @@ fn write_history(
             }
         }
         let now = clock.now_ms();
-        if now - last_prune > 60_000 {
+        if now.saturating_sub(last_prune) > 60_000 {
             last_prune = now;
             if let Err(e) = tsdb.lock().expect("tsdb").prune(now) {
                 tracing::warn!("cannot prune metrics: {e}");
@@ -484,7 +484,7 @@ impl Actor {
         }
     }
 
-    fn now(&self) -> i64 {
+    fn now(&self) -> u64 {
         self.c.cfg.clock.now_ms()
     }
 
@@ -495,7 +495,7 @@ impl Actor {
         if commands {
             self.c.changed.notify_waiters();
         }
-        let bound = self.c.cfg.manager_timeout.as_millis() as i64;
+        let bound = self.c.cfg.manager_timeout.as_millis() as u64;
         let ch = self.state.topology.expire(now, bound);
         let changed = commands || !ch.is_empty();
         let lost: Vec<String> = ch
@@ -813,7 +813,7 @@ impl Center {
     }
 }
 
-fn stats_of(s: &CenterState, latest: &HashMap<String, (i64, f64)>, only: Option<&str>) -> Stats {
+fn stats_of(s: &CenterState, latest: &HashMap<String, (u64, f64)>, only: Option<&str>) -> Stats {
     let mut rows = Vec::new();
     let mut total = StatsRow::default();
     for c in s.topology.clusters.values() {
@@ -1291,8 +1291,8 @@ struct MetricsQuery {
     series: String,
     /// A duration back from now, e.g. `1h` (instead of `from`).
     since: Option<String>,
-    from: Option<i64>,
-    to: Option<i64>,
+    from: Option<u64>,
+    to: Option<u64>,
     /// `raw`, `1m`, `1h` or `auto` (the finest tier that holds `from`).
     resolution: Option<String>,
 }
@@ -1301,7 +1301,7 @@ async fn query(State(c): State<Arc<Center>>, Query(q): Query<MetricsQuery>) -> R
     let now = c.cfg.clock.now_ms();
     let from = match (&q.since, q.from) {
         (Some(s), None) => match yard_data::time::parse_duration(s) {
-            Ok(d) => now - d.as_millis() as i64,
+            Ok(d) => now.saturating_sub(d.as_millis() as u64),
             Err(_) => {
                 return error(
                     StatusCode::BAD_REQUEST,
@@ -1311,7 +1311,7 @@ async fn query(State(c): State<Arc<Center>>, Query(q): Query<MetricsQuery>) -> R
             }
         },
         (None, Some(f)) => f,
-        (None, None) => now - 3_600_000,
+        (None, None) => now.saturating_sub(3_600_000),
         (Some(_), Some(_)) => {
             return error(
                 StatusCode::BAD_REQUEST,

@@ -40,14 +40,14 @@ pub struct SampleCount {
 #[derive(Debug, Clone)]
 struct Entry {
     view: AgentView,
-    last_seen_ms: i64,
+    last_seen_ms: u64,
 }
 
 /// The cluster's agents and what waits for the center.
 #[derive(Debug)]
 pub struct Cluster {
     name: String,
-    agent_timeout_ms: i64,
+    agent_timeout_ms: u64,
     buffer: usize,
     agents: BTreeMap<String, Entry>,
     dirty: bool,
@@ -59,10 +59,10 @@ impl Cluster {
     /// back. At most `buffer` samples wait for the center.
     pub fn new(
         name: &str,
-        agent_timeout_ms: i64,
+        agent_timeout_ms: u64,
         buffer: usize,
         known: Vec<AgentView>,
-        now_ms: i64,
+        now_ms: u64,
     ) -> Cluster {
         let agents = known
             .into_iter()
@@ -85,16 +85,16 @@ impl Cluster {
     }
 
     /// An agent's heartbeat (`view` as it sent it).
-    pub fn heartbeat(&mut self, mut view: AgentView, now_ms: i64) -> Heartbeat {
+    pub fn heartbeat(&mut self, mut view: AgentView, now_ms: u64) -> Heartbeat {
         view.state = "up".into();
-        view.last_seen_ms = now_ms.max(0) as u64;
+        view.last_seen_ms = now_ms;
         let timeout = self.agent_timeout_ms;
         let persist = match self.agents.get_mut(&view.name) {
             // Two live agents under one name: the second is refused.
             Some(e)
                 if e.view.id != view.id
                     && e.view.state == "up"
-                    && now_ms - e.last_seen_ms < timeout =>
+                    && now_ms.saturating_sub(e.last_seen_ms) < timeout =>
             {
                 return Heartbeat::Clash {
                     other: e.view.id.clone(),
@@ -136,10 +136,11 @@ impl Cluster {
     }
 
     /// Marks agents silent for longer than the timeout lost; their names.
-    pub fn expire(&mut self, now_ms: i64) -> Vec<String> {
+    pub fn expire(&mut self, now_ms: u64) -> Vec<String> {
         let mut lost = Vec::new();
         for a in self.agents.values_mut() {
-            if a.view.state == "up" && now_ms - a.last_seen_ms > self.agent_timeout_ms {
+            if a.view.state == "up" && now_ms.saturating_sub(a.last_seen_ms) > self.agent_timeout_ms
+            {
                 a.view.state = "lost".into();
                 for n in &mut a.view.nodes {
                     n.health = "unknown".into();

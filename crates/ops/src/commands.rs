@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::proto::{CommandKind, CommandSpec, ProgressRow};
 
 /// How long past a command's timeout the center waits for a manager's result.
-pub const MANAGER_GRACE_MS: i64 = 35_000;
+pub const MANAGER_GRACE_MS: u64 = 35_000;
 
 /// Where a command, or one cluster's share of it, stands (on the wire: `running`, `ok`,
 /// `failed`).
@@ -39,8 +39,8 @@ pub struct CommandRecord {
     pub op: String,
     pub spec: CommandKind,
     pub state: CommandState,
-    pub started_ms: i64,
-    pub finished_ms: Option<i64>,
+    pub started_ms: u64,
+    pub finished_ms: Option<u64>,
     pub timeout_s: u64,
     pub clusters: BTreeMap<String, ClusterOutcome>,
     pub rows: Vec<ProgressRow>,
@@ -110,12 +110,12 @@ impl Commands {
         clusters: Vec<String>,
         manager: impl Fn(&str) -> Option<ManagerRef>,
         timeout_s: u64,
-        now_ms: i64,
+        now_ms: u64,
     ) -> (String, Vec<Action>) {
         let id = format!(
             "{}-{}",
             kind.name(),
-            self.next + (now_ms.unsigned_abs() % 1_000_000) * 1000
+            self.next + (now_ms % 1_000_000) * 1000
         );
         self.next += 1;
         let spec = CommandSpec {
@@ -189,7 +189,7 @@ impl Commands {
         ok: bool,
         rows: Vec<ProgressRow>,
         error: Option<String>,
-        now_ms: i64,
+        now_ms: u64,
     ) -> bool {
         let Some(rec) = self.records.get_mut(id) else {
             return false;
@@ -211,13 +211,13 @@ impl Commands {
     }
 
     /// A cluster's share failed before it could report (its manager refused or was not reached).
-    pub fn fail(&mut self, id: &str, cluster: &str, error: String, now_ms: i64) -> bool {
+    pub fn fail(&mut self, id: &str, cluster: &str, error: String, now_ms: u64) -> bool {
         self.finish(id, cluster, false, Vec::new(), Some(error), now_ms)
     }
 
     /// The clock: fails the clusters whose manager sent no result in time; whether anything
     /// changed.
-    pub fn tick(&mut self, now_ms: i64) -> bool {
+    pub fn tick(&mut self, now_ms: u64) -> bool {
         let late: Vec<(String, String)> = self
             .records
             .values()
@@ -270,14 +270,14 @@ fn running_on(rec: &CommandRecord, cluster: &str) -> bool {
 }
 
 /// When the center stops waiting for a command's results.
-fn give_up_ms(r: &CommandRecord) -> i64 {
-    let timeout = i64::try_from(r.timeout_s.saturating_mul(1000)).unwrap_or(i64::MAX);
+fn give_up_ms(r: &CommandRecord) -> u64 {
+    let timeout = r.timeout_s.saturating_mul(1000);
     r.started_ms
         .saturating_add(timeout)
         .saturating_add(MANAGER_GRACE_MS)
 }
 
-fn close_if_done(rec: &mut CommandRecord, now_ms: i64) {
+fn close_if_done(rec: &mut CommandRecord, now_ms: u64) {
     rec.version += 1;
     if rec
         .clusters
@@ -298,7 +298,7 @@ mod tests {
     use super::*;
     use crate::proto::RowState;
 
-    const T0: i64 = 1_700_000_000_000;
+    const T0: u64 = 1_700_000_000_000;
 
     fn managers(c: &str) -> Option<ManagerRef> {
         match c {

@@ -35,18 +35,13 @@ pub mod tsdb;
 pub use error::{ConfigError, OpsError, RestartError, Unhealthy};
 
 /// Unix milliseconds now.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use yard_data::time::now_ms;
 
 /// Where a shell reads the time: [`SystemClock`] in a daemon, [`ManualClock`] in a test. The
 /// cores never read one: the time comes in with their events.
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Unix milliseconds.
-    fn now_ms(&self) -> i64;
+    fn now_ms(&self) -> u64;
 }
 
 /// The system's clock.
@@ -54,27 +49,27 @@ pub trait Clock: Send + Sync + std::fmt::Debug {
 pub struct SystemClock;
 
 impl Clock for SystemClock {
-    fn now_ms(&self) -> i64 {
+    fn now_ms(&self) -> u64 {
         now_ms()
     }
 }
 
 /// A clock a test sets and moves by hand.
 #[derive(Debug, Default)]
-pub struct ManualClock(std::sync::atomic::AtomicI64);
+pub struct ManualClock(std::sync::atomic::AtomicU64);
 
 impl ManualClock {
-    pub fn new(now_ms: i64) -> ManualClock {
-        ManualClock(std::sync::atomic::AtomicI64::new(now_ms))
+    pub fn new(now_ms: u64) -> ManualClock {
+        ManualClock(std::sync::atomic::AtomicU64::new(now_ms))
     }
 
-    pub fn advance(&self, ms: i64) {
+    pub fn advance(&self, ms: u64) {
         self.0.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
 impl Clock for ManualClock {
-    fn now_ms(&self) -> i64 {
+    fn now_ms(&self) -> u64 {
         self.0.load(std::sync::atomic::Ordering::SeqCst)
     }
 }

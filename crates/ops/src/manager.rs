@@ -127,7 +127,7 @@ pub async fn start(
     }
     let core = Cluster::new(
         &cfg.cluster,
-        cfg.agent_timeout.as_millis() as i64,
+        cfg.agent_timeout.as_millis() as u64,
         METRICS_BUFFER,
         known,
         now,
@@ -142,8 +142,8 @@ pub async fn start(
     let (tx, rx) = mpsc::channel(INPUTS);
     let m = Arc::new(Manager {
         publisher,
-        started_ms: now as u64,
-        config_version: now as u64,
+        started_ms: now,
+        config_version: now,
         cache: ArtifactStore::new(cfg.dir.join("artifacts")),
         tx,
         agents_up: AtomicU64::new(0),
@@ -178,7 +178,7 @@ pub async fn start(
         core,
         stores,
         reporting: false,
-        last_report_ms: i64::MIN / 2,
+        last_report_ms: 0,
         last_error: String::new(),
     };
     let task = tokio::spawn({
@@ -230,7 +230,7 @@ struct Actor {
     stores: Arc<Stores>,
     /// A report is on its way to the center.
     reporting: bool,
-    last_report_ms: i64,
+    last_report_ms: u64,
     last_error: String,
 }
 
@@ -273,7 +273,7 @@ impl Actor {
         }
     }
 
-    fn now(&self) -> i64 {
+    fn now(&self) -> u64 {
         self.m.cfg.clock.now_ms()
     }
 
@@ -287,7 +287,8 @@ impl Actor {
         if self.reporting {
             return;
         }
-        let due = now - self.last_report_ms >= self.m.cfg.report_interval.as_millis() as i64;
+        let due = now.saturating_sub(self.last_report_ms)
+            >= self.m.cfg.report_interval.as_millis() as u64;
         if !self.core.take_dirty() && !due {
             return;
         }
@@ -361,7 +362,7 @@ impl Actor {
                     Err(e) => {
                         // Not delivered: send again at the next tick.
                         self.core.mark_dirty();
-                        self.last_report_ms = i64::MIN / 2;
+                        self.last_report_ms = 0;
                         if e != self.last_error {
                             tracing::warn!("cannot report to the center: {e}");
                             self.last_error = e;
@@ -590,10 +591,10 @@ impl Manager {
                 self.report_done(&id, done).await;
                 return;
             }
-            let left = core.deadline_ms().saturating_sub(clock.now_ms()).max(0);
+            let left = core.deadline_ms().saturating_sub(clock.now_ms());
             actions = tokio::select! {
                 Some((row, answer)) = answered.recv() => core.answered(row, answer, clock.now_ms()),
-                _ = tokio::time::sleep(Duration::from_millis(left as u64)) => core.tick(clock.now_ms()),
+                _ = tokio::time::sleep(Duration::from_millis(left)) => core.tick(clock.now_ms()),
             };
         }
     }
@@ -639,7 +640,7 @@ impl Manager {
             &self.ep,
             proto::to(&id, "task"),
             &Msg::Task(task),
-            timeout + Duration::from_millis(rollout::ANSWER_GRACE_MS as u64),
+            timeout + Duration::from_millis(rollout::ANSWER_GRACE_MS),
         )
         .await?;
         match answer {

@@ -232,7 +232,7 @@ pub struct Sample {
     /// Series name, e.g. `local/agent-1/cpu` or `local/agent-1/web/rss`.
     pub series: String,
     /// Unix milliseconds.
-    pub ts: i64,
+    pub ts: u64,
     pub value: f64,
 }
 

@@ -22,7 +22,7 @@ use crate::proto::{
 
 /// How long past the deadline an agent's answer is still taken (its step had until the
 /// deadline; the answer needs a moment to travel).
-pub const ANSWER_GRACE_MS: i64 = 1000;
+pub const ANSWER_GRACE_MS: u64 = 1000;
 
 /// What the shell does next.
 #[derive(Debug, Clone, PartialEq)]
@@ -56,13 +56,13 @@ pub struct Rollout {
     /// A restart stopped at a failure.
     stopped: bool,
     error: Option<String>,
-    deadline_ms: i64,
+    deadline_ms: u64,
     done: bool,
 }
 
 impl Rollout {
     /// Plans `spec` over `agents` (the cluster's, as the manager knows them at `now_ms`).
-    pub fn new(spec: CommandSpec, cluster: &str, agents: &[AgentView], now_ms: i64) -> Rollout {
+    pub fn new(spec: CommandSpec, cluster: &str, agents: &[AgentView], now_ms: u64) -> Rollout {
         let row = |agent: &str, node: &str| ProgressRow {
             id: spec.id.clone(),
             cluster: cluster.to_string(),
@@ -84,8 +84,7 @@ impl Rollout {
             CommandKind::Restart { batch } => (*batch).max(1),
             _ => rows.len().max(1),
         };
-        let timeout_ms =
-            i64::try_from(spec.timeout_s.max(1).saturating_mul(1000)).unwrap_or(i64::MAX);
+        let timeout_ms = spec.timeout_s.max(1).saturating_mul(1000);
         Rollout {
             deadline_ms: now_ms.saturating_add(timeout_ms),
             spec,
@@ -102,7 +101,7 @@ impl Rollout {
 
     /// When the command's time is up for its last answers (the shell calls [`Rollout::tick`]
     /// then).
-    pub fn deadline_ms(&self) -> i64 {
+    pub fn deadline_ms(&self) -> u64 {
         self.deadline_ms.saturating_add(ANSWER_GRACE_MS)
     }
 
@@ -122,7 +121,7 @@ impl Rollout {
 
     /// The steps begin (after the shell's preparation: a deployment's artifact fetched);
     /// `error` says why they cannot.
-    pub fn begin(&mut self, error: Option<String>, now_ms: i64) -> Vec<Action> {
+    pub fn begin(&mut self, error: Option<String>, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         if self.done || self.next > 0 {
             return out;
@@ -140,7 +139,7 @@ impl Rollout {
         &mut self,
         row: usize,
         answer: Result<TaskOutcome, String>,
-        now_ms: i64,
+        now_ms: u64,
     ) -> Vec<Action> {
         let mut out = Vec::new();
         let restart = matches!(self.spec.kind, CommandKind::Restart { .. });
@@ -173,7 +172,7 @@ impl Rollout {
     }
 
     /// The clock: at or past the deadline, the command ends.
-    pub fn tick(&mut self, now_ms: i64) -> Vec<Action> {
+    pub fn tick(&mut self, now_ms: u64) -> Vec<Action> {
         let mut out = Vec::new();
         if self.done || now_ms < self.deadline_ms() {
             return out;
@@ -192,7 +191,7 @@ impl Rollout {
     }
 
     /// Starts the next batch once the running one has answered, or ends the command.
-    fn advance(&mut self, now_ms: i64, out: &mut Vec<Action>) {
+    fn advance(&mut self, now_ms: u64, out: &mut Vec<Action>) {
         if self.running > 0 || self.done {
             return;
         }
@@ -207,7 +206,7 @@ impl Rollout {
             return;
         }
         let end = (self.next + self.batch).min(self.rows.len());
-        let left = u64::try_from(self.deadline_ms.saturating_sub(now_ms).max(0)).unwrap_or(0);
+        let left = self.deadline_ms.saturating_sub(now_ms);
         let timeout = Duration::from_millis(left);
         for i in self.next..end {
             let task = self.task(&self.rows[i].node, timeout);
@@ -278,7 +277,7 @@ mod tests {
     use super::*;
     use crate::proto::NodeStatus;
 
-    const T0: i64 = 1_000_000;
+    const T0: u64 = 1_000_000;
 
     fn agent(name: &str, nodes: &[&str]) -> AgentView {
         AgentView {

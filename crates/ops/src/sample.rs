@@ -43,7 +43,7 @@ impl Sampler {
     }
 
     /// One round of samples at `ts` (Unix ms). The first round has no rates yet.
-    pub fn sample(&mut self, ts: i64, nodes: &[NodeStatus]) -> Vec<Sample> {
+    pub fn sample(&mut self, ts: u64, nodes: &[NodeStatus]) -> Vec<Sample> {
         let mut out = Vec::new();
         let mut put = |name: &str, value: f64| {
             out.push(Sample {

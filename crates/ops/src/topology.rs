@@ -18,9 +18,9 @@ pub struct ClusterRecord {
     pub manager_state: String,
     pub agents: Vec<AgentView>,
     /// Unix ms of the first registration.
-    pub registered_ms: i64,
+    pub registered_ms: u64,
     /// Unix ms of the newest report.
-    pub last_report_ms: i64,
+    pub last_report_ms: u64,
     /// How many times a manager (re)started and registered this cluster.
     pub registrations: u64,
     /// Reports received by this center process (0 for a record loaded at start until its
@@ -81,7 +81,7 @@ pub struct Topology {
 
 impl Topology {
     /// Applies a manager's report received at `now`.
-    pub fn apply(&mut self, report: ClusterReport, now: i64) -> Vec<Change> {
+    pub fn apply(&mut self, report: ClusterReport, now: u64) -> Vec<Change> {
         let cluster = report.cluster.clone();
         let mut changes = Vec::new();
         let manager = report.manager.id.clone();
@@ -179,10 +179,10 @@ impl Topology {
     }
 
     /// Marks managers whose last report is older than `bound_ms` as lost.
-    pub fn expire(&mut self, now: i64, bound_ms: i64) -> Vec<Change> {
+    pub fn expire(&mut self, now: u64, bound_ms: u64) -> Vec<Change> {
         let mut changes = Vec::new();
         for c in self.clusters.values_mut() {
-            if c.manager_state == "up" && now - c.last_report_ms > bound_ms {
+            if c.manager_state == "up" && now.saturating_sub(c.last_report_ms) > bound_ms {
                 c.manager_state = "lost".into();
                 changes.push(Change::ManagerLost {
                     cluster: c.name.clone(),

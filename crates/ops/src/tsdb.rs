@@ -66,7 +66,7 @@ impl Resolution {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     /// Unix milliseconds (a rollup's bucket start).
-    pub ts: i64,
+    pub ts: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub value: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,6 +88,16 @@ pub enum TsdbError {
     },
     #[error("metrics database: {0}")]
     Sql(#[from] rusqlite::Error),
+}
+
+/// Unix milliseconds as SQLite stores them (its integers are signed).
+fn sql(ms: u64) -> i64 {
+    i64::try_from(ms).unwrap_or(i64::MAX)
+}
+
+/// An SQLite integer read back as Unix milliseconds.
+fn unix(v: i64) -> u64 {
+    v.max(0) as u64
 }
 
 pub struct Tsdb {
@@ -158,7 +168,8 @@ impl Tsdb {
                         id
                     }
                 };
-                if raw.execute(params![id, s.ts, s.value])? == 0 {
+                let ts = sql(s.ts);
+                if raw.execute(params![id, ts, s.value])? == 0 {
                     continue;
                 }
                 added += 1;
@@ -167,7 +178,7 @@ impl Tsdb {
                     roll.execute(params![
                         id,
                         res.seconds(),
-                        s.ts.div_euclid(width) * width,
+                        ts.div_euclid(width) * width,
                         s.value
                     ])?;
                 }
@@ -179,8 +190,8 @@ impl Tsdb {
 
     /// The tier a query over `[from, to]` reads when none is asked for: the finest one that
     /// still holds `from`.
-    pub fn auto_resolution(&self, from: i64, now: i64) -> Resolution {
-        let age = Duration::from_millis(now.saturating_sub(from).max(0) as u64);
+    pub fn auto_resolution(&self, from: u64, now: u64) -> Resolution {
+        let age = Duration::from_millis(now.saturating_sub(from));
         if age <= self.retention.raw {
             Resolution::Raw
         } else if age <= self.retention.minute {
@@ -194,8 +205,8 @@ impl Tsdb {
     pub fn query(
         &self,
         series: &str,
-        from: i64,
-        to: i64,
+        from: u64,
+        to: u64,
         res: Resolution,
     ) -> Result<Vec<Point>, TsdbError> {
         let Some(id) = self.ids.get(series) else {
@@ -205,9 +216,9 @@ impl Tsdb {
             let mut st = self.conn.prepare_cached(
                 "SELECT ts, value FROM raw WHERE series = ?1 AND ts BETWEEN ?2 AND ?3 ORDER BY ts",
             )?;
-            let rows = st.query_map(params![id, from, to], |r| {
+            let rows = st.query_map(params![id, sql(from), sql(to)], |r| {
                 Ok(Point {
-                    ts: r.get(0)?,
+                    ts: unix(r.get(0)?),
                     value: Some(r.get(1)?),
                     min: None,
                     max: None,
@@ -223,12 +234,17 @@ impl Tsdb {
              WHERE series = ?1 AND res = ?2 AND bucket BETWEEN ?3 AND ?4 ORDER BY bucket",
         )?;
         let rows = st.query_map(
-            params![id, res.seconds(), from.div_euclid(width) * width, to],
+            params![
+                id,
+                res.seconds(),
+                sql(from).div_euclid(width) * width,
+                sql(to)
+            ],
             |r| {
                 let sum: f64 = r.get(3)?;
                 let count: i64 = r.get(4)?;
                 Ok(Point {
-                    ts: r.get(0)?,
+                    ts: unix(r.get(0)?),
                     value: None,
                     min: Some(r.get(1)?),
                     max: Some(r.get(2)?),
@@ -253,20 +269,20 @@ impl Tsdb {
     }
 
     /// The newest raw sample of a series.
-    pub fn last(&self, series: &str) -> Result<Option<(i64, f64)>, TsdbError> {
+    pub fn last(&self, series: &str) -> Result<Option<(u64, f64)>, TsdbError> {
         let Some(id) = self.ids.get(series) else {
             return Ok(None);
         };
         Ok(self
             .conn
             .prepare_cached("SELECT ts, value FROM raw WHERE series = ?1 ORDER BY ts DESC LIMIT 1")?
-            .query_row(params![id], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(params![id], |r| Ok((unix(r.get(0)?), r.get(1)?)))
             .optional()?)
     }
 
     /// Deletes what is older than each tier's retention; returns the rows deleted.
-    pub fn prune(&mut self, now: i64) -> Result<usize, TsdbError> {
-        let ms = |d: Duration| now - d.as_millis() as i64;
+    pub fn prune(&mut self, now: u64) -> Result<usize, TsdbError> {
+        let ms = |d: Duration| sql(now.saturating_sub(d.as_millis() as u64));
         let mut n = self.conn.execute(
             "DELETE FROM raw WHERE ts < ?1",
             params![ms(self.retention.raw)],
@@ -302,7 +318,7 @@ mod tests {
         (Tsdb::open(&p, Retention::default()).unwrap(), p)
     }
 
-    fn sample(series: &str, ts: i64, value: f64) -> Sample {
+    fn sample(series: &str, ts: u64, value: f64) -> Sample {
         Sample {
             series: series.into(),
             ts,
@@ -314,7 +330,7 @@ mod tests {
     fn raw_queries_return_exactly_the_samples_stored_and_rollups_keep_min_max_avg() {
         let (mut t, p) = db("exact");
         // Two minutes of samples every 5 s, with known values; another series interleaved.
-        let base = 1_700_000_040_000i64; // a minute boundary
+        let base = 1_700_000_040_000u64; // a minute boundary
         let mut want = Vec::new();
         let mut batch = Vec::new();
         for i in 0..24 {
@@ -329,7 +345,7 @@ mod tests {
         let got = t
             .query("c/a/cpu", base, base + 200_000, Resolution::Raw)
             .unwrap();
-        let got: Vec<(i64, f64)> = got.iter().map(|p| (p.ts, p.value.unwrap())).collect();
+        let got: Vec<(u64, f64)> = got.iter().map(|p| (p.ts, p.value.unwrap())).collect();
         assert_eq!(got, want);
         let part = t
             .query("c/a/cpu", base + 5000, base + 15_000, Resolution::Raw)
@@ -341,7 +357,7 @@ mod tests {
         assert_eq!(mins.len(), 2);
         for (k, m) in mins.iter().enumerate() {
             let vals: Vec<f64> = want[k * 12..(k + 1) * 12].iter().map(|w| w.1).collect();
-            assert_eq!(m.ts, base + k as i64 * 60_000);
+            assert_eq!(m.ts, base + k as u64 * 60_000);
             assert_eq!(m.count, Some(12));
             assert_eq!(m.min, vals.iter().cloned().reduce(f64::min));
             assert_eq!(m.max, vals.iter().cloned().reduce(f64::max));
@@ -368,7 +384,7 @@ mod tests {
             24
         );
         assert!(t
-            .query("nope", 0, i64::MAX, Resolution::Raw)
+            .query("nope", 0, u64::MAX, Resolution::Raw)
             .unwrap()
             .is_empty());
     }
@@ -381,7 +397,7 @@ mod tests {
             minute: Duration::from_secs(86400),
             hour: Duration::from_secs(30 * 86400),
         };
-        let now = 100 * 86_400_000i64;
+        let now = 100 * 86_400_000u64;
         let old = now - 2 * 3_600_000; // past raw retention, within the minute tier
         t.insert(&[sample("s", old, 1.0), sample("s", now - 1000, 2.0)])
             .unwrap();

@@ -94,14 +94,14 @@ async fn a_manager_that_falls_silent_is_lost_on_the_center_s_clock() {
     .await;
     // The event log says so, in order, stamped with the center's clock.
     let events = get(&routes, "/v1/events").await;
-    let seen: Vec<(String, i64)> = events["events"]
+    let seen: Vec<(String, u64)> = events["events"]
         .as_array()
         .unwrap()
         .iter()
         .map(|e| {
             (
                 e["event"].as_str().unwrap().to_string(),
-                e["ts"].as_i64().unwrap(),
+                e["ts"].as_u64().unwrap(),
             )
         })
         .collect();

@@ -35,9 +35,4 @@ pub use error::{
 };
 
 /// Unix milliseconds now (the shells' clock; the cores take time as an input).
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use yard_data::time::now_ms;

@@ -108,12 +108,7 @@ impl StoreError {
 }
 
 /// Wall-clock time in nanoseconds since the Unix epoch (what expiries are measured against).
-pub fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
+pub use yard_data::time::now_ns;
 
 /// Store names travel in topics: letters, digits, '.', '_', '-', 1..=128 bytes.
 pub fn check_name(name: &str) -> Result<(), StoreError> {

@@ -218,7 +218,7 @@ pub(crate) fn points(p: &SeriesPoints, since: &str) -> String {
     );
     for x in &p.points {
         let ts = yard_data::time::format_timestamp(
-            x.ts * 1_000_000,
+            yard_data::time::ms_to_ns(x.ts),
             yard_data::time::TimestampPrecision::Millis,
         );
         match x.value {

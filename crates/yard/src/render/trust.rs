@@ -52,7 +52,7 @@ pub(crate) fn audit(records: &[AuditRecord]) -> String {
             out,
             "{} {:<16} {:<22} {:<15} {:<4} {} {}",
             yard_data::time::format_timestamp(
-                (r.ts as i64).saturating_mul(1_000_000),
+                yard_data::time::ms_to_ns(r.ts),
                 yard_data::time::TimestampPrecision::Millis
             ),
             r.result,
