@@ -2,7 +2,7 @@
 # The whole test suite, from a fresh clone: builds yard, runs the Rust unit, property and
 # multi-process tests, then installs the pinned real third-party clients (zeekpy, ...) into
 # .venv (pymesos and avmesos-cli through scripts/install-mesos-clients.sh, and the Debian
-# package prometheus when missing) and runs the compatibility tests
+# packages prometheus and chromium when missing) and runs the compatibility tests
 # against the real binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,14 +23,19 @@ else
 fi
 
 echo "== compatibility tests with real clients"
-# Prometheus (Debian package) scrapes the center in tests/compat/test_prometheus.py.
-if ! command -v prometheus >/dev/null 2>&1; then
+# Debian packages the compatibility tests use: Prometheus scrapes the center
+# (tests/compat/test_prometheus.py); Chromium shows the dashboard to Playwright
+# (tests/compat/test_dashboard.py), which never downloads a browser of its own.
+missing=()
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+[ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
+if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "installing prometheus (Debian package)"
+    echo "installing ${missing[*]} (Debian packages)"
     apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
   else
-    echo "prometheus is missing: install the Debian package (apt-get install prometheus) or run as root" >&2
+    echo "missing Debian packages: ${missing[*]} (apt-get install them, or run as root)" >&2
     exit 1
   fi
 fi

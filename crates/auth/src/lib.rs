@@ -21,6 +21,7 @@ pub mod exposition;
 pub mod home;
 pub mod http;
 pub mod logfile;
+pub mod login;
 pub mod owner;
 pub mod paths;
 pub mod policy;

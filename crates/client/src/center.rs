@@ -2,8 +2,8 @@
 
 use serde::de::DeserializeOwned;
 use yard_ops::center::{
-    CommandList, CommandRecord, NodeList, SeriesList, SeriesPoints, StartRequest, Started, Stats,
-    TopologyView, Uploaded,
+    CommandList, CommandRecord, LinkRequest, LoginLink, NodeList, SeriesList, SeriesPoints,
+    StartRequest, Started, Stats, TopologyView, Uploaded,
 };
 
 use crate::http::{self, escape, Request};
@@ -94,6 +94,15 @@ impl Center {
             &format!("GET {path}"),
             &self.send(Request::get(&path)).await?,
         )
+    }
+
+    /// A one-time login code for the dashboard (an admin's call).
+    pub async fn login_link(&self, req: &LinkRequest) -> Result<LoginLink, ClientError> {
+        let body = serde_json::to_vec(req).expect("a request serializes");
+        let answer = self
+            .send(Request::json("POST", "/v1/login/links", &body))
+            .await?;
+        decode("POST /v1/login/links", &answer)
     }
 
     /// Starts a command; its id.

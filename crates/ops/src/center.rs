@@ -27,13 +27,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{broadcast, mpsc, oneshot, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use yard_auth::exposition::{family, label};
 use yard_auth::http::Extension;
 use yard_auth::http::Rule;
-use yard_auth::Permission;
+use yard_auth::login::Logins;
+use yard_auth::{Caller, Permission, Registry, Role};
 use yard_data::Value;
 use yard_fabric::{Endpoint, Message, OverflowPolicy};
 use yard_store::{Mutation, Stores};
@@ -44,6 +45,7 @@ pub use crate::commands::{ClusterOutcome, CommandRecord};
 use crate::manager::{CENTER, CENTER_METRICS};
 use crate::proto::{self, CommandKind, Msg, ProgressRow, Sample};
 use crate::rpc::{self, Inbox};
+use crate::stream::{self as live, Resume};
 use crate::topology::{Change, ClusterRecord, Topology};
 use crate::tsdb::{Resolution, Retention, Tsdb};
 use crate::{Clock, OpsError};
@@ -84,6 +86,9 @@ pub struct CenterInfo {
 pub struct CommandSummary {
     pub id: String,
     pub op: String,
+    /// Who started it (the credential's name).
+    #[serde(default)]
+    pub by: String,
     pub state: CommandState,
     pub started_ms: u64,
     pub finished_ms: Option<u64>,
@@ -118,6 +123,12 @@ pub struct Started {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct NodeList {
     pub nodes: Vec<NodeRow>,
+    /// Rows that match, over every page.
+    #[serde(default)]
+    pub total: usize,
+    /// The `after` of the next page, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -192,6 +203,7 @@ enum Input {
         kind: CommandKind,
         target: Target,
         timeout_s: u64,
+        by: String,
         reply: oneshot::Sender<Result<String, NotStarted>>,
     },
     /// A manager did not take a command it was asked to run.
@@ -248,7 +260,26 @@ pub struct Center {
     /// The topology's and commands' Prometheus families, written by the actor after each change
     /// (the metrics hook cannot wait for the actor).
     gauges: Mutex<String>,
+    /// The live stream's ring: the actor writes each frame once, every client reads it.
+    frames: broadcast::Sender<Arc<Frame>>,
+    /// One-time login codes (the links `yard up` and `yard login-link` print).
+    logins: Mutex<Logins>,
+    /// Where a redeemed login code gets its token.
+    registry: Arc<Registry>,
 }
+
+/// One frame of the live stream, written once by the actor.
+#[derive(Debug)]
+struct Frame {
+    /// The topology event's sequence number (`None` for command frames).
+    seq: Option<u64>,
+    text: Bytes,
+}
+
+/// Frames the stream's ring holds; a client further behind gets a new snapshot.
+const FRAMES: usize = 1024;
+/// Commands and changes a snapshot carries.
+const SNAPSHOT_RECENT: usize = 50;
 
 /// The actor's inbox size.
 const INPUTS: usize = 256;
@@ -257,6 +288,7 @@ pub async fn start(
     cfg: CenterConfig,
     ep: Endpoint,
     stores: Arc<Stores>,
+    registry: Arc<Registry>,
     shutdown: CancellationToken,
 ) -> Result<(Extension, JoinHandle<()>), OpsError> {
     let mut cfg = cfg;
@@ -304,6 +336,9 @@ pub async fn start(
         samples: Arc::new(AtomicU64::new(0)),
         batches_dropped: Arc::new(AtomicU64::new(0)),
         gauges: Mutex::new(String::new()),
+        frames: broadcast::channel(FRAMES).0,
+        logins: Mutex::new(Logins::default()),
+        registry,
     });
     let control = Inbox::open(
         &ep,
@@ -491,9 +526,18 @@ impl Actor {
     /// Command deadlines and silent managers; whether anything changed.
     async fn tick(&mut self) -> bool {
         let now = self.now();
+        let running: Vec<String> = self
+            .state
+            .commands
+            .list()
+            .filter(|r| r.state == CommandState::Running)
+            .map(|r| r.id.clone())
+            .collect();
         let commands = self.state.commands.tick(now);
         if commands {
-            self.c.changed.notify_waiters();
+            for id in running {
+                self.announce(&id);
+            }
         }
         let bound = self.c.cfg.manager_timeout.as_millis() as u64;
         let ch = self.state.topology.expire(now, bound);
@@ -516,8 +560,12 @@ impl Actor {
     }
 
     fn log(&mut self, changes: Vec<Change>) {
+        if changes.is_empty() {
+            return;
+        }
         let ts = self.now();
         let s = &mut self.state;
+        let first = s.next_event;
         for change in changes {
             tracing::info!(?change, "topology");
             let seq = s.next_event;
@@ -526,6 +574,26 @@ impl Actor {
             if s.events.len() > EVENTS {
                 s.events.pop_front();
             }
+        }
+        if self.c.frames.receiver_count() > 0 {
+            for f in topology_frames(&self.state, first.saturating_sub(1)) {
+                let _ = self.c.frames.send(Arc::new(f));
+            }
+        }
+    }
+
+    /// Tells followers (long polls and the live stream) that command `id` changed.
+    fn announce(&self, id: &str) {
+        self.c.changed.notify_waiters();
+        if self.c.frames.receiver_count() == 0 {
+            return;
+        }
+        if let Some(r) = self.state.commands.get(id) {
+            let data = serde_json::to_string(&summary(r)).expect("serializes");
+            let _ = self.c.frames.send(Arc::new(Frame {
+                seq: None,
+                text: live::frame("command", None, &data).into(),
+            }));
         }
     }
 
@@ -573,7 +641,7 @@ impl Actor {
             Ok(Msg::Progress(row)) => {
                 for action in self.state.commands.progress(row) {
                     if let CommandAction::Publish(row) = action {
-                        self.c.changed.notify_waiters();
+                        self.announce(&row.id);
                         let topic = proto::command_topic(&row.id);
                         let _ = self
                             .publisher
@@ -629,7 +697,7 @@ impl Actor {
             .commands
             .finish(id, cluster, ok, rows, error, now)
         {
-            self.c.changed.notify_waiters();
+            self.announce(id);
         }
     }
 
@@ -643,9 +711,10 @@ impl Actor {
                 kind,
                 target,
                 timeout_s,
+                by,
                 reply,
             } => {
-                let _ = reply.send(self.start_command(kind, target, timeout_s));
+                let _ = reply.send(self.start_command(kind, target, timeout_s, by));
             }
         }
     }
@@ -657,6 +726,7 @@ impl Actor {
         kind: CommandKind,
         target: Target,
         timeout_s: u64,
+        by: String,
     ) -> Result<String, NotStarted> {
         let clusters = match target {
             Target::One(name) if !self.state.topology.clusters.contains_key(&name) => {
@@ -677,7 +747,9 @@ impl Actor {
                 up: c.manager_state == "up",
             })
         };
-        let (id, actions) = s.commands.start(kind, clusters, manager, timeout_s, now);
+        let (id, actions) = s
+            .commands
+            .start(kind, clusters, manager, timeout_s, by, now);
         for action in actions {
             let CommandAction::Ask {
                 cluster,
@@ -703,7 +775,7 @@ impl Actor {
                 }
             });
         }
-        self.c.changed.notify_waiters();
+        self.announce(&id);
         Ok(id)
     }
 
@@ -904,10 +976,18 @@ fn error(status: StatusCode, code: &str, context: impl Into<String>) -> Response
 /// The rule of each of the center's routes (`None`: not one of them).
 pub fn classify(method: &Method, path: &str) -> Option<Rule> {
     use Permission::*;
-    let seg: Vec<&str> = path.strip_prefix("/v1/")?.split('/').collect();
     let read = *method == Method::GET || *method == Method::HEAD;
+    // The dashboard's files hold no data: anyone may load them; what they show comes from
+    // the routes below, under the caller's credential.
+    if read && (path == "/" || path == "/ui" || path.starts_with("/ui/")) {
+        return Some(Rule::new(Open));
+    }
+    let seg: Vec<&str> = path.strip_prefix("/v1/")?.split('/').collect();
     let rule = match (seg.as_slice(), method.as_str()) {
-        (["openapi.json"], _) if read => Rule::new(Open),
+        (["openapi.json"] | ["whoami"], _) if read => Rule::new(Open),
+        (["stream"], _) if read => Rule::new(Read),
+        (["login"], "POST") => Rule::new(Open),
+        (["login", "links"], "POST") => Rule::new(Admin),
         (["topology"] | ["clusters"] | ["clusters", _] | ["nodes"] | ["events"], _) if read => {
             Rule::new(Read)
         }
@@ -938,6 +1018,14 @@ fn routes(c: Arc<Center>) -> Router {
         .route("/v1/metrics/query", get(query))
         .route("/v1/metrics/series", get(series))
         .route("/v1/stats", get(stats))
+        .route("/v1/stream", get(stream))
+        .route("/v1/whoami", get(whoami))
+        .route("/v1/login", post(login))
+        .route("/v1/login/links", post(login_link))
+        .route("/", get(to_dashboard))
+        .route("/ui", get(to_dashboard))
+        .route("/ui/", get(dashboard_file))
+        .route("/ui/{*path}", get(dashboard_file))
         .with_state(c)
 }
 
@@ -1000,6 +1088,12 @@ async fn cluster(State(c): State<Arc<Center>>, Path(name): Path<String>) -> Resp
 #[derive(Deserialize)]
 struct NodesQuery {
     cluster: Option<String>,
+    /// Rows whose cluster, agent, node name or state contains this.
+    q: Option<String>,
+    /// Rows per page (at most 1000; all of them without it).
+    limit: Option<usize>,
+    /// Rows after this `cluster/agent/node` (the previous page's `next`).
+    after: Option<String>,
 }
 
 async fn nodes(State(c): State<Arc<Center>>, Query(q): Query<NodesQuery>) -> Response {
@@ -1025,7 +1119,8 @@ async fn nodes(State(c): State<Arc<Center>>, Query(q): Query<NodesQuery>) -> Res
                 }
             }
         }
-        Json(NodeList { nodes: out }).into_response()
+        out.sort_by(|a, b| (&a.cluster, &a.agent, &a.name).cmp(&(&b.cluster, &b.agent, &b.name)));
+        Json(page_nodes(out, &q)).into_response()
     })
     .await
 }
@@ -1108,18 +1203,7 @@ async fn events(State(c): State<Arc<Center>>, Query(q): Query<EventsQuery>) -> R
 
 async fn commands(State(c): State<Arc<Center>>) -> Response {
     c.view(|s| {
-        let commands = s
-            .commands
-            .list()
-            .map(|r| CommandSummary {
-                id: r.id.clone(),
-                op: r.op.clone(),
-                state: r.state,
-                started_ms: r.started_ms,
-                finished_ms: r.finished_ms,
-                clusters: r.clusters.clone(),
-            })
-            .collect();
+        let commands = s.commands.list().map(summary).collect();
         Json(CommandList { commands }).into_response()
     })
     .await
@@ -1165,7 +1249,11 @@ async fn command(
     }
 }
 
-async fn start_command(State(c): State<Arc<Center>>, body: Bytes) -> Response {
+async fn start_command(
+    State(c): State<Arc<Center>>,
+    caller: Option<axum::Extension<Caller>>,
+    body: Bytes,
+) -> Response {
     let b: StartRequest = match serde_json::from_slice(&body) {
         Ok(b) => b,
         Err(e) => {
@@ -1235,6 +1323,9 @@ async fn start_command(State(c): State<Arc<Center>>, body: Bytes) -> Response {
         kind: b.kind,
         target,
         timeout_s,
+        by: caller
+            .map(|c| c.0.principal.name.clone())
+            .unwrap_or_default(),
         reply,
     };
     let gone = || {
@@ -1397,4 +1488,448 @@ impl std::fmt::Debug for Center {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Center").finish_non_exhaustive()
     }
+}
+
+/// One page of node rows (sorted by cluster, agent and name), filtered by `q`.
+fn page_nodes(rows: Vec<NodeRow>, q: &NodesQuery) -> NodeList {
+    let key = |n: &NodeRow| format!("{}/{}/{}", n.cluster, n.agent, n.name);
+    let matching: Vec<NodeRow> = rows
+        .into_iter()
+        .filter(|n| {
+            q.q.as_deref().is_none_or(|t| {
+                [&n.cluster, &n.agent, &n.name, &n.state]
+                    .iter()
+                    .any(|f| f.contains(t))
+            })
+        })
+        .collect();
+    let total = matching.len();
+    let start = q.after.as_ref().map_or(0, |a| {
+        matching.iter().position(|n| key(n) > *a).unwrap_or(total)
+    });
+    let limit = q.limit.map_or(usize::MAX, |l| l.clamp(1, 1000));
+    let end = start.saturating_add(limit).min(total);
+    let next = (end < total && end > start).then(|| key(&matching[end - 1]));
+    NodeList {
+        nodes: matching[start..end].to_vec(),
+        total,
+        next,
+    }
+}
+
+fn summary(r: &CommandRecord) -> CommandSummary {
+    CommandSummary {
+        id: r.id.clone(),
+        op: r.op.clone(),
+        by: r.by.clone(),
+        state: r.state,
+        started_ms: r.started_ms,
+        finished_ms: r.finished_ms,
+        clusters: r.clusters.clone(),
+    }
+}
+
+/// The `topology` frames of the events after `after`: one per cluster they touched, carrying
+/// that cluster's whole record, its events, and the newest of their ids.
+fn topology_frames(s: &CenterState, after: u64) -> Vec<Frame> {
+    let mut by: std::collections::BTreeMap<&str, Vec<&Event>> = Default::default();
+    for e in s.events.iter().filter(|e| e.seq > after) {
+        by.entry(change_cluster(&e.change)).or_default().push(e);
+    }
+    let mut frames: Vec<Frame> = by
+        .into_iter()
+        .filter_map(|(cluster, events)| {
+            let rec = s.topology.clusters.get(cluster)?;
+            let seq = events.last()?.seq;
+            let data = json!({"seq": seq, "cluster": rec, "events": events}).to_string();
+            Some(Frame {
+                seq: Some(seq),
+                text: live::frame("topology", Some(seq), &data).into(),
+            })
+        })
+        .collect();
+    frames.sort_by_key(|f| f.seq);
+    frames
+}
+
+fn change_cluster(c: &Change) -> &str {
+    match c {
+        Change::ClusterRegistered { cluster, .. }
+        | Change::ManagerRestarted { cluster, .. }
+        | Change::ManagerLost { cluster, .. }
+        | Change::ManagerBack { cluster, .. }
+        | Change::AgentJoined { cluster, .. }
+        | Change::AgentLost { cluster, .. }
+        | Change::AgentBack { cluster, .. }
+        | Change::AgentLeft { cluster, .. }
+        | Change::NodeChanged { cluster, .. } => cluster,
+    }
+}
+
+/// The snapshot frame: the whole topology, recent commands and changes, the newest event id.
+fn snapshot_frame(c: &Center, s: &CenterState) -> Frame {
+    let seq = s.next_event - 1;
+    let topology = TopologyView {
+        center: CenterInfo {
+            id: c.ep.id().to_string(),
+            address: c.ep.config().listen.clone(),
+        },
+        clusters: s.topology.clusters.values().cloned().collect(),
+    };
+    let mut commands: Vec<CommandSummary> = s.commands.list().map(summary).collect();
+    commands.sort_by_key(|c| std::cmp::Reverse(c.started_ms));
+    commands.truncate(SNAPSHOT_RECENT);
+    let skip = s.events.len().saturating_sub(SNAPSHOT_RECENT);
+    let events: Vec<&Event> = s.events.iter().skip(skip).collect();
+    let data = json!({"seq": seq, "topology": topology, "commands": commands, "events": events});
+    Frame {
+        seq: Some(seq),
+        text: live::frame("snapshot", Some(seq), &data.to_string()).into(),
+    }
+}
+
+#[derive(Deserialize)]
+struct StreamQuery {
+    /// Series prefixes whose newest samples the stream carries (comma-separated).
+    series: Option<String>,
+}
+
+/// Frames a client's connection buffers before its task waits for it.
+const CLIENT_QUEUE: usize = 64;
+
+/// `GET /v1/stream`: the live stream ([`crate::stream`] says what it carries).
+async fn stream(
+    State(c): State<Arc<Center>>,
+    Query(q): Query<StreamQuery>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let prefixes = match live::prefixes(q.series.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "bad_request", e.to_string()),
+    };
+    let last_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    // Subscribed before the first frames are made: nothing falls between them.
+    let rx = c.frames.subscribe();
+    let c2 = c.clone();
+    let first = match c.ask(move |s| opening(&c2, s, last_id)).await {
+        Ok(f) => f,
+        Err(r) => return r,
+    };
+    let (tx, out) = mpsc::channel::<Bytes>(CLIENT_QUEUE);
+    tokio::spawn(follow(c.clone(), rx, tx, first, prefixes));
+    let body = axum::body::Body::from_stream(futures_util::stream::unfold(out, |mut out| async {
+        out.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), out))
+    }));
+    Response::builder()
+        .header(axum::http::header::CONTENT_TYPE, "text/event-stream")
+        .header(axum::http::header::CACHE_CONTROL, "no-cache")
+        .header("x-accel-buffering", "no")
+        .body(body)
+        .unwrap_or_else(|_| error(StatusCode::INTERNAL_SERVER_ERROR, "io_error", "stream"))
+}
+
+/// What the actor hands a new stream: its first frames, and the event id they bring it to.
+struct Opening {
+    frames: Vec<Bytes>,
+    seq: u64,
+}
+
+fn opening(c: &Center, s: &CenterState, last_id: Option<u64>) -> Opening {
+    let newest = s.next_event - 1;
+    match live::resume(last_id, s.events.front().map(|e| e.seq), newest) {
+        Resume::Replay { after } => {
+            let mut frames: Vec<Bytes> = topology_frames(s, after)
+                .into_iter()
+                .map(|f| f.text)
+                .collect();
+            let data = json!({ "seq": newest }).to_string();
+            frames.push(live::frame("resumed", Some(newest), &data).into());
+            Opening {
+                frames,
+                seq: newest,
+            }
+        }
+        Resume::Snapshot => Opening {
+            frames: vec![snapshot_frame(c, s).text],
+            seq: newest,
+        },
+    }
+}
+
+/// One client's stream: its first frames, then the ring's frames it has not seen, the newest
+/// samples of its series once a second, and a keep-alive every 15 s; a new snapshot when it
+/// fell behind the ring. Ends when the client goes.
+async fn follow(
+    c: Arc<Center>,
+    mut rx: broadcast::Receiver<Arc<Frame>>,
+    tx: mpsc::Sender<Bytes>,
+    first: Opening,
+    prefixes: Vec<String>,
+) {
+    let mut seq = first.seq;
+    for f in first.frames {
+        if tx.send(f).await.is_err() {
+            return;
+        }
+    }
+    let mut keep = tokio::time::interval(Duration::from_secs(15));
+    keep.tick().await;
+    let mut metrics = tokio::time::interval(Duration::from_secs(1));
+    let mut sent: HashMap<String, u64> = HashMap::new();
+    loop {
+        let out = tokio::select! {
+            _ = tx.closed() => return,
+            r = rx.recv() => match r {
+                Ok(f) if f.seq.is_some_and(|s| s <= seq) => continue,
+                Ok(f) => {
+                    seq = f.seq.unwrap_or(seq);
+                    f.text.clone()
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::debug!(missed = n, "a stream client fell behind: a new snapshot");
+                    let c2 = c.clone();
+                    let Ok(f) = c.ask(move |s| snapshot_frame(&c2, s)).await else { return };
+                    seq = f.seq.unwrap_or(seq);
+                    f.text
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            _ = keep.tick() => Bytes::from_static(live::KEEP_ALIVE.as_bytes()),
+            _ = metrics.tick(), if !prefixes.is_empty() => {
+                let batch = newest_samples(&c, &prefixes, &mut sent);
+                if batch.is_empty() {
+                    continue;
+                }
+                live::frame("metrics", None, &serde_json::to_string(&batch).expect("serializes")).into()
+            }
+        };
+        if tx.send(out).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The newest sample of each series under `prefixes` not yet sent, as `[series, ts, value]`.
+fn newest_samples(
+    c: &Center,
+    prefixes: &[String],
+    sent: &mut HashMap<String, u64>,
+) -> Vec<(String, u64, f64)> {
+    let latest = c.latest.lock().expect("latest");
+    let mut out = Vec::new();
+    for (name, (ts, v)) in latest.iter() {
+        if !prefixes.iter().any(|p| name.starts_with(p.as_str())) {
+            continue;
+        }
+        if sent.get(name).is_some_and(|t| t >= ts) {
+            continue;
+        }
+        sent.insert(name.clone(), *ts);
+        out.push((name.clone(), *ts, *v));
+    }
+    out
+}
+
+/// `GET /v1/whoami`: the caller's name, kind and what its policy allows (the dashboard offers
+/// only those actions).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct WhoAmI {
+    pub name: String,
+    pub kind: String,
+    pub may: std::collections::BTreeMap<String, bool>,
+}
+
+async fn whoami(caller: Option<axum::Extension<Caller>>) -> Response {
+    let Some(axum::Extension(caller)) = caller else {
+        return error(StatusCode::INTERNAL_SERVER_ERROR, "no_caller", "no caller");
+    };
+    let p = &caller.principal;
+    let may = [
+        ("metrics", Permission::Metrics),
+        ("read", Permission::Read),
+        ("outputs", Permission::Outputs),
+        ("command", Permission::Command),
+        ("admin", Permission::Admin),
+    ]
+    .into_iter()
+    .map(|(k, perm)| (k.to_string(), p.policy.allows(&perm)))
+    .collect();
+    Json(WhoAmI {
+        name: if p.is_anonymous() {
+            "anonymous".into()
+        } else {
+            p.name.clone()
+        },
+        kind: format!("{:?}", p.kind).to_lowercase(),
+        may,
+    })
+    .into_response()
+}
+
+/// `POST /v1/login/links`: a one-time login code for the dashboard.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct LinkRequest {
+    /// The role of the dashboard's token (`operator` unless given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// How long the code is good for, in seconds (900 unless given; at most a day).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_s: Option<u64>,
+}
+
+/// A login link's code and the path to open.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoginLink {
+    pub code: String,
+    /// `/ui/#login=CODE` (the code rides in the fragment, which browsers never send).
+    pub path: String,
+    pub expires_ms: u64,
+}
+
+async fn login_link(State(c): State<Arc<Center>>, body: Bytes) -> Response {
+    let req: LinkRequest = if body.is_empty() {
+        LinkRequest::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(r) => r,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    format!("not a link request: {e}"),
+                )
+            }
+        }
+    };
+    let ttl = req.ttl_s.unwrap_or(900).clamp(1, 86_400);
+    let expires_ms = c.cfg.clock.now_ms() + ttl * 1000;
+    let code = c
+        .logins
+        .lock()
+        .expect("logins")
+        .mint(req.role.unwrap_or(Role::Operator), expires_ms);
+    let path = format!("/ui/#login={code}");
+    Json(LoginLink {
+        code,
+        path,
+        expires_ms,
+    })
+    .into_response()
+}
+
+/// `POST /v1/login`: a one-time code traded for a token of the dashboard's own.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LoginRequest {
+    pub code: String,
+}
+
+/// What a redeemed code gives: a token (shown once), its name and role, when it expires.
+#[derive(Serialize, Deserialize, PartialEq)]
+pub struct LoggedIn {
+    pub token: String,
+    pub name: String,
+    pub role: Role,
+    pub expires: u64,
+}
+
+impl std::fmt::Debug for LoggedIn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoggedIn")
+            .field("name", &self.name)
+            .field("role", &self.role)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a dashboard's token lasts.
+const SESSION: Duration = Duration::from_secs(12 * 3600);
+
+async fn login(State(c): State<Arc<Center>>, body: Bytes) -> Response {
+    let req: LoginRequest = match serde_json::from_slice(&body) {
+        Ok(r) => r,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("not a login request: {e}"),
+            )
+        }
+    };
+    let now = c.cfg.clock.now_ms();
+    let role = match c.logins.lock().expect("logins").redeem(&req.code, now) {
+        Ok(r) => r,
+        Err(e) => return error(StatusCode::UNAUTHORIZED, "bad_login_code", e.to_string()),
+    };
+    let name = format!("dashboard-{}", yard_auth::secret::random_hex(3));
+    let registry = c.registry.clone();
+    let made =
+        tokio::task::spawn_blocking(move || registry.create(&name, role, None, Some(SESSION)))
+            .await;
+    match made {
+        Ok(Ok((rec, token))) => Json(LoggedIn {
+            token,
+            name: rec.name,
+            role: rec.role,
+            expires: rec.expires.unwrap_or(0),
+        })
+        .into_response(),
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "registry_error",
+            e.to_string(),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "registry_error",
+            e.to_string(),
+        ),
+    }
+}
+
+/// `/` and `/ui`: to the dashboard.
+async fn to_dashboard() -> Response {
+    (
+        StatusCode::FOUND,
+        [(axum::http::header::LOCATION, "/ui/")],
+        "the dashboard is at /ui/\n",
+    )
+        .into_response()
+}
+
+/// `/ui/…`: the dashboard's files, with its Content-Security-Policy and ETag.
+async fn dashboard_file(path: Option<Path<String>>, headers: axum::http::HeaderMap) -> Response {
+    let path = path.map(|Path(p)| p).unwrap_or_default();
+    let Some(f) = yard_ui::get(&path) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("the dashboard has no file {path:?}"),
+        );
+    };
+    let fresh = headers
+        .get(axum::http::header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == f.etag);
+    let mut r = if fresh {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        (
+            [(axum::http::header::CONTENT_TYPE, f.asset.content_type)],
+            f.asset.bytes,
+        )
+            .into_response()
+    };
+    let h = r.headers_mut();
+    for (k, v) in yard_ui::headers() {
+        h.insert(k, axum::http::HeaderValue::from_static(v));
+    }
+    if let Ok(v) = axum::http::HeaderValue::from_str(&f.etag) {
+        h.insert(axum::http::header::ETAG, v);
+    }
+    r
 }

@@ -37,6 +37,9 @@ pub struct ClusterOutcome {
 pub struct CommandRecord {
     pub id: String,
     pub op: String,
+    /// Who started it (the credential's name; empty when not known).
+    #[serde(default)]
+    pub by: String,
     pub spec: CommandKind,
     pub state: CommandState,
     pub started_ms: u64,
@@ -110,6 +113,7 @@ impl Commands {
         clusters: Vec<String>,
         manager: impl Fn(&str) -> Option<ManagerRef>,
         timeout_s: u64,
+        by: String,
         now_ms: u64,
     ) -> (String, Vec<Action>) {
         let id = format!(
@@ -126,6 +130,7 @@ impl Commands {
         let mut rec = CommandRecord {
             id: id.clone(),
             op: kind.name().into(),
+            by,
             spec: kind,
             state: CommandState::Running,
             started_ms: now_ms,
@@ -339,7 +344,7 @@ mod tests {
 
     fn start(c: &mut Commands, clusters: &[&str], timeout_s: u64) -> (String, Vec<Action>) {
         let clusters = clusters.iter().map(|s| s.to_string()).collect();
-        c.start(exec(), clusters, managers, timeout_s, T0)
+        c.start(exec(), clusters, managers, timeout_s, "alice".into(), T0)
     }
 
     #[test]

@@ -28,6 +28,7 @@ pub mod proto;
 pub mod rollout;
 pub mod rpc;
 pub mod sample;
+pub mod stream;
 pub mod supervisor;
 pub mod topology;
 pub mod tsdb;

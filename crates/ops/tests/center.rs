@@ -46,7 +46,8 @@ async fn a_manager_that_falls_silent_is_lost_on_the_center_s_clock() {
         retention: Retention::default(),
         clock: clock.clone(),
     };
-    let (ext, task) = center::start(cfg, ep.clone(), stores, shutdown.clone())
+    let registry = Arc::new(yard_auth::Registry::in_memory(vec![]));
+    let (ext, task) = center::start(cfg, ep.clone(), stores, registry, shutdown.clone())
         .await
         .unwrap();
     let routes = ext.routes.unwrap();

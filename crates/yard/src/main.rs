@@ -89,6 +89,8 @@ enum Command {
     Exec(ops_cli::ExecArgs),
     /// List commands, or show and follow one.
     Commands(ops_cli::CommandsArgs),
+    /// Print a one-time link that signs a browser in to the center's dashboard.
+    LoginLink(ops_cli::LoginLinkArgs),
     /// Print the end of a node's log.
     Logs(ops_cli::LogsArgs),
     /// Query a metric's history.
@@ -326,6 +328,7 @@ fn main() -> ExitCode {
             Command::Rollback(a) => ops_cli::rollback(a).await,
             Command::Exec(a) => ops_cli::exec(a).await,
             Command::Commands(a) => ops_cli::commands(a).await,
+            Command::LoginLink(a) => ops_cli::login_link(a).await,
             Command::Logs(a) => ops_cli::logs(a).await,
             Command::Metrics(a) => ops_cli::metrics(a).await,
             Command::Stats(a) => ops_cli::stats(a).await,

@@ -301,12 +301,16 @@ pub(crate) async fn run(
     }
     let started = match role {
         Role::Node => anyhow::Ok(None),
-        Role::Center(c) => {
-            yard_ops::center::start(c, endpoint.clone(), stores.clone(), shutdown.clone())
-                .await
-                .map(Some)
-                .map_err(anyhow::Error::from)
-        }
+        Role::Center(c) => yard_ops::center::start(
+            c,
+            endpoint.clone(),
+            stores.clone(),
+            registry.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .map(Some)
+        .map_err(anyhow::Error::from),
         Role::Manager(c, mesos) => {
             match yard_ops::manager::start(c, endpoint.clone(), stores.clone(), shutdown.clone())
                 .await

@@ -453,6 +453,12 @@ pub(crate) async fn up(a: UpArgs) -> anyhow::Result<()> {
         println!("{l}");
     }
     let creds = data.join("credentials");
+    match dashboard_link(&creds).await {
+        Ok(url) => println!(
+            "  Dashboard  {url}\n             (a one-time sign-in link, good for 15 min; `yard login-link` prints another)"
+        ),
+        Err(e) => println!("  Dashboard  http://{CENTER_LISTEN}/ui/ (no sign-in link: {e:#})"),
+    }
     println!(
         "  Admin credential in {} (mode 0600): `yard` run in this directory uses it; give others their own (`yard token create NAME --role viewer`).",
         creds.display()
@@ -513,6 +519,61 @@ impl CenterArg {
             crate::client::bearer(self.token.as_deref()),
         )
     }
+}
+
+/// The dashboard's one-time sign-in link, made with the admin credential of `yard up`.
+async fn dashboard_link(creds: &std::path::Path) -> anyhow::Result<String> {
+    let token = std::fs::read_to_string(creds)
+        .with_context(|| format!("cannot read {}", creds.display()))?;
+    let center = Center::new(CENTER_LISTEN, Some(format!("Bearer {}", token.trim())));
+    let mut last = None;
+    // The center's routes come up with its actor, a moment after its listener.
+    for _ in 0..50 {
+        match center.login_link(&Default::default()).await {
+            Ok(link) => return Ok(format!("http://{CENTER_LISTEN}{}", link.path)),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(last
+        .map(anyhow::Error::from)
+        .unwrap_or_else(|| anyhow!("no answer")))
+}
+
+#[derive(Args)]
+pub(crate) struct LoginLinkArgs {
+    #[command(flatten)]
+    center: CenterArg,
+    /// The role of the browser's token: viewer, operator or admin.
+    #[arg(long, default_value = "operator")]
+    role: String,
+    /// How long the link works (it works once).
+    #[arg(long, default_value = "15m")]
+    ttl: String,
+}
+
+pub(crate) async fn login_link(a: LoginLinkArgs) -> anyhow::Result<()> {
+    let role = yard_auth::Role::parse(&a.role)?;
+    let ttl = dur("ttl", &a.ttl)?;
+    let link = a
+        .center
+        .client()
+        .login_link(&yard_ops::center::LinkRequest {
+            role: Some(role),
+            ttl_s: Some(ttl.as_secs().max(1)),
+        })
+        .await
+        .map_err(hint)?;
+    println!("http://{}{}", a.center.center, link.path);
+    eprintln!(
+        "(works once, until {}; the browser then holds a {} token of its own for 12 h)",
+        yard_data::time::format_timestamp(
+            yard_data::time::ms_to_ns(link.expires_ms),
+            Default::default()
+        ),
+        a.role
+    );
+    Ok(())
 }
 
 /// A client error, with the way out when nothing answers.

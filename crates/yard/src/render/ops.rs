@@ -333,6 +333,7 @@ mod tests {
         CommandRecord {
             id: "cmd-1".into(),
             op: "exec".into(),
+            by: "alice".into(),
             spec: CommandKind::Exec {
                 argv: vec!["id".into()],
             },
@@ -459,6 +460,7 @@ mod tests {
             commands: vec![CommandSummary {
                 id: r.id,
                 op: r.op,
+                by: r.by,
                 state: r.state,
                 started_ms: r.started_ms,
                 finished_ms: r.finished_ms,

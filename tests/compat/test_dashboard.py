@@ -1,0 +1,452 @@
+"""The dashboard in a real browser: Debian's Chromium (/usr/bin/chromium, installed by
+scripts/test.sh) driven by Playwright, against a real center, manager and agents on free ports.
+
+What the page shows is checked against the center's API (selected by data-testid); live changes
+are waited for with deadlines, never fixed sleeps. Screenshots of every page, light and dark,
+go to target/ui-shots/ for a person to look at (nothing compares pixels)."""
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from conftest import YARD, admin_token, make_token
+
+import playwright.sync_api as playwright_api  # noqa: E402 (pinned in requirements.txt)
+
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = os.path.join(os.path.dirname(__file__), "..", "..", "target", "ui-shots")
+AGENT_TIMEOUT_S = 2
+
+CLUSTER_TOML = """
+[[node]]
+name = "ticker"
+command = "/bin/sh"
+args = ["-c", "while true; do echo tick $(date +%s); sleep 1; done"]
+"""
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what, cond, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+class Proc:
+    """A daemon of this test, stopped (and reaped) at the end."""
+
+    def __init__(self, args):
+        self.proc = subprocess.Popen([YARD, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     text=True, env={**os.environ, "YARD_LOG": "warn"})
+        line = self.proc.stdout.readline()
+        assert " listening on " in line, line
+        self.addr = line.split(" listening on ")[1].split()[0]
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class System:
+    """A center (on a fixed free port, so that it can be restarted in place), the manager of
+    cluster `web` and two agents, each running the node `ticker`."""
+
+    def __init__(self):
+        self.work = tempfile.mkdtemp(prefix="yard-ui-")
+        # Nodes run as the agent's node user (nobody): it must reach its work directory.
+        os.chmod(self.work, 0o755)
+        self.port = free_port()
+        self.procs = {}
+        self.start_center()
+        config = os.path.join(self.work, "cluster.toml")
+        with open(config, "w") as f:
+            f.write(CLUSTER_TOML)
+        self.procs["manager"] = Proc([
+            "manager", "--cluster", "web", "--center", self.center, "--listen", "127.0.0.1:0",
+            "--data", os.path.join(self.work, "manager"), "--config", config,
+            "--agent-timeout", f"{AGENT_TIMEOUT_S}s", "--report-interval", "1s",
+            "--metrics-interval", "500ms", "--mesos-listen", "off"])
+        self.manager = self.procs["manager"].addr
+        for name in ("agent-1", "agent-2"):
+            self.start_agent(name)
+        wait_for("two agents with a running ticker", lambda: self.running() == 2, 30)
+
+    @property
+    def center(self):
+        return f"127.0.0.1:{self.port}"
+
+    def start_center(self):
+        self.procs["center"] = Proc(["center", "--listen", self.center,
+                                     "--data", os.path.join(self.work, "center")])
+
+    def start_agent(self, name, manager=None):
+        self.procs[name] = Proc([
+            "agent", "--manager", manager or self.manager, "--name", name, "--listen", "127.0.0.1:0",
+            "--data", os.path.join(self.work, name), "--heartbeat", "250ms", "--mesos-listen", "off"])
+
+    def api(self, path, token=None, method="GET", body=None):
+        req = urllib.request.Request(f"http://{self.center}{path}", method=method)
+        req.add_header("Authorization", f"Bearer {token or admin_token()}")
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, data=data, timeout=10) as r:
+            return json.loads(r.read() or b"null")
+
+    def topology(self):
+        return self.api("/v1/topology")
+
+    def running(self):
+        try:
+            nodes = self.api("/v1/nodes?cluster=web")["nodes"]
+        except (urllib.error.URLError, ConnectionError):
+            return 0
+        return sum(1 for n in nodes if n["state"] == "running" and n["agent_state"] == "up")
+
+    def login_url(self, role="operator"):
+        out = subprocess.run([YARD, "login-link", "--center", self.center, "--role", role],
+                             capture_output=True, text=True, timeout=30, check=True)
+        return out.stdout.strip()
+
+    def stop(self):
+        for p in reversed(list(self.procs.values())):
+            p.stop()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def system():
+    s = System()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    assert os.path.exists(CHROMIUM), "chromium is not installed (scripts/test.sh installs the Debian package)"
+    with playwright_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield b
+        b.close()
+
+
+class Page:
+    """A browser tab on the center that records every console error, page error, failed
+    request and request to another host (those are aborted)."""
+
+    def __init__(self, browser, system, dark=False):
+        self.ctx = browser.new_context(viewport={"width": 1440, "height": 900},
+                                       color_scheme="dark" if dark else "light")
+        self.page = self.ctx.new_page()
+        self.system = system
+        self.problems = []
+        self.page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
+        self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
+        self.page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}")
+                     if "/v1/stream" not in r.url else None)
+
+        def only_the_center(route):
+            if route.request.url.startswith(f"http://{system.center}/"):
+                route.continue_()
+            else:
+                self.problems.append(f"foreign request: {route.request.url}")
+                route.abort()
+
+        self.page.route("**/*", only_the_center)
+
+    def sign_in(self, role="operator"):
+        self.page.goto(self.system.login_url(role))
+        self.page.wait_for_selector('[data-testid="link"][data-state="live"]', timeout=10_000)
+        return self
+
+    def token(self):
+        return self.page.evaluate("localStorage.getItem('yard.token')")
+
+    def shot(self, name):
+        os.makedirs(SHOTS, exist_ok=True)
+        path = os.path.join(SHOTS, f"{name}.png")
+        self.page.screenshot(path=path, full_page=True)
+        assert os.path.getsize(path) > 10_000, f"{name}: the screenshot looks blank"
+
+    def testid(self, tid):
+        return self.page.locator(f'[data-testid="{tid}"]')
+
+    def close(self):
+        self.ctx.close()
+
+
+@pytest.fixture
+def tab(browser, system):
+    t = Page(browser, system)
+    yield t
+    t.close()
+    assert not t.problems, t.problems
+
+
+def test_the_dashboard_is_served_with_a_strict_policy_and_the_root_leads_to_it(system):
+    req = urllib.request.Request(f"http://{system.center}/ui/")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        csp = r.headers["Content-Security-Policy"]
+        assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp, csp
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+        etag = r.headers["ETag"]
+        assert b'<script type="module" src="app.js">' in r.read()
+    req = urllib.request.Request(f"http://{system.center}/ui/", headers={"If-None-Match": etag})
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(req, timeout=10)
+    assert e.value.code == 304
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"http://{system.center}/ui/nothing.js", timeout=10)
+    assert e.value.code == 404
+    opener = urllib.request.build_opener(type("NoRedirect", (urllib.request.HTTPRedirectHandler,), {
+        "redirect_request": lambda *a, **k: None}))
+    with pytest.raises(urllib.error.HTTPError) as e:
+        opener.open(f"http://{system.center}/", timeout=10)
+    assert e.value.code == 302 and e.value.headers["Location"] == "/ui/"
+
+
+def test_the_login_link_works_once_and_the_page_shows_what_the_api_says(tab, system):
+    url = system.login_url()
+    tab.page.goto(url)
+    tab.page.wait_for_selector('[data-testid="link"][data-state="live"]', timeout=10_000)
+    # The code left the address bar at once; the browser holds a token of its own.
+    assert "login=" not in tab.page.url
+    token = tab.token()
+    assert token.startswith("yard_")
+    names = [t["name"] for t in json.loads(subprocess.run(
+        [YARD, "token", "list", "--json"], capture_output=True, text=True, check=True).stdout)]
+    assert any(n.startswith("dashboard-") for n in names), names
+    # The same link a second time: refused, with the way to sign in.
+    second = Page(tab.page.context.browser, system)
+    try:
+        second.page.goto(url)
+        second.page.wait_for_selector('[data-testid="signin"]', timeout=10_000)
+        assert "used already" in second.testid("signin").inner_text()
+    finally:
+        second.close()
+
+    topo = system.topology()
+    web = next(c for c in topo["clusters"] if c["name"] == "web")
+    agents = web["agents"]
+    assert tab.testid("n-clusters").inner_text() == str(len(topo["clusters"]))
+    assert tab.testid("n-agents-up").inner_text() == str(
+        sum(a["state"] == "up" for c in topo["clusters"] for a in c["agents"]))
+    assert tab.testid("cluster-state-web").get_attribute("data-state") == web["manager_state"]
+    tab.shot("overview-light")
+
+    tab.testid("nav-topology").click()
+    for a in agents:
+        row = tab.testid(f"agent-web/{a['name']}")
+        row.wait_for()
+        assert row.get_attribute("data-state") == a["state"]
+        for n in a["nodes"]:
+            node = tab.testid(f"node-web/{a['name']}/{n['name']}")
+            assert node.get_attribute("data-state") == n["state"]
+    # Selecting a node fills the side panel and lands in the URL; a reload shows the same.
+    tab.page.locator('[data-path="web/agent-1/ticker"]').click()
+    assert "sel=web%2Fagent-1%2Fticker" in tab.page.url
+    tab.testid("side-node").wait_for()
+    tab.page.reload()
+    tab.testid("side-node").wait_for()
+    tab.shot("topology-light")
+
+
+def test_an_agent_started_by_hand_appears_and_shows_lost_once_killed(tab, system):
+    # In a cluster of its own: a lost agent stays in its cluster's record, and the commands of
+    # the tests below run on cluster web.
+    tab.sign_in()
+    tab.page.goto(f"http://{system.center}/ui/#/topology")
+    tab.testid("agent-web/agent-1").wait_for()
+    system.procs["edge"] = Proc([
+        "manager", "--cluster", "edge", "--center", system.center, "--listen", "127.0.0.1:0",
+        "--data", os.path.join(system.work, "manager-edge"), "--agent-timeout", f"{AGENT_TIMEOUT_S}s",
+        "--report-interval", "1s", "--mesos-listen", "off"])
+    system.start_agent("agent-3", system.procs["edge"].addr)
+    try:
+        row = tab.testid("agent-edge/agent-3")
+        row.wait_for(timeout=5_000)
+        assert row.get_attribute("data-state") == "up"
+        system.procs["agent-3"].stop(signal.SIGKILL)
+        tab.page.wait_for_selector('[data-testid="agent-edge/agent-3"][data-state="lost"]',
+                                   timeout=(AGENT_TIMEOUT_S + 5) * 1000)
+    finally:
+        system.procs.pop("agent-3").stop(signal.SIGKILL)
+
+
+def finished_run(tab, op, seen, timeout_s):
+    """The run card of an `op` command that ended well and is none of `seen` (their ids); on a
+    timeout, the assertion shows what the page showed."""
+    others = "".join(f':not([data-id="{i}"])' for i in seen)
+    card = tab.page.locator(f'[data-testid="run"][data-op="{op}"][data-state="ok"]{others}')
+    try:
+        card.wait_for(timeout=timeout_s * 1000)
+    except playwright_api.TimeoutError:
+        raise AssertionError(f"no {op} ended well within {timeout_s} s; the page showed:\n"
+                             + tab.testid("progress").inner_text()) from None
+    return card
+
+
+def test_a_rolling_restart_from_the_page_completes_and_raises_the_generations(tab, system):
+    before = {(n["agent"], n["name"]): n["generation"] for n in system.api("/v1/nodes?cluster=web")["nodes"]
+              if n["agent_state"] == "up"}
+    tab.sign_in()
+    tab.page.goto(f"http://{system.center}/ui/#/clusters/web")
+    tab.testid("restart").click()
+    tab.testid("confirm").wait_for()
+    tab.shot("cluster-confirm-light")
+    tab.testid("confirm-ok").click()
+    run = finished_run(tab, "restart", [], 60)
+    assert tab.testid("run-count").inner_text().strip() == f"[{len(before)}/{len(before)}]"
+    cid = run.get_attribute("data-id")
+    rec = system.api(f"/v1/commands/{cid}")
+    assert rec["state"] == "ok" and rec["op"] == "restart"
+    assert rec["by"].startswith("dashboard-")
+    after = {(n["agent"], n["name"]): n["generation"] for n in system.api("/v1/nodes?cluster=web")["nodes"]}
+    assert all(after[k] > v for k, v in before.items()), (before, after)
+    tab.testid(f"hist-{cid}").wait_for()
+    tab.shot("cluster-light")
+
+
+def test_deploy_a_file_and_roll_it_back_from_the_page(tab, system, tmp_path):
+    tab.sign_in()
+    tab.page.goto(f"http://{system.center}/ui/#/clusters/web")
+    done = []
+
+    def run(op):
+        done.append(finished_run(tab, op, done, 30).get_attribute("data-id"))
+
+    for text in ("v1", "v2"):
+        f = tmp_path / "app.txt"
+        f.write_text(text)
+        tab.testid("deploy-file").set_input_files(str(f))
+        tab.testid("deploy").click()
+        tab.testid("confirm-ok").click()
+        run("deploy")
+    tab.testid("rollback").click()
+    tab.testid("confirm-ok").click()
+    run("rollback")
+    for a in ("agent-1", "agent-2"):
+        current = os.path.join(system.work, a, "deploy", "app.txt")
+        with open(current) as f:
+            assert f.read() == "v1", a
+
+
+def test_a_viewer_sees_no_action_and_a_forced_one_is_refused(tab, system):
+    tab.sign_in("viewer")
+    tab.page.goto(f"http://{system.center}/ui/#/clusters/web")
+    tab.testid("read-only").wait_for()
+    assert tab.testid("restart").count() == 0
+    assert "(read-only)" in tab.testid("who").inner_text()
+    status = tab.page.evaluate("""async () => (await fetch('/v1/commands', {method: 'POST',
+        headers: {'Authorization': 'Bearer ' + localStorage.getItem('yard.token'), 'Content-Type': 'application/json'},
+        body: JSON.stringify({op: 'exec', argv: ['id'], cluster: 'web'})})).status""")
+    assert status == 403
+    # That refusal is the one console error the page may show.
+    forced = [p for p in tab.problems if "status of 403" in p]
+    assert len(forced) == 1, tab.problems
+    tab.problems.remove(forced[0])
+
+
+def test_a_wrong_credential_shows_the_401_and_how_to_sign_in(browser, system):
+    t = Page(browser, system)
+    try:
+        t.page.add_init_script("localStorage.setItem('yard.token', 'yard_000000000000_wrong')")
+        t.page.goto(f"http://{system.center}/ui/#/overview")
+        t.testid("signin").wait_for()
+        text = t.testid("signin").inner_text()
+        assert "refused the credential" in text and "yard login-link" in text, text
+        # The 401 itself is the one console error a refused credential gives.
+        t.problems = [p for p in t.problems if "401" not in p]
+        assert not t.problems, t.problems
+    finally:
+        t.close()
+
+
+def test_an_agent_chart_loads_its_history_and_then_advances(tab, system):
+    wait_for("cpu history of agent-1",
+             lambda: system.api("/v1/metrics/series?prefix=web/agent-1/")["series"], 20)
+    tab.sign_in()
+    tab.page.goto(f"http://{system.center}/ui/#/agents/web/agent-1?range=15m")
+    chart = tab.page.locator('[data-testid^="chart-web/agent-1/"]').first
+    chart.wait_for()
+    first = int(chart.get_attribute("data-last-ts"))
+    assert int(chart.get_attribute("data-points")) > 0
+    tab.page.wait_for_function(
+        f"""() => {{ const c = document.querySelector('[data-testid^="chart-web/agent-1/"]');
+                    return c && Number(c.dataset.lastTs) > {first}; }}""", timeout=10_000)
+    tab.testid("log-text").wait_for()
+    assert "tick" in tab.testid("log-text").inner_text()
+    tab.shot("agent-light")
+
+
+def test_a_center_restart_shows_reconnecting_and_resumes(tab, system):
+    tab.sign_in()
+    tab.page.goto(f"http://{system.center}/ui/#/topology")
+    tab.testid("agent-web/agent-1").wait_for()
+    system.procs["center"].stop()
+    tab.page.wait_for_selector('[data-testid="link"][data-state="reconnecting"]', timeout=10_000)
+    system.start_center()
+    tab.page.wait_for_selector('[data-testid="link"][data-state="live"]', timeout=20_000)
+    # The restarted center's snapshot is what the page shows: the agents are still there.
+    wait_for("the manager to report to the new center", lambda: system.running() == 2, 20)
+    tab.testid("agent-web/agent-2").wait_for(timeout=10_000)
+    # The stream cut by the restart and the attempts while the center was down are the only
+    # errors the browser may report.
+    expected = ("ERR_INCOMPLETE_CHUNKED_ENCODING", "ERR_CONNECTION_REFUSED", "ERR_EMPTY_RESPONSE")
+    tab.problems = [p for p in tab.problems if not any(e in p for e in expected)]
+
+
+def test_keyboard_shortcuts_and_screens_in_the_dark_theme(browser, system):
+    t = Page(browser, system, dark=True)
+    try:
+        t.sign_in()
+        assert t.page.evaluate("document.documentElement.dataset.theme") == "dark"
+        t.page.keyboard.press("?")
+        t.testid("help").wait_for()
+        t.page.keyboard.press("Escape")
+        t.page.keyboard.press("g")
+        t.page.keyboard.press("t")
+        t.page.wait_for_url("**/#/topology")
+        t.testid("tree").wait_for()
+        t.shot("topology-dark")
+        t.page.goto(f"http://{system.center}/ui/#/overview")
+        t.testid("n-clusters").wait_for()
+        t.shot("overview-dark")
+        t.page.goto(f"http://{system.center}/ui/#/clusters/web")
+        t.testid("nodes-total").wait_for()
+        t.shot("cluster-dark")
+        t.page.goto(f"http://{system.center}/ui/#/agents/web/agent-1")
+        t.page.locator('[data-testid^="chart-web/agent-1/"]').first.wait_for()
+        t.shot("agent-dark")
+        t.page.goto(f"http://{system.center}/ui/#/settings")
+        t.testid("sign-out").wait_for()
+        t.shot("settings-dark")
+        assert not t.problems, t.problems
+    finally:
+        t.close()
