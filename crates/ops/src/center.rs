@@ -12,6 +12,11 @@
 //! a queue of 8192 that drops the newest when full: senders time out and retry) and
 //! `<$>/ops/center-metrics/` for metric batches (a queue of 1024 batches that drops the oldest
 //! when the history store falls behind; `yard_center_metric_batches_dropped_total` counts them).
+//!
+//! The dashboard's live stream (`GET /v1/stream`, [`crate::stream`]): the actor writes each
+//! frame once into a ring of [`FRAMES`] that every client reads; a client that falls further
+//! behind than the ring gets a new snapshot instead of a gap. Each client's connection buffers
+//! 64 frames; past that its own task waits (the actor never does).
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -277,7 +282,7 @@ struct Frame {
 }
 
 /// Frames the stream's ring holds; a client further behind gets a new snapshot.
-const FRAMES: usize = 1024;
+pub const FRAMES: usize = 1024;
 /// Commands and changes a snapshot carries.
 const SNAPSHOT_RECENT: usize = 50;
 
@@ -986,7 +991,8 @@ pub fn classify(method: &Method, path: &str) -> Option<Rule> {
     let rule = match (seg.as_slice(), method.as_str()) {
         (["openapi.json"] | ["whoami"], _) if read => Rule::new(Open),
         (["stream"], _) if read => Rule::new(Read),
-        (["login"], "POST") => Rule::new(Open),
+        // The one-time code in the body is the credential (the handler checks it).
+        (["login"], "POST") => Rule::new(Open).own_credential(),
         (["login", "links"], "POST") => Rule::new(Admin),
         (["topology"] | ["clusters"] | ["clusters", _] | ["nodes"] | ["events"], _) if read => {
             Rule::new(Read)

@@ -723,7 +723,8 @@ async fn the_openapi_document_matches_the_running_center() {
 
     let mut checked = 0;
     for (path, item) in doc["paths"].as_object().unwrap() {
-        if item.get("get").is_none() {
+        // The live stream never ends: its frames are checked in crates/ops/tests/center.rs.
+        if item.get("get").is_none() || path == "/v1/stream" {
             continue;
         }
         let mut url = path
@@ -740,7 +741,10 @@ async fn the_openapi_document_matches_the_running_center() {
         assert_eq!(code, 200, "GET {url}: {body}");
         checked += 1;
     }
-    assert_eq!(checked, 13, "every GET in the document was called");
+    assert_eq!(
+        checked, 14,
+        "every GET in the document but the stream was called"
+    );
     // Documented errors look as documented.
     for (path, url) in [
         ("/v1/clusters/{name}", "/v1/clusters/nope"),
