@@ -30,6 +30,10 @@ pub struct FleetArgs {
     /// The measured window (after one warm-up interval).
     #[arg(long, default_value = "60s")]
     duration: String,
+    /// After the warm-up, write `{"center": ADDR, "pid": PID}` here, for a program that
+    /// measures something against the center while the fleet runs (bench/dashboard.py).
+    #[arg(long)]
+    ready_file: Option<std::path::PathBuf>,
 }
 
 /// Series per agent per interval: seven host series and one node's four.
@@ -210,6 +214,11 @@ pub(crate) async fn main(a: FleetArgs) -> anyhow::Result<()> {
         interval
     );
     round(0).await?;
+    if let Some(path) = &a.ready_file {
+        let ready = serde_json::json!({"center": addr, "pid": pid});
+        std::fs::write(path, ready.to_string())
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
     let stored_before = center_metric(&addr, "yard_center_samples_total").await?;
     let cpu0 = cpu_ticks(pid)?;
     let t0 = Instant::now();

@@ -161,6 +161,8 @@ window.addEventListener("hashchange", () => {
   if (location.hash.startsWith("#login=")) boot();
   else if (api.token()) route();
 });
+// For measurements (bench/dashboard.py) and debugging from the console.
+Object.defineProperty(window, "yardStream", { value: stream.state });
 applyTheme();
 showLink();
 boot();

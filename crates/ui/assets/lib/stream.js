@@ -23,6 +23,8 @@ export const state = {
   metrics: new Map(),
   /** Snapshots received (a new one after a gap or an overflow). */
   snapshots: 0,
+  /** Characters received on the stream (what bench/dashboard.py reads per idle tab). */
+  received: 0,
   lastError: "",
 };
 
@@ -150,6 +152,7 @@ async function read(body, ctl) {
   while (!ctl.signal.aborted) {
     const { value, done } = await reader.read();
     if (done) return;
+    state.received += value.length;
     buf += value;
     let end;
     while ((end = buf.indexOf("\n\n")) >= 0) {
