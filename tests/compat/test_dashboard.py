@@ -405,6 +405,35 @@ def test_an_agent_chart_loads_its_history_and_then_advances(tab, system):
     tab.shot("agent-light")
 
 
+def test_the_metrics_explorer_searches_on_the_server_compares_and_keeps_its_state(tab, system):
+    wait_for("cpu series of both agents", lambda: all(
+        system.api(f"/v1/metrics/series?prefix=web/{a}/cpu")["series"] for a in ("agent-1", "agent-2")), 20)
+    tab.sign_in()
+    tab.page.goto(f"http://{system.center}/ui/#/metrics")
+    tab.testid("series-search").fill("/cpu")
+    for a in ("agent-1", "agent-2"):
+        button = tab.page.locator(f'[data-series="web/{a}/cpu"]')
+        button.wait_for()
+        button.click()
+        tab.testid(f"picked-web/{a}/cpu").wait_for()
+    # What the server found is what the page lists.
+    want = system.api("/v1/metrics/series?q=/cpu&limit=20")
+    listed = tab.page.locator("[data-series]").evaluate_all("els => els.map(e => e.dataset.series)")
+    assert listed == want["series"], (listed, want)
+    tab.page.locator('[data-testid="explore-web/agent-1/cpu"]').wait_for()
+    assert int(tab.page.locator('[data-testid="explore-web/agent-1/cpu"]').get_attribute("data-points")) > 0
+    tab.testid("overlay").check()
+    tab.page.locator('[data-testid="chart-overlay"][data-series="2"]').wait_for()
+    tab.page.locator('[data-range="6h"]').click()
+    assert "range=6h" in tab.page.url and "overlay=1" in tab.page.url
+    tab.page.locator('[data-range="6h"].active').wait_for()
+    tab.page.locator('[data-testid="chart-overlay"][data-series="2"]').wait_for()
+    tab.page.reload()
+    tab.page.locator('[data-testid="chart-overlay"][data-series="2"]').wait_for()
+    assert tab.page.locator('[data-range="6h"]').get_attribute("class") == "active"
+    tab.shot("metrics-light")
+
+
 def test_a_center_restart_shows_reconnecting_and_resumes(tab, system):
     tab.sign_in()
     tab.page.goto(f"http://{system.center}/ui/#/topology")
@@ -444,6 +473,9 @@ def test_keyboard_shortcuts_and_screens_in_the_dark_theme(browser, system):
         t.page.goto(f"http://{system.center}/ui/#/agents/web/agent-1")
         t.page.locator('[data-testid^="chart-web/agent-1/"]').first.wait_for()
         t.shot("agent-dark")
+        t.page.goto(f"http://{system.center}/ui/#/metrics?s=web/agent-1/cpu,web/agent-2/cpu&overlay=1")
+        t.testid("chart-overlay").wait_for()
+        t.shot("metrics-dark")
         t.page.goto(f"http://{system.center}/ui/#/settings")
         t.testid("sign-out").wait_for()
         t.shot("settings-dark")

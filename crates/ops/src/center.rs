@@ -170,6 +170,9 @@ pub struct SeriesPoints {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SeriesList {
     pub series: Vec<String>,
+    /// Names that match, beyond `limit` too.
+    #[serde(default)]
+    pub total: usize,
 }
 
 /// `POST /v1/artifacts` answered.
@@ -1456,15 +1459,30 @@ async fn query(State(c): State<Arc<Center>>, Query(q): Query<MetricsQuery>) -> R
 #[derive(Deserialize)]
 struct SeriesQuery {
     prefix: Option<String>,
+    /// Only names containing this (the dashboard's search).
+    q: Option<String>,
+    /// At most this many names (1 to 10,000; every one without it).
+    limit: Option<usize>,
 }
 
 async fn series(State(c): State<Arc<Center>>, Query(q): Query<SeriesQuery>) -> Response {
-    let list = c
+    let mut list = c
         .tsdb
         .lock()
         .expect("tsdb")
         .series(q.prefix.as_deref().unwrap_or(""));
-    Json(SeriesList { series: list }).into_response()
+    if let Some(text) = q.q.as_deref().filter(|t| !t.is_empty()) {
+        list.retain(|name| name.contains(text));
+    }
+    let total = list.len();
+    if let Some(limit) = q.limit {
+        list.truncate(limit.clamp(1, 10_000));
+    }
+    Json(SeriesList {
+        series: list,
+        total,
+    })
+    .into_response()
 }
 
 #[derive(Deserialize)]

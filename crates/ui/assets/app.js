@@ -9,6 +9,7 @@ import { overview } from "./views/overview.js";
 import { topology } from "./views/topology.js";
 import { cluster } from "./views/cluster.js";
 import { agent } from "./views/agent.js";
+import { metrics } from "./views/metrics.js";
 import { settings, applyTheme } from "./views/settings.js";
 
 /** @typedef {{ el: HTMLElement, update?: (what: string) => void, close?: () => void }} View */
@@ -20,6 +21,7 @@ const routes = [
   { re: /^#\/topology(?:\?(.*))?$/, view: (/** @type {string[]} */ m) => topology(new URLSearchParams(m[1] || "")) },
   { re: /^#\/clusters\/([^/?]+)(?:\?.*)?$/, view: (/** @type {string[]} */ m) => cluster(decodeURIComponent(m[1])) },
   { re: /^#\/agents\/([^/?]+)\/([^/?]+)(?:\?.*)?$/, view: (/** @type {string[]} */ m) => agent(decodeURIComponent(m[1]), decodeURIComponent(m[2])) },
+  { re: /^#\/metrics(?:\?.*)?$/, view: () => metrics() },
   { re: /^#\/settings$/, view: () => settings() },
 ];
 
@@ -120,7 +122,7 @@ stream.onChange((what) => {
 });
 
 // Keyboard: "?" lists the shortcuts, "/" searches, "g" then a letter goes to a page.
-const keys = { o: "#/overview", t: "#/topology", s: "#/settings" };
+const keys = { o: "#/overview", t: "#/topology", m: "#/metrics", s: "#/settings" };
 let pendingG = false;
 document.addEventListener("keydown", (e) => {
   const t = /** @type {HTMLElement} */ (e.target);
@@ -128,7 +130,7 @@ document.addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey) return;
   if (pendingG) {
     pendingG = false;
-    const to = keys[/** @type {"o"|"t"|"s"} */ (e.key)];
+    const to = keys[/** @type {"o"|"t"|"m"|"s"} */ (e.key)];
     if (to) location.hash = to;
     return;
   }

@@ -39,6 +39,7 @@ static ASSETS: &[Asset] = &[
     file!("vendor/uPlot.min.css", "text/css; charset=utf-8"),
     file!("views/agent.js", "text/javascript; charset=utf-8"),
     file!("views/cluster.js", "text/javascript; charset=utf-8"),
+    file!("views/metrics.js", "text/javascript; charset=utf-8"),
     file!("views/overview.js", "text/javascript; charset=utf-8"),
     file!("views/settings.js", "text/javascript; charset=utf-8"),
     file!("views/topology.js", "text/javascript; charset=utf-8"),
