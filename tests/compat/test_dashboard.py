@@ -9,16 +9,14 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from conftest import YARD, admin_token, make_token
+from conftest import YARD, admin_token, free_port, wait_for
 
 import playwright.sync_api as playwright_api  # noqa: E402 (pinned in requirements.txt)
 
@@ -32,22 +30,6 @@ name = "ticker"
 command = "/bin/sh"
 args = ["-c", "while true; do echo tick $(date +%s); sleep 1; done"]
 """
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, cond, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 class Proc:

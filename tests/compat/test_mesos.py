@@ -22,7 +22,7 @@ import urllib.request
 import pytest
 from pymesos import MesosSchedulerDriver, Scheduler, decode_data, encode_data
 
-from conftest import YARD, admin_token, wait_for
+from conftest import YARD, admin_token, free_port, wait_for
 
 # The framework's Mesos principal: the master is started with --mesos-credentials, and pymesos
 # and mesos-cli send it as HTTP Basic credentials, as they would to a Mesos master.
@@ -49,12 +49,6 @@ def session_alive(sid):
             if int(fields[3]) == sid:
                 return True
     return False
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def free_port_block(n):

@@ -4,32 +4,14 @@ Switchyard series through its own query API."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
-import time
 import urllib.parse
 import urllib.request
 
 import pytest
 
-from conftest import YARD
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(what, cond, timeout=60):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
+from conftest import YARD, free_port, wait_for
 
 
 def test_prometheus_scrapes_the_center_and_answers_a_switchyard_series():
@@ -85,7 +67,7 @@ def test_prometheus_scrapes_the_center_and_answers_a_switchyard_series():
             # The manager's registration makes it 1.
             return result if result and result[0]["value"][1] == "1" else None
 
-        result = wait_for("Prometheus to return yard_center_clusters = 1", query)
+        result = wait_for("Prometheus to return yard_center_clusters = 1", query, 60)
 
         def anonymous_up():
             q = urllib.parse.urlencode({"query": 'up{job="yard-anonymous"}'})
@@ -96,7 +78,7 @@ def test_prometheus_scrapes_the_center_and_answers_a_switchyard_series():
                 return None
             return res if res else None
 
-        assert wait_for("the anonymous job scraped", anonymous_up)[0]["value"][1] == "0"
+        assert wait_for("the anonymous job scraped", anonymous_up, 60)[0]["value"][1] == "0"
         assert result[0]["metric"]["__name__"] == "yard_center_clusters"
         assert result[0]["metric"]["instance"] == addr
     finally:

@@ -32,25 +32,55 @@ async fn get(routes: &axum::Router, path: &str) -> Json {
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// A center in this process on `clock`, with an empty in-memory token registry.
+struct TestCenter {
+    _dir: TempDir,
+    ep: Endpoint,
+    routes: axum::Router,
+    registry: Arc<yard_auth::Registry>,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl TestCenter {
+    async fn start(name: &str, clock: Arc<ManualClock>, manager_timeout: Duration) -> TestCenter {
+        let dir = TempDir::new(name);
+        let shutdown = CancellationToken::new();
+        let (ep, _router) =
+            Endpoint::spawn("center".into(), EndpointConfig::default(), shutdown.clone());
+        let stores = yard_store::Stores::new(ep.clone(), shutdown.clone());
+        let cfg = CenterConfig {
+            dir: dir.join("center"),
+            manager_timeout,
+            retention: Retention::default(),
+            clock,
+        };
+        let registry = Arc::new(yard_auth::Registry::in_memory(vec![]));
+        let (ext, task) =
+            center::start(cfg, ep.clone(), stores, registry.clone(), shutdown.clone())
+                .await
+                .unwrap();
+        TestCenter {
+            _dir: dir,
+            ep,
+            routes: ext.routes.unwrap(),
+            registry,
+            shutdown,
+            task,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn a_manager_that_falls_silent_is_lost_on_the_center_s_clock() {
-    let dir = TempDir::new("center-actor");
-    let shutdown = CancellationToken::new();
-    let (ep, _router) =
-        Endpoint::spawn("center".into(), EndpointConfig::default(), shutdown.clone());
-    let stores = yard_store::Stores::new(ep.clone(), shutdown.clone());
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let cfg = CenterConfig {
-        dir: dir.join("center"),
-        manager_timeout: Duration::from_secs(10),
-        retention: Retention::default(),
-        clock: clock.clone(),
-    };
-    let registry = Arc::new(yard_auth::Registry::in_memory(vec![]));
-    let (ext, task) = center::start(cfg, ep.clone(), stores, registry, shutdown.clone())
-        .await
-        .unwrap();
-    let routes = ext.routes.unwrap();
+    let c = TestCenter::start("center-actor", clock.clone(), Duration::from_secs(10)).await;
+    let (ep, routes) = (c.ep.clone(), c.routes.clone());
 
     let report = ClusterReport {
         cluster: "c1".into(),
@@ -114,8 +144,7 @@ async fn a_manager_that_falls_silent_is_lost_on_the_center_s_clock() {
         ]
     );
 
-    shutdown.cancel();
-    task.await.unwrap();
+    c.stop().await;
 }
 
 /// Reads server-sent events from a streaming body.
@@ -178,22 +207,9 @@ impl Sse {
 
 #[tokio::test]
 async fn the_stream_starts_from_a_snapshot_carries_each_change_and_resumes_where_it_left() {
-    let dir = TempDir::new("center-stream");
-    let shutdown = CancellationToken::new();
-    let (ep, _router) =
-        Endpoint::spawn("center".into(), EndpointConfig::default(), shutdown.clone());
-    let stores = yard_store::Stores::new(ep.clone(), shutdown.clone());
-    let cfg = CenterConfig {
-        dir: dir.join("center"),
-        manager_timeout: Duration::from_secs(60),
-        retention: Retention::default(),
-        clock: Arc::new(ManualClock::new(5_000)),
-    };
-    let registry = Arc::new(yard_auth::Registry::in_memory(vec![]));
-    let (ext, task) = center::start(cfg, ep.clone(), stores, registry, shutdown.clone())
-        .await
-        .unwrap();
-    let routes = ext.routes.unwrap();
+    let clock = Arc::new(ManualClock::new(5_000));
+    let c = TestCenter::start("center-stream", clock, Duration::from_secs(60)).await;
+    let (ep, routes) = (c.ep.clone(), c.routes.clone());
 
     // A new client: the snapshot of an empty system, at event 0.
     let mut live = Sse::open(&routes, "/v1/stream", None).await;
@@ -262,8 +278,7 @@ async fn the_stream_starts_from_a_snapshot_carries_each_change_and_resumes_where
     assert_eq!(bad.status(), 400);
 
     drop((live, back, current, stale));
-    shutdown.cancel();
-    task.await.unwrap();
+    c.stop().await;
 }
 
 async fn post(routes: &axum::Router, path: &str, body: Json) -> (u16, Json) {
@@ -286,23 +301,9 @@ async fn post(routes: &axum::Router, path: &str, body: Json) -> (u16, Json) {
 
 #[tokio::test]
 async fn a_login_code_gives_one_token_of_its_role_once_and_not_after_it_expires() {
-    let dir = TempDir::new("center-login");
-    let shutdown = CancellationToken::new();
-    let (ep, _router) =
-        Endpoint::spawn("center".into(), EndpointConfig::default(), shutdown.clone());
-    let stores = yard_store::Stores::new(ep.clone(), shutdown.clone());
     let clock = Arc::new(ManualClock::new(1_000_000));
-    let cfg = CenterConfig {
-        dir: dir.join("center"),
-        manager_timeout: Duration::from_secs(60),
-        retention: Retention::default(),
-        clock: clock.clone(),
-    };
-    let registry = Arc::new(yard_auth::Registry::in_memory(vec![]));
-    let (ext, task) = center::start(cfg, ep, stores, registry.clone(), shutdown.clone())
-        .await
-        .unwrap();
-    let routes = ext.routes.unwrap();
+    let c = TestCenter::start("center-login", clock.clone(), Duration::from_secs(60)).await;
+    let (routes, registry) = (c.routes.clone(), c.registry.clone());
 
     let (status, link) = post(
         &routes,
@@ -346,6 +347,5 @@ async fn a_login_code_gives_one_token_of_its_role_once_and_not_after_it_expires(
         "{late}"
     );
 
-    shutdown.cancel();
-    task.await.unwrap();
+    c.stop().await;
 }
