@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from conftest import YARD, admin_token, free_port, wait_for
+from conftest import YARD, admin_token, free_port, make_token, wait_for
 
 import playwright.sync_api as playwright_api  # noqa: E402 (pinned in requirements.txt)
 
@@ -211,6 +211,61 @@ def test_the_dashboard_is_served_with_a_strict_policy_and_the_root_leads_to_it(s
     with pytest.raises(urllib.error.HTTPError) as e:
         opener.open(f"http://{system.center}/", timeout=10)
     assert e.value.code == 302 and e.value.headers["Location"] == "/ui/"
+
+
+def raw(system, method, path, headers=(), body=None):
+    """Status and JSON body (or None) of one request, no credential unless a header gives one."""
+    req = urllib.request.Request(f"http://{system.center}{path}", method=method, data=body)
+    for k, v in headers:
+        req.add_header(k, v)
+    opener = urllib.request.build_opener(type("NoRedirect", (urllib.request.HTTPRedirectHandler,), {
+        "redirect_request": lambda *a, **k: None}))
+    try:
+        with opener.open(req, timeout=10) as r:
+            if r.headers.get("Content-Type", "").startswith("text/event-stream"):
+                return r.status, None
+            text = r.read()
+            return r.status, json.loads(text) if r.headers.get("Content-Type") == "application/json" else None
+    except urllib.error.HTTPError as e:
+        text = e.read()
+        try:
+            return e.code, json.loads(text)
+        except ValueError:
+            return e.code, None
+
+
+NEW_ROUTES = [("GET", "/v1/stream"), ("GET", "/v1/whoami"), ("POST", "/v1/login"),
+              ("POST", "/v1/login/links"), ("GET", "/"), ("GET", "/ui/")]
+
+
+def test_the_dashboard_routes_without_a_credential_and_from_a_foreign_origin(system):
+    json_body = [("Content-Type", "application/json")]
+    # Without a credential: the stream and link minting ask for one; a made-up code is refused;
+    # whoami says anonymous and may nothing; the files hold no data and load.
+    assert raw(system, "GET", "/v1/stream")[0] == 401
+    assert raw(system, "POST", "/v1/login/links", json_body, b"{}")[0] == 401
+    status, body = raw(system, "POST", "/v1/login", json_body, b'{"code": "0123456789abcdef"}')
+    assert (status, body["code"]) == (401, "bad_login_code"), body
+    status, body = raw(system, "GET", "/v1/whoami")
+    assert status == 200 and body["name"] == "anonymous", body
+    assert not any(body["may"][k] for k in ("read", "outputs", "command", "admin")), body
+    assert raw(system, "GET", "/")[0] == 302
+    assert raw(system, "GET", "/ui/")[0] == 200
+    # A viewer may read the stream, not mint links.
+    viewer = [("Authorization", f"Bearer {make_token('ui-viewer', 'viewer')}")]
+    assert raw(system, "GET", "/v1/stream", viewer)[0] == 200
+    assert raw(system, "POST", "/v1/login/links", viewer + json_body, b"{}")[0] == 403
+    # From another site's page, even with the admin's credential: every one refused.
+    foreign = [("Origin", "http://evil.example"), ("Authorization", f"Bearer {admin_token()}")]
+    for method, path in NEW_ROUTES:
+        body = b"{}" if method == "POST" else None
+        status, _ = raw(system, method, path, foreign + (json_body if body else []), body)
+        assert status == 403, (method, path, status)
+    # A cross-site simple POST (no JSON type) cannot mint a link either.
+    status, _ = raw(system, "POST", "/v1/login/links",
+                    [("Sec-Fetch-Site", "cross-site"), ("Content-Type", "text/plain"),
+                     ("Authorization", f"Bearer {admin_token()}")], b"{}")
+    assert status in (403, 415), status
 
 
 def test_the_login_link_works_once_and_the_page_shows_what_the_api_says(tab, system):
