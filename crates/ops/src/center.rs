@@ -1263,15 +1263,9 @@ async fn start_command(
     caller: Option<axum::Extension<Caller>>,
     body: Bytes,
 ) -> Response {
-    let b: StartRequest = match serde_json::from_slice(&body) {
+    let b: StartRequest = match json_request(&body, "a command") {
         Ok(b) => b,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("not a command: {e}"),
-            )
-        }
+        Err(r) => return *r,
     };
     // Deployments stay under each agent's deploy directory: say so before dispatching anything.
     let target = match &b.kind {
@@ -1819,15 +1813,9 @@ async fn login_link(State(c): State<Arc<Center>>, body: Bytes) -> Response {
     let req: LinkRequest = if body.is_empty() {
         LinkRequest::default()
     } else {
-        match serde_json::from_slice(&body) {
+        match json_request(&body, "a link request") {
             Ok(r) => r,
-            Err(e) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    format!("not a link request: {e}"),
-                )
-            }
+            Err(r) => return *r,
         }
     };
     let ttl = req.ttl_s.unwrap_or(900).clamp(1, 86_400);
@@ -1874,15 +1862,9 @@ impl std::fmt::Debug for LoggedIn {
 const SESSION: Duration = Duration::from_secs(12 * 3600);
 
 async fn login(State(c): State<Arc<Center>>, body: Bytes) -> Response {
-    let req: LoginRequest = match serde_json::from_slice(&body) {
+    let req: LoginRequest = match json_request(&body, "a login request") {
         Ok(r) => r,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                format!("not a login request: {e}"),
-            )
-        }
+        Err(r) => return *r,
     };
     let now = c.cfg.clock.now_ms();
     let role = match c.logins.lock().expect("logins").redeem(&req.code, now) {
@@ -1913,6 +1895,20 @@ async fn login(State(c): State<Arc<Center>>, body: Bytes) -> Response {
             e.to_string(),
         ),
     }
+}
+
+/// A JSON request body, or the 400 that says why it is not `what`.
+fn json_request<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    what: &str,
+) -> Result<T, Box<Response>> {
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            format!("not {what}: {e}"),
+        ))
+    })
 }
 
 /// `/` and `/ui`: to the dashboard.
