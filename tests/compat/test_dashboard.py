@@ -12,6 +12,7 @@ import signal
 import subprocess
 import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -19,6 +20,7 @@ import pytest
 from conftest import YARD, admin_token, free_port, make_token, wait_for
 
 import playwright.sync_api as playwright_api  # noqa: E402 (pinned in requirements.txt)
+from playwright.sync_api import expect  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = os.path.join(os.path.dirname(__file__), "..", "..", "target", "ui-shots")
@@ -488,6 +490,95 @@ def test_a_center_restart_shows_reconnecting_and_resumes(tab, system):
     tab.problems = [p for p in tab.problems if not any(e in p for e in expected)]
 
 
+def put_value(system, store, key, value):
+    """Writes one typed value through the center's store API (what any client of it could do)."""
+    req = urllib.request.Request(
+        f"http://{system.center}/v1/stores/{store}/keys/{urllib.parse.quote(key, safe='')}",
+        method="PUT", data=json.dumps(value).encode())
+    req.add_header("Authorization", f"Bearer {admin_token()}")
+    req.add_header("Content-Type", "application/json")
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+def inventory(system):
+    """A user store on the center's endpoint: two typed values and 60 counts, so that its keys
+    take two pages of the browser (50 a page)."""
+    if not any(s["name"] == "inventory" for s in system.api("/v1/stores")):
+        system.api("/v1/stores", method="POST", body={"name": "inventory", "role": "master", "backend": "memory"})
+    put_value(system, "inventory", "host/a", {"@data-type": "count", "data": 42})
+    put_value(system, "inventory", "host/b", {"@data-type": "vector", "data": [
+        {"@data-type": "string", "data": "web"}, {"@data-type": "port", "data": "80/tcp"},
+        {"@data-type": "address", "data": "10.0.0.7"}]})
+    for i in range(60):
+        put_value(system, "inventory", f"item/{i:02}", {"@data-type": "count", "data": i})
+
+
+def test_data_discovery_tails_a_topic_and_browses_a_stores_typed_values(tab, system):
+    inventory(system)
+    tab.sign_in()
+    tab.page.goto(f"http://{system.center}/ui/#/data")
+    # The mesh: this center's link to the manager, and the agents reached through it.
+    tab.testid("mesh-peer-manager web").wait_for()
+    tab.testid("mesh-via-agent-1").wait_for()
+    # The tail: a WebSocket to /v1/messages/json with the page's own credential; `yard pub` on
+    # an agent's endpoint crosses the mesh (agent, manager, center) to it.
+    tab.testid("tail-prefix").fill("/demo")
+    tab.testid("tail-start").click()
+    tab.page.wait_for_selector('[data-testid="tail-state"][data-state="live"]', timeout=5_000)
+    agent = system.procs["agent-1"].addr
+    subprocess.run([YARD, "pub", "-e", agent, "/demo/reading", "42", '[1, "two", 80/tcp]'],
+                   check=True, capture_output=True, timeout=30)
+    rows = tab.testid("tail-row")
+    rows.nth(1).wait_for(timeout=2_000)
+    assert "/demo/reading" in rows.nth(0).inner_text()
+    assert '[1, "two", 80/tcp]' in rows.nth(0).inner_text(), rows.nth(0).inner_text()
+    assert "count" in rows.nth(1).inner_text() and "42" in rows.nth(1).inner_text()
+    assert tab.testid("topic-/demo/reading").inner_text().split("\t")[1] == "2"
+    tab.shot("data-light")
+    # The stores: the key browser pages on the server and says how many keys there are.
+    tab.testid("store-inventory").get_by_role("link").click()
+    total = tab.testid("keys-total")
+    total.wait_for()
+    assert total.inner_text().startswith("50 of 62 keys"), total.inner_text()
+    tab.testid("keys-next").click()
+    expect(total).to_contain_text("12 of 62 keys")
+    assert tab.testid("keys-next").count() == 0
+    tab.testid("key-prefix").fill("host/")
+    tab.testid("key-prefix").press("Enter")
+    expect(total).to_contain_text("2 of 2 keys")
+    tab.testid("key-host/b").click()
+    viewer = tab.testid("value")
+    viewer.locator('[data-testid="value-type"]').first.wait_for()
+    types = viewer.locator('[data-testid="value-type"]').all_inner_texts()
+    assert types == ["vector", "string", "port", "address"], types
+    literals = viewer.locator('[data-testid="value-literal"]').all_inner_texts()
+    assert literals == ['"web"', "80/tcp", "10.0.0.7"], literals
+    # The state is in the URL: a reload shows the same store, prefix and value.
+    tab.page.reload()
+    tab.testid("value").locator('[data-testid="value-type"]').first.wait_for()
+    assert tab.testid("key-prefix").input_value() == "host/"
+    tab.testid("key-host/a").click()
+    expect(tab.testid("value").locator('[data-testid="value-literal"]')).to_have_text("42")
+    # The backup downloads as a file holding every entry.
+    with tab.page.expect_download() as d:
+        tab.testid("backup").click()
+    path = d.value.path()
+    assert os.path.getsize(path) > 0
+    assert tab.testid("backup-done").inner_text() == "Backup of 62 entries downloaded."
+
+
+def test_a_viewer_tails_topics_with_its_own_credential(browser, system):
+    # The tail starts from the URL, with the viewer's credential in the WebSocket's subprotocol.
+    t = Page(browser, system)
+    try:
+        t.sign_in("viewer")
+        t.page.goto(f"http://{system.center}/ui/#/data?tail=/demo")
+        t.page.wait_for_selector('[data-testid="tail-state"][data-state="live"]', timeout=5_000)
+        assert not t.problems, t.problems
+    finally:
+        t.close()
+
+
 def test_keyboard_shortcuts_and_screens_in_the_dark_theme(browser, system):
     t = Page(browser, system, dark=True)
     try:
@@ -513,6 +604,11 @@ def test_keyboard_shortcuts_and_screens_in_the_dark_theme(browser, system):
         t.page.goto(f"http://{system.center}/ui/#/metrics?s=web/agent-1/cpu,web/agent-2/cpu&overlay=1")
         t.testid("chart-overlay").wait_for()
         t.shot("metrics-dark")
+        inventory(system)
+        t.page.goto(f"http://{system.center}/ui/#/data?tail=/demo&store=inventory&prefix=host/")
+        t.testid("keys-total").wait_for()
+        t.testid("mesh-peer-manager web").wait_for()
+        t.shot("data-dark")
         t.page.goto(f"http://{system.center}/ui/#/settings")
         t.testid("sign-out").wait_for()
         t.shot("settings-dark")

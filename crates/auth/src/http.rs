@@ -4,7 +4,8 @@
 //! 2. **Origin**: a browser request from another origin (`Origin` not this listener's, or
 //!    `Sec-Fetch-Site: cross-site|same-site`) gets 403, WebSocket upgrades included.
 //! 3. **Credential**: `Authorization: Bearer <token>` or `Basic base64(name:token)` (zeekpy's
-//!    `ws://NAME:TOKEN@host/…`, Mesos clients' principal and secret). A bad credential gets 401
+//!    `ws://NAME:TOKEN@host/…`, Mesos clients' principal and secret), or, from a browser's
+//!    WebSocket, the subprotocol `yard.bearer.<base64url token>`. A bad credential gets 401
 //!    (never anonymous access), is audited, and slows that address down; none at all makes the
 //!    caller anonymous, with the listener's anonymous policy.
 //! 4. **Route policy**: the listener's classifier names the [`Permission`] and body type of
@@ -32,6 +33,32 @@ use serde_json::json;
 use crate::audit::{now_ms, AuditLog, AuditRecord};
 use crate::policy::{Permission, Policy, Principal};
 use crate::tokens::{AuthFailure, Registry};
+
+/// The WebSocket subprotocol a browser asks for with its credential; the server selects it, so
+/// the answer never echoes the credential.
+pub const WEBSOCKET_PROTOCOL: &str = "yard.v1";
+/// The prefix of the subprotocol that carries a credential: `yard.bearer.` and the token in
+/// base64url without padding (a subprotocol may hold only token characters).
+pub const WEBSOCKET_BEARER: &str = "yard.bearer.";
+
+/// The token a WebSocket upgrade offers in `Sec-WebSocket-Protocol` (`yard.bearer.B64URL`),
+/// if any. An offer that does not decode is a malformed credential, never anonymous access.
+pub fn websocket_bearer(headers: &HeaderMap) -> Result<Option<String>, AuthFailure> {
+    use base64::Engine;
+    for value in headers.get_all(header::SEC_WEBSOCKET_PROTOCOL) {
+        let value = value.to_str().map_err(|_| AuthFailure::Malformed)?;
+        for offer in value.split(',').map(str::trim) {
+            if let Some(b) = offer.strip_prefix(WEBSOCKET_BEARER) {
+                let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(b)
+                    .map_err(|_| AuthFailure::Malformed)?;
+                let token = String::from_utf8(raw).map_err(|_| AuthFailure::Malformed)?;
+                return Ok(Some(token));
+            }
+        }
+    }
+    Ok(None)
+}
 
 /// Both ends of a connection, as the listener accepted it
 /// (`into_make_service_with_connect_info::<Remote>()`).
@@ -321,10 +348,15 @@ impl Guard {
         None
     }
 
-    /// Reads the credential of a request: `Ok(anonymous)` without one.
+    /// Reads the credential of a request: `Ok(anonymous)` without one. A browser's WebSocket
+    /// cannot set `Authorization`; it offers the credential as a subprotocol instead
+    /// ([`websocket_bearer`]).
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthFailure> {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
-            return Ok(self.anonymous());
+            return match websocket_bearer(headers)? {
+                Some(t) => self.registry.authenticate(None, &t),
+                None => Ok(self.anonymous()),
+            };
         };
         let value = value.to_str().map_err(|_| AuthFailure::Malformed)?;
         if let Some(t) = value.strip_prefix("Bearer ") {
@@ -635,4 +667,32 @@ async fn check(g: &Guard, classify: &Classifier, req: &mut Request) -> Option<Re
     }
     req.extensions_mut().insert(caller);
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offer(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(header::SEC_WEBSOCKET_PROTOCOL, v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn a_browser_websocket_offers_its_credential_as_a_subprotocol() {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode("alice.s3cr+t/");
+        let h = offer(&format!("yard.v1, {WEBSOCKET_BEARER}{b64}"));
+        assert_eq!(
+            websocket_bearer(&h).unwrap().as_deref(),
+            Some("alice.s3cr+t/")
+        );
+        assert_eq!(websocket_bearer(&offer("yard.v1")).unwrap(), None);
+        assert_eq!(websocket_bearer(&HeaderMap::new()).unwrap(), None);
+        assert!(matches!(
+            websocket_bearer(&offer("yard.bearer.***")),
+            Err(AuthFailure::Malformed)
+        ));
+    }
 }

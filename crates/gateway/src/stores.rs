@@ -769,28 +769,112 @@ pub async fn info(State(gw): State<Arc<Gateway>>, Path(name): Path<String>) -> R
 #[derive(serde::Deserialize, Debug)]
 pub struct KeysQuery {
     prefix: Option<String>,
+    /// At most this many keys (a page); without it, every key.
+    limit: Option<usize>,
+    /// The cursor of the previous page (its `x-yard-next`): the JSON v1 form of its last key.
+    after: Option<String>,
 }
 
+/// The most keys one page holds.
+pub const KEYS_PAGE_MAX: usize = 1000;
+
+/// One page of `keys` (sorted as the store sorts them): the keys matching `prefix` after
+/// `after`, at most `limit` of them, the number matching in all, and the cursor of the next page
+/// when there is more.
+pub fn page_keys<'a>(
+    keys: &'a BTreeSet<Value>,
+    prefix: Option<&str>,
+    after: Option<&Value>,
+    limit: usize,
+) -> (Vec<&'a Value>, usize, Option<&'a Value>) {
+    let matches = |k: &Value| match prefix {
+        None => true,
+        Some(p) => k.as_str().is_some_and(|s| s.starts_with(p)),
+    };
+    let total = keys.iter().filter(|k| matches(k)).count();
+    use std::ops::Bound;
+    let start = match after {
+        Some(a) => Bound::Excluded(a),
+        None => Bound::Unbounded,
+    };
+    let mut rest = keys
+        .range::<Value, _>((start, Bound::Unbounded))
+        .filter(|k| matches(k));
+    let page: Vec<&Value> = rest.by_ref().take(limit).collect();
+    let next = match rest.next() {
+        Some(_) => page.last().copied(),
+        None => None,
+    };
+    (page, total, next)
+}
+
+/// `GET /v1/stores/NAME/keys?prefix=P&limit=N&after=CURSOR`: a JSON array of keys. With
+/// `limit`, the answer is one page: `x-yard-total` says how many keys match in all and
+/// `x-yard-next` carries the cursor of the next page (absent on the last), so a listing never
+/// looks complete when it is not.
 pub async fn keys(
     State(gw): State<Arc<Gateway>>,
     Path(name): Path<String>,
     UrlQuery(q): UrlQuery<KeysQuery>,
 ) -> Response {
+    let after = match q.after.as_deref().map(decode_cursor) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(e)) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_message",
+                &format!("after must be the x-yard-next of the previous page: {e}"),
+            )
+        }
+    };
+    let limit = match q.limit {
+        Some(0) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_message",
+                &format!("limit must be 1 to {KEYS_PAGE_MAX}"),
+            )
+        }
+        Some(n) => n.min(KEYS_PAGE_MAX),
+        None => usize::MAX,
+    };
     let keys = match gw.stores.read(&name, Query::Keys).await {
         Ok(Value::Set(s)) => s,
         Ok(_) => BTreeSet::new(),
         Err(e) => return failed(&e),
     };
     let opts = gw.config.json;
-    let out: Vec<Json> = keys
-        .iter()
-        .filter(|k| match &q.prefix {
-            None => true,
-            Some(p) => k.as_str().is_some_and(|s| s.starts_with(p.as_str())),
-        })
-        .map(|k| value_json(k, opts))
-        .collect();
-    answer(StatusCode::OK, Json::Array(out))
+    let (page, total, next) = page_keys(&keys, q.prefix.as_deref(), after.as_ref(), limit);
+    let out: Vec<Json> = page.into_iter().map(|k| value_json(k, opts)).collect();
+    let mut r = answer(StatusCode::OK, Json::Array(out));
+    let h = r.headers_mut();
+    if let Ok(v) = header::HeaderValue::from_str(&total.to_string()) {
+        h.insert(header::HeaderName::from_static("x-yard-total"), v);
+    }
+    if let Some(n) = next {
+        let v = header::HeaderValue::from_str(&encode_cursor(n, opts))
+            .expect("base64url is a valid header value");
+        h.insert(header::HeaderName::from_static("x-yard-next"), v);
+    }
+    r
+}
+
+/// A page cursor: the key's JSON v1 text in base64url (any key, any characters, one header).
+pub fn encode_cursor(key: &Value, opts: JsonOptions) -> String {
+    use base64::Engine;
+    let mut text = String::new();
+    json::write_value(&mut text, key, opts);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(text)
+}
+
+/// The key a cursor of [`encode_cursor`] names.
+pub fn decode_cursor(cursor: &str) -> Result<Value, String> {
+    use base64::Engine;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor.trim())
+        .map_err(|e| format!("not base64url ({e})"))?;
+    json::decode_value_bytes(&raw).map_err(|e| e.to_string())
 }
 
 pub async fn get_key(
@@ -966,6 +1050,39 @@ mod tests {
             panic!("not an object: {text}")
         };
         format!("{:?}", parse_envelope(&mut obj))
+    }
+
+    #[test]
+    fn key_pages_count_everything_and_say_where_the_next_one_starts() {
+        let keys: BTreeSet<Value> = ["a/1", "a/2", "a/3", "b/1", "é/ü"]
+            .into_iter()
+            .map(Value::string)
+            .chain([Value::Count(7)])
+            .collect();
+        let names = |p: &[&Value]| -> Vec<String> { p.iter().map(|k| format!("{k:?}")).collect() };
+        let (page, total, next) = page_keys(&keys, Some("a/"), None, 2);
+        assert_eq!(total, 3);
+        assert_eq!(
+            names(&page),
+            names(&[&Value::string("a/1"), &Value::string("a/2")])
+        );
+        assert_eq!(next, Some(&Value::string("a/2")));
+        let (page, total, next) = page_keys(&keys, Some("a/"), next, 2);
+        assert_eq!(
+            (names(&page), total, next),
+            (names(&[&Value::string("a/3")]), 3, None)
+        );
+        // Without a prefix every key counts, strings or not; a page that ends exactly at the
+        // end has no next.
+        let (page, total, next) = page_keys(&keys, None, None, 6);
+        assert_eq!((page.len(), total, next), (6, 6, None));
+        // A cursor survives any characters and round-trips through its header form.
+        let opts = JsonOptions::default();
+        let last = Value::string("é/ü");
+        assert_eq!(decode_cursor(&encode_cursor(&last, opts)).unwrap(), last);
+        assert!(decode_cursor("not a cursor!")
+            .unwrap_err()
+            .contains("base64url"));
     }
 
     #[test]

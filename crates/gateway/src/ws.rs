@@ -104,8 +104,11 @@ fn take_slot(gw: &Shared) -> Option<Slot> {
 }
 
 fn configure(ws: WebSocketUpgrade, gw: &Gateway) -> WebSocketUpgrade {
+    // A browser that offers its credential as a subprotocol also offers `yard.v1`, and gets
+    // that one back (a client that offers none gets none, as Broker's clients expect).
     ws.max_message_size(gw.config.max_message_size)
         .max_frame_size(gw.config.max_message_size)
+        .protocols([yard_auth::http::WEBSOCKET_PROTOCOL])
 }
 
 /// `GET /v1/messages/json`.

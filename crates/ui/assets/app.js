@@ -1,5 +1,6 @@
 // @ts-check
-// The dashboard: hash routes (#/overview, #/topology, #/clusters/NAME, #/agents/C/A, #/settings),
+// The dashboard: hash routes (#/overview, #/topology, #/clusters/NAME, #/agents/C/A, #/metrics,
+// #/data, #/settings),
 // every view's state in the URL; one live stream shared by every view; keyboard shortcuts.
 
 import { h, put, problem } from "./lib/dom.js";
@@ -10,6 +11,7 @@ import { topology } from "./views/topology.js";
 import { cluster } from "./views/cluster.js";
 import { agent } from "./views/agent.js";
 import { metrics } from "./views/metrics.js";
+import { data } from "./views/data.js";
 import { settings, applyTheme } from "./views/settings.js";
 
 /** @typedef {{ el: HTMLElement, update?: (what: string) => void, close?: () => void }} View */
@@ -22,6 +24,7 @@ const routes = [
   { re: /^#\/clusters\/([^/?]+)(?:\?.*)?$/, view: (/** @type {string[]} */ m) => cluster(decodeURIComponent(m[1])) },
   { re: /^#\/agents\/([^/?]+)\/([^/?]+)(?:\?.*)?$/, view: (/** @type {string[]} */ m) => agent(decodeURIComponent(m[1]), decodeURIComponent(m[2])) },
   { re: /^#\/metrics(?:\?.*)?$/, view: () => metrics() },
+  { re: /^#\/data(?:\?.*)?$/, view: () => data() },
   { re: /^#\/settings$/, view: () => settings() },
 ];
 
@@ -122,7 +125,7 @@ stream.onChange((what) => {
 });
 
 // Keyboard: "?" lists the shortcuts, "/" searches, "g" then a letter goes to a page.
-const keys = { o: "#/overview", t: "#/topology", m: "#/metrics", s: "#/settings" };
+const keys = { o: "#/overview", t: "#/topology", m: "#/metrics", d: "#/data", s: "#/settings" };
 let pendingG = false;
 document.addEventListener("keydown", (e) => {
   const t = /** @type {HTMLElement} */ (e.target);
@@ -130,7 +133,7 @@ document.addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey) return;
   if (pendingG) {
     pendingG = false;
-    const to = keys[/** @type {"o"|"t"|"m"|"s"} */ (e.key)];
+    const to = keys[/** @type {"o"|"t"|"m"|"d"|"s"} */ (e.key)];
     if (to) location.hash = to;
     return;
   }

@@ -221,6 +221,62 @@ async fn anonymous_websocket_clients_touch_no_store() {
     }
 }
 
+/// A browser's WebSocket cannot send `Authorization`: it offers the credential as the
+/// subprotocol `yard.bearer.<base64url>` beside `yard.v1`. The credential counts as if it were
+/// the header, the server selects `yard.v1` (never echoing the credential), and a bad one gets
+/// the same 401 as a bad header.
+#[tokio::test]
+async fn a_browser_websocket_credential_rides_in_the_subprotocol_and_is_never_echoed() {
+    use base64::Engine;
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let node = Node::start(&["--master", "users=memory"]);
+    let app = {
+        let out = yard()
+            .args(["token", "create", "browser-app", "--role", "app"])
+            .output()
+            .unwrap();
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let offer = |token: &str| {
+        let mut request = node.url().into_client_request().unwrap();
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
+        request.headers_mut().insert(
+            "sec-websocket-protocol",
+            format!("yard.v1, yard.bearer.{b64}").parse().unwrap(),
+        );
+        request
+    };
+    let (mut ws, answer) = tokio_tungstenite::connect_async(offer(&app))
+        .await
+        .expect("the credential in the subprotocol is accepted");
+    assert_eq!(
+        answer.headers().get("sec-websocket-protocol").unwrap(),
+        "yard.v1"
+    );
+    ws.send(tokio_tungstenite::tungstenite::Message::text("[]"))
+        .await
+        .unwrap();
+    assert_eq!(next_json(&mut ws).await["type"], "ack");
+    let op = serde_json::json!({"type": "store", "id": 1, "store": "users", "op": "put",
+        "key": {"@data-type": "string", "data": "k"}, "value": {"@data-type": "count", "data": 1}});
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        op.to_string(),
+    ))
+    .await
+    .unwrap();
+    let e = next_json(&mut ws).await;
+    assert_ne!(
+        e["type"], "error",
+        "the app's credential writes a user store: {e}"
+    );
+    let forged = format!("{}x", app);
+    match tokio_tungstenite::connect_async(offer(&forged)).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => assert_eq!(r.status(), 401),
+        other => panic!("a forged credential in the subprotocol must get 401, got {other:?}"),
+    }
+}
+
 /// Repeated bad credentials from one address are slowed down (and each is audited).
 #[tokio::test]
 async fn guessing_tokens_gets_slower() {

@@ -60,6 +60,42 @@ export async function get(path) {
   return answer(await fetch(path, { headers: headers(), cache: "no-store" }));
 }
 
+/** A GET whose answer's headers matter too (pages of store keys). @param {string} path */
+export async function getWithHeaders(path) {
+  const r = await fetch(path, { headers: headers(), cache: "no-store" });
+  return { body: await answer(r), headers: r.headers };
+}
+
+/** Saves what `path` answers as a file named `name` (a store's backup). @param {string} path @param {string} name */
+export async function download(path, name) {
+  const r = await fetch(path, { headers: headers(), cache: "no-store" });
+  if (!r.ok) return answer(r);
+  const url = URL.createObjectURL(await r.blob());
+  const a = document.createElement("a");
+  a.href = url;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+  return Number(r.headers.get("x-yard-entries") || 0);
+}
+
+/**
+ * A WebSocket to this origin's `path`. A browser cannot set Authorization on it, so the
+ * credential rides as the subprotocol `yard.bearer.<base64url>` beside `yard.v1`, which the
+ * server selects (it never echoes the credential). @param {string} path
+ */
+export function socket(path) {
+  const bytes = new TextEncoder().encode(token());
+  let bin = "";
+  for (const b of bytes) bin += String.fromCharCode(b);
+  const b64 = btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const protocols = token() ? ["yard.v1", `yard.bearer.${b64}`] : ["yard.v1"];
+  return new WebSocket(`${scheme}://${location.host}${path}`, protocols);
+}
+
 /** @param {string} path @param {any} body */
 export async function post(path, body) {
   return answer(await fetch(path, {

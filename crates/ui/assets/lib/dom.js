@@ -70,3 +70,15 @@ export function problem(e) {
   const text = e && e.code ? `${e.code}: ${e.context}` : String(e && e.message || e);
   return h("div", { class: "problem", role: "alert", "data-testid": "error" }, text);
 }
+
+/** An SVG element, as h() builds HTML ones. @param {string} tag @param {Record<string, any> | null} [attrs] @param {...any} children @returns {SVGElement} */
+export function svg(tag, attrs, ...children) {
+  const el = document.createElementNS("http://www.w3.org/2000/svg", tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on") && typeof v === "function") el.addEventListener(k.slice(2), v);
+    else el.setAttribute(k, String(v));
+  }
+  append(el, children);
+  return el;
+}
