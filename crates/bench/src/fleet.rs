@@ -62,6 +62,7 @@ fn report(cluster: &str, manager: &Endpoint, agents: usize, started: u64) -> Msg
             id: manager.id().to_string(),
             address: "127.0.0.1:1".into(),
             started_ms: started,
+            mesos: None,
         },
         agents: (0..agents)
             .map(|i| AgentView {

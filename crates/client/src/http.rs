@@ -50,6 +50,8 @@ impl<'a> Request<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     pub status: u16,
+    /// Its `Content-Type`, if it gave one.
+    pub content_type: Option<String>,
     pub body: Vec<u8>,
 }
 
@@ -150,7 +152,17 @@ pub fn parse_answer(buf: &[u8]) -> Result<Answer, Malformed> {
     } else {
         body.to_vec()
     };
-    Ok(Answer { status, body })
+    let content_type = head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim()
+            .eq_ignore_ascii_case("content-type")
+            .then(|| v.trim().to_string())
+    });
+    Ok(Answer {
+        status,
+        content_type,
+        body,
+    })
 }
 
 fn dechunk(mut b: &[u8]) -> Result<Vec<u8>, Malformed> {
@@ -194,6 +206,7 @@ mod tests {
             plain,
             Answer {
                 status: 200,
+                content_type: None,
                 body: b"hi".to_vec()
             }
         );
@@ -225,6 +238,7 @@ mod tests {
     fn a_refusal_carries_the_server_s_code_and_context() {
         let a = Answer {
             status: 404,
+            content_type: None,
             body: br#"{"code":"unknown_cluster","context":"no cluster \"x\""}"#.to_vec(),
         };
         let e = a.ok("GET", "/v1/clusters/x").unwrap_err();
@@ -235,6 +249,7 @@ mod tests {
         );
         let text = Answer {
             status: 503,
+            content_type: None,
             body: b"busy".to_vec(),
         };
         assert!(text

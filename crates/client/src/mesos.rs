@@ -171,3 +171,40 @@ impl Mesos {
         self.get(&p).await
     }
 }
+
+/// The center's way to its clusters' Mesos masters ([`yard_ops::rm_proxy`]): one HTTP exchange
+/// per call, bounded by `timeout`.
+#[derive(Debug, Clone)]
+pub struct Forwarder {
+    pub timeout: std::time::Duration,
+}
+
+impl yard_ops::rm_proxy::MesosProxy for Forwarder {
+    fn forward(&self, f: yard_ops::rm_proxy::Forward) -> yard_ops::rm_proxy::Pending {
+        let timeout = self.timeout;
+        Box::pin(async move {
+            use yard_ops::rm_proxy::{Answer, Unreachable};
+            let json = !f.body.is_empty();
+            let request = Request {
+                method: f.method,
+                path: &f.path,
+                body: &f.body,
+                content_type: json.then_some("application/json"),
+                authorization: f.authorization.as_deref(),
+            };
+            let unreachable = |why: String| Unreachable {
+                addr: f.addr.clone(),
+                why,
+            };
+            match tokio::time::timeout(timeout, http::request(&f.addr, request)).await {
+                Err(_) => Err(unreachable(format!("no answer within {timeout:?}"))),
+                Ok(Err(e)) => Err(unreachable(e.to_string())),
+                Ok(Ok(a)) => Ok(Answer {
+                    status: a.status,
+                    content_type: a.content_type,
+                    body: a.body,
+                }),
+            }
+        })
+    }
+}

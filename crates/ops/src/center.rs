@@ -71,6 +71,9 @@ pub struct CenterConfig {
     pub retention: Retention,
     /// Where the center reads the time (its cores take it from there).
     pub clock: Arc<dyn Clock>,
+    /// How `/v1/clusters/C/rm/...` reaches the clusters' Mesos masters; without one those
+    /// routes answer 501.
+    pub mesos: Option<Arc<dyn crate::rm_proxy::MesosProxy>>,
 }
 
 /// `GET /v1/topology`: the center and every cluster.
@@ -1007,6 +1010,10 @@ pub fn classify(method: &Method, path: &str) -> Option<Rule> {
         (["commands", _] | ["logs", _, _, _], _) if read => Rule::new(Outputs),
         (["commands"], "POST") => Rule::new(Command),
         (["artifacts"], "POST") => Rule::bytes(Command),
+        // A cluster's resource manager, passed to its Mesos master (rm_proxy::route).
+        (["clusters", _, "rm", rest @ ..], m) => {
+            Rule::new(crate::rm_proxy::route(m, &rest.join("/"))?.permission)
+        }
         _ => return None,
     };
     Some(rule)
@@ -1018,6 +1025,10 @@ fn routes(c: Arc<Center>) -> Router {
         .route("/v1/topology", get(topology))
         .route("/v1/clusters", get(clusters))
         .route("/v1/clusters/{name}", get(cluster))
+        .route(
+            "/v1/clusters/{name}/rm/{*rest}",
+            get(rm).post(rm).delete(rm),
+        )
         .route("/v1/nodes", get(nodes))
         .route("/v1/logs/{cluster}/{agent}/{node}", get(logs))
         .route("/v1/events", get(events))
@@ -1092,6 +1103,75 @@ async fn cluster(State(c): State<Arc<Center>>, Path(name): Path<String>) -> Resp
         ),
     })
     .await
+}
+
+/// `/v1/clusters/C/rm/...`: passed to the Mesos master cluster C's manager reported, with the
+/// caller's credential (see [`crate::rm_proxy`]).
+async fn rm(
+    State(c): State<Arc<Center>>,
+    method: axum::http::Method,
+    Path((name, rest)): Path<(String, String)>,
+    axum::extract::RawQuery(raw): axum::extract::RawQuery,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let Some(route) = crate::rm_proxy::route(method.as_str(), &rest) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("{method} /v1/clusters/{name}/rm/{rest} is not a route of the resource manager (state, agents, frameworks, tasks, services)"),
+        );
+    };
+    let Some(proxy) = c.cfg.mesos.clone() else {
+        return error(
+            StatusCode::NOT_IMPLEMENTED,
+            "no_rm_proxy",
+            "this center was started without a way to reach the Mesos masters",
+        );
+    };
+    let looked = name.clone();
+    let addr = match c
+        .ask(move |s| s.topology.clusters.get(&looked).map(|r| r.manager.mesos.clone()))
+        .await
+    {
+        Err(r) => return r,
+        Ok(None) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_cluster",
+                format!("no cluster {name:?}"),
+            )
+        }
+        Ok(Some(None)) => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "no_rm",
+                format!("the manager of cluster {name:?} runs no Mesos master (it was started with --mesos-listen off)"),
+            )
+        }
+        Ok(Some(Some(addr))) => addr,
+    };
+    let authorization = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let request = crate::rm_proxy::Forward {
+        addr,
+        method: route.method,
+        path: format!("{}{}", route.path, crate::rm_proxy::query(raw.as_deref())),
+        body: body.to_vec(),
+        authorization,
+    };
+    match proxy.forward(request).await {
+        Ok(a) => {
+            let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let ct = a
+                .content_type
+                .unwrap_or_else(|| "application/octet-stream".into());
+            (status, [(axum::http::header::CONTENT_TYPE, ct)], a.body).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_GATEWAY, "rm_unreachable", e.to_string()),
+    }
 }
 
 #[derive(Deserialize)]

@@ -25,6 +25,7 @@ pub use yard_auth::logfile;
 pub mod manager;
 pub mod nodes;
 pub mod proto;
+pub mod rm_proxy;
 pub mod rollout;
 pub mod rpc;
 pub mod sample;

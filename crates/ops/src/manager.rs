@@ -59,6 +59,8 @@ pub struct ManagerConfig {
     pub metrics_interval: Duration,
     /// Where the manager reads the time (its cores take it from there).
     pub clock: Arc<dyn Clock>,
+    /// The address of the Mesos master beside it, if any (reported to the center).
+    pub mesos: Option<String>,
 }
 
 /// What reaches the manager's actor besides the fabric's inboxes.
@@ -298,6 +300,7 @@ impl Actor {
             id: self.m.ep.id().to_string(),
             address: self.m.ep.config().listen.clone(),
             started_ms: self.m.started_ms,
+            mesos: self.m.cfg.mesos.clone(),
         });
         let m = self.m.clone();
         tokio::spawn(async move {

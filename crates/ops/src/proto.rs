@@ -224,6 +224,10 @@ pub struct ManagerView {
     pub address: String,
     /// Unix milliseconds when this manager process started.
     pub started_ms: u64,
+    /// Its Mesos master's address, when it runs one (the center passes the dashboard's
+    /// resource and service calls there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mesos: Option<String>,
 }
 
 /// One measurement.

@@ -227,6 +227,7 @@ mod tests {
                 id: mgr.into(),
                 address: "127.0.0.1:2".into(),
                 started_ms: started,
+                mesos: None,
             },
             agents,
         }

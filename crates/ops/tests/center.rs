@@ -32,9 +32,37 @@ async fn get(routes: &axum::Router, path: &str) -> Json {
     serde_json::from_slice(&bytes).unwrap()
 }
 
+/// Stands in for the clusters' Mesos masters: records what the center forwards and answers
+/// each with its path (or, for the address `down`, not at all).
+#[derive(Debug, Default)]
+struct Masters {
+    seen: std::sync::Mutex<Vec<yard_ops::rm_proxy::Forward>>,
+}
+
+impl yard_ops::rm_proxy::MesosProxy for Masters {
+    fn forward(&self, f: yard_ops::rm_proxy::Forward) -> yard_ops::rm_proxy::Pending {
+        self.seen.lock().unwrap().push(f.clone());
+        Box::pin(async move {
+            if f.addr == "down" {
+                return Err(yard_ops::rm_proxy::Unreachable {
+                    addr: f.addr,
+                    why: "connection refused".into(),
+                });
+            }
+            Ok(yard_ops::rm_proxy::Answer {
+                status: 200,
+                content_type: Some("application/json".into()),
+                body: serde_json::to_vec(&serde_json::json!({"path": f.path})).unwrap(),
+            })
+        })
+    }
+}
+
 /// A center in this process on `clock`, with an empty in-memory token registry.
 struct TestCenter {
     _dir: TempDir,
+    /// What the center passed to the Mesos masters.
+    mesos: Arc<Masters>,
     ep: Endpoint,
     routes: axum::Router,
     registry: Arc<yard_auth::Registry>,
@@ -45,6 +73,7 @@ struct TestCenter {
 impl TestCenter {
     async fn start(name: &str, clock: Arc<ManualClock>, manager_timeout: Duration) -> TestCenter {
         let dir = TempDir::new(name);
+        let mesos = Arc::new(Masters::default());
         let shutdown = CancellationToken::new();
         let (ep, _router) =
             Endpoint::spawn("center".into(), EndpointConfig::default(), shutdown.clone());
@@ -54,6 +83,7 @@ impl TestCenter {
             manager_timeout,
             retention: Retention::default(),
             clock,
+            mesos: Some(mesos.clone()),
         };
         let registry = Arc::new(yard_auth::Registry::in_memory(vec![]));
         let (ext, task) =
@@ -62,6 +92,7 @@ impl TestCenter {
                 .unwrap();
         TestCenter {
             _dir: dir,
+            mesos,
             ep,
             routes: ext.routes.unwrap(),
             registry,
@@ -88,6 +119,7 @@ async fn a_manager_that_falls_silent_is_lost_on_the_center_s_clock() {
             id: "M1".into(),
             address: "127.0.0.1:9901".into(),
             started_ms: 0,
+            mesos: None,
         },
         agents: vec![],
     };
@@ -226,6 +258,7 @@ async fn the_stream_starts_from_a_snapshot_carries_each_change_and_resumes_where
             id: "M1".into(),
             address: "127.0.0.1:9901".into(),
             started_ms: 0,
+            mesos: None,
         },
         agents: vec![],
     };
@@ -347,5 +380,113 @@ async fn a_login_code_gives_one_token_of_its_role_once_and_not_after_it_expires(
         "{late}"
     );
 
+    c.stop().await;
+}
+
+/// `/v1/clusters/C/rm/...` reaches the master cluster C's manager reported, with the caller's
+/// own credential and only on the listed routes; a cluster without a master, a route not
+/// listed and a master that does not answer each get their own error, and reach nothing.
+#[tokio::test]
+async fn resource_manager_calls_go_to_the_reported_master_with_the_caller_s_credential() {
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let c = TestCenter::start("center-rm", clock, Duration::from_secs(60)).await;
+    for (cluster, mesos) in [
+        ("c1", Some("127.0.0.1:5050")),
+        ("c2", None),
+        ("c3", Some("down")),
+    ] {
+        let report = ClusterReport {
+            cluster: cluster.into(),
+            manager: ManagerView {
+                id: format!("M-{cluster}"),
+                address: "127.0.0.1:9901".into(),
+                started_ms: 0,
+                mesos: mesos.map(str::to_string),
+            },
+            agents: vec![],
+        };
+        rpc::call(
+            &c.ep,
+            format!("{CENTER}register"),
+            &Msg::Register(report),
+            Duration::from_secs(10),
+        )
+        .await
+        .unwrap();
+    }
+    let call = |method: &str, path: &str, body: &str| {
+        let r = Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", "Bearer caller-token")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .unwrap();
+        let routes = c.routes.clone();
+        async move {
+            let a = routes.oneshot(r).await.unwrap();
+            let status = a.status().as_u16();
+            let bytes = axum::body::to_bytes(a.into_body(), 1 << 20).await.unwrap();
+            (status, serde_json::from_slice::<Json>(&bytes).unwrap())
+        }
+    };
+    let (status, body) = call("GET", "/v1/clusters/c1/rm/tasks?limit=5&path=/etc", "").await;
+    assert_eq!(
+        (status, body["path"].as_str()),
+        (200, Some("/master/tasks?limit=5"))
+    );
+    let (status, _) = call(
+        "POST",
+        "/v1/clusters/c1/rm/services/hello/scale",
+        r#"{"instances":2}"#,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let seen = c.mesos.seen.lock().unwrap().clone();
+    assert_eq!(
+        seen,
+        vec![
+            yard_ops::rm_proxy::Forward {
+                addr: "127.0.0.1:5050".into(),
+                method: "GET",
+                path: "/master/tasks?limit=5".into(),
+                body: vec![],
+                authorization: Some("Bearer caller-token".into()),
+            },
+            yard_ops::rm_proxy::Forward {
+                addr: "127.0.0.1:5050".into(),
+                method: "POST",
+                path: "/services/hello/scale".into(),
+                body: br#"{"instances":2}"#.to_vec(),
+                authorization: Some("Bearer caller-token".into()),
+            },
+        ]
+    );
+    let (status, body) = call("GET", "/v1/clusters/c2/rm/agents", "").await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("no_rm")));
+    let (status, body) = call("GET", "/v1/clusters/nope/rm/agents", "").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (404, Some("unknown_cluster"))
+    );
+    let (status, body) = call("POST", "/v1/clusters/c1/rm/api/v1", "{}").await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(
+        c.mesos.seen.lock().unwrap().len(),
+        2,
+        "refused calls reach no master"
+    );
+    let (status, body) = call("GET", "/v1/clusters/c3/rm/state", "").await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (502, Some("rm_unreachable"))
+    );
+    assert!(
+        body["context"]
+            .as_str()
+            .unwrap()
+            .contains("connection refused"),
+        "{body}"
+    );
     c.stop().await;
 }

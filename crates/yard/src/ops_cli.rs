@@ -166,6 +166,9 @@ fn center_role(a: &CenterArgs, dir: PathBuf) -> anyhow::Result<Role> {
             hour: dur("hour-retention", &a.hour_retention)?,
         },
         clock: std::sync::Arc::new(yard_ops::SystemClock),
+        mesos: Some(std::sync::Arc::new(yard_client::mesos::Forwarder {
+            timeout: Duration::from_secs(10),
+        })),
     }))
 }
 
@@ -223,8 +226,13 @@ async fn manager_role(a: &ManagerArgs, dir: PathBuf) -> anyhow::Result<Role> {
     };
     let agent_timeout = dur("agent-timeout", &a.agent_timeout)?;
     let mesos = a.mesos.build(&a.cluster, &dir, agent_timeout).await?;
+    let mesos_addr = mesos
+        .as_ref()
+        .and_then(|m| m.listener.local_addr().ok())
+        .map(|a| a.to_string());
     Ok(Role::Manager(
         yard_ops::manager::ManagerConfig {
+            mesos: mesos_addr,
             cluster: a.cluster.clone(),
             center: a.center.clone(),
             dir,
@@ -371,11 +379,23 @@ pub(crate) async fn up(a: UpArgs) -> anyhow::Result<()> {
         CENTER_LISTEN.into(),
         center_role(&center, data.join("center"))?,
     )];
+    let master = crate::rm_cli::MasterArgs::default()
+        .build(
+            "local",
+            &data.join("manager-local"),
+            Duration::from_secs(10),
+        )
+        .await?;
+    let master_addr = master
+        .as_ref()
+        .and_then(|m| m.listener.local_addr().ok())
+        .map(|a| a.to_string());
     plan.push((
         "manager".into(),
         MANAGER_LISTEN.into(),
         Role::Manager(
             yard_ops::manager::ManagerConfig {
+                mesos: master_addr,
                 cluster: "local".into(),
                 center: CENTER_LISTEN.into(),
                 dir: data.join("manager-local"),
@@ -385,13 +405,7 @@ pub(crate) async fn up(a: UpArgs) -> anyhow::Result<()> {
                 metrics_interval: Duration::from_secs(5),
                 clock: std::sync::Arc::new(yard_ops::SystemClock),
             },
-            crate::rm_cli::MasterArgs::default()
-                .build(
-                    "local",
-                    &data.join("manager-local"),
-                    Duration::from_secs(10),
-                )
-                .await?,
+            master,
         ),
     ));
     for i in 1..=a.agents {

@@ -293,6 +293,7 @@ mod tests {
                     id: "0123456789abcdef".into(),
                     address: "127.0.0.1:9901".into(),
                     started_ms: 0,
+                    mesos: None,
                 },
                 manager_state: "up".into(),
                 agents: vec![

@@ -1,0 +1,162 @@
+//! The center's window onto each cluster's resource manager: `/v1/clusters/C/rm/...` is passed
+//! to the Mesos master that cluster's manager reported, with the caller's own credential (the
+//! master's guard checks it again and audits the call), so the dashboard reads and changes
+//! resources and services from the center's one origin.
+//!
+//! Only the routes in [`route`] pass, each with the permission the center asks for first: the
+//! master's state, agents, frameworks, tasks and services to read, and services to deploy, scale
+//! and remove. Nothing else of the master (scheduler and operator calls) is reachable this way.
+//! The HTTP exchange itself is the binary's ([`MesosProxy`]): this crate holds no HTTP client.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use yard_auth::Permission;
+
+/// One request the center passes to a master.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Forward {
+    /// The master's address (HOST:PORT).
+    pub addr: String,
+    pub method: &'static str,
+    /// The master's path, with the caller's query string.
+    pub path: String,
+    pub body: Vec<u8>,
+    /// The caller's `Authorization` header, passed on unchanged.
+    pub authorization: Option<String>,
+}
+
+/// What the master answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub content_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// Why no answer came back from the master.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the Mesos master at {addr} did not answer: {why}")]
+pub struct Unreachable {
+    pub addr: String,
+    pub why: String,
+}
+
+/// The future a [`MesosProxy`] returns.
+pub type Pending = Pin<Box<dyn Future<Output = Result<Answer, Unreachable>> + Send>>;
+
+/// Carries a [`Forward`] to its master and brings the answer back (with a timeout).
+pub trait MesosProxy: Send + Sync + std::fmt::Debug + 'static {
+    fn forward(&self, request: Forward) -> Pending;
+}
+
+/// A route of the master that the center passes on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// What the caller needs at the center.
+    pub permission: Permission,
+    pub method: &'static str,
+    /// The master's path (without the query).
+    pub path: String,
+}
+
+/// A service name as the master accepts it in a path.
+fn plain(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        && name != "."
+        && name != ".."
+}
+
+/// The master's route for `METHOD /v1/clusters/C/rm/REST`, or `None` for anything else.
+pub fn route(method: &str, rest: &str) -> Option<Route> {
+    use Permission::*;
+    let seg: Vec<&str> = rest.split('/').collect();
+    let (permission, method, path) = match (method, seg.as_slice()) {
+        ("GET", ["state"]) => (Read, "GET", "/master/state".to_string()),
+        ("GET", ["agents"]) => (Read, "GET", "/master/slaves".to_string()),
+        ("GET", ["frameworks"]) => (Read, "GET", "/master/frameworks".to_string()),
+        ("GET", ["tasks"]) => (Read, "GET", "/master/tasks".to_string()),
+        ("GET", ["services"]) => (Read, "GET", "/services".to_string()),
+        ("GET", ["services", n]) if plain(n) => (Read, "GET", format!("/services/{n}")),
+        ("POST", ["services"]) => (Command, "POST", "/services".to_string()),
+        ("POST", ["services", n, "scale"]) if plain(n) => {
+            (Command, "POST", format!("/services/{n}/scale"))
+        }
+        ("DELETE", ["services", n]) if plain(n) => (Command, "DELETE", format!("/services/{n}")),
+        _ => return None,
+    };
+    Some(Route {
+        permission,
+        method,
+        path,
+    })
+}
+
+/// The query string passed on: only `limit`, `offset` and `order` (the master's task paging),
+/// so that nothing else of the caller's URL reaches the master.
+pub fn query(raw: Option<&str>) -> String {
+    let Some(raw) = raw else {
+        return String::new();
+    };
+    let kept: Vec<&str> = raw
+        .split('&')
+        .filter(|kv| {
+            let k = kv.split('=').next().unwrap_or("");
+            matches!(k, "limit" | "offset" | "order")
+                && kv
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "=_-".contains(c))
+        })
+        .collect();
+    if kept.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", kept.join("&"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_listed_routes_pass_each_with_its_permission() {
+        let r = |m, p| route(m, p).map(|r| (r.permission, r.method, r.path));
+        assert_eq!(
+            r("GET", "agents"),
+            Some((Permission::Read, "GET", "/master/slaves".into()))
+        );
+        assert_eq!(
+            r("POST", "services/web-1/scale"),
+            Some((Permission::Command, "POST", "/services/web-1/scale".into()))
+        );
+        assert_eq!(
+            r("DELETE", "services/hello"),
+            Some((Permission::Command, "DELETE", "/services/hello".into()))
+        );
+        for (m, p) in [
+            ("POST", "state"),
+            ("GET", "api/v1/scheduler"),
+            ("POST", "api/v1"),
+            ("GET", "services/../master/state"),
+            ("GET", "services/a/b"),
+            ("DELETE", "services"),
+            ("GET", "services/"),
+            ("GET", "services/%2e%2e"),
+        ] {
+            assert_eq!(r(m, p), None, "{m} {p}");
+        }
+    }
+
+    #[test]
+    fn only_paging_parameters_reach_the_master() {
+        assert_eq!(query(None), "");
+        assert_eq!(query(Some("limit=10&offset=5")), "?limit=10&offset=5");
+        assert_eq!(query(Some("limit=10&path=/etc/passwd&x=1")), "?limit=10");
+        assert_eq!(query(Some("order=des%26jsonp=x")), "");
+    }
+}
