@@ -579,6 +579,103 @@ def test_a_viewer_tails_topics_with_its_own_credential(browser, system):
         t.close()
 
 
+def rm_cluster(system):
+    """Cluster `rm`: a manager whose Mesos master listens on a free port, and one agent that
+    offers its resources (tasks in cgroups, as root). Stopped by the caller."""
+    procs = {}
+    procs["manager"] = Proc([
+        "manager", "--cluster", "rm", "--center", system.center, "--listen", "127.0.0.1:0",
+        "--data", os.path.join(system.work, "manager-rm"), "--report-interval", "1s",
+        "--agent-timeout", f"{AGENT_TIMEOUT_S}s", "--mesos-listen", f"127.0.0.1:{free_port()}"])
+    first = free_port()
+    procs["agent"] = Proc([
+        "agent", "--manager", procs["manager"].addr, "--name", "r1", "--listen", "127.0.0.1:0",
+        "--data", os.path.join(system.work, "r1"), "--heartbeat", "250ms", "--mesos-listen", "127.0.0.1:0",
+        "--resources", f"cpus:2;mem:512;disk:256;ports:[{first}-{first}]"])
+    # This manager's registration (a test before may have left cluster rm's record behind).
+    wait_for("cluster rm registered by this manager, with its master's address",
+             lambda: any(c["name"] == "rm" and c["manager"]["address"] == procs["manager"].addr
+                         and c["manager"].get("mesos") for c in system.topology()["clusters"]), 15)
+    return procs
+
+
+def service(system, name):
+    """The service as the center passes it from cluster rm's master (None once it is gone)."""
+    for s in system.api("/v1/clusters/rm/rm/services")["services"]:
+        if s["name"] == name:
+            return s
+    return None
+
+
+def test_resources_and_services_deploy_scale_and_remove_from_the_page(tab, system):
+    procs = rm_cluster(system)
+    try:
+        tab.sign_in()
+        tab.page.goto(f"http://{system.center}/ui/#/resources?cluster=rm")
+        # The agent with its resources, as the master reports them (read through the center).
+        row = tab.testid("rm-agent-r1")
+        row.wait_for(timeout=15_000)
+        assert "0 / 2" in row.inner_text() and "0 / 512" in row.inner_text(), row.inner_text()
+        spec = {"name": "ui-svc", "instances": 1, "command": "exec sleep 600", "cpus": 0.5, "mem": 32}
+        tab.testid("deploy-open").click()
+        tab.testid("spec").fill(json.dumps(spec))
+        tab.testid("deploy-service").click()
+        tab.testid("confirm-ok").click()
+        card = tab.page.locator('[data-testid="service-ui-svc"][data-running="1"]')
+        card.wait_for(timeout=15_000)
+        assert service(system, "ui-svc")["running"] == 1
+        # The agent's used share follows the task (0.5 of 2 cpus).
+        expect(row).to_contain_text("0.50 / 2")
+        tab.shot("resources-light")
+        # Scale: the count goes up on the page as it does in the master.
+        tab.testid("service-ui-svc").locator('[data-testid="scale-count"]').fill("2")
+        tab.testid("service-ui-svc").locator('[data-testid="scale"]').click()
+        tab.testid("confirm-ok").click()
+        tab.page.locator('[data-testid="service-ui-svc"][data-running="2"]').wait_for(timeout=15_000)
+        assert service(system, "ui-svc")["running"] == 2
+        # An invalid spec is refused by the master, and the page says why where the user acted.
+        tab.testid("spec").fill(json.dumps({**spec, "instances": -1}))
+        tab.testid("deploy-service").click()
+        tab.testid("confirm-ok").click()
+        tab.testid("deploy-result").locator('[data-testid="error"]').wait_for()
+        # Chromium logs the refused request: that one was asked for.
+        refused = [p for p in tab.problems if "status of 400" in p]
+        assert len(refused) == 1, tab.problems
+        tab.problems.remove(refused[0])
+        # Remove: the instances are killed and the service leaves the page and the master.
+        tab.testid("service-ui-svc").locator('[data-testid="remove"]').click()
+        tab.testid("confirm-ok").click()
+        tab.testid("service-ui-svc").wait_for(state="detached", timeout=20_000)
+        assert service(system, "ui-svc") is None
+    finally:
+        for p in reversed(list(procs.values())):
+            p.stop()
+
+
+def test_a_viewer_reads_resources_but_is_offered_no_change_and_a_forced_one_is_refused(tab, system):
+    procs = rm_cluster(system)
+    try:
+        tab.sign_in("viewer")
+        tab.page.goto(f"http://{system.center}/ui/#/resources?cluster=rm")
+        tab.testid("rm-agent-r1").wait_for(timeout=15_000)
+        tab.testid("read-only").wait_for()
+        assert tab.testid("deploy-service").count() == 0
+        forced = tab.page.evaluate("""async () => {
+            const r = await fetch('/v1/clusters/rm/rm/services', {method: 'POST',
+              headers: {'Authorization': 'Bearer ' + localStorage.getItem('yard.token'), 'Content-Type': 'application/json'},
+              body: JSON.stringify({name: 'x', instances: 1, command: 'true', cpus: 0.1, mem: 8})});
+            return [r.status, (await r.json()).code];
+        }""")
+        assert forced == [403, "forbidden"], forced
+        # Chromium logs the refused request: that one was asked for.
+        refused = [p for p in tab.problems if "status of 403" in p]
+        assert len(refused) == 1, tab.problems
+        tab.problems.remove(refused[0])
+    finally:
+        for p in reversed(list(procs.values())):
+            p.stop()
+
+
 def test_keyboard_shortcuts_and_screens_in_the_dark_theme(browser, system):
     t = Page(browser, system, dark=True)
     try:
@@ -609,8 +706,17 @@ def test_keyboard_shortcuts_and_screens_in_the_dark_theme(browser, system):
         t.testid("keys-total").wait_for()
         t.testid("mesh-peer-manager web").wait_for()
         t.shot("data-dark")
-        t.page.goto(f"http://{system.center}/ui/#/settings")
-        t.testid("sign-out").wait_for()
+        procs = rm_cluster(system)
+        try:
+            t.page.goto(f"http://{system.center}/ui/#/resources?cluster=rm")
+            t.testid("rm-agent-r1").wait_for(timeout=15_000)
+            t.shot("resources-dark")
+            # Away from the page before its master stops (it would show the 502s, rightly).
+            t.page.goto(f"http://{system.center}/ui/#/settings")
+            t.testid("sign-out").wait_for()
+        finally:
+            for p in reversed(list(procs.values())):
+                p.stop()
         t.shot("settings-dark")
         assert not t.problems, t.problems
     finally:

@@ -1,6 +1,6 @@
 // @ts-check
 // The dashboard: hash routes (#/overview, #/topology, #/clusters/NAME, #/agents/C/A, #/metrics,
-// #/data, #/settings),
+// #/data, #/resources, #/settings),
 // every view's state in the URL; one live stream shared by every view; keyboard shortcuts.
 
 import { h, put, problem } from "./lib/dom.js";
@@ -12,6 +12,7 @@ import { cluster } from "./views/cluster.js";
 import { agent } from "./views/agent.js";
 import { metrics } from "./views/metrics.js";
 import { data } from "./views/data.js";
+import { resources } from "./views/resources.js";
 import { settings, applyTheme } from "./views/settings.js";
 
 /** @typedef {{ el: HTMLElement, update?: (what: string) => void, close?: () => void }} View */
@@ -25,6 +26,7 @@ const routes = [
   { re: /^#\/agents\/([^/?]+)\/([^/?]+)(?:\?.*)?$/, view: (/** @type {string[]} */ m) => agent(decodeURIComponent(m[1]), decodeURIComponent(m[2])) },
   { re: /^#\/metrics(?:\?.*)?$/, view: () => metrics() },
   { re: /^#\/data(?:\?.*)?$/, view: () => data() },
+  { re: /^#\/resources(?:\?.*)?$/, view: () => resources() },
   { re: /^#\/settings$/, view: () => settings() },
 ];
 
@@ -125,7 +127,7 @@ stream.onChange((what) => {
 });
 
 // Keyboard: "?" lists the shortcuts, "/" searches, "g" then a letter goes to a page.
-const keys = { o: "#/overview", t: "#/topology", m: "#/metrics", d: "#/data", s: "#/settings" };
+const keys = { o: "#/overview", t: "#/topology", m: "#/metrics", d: "#/data", r: "#/resources", s: "#/settings" };
 let pendingG = false;
 document.addEventListener("keydown", (e) => {
   const t = /** @type {HTMLElement} */ (e.target);
@@ -133,7 +135,7 @@ document.addEventListener("keydown", (e) => {
   if (e.ctrlKey || e.metaKey || e.altKey) return;
   if (pendingG) {
     pendingG = false;
-    const to = keys[/** @type {"o"|"t"|"m"|"d"|"s"} */ (e.key)];
+    const to = keys[/** @type {"o"|"t"|"m"|"d"|"r"|"s"} */ (e.key)];
     if (to) location.hash = to;
     return;
   }

@@ -43,6 +43,7 @@ static ASSETS: &[Asset] = &[
     file!("views/data.js", "text/javascript; charset=utf-8"),
     file!("views/metrics.js", "text/javascript; charset=utf-8"),
     file!("views/overview.js", "text/javascript; charset=utf-8"),
+    file!("views/resources.js", "text/javascript; charset=utf-8"),
     file!("views/settings.js", "text/javascript; charset=utf-8"),
     file!("views/topology.js", "text/javascript; charset=utf-8"),
 ];

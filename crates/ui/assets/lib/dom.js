@@ -58,9 +58,9 @@ export function badge(state, testid) {
 /** The colour class of a state. @param {string} state */
 export function cls(state) {
   switch (state) {
-    case "up": case "running": case "healthy": case "ok": return "ok";
+    case "up": case "running": case "healthy": case "ok": case "stable": return "ok";
     case "lost": case "failed": case "unhealthy": case "timed_out": return "bad";
-    case "starting": case "backoff": case "pending": return "warn";
+    case "starting": case "backoff": case "pending": case "deploying": case "upgrading": case "removing": return "warn";
     default: return "idle";
   }
 }
@@ -81,4 +81,20 @@ export function svg(tag, attrs, ...children) {
   }
   append(el, children);
   return el;
+}
+
+/** Asks in a modal dialog; resolves true when the user confirms. @param {string} question @param {string} [ok] */
+export function ask(question, ok = "Run") {
+  const dialog = /** @type {HTMLDialogElement} */ (h("dialog", { "data-testid": "confirm" },
+    h("form", { method: "dialog" }, h("p", null, question),
+      h("button", { value: "cancel", type: "submit" }, "Cancel"), " ",
+      h("button", { value: "ok", type: "submit", class: "primary", "data-testid": "confirm-ok" }, ok))));
+  document.body.append(dialog);
+  return new Promise((resolve) => {
+    dialog.addEventListener("close", () => {
+      dialog.remove();
+      resolve(dialog.returnValue === "ok");
+    });
+    dialog.showModal();
+  });
 }

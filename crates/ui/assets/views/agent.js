@@ -23,6 +23,7 @@ export function agent(cl, name) {
   const plots = new Map();
   let closed = false;
   let logTimer = 0;
+  let retryTimer = 0;
 
   /** @param {Record<string, string>} change */
   function setParams(change) {
@@ -52,7 +53,13 @@ export function agent(cl, name) {
     try {
       const s = await api.get(`/v1/metrics/series?prefix=${encodeURIComponent(prefix)}`);
       const names = s.series.slice(0, CHARTS);
-      if (!names.length) charts.append(h("p", { class: "empty" }, "No metrics recorded for this agent yet."));
+      if (!names.length) {
+        // A new agent's first samples are seconds away: ask again until they are there.
+        charts.append(h("p", { class: "empty" }, "No metrics recorded for this agent yet."));
+        clearTimeout(retryTimer);
+        retryTimer = window.setTimeout(() => { if (!closed) load(); }, 2000);
+        return;
+      }
       for (const series of names) {
         const q = new URLSearchParams({ series, since: range(), resolution: "auto" });
         const r = await api.get(`/v1/metrics/query?${q}`);
@@ -145,6 +152,7 @@ export function agent(cl, name) {
     close() {
       closed = true;
       clearTimeout(logTimer);
+      clearTimeout(retryTimer);
       for (const p of plots.values()) p.plot.destroy();
       stream.watch([]);
     },

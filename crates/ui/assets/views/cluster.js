@@ -4,7 +4,7 @@
 // follows the command live (GET /v1/commands/ID?after=V&wait_ms=…, as `yard commands --follow`)
 // and ends with the per-node result table. Actions the caller may not run are not offered.
 
-import { h, put, badge, ago, problem } from "../lib/dom.js";
+import { h, put, badge, ago, problem, ask } from "../lib/dom.js";
 import * as api from "../lib/api.js";
 const me = api.me;
 import { state } from "../lib/stream.js";
@@ -99,25 +99,16 @@ export function cluster(name) {
    * Asks, then starts a command and follows it.
    * @param {string} what @param {() => Promise<any>} body
    */
-  function confirmThen(what, body) {
-    const dialog = /** @type {HTMLDialogElement} */ (h("dialog", { "data-testid": "confirm" },
-      h("form", { method: "dialog" }, h("p", null, what),
-        h("button", { value: "cancel", type: "submit" }, "Cancel"), " ",
-        h("button", { value: "ok", type: "submit", class: "primary", "data-testid": "confirm-ok" }, "Run"))));
-    document.body.append(dialog);
-    dialog.addEventListener("close", async () => {
-      dialog.remove();
-      if (dialog.returnValue !== "ok") return;
-      put(progress, h("p", null, "Starting…"));
-      try {
-        const spec = await body();
-        const started = await api.post("/v1/commands", { ...spec, cluster: name });
-        follow(started.id);
-      } catch (e) {
-        put(progress, problem(e));
-      }
-    });
-    dialog.showModal();
+  async function confirmThen(what, body) {
+    if (!(await ask(what))) return;
+    put(progress, h("p", null, "Starting…"));
+    try {
+      const spec = await body();
+      const started = await api.post("/v1/commands", { ...spec, cluster: name });
+      follow(started.id);
+    } catch (e) {
+      put(progress, problem(e));
+    }
   }
 
   /** @param {string} id */

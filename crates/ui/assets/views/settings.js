@@ -36,6 +36,6 @@ export function settings() {
 
 export function shortcuts() {
   return h("dl", { class: "keys" },
-    [["?", "show or hide the shortcuts"], ["/", "search or filter on this page"], ["g o", "overview"], ["g t", "topology"], ["g m", "metrics"], ["g d", "data"], ["g s", "settings"], ["Esc", "close"]]
+    [["?", "show or hide the shortcuts"], ["/", "search or filter on this page"], ["g o", "overview"], ["g t", "topology"], ["g m", "metrics"], ["g r", "resources"], ["g d", "data"], ["g s", "settings"], ["Esc", "close"]]
       .map(([k, v]) => [h("dt", null, h("kbd", null, k)), h("dd", null, v)]));
 }
