@@ -695,3 +695,104 @@ fn a_launch_emits_its_record_then_the_agent_s_launch_and_a_restart_recovers_from
     );
     assert_eq!(store[&format!("task/{fid}/t1")]["unreachable"], true);
 }
+
+/// The KILLs in `out`, as (agent endpoint, task, grace).
+fn kills(out: &[Out]) -> Vec<(String, String, u64)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Out::Agent {
+                endpoint,
+                msg: Wire::Kill {
+                    task_id, grace_ms, ..
+                },
+            } => Some((endpoint.clone(), task_id.clone(), *grace_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A restarted master knows its tasks from its records before their agents are back; a KILL
+/// asked in that window may never reach the agent (nothing links to it yet). The master keeps
+/// the kill and sends it again when the agent registers and reports the task (the services'
+/// adopted instances stopped at once after a manager restart, not only when their framework's
+/// retry came round). The same holds for a task whose agent is unreachable.
+#[test]
+fn a_kill_asked_before_the_agent_is_back_reaches_it_when_it_registers() {
+    let mut m = master();
+    let mut store = BTreeMap::new();
+    let agent = register(&mut m, "a", "cpus:2;mem:1024", vec![], 0);
+    let fid = subscribe(&mut m, &["PARTITION_AWARE"], 0);
+    persisted(&mut store, &m.take_out());
+    m.allocate(0);
+    let offer = offer_ids(&m.take_out(), &fid)[0].clone();
+    m.call_json(&launch(&fid, &offer, "t1", 0.5), Some("stream-1"), 10)
+        .unwrap();
+    persisted(&mut store, &m.take_out());
+    let running = json!({"task_id":{"value":"t1"},"state":"TASK_RUNNING","uuid":"AAAAAAAAAAAAAAAAAAAAAA==","source":"SOURCE_EXECUTOR","timestamp":0.02});
+    m.agent_update(&agent, &fid, running.clone(), 20);
+    persisted(&mut store, &m.take_out());
+
+    let mut m = master();
+    m.recover(store.clone().into_iter().collect(), 100_000);
+    let again = json!({"type":"SUBSCRIBE","framework_id":{"value":fid},"subscribe":{"framework_info":
+        {"id":{"value":fid},"user":"root","name":"t","capabilities":[{"type":"PARTITION_AWARE"}],"failover_timeout":5}}});
+    m.subscribe_json(&again, "stream-2", 100_010).unwrap();
+    m.take_out();
+    let kill = json!({"type":"KILL","framework_id":{"value":fid},"kill":{"task_id":{"value":"t1"},"kill_policy":{"grace_period":{"nanoseconds":2_000_000_000u64}}}});
+    assert_eq!(m.call_json(&kill, Some("stream-2"), 100_020), Ok(202));
+    // Sent at once to the endpoint the records name (it may be lost on the way)...
+    assert_eq!(
+        kills(&m.take_out()),
+        [("ep-a".to_string(), "t1".to_string(), 2000)]
+    );
+    // ...and again when the agent registers with the task still running.
+    let report = TaskReport {
+        framework_id: fid.clone(),
+        framework_info: m.frameworks[&fid].info.clone(),
+        task: json!({"task_id":{"value":"t1"},"name":"t1","resources":[]}),
+        status: running,
+    };
+    let r = m
+        .register_agent(
+            Registration {
+                agent_id: Some(agent.clone()),
+                name: "a".into(),
+                hostname: "127.0.0.1".into(),
+                port: 5051,
+                endpoint: "ep-a2".into(),
+                resources: "cpus:2;mem:1024".into(),
+                attributes: BTreeMap::new(),
+                tasks: vec![report.clone()],
+            },
+            100_030,
+        )
+        .unwrap();
+    assert!(matches!(r, Wire::Registered { .. }), "{r:?}");
+    assert_eq!(
+        kills(&m.take_out()),
+        [("ep-a2".to_string(), "t1".to_string(), 2000)]
+    );
+    // A task that ended is not killed again when its agent registers once more.
+    m.agent_update(
+        &agent,
+        &fid,
+        json!({"task_id":{"value":"t1"},"state":"TASK_KILLED","uuid":"AAAAAAAAAAAAAAAAAAAAAQ==","source":"SOURCE_EXECUTOR","timestamp":100.04}),
+        100_040,
+    );
+    m.take_out();
+    m.register_agent(
+        Registration {
+            agent_id: Some(agent.clone()),
+            name: "a".into(),
+            hostname: "127.0.0.1".into(),
+            port: 5051,
+            endpoint: "ep-a2".into(),
+            resources: "cpus:2;mem:1024".into(),
+            attributes: BTreeMap::new(),
+            tasks: vec![],
+        },
+        100_050,
+    )
+    .unwrap();
+    assert!(kills(&m.take_out()).is_empty());
+}

@@ -102,6 +102,7 @@ impl Master {
                         statuses: vec![status],
                         role: role.clone(),
                         unreachable: false,
+                        kill_grace_ms: None,
                     };
                     if let Some(a) = self.agents.get_mut(&agent_id) {
                         a.used.add(&res);

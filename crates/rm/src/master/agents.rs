@@ -63,6 +63,7 @@ impl Master {
         });
         // Reconcile: what the agent runs against what the master knows.
         let mut kill = Vec::new();
+        let mut pending_kills = Vec::new();
         let mut reported = std::collections::HashSet::new();
         for rep in &r.tasks {
             let tid = get_id(&rep.task, "task_id").unwrap_or("").to_string();
@@ -85,6 +86,10 @@ impl Master {
                     let back = t.unreachable;
                     t.unreachable = false;
                     t.agent_id = id.clone();
+                    if let (Some(grace_ms), false) = (t.kill_grace_ms, state.is_terminal()) {
+                        // Asked to stop while the agent was away: it hears it now.
+                        pending_kills.push((key.clone(), grace_ms));
+                    }
                     if back || t.state != state {
                         t.state = state;
                         t.statuses
@@ -118,6 +123,7 @@ impl Master {
                         statuses: vec![json!({"state": state, "timestamp": secs(now_ms)})],
                         role,
                         unreachable: false,
+                        kill_grace_ms: None,
                     };
                     self.agents.get_mut(&id).expect("inserted").used.add(&res);
                     if let Some(f) = self.frameworks.get_mut(&rep.framework_id) {
@@ -156,6 +162,16 @@ impl Master {
                     "The agent does not run this task any more",
                     now_ms,
                 ),
+            );
+        }
+        for ((fid, tid), grace_ms) in pending_kills {
+            self.send_agent(
+                &id,
+                Wire::Kill {
+                    framework_id: fid,
+                    task_id: tid,
+                    grace_ms,
+                },
             );
         }
         Ok(Wire::Registered { agent_id: id, kill })

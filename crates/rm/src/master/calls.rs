@@ -241,19 +241,23 @@ impl Master {
     }
 
     fn kill(&mut self, fid: &str, task: &str, grace_ms: u64, now_ms: u64) {
-        match self.tasks.get(&(fid.to_string(), task.to_string())) {
-            Some(t) if !t.unreachable => {
-                let agent = t.agent_id.clone();
-                self.send_agent(
-                    &agent,
-                    Wire::Kill {
-                        framework_id: fid.to_string(),
-                        task_id: task.to_string(),
-                        grace_ms,
-                    },
-                );
+        match self.tasks.get_mut(&(fid.to_string(), task.to_string())) {
+            Some(t) => {
+                // Kept, so that the agent gets it again when it registers (below, and in
+                // `register_agent`): sent now it may be lost on the way.
+                t.kill_grace_ms = Some(grace_ms);
+                if !t.unreachable {
+                    let agent = t.agent_id.clone();
+                    self.send_agent(
+                        &agent,
+                        Wire::Kill {
+                            framework_id: fid.to_string(),
+                            task_id: task.to_string(),
+                            grace_ms,
+                        },
+                    );
+                }
             }
-            Some(_) => {} // the agent is unreachable: it will be reconciled when it returns
             None => {
                 let s = self.master_status(
                     task,

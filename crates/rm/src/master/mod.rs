@@ -86,6 +86,10 @@ pub struct Task {
     pub role: String,
     /// Reported unreachable (its agent is silent).
     pub unreachable: bool,
+    /// The grace period of a KILL asked for it (ms): sent again when its agent registers, since
+    /// one asked while the agent is away (unreachable, or not back yet with a restarted master)
+    /// may never reach it. Kept in memory only: a framework asks again after a restart.
+    pub kill_grace_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone)]

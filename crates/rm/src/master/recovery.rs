@@ -101,6 +101,7 @@ impl Master {
                     .unwrap_or_default(),
                 role: v["role"].as_str().unwrap_or("*").into(),
                 unreachable: v["unreachable"].as_bool().unwrap_or(false),
+                kill_grace_ms: None,
             };
             self.executor_ref(&task, true);
             self.tasks.insert((fid.to_string(), tid.to_string()), task);
