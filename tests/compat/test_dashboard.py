@@ -396,6 +396,31 @@ def test_deploy_a_file_and_roll_it_back_from_the_page(tab, system, tmp_path):
             assert f.read() == "v1", a
 
 
+def test_one_node_restarts_from_its_agent_page_and_the_others_do_not(tab, system):
+    def generations():
+        return {(n["agent"], n["name"]): n["generation"] for n in system.api("/v1/nodes?cluster=web")["nodes"]}
+
+    before = generations()
+    tab.sign_in()
+    tab.page.goto(f"http://{system.center}/ui/#/agents/web/agent-1?node=ticker")
+    tab.testid("restart-node").click()
+    tab.testid("confirm-ok").click()
+    state = tab.page.locator('[data-testid="restart-node-state"][data-state="ok"]')
+    state.wait_for(timeout=60_000)
+    rec = system.api(f"/v1/commands/{state.get_attribute('data-id')}")
+    assert [(r["agent"], r["node"], r["state"]) for r in rec["rows"]] == [("agent-1", "ticker", "ok")], rec
+    after = generations()
+    assert after[("agent-1", "ticker")] > before[("agent-1", "ticker")]
+    assert after[("agent-2", "ticker")] == before[("agent-2", "ticker")]
+    # A node that does not exist is refused before anything starts.
+    try:
+        system.api("/v1/commands", method="POST", body={"op": "restart", "batch": 1, "cluster": "web",
+                                                        "nodes": ["agent-1/nope"]})
+        raise AssertionError("a restart of an unknown node was accepted")
+    except urllib.error.HTTPError as e:
+        assert e.code == 404 and json.loads(e.read())["code"] == "unknown_node"
+
+
 def test_a_viewer_sees_no_action_and_a_forced_one_is_refused(tab, system):
     tab.sign_in("viewer")
     tab.page.goto(f"http://{system.center}/ui/#/clusters/web")

@@ -232,6 +232,8 @@ enum NotStarted {
     UnknownCluster(String),
     #[error("no cluster is registered")]
     NoClusters,
+    #[error("no node {0:?} in the clusters asked (name nodes AGENT/NODE)")]
+    UnknownNode(String),
 }
 
 impl NotStarted {
@@ -241,6 +243,9 @@ impl NotStarted {
                 error(StatusCode::NOT_FOUND, "unknown_cluster", self.to_string())
             }
             NotStarted::NoClusters => error(StatusCode::CONFLICT, "no_clusters", self.to_string()),
+            NotStarted::UnknownNode(_) => {
+                error(StatusCode::NOT_FOUND, "unknown_node", self.to_string())
+            }
         }
     }
 }
@@ -748,6 +753,21 @@ impl Actor {
         };
         if clusters.is_empty() {
             return Err(NotStarted::NoClusters);
+        }
+        // A restart of named nodes: each runs in one of the clusters asked.
+        if let CommandKind::Restart { nodes, .. } = &kind {
+            let known = |x: &String| {
+                clusters.iter().any(|c| {
+                    self.state.topology.clusters[c].agents.iter().any(|a| {
+                        a.nodes
+                            .iter()
+                            .any(|n| *x == format!("{}/{}", a.name, n.name))
+                    })
+                })
+            };
+            if let Some(x) = nodes.iter().find(|x| !known(x)) {
+                return Err(NotStarted::UnknownNode(x.clone()));
+            }
         }
         let now = self.now();
         let s = &mut self.state;
@@ -1391,7 +1411,7 @@ async fn start_command(
                 "exec needs a program",
             )
         }
-        CommandKind::Restart { batch } if *batch == 0 => {
+        CommandKind::Restart { batch, .. } if *batch == 0 => {
             return error(
                 StatusCode::BAD_REQUEST,
                 "bad_request",

@@ -254,8 +254,13 @@ pub struct CommandSpec {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum CommandKind {
-    /// Restart the cluster's nodes, `batch` at a time, each batch healthy before the next.
-    Restart { batch: usize },
+    /// Restart the cluster's nodes, `batch` at a time, each batch healthy before the next;
+    /// only those named `AGENT/NODE` in `nodes` when it is not empty.
+    Restart {
+        batch: usize,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        nodes: Vec<String>,
+    },
     /// Install an artifact (already at the center) on every agent.
     Deploy {
         sha256: String,

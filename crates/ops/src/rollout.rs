@@ -74,14 +74,22 @@ impl Rollout {
             output: String::new(),
         };
         let rows: Vec<ProgressRow> = match &spec.kind {
-            CommandKind::Restart { .. } => agents
+            CommandKind::Restart { nodes, .. } => agents
                 .iter()
-                .flat_map(|a| a.nodes.iter().map(|n| row(&a.name, &n.name)))
+                .flat_map(|a| {
+                    a.nodes
+                        .iter()
+                        .filter(|n| {
+                            nodes.is_empty()
+                                || nodes.iter().any(|x| *x == format!("{}/{}", a.name, n.name))
+                        })
+                        .map(|n| row(&a.name, &n.name))
+                })
                 .collect(),
             _ => agents.iter().map(|a| row(&a.name, "")).collect(),
         };
         let batch = match &spec.kind {
-            CommandKind::Restart { batch } => (*batch).max(1),
+            CommandKind::Restart { batch, .. } => (*batch).max(1),
             _ => rows.len().max(1),
         };
         let timeout_ms = spec.timeout_s.max(1).saturating_mul(1000);
@@ -365,7 +373,15 @@ mod tests {
     #[test]
     fn a_restart_goes_one_batch_at_a_time_and_stops_at_the_first_failure() {
         let agents = [agent("a1", &["n1", "n2"]), agent("a2", &["n3"])];
-        let mut r = Rollout::new(spec(CommandKind::Restart { batch: 1 }), "k", &agents, T0);
+        let mut r = Rollout::new(
+            spec(CommandKind::Restart {
+                batch: 1,
+                nodes: vec![],
+            }),
+            "k",
+            &agents,
+            T0,
+        );
         assert_eq!(
             [r.start(), r.begin(None, T0)].concat(),
             vec![
@@ -409,9 +425,42 @@ mod tests {
     }
 
     #[test]
+    fn a_restart_of_named_nodes_plans_only_those() {
+        let agents = [agent("a1", &["n1", "n2"]), agent("a2", &["n1"])];
+        let only = CommandKind::Restart {
+            batch: 1,
+            nodes: vec!["a2/n1".into()],
+        };
+        let mut r = Rollout::new(spec(only), "k", &agents, T0);
+        assert_eq!(
+            [r.start(), r.begin(None, T0)].concat(),
+            vec![
+                progress("a2", "n1", Pending, ""),
+                progress("a2", "n1", Running, ""),
+                restart(0, "a2", "n1", 60_000),
+            ]
+        );
+        assert_eq!(
+            r.answered(0, ok(), T0 + 500),
+            vec![
+                progress("a2", "n1", OK, "healthy"),
+                done(true, vec![row("a2", "n1", OK, "healthy")], None),
+            ]
+        );
+    }
+
+    #[test]
     fn a_batch_waits_for_all_of_its_rows() {
         let agents = [agent("a1", &["n1", "n2", "n3"])];
-        let mut r = Rollout::new(spec(CommandKind::Restart { batch: 2 }), "k", &agents, T0);
+        let mut r = Rollout::new(
+            spec(CommandKind::Restart {
+                batch: 2,
+                nodes: vec![],
+            }),
+            "k",
+            &agents,
+            T0,
+        );
         assert_eq!(r.start().len(), 3);
         assert_eq!(
             r.begin(None, T0),
@@ -497,7 +546,10 @@ mod tests {
     #[test]
     fn the_deadline_fails_what_runs_and_skips_what_waits() {
         let agents = [agent("a1", &["n1", "n2"])];
-        let mut s = spec(CommandKind::Restart { batch: 1 });
+        let mut s = spec(CommandKind::Restart {
+            batch: 1,
+            nodes: vec![],
+        });
         s.timeout_s = 5;
         let mut r = Rollout::new(s, "k", &agents, T0);
         r.begin(None, T0);
@@ -528,7 +580,10 @@ mod tests {
     #[test]
     fn no_batch_starts_past_the_deadline() {
         let agents = [agent("a1", &["n1", "n2"])];
-        let mut s = spec(CommandKind::Restart { batch: 1 });
+        let mut s = spec(CommandKind::Restart {
+            batch: 1,
+            nodes: vec![],
+        });
         s.timeout_s = 5;
         let mut r = Rollout::new(s, "k", &agents, T0);
         r.begin(None, T0);

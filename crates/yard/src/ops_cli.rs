@@ -662,10 +662,16 @@ pub(crate) struct RestartArgs {
     /// Nodes restarted together.
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Only this node, as AGENT/NODE (repeat for several) [default: every node].
+    #[arg(long = "node", value_name = "AGENT/NODE")]
+    nodes: Vec<String>,
 }
 
 pub(crate) async fn restart(a: RestartArgs) -> anyhow::Result<()> {
-    let req = a.target.request(CommandKind::Restart { batch: a.batch })?;
+    let req = a.target.request(CommandKind::Restart {
+        batch: a.batch,
+        nodes: a.nodes.clone(),
+    })?;
     run_command(&a.center, &a.target, &req).await
 }
 

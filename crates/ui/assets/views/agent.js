@@ -3,7 +3,7 @@
 // live from the stream (the center sends the newest samples of the series on screen once a
 // second); the log tail of one of its nodes follows. State in the URL: ?range=1h&node=NAME.
 
-import { h, put, badge, ago, problem } from "../lib/dom.js";
+import { h, put, badge, ago, problem, ask } from "../lib/dom.js";
 import * as api from "../lib/api.js";
 import * as stream from "../lib/stream.js";
 
@@ -18,7 +18,12 @@ export function agent(cl, name) {
   const head = h("div");
   const charts = h("div", { class: "charts", "data-testid": "charts" });
   const logs = h("div", { "data-testid": "logs" });
-  const el = h("section", { "data-testid": `agent-page-${cl}/${name}` }, head, h("h2", null, "Metrics"), charts, h("h2", null, "Log"), logs);
+  // Restart the node whose log is shown (a restart command naming that one node).
+  const nodeBox = h("div", { class: "row", "data-testid": "node-actions" });
+  const nodeProblem = h("div", { class: "problem-slot" });
+  /** @type {{id: string, node: string} | null} */
+  let restarting = null;
+  const el = h("section", { "data-testid": `agent-page-${cl}/${name}` }, head, h("h2", null, "Metrics"), charts, h("h2", null, "Log"), nodeBox, nodeProblem, logs);
   /** @type {Map<string, {plot: any, data: [number[], number[]], box: HTMLElement}>} */
   const plots = new Map();
   let closed = false;
@@ -117,6 +122,35 @@ export function agent(cl, name) {
     }
   }
 
+  function currentNode() {
+    const c = state().clusters.find((/** @type {any} */ x) => x.name === cl);
+    const a = c && c.agents.find((/** @type {any} */ x) => x.name === name);
+    const nodes = a ? a.nodes.map((/** @type {any} */ n) => n.name) : [];
+    return params().get("node") || nodes[0] || "";
+  }
+
+  function drawNodeActions() {
+    const node = currentNode();
+    if (!api.me.may.command || !node) return put(nodeBox);
+    const cmd = restarting && stream.state.commands.get(restarting.id);
+    const st = cmd ? cmd.state : "starting";
+    put(nodeBox, h("button", { type: "button", "data-testid": "restart-node", onclick: () => restartNode(node) }, `Restart ${node}`), " ",
+      restarting ? h("span", { "data-testid": "restart-node-state", "data-state": st, "data-id": restarting.id }, "restart of ", restarting.node, ": ", badge(st)) : null);
+  }
+
+  /** @param {string} node */
+  async function restartNode(node) {
+    if (!(await ask(`Restart ${node} on ${name}? It stops, starts again and must be healthy within 5 min.`))) return;
+    put(nodeProblem);
+    try {
+      const r = await api.post("/v1/commands", { op: "restart", batch: 1, nodes: [`${name}/${node}`], cluster: cl });
+      restarting = { id: r.id, node };
+    } catch (e) {
+      put(nodeProblem, problem(e));
+    }
+    drawNodeActions();
+  }
+
   async function drawLogs() {
     const c = state().clusters.find((/** @type {any} */ x) => x.name === cl);
     const a = c && c.agents.find((/** @type {any} */ x) => x.name === name);
@@ -124,7 +158,7 @@ export function agent(cl, name) {
     const node = params().get("node") || nodes[0];
     if (!node) return put(logs, h("p", { class: "empty" }, "This agent runs no node."));
     const pick = h("select", { "data-testid": "log-node" }, nodes.map((/** @type {string} */ n) => h("option", { value: n, selected: n === node }, n)));
-    pick.addEventListener("change", () => { setParams({ node: /** @type {HTMLSelectElement} */ (pick).value }); drawLogs(); });
+    pick.addEventListener("change", () => { setParams({ node: /** @type {HTMLSelectElement} */ (pick).value }); drawNodeActions(); drawLogs(); });
     try {
       const r = await fetch(`/v1/logs/${encodeURIComponent(cl)}/${encodeURIComponent(name)}/${encodeURIComponent(node)}?max_bytes=16384`, { headers: api.headers(), cache: "no-store" });
       const text = await r.text();
@@ -142,11 +176,13 @@ export function agent(cl, name) {
 
   drawHead();
   load();
+  drawNodeActions();
   drawLogs();
   return {
     el,
     update(/** @type {string} */ what) {
       if (what === "metrics") live();
+      else if (what === "command") drawNodeActions();
       else if (what !== "link") drawHead();
     },
     close() {
