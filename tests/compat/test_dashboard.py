@@ -356,6 +356,9 @@ def test_a_rolling_restart_from_the_page_completes_and_raises_the_generations(ta
               if n["agent_state"] == "up"}
     tab.sign_in()
     tab.page.goto(f"http://{system.center}/ui/#/clusters/web")
+    # The cluster's charts: one line per agent, from the time-series store.
+    for metric in ("cpu", "mem_used_pct"):
+        tab.page.locator(f'[data-testid="cluster-chart-{metric}"][data-series="2"]').wait_for(timeout=15_000)
     tab.testid("restart").click()
     tab.testid("confirm").wait_for()
     tab.shot("cluster-confirm-light")

@@ -30,6 +30,7 @@ static ASSETS: &[Asset] = &[
     file!("app.js", "text/javascript; charset=utf-8"),
     file!("index.html", "text/html; charset=utf-8"),
     file!("lib/api.js", "text/javascript; charset=utf-8"),
+    file!("lib/chart.js", "text/javascript; charset=utf-8"),
     file!("lib/dom.js", "text/javascript; charset=utf-8"),
     file!("lib/stream.js", "text/javascript; charset=utf-8"),
     file!("lib/value.js", "text/javascript; charset=utf-8"),

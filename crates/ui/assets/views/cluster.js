@@ -8,8 +8,13 @@ import { h, put, badge, ago, problem, ask } from "../lib/dom.js";
 import * as api from "../lib/api.js";
 const me = api.me;
 import { state } from "../lib/stream.js";
+import { points, plot } from "../lib/chart.js";
 
 const PAGE = 50;
+/** The per-cluster charts: one line per agent (the first few), over the last hour. */
+const CHARTS = [["cpu", "CPU (share of one core)"], ["mem_used_pct", "memory used (%)"]];
+const CHART_AGENTS = 8;
+const CHART_EVERY_MS = 30_000;
 
 /** @param {string} name */
 export function cluster(name) {
@@ -20,8 +25,12 @@ export function cluster(name) {
   const actions = h("div", { class: "actions", "data-testid": "actions" });
   const progress = h("div", { "data-testid": "progress" });
   const history = h("div", { "data-testid": "history" });
+  const charts = h("div", { class: "charts", "data-testid": "cluster-charts" });
+  /** @type {any[]} */
+  let plots = [];
+  let chartTimer = 0;
   const el = h("section", { "data-testid": `cluster-page-${name}` },
-    head, h("h2", null, "Agents"), agents, h("h2", null, "Nodes"), nodes,
+    head, h("h2", null, "Agents"), agents, h("h2", null, "Charts"), charts, h("h2", null, "Nodes"), nodes,
     me.may.command ? [h("h2", null, "Actions"), actions, progress] : h("p", { class: "dim", "data-testid": "read-only" }, "Your credential can read this cluster, not change it."),
     h("h2", null, "Commands"), history);
   let closed = false;
@@ -172,7 +181,43 @@ export function cluster(name) {
         } }, "Run…")));
   }
 
+  /** Each agent's CPU and memory in one chart per figure, so that an odd agent stands out. */
+  async function drawCharts() {
+    clearTimeout(chartTimer);
+    const c = (state.topology ? state.topology.clusters : []).find((/** @type {any} */ x) => x.name === name);
+    const names = c ? c.agents.map((/** @type {any} */ a) => a.name).slice(0, CHART_AGENTS) : [];
+    const boxes = [];
+    /** @type {any[]} */
+    const drawn = [];
+    for (const [metric, title] of CHARTS) {
+      const series = names.map((/** @type {string} */ a) => `${name}/${a}/${metric}`);
+      const data = [];
+      for (const s of series) {
+        try {
+          const d = await points(s, "1h", "auto");
+          if (d[1].length) data.push(d);
+        } catch (e) {
+          boxes.push(problem(e));
+        }
+      }
+      if (closed) return;
+      const link = h("a", { href: `#/metrics?s=${series.map(encodeURIComponent).join(",")}&overlay=1` }, "explore");
+      const box = h("div", { class: "chart", "data-testid": `cluster-chart-${metric}`, "data-series": data.length },
+        h("div", { class: "chart-title" }, title, h("span", { class: "dim" }, ` · last hour · ${data.length} agent${data.length === 1 ? "" : "s"} · `), link));
+      boxes.push(box);
+      if (data.length) drawn.push([box, data]);
+      else box.append(h("p", { class: "empty" }, "No samples yet."));
+    }
+    for (const p of plots) p.destroy();
+    put(charts, boxes);
+    const width = Math.min(640, Math.max(300, (charts.clientWidth || 1000) / 2 - 24));
+    plots = drawn.map(([box, data]) => plot(box, data, { width, height: 180, sync: `cluster-${name}` }));
+    if (names.length > CHART_AGENTS) charts.append(h("p", { class: "dim" }, `The first ${CHART_AGENTS} of ${c.agents.length} agents.`));
+    if (!closed) chartTimer = window.setTimeout(drawCharts, drawn.length ? CHART_EVERY_MS : 3000);
+  }
+
   drawHead();
+  drawCharts();
   drawNodes();
   drawHistory();
   if (me.may.command) drawActions();
@@ -191,6 +236,8 @@ export function cluster(name) {
     },
     close() {
       closed = true;
+      clearTimeout(chartTimer);
+      for (const p of plots) p.destroy();
     },
   };
 }

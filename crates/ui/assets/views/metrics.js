@@ -7,10 +7,10 @@
 import { h, put, problem } from "../lib/dom.js";
 import * as api from "../lib/api.js";
 import { RANGES } from "./agent.js";
+import { points, plot } from "../lib/chart.js";
 
 const MAX = 8;
 const RESOLUTIONS = ["auto", "raw", "1m", "1h"];
-const PALETTE = ["--accent", "--ok", "--warn", "--bad", "--idle"];
 
 export function metrics() {
   const params = () => new URLSearchParams(location.hash.split("?")[1] || "");
@@ -83,34 +83,26 @@ export function metrics() {
     const data = [];
     for (const series of list) {
       try {
-        const r = await api.get(`/v1/metrics/query?${new URLSearchParams({ series, since: range(), resolution: res() })}`);
+        const d = await points(series, range(), res());
         if (closed || mine !== generation) return;
-        data.push([series, r.points.map((/** @type {any} */ p) => p.ts / 1000), r.points.map((/** @type {any} */ p) => p.value ?? p.avg ?? null), r.resolution]);
+        data.push(d);
       } catch (e) {
         charts.append(problem(e));
       }
     }
-    const css = getComputedStyle(document.documentElement);
-    const uPlot = /** @type {any} */ (window).uPlot;
-    const opts = (/** @type {any[]} */ series) => ({
-      width: Math.max(320, (charts.clientWidth || 900) - 24), height: 220,
-      cursor: { sync: { key: "explorer" } }, scales: { x: { time: true } },
-      axes: [{ stroke: css.getPropertyValue("--dim") }, { stroke: css.getPropertyValue("--dim"), size: 72 }],
-      series: [{}, ...series],
-    });
-    const line = (/** @type {string} */ label, /** @type {number} */ i) => ({ label, stroke: css.getPropertyValue(PALETTE[i % PALETTE.length]), width: 1.5, spanGaps: true });
+    const width = Math.max(320, (charts.clientWidth || 900) - 24);
     if (overlay) {
       const box = h("div", { class: "chart wide", "data-testid": "chart-overlay", "data-series": data.length });
       charts.append(box);
-      const joined = uPlot.join(data.map(([, xs, ys]) => [xs, ys]));
-      plots.push(new uPlot(opts(data.map(([s], i) => line(s, i))), joined, box));
+      plots.push(plot(box, data, { width, sync: "explorer" }));
     } else {
-      data.forEach(([series, xs, ys, resolution], i) => {
+      for (const d of data) {
+        const [series, xs, , resolution] = d;
         const box = h("div", { class: "chart wide", "data-testid": `explore-${series}`, "data-points": xs.length },
           h("div", { class: "chart-title" }, series, h("span", { class: "dim" }, ` ${resolution}, ${xs.length} points`)));
         charts.append(box);
-        plots.push(new uPlot({ ...opts([line(series, i)]), legend: { show: false } }, [xs, ys], box));
-      });
+        plots.push(plot(box, [d], { width, sync: "explorer" }));
+      }
     }
   }
 
