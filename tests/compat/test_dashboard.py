@@ -644,7 +644,8 @@ def test_resources_and_services_deploy_scale_and_remove_from_the_page(tab, syste
         row = tab.testid("rm-agent-r1")
         row.wait_for(timeout=15_000)
         assert "0 / 2" in row.inner_text() and "0 / 512" in row.inner_text(), row.inner_text()
-        spec = {"name": "ui-svc", "instances": 1, "command": "exec sleep 600", "cpus": 0.5, "mem": 32}
+        spec = {"name": "ui-svc", "instances": 1, "command": "echo hello from ui-svc; exec sleep 600",
+                "cpus": 0.5, "mem": 32}
         tab.testid("deploy-open").click()
         tab.testid("spec").fill(json.dumps(spec))
         tab.testid("deploy-service").click()
@@ -654,6 +655,10 @@ def test_resources_and_services_deploy_scale_and_remove_from_the_page(tab, syste
         assert service(system, "ui-svc")["running"] == 1
         # The agent's used share follows the task (0.5 of 2 cpus).
         expect(row).to_contain_text("0.50 / 2")
+        # The instance's output, read from its sandbox through the center.
+        tab.testid("rm-tasks").locator('[data-testid="task-log-open"]').first.click()
+        expect(tab.testid("task-log-text")).to_contain_text("hello from ui-svc")
+        assert "task=ui-svc." in tab.page.url
         tab.shot("resources-light")
         # Scale: the count goes up on the page as it does in the master.
         tab.testid("service-ui-svc").locator('[data-testid="scale-count"]').fill("2")

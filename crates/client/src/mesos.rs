@@ -172,6 +172,95 @@ impl Mesos {
     }
 }
 
+/// Why a task's sandbox file cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskFileError {
+    #[error("no task {0} (see `yard tasks --all`)")]
+    NoTask(String),
+    #[error("task {task} ran on agent {agent}, which is gone")]
+    AgentGone { task: String, agent: String },
+    #[error("agent {agent} no longer holds the sandbox of task {task}")]
+    NoSandbox { task: String, agent: String },
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+impl TaskFileError {
+    /// The HTTP status the center answers with.
+    pub fn status(&self) -> u16 {
+        match self {
+            TaskFileError::Client(e) => e.status().unwrap_or(502),
+            _ => 404,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            TaskFileError::NoTask(_) => "unknown_task",
+            TaskFileError::AgentGone { .. } => "agent_gone",
+            TaskFileError::NoSandbox { .. } => "no_sandbox",
+            TaskFileError::Client(_) => "rm_unreachable",
+        }
+    }
+}
+
+/// Where a task's output is: its agent's Mesos API and the file's path in its sandbox.
+#[derive(Debug, Clone)]
+pub struct TaskFile {
+    pub agent: Mesos,
+    pub path: String,
+    /// Whether the task has ended (nothing more will be written).
+    pub ended: bool,
+}
+
+impl Mesos {
+    /// The task of that id (the oldest, when a framework reused the id).
+    pub async fn find_task(
+        &self,
+        task_id: &str,
+    ) -> Result<Option<yard_rm::mesos::legacy::TaskRow>, ClientError> {
+        let filter = TaskFilter {
+            task_id: Some(task_id.to_string()),
+            ..TaskFilter::default()
+        };
+        Ok(self.tasks(&filter).await?.tasks.pop())
+    }
+
+    /// Finds task `task_id`'s `stdout` (or `stderr`): the master names its agent, the agent its
+    /// sandbox.
+    pub async fn task_file(&self, task_id: &str, stderr: bool) -> Result<TaskFile, TaskFileError> {
+        let t = self
+            .find_task(task_id)
+            .await?
+            .ok_or_else(|| TaskFileError::NoTask(task_id.to_string()))?;
+        let slaves = self.slaves().await?;
+        let agent = slaves
+            .find(&t.slave_id)
+            .ok_or_else(|| TaskFileError::AgentGone {
+                task: task_id.to_string(),
+                agent: t.slave_id.clone(),
+            })?;
+        let on_agent = self.at(agent.address());
+        let state = on_agent.agent_state().await?;
+        let sandbox =
+            state
+                .sandbox(&t.framework_id, task_id)
+                .ok_or_else(|| TaskFileError::NoSandbox {
+                    task: task_id.to_string(),
+                    agent: on_agent.addr().to_string(),
+                })?;
+        let path = sandbox
+            .join(if stderr { "stderr" } else { "stdout" })
+            .display()
+            .to_string();
+        Ok(TaskFile {
+            agent: on_agent,
+            path,
+            ended: t.ended(),
+        })
+    }
+}
+
 /// The center's way to its clusters' Mesos masters ([`yard_ops::rm_proxy`]): one HTTP exchange
 /// per call, bounded by `timeout`.
 #[derive(Debug, Clone)]
@@ -204,6 +293,37 @@ impl yard_ops::rm_proxy::MesosProxy for Forwarder {
                     content_type: a.content_type,
                     body: a.body,
                 }),
+            }
+        })
+    }
+
+    fn task_log(&self, l: yard_ops::rm_proxy::TaskLog) -> yard_ops::rm_proxy::Pending {
+        let timeout = self.timeout;
+        Box::pin(async move {
+            use yard_ops::rm_proxy::{Answer, Unreachable};
+            let master = Mesos::new(l.addr.clone(), l.authorization.clone());
+            let read = async {
+                let f = master.task_file(&l.task, l.stderr).await?;
+                let chunk = f.agent.read_file(&f.path, l.offset).await?;
+                Ok::<_, TaskFileError>(serde_json::json!({
+                    "task": l.task, "offset": chunk.offset, "data": chunk.data, "ended": f.ended,
+                }))
+            };
+            let json = |status: u16, v: serde_json::Value| Answer {
+                status,
+                content_type: Some("application/json".into()),
+                body: serde_json::to_vec(&v).expect("serializes"),
+            };
+            match tokio::time::timeout(timeout, read).await {
+                Err(_) => Err(Unreachable {
+                    addr: l.addr,
+                    why: format!("no answer within {timeout:?}"),
+                }),
+                Ok(Ok(v)) => Ok(json(200, v)),
+                Ok(Err(e)) => Ok(json(
+                    e.status(),
+                    serde_json::json!({"code": e.code(), "context": e.to_string()}),
+                )),
             }
         })
     }

@@ -45,9 +45,24 @@ pub struct Unreachable {
 /// The future a [`MesosProxy`] returns.
 pub type Pending = Pin<Box<dyn Future<Output = Result<Answer, Unreachable>> + Send>>;
 
+/// A read of a task's output: the master names the task's agent, the agent its sandbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskLog {
+    /// The master's address.
+    pub addr: String,
+    pub task: String,
+    /// `stderr` instead of `stdout`.
+    pub stderr: bool,
+    /// Bytes already read (the previous answer's `offset` plus its data's length).
+    pub offset: u64,
+    pub authorization: Option<String>,
+}
+
 /// Carries a [`Forward`] to its master and brings the answer back (with a timeout).
 pub trait MesosProxy: Send + Sync + std::fmt::Debug + 'static {
     fn forward(&self, request: Forward) -> Pending;
+    /// Reads a task's output (JSON `{task, offset, data, ended}`, or `{code, context}`).
+    fn task_log(&self, request: TaskLog) -> Pending;
 }
 
 /// A route of the master that the center passes on.
@@ -58,6 +73,13 @@ pub struct Route {
     pub method: &'static str,
     /// The master's path (without the query).
     pub path: String,
+}
+
+impl Route {
+    /// The task whose output this route reads, for `tasks/ID/log`.
+    pub fn task_log(&self) -> Option<&str> {
+        self.path.strip_prefix("task-log:")
+    }
 }
 
 /// A service name as the master accepts it in a path.
@@ -87,6 +109,8 @@ pub fn route(method: &str, rest: &str) -> Option<Route> {
             (Command, "POST", format!("/services/{n}/scale"))
         }
         ("DELETE", ["services", n]) if plain(n) => (Command, "DELETE", format!("/services/{n}")),
+        // Not a master route: the center gathers it ([`MesosProxy::task_log`]).
+        ("GET", ["tasks", t, "log"]) if plain(t) => (Outputs, "GET", format!("task-log:{t}")),
         _ => return None,
     };
     Some(Route {
@@ -135,6 +159,10 @@ mod tests {
             Some((Permission::Command, "POST", "/services/web-1/scale".into()))
         );
         assert_eq!(
+            r("GET", "tasks/hello.v1.1a/log"),
+            Some((Permission::Outputs, "GET", "task-log:hello.v1.1a".into()))
+        );
+        assert_eq!(
             r("DELETE", "services/hello"),
             Some((Permission::Command, "DELETE", "/services/hello".into()))
         );
@@ -147,6 +175,8 @@ mod tests {
             ("DELETE", "services"),
             ("GET", "services/"),
             ("GET", "services/%2e%2e"),
+            ("GET", "tasks/../log"),
+            ("POST", "tasks/t/log"),
         ] {
             assert_eq!(r(m, p), None, "{m} {p}");
         }

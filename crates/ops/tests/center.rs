@@ -40,6 +40,18 @@ struct Masters {
 }
 
 impl yard_ops::rm_proxy::MesosProxy for Masters {
+    fn task_log(&self, l: yard_ops::rm_proxy::TaskLog) -> yard_ops::rm_proxy::Pending {
+        Box::pin(async move {
+            Ok(yard_ops::rm_proxy::Answer {
+                status: 200,
+                content_type: Some("application/json".into()),
+                body: serde_json::to_vec(&serde_json::json!({"task": l.task, "offset": l.offset,
+                    "data": if l.stderr { "err" } else { "out" }, "ended": false, "by": l.authorization}))
+                .unwrap(),
+            })
+        })
+    }
+
     fn forward(&self, f: yard_ops::rm_proxy::Forward) -> yard_ops::rm_proxy::Pending {
         self.seen.lock().unwrap().push(f.clone());
         Box::pin(async move {
@@ -462,6 +474,20 @@ async fn resource_manager_calls_go_to_the_reported_master_with_the_caller_s_cred
             },
         ]
     );
+    // A task's output is gathered by the proxy (master, agent, sandbox), not forwarded.
+    let (status, body) = call(
+        "GET",
+        "/v1/clusters/c1/rm/tasks/web.1/log?stream=stderr&offset=7",
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        serde_json::json!({"task": "web.1", "offset": 7, "data": "err", "ended": false, "by": "Bearer caller-token"})
+    );
+    let (status, body) = call("GET", "/v1/clusters/c1/rm/tasks/web.1/log?stream=both", "").await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("bad_request")));
     let (status, body) = call("GET", "/v1/clusters/c2/rm/agents", "").await;
     assert_eq!((status, body["code"].as_str()), (404, Some("no_rm")));
     let (status, body) = call("GET", "/v1/clusters/nope/rm/agents", "").await;

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use base64::Engine;
 use clap::{Args, Subcommand};
 use yard_client::mesos::{Mesos, TaskFilter};
@@ -177,39 +177,19 @@ pub(crate) async fn task(c: TaskCommand) -> anyhow::Result<()> {
     }
 }
 
-/// The task of that id (the oldest, when a framework reused the id).
 async fn find_task(m: &Mesos, task_id: &str) -> anyhow::Result<Option<TaskRow>> {
-    let filter = TaskFilter {
-        task_id: Some(task_id.to_string()),
-        ..TaskFilter::default()
-    };
-    Ok(m.tasks(&filter).await.map_err(fail(m))?.tasks.pop())
+    m.find_task(task_id).await.map_err(fail(m))
 }
 
 async fn logs(m: &Mesos, task_id: &str, stderr: bool, follow: bool) -> anyhow::Result<()> {
-    let Some(t) = find_task(m, task_id).await? else {
-        bail!("no task {task_id} (see `yard tasks --all`)");
-    };
-    let slaves = m.slaves().await.map_err(fail(m))?;
-    let agent = slaves
-        .find(&t.slave_id)
-        .ok_or_else(|| anyhow!("task {task_id} ran on agent {}, which is gone", t.slave_id))?;
-    let on_agent = m.at(agent.address());
-    let state = on_agent.agent_state().await.map_err(fail(&on_agent))?;
-    let sandbox = state.sandbox(&t.framework_id, task_id).ok_or_else(|| {
-        anyhow!(
-            "agent {} no longer holds the sandbox of task {task_id}",
-            on_agent.addr()
-        )
-    })?;
-    let file: PathBuf = sandbox.join(if stderr { "stderr" } else { "stdout" });
-    let file = file.display().to_string();
+    let f = m.task_file(task_id, stderr).await?;
     let mut offset = 0u64;
     loop {
-        let r = on_agent
-            .read_file(&file, offset)
+        let r = f
+            .agent
+            .read_file(&f.path, offset)
             .await
-            .map_err(fail(&on_agent))?;
+            .map_err(fail(&f.agent))?;
         print!("{}", r.data);
         offset = r.offset + r.data.len() as u64;
         if !follow {

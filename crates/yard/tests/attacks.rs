@@ -155,13 +155,7 @@ async fn anonymous_callers_read_nothing_of_the_system() {
     assert_eq!(code, 200);
     assert!(text.ends_with(r#"{"status":"ok"}"#), "{text}");
     // A viewer reads the state but not the audit log, and may not run anything.
-    let viewer = {
-        let out = yard()
-            .args(["token", "create", "attack-viewer", "--role", "viewer"])
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let viewer = create_token("attack-viewer", "viewer");
     assert_eq!(Node::get_as(&addr, "/v1/topology", &viewer).await.0, 200);
     let (code, body) = Node::get_as(&addr, "/v1/audit", &viewer).await;
     assert_eq!(code, 403);
@@ -196,29 +190,28 @@ async fn anonymous_websocket_clients_touch_no_store() {
         assert_eq!(e["code"], "forbidden", "{store}: {e}");
     }
     // An app token reads and writes user stores, never the system's.
-    let app = {
-        let out = yard()
-            .args(["token", "create", "attack-app", "--role", "app"])
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let app = create_token("attack-app", "app");
     let (mut ws, _) = client_as(&node, &[], Some(&app)).await;
     for (store, code) in [("users", None), ("ops-center", Some("forbidden"))] {
-        let op = serde_json::json!({"type": "store", "id": 2, "store": store, "op": "put",
-            "key": {"@data-type": "string", "data": "k"}, "value": {"@data-type": "count", "data": 1}});
-        use futures_util::SinkExt;
-        ws.send(tokio_tungstenite::tungstenite::Message::text(
-            op.to_string(),
-        ))
-        .await
-        .unwrap();
-        let e = next_json(&mut ws).await;
+        let e = store_put(&mut ws, store).await;
         match code {
             None => assert_ne!(e["type"], "error", "{e}"),
             Some(c) => assert_eq!(e["code"], c, "{e}"),
         }
     }
+}
+
+/// Puts `k` = 1 into `store` over a WebSocket client; its answer (or error frame).
+async fn store_put(ws: &mut Ws, store: &str) -> serde_json::Value {
+    use futures_util::SinkExt;
+    let op = serde_json::json!({"type": "store", "id": 2, "store": store, "op": "put",
+        "key": {"@data-type": "string", "data": "k"}, "value": {"@data-type": "count", "data": 1}});
+    ws.send(tokio_tungstenite::tungstenite::Message::text(
+        op.to_string(),
+    ))
+    .await
+    .unwrap();
+    next_json(ws).await
 }
 
 /// A browser's WebSocket cannot send `Authorization`: it offers the credential as the
@@ -231,13 +224,7 @@ async fn a_browser_websocket_credential_rides_in_the_subprotocol_and_is_never_ec
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let node = Node::start(&["--master", "users=memory"]);
-    let app = {
-        let out = yard()
-            .args(["token", "create", "browser-app", "--role", "app"])
-            .output()
-            .unwrap();
-        String::from_utf8(out.stdout).unwrap().trim().to_string()
-    };
+    let app = create_token("browser-app", "app");
     let offer = |token: &str| {
         let mut request = node.url().into_client_request().unwrap();
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(token);
@@ -258,14 +245,7 @@ async fn a_browser_websocket_credential_rides_in_the_subprotocol_and_is_never_ec
         .await
         .unwrap();
     assert_eq!(next_json(&mut ws).await["type"], "ack");
-    let op = serde_json::json!({"type": "store", "id": 1, "store": "users", "op": "put",
-        "key": {"@data-type": "string", "data": "k"}, "value": {"@data-type": "count", "data": 1}});
-    ws.send(tokio_tungstenite::tungstenite::Message::text(
-        op.to_string(),
-    ))
-    .await
-    .unwrap();
-    let e = next_json(&mut ws).await;
+    let e = store_put(&mut ws, "users").await;
     assert_ne!(
         e["type"], "error",
         "the app's credential writes a user store: {e}"

@@ -733,6 +733,7 @@ async fn the_openapi_document_matches_the_running_center() {
             .replace("{agent}", "a1")
             .replace("{node}", "n")
             .replace("{service}", "web")
+            .replace("{task}", "t1")
             .replace("{id}", &id);
         if path == "/v1/metrics/query" {
             url.push_str("?series=o/a1/load1&since=1h");
@@ -750,7 +751,7 @@ async fn the_openapi_document_matches_the_running_center() {
         checked += 1;
     }
     assert_eq!(
-        checked, 20,
+        checked, 21,
         "every GET in the document but the stream was called"
     );
     // Documented errors look as documented.

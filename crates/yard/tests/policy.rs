@@ -95,6 +95,12 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
         "yyy...",
     ),
     ("center", "GET", "/v1/clusters/local/rm/tasks", "yyy..."),
+    (
+        "center",
+        "GET",
+        "/v1/clusters/local/rm/tasks/t1/log",
+        "yyy...",
+    ),
     ("center", "GET", "/v1/clusters/local/rm/services", "yyy..."),
     (
         "center",

@@ -60,6 +60,11 @@ export async function get(path) {
   return answer(await fetch(path, { headers: headers(), cache: "no-store" }));
 }
 
+/** @param {string} path */
+export async function del(path) {
+  return answer(await fetch(path, { method: "DELETE", headers: headers(), cache: "no-store" }));
+}
+
 /** A GET whose answer's headers matter too (pages of store keys). @param {string} path */
 export async function getWithHeaders(path) {
   const r = await fetch(path, { headers: headers(), cache: "no-store" });

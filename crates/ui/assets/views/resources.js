@@ -2,8 +2,8 @@
 // Resources and services of one cluster, read from its Mesos master through the center
 // (/v1/clusters/C/rm/...): agents with resources used and total, frameworks and why each
 // waits, recent tasks, and the services (deploy from a spec, scale, follow a rolling upgrade,
-// remove). Changes are offered only to a caller that may run commands. State in the URL:
-// #/resources?cluster=NAME&service=NAME.
+// remove), and a task's output, followed. Changes are offered only to a caller that may run
+// commands. State in the URL: #/resources?cluster=NAME&service=NAME&task=ID&stream=stderr.
 
 import { h, put, badge, problem, ask } from "../lib/dom.js";
 import * as api from "../lib/api.js";
@@ -26,9 +26,10 @@ export function resources() {
   const servicesBox = h("div", { "data-testid": "rm-services" });
   const deployBox = h("div", { "data-testid": "rm-deploy" });
   const tasksBox = h("div", { "data-testid": "rm-tasks" });
+  const logBox = h("div", { "data-testid": "rm-task-log" });
   const el = h("section", { "data-testid": "resources-page" }, head,
     h("h2", null, "Agents"), agentsBox, h("h2", null, "Services"), servicesBox, deployBox,
-    h("h2", null, "Frameworks"), frameworksBox, h("h2", null, "Recent tasks"), tasksBox);
+    h("h2", null, "Frameworks"), frameworksBox, h("h2", null, "Recent tasks"), tasksBox, logBox);
   let closed = false;
   let timer = 0;
   /** Scale counts typed and not yet sent, by service. @type {Map<string, string>} */
@@ -139,7 +140,7 @@ export function resources() {
         typed.delete(s.name);
         act(`Scale ${s.name} to ${n}?`, () => api.post(base(`services/${encodeURIComponent(s.name)}/scale`), { instances: n }));
       } }, "Scale to"), " ", scale, " ",
-      h("button", { type: "button", "data-testid": "remove", class: "danger", onclick: () => act(`Remove ${s.name}? Its ${s.running} instance(s) are killed.`, () => del(base(`services/${encodeURIComponent(s.name)}`))) }, "Remove")) : null;
+      h("button", { type: "button", "data-testid": "remove", class: "danger", onclick: () => act(`Remove ${s.name}? Its ${s.running} instance(s) are killed.`, () => api.del(base(`services/${encodeURIComponent(s.name)}`))) }, "Remove")) : null;
     return h("div", { class: "card", "data-testid": `service-${s.name}`, "data-phase": phase, "data-running": s.running, "data-healthy": s.healthy },
       h("h3", null, s.name, " ", badge(phase, "service-phase"),
         h("span", { class: "dim" }, ` · ${s.running}/${s.instances} running · ${s.healthy} healthy · version ${s.version}`)),
@@ -154,20 +155,6 @@ export function resources() {
   /** @param {string} s */
   function taskState(s) {
     return ({ TASK_RUNNING: "running", TASK_STAGING: "starting", TASK_STARTING: "starting", TASK_KILLING: "pending", TASK_FINISHED: "idle", TASK_FAILED: "failed", TASK_LOST: "lost", TASK_KILLED: "idle" })[s] || s;
-  }
-
-  /** @param {string} path */
-  async function del(path) {
-    const r = await fetch(path, { method: "DELETE", headers: api.headers(), cache: "no-store" });
-    const text = await r.text();
-    let body = null;
-    try {
-      body = text ? JSON.parse(text) : null;
-    } catch {
-      body = null;
-    }
-    if (!r.ok) throw new api.ApiError(r.status, body && body.code || `http_${r.status}`, body && (body.context || body.message) || text);
-    return body;
   }
 
   /** Asks, runs, shows the answer or the problem where the user acted. @param {string} question @param {() => Promise<any>} run */
@@ -226,21 +213,75 @@ export function resources() {
       h("thead", null, h("tr", null, ["task", "name", "state", "agent", "cpus", "mem", "last status"].map((x) => h("th", null, x)))),
       h("tbody", null, list.map((/** @type {any} */ t) => {
         const last = (t.statuses || [])[(t.statuses || []).length - 1];
-        return h("tr", { "data-testid": `rm-task-${t.id}` }, h("td", null, t.id), h("td", null, t.name), h("td", null, badge(taskState(t.state))),
+        return h("tr", { "data-testid": `rm-task-${t.id}` }, h("td", null, t.id, " ",
+          h("a", { href: "#", "data-testid": "task-log-open", onclick: (/** @type {Event} */ e) => { e.preventDefault(); setParams({ task: t.id, stream: "" }); openLog(); } }, "log")),
+          h("td", null, t.name), h("td", null, badge(taskState(t.state))),
           h("td", { class: "dim" }, t.slave_id), h("td", null, fmt((t.resources || {}).cpus || 0)), h("td", null, fmt((t.resources || {}).mem || 0)),
           h("td", { class: "dim" }, last ? `${last.state} ${new Date(last.timestamp * 1000).toLocaleTimeString([], { hour12: false })}${last.message ? ": " + last.message : ""}` : "–"));
       }))) : h("p", { class: "empty" }, "No task yet."));
   }
 
+  // A task's output: read from its sandbox through the center, from where the last read ended.
+  /** Kept of a log (the newest characters). */
+  const LOG_KEPT = 256 * 1024;
+  let logTimer = 0;
+  let logOffset = 0;
+  let logText = "";
+  /** Bumped by every openLog(): an older read gives up. */
+  let logGen = 0;
+
+  function openLog() {
+    clearTimeout(logTimer);
+    logGen += 1;
+    logOffset = 0;
+    logText = "";
+    const task = params().get("task");
+    if (!task) return put(logBox);
+    const stream = params().get("stream") === "stderr" ? "stderr" : "stdout";
+    const pick = h("select", { "data-testid": "task-log-stream", onchange: (/** @type {Event} */ e) => { setParams({ stream: /** @type {HTMLSelectElement} */ (e.target).value }); openLog(); } },
+      ["stdout", "stderr"].map((x) => h("option", { value: x, selected: x === stream }, x)));
+    const pre = h("pre", { class: "log", "data-testid": "task-log-text" }, "…");
+    const status = h("span", { class: "dim", "data-testid": "task-log-state" });
+    put(logBox, h("div", { class: "card" }, h("h3", null, `Task ${task} `, pick, " ", status,
+      " ", h("button", { type: "button", onclick: () => { setParams({ task: "", stream: "" }); openLog(); } }, "close")), pre));
+    readLog(task, stream, pre, status, logGen);
+  }
+
+  /** @param {string} task @param {string} stream @param {HTMLElement} pre @param {HTMLElement} status @param {number} gen */
+  async function readLog(task, stream, pre, status, gen) {
+    /** @type {any} */
+    let r;
+    try {
+      r = await api.get(base(`tasks/${encodeURIComponent(task)}/log?stream=${stream}&offset=${logOffset}`));
+    } catch (e) {
+      if (closed || gen !== logGen) return;
+      put(status);
+      pre.replaceWith(problem(e));
+      return;
+    }
+    if (closed || gen !== logGen) return;
+    logOffset = r.offset + r.data.length;
+    logText = (logText + r.data).slice(-LOG_KEPT);
+    const follow = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+    pre.textContent = logText || "(empty)";
+    if (follow) pre.scrollTop = pre.scrollHeight;
+    const done = r.ended && !r.data;
+    status.textContent = done ? "· the task has ended" : "· following";
+    status.dataset.state = done ? "ended" : "following";
+    if (!done) logTimer = window.setTimeout(() => readLog(task, stream, pre, status, gen), r.data ? 200 : 1500);
+  }
+
   drawHead();
   drawDeploy();
   load();
+  openLog();
   return {
     el,
     update: (/** @type {string} */ what) => { if (what === "snapshot") load(); },
     close: () => {
       closed = true;
       clearTimeout(timer);
+      clearTimeout(logTimer);
     },
   };
 }

@@ -30,6 +30,20 @@ pub(crate) fn home() -> std::path::PathBuf {
     .clone()
 }
 
+/// A new token `name` of `role` in [`home`] (what `yard token create` prints).
+pub(crate) fn create_token(name: &str, role: &str) -> String {
+    let out = yard()
+        .args(["token", "create", name, "--role", role])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 /// The admin token of [`home`].
 pub(crate) fn admin_token() -> String {
     yard_auth::Home::open_or_init(home())
