@@ -5,6 +5,7 @@ What the page shows is checked against the center's API (selected by data-testid
 are waited for with deadlines, never fixed sleeps. Screenshots of every page, light and dark,
 go to target/ui-shots/ for a person to look at (nothing compares pixels)."""
 
+import base64
 import json
 import os
 import shutil
@@ -175,6 +176,8 @@ class Page:
     def shot(self, name):
         os.makedirs(SHOTS, exist_ok=True)
         path = os.path.join(SHOTS, f"{name}.png")
+        # From the top: the sticky header would otherwise sit where the page was scrolled to.
+        self.page.evaluate("() => window.scrollTo(0, 0)")
         self.page.screenshot(path=path, full_page=True)
         assert os.path.getsize(path) > 10_000, f"{name}: the screenshot looks blank"
 
@@ -238,6 +241,11 @@ def raw(system, method, path, headers=(), body=None):
 
 NEW_ROUTES = [("GET", "/v1/stream"), ("GET", "/v1/whoami"), ("POST", "/v1/login"),
               ("POST", "/v1/login/links"), ("GET", "/"), ("GET", "/ui/")]
+# The resource manager through the center (cluster web runs no master: a caller who gets
+# through the guard hears 404 no_rm; one who does not, 401 or 403 before anything is asked).
+RM_ROUTES = [("GET", "/v1/clusters/web/rm/agents"), ("GET", "/v1/clusters/web/rm/services"),
+             ("GET", "/v1/clusters/web/rm/tasks/t1/log"), ("POST", "/v1/clusters/web/rm/services"),
+             ("POST", "/v1/clusters/web/rm/services/s/scale"), ("DELETE", "/v1/clusters/web/rm/services/s")]
 
 
 def test_the_dashboard_routes_without_a_credential_and_from_a_foreign_origin(system):
@@ -257,9 +265,23 @@ def test_the_dashboard_routes_without_a_credential_and_from_a_foreign_origin(sys
     viewer = [("Authorization", f"Bearer {make_token('ui-viewer', 'viewer')}")]
     assert raw(system, "GET", "/v1/stream", viewer)[0] == 200
     assert raw(system, "POST", "/v1/login/links", viewer + json_body, b"{}")[0] == 403
-    # From another site's page, even with the admin's credential: every one refused.
+    # The resource manager's routes: none without a credential; a viewer reads, changes nothing.
+    for method, path in RM_ROUTES:
+        body = b"{}" if method == "POST" else None
+        status, _ = raw(system, method, path, json_body if body else [], body)
+        assert status == 401, (method, path, status)
+        status, answer = raw(system, method, path, viewer + (json_body if body else []), body)
+        want = (404, "no_rm") if method == "GET" else (403, "forbidden")
+        assert (status, answer and answer["code"]) == want, (method, path, status, answer)
+    # From another site's page, even with the admin's credential: every one refused (the
+    # WebSocket upgrade with a credential in its subprotocol too).
     foreign = [("Origin", "http://evil.example"), ("Authorization", f"Bearer {admin_token()}")]
-    for method, path in NEW_ROUTES:
+    status, _ = raw(system, "GET", "/v1/messages/json", [
+        ("Origin", "http://evil.example"), ("Connection", "Upgrade"), ("Upgrade", "websocket"),
+        ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+        ("Sec-WebSocket-Protocol", "yard.v1, yard.bearer." + base64.urlsafe_b64encode(admin_token().encode()).decode().rstrip("="))])
+    assert status == 403, status
+    for method, path in NEW_ROUTES + RM_ROUTES:
         body = b"{}" if method == "POST" else None
         status, _ = raw(system, method, path, foreign + (json_body if body else []), body)
         assert status == 403, (method, path, status)
