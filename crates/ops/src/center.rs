@@ -1175,60 +1175,31 @@ async fn rm(
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .map(str::to_string);
-    if let Some(task) = route.task_log() {
-        // Both values are plain words and digits: no decoding needed.
-        let raw = raw.unwrap_or_default();
-        let get = |k: &str| {
-            raw.split('&')
-                .filter_map(|kv| kv.split_once('='))
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| v)
-        };
-        let stderr = match get("stream") {
-            None | Some("stdout") => false,
-            Some("stderr") => true,
-            Some(other) => {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad_request",
-                    format!("stream must be stdout or stderr, not {other:?}"),
-                )
-            }
-        };
-        let offset = match get("offset").map(str::parse::<u64>) {
-            None => 0,
-            Some(Ok(n)) => n,
-            Some(Err(_)) => return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "offset must be a byte count (the previous answer's offset plus its data's length)",
-            ),
-        };
-        let request = crate::rm_proxy::TaskLog {
-            addr,
-            task: task.to_string(),
-            stderr,
-            offset,
-            authorization,
-        };
-        return match proxy.task_log(request).await {
-            Ok(a) => (
-                StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY),
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                a.body,
-            )
-                .into_response(),
-            Err(e) => error(StatusCode::BAD_GATEWAY, "rm_unreachable", e.to_string()),
-        };
-    }
-    let request = crate::rm_proxy::Forward {
-        addr,
-        method: route.method,
-        path: format!("{}{}", route.path, crate::rm_proxy::query(raw.as_deref())),
-        body: body.to_vec(),
-        authorization,
+    let pending = match route.target {
+        crate::rm_proxy::Target::TaskLog { task } => {
+            let (stderr, offset) = match crate::rm_proxy::task_log_query(raw.as_deref()) {
+                Ok(q) => q,
+                Err(why) => return error(StatusCode::BAD_REQUEST, "bad_request", why),
+            };
+            proxy.task_log(crate::rm_proxy::TaskLog {
+                addr,
+                task,
+                stderr,
+                offset,
+                authorization,
+            })
+        }
+        crate::rm_proxy::Target::Master { method, path } => {
+            proxy.forward(crate::rm_proxy::Forward {
+                addr,
+                method,
+                path: format!("{path}{}", crate::rm_proxy::query(raw.as_deref())),
+                body: body.to_vec(),
+                authorization,
+            })
+        }
     };
-    match proxy.forward(request).await {
+    match pending.await {
         Ok(a) => {
             let status = StatusCode::from_u16(a.status).unwrap_or(StatusCode::BAD_GATEWAY);
             let ct = a

@@ -65,21 +65,21 @@ pub trait MesosProxy: Send + Sync + std::fmt::Debug + 'static {
     fn task_log(&self, request: TaskLog) -> Pending;
 }
 
-/// A route of the master that the center passes on.
+/// Where a route of `/v1/clusters/C/rm/...` goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Passed to the master: its method and path (without the query).
+    Master { method: &'static str, path: String },
+    /// Gathered by the center ([`MesosProxy::task_log`]): this task's output.
+    TaskLog { task: String },
+}
+
+/// A route that the center serves from a cluster's resource manager.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Route {
     /// What the caller needs at the center.
     pub permission: Permission,
-    pub method: &'static str,
-    /// The master's path (without the query).
-    pub path: String,
-}
-
-impl Route {
-    /// The task whose output this route reads, for `tasks/ID/log`.
-    pub fn task_log(&self) -> Option<&str> {
-        self.path.strip_prefix("task-log:")
-    }
+    pub target: Target,
 }
 
 /// A service name as the master accepts it in a path.
@@ -97,27 +97,57 @@ fn plain(name: &str) -> bool {
 pub fn route(method: &str, rest: &str) -> Option<Route> {
     use Permission::*;
     let seg: Vec<&str> = rest.split('/').collect();
-    let (permission, method, path) = match (method, seg.as_slice()) {
-        ("GET", ["state"]) => (Read, "GET", "/master/state".to_string()),
-        ("GET", ["agents"]) => (Read, "GET", "/master/slaves".to_string()),
-        ("GET", ["frameworks"]) => (Read, "GET", "/master/frameworks".to_string()),
-        ("GET", ["tasks"]) => (Read, "GET", "/master/tasks".to_string()),
-        ("GET", ["services"]) => (Read, "GET", "/services".to_string()),
-        ("GET", ["services", n]) if plain(n) => (Read, "GET", format!("/services/{n}")),
-        ("POST", ["services"]) => (Command, "POST", "/services".to_string()),
+    let master = |m: &'static str, path: String| Target::Master { method: m, path };
+    let (permission, target) = match (method, seg.as_slice()) {
+        ("GET", ["state"]) => (Read, master("GET", "/master/state".into())),
+        ("GET", ["agents"]) => (Read, master("GET", "/master/slaves".into())),
+        ("GET", ["frameworks"]) => (Read, master("GET", "/master/frameworks".into())),
+        ("GET", ["tasks"]) => (Read, master("GET", "/master/tasks".into())),
+        ("GET", ["services"]) => (Read, master("GET", "/services".into())),
+        ("GET", ["services", n]) if plain(n) => (Read, master("GET", format!("/services/{n}"))),
+        ("POST", ["services"]) => (Command, master("POST", "/services".into())),
         ("POST", ["services", n, "scale"]) if plain(n) => {
-            (Command, "POST", format!("/services/{n}/scale"))
+            (Command, master("POST", format!("/services/{n}/scale")))
         }
-        ("DELETE", ["services", n]) if plain(n) => (Command, "DELETE", format!("/services/{n}")),
-        // Not a master route: the center gathers it ([`MesosProxy::task_log`]).
-        ("GET", ["tasks", t, "log"]) if plain(t) => (Outputs, "GET", format!("task-log:{t}")),
+        ("DELETE", ["services", n]) if plain(n) => {
+            (Command, master("DELETE", format!("/services/{n}")))
+        }
+        ("GET", ["tasks", t, "log"]) if plain(t) => (
+            Outputs,
+            Target::TaskLog {
+                task: t.to_string(),
+            },
+        ),
         _ => return None,
     };
-    Some(Route {
-        permission,
-        method,
-        path,
-    })
+    Some(Route { permission, target })
+}
+
+/// A task-log read's query: `stream=stdout|stderr` (whether stderr) and `offset=N`. Both are
+/// plain words and digits, so nothing needs decoding.
+pub fn task_log_query(raw: Option<&str>) -> Result<(bool, u64), String> {
+    let raw = raw.unwrap_or("");
+    let get = |k: &str| {
+        raw.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(n, _)| *n == k)
+            .map(|(_, v)| v)
+    };
+    let stderr = match get("stream") {
+        None | Some("stdout") => false,
+        Some("stderr") => true,
+        Some(other) => return Err(format!("stream must be stdout or stderr, not {other:?}")),
+    };
+    let offset =
+        match get("offset").map(str::parse::<u64>) {
+            None => 0,
+            Some(Ok(n)) => n,
+            Some(Err(_)) => return Err(
+                "offset must be a byte count (the previous answer's offset plus its data's length)"
+                    .into(),
+            ),
+        };
+    Ok((stderr, offset))
 }
 
 /// The query string passed on: only `limit`, `offset` and `order` (the master's task paging),
@@ -149,22 +179,31 @@ mod tests {
 
     #[test]
     fn only_the_listed_routes_pass_each_with_its_permission() {
-        let r = |m, p| route(m, p).map(|r| (r.permission, r.method, r.path));
+        let r = |m, p| route(m, p).map(|r| (r.permission, r.target));
+        let master = |method, path: &str| Target::Master {
+            method,
+            path: path.into(),
+        };
         assert_eq!(
             r("GET", "agents"),
-            Some((Permission::Read, "GET", "/master/slaves".into()))
+            Some((Permission::Read, master("GET", "/master/slaves")))
         );
         assert_eq!(
             r("POST", "services/web-1/scale"),
-            Some((Permission::Command, "POST", "/services/web-1/scale".into()))
+            Some((Permission::Command, master("POST", "/services/web-1/scale")))
         );
         assert_eq!(
             r("GET", "tasks/hello.v1.1a/log"),
-            Some((Permission::Outputs, "GET", "task-log:hello.v1.1a".into()))
+            Some((
+                Permission::Outputs,
+                Target::TaskLog {
+                    task: "hello.v1.1a".into()
+                }
+            ))
         );
         assert_eq!(
             r("DELETE", "services/hello"),
-            Some((Permission::Command, "DELETE", "/services/hello".into()))
+            Some((Permission::Command, master("DELETE", "/services/hello")))
         );
         for (m, p) in [
             ("POST", "state"),
@@ -180,6 +219,21 @@ mod tests {
         ] {
             assert_eq!(r(m, p), None, "{m} {p}");
         }
+    }
+
+    #[test]
+    fn a_task_log_read_names_its_stream_and_offset() {
+        assert_eq!(task_log_query(None), Ok((false, 0)));
+        assert_eq!(
+            task_log_query(Some("stream=stderr&offset=7")),
+            Ok((true, 7))
+        );
+        assert!(task_log_query(Some("stream=both"))
+            .unwrap_err()
+            .contains("stdout or stderr"));
+        assert!(task_log_query(Some("offset=-1"))
+            .unwrap_err()
+            .contains("byte count"));
     }
 
     #[test]
