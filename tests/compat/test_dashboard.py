@@ -489,8 +489,16 @@ def test_an_agent_chart_loads_its_history_and_then_advances(tab, system):
     tab.page.wait_for_function(
         f"""() => {{ const c = document.querySelector('[data-testid^="chart-web/agent-1/"]');
                     return c && Number(c.dataset.lastTs) > {first}; }}""", timeout=10_000)
-    tab.testid("log-text").wait_for()
-    assert "tick" in tab.testid("log-text").inner_text()
+    log = tab.testid("log-text")
+    expect(log).to_contain_text("tick")
+    # The log follows by reading on from the position of the last read and appending.
+    before = log.inner_text().splitlines()
+    with tab.page.expect_request(lambda r: "/v1/logs/" in r.url and "after=" in r.url,
+                                 timeout=10_000):
+        pass
+    expect(log).not_to_have_text(log.inner_text(), timeout=10_000)
+    after = log.inner_text().splitlines()
+    assert after[:len(before)] == before and len(after) > len(before), (before, after)
     tab.shot("agent-light")
 
 

@@ -119,7 +119,96 @@ pub fn numbered(path: &Path, i: usize) -> PathBuf {
 /// The last `max_bytes` of a log, reaching into the newest rotated file when the current one is
 /// shorter.
 pub fn tail(path: &Path, max_bytes: u64) -> std::io::Result<Vec<u8>> {
-    let mut out = last_bytes(path, max_bytes)?;
+    Ok(follow(path, None, max_bytes)?.bytes)
+}
+
+/// A place in a log: the file (its inode) and the byte offset after what was read. Rotation
+/// renames a file, so an offset stays true of the file it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPos {
+    pub file: u64,
+    pub offset: u64,
+}
+
+impl LogPos {
+    /// `FILE:OFFSET`, the cursor an HTTP caller carries between reads.
+    pub fn encode(&self) -> String {
+        format!("{}:{}", self.file, self.offset)
+    }
+
+    pub fn decode(s: &str) -> Option<LogPos> {
+        let (file, offset) = s.split_once(':')?;
+        Some(LogPos {
+            file: file.parse().ok()?,
+            offset: offset.parse().ok()?,
+        })
+    }
+}
+
+/// What [`follow`] read.
+#[derive(Debug, PartialEq, Eq)]
+pub struct LogChunk {
+    pub bytes: Vec<u8>,
+    /// Where the next read carries on.
+    pub next: LogPos,
+    /// The bytes continue the read that ended at the given position. False when there was no
+    /// position, or it could not be continued (the file rotated twice, was truncated, or more than
+    /// `max_bytes` were written since): the bytes are then the log's tail, to show afresh.
+    pub continued: bool,
+}
+
+/// The bytes written after `from` (at most `max_bytes`, reaching across one rotation), or the
+/// last `max_bytes` when `from` is `None` or cannot be continued.
+pub fn follow(path: &Path, from: Option<LogPos>, max_bytes: u64) -> std::io::Result<LogChunk> {
+    use std::os::unix::fs::MetadataExt;
+    let (cur, len) = match std::fs::metadata(path) {
+        Ok(m) => (m.ino(), m.len()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, 0),
+        Err(e) => return Err(e),
+    };
+    let next = LogPos {
+        file: cur,
+        offset: len,
+    };
+    let Some(from) = from else {
+        return Ok(LogChunk {
+            bytes: tail_to(path, len, max_bytes)?,
+            next,
+            continued: false,
+        });
+    };
+    // Before the current file, the rest of the one rotated away, when it is the one named.
+    let mut bytes = Vec::new();
+    let start = if from.file == cur && from.offset <= len {
+        from.offset
+    } else {
+        let older = numbered(path, 1);
+        match std::fs::metadata(&older) {
+            Ok(m) if m.ino() == from.file && from.offset <= m.len() => {
+                bytes = range(&older, from.offset, m.len())?;
+                0
+            }
+            _ => u64::MAX,
+        }
+    };
+    if start == u64::MAX || bytes.len() as u64 + (len - start) > max_bytes {
+        return Ok(LogChunk {
+            bytes: tail_to(path, len, max_bytes)?,
+            next,
+            continued: false,
+        });
+    }
+    bytes.extend(range(path, start, len)?);
+    Ok(LogChunk {
+        bytes,
+        next,
+        continued: true,
+    })
+}
+
+/// The last `max_bytes` before `len` of the current file, with the rotated one before it.
+fn tail_to(path: &Path, len: u64, max_bytes: u64) -> std::io::Result<Vec<u8>> {
+    let mut out = range(path, len.saturating_sub(max_bytes), len)?;
     if (out.len() as u64) < max_bytes {
         let older = numbered(path, 1);
         if older.exists() {
@@ -128,6 +217,19 @@ pub fn tail(path: &Path, max_bytes: u64) -> std::io::Result<Vec<u8>> {
             out = before;
         }
     }
+    Ok(out)
+}
+
+/// Bytes `start..end` of a file (fewer when it is shorter; none when it is missing).
+fn range(path: &Path, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    f.seek(SeekFrom::Start(start))?;
+    let mut out = Vec::new();
+    f.take(end.saturating_sub(start)).read_to_end(&mut out)?;
     Ok(out)
 }
 
@@ -180,5 +282,79 @@ mod tests {
         );
         assert_eq!(tail(&path, 8).unwrap(), b"ccdddddd");
         assert_eq!(tail(&path, 3).unwrap(), b"ddd");
+    }
+
+    #[test]
+    fn a_follower_reads_what_was_written_since_across_one_rotation() {
+        let tmp = yard_testkit::TempDir::new("follow");
+        let path = tmp.join("n.log");
+        let rotation = Rotation {
+            max_bytes: 10,
+            keep: 2,
+        };
+        let mut f = RotatingFile::open(path.clone(), rotation).unwrap();
+        f.write(b"aaaa").unwrap();
+        let first = follow(&path, None, 100).unwrap();
+        assert_eq!(
+            (first.bytes.as_slice(), first.continued),
+            (&b"aaaa"[..], false)
+        );
+        assert_eq!(first.next.offset, 4);
+
+        let none = follow(&path, Some(first.next), 100).unwrap();
+        assert_eq!(
+            (none.bytes.len(), none.continued, none.next),
+            (0, true, first.next)
+        );
+
+        f.write(b"bbbb").unwrap();
+        // More than max_bytes since the position: the last max_bytes, marked as not continuing.
+        let big = follow(&path, Some(first.next), 3).unwrap();
+        assert_eq!((big.bytes.as_slice(), big.continued), (&b"bbb"[..], false));
+
+        f.write(b"cccc").unwrap(); // rotates: aaaabbbb is NAME.log.1
+        let across = follow(&path, Some(first.next), 100).unwrap();
+        assert_eq!(
+            across.bytes, b"bbbbcccc",
+            "the rest of the rotated file, then the new one"
+        );
+        assert!(across.continued);
+        assert_ne!(across.next.file, first.next.file);
+        assert_eq!(across.next.offset, 4);
+
+        // Two rotations later the position names a file two steps back: the tail, afresh.
+        f.write(b"dddddddd").unwrap();
+        f.write(b"eeeeeeee").unwrap();
+        let lost = follow(&path, Some(across.next), 100).unwrap();
+        assert!(!lost.continued);
+        assert_eq!(lost.bytes, b"ddddddddeeeeeeee");
+    }
+
+    #[test]
+    fn a_truncated_log_is_read_afresh_and_positions_round_trip() {
+        let tmp = yard_testkit::TempDir::new("trunc");
+        let path = tmp.join("n.log");
+        let mut f = RotatingFile::open(
+            path.clone(),
+            Rotation {
+                max_bytes: 6,
+                keep: 0,
+            },
+        )
+        .unwrap();
+        f.write(b"abcdef").unwrap();
+        let at = follow(&path, None, 100).unwrap().next;
+        f.write(b"xy").unwrap(); // keep 0: truncates in place, the same inode
+        let again = follow(&path, Some(at), 100).unwrap();
+        assert_eq!(
+            (again.bytes.as_slice(), again.continued),
+            (&b"xy"[..], false)
+        );
+        assert_eq!(LogPos::decode(&at.encode()), Some(at));
+        for bad in ["", "1", "x:1", "1:-2", "1:2:3"] {
+            assert_eq!(LogPos::decode(bad), None, "{bad:?}");
+        }
+        let missing = follow(&tmp.join("none.log"), Some(at), 10).unwrap();
+        assert_eq!((missing.bytes.len(), missing.continued), (0, false));
     }
 }

@@ -32,6 +32,25 @@ fn decode<T: DeserializeOwned>(what: &str, body: &[u8]) -> Result<T, ClientError
     })
 }
 
+/// A node, named as the center names it.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeRef<'a> {
+    pub cluster: &'a str,
+    pub agent: &'a str,
+    pub node: &'a str,
+}
+
+/// One read of a node's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogRead {
+    pub text: String,
+    /// Where the next read carries on.
+    pub next: Option<String>,
+    /// `text` follows the read that ended at the `after` given; false when it is the tail
+    /// afresh (the first read, or the log rotated or ran on past what one read holds).
+    pub continued: bool,
+}
+
 /// `path`, narrowed to one cluster when one is given.
 fn for_cluster(path: &str, cluster: Option<&str>) -> String {
     match cluster {
@@ -56,12 +75,6 @@ impl Center {
         let (method, path) = (r.method, r.path);
         let r = r.authorized(self.authorization.as_deref());
         Ok(http::request(&self.addr, r).await?.ok(method, path)?.body)
-    }
-
-    /// `GET path` as text (node logs).
-    async fn get_text(&self, path: &str) -> Result<String, ClientError> {
-        let body = self.send(Request::get(path)).await?;
-        Ok(String::from_utf8_lossy(&body).into_owned())
     }
 
     pub async fn topology(&self) -> Result<TopologyView, ClientError> {
@@ -147,22 +160,32 @@ impl Center {
     }
 
     /// The end of a node's log (`stream`: stdout or stderr), at most `max_bytes`.
+    /// The last `max_bytes` of a node's log, or with `after` (a [`LogRead::next`]) what was
+    /// written since.
     pub async fn logs(
         &self,
-        cluster: &str,
-        agent: &str,
-        node: &str,
+        node: &NodeRef<'_>,
         stream: &str,
         max_bytes: u64,
-    ) -> Result<String, ClientError> {
-        let path = format!(
+        after: Option<&str>,
+    ) -> Result<LogRead, ClientError> {
+        let mut path = format!(
             "/v1/logs/{}/{}/{}?stream={}&max_bytes={max_bytes}",
-            escape(cluster, false),
-            escape(agent, false),
-            escape(node, false),
+            escape(node.cluster, false),
+            escape(node.agent, false),
+            escape(node.node, false),
             escape(stream, false)
         );
-        self.get_text(&path).await
+        if let Some(a) = after {
+            path.push_str(&format!("&after={}", escape(a, false)));
+        }
+        let r = Request::get(&path).authorized(self.authorization.as_deref());
+        let a = http::request(&self.addr, r).await?.ok("GET", &path)?;
+        Ok(LogRead {
+            text: a.text(),
+            next: a.header("x-yard-log-next").map(str::to_string),
+            continued: a.header("x-yard-log-continued") == Some("true"),
+        })
     }
 
     /// Figures per cluster (of one cluster) and their total.

@@ -52,10 +52,20 @@ pub struct Answer {
     pub status: u16,
     /// Its `Content-Type`, if it gave one.
     pub content_type: Option<String>,
+    /// Every header, names lower-cased, in the order sent.
+    pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
 }
 
 impl Answer {
+    /// The first header of this name (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The body as text (lossy: a listener's bodies are UTF-8).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
@@ -152,15 +162,22 @@ pub fn parse_answer(buf: &[u8]) -> Result<Answer, Malformed> {
     } else {
         body.to_vec()
     };
-    let content_type = head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case("content-type")
-            .then(|| v.trim().to_string())
-    });
+    let headers: Vec<(String, String)> = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        })
+        .collect();
+    let content_type = headers
+        .iter()
+        .find(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.clone());
     Ok(Answer {
         status,
         content_type,
+        headers,
         body,
     })
 }
@@ -201,15 +218,22 @@ mod tests {
 
     #[test]
     fn answers_are_read_fixed_length_or_chunked() {
-        let plain = parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi").unwrap();
+        let plain =
+            parse_answer(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Yard-Log-Next: 5:9\r\n\r\nhi")
+                .unwrap();
         assert_eq!(
             plain,
             Answer {
                 status: 200,
                 content_type: None,
+                headers: vec![
+                    ("content-length".into(), "2".into()),
+                    ("x-yard-log-next".into(), "5:9".into())
+                ],
                 body: b"hi".to_vec()
             }
         );
+        assert_eq!(plain.header("X-Yard-Log-Next"), Some("5:9"));
         let chunked = parse_answer(
             b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2;x=y\r\nde\r\n0\r\n\r\n",
         )
@@ -239,6 +263,7 @@ mod tests {
         let a = Answer {
             status: 404,
             content_type: None,
+            headers: vec![],
             body: br#"{"code":"unknown_cluster","context":"no cluster \"x\""}"#.to_vec(),
         };
         let e = a.ok("GET", "/v1/clusters/x").unwrap_err();
@@ -250,6 +275,7 @@ mod tests {
         let text = Answer {
             status: 503,
             content_type: None,
+            headers: vec![],
             body: b"busy".to_vec(),
         };
         assert!(text

@@ -462,6 +462,7 @@ async fn handle(a: &Agent, m: &Message) -> Msg {
             node,
             stream,
             max_bytes,
+            after,
             ..
         }) => {
             if !a.sup.names().contains(&node) {
@@ -476,9 +477,25 @@ async fn handle(a: &Agent, m: &Message) -> Msg {
                     format!("stream is stdout or stderr, not {stream:?}"),
                 );
             }
-            match crate::logfile::tail(&a.sup.log_path(&node, &stream), max_bytes.min(16 << 20)) {
-                Ok(b) => Msg::LogsText {
-                    text: String::from_utf8_lossy(&b).into_owned(),
+            let after = match after
+                .as_deref()
+                .map(|s| (s, crate::logfile::LogPos::decode(s)))
+            {
+                None => None,
+                Some((_, Some(pos))) => Some(pos),
+                Some((s, None)) => {
+                    return Msg::refused(
+                        "bad_request",
+                        format!("after is a log position FILE:OFFSET, not {s:?}"),
+                    )
+                }
+            };
+            let path = a.sup.log_path(&node, &stream);
+            match crate::logfile::follow(&path, after, max_bytes.min(16 << 20)) {
+                Ok(c) => Msg::LogsText {
+                    text: String::from_utf8_lossy(&c.bytes).into_owned(),
+                    next: Some(c.next.encode()),
+                    continued: c.continued,
                 },
                 Err(e) => Msg::refused("io_error", e.to_string()),
             }

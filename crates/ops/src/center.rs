@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -1255,6 +1255,8 @@ async fn nodes(State(c): State<Arc<Center>>, Query(q): Query<NodesQuery>) -> Res
 struct LogsQuery {
     stream: Option<String>,
     max_bytes: Option<u64>,
+    /// The `x-yard-log-next` of the previous read: carry on from there.
+    after: Option<String>,
 }
 
 async fn logs(
@@ -1282,6 +1284,7 @@ async fn logs(
         node,
         stream: q.stream.unwrap_or_else(|| "stdout".into()),
         max_bytes: q.max_bytes.unwrap_or(64 << 10),
+        after: q.after,
     };
     match rpc::call(
         &c.ep,
@@ -1291,15 +1294,35 @@ async fn logs(
     )
     .await
     {
-        Ok(Msg::LogsText { text }) => (
-            [(
-                axum::http::header::CONTENT_TYPE,
-                "text/plain; charset=utf-8",
-            )],
+        Ok(Msg::LogsText {
             text,
-        )
-            .into_response(),
+            next,
+            continued,
+        }) => {
+            let mut r = (
+                [
+                    (
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; charset=utf-8",
+                    ),
+                    (
+                        HeaderName::from_static("x-yard-log-continued"),
+                        if continued { "true" } else { "false" },
+                    ),
+                ],
+                text,
+            )
+                .into_response();
+            if let Some(v) = next.and_then(|n| HeaderValue::from_str(&n).ok()) {
+                r.headers_mut()
+                    .insert(HeaderName::from_static("x-yard-log-next"), v);
+            }
+            r
+        }
         Ok(other) => error(StatusCode::BAD_GATEWAY, "bad_answer", other.type_name()),
+        Err(rpc::CallError::Refused { code, message }) if code == "bad_request" => {
+            error(StatusCode::BAD_REQUEST, "bad_request", message)
+        }
         Err(rpc::CallError::Refused { code, message })
             if code == "unknown_node" || code == "unknown_agent" =>
         {
@@ -1316,13 +1339,48 @@ async fn logs(
 #[derive(Deserialize)]
 struct EventsQuery {
     after: Option<u64>,
+    /// At most this many (the oldest first); without it, every kept event after `after`.
+    limit: Option<usize>,
 }
+
+/// The most events one page of `GET /v1/events` holds.
+const EVENTS_PAGE: usize = 1_000;
 
 async fn events(State(c): State<Arc<Center>>, Query(q): Query<EventsQuery>) -> Response {
     let after = q.after.unwrap_or(0);
+    let limit = match q.limit {
+        Some(0) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "limit is at least 1",
+            )
+        }
+        Some(n) if n > EVENTS_PAGE => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("limit is at most {EVENTS_PAGE}, not {n}"),
+            )
+        }
+        Some(n) => n,
+        None => EVENTS,
+    };
     c.view(move |s| {
-        let list: Vec<_> = s.events.iter().filter(|e| e.seq > after).collect();
-        Json(json!({"events": list})).into_response()
+        // Sequence numbers rise along the queue: the first after `after` is found by halving.
+        let start = s.events.partition_point(|e| e.seq <= after);
+        let total = s.events.len() - start;
+        let list: Vec<_> = s.events.range(start..).take(limit).collect();
+        let next = (total > list.len())
+            .then(|| list.last().map(|e| e.seq))
+            .flatten();
+        Json(json!({
+            "events": list,
+            "total": total,
+            "next": next,
+            "oldest": s.events.front().map(|e| e.seq),
+        }))
+        .into_response()
     })
     .await
 }

@@ -398,6 +398,7 @@ impl Actor {
                 node,
                 stream,
                 max_bytes,
+                after,
             }) => {
                 let id = match self.core.agent_id(&agent) {
                     Ok(id) => id,
@@ -408,6 +409,7 @@ impl Actor {
                     node,
                     stream,
                     max_bytes,
+                    after,
                 };
                 let (ep, client, msg) = (self.m.ep.clone(), client.clone(), msg.clone());
                 tokio::spawn(async move {

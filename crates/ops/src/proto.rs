@@ -98,9 +98,18 @@ pub enum Msg {
         node: String,
         stream: String,
         max_bytes: u64,
+        /// Carry on from this place (a [`crate::logfile::LogPos`], encoded) instead of the tail.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
     },
     LogsText {
         text: String,
+        /// Where the next read carries on (absent from agents that predate it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
+        /// The text continues the read that ended at `after`; false when it is the tail afresh.
+        #[serde(default)]
+        continued: bool,
     },
     /// Agent → manager → center: a piece of an artifact.
     FetchChunk {

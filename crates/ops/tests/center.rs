@@ -187,6 +187,30 @@ async fn a_manager_that_falls_silent_is_lost_on_the_center_s_clock() {
             ("manager_lost".to_string(), 1_010_001)
         ]
     );
+    // Paged: a page of one says how many remain and where the next starts.
+    let first = get(&routes, "/v1/events?limit=1").await;
+    assert_eq!(first["events"][0]["event"], "cluster_registered");
+    assert_eq!(first["total"], 2);
+    assert_eq!(first["oldest"], first["events"][0]["seq"]);
+    let next = first["next"].as_u64().expect("a next page");
+    let second = get(&routes, &format!("/v1/events?after={next}&limit=1")).await;
+    assert_eq!(second["events"][0]["event"], "manager_lost");
+    assert_eq!(
+        (&second["total"], &second["next"]),
+        (&Json::from(1), &Json::Null)
+    );
+    for bad in ["limit=0", "limit=1001"] {
+        let answer = routes
+            .clone()
+            .oneshot(
+                Request::get(format!("/v1/events?{bad}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 400, "{bad}");
+    }
 
     c.stop().await;
 }

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use yard_data::time::parse_duration;
 use yard_ops::nodes::ClusterConfig;
 
-use yard_client::center::Center;
+use yard_client::center::{Center, NodeRef};
 use yard_client::ClientError;
 use yard_ops::center::StartRequest;
 use yard_ops::commands::CommandState;
@@ -875,6 +875,9 @@ pub(crate) struct LogsArgs {
     /// How much of the end of the log.
     #[arg(long, default_value_t = 65536)]
     bytes: u64,
+    /// Keep printing what the node writes, until Ctrl-C (one node only).
+    #[arg(long, short)]
+    follow: bool,
     /// NODE, or AGENT/NODE.
     node: String,
 }
@@ -894,17 +897,66 @@ pub(crate) async fn logs(a: LogsArgs) -> anyhow::Result<()> {
     if found.is_empty() {
         bail!("no node {:?} in the topology (see `yard topology`)", a.node);
     }
+    if a.follow {
+        let [n] = found.as_slice() else {
+            bail!(
+                "{} nodes are named {:?}: follow one of them, as AGENT/NODE",
+                found.len(),
+                a.node
+            );
+        };
+        return follow_log(&client, n, &a.stream, a.bytes).await;
+    }
     for n in &found {
-        let body = client
-            .logs(&n.cluster, &n.agent, &n.name, &a.stream, a.bytes)
+        let node = NodeRef {
+            cluster: &n.cluster,
+            agent: &n.agent,
+            node: &n.name,
+        };
+        let read = client
+            .logs(&node, &a.stream, a.bytes, None)
             .await
             .map_err(hint)?;
         if found.len() > 1 {
             println!("==> {}/{}/{} <==", n.cluster, n.agent, n.name);
         }
-        print!("{body}");
+        print!("{}", read.text);
     }
     Ok(())
+}
+
+/// Prints a node's log as it grows: each read asks for what was written since the last one.
+async fn follow_log(
+    client: &Center,
+    n: &yard_ops::center::NodeRow,
+    stream: &str,
+    bytes: u64,
+) -> anyhow::Result<()> {
+    use std::io::Write;
+    let node = NodeRef {
+        cluster: &n.cluster,
+        agent: &n.agent,
+        node: &n.name,
+    };
+    let mut after: Option<String> = None;
+    loop {
+        let read = client
+            .logs(&node, stream, bytes, after.as_deref())
+            .await
+            .map_err(hint)?;
+        if after.is_some() && !read.continued {
+            eprintln!(
+                "(the log rotated or ran past {bytes} bytes since the last read: its tail follows)"
+            );
+        }
+        print!("{}", read.text);
+        std::io::stdout().flush()?;
+        after = read.next;
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
 }
 
 #[derive(Args)]

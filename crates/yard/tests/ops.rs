@@ -775,6 +775,102 @@ async fn the_openapi_document_matches_the_running_center() {
     std::fs::remove_dir_all(&dir).ok();
 }
 
+/// A node's log is followed: each read carries on from the position the last one returned,
+/// so reads joined give every line once, in order; `yard logs --follow` does the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_s_log_is_followed_from_the_position_each_read_returns() {
+    let dir = tmp("follow");
+    let config = write_config(
+        &dir,
+        "[[node]]\nname = \"w\"\ncommand = \"sh\"\n\
+         args = [\"-c\", \"i=0; while true; do i=$((i+1)); echo line $i; sleep 0.1; done\"]\n",
+    );
+    let center_data = s(&dir.join("center"));
+    let center = Daemon::start(&["center", "--listen", "127.0.0.1:0", "--data", &center_data]);
+    let c = center.addr.clone();
+    let m = manager(&dir, "f", &c, Some(&config), "127.0.0.1:0");
+    let _a = agent(&dir, "a1", &m.addr);
+    wait_until("the node runs", Duration::from_secs(30), || async {
+        healthy_nodes(&get(&c, "/v1/topology").await, "f") == 1
+    })
+    .await;
+
+    // One read, answered with its headers.
+    let read = |after: Option<String>| {
+        let c = c.clone();
+        async move {
+            let mut path = "/v1/logs/f/a1/w?max_bytes=65536".to_string();
+            if let Some(a) = &after {
+                path.push_str(&format!("&after={a}"));
+            }
+            let head = format!(
+                "GET {path} HTTP/1.1\r\nHost: {c}\r\nAuthorization: Bearer {}",
+                common::admin_token()
+            );
+            let (code, text) = common::raw_http(&c, &head, b"").await;
+            let header = |name: &str| {
+                text.lines()
+                    .take_while(|l| !l.is_empty())
+                    .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string()))
+            };
+            let next = header("x-yard-log-next:");
+            let continued = header("x-yard-log-continued:");
+            (code, next, continued, common::body_of(&text))
+        }
+    };
+    let numbers = |text: &str| -> Vec<u64> {
+        text.lines()
+            .filter_map(|l| l.strip_prefix("line ")?.parse().ok())
+            .collect()
+    };
+    let (code, mut next, continued, first) = read(None).await;
+    assert_eq!(
+        (code, continued.as_deref()),
+        (200, Some("false")),
+        "{first}"
+    );
+    let mut seen = numbers(&first);
+    while seen.len() < 30 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (code, n, continued, text) = read(next.clone()).await;
+        assert_eq!((code, continued.as_deref()), (200, Some("true")), "{text}");
+        assert!(n.is_some(), "a position to carry on from");
+        seen.extend(numbers(&text));
+        next = n;
+    }
+    let from = seen[0];
+    let want: Vec<u64> = (from..from + seen.len() as u64).collect();
+    assert_eq!(seen, want, "every line once, in order, across the reads");
+
+    let (code, _, _, body) = read(Some("nonsense".into())).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("FILE:OFFSET"), "{body}");
+
+    // The CLI follows too: ten lines in a row, then Ctrl-C's stand-in.
+    let mut child = common::yard()
+        .args(["logs", "-c", &c, "--follow", "a1/w"])
+        .env("YARD_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let got: Vec<u64> = out
+        .lines()
+        .map_while(Result::ok)
+        .filter_map(|l| l.strip_prefix("line ")?.parse().ok())
+        .take(40)
+        .collect();
+    child.kill().ok();
+    child.wait().ok();
+    let start = got[0];
+    assert_eq!(
+        got,
+        (start..start + 40).collect::<Vec<_>>(),
+        "yard logs --follow"
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 /// `yard up` in a fresh directory: a working system in one command; Ctrl-C stops everything,
 /// nodes included; a second run resumes the same state.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

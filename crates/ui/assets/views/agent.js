@@ -151,24 +151,53 @@ export function agent(cl, name) {
     drawNodeActions();
   }
 
+  // The log follows: each read asks for what was written since the last one (the server's
+  // `x-yard-log-next` position) and appends it, or starts afresh when the server says the
+  // position could not be continued. At most LOG_KEEP characters are kept.
+  const LOG_KEEP = 65536;
+  let log = { node: "", after: "", text: "" };
+  /** @type {HTMLPreElement | null} */
+  let pre = null;
+
   async function drawLogs() {
     const c = state().clusters.find((/** @type {any} */ x) => x.name === cl);
     const a = c && c.agents.find((/** @type {any} */ x) => x.name === name);
     const nodes = a ? a.nodes.map((/** @type {any} */ n) => n.name) : [];
     const node = params().get("node") || nodes[0];
     if (!node) return put(logs, h("p", { class: "empty" }, "This agent runs no node."));
-    const pick = h("select", { "data-testid": "log-node" }, nodes.map((/** @type {string} */ n) => h("option", { value: n, selected: n === node }, n)));
-    pick.addEventListener("change", () => { setParams({ node: /** @type {HTMLSelectElement} */ (pick).value }); drawNodeActions(); drawLogs(); });
+    if (node !== log.node) {
+      log = { node, after: "", text: "" };
+      pre = null;
+    }
+    const pick = () => {
+      const sel = h("select", { "data-testid": "log-node" }, nodes.map((/** @type {string} */ n) => h("option", { value: n, selected: n === node }, n)));
+      sel.addEventListener("change", () => { setParams({ node: /** @type {HTMLSelectElement} */ (sel).value }); drawNodeActions(); drawLogs(); });
+      return h("label", null, "node ", sel);
+    };
     try {
-      const r = await fetch(`/v1/logs/${encodeURIComponent(cl)}/${encodeURIComponent(name)}/${encodeURIComponent(node)}?max_bytes=16384`, { headers: api.headers(), cache: "no-store" });
+      const q = new URLSearchParams({ max_bytes: "16384" });
+      if (log.after) q.set("after", log.after);
+      const r = await fetch(`/v1/logs/${encodeURIComponent(cl)}/${encodeURIComponent(name)}/${encodeURIComponent(node)}?${q}`, { headers: api.headers(), cache: "no-store" });
       const text = await r.text();
-      if (closed) return;
+      if (closed || node !== log.node) return;
       if (!r.ok) throw new api.ApiError(r.status, `http_${r.status}`, text);
-      const pre = h("pre", { class: "log", "data-testid": "log-text" }, text || "(empty)");
-      put(logs, h("label", null, "node ", pick), pre);
-      pre.scrollTop = pre.scrollHeight;
+      const continued = r.headers.get("x-yard-log-continued") === "true";
+      log.text = (continued ? log.text + text : text).slice(-LOG_KEEP);
+      log.after = r.headers.get("x-yard-log-next") || "";
+      if (!pre || !logs.contains(pre)) {
+        pre = /** @type {HTMLPreElement} */ (h("pre", { class: "log", "data-testid": "log-text" }));
+        put(logs, pick(), pre);
+        pre.textContent = log.text || "(empty)";
+        pre.scrollTop = pre.scrollHeight;
+      } else if (!continued || text) {
+        // Kept at the bottom only if the reader was there.
+        const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+        pre.textContent = log.text || "(empty)";
+        if (atEnd) pre.scrollTop = pre.scrollHeight;
+      }
     } catch (e) {
-      put(logs, h("label", null, "node ", pick), problem(e));
+      pre = null;
+      put(logs, pick(), problem(e));
     }
     clearTimeout(logTimer);
     if (!closed) logTimer = window.setTimeout(drawLogs, 3000);
