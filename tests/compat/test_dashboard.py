@@ -578,6 +578,15 @@ def test_data_discovery_tails_a_topic_and_browses_a_stores_typed_values(tab, sys
     # The mesh: this center's link to the manager, and the agents reached through it.
     tab.testid("mesh-peer-manager web").wait_for()
     tab.testid("mesh-via-agent-1").wait_for()
+    # The manager's own links to its agents, gathered by the center, with their figures: the
+    # same links the API gives.
+    links = system.api("/v1/clusters/web/links")
+    ids = {a["name"]: a["id"] for a in system.api("/v1/topology")["clusters"][0]["agents"]}
+    assert {ids["agent-1"], ids["agent-2"]} <= {l["id"] for l in links["links"]}, links
+    expect(tab.testid("mesh-far-agent-1")).to_contain_text("drops 0")
+    far = tab.testid("mesh-far-links")
+    expect(far).to_contain_text("agent-2")
+    assert far.locator("tbody tr").count() == len(links["links"])
     # The tail: a WebSocket to /v1/messages/json with the page's own credential; `yard pub` on
     # an agent's endpoint crosses the mesh (agent, manager, center) to it.
     tab.testid("tail-prefix").fill("/demo")

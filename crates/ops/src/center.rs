@@ -1020,9 +1020,15 @@ pub fn classify(method: &Method, path: &str) -> Option<Rule> {
         // The one-time code in the body is the credential (the handler checks it).
         (["login"], "POST") => Rule::new(Open).own_credential(),
         (["login", "links"], "POST") => Rule::new(Admin),
-        (["topology"] | ["clusters"] | ["clusters", _] | ["nodes"] | ["events"], _) if read => {
-            Rule::new(Read)
-        }
+        (
+            ["topology"]
+            | ["clusters"]
+            | ["clusters", _]
+            | ["clusters", _, "links"]
+            | ["nodes"]
+            | ["events"],
+            _,
+        ) if read => Rule::new(Read),
         (["commands"] | ["metrics", "query"] | ["metrics", "series"] | ["stats"], _) if read => {
             Rule::new(Read)
         }
@@ -1049,6 +1055,7 @@ fn routes(c: Arc<Center>) -> Router {
             "/v1/clusters/{name}/rm/{*rest}",
             get(rm).post(rm).delete(rm),
         )
+        .route("/v1/clusters/{name}/links", get(links))
         .route("/v1/nodes", get(nodes))
         .route("/v1/logs/{cluster}/{agent}/{node}", get(logs))
         .route("/v1/events", get(events))
@@ -1259,25 +1266,46 @@ struct LogsQuery {
     after: Option<String>,
 }
 
+/// The manager endpoint id of a cluster, or the 404 that says there is no such cluster.
+async fn manager_of(c: &Center, cluster: &str) -> Result<String, Response> {
+    let name = cluster.to_string();
+    let id = c
+        .ask(move |s| s.topology.clusters.get(&name).map(|r| r.manager.id.clone()))
+        .await?;
+    id.ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            "unknown_cluster",
+            format!("no cluster {cluster:?}"),
+        )
+    })
+}
+
+/// `GET /v1/clusters/C/links`: the peer links of the cluster's manager, as it sees them (its
+/// queue to each agent, to the center and to any peer, with drops), asked over the mesh.
+async fn links(State(c): State<Arc<Center>>, Path(cluster): Path<String>) -> Response {
+    let manager = match manager_of(&c, &cluster).await {
+        Ok(m) => m,
+        Err(r) => return r,
+    };
+    let to = proto::to(&manager, "links");
+    match rpc::call(&c.ep, to, &Msg::Links, Duration::from_secs(5)).await {
+        Ok(Msg::LinksAre { endpoint, links }) => {
+            Json(json!({"cluster": cluster, "endpoint": endpoint, "links": links})).into_response()
+        }
+        Ok(other) => error(StatusCode::BAD_GATEWAY, "bad_answer", other.type_name()),
+        Err(e) => error(StatusCode::BAD_GATEWAY, "manager_error", e.to_string()),
+    }
+}
+
 async fn logs(
     State(c): State<Arc<Center>>,
     Path((cluster, agent, node)): Path<(String, String, String)>,
     Query(q): Query<LogsQuery>,
 ) -> Response {
-    let name = cluster.clone();
-    let manager = match c
-        .ask(move |s| s.topology.clusters.get(&name).map(|r| r.manager.id.clone()))
-        .await
-    {
+    let manager = match manager_of(&c, &cluster).await {
         Ok(m) => m,
         Err(r) => return r,
-    };
-    let Some(manager) = manager else {
-        return error(
-            StatusCode::NOT_FOUND,
-            "unknown_cluster",
-            format!("no cluster {cluster:?}"),
-        );
     };
     let ask = Msg::Logs {
         agent,

@@ -426,6 +426,13 @@ impl Actor {
                 });
                 return None;
             }
+            Ok(Msg::Links) => match self.m.ep.snapshot().await {
+                Ok(snap) => Msg::LinksAre {
+                    endpoint: self.m.ep.id().to_string(),
+                    links: snap.peers.iter().map(Into::into).collect(),
+                },
+                Err(e) => Msg::refused("shutting_down", e.to_string()),
+            },
             Ok(Msg::FetchChunk {
                 sha256,
                 offset,

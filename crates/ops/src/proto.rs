@@ -111,6 +111,13 @@ pub enum Msg {
         #[serde(default)]
         continued: bool,
     },
+    /// Center → manager: the links of the manager's endpoint (to its agents, the center, peers).
+    Links,
+    LinksAre {
+        /// The manager's endpoint id.
+        endpoint: String,
+        links: Vec<LinkView>,
+    },
     /// Agent → manager → center: a piece of an artifact.
     FetchChunk {
         sha256: String,
@@ -164,6 +171,40 @@ impl Msg {
 #[derive(Debug, Clone, thiserror::Error, PartialEq)]
 #[error("malformed operations message: {0}")]
 pub struct ProtoError(pub String);
+
+/// One peer link of an endpoint, as that endpoint sees it: its outgoing queue and counters.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct LinkView {
+    /// The endpoint at the other end (empty while it was never reached).
+    pub id: String,
+    pub address: String,
+    /// `outbound` (this endpoint dialed) or `inbound`.
+    pub direction: String,
+    /// `connected`, or `connecting` for a dialed address without a link.
+    pub state: String,
+    pub queue_depth: usize,
+    pub queue_capacity: usize,
+    /// Messages dropped at this end's queue to the peer.
+    pub drops: u64,
+    pub sent: u64,
+    pub received: u64,
+}
+
+impl From<&yard_fabric::PeerInfo> for LinkView {
+    fn from(p: &yard_fabric::PeerInfo) -> LinkView {
+        LinkView {
+            id: p.id.clone(),
+            address: p.address.clone(),
+            direction: p.direction.to_string(),
+            state: p.state.to_string(),
+            queue_depth: p.queue_depth,
+            queue_capacity: p.queue_capacity,
+            drops: p.drops,
+            sent: p.sent,
+            received: p.received,
+        }
+    }
+}
 
 /// An agent as its manager and the center see it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

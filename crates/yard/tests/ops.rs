@@ -751,8 +751,19 @@ async fn the_openapi_document_matches_the_running_center() {
         checked += 1;
     }
     assert_eq!(
-        checked, 21,
+        checked, 22,
         "every GET in the document but the stream was called"
+    );
+    // The manager's links, gathered over the mesh, name its agent.
+    let a1 = get(&c, "/v1/topology").await["clusters"][0]["agents"][0]["id"].clone();
+    let links = get(&c, "/v1/clusters/o/links").await;
+    assert!(
+        links["links"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["id"] == a1 && l["state"] == "connected"),
+        "{links}"
     );
     // Documented errors look as documented.
     for (path, url) in [

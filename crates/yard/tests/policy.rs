@@ -72,6 +72,7 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
     ("center", "GET", "/v1/topology", "yyy..."),
     ("center", "GET", "/v1/clusters", "yyy..."),
     ("center", "GET", "/v1/clusters/local", "yyy..."),
+    ("center", "GET", "/v1/clusters/local/links", "yyy..."),
     ("center", "GET", "/v1/nodes", "yyy..."),
     ("center", "GET", "/v1/events", "yyy..."),
     ("center", "GET", "/v1/commands", "yyy..."),

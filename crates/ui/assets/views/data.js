@@ -60,16 +60,47 @@ export function data() {
     clearTimeout(meshTimer);
     try {
       const st = await api.get("/v1/status/json");
+      const far = await managersLinks(st);
       if (closed) return;
-      put(mesh, graph(st), linksTable(st), counters(st));
+      put(mesh, graph(st, far), linksTable(st), managersTable(far), counters(st));
     } catch (e) {
       put(mesh, problem(e));
     }
     if (!closed) meshTimer = window.setTimeout(drawMesh, 5000);
   }
 
-  /** @param {any} st */
-  function graph(st) {
+  /** The clusters whose manager's own links are asked for (each is one call to its manager). */
+  const FAR = 8;
+
+  /**
+   * The links of the managers this center links to, as each manager sees them (its queue to
+   * each agent, with drops): cluster name → the answer of `GET /v1/clusters/C/links`, or the
+   * error met asking it.
+   * @param {any} st
+   * @returns {Promise<Map<string, any>>}
+   */
+  async function managersLinks(st) {
+    const who = names();
+    const clusters = (st.peers || []).map((/** @type {any} */ p) => who.get(p.id))
+      .filter((/** @type {any} */ n) => n && n.kind === "manager").map((/** @type {any} */ n) => n.cluster).slice(0, FAR);
+    const answers = await Promise.all(clusters.map((/** @type {string} */ c) =>
+      api.get(`/v1/clusters/${encodeURIComponent(c)}/links`).catch((e) => ({ error: e }))));
+    return new Map(clusters.map((/** @type {string} */ c, /** @type {number} */ i) => [c, answers[i]]));
+  }
+
+  /** @param {any} l a link: its queue and drops, as a label */
+  const figures = (l) => `q ${l.queue_depth}/${l.queue_capacity} · drops ${l.drops}`;
+  /** @param {any} l */
+  const linkClass = (l) => {
+    const full = l.queue_capacity ? l.queue_depth / l.queue_capacity : 0;
+    return l.drops ? " dropping" : full > 0.5 ? " busy" : "";
+  };
+
+  /**
+   * @param {any} st
+   * @param {Map<string, any>} far
+   */
+  function graph(st, far) {
     const who = names();
     const cx = 380, cy = 190;
     const reachable = new Set(st.reachable || []);
@@ -94,20 +125,32 @@ export function data() {
       const x = cx + 120 * Math.cos(angle), y = cy + 110 * Math.sin(angle);
       const n = who.get(p.id);
       placed.add(p.id);
-      const full = p.queue_capacity ? p.queue_depth / p.queue_capacity : 0;
-      edges.push(svg("line", { x1: cx, y1: cy, x2: x, y2: y, class: `mlink${p.drops ? " dropping" : full > 0.5 ? " busy" : ""}` }));
-      edges.push(svg("text", { x: (cx + x) / 2, y: (cy + y) / 2 - 4, class: "mlabel", "text-anchor": "middle" }, `q ${p.queue_depth}/${p.queue_capacity} · drops ${p.drops}`));
+      edges.push(svg("line", { x1: cx, y1: cy, x2: x, y2: y, class: `mlink${linkClass(p)}` }));
+      edges.push(svg("text", { x: (cx + x) / 2, y: (cy + y) / 2 - 4, class: "mlabel", "text-anchor": "middle" }, figures(p)));
       dot(x, y, n ? n.label : p.id.slice(0, 8), n ? n.kind : "endpoint", `mesh-peer-${n ? n.label : p.id}`, `${p.id} at ${p.listen || p.address}`);
       // The agents of a manager this center links to: reached through it.
       if (!n || n.kind !== "manager") return;
       const behind = [...who.entries()].filter(([id, m]) => m.kind === "agent" && m.cluster === n.cluster && reachable.has(id));
       behind.forEach(([id]) => placed.add(id));
+      // The manager's own link to each agent, when it answered: solid, with its figures.
+      const answer = far.get(n.cluster || "");
+      /** @type {Map<string, any>} */
+      const own = new Map(((answer && answer.links) || []).map((/** @type {any} */ l) => [l.id, l]));
       const spread = Math.PI / Math.max(links.length, 1);
-      const shown = behind.length > AGGREGATE ? [[`${behind.length} agents`, "cell"]] : behind.map(([, m]) => [m.label, "agent"]);
-      shown.forEach(([label, kind], j) => {
+      /** @type {[string, string, any][]} */
+      let shown;
+      if (behind.length > AGGREGATE) {
+        const mine = behind.map(([id]) => own.get(id)).filter(Boolean);
+        const sum = mine.length ? {
+          queue_depth: Math.max(...mine.map((l) => l.queue_depth)), queue_capacity: mine[0].queue_capacity,
+          drops: mine.reduce((t, l) => t + l.drops, 0) } : null;
+        shown = [[`${behind.length} agents`, "cell", sum]];
+      } else shown = behind.map(([id, m]) => [m.label, "agent", own.get(id) || null]);
+      shown.forEach(([label, kind, l], j) => {
         const a = angle + (shown.length > 1 ? spread * (j / (shown.length - 1) - 0.5) : 0);
         const ax = cx + 300 * Math.cos(a), ay = cy + 165 * Math.sin(a);
-        edges.push(svg("line", { x1: x, y1: y, x2: ax, y2: ay, class: "mlink via" }));
+        edges.push(svg("line", { x1: x, y1: y, x2: ax, y2: ay, class: l ? `mlink${linkClass(l)}` : "mlink via" }));
+        if (l) edges.push(svg("text", { x: (x + ax) / 2, y: (y + ay) / 2 - 4, class: "mlabel", "text-anchor": "middle", "data-testid": `mesh-far-${label}` }, kind === "cell" ? `max ${figures(l)}` : figures(l)));
         dot(ax, ay, label, kind, `mesh-via-${label}`, `${label}: reachable through ${n.label}`);
       });
     });
@@ -116,7 +159,7 @@ export function data() {
       // The drawing's own extent, with room for the labels: no empty band around a small mesh.
       svg("svg", { viewBox: `${box.x0 - 90} ${box.y0 - 30} ${box.x1 - box.x0 + 180} ${box.y1 - box.y0 + 70}`,
         width: box.x1 - box.x0 + 180, height: box.y1 - box.y0 + 70, class: "meshgraph", role: "img", "aria-label": "mesh graph" }, edges, dots),
-      h("p", { class: "dim" }, `Solid: this center's own links, with their queue and drops. Dashed: endpoints reached through them (the link's figures live on that endpoint). `,
+      h("p", { class: "dim" }, `Solid: a link with its queue and drops, as its sending end sees it (the center's links, and those of up to ${FAR} managers). Dashed: an endpoint reached through another whose link figures were not gathered. `,
         `${reachable.size} endpoint${reachable.size === 1 ? "" : "s"} reachable`, others.length ? `, ${others.length} of them not named by the topology` : "", "."));
   }
 
@@ -124,11 +167,35 @@ export function data() {
   function linksTable(st) {
     const who = names();
     return h("table", { "data-testid": "mesh-links" },
+      h("caption", null, "This center's links"),
       h("thead", null, h("tr", null, ["link", "listen", "direction", "state", "queue", "drops", "sent", "received", "up for", "last error"].map((x) => h("th", null, x)))),
       h("tbody", null, (st.peers || []).map((/** @type {any} */ p) => h("tr", null,
         h("td", null, (who.get(p.id) || { label: p.id || "(not reached)" }).label), h("td", null, p.listen || p.address), h("td", null, p.direction),
         h("td", null, p.state), h("td", null, `${p.queue_depth}/${p.queue_capacity} (${p.overflow_policy})`), h("td", null, p.drops),
         h("td", null, p.sent), h("td", null, p.received), h("td", null, `${p.connected_seconds} s`), h("td", null, p.last_error || "")))));
+  }
+
+  /** The managers' own links (each row as its manager sees it).
+   * @param {Map<string, any>} far */
+  function managersTable(far) {
+    const who = names();
+    /** @type {HTMLElement[]} */
+    const rows = [];
+    for (const [cluster, a] of far) {
+      if (a.error) {
+        rows.push(h("tr", null, h("td", null, `manager ${cluster}`), h("td", { colspan: 6 }, problem(a.error))));
+        continue;
+      }
+      for (const l of a.links) rows.push(h("tr", null,
+        h("td", null, `manager ${cluster}`), h("td", null, (who.get(l.id) || { label: l.id || "(not reached)" }).label),
+        h("td", null, l.state), h("td", null, `${l.queue_depth}/${l.queue_capacity}`), h("td", null, l.drops),
+        h("td", null, l.sent), h("td", null, l.received)));
+    }
+    if (!rows.length) return h("div");
+    return h("table", { "data-testid": "mesh-far-links" },
+      h("caption", null, "The managers' links, as each manager sees them"),
+      h("thead", null, h("tr", null, ["from", "to", "state", "queue", "drops", "sent", "received"].map((x) => h("th", null, x)))),
+      h("tbody", null, rows));
   }
 
   /** @param {any} st */
