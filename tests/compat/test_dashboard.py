@@ -145,12 +145,13 @@ class Page:
     """A browser tab on the center that records every console error, page error, failed
     request and request to another host (those are aborted)."""
 
-    def __init__(self, browser, system, dark=False):
-        self.ctx = browser.new_context(viewport={"width": 1440, "height": 900},
-                                       color_scheme="dark" if dark else "light")
+    def __init__(self, browser, system, dark=False, beside=None):
+        """With `beside`, a second tab of that tab's browser (its storage, its connections)."""
+        self.ctx = beside.ctx if beside else browser.new_context(
+            viewport={"width": 1440, "height": 900}, color_scheme="dark" if dark else "light")
         self.page = self.ctx.new_page()
         self.system = system
-        self.problems = []
+        self.problems = beside.problems if beside else []
         self.page.on("console", lambda m: m.type == "error" and self.problems.append(f"console: {m.text}"))
         self.page.on("pageerror", lambda e: self.problems.append(f"page error: {e}"))
         self.page.on("requestfailed", lambda r: self.problems.append(f"failed: {r.url} {r.failure}")
@@ -581,12 +582,13 @@ def test_data_discovery_tails_a_topic_and_browses_a_stores_typed_values(tab, sys
     # The manager's own links to its agents, gathered by the center, with their figures: the
     # same links the API gives.
     links = system.api("/v1/clusters/web/links")
-    ids = {a["name"]: a["id"] for a in system.api("/v1/topology")["clusters"][0]["agents"]}
+    web = next(c for c in system.topology()["clusters"] if c["name"] == "web")
+    ids = {a["name"]: a["id"] for a in web["agents"]}
     assert {ids["agent-1"], ids["agent-2"]} <= {l["id"] for l in links["links"]}, links
     expect(tab.testid("mesh-far-agent-1")).to_contain_text("drops 0")
     far = tab.testid("mesh-far-links")
     expect(far).to_contain_text("agent-2")
-    assert far.locator("tbody tr").count() == len(links["links"])
+    assert far.locator("tbody tr", has_text="manager web").count() == len(links["links"])
     # The tail: a WebSocket to /v1/messages/json with the page's own credential; `yard pub` on
     # an agent's endpoint crosses the mesh (agent, manager, center) to it.
     tab.testid("tail-prefix").fill("/demo")
@@ -793,3 +795,52 @@ def test_keyboard_shortcuts_and_screens_in_the_dark_theme(browser, system):
         assert not t.problems, t.problems
     finally:
         t.close()
+
+
+def test_every_tab_of_a_browser_shares_one_stream_and_another_takes_over_without_a_gap(browser, system):
+    """A browser holds six HTTP/1.1 connections to a host: eight tabs, each with its own stream,
+    would leave two with no connection at all. The tabs share the one stream of their leader;
+    when it closes, another tab leads, resumes where it was, and no tab misses an event."""
+    up = sum(a["state"] == "up" for c in system.topology()["clusters"] for a in c["agents"])
+    tabs = [Page(browser, system)]
+    tabs[0].sign_in()
+    ctx = tabs[0].ctx
+    streams = []
+    ctx.on("request", lambda r: "/v1/stream" in r.url and streams.append(r))
+    for _ in range(7):
+        t = Page(browser, system, beside=tabs[0])
+        t.page.goto(f"http://{system.center}/ui/#/overview")
+        t.page.wait_for_selector('[data-testid="link"][data-state="live"]', timeout=10_000)
+        expect(t.testid("n-agents-up")).to_have_text(str(up))
+        tabs.append(t)
+    roles = [t.page.evaluate("window.yardStream.role") for t in tabs]
+    assert sorted(roles) == ["follower"] * 7 + ["leader"], roles
+    assert len(streams) == 0, [r.url for r in streams]  # all opened after the leader's stream
+
+    def change_and_see_it_everywhere(pages):
+        cmd = system.api("/v1/commands", method="POST",
+                         body={"op": "restart", "batch": 1, "cluster": "web", "nodes": ["agent-1/ticker"]})
+        wait_for("the restart done", lambda: system.api(f"/v1/commands/{cmd['id']}")["state"]
+                 not in ("pending", "running"), 30)
+        newest = system.api("/v1/events?limit=1000")
+        while newest["next"] is not None:
+            newest = system.api(f"/v1/events?after={newest['next']}&limit=1000")
+        seq = newest["events"][-1]["seq"]
+        for t in pages:
+            t.page.wait_for_function(f"() => window.yardStream.seq >= {seq}", timeout=10_000)
+
+    change_and_see_it_everywhere(tabs)
+    # The leader closes: another tab leads, asking the center to resume from its own last id.
+    leader = tabs[roles.index("leader")]
+    rest = [t for t in tabs if t is not leader]
+    with rest[0].page.expect_request(lambda r: "/v1/stream" in r.url, timeout=10_000) as req:
+        leader.page.close()
+    assert req.value.headers.get("last-event-id"), "the new leader resumes, it does not start over"
+    wait_for("a new leader", lambda: sorted(t.page.evaluate("window.yardStream.role") for t in rest)
+             == ["follower"] * 6 + ["leader"], 10)
+    change_and_see_it_everywhere(rest)
+    assert [t.page.evaluate("window.yardStream.snapshots") for t in rest] == [1] * 7, \
+        "no tab needed a new snapshot"
+    problems = [p for p in tabs[0].problems if "ERR_" not in p]
+    ctx.close()
+    assert not problems, problems
