@@ -1,0 +1,570 @@
+//! The cluster's certificate authority: one ECDSA P-256 key, kept 0600 in its directory, that
+//! signs a short-lived certificate for each principal (the center, a cluster's manager, an
+//! agent, a node, an operator). A certificate names its principal twice: as its common name
+//! (`manager:web`) and as a URI (`yard://manager/web`), the form a verifier reads.
+//!
+//! The directory holds `ca.crt` (the root every client trusts), `ca.key` (0600), `ca.name` (the
+//! root's distinguished name, so the key can sign again without parsing the certificate) and
+//! `issued.jsonl` (one line per certificate issued: serial, subject, hosts, validity), 0600.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+};
+use serde::{Deserialize, Serialize};
+use yard_auth::secret;
+use yard_auth::tokens::write_private;
+
+/// How long the root is valid.
+pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// How long an issued certificate is valid unless asked otherwise: short, and renewed before
+/// it ends.
+pub const CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// The longest lifetime `issue` grants.
+pub const MAX_CERT_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
+
+/// Whom a certificate speaks for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum Subject {
+    Center,
+    Manager { cluster: String },
+    Agent { cluster: String, agent: String },
+    Node { name: String },
+    Operator { name: String },
+}
+
+/// A subject that is not one of the five forms.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a subject: center, manager:CLUSTER, agent:CLUSTER/AGENT, node:NAME or operator:NAME"
+)]
+pub struct BadSubject(pub String);
+
+/// A name inside a subject: letters, digits and `-_.`, 1 to 63 of them.
+fn name_ok(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+impl std::str::FromStr for Subject {
+    type Err = BadSubject;
+
+    fn from_str(s: &str) -> Result<Subject, BadSubject> {
+        let bad = || BadSubject(s.to_string());
+        let subject = match s.split_once(':') {
+            None if s == "center" => Subject::Center,
+            Some(("manager", c)) => Subject::Manager {
+                cluster: c.to_string(),
+            },
+            Some(("agent", rest)) => {
+                let (c, a) = rest.split_once('/').ok_or_else(bad)?;
+                Subject::Agent {
+                    cluster: c.to_string(),
+                    agent: a.to_string(),
+                }
+            }
+            Some(("node", n)) => Subject::Node {
+                name: n.to_string(),
+            },
+            Some(("operator", n)) => Subject::Operator {
+                name: n.to_string(),
+            },
+            _ => return Err(bad()),
+        };
+        if subject.names().iter().all(|n| name_ok(n)) {
+            Ok(subject)
+        } else {
+            Err(bad())
+        }
+    }
+}
+
+impl TryFrom<String> for Subject {
+    type Error = BadSubject;
+    fn try_from(s: String) -> Result<Subject, BadSubject> {
+        s.parse()
+    }
+}
+
+impl From<Subject> for String {
+    fn from(s: Subject) -> String {
+        s.to_string()
+    }
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::Center => write!(f, "center"),
+            Subject::Manager { cluster } => write!(f, "manager:{cluster}"),
+            Subject::Agent { cluster, agent } => write!(f, "agent:{cluster}/{agent}"),
+            Subject::Node { name } => write!(f, "node:{name}"),
+            Subject::Operator { name } => write!(f, "operator:{name}"),
+        }
+    }
+}
+
+impl Subject {
+    fn names(&self) -> Vec<&str> {
+        match self {
+            Subject::Center => vec![],
+            Subject::Manager { cluster } => vec![cluster],
+            Subject::Agent { cluster, agent } => vec![cluster, agent],
+            Subject::Node { name } | Subject::Operator { name } => vec![name],
+        }
+    }
+
+    /// The URI a certificate carries for this subject: `yard://manager/web`.
+    pub fn uri(&self) -> String {
+        format!("yard://{}", self.to_string().replacen(':', "/", 1))
+    }
+
+    /// The subject a certificate's URI names, if it is one.
+    pub fn from_uri(uri: &str) -> Option<Subject> {
+        let rest = uri.strip_prefix("yard://")?;
+        let s = match rest.split_once('/') {
+            Some((kind, name)) => format!("{kind}:{name}"),
+            None => rest.to_string(),
+        };
+        s.parse().ok()
+    }
+
+    /// Whether this subject serves (a daemon, which listens) or only calls (an operator).
+    fn serves(&self) -> bool {
+        !matches!(self, Subject::Operator { .. })
+    }
+}
+
+/// What went wrong with the authority.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("there is already a certificate authority in {0} (`yard ca show` describes it)")]
+    Exists(PathBuf),
+    #[error("no certificate authority in {0} (`yard ca init` makes one)")]
+    Missing(PathBuf),
+    #[error("{0}: {1}")]
+    Corrupt(PathBuf, String),
+    #[error("making a certificate: {0}")]
+    Make(#[from] rcgen::Error),
+    #[error("{0}")]
+    Request(String),
+}
+
+/// What a certificate is asked for.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub subject: Subject,
+    /// The host names and addresses a serving certificate answers for.
+    pub hosts: Vec<String>,
+    pub lifetime: Duration,
+}
+
+/// A certificate just issued, with its private key (which the authority does not keep).
+pub struct Issued {
+    pub record: Record,
+    pub cert_pem: String,
+    pub key_pem: String,
+}
+
+impl fmt::Debug for Issued {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Issued")
+            .field("record", &self.record)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One line of `issued.jsonl`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// Hex.
+    pub serial: String,
+    pub subject: Subject,
+    pub hosts: Vec<String>,
+    /// Unix seconds.
+    pub not_before: u64,
+    pub not_after: u64,
+    /// SHA-256 of the certificate's DER, hex.
+    pub sha256: String,
+}
+
+/// The authority, opened from its directory.
+pub struct Authority {
+    dir: PathBuf,
+    name: String,
+    cert_pem: String,
+    cert_der: Vec<u8>,
+    key: KeyPair,
+}
+
+impl fmt::Debug for Authority {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Authority")
+            .field("dir", &self.dir)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unix(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn read(path: &Path) -> Result<String, CaError> {
+    std::fs::read_to_string(path).map_err(|e| CaError::Io(path.to_path_buf(), e))
+}
+
+fn ca_params(name: &str) -> CertificateParams {
+    let mut p = CertificateParams::default();
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, name);
+    dn.push(DnType::OrganizationName, "Switchyard");
+    p.distinguished_name = dn;
+    p.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    p.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    p
+}
+
+/// A DNS name: dot-separated labels of letters, digits and inner hyphens (a `*.` first label
+/// allowed), 253 characters at most.
+fn host_ok(h: &str) -> bool {
+    let h = h.strip_prefix("*.").unwrap_or(h);
+    h.len() <= 253
+        && h.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// 16 random bytes, the top bit clear (a positive serial).
+fn serial() -> Vec<u8> {
+    let mut b = secret::random_bytes(16);
+    b[0] &= 0x7f;
+    b
+}
+
+impl Authority {
+    /// Makes a new authority in `dir` (created 0700); refuses a directory that has one.
+    pub fn init(dir: &Path, now: SystemTime) -> Result<Authority, CaError> {
+        let io = |e| CaError::Io(dir.to_path_buf(), e);
+        if dir.join("ca.key").exists() {
+            return Err(CaError::Exists(dir.to_path_buf()));
+        }
+        std::fs::create_dir_all(dir).map_err(io)?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        }
+        let name = format!("Switchyard CA {}", secret::random_hex(4));
+        let key = KeyPair::generate()?;
+        let mut params = ca_params(&name);
+        params.serial_number = Some(SerialNumber::from_slice(&serial()));
+        params.not_before = now.into();
+        params.not_after = (now + CA_LIFETIME).into();
+        let cert = params.self_signed(&key)?;
+        let put = |file: &str, text: &str, private: bool| {
+            let path = dir.join(file);
+            let r = if private {
+                write_private(&path, text.as_bytes())
+            } else {
+                std::fs::write(&path, text)
+            };
+            r.map_err(|e| CaError::Io(path, e))
+        };
+        // The key first: a directory with a certificate and no key is not an authority.
+        put("ca.key", &key.serialize_pem(), true)?;
+        put("ca.name", &format!("{name}\n"), false)?;
+        put("ca.crt", &cert.pem(), false)?;
+        Authority::open(dir)
+    }
+
+    /// Opens the authority in `dir`.
+    pub fn open(dir: &Path) -> Result<Authority, CaError> {
+        if !dir.join("ca.key").exists() {
+            return Err(CaError::Missing(dir.to_path_buf()));
+        }
+        let key_path = dir.join("ca.key");
+        let key = KeyPair::from_pem(&read(&key_path)?)
+            .map_err(|e| CaError::Corrupt(key_path.clone(), e.to_string()))?;
+        let name = read(&dir.join("ca.name"))?.trim().to_string();
+        let cert_path = dir.join("ca.crt");
+        let cert_pem = read(&cert_path)?;
+        let cert_der = crate::config::certs_from_pem(&cert_pem)
+            .ok()
+            .and_then(|c| c.into_iter().next())
+            .ok_or_else(|| CaError::Corrupt(cert_path.clone(), "no certificate".into()))?
+            .to_vec();
+        Ok(Authority {
+            dir: dir.to_path_buf(),
+            name,
+            cert_pem,
+            cert_der,
+            key,
+        })
+    }
+
+    /// Opens the authority in `dir`, making one first when there is none.
+    pub fn open_or_init(dir: &Path, now: SystemTime) -> Result<Authority, CaError> {
+        match Authority::open(dir) {
+            Err(CaError::Missing(_)) => Authority::init(dir, now),
+            other => other,
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The root certificate, PEM: what every client and daemon trusts.
+    pub fn cert_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// SHA-256 of the root's DER, hex: what a join token carries so that a new host can check
+    /// it reached the right authority.
+    pub fn fingerprint(&self) -> String {
+        secret::sha256_hex(&self.cert_der)
+    }
+
+    /// Signs a certificate for `req.subject`, valid from `now` for `req.lifetime`, and records
+    /// it in `issued.jsonl`.
+    pub fn issue(&self, req: &Request, now: SystemTime) -> Result<Issued, CaError> {
+        if req.lifetime.is_zero() || req.lifetime > MAX_CERT_LIFETIME {
+            return Err(CaError::Request(format!(
+                "a certificate lives 1 s to {} days, not {} s",
+                MAX_CERT_LIFETIME.as_secs() / 86400,
+                req.lifetime.as_secs()
+            )));
+        }
+        if req.subject.serves() && req.hosts.is_empty() {
+            return Err(CaError::Request(format!(
+                "{} serves: name the hosts it answers for (names or addresses)",
+                req.subject
+            )));
+        }
+        let mut p = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, req.subject.to_string());
+        dn.push(DnType::OrganizationName, "Switchyard");
+        p.distinguished_name = dn;
+        let mut sans = vec![SanType::URI(
+            req.subject
+                .uri()
+                .try_into()
+                .map_err(|e: rcgen::Error| CaError::Request(e.to_string()))?,
+        )];
+        for h in &req.hosts {
+            sans.push(match h.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) if !host_ok(h) => {
+                    return Err(CaError::Request(format!("{h:?} is not a host name")))
+                }
+                Err(_) => SanType::DnsName(
+                    h.as_str()
+                        .try_into()
+                        .map_err(|_| CaError::Request(format!("{h:?} is not a host name")))?,
+                ),
+            });
+        }
+        p.subject_alt_names = sans;
+        p.is_ca = IsCa::ExplicitNoCa;
+        p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        p.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        if req.subject.serves() {
+            p.extended_key_usages
+                .push(ExtendedKeyUsagePurpose::ServerAuth);
+        }
+        p.use_authority_key_identifier_extension = true;
+        let serial = serial();
+        p.serial_number = Some(SerialNumber::from_slice(&serial));
+        // A minute's slack for clocks a little behind.
+        let start = now - Duration::from_secs(60);
+        let end = now + req.lifetime;
+        p.not_before = start.into();
+        p.not_after = end.into();
+        let key = KeyPair::generate()?;
+        let issuer = Issuer::new(ca_params(&self.name), &self.key);
+        let cert = p.signed_by(&key, &issuer)?;
+        let record = Record {
+            serial: secret::hex(&serial),
+            subject: req.subject.clone(),
+            hosts: req.hosts.clone(),
+            not_before: unix(start),
+            not_after: unix(end),
+            sha256: secret::sha256_hex(cert.der()),
+        };
+        self.append(&record)?;
+        Ok(Issued {
+            record,
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    fn append(&self, r: &Record) -> Result<(), CaError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.dir.join("issued.jsonl");
+        let line = serde_json::to_string(r).expect("a record serializes") + "\n";
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)
+            .and_then(|mut f| f.write_all(line.as_bytes()))
+            .map_err(|e| CaError::Io(path, e))
+    }
+
+    /// Every certificate issued, oldest first.
+    pub fn issued(&self) -> Result<Vec<Record>, CaError> {
+        let path = self.dir.join("issued.jsonl");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+            Err(e) => return Err(CaError::Io(path, e)),
+        };
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| {
+                serde_json::from_str(l)
+                    .map_err(|e| CaError::Corrupt(path.clone(), format!("line {}: {e}", i + 1)))
+            })
+            .collect()
+    }
+}
+
+/// Writes an issued certificate and its key as `DIR/NAME.crt` and `DIR/NAME.key` (0600), with
+/// the root beside them as `DIR/ca.crt`.
+pub fn write_identity(
+    dir: &Path,
+    name: &str,
+    issued: &Issued,
+    ca_pem: &str,
+) -> Result<(PathBuf, PathBuf), CaError> {
+    std::fs::create_dir_all(dir).map_err(|e| CaError::Io(dir.to_path_buf(), e))?;
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    write_private(&key, issued.key_pem.as_bytes()).map_err(|e| CaError::Io(key.clone(), e))?;
+    std::fs::write(&cert, &issued.cert_pem).map_err(|e| CaError::Io(cert.clone(), e))?;
+    let ca = dir.join("ca.crt");
+    std::fs::write(&ca, ca_pem).map_err(|e| CaError::Io(ca, e))?;
+    Ok((cert, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subjects_round_trip_through_text_and_uris_and_bad_ones_say_the_forms() {
+        for s in [
+            "center",
+            "manager:web",
+            "agent:web/agent-1",
+            "node:n1",
+            "operator:ada",
+        ] {
+            let subject: Subject = s.parse().unwrap();
+            assert_eq!(subject.to_string(), s);
+            assert_eq!(Subject::from_uri(&subject.uri()), Some(subject));
+        }
+        assert_eq!(
+            "agent:web/agent-1".parse::<Subject>().unwrap().uri(),
+            "yard://agent/web/agent-1"
+        );
+        for bad in [
+            "",
+            "centre",
+            "manager:",
+            "agent:web",
+            "agent:web/a/b",
+            "operator:a b",
+            "node:x:y",
+        ] {
+            let e = bad.parse::<Subject>().unwrap_err();
+            assert!(e.to_string().contains("manager:CLUSTER"), "{bad:?}: {e}");
+        }
+        assert_eq!(Subject::from_uri("https://manager/web"), None);
+    }
+
+    #[test]
+    fn an_authority_is_made_once_kept_private_and_opened_again() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = yard_testkit::TempDir::new("ca");
+        let dir = tmp.join("ca");
+        let now = SystemTime::now();
+        let ca = Authority::init(&dir, now).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.join("ca.key")), 0o600);
+        assert_eq!(mode(&dir), 0o700);
+        assert!(matches!(
+            Authority::init(&dir, now),
+            Err(CaError::Exists(_))
+        ));
+        let again = Authority::open(&dir).unwrap();
+        assert_eq!(again.fingerprint(), ca.fingerprint());
+        assert_eq!(again.name(), ca.name());
+        assert!(matches!(
+            Authority::open(&tmp.join("none")),
+            Err(CaError::Missing(_))
+        ));
+        let text = format!("{ca:?}");
+        assert!(!text.contains("PRIVATE"), "{text}");
+    }
+
+    #[test]
+    fn issued_certificates_are_recorded_and_requests_out_of_bounds_refused() {
+        let tmp = yard_testkit::TempDir::new("issue");
+        let now = SystemTime::now();
+        let ca = Authority::init(&tmp.join("ca"), now).unwrap();
+        let req = |subject: &str, hosts: &[&str], lifetime: Duration| Request {
+            subject: subject.parse().unwrap(),
+            hosts: hosts.iter().map(|h| h.to_string()).collect(),
+            lifetime,
+        };
+        let a = ca
+            .issue(&req("agent:web/a1", &["10.0.0.2", "a1.example"], CERT_LIFETIME), now)
+            .unwrap();
+        let b = ca
+            .issue(&req("operator:ada", &[], CERT_LIFETIME), now)
+            .unwrap();
+        assert!(a.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
+        assert!(a.key_pem.contains("PRIVATE KEY"));
+        assert_ne!(a.record.serial, b.record.serial);
+        assert_eq!(a.record.not_after, unix(now) + CERT_LIFETIME.as_secs());
+        assert_eq!(ca.issued().unwrap(), vec![a.record.clone(), b.record.clone()]);
+        assert!(!format!("{a:?}").contains("PRIVATE"));
+        for (r, why) in [
+            (req("center", &[], CERT_LIFETIME), "name the hosts"),
+            (req("center", &["h"], Duration::ZERO), "lives"),
+            (req("center", &["h"], MAX_CERT_LIFETIME * 2), "lives"),
+            (req("center", &["bad host!"], CERT_LIFETIME), "not a host name"),
+        ] {
+            let e = ca.issue(&r, now).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+    }
+}
