@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: builds yard, runs the Rust unit, property and
+# The whole test suite, from a fresh clone: builds yard, installs the Debian packages the tests
+# use when missing (openssl, prometheus, chromium), runs the Rust unit, property and
 # multi-process tests, then installs the pinned real third-party clients (zeekpy, ...) into
-# .venv (pymesos and avmesos-cli through scripts/install-mesos-clients.sh, and the Debian
-# packages prometheus and chromium when missing) and runs the compatibility tests
-# against the real binary.
+# .venv (pymesos and avmesos-cli through scripts/install-mesos-clients.sh) and runs the
+# compatibility tests against the real binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,18 +15,13 @@ RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps --workspace --locked --quiet
 echo "== building (release)"
 cargo build --release --locked --bin yard
 
-echo "== Rust tests"
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --release --locked --workspace --no-fail-fast
-else
-  cargo test --release --locked --workspace --no-fail-fast
-fi
-
-echo "== compatibility tests with real clients"
-# Debian packages the compatibility tests use: Prometheus scrapes the center
-# (tests/compat/test_prometheus.py); Chromium shows the dashboard to Playwright
-# (tests/compat/test_dashboard.py), which never downloads a browser of its own.
+echo "== Debian packages the tests use"
+# OpenSSL's client tries TLS 1.2 and 1.3 against the gateway
+# (crates/yard/tests/tls.rs); Prometheus scrapes the center (tests/compat/test_prometheus.py);
+# Chromium shows the dashboard to Playwright (tests/compat/test_dashboard.py), which never
+# downloads a browser of its own.
 missing=()
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -39,6 +34,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
     exit 1
   fi
 fi
+
+echo "== Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --release --locked --workspace --no-fail-fast
+else
+  cargo test --release --locked --workspace --no-fail-fast
+fi
+
+echo "== compatibility tests with real clients"
 venv=.venv
 req=tests/compat/requirements.txt
 if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/.requirements"; then

@@ -128,6 +128,16 @@ impl Home {
         Registry::open(self.dir.join("tokens.json"))
     }
 
+    /// The cluster's certificate authority (`yard ca`, `yard cert`).
+    pub fn ca_dir(&self) -> PathBuf {
+        self.dir.join("ca")
+    }
+
+    /// Where `yard cert issue` writes certificates unless told otherwise.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.join("certs")
+    }
+
     /// The mesh key peers prove they hold.
     pub fn mesh_key(&self) -> Result<String, HomeError> {
         read_secret(&self.dir.join("mesh.key"))

@@ -88,11 +88,19 @@ impl Remote {
     }
 }
 
-/// Listeners whose connections carry a [`Remote`] (implemented by each listener type served).
-pub trait RemoteListener:
-    axum::serve::Listener<Addr = SocketAddr, Io = tokio::net::TcpStream>
-{
+/// A served connection's own address (a TCP stream, or TLS over one).
+pub trait LocalAddr {
+    fn local_addr(&self) -> std::io::Result<SocketAddr>;
 }
+
+impl LocalAddr for tokio::net::TcpStream {
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        tokio::net::TcpStream::local_addr(self)
+    }
+}
+
+/// Listeners whose connections carry a [`Remote`] (implemented by each listener type served).
+pub trait RemoteListener: axum::serve::Listener<Addr = SocketAddr, Io: LocalAddr> {}
 
 impl RemoteListener for tokio::net::TcpListener {}
 
@@ -100,7 +108,7 @@ impl<'a, L: RemoteListener> Connected<axum::serve::IncomingStream<'a, L>> for Re
     fn connect_info(stream: axum::serve::IncomingStream<'a, L>) -> Self {
         Remote {
             addr: *stream.remote_addr(),
-            local: stream.io().local_addr().ok(),
+            local: LocalAddr::local_addr(stream.io()).ok(),
         }
     }
 }

@@ -61,6 +61,57 @@ pub struct MeshArgs {
     subscriptions: usize,
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// Run the link over TLS 1.3 (mutual, certificates of a throw-away authority); with
+    /// --compare-tls, each run measures plain and TLS one after the other.
+    #[arg(long)]
+    tls: bool,
+    /// Each run measures the workload over a plain link, then over TLS (throughput, latency
+    /// and request workloads).
+    #[arg(long)]
+    compare_tls: bool,
+}
+
+/// The TLS of a bench pair: each endpoint's acceptor and dialer, from one throw-away authority.
+struct BenchTls {
+    server: Arc<yard_tls::rustls::ServerConfig>,
+    dialer: Arc<dyn yard_fabric::transport::Dialer>,
+    _dir: TempCa,
+}
+
+/// The authority's directory, removed when the bench ends.
+struct TempCa(std::path::PathBuf);
+
+impl Drop for TempCa {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn bench_tls() -> anyhow::Result<BenchTls> {
+    use std::time::SystemTime;
+    let dir = std::env::temp_dir().join(format!("yard-bench-ca-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let guard = TempCa(dir.clone());
+    let ca = yard_tls::Authority::init(&dir, SystemTime::now())?;
+    let issued = ca.issue(
+        &yard_tls::Request {
+            subject: "node:bench".parse().map_err(|e| anyhow::anyhow!("{e}"))?,
+            hosts: vec!["127.0.0.1".into()],
+            lifetime: yard_tls::ca::CERT_LIFETIME,
+        },
+        SystemTime::now(),
+    )?;
+    let id = yard_tls::Identity {
+        cert_pem: issued.cert_pem,
+        key_pem: issued.key_pem,
+    };
+    let server = yard_tls::config::server(&id, Some(ca.cert_pem()))?;
+    let client = yard_tls::config::client(ca.cert_pem(), Some(&id), yard_tls::ALPN_PEER)?;
+    Ok(BenchTls {
+        server,
+        dialer: Arc::new(yard_gateway::tls::TlsDialer::new(client)),
+        _dir: guard,
+    })
 }
 
 struct Pair {
@@ -75,7 +126,11 @@ impl Drop for Pair {
     }
 }
 
-async fn endpoint(name: &str, token: &CancellationToken) -> anyhow::Result<(Endpoint, String)> {
+async fn endpoint(
+    name: &str,
+    token: &CancellationToken,
+    tls: Option<&BenchTls>,
+) -> anyhow::Result<(Endpoint, String)> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?.to_string();
     let config = EndpointConfig {
@@ -83,17 +138,52 @@ async fn endpoint(name: &str, token: &CancellationToken) -> anyhow::Result<(Endp
         // The window keeps far fewer in flight; a drop would be a bug and fails the run.
         peer_overflow_policy: OverflowPolicy::Disconnect,
         mesh_key: Some("bench-mesh-key".into()),
+        dialer: tls.map(|t| t.dialer.clone()),
         ..EndpointConfig::default()
     };
     let (ep, _) = Endpoint::spawn(name.to_string(), config, token.clone());
-    ep.serve_peers(listener);
+    match tls {
+        None => ep.serve_peers(listener),
+        Some(t) => {
+            let acceptor = yard_tls::TlsAcceptor::from(t.server.clone());
+            let (ep, token) = (ep.clone(), token.clone());
+            tokio::spawn(async move {
+                loop {
+                    let (s, remote) = tokio::select! {
+                        _ = token.cancelled() => return,
+                        r = listener.accept() => match r { Ok(c) => c, Err(_) => return },
+                    };
+                    let _ = s.set_nodelay(true);
+                    let (acceptor, ep) = (acceptor.clone(), ep.clone());
+                    tokio::spawn(async move {
+                        if let Ok(t) = acceptor.accept(s).await {
+                            ep.accept_peer_stream(
+                                yard_fabric::transport::PeerStream::Wrapped(Box::new(t)),
+                                remote,
+                            );
+                        }
+                    });
+                }
+            });
+        }
+    }
     Ok((ep, addr))
 }
 
-async fn pair() -> anyhow::Result<Pair> {
+/// Whether a run of this workload goes over TLS: the flag, or the second half of a comparison.
+fn tls_runs(args: &MeshArgs) -> Vec<bool> {
+    if args.compare_tls {
+        vec![false, true]
+    } else {
+        vec![args.tls]
+    }
+}
+
+async fn pair(tls: bool) -> anyhow::Result<Pair> {
     let token = CancellationToken::new();
-    let (a, _) = endpoint("bench-a", &token).await?;
-    let (b, b_addr) = endpoint("bench-b", &token).await?;
+    let tls = if tls { Some(bench_tls()?) } else { None };
+    let (a, _) = endpoint("bench-a", &token, tls.as_ref()).await?;
+    let (b, b_addr) = endpoint("bench-b", &token, tls.as_ref()).await?;
     a.peer(&b_addr)
         .await?
         .map_err(|e| anyhow::anyhow!("peering: {e}"))?;
@@ -125,24 +215,37 @@ async fn converge(publ: &Client, subs: &[Client]) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn on(tls: bool) -> &'static str {
+    if tls {
+        "on"
+    } else {
+        "off"
+    }
+}
+
 fn percentile(sorted: &[u64], p: f64) -> u64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
 }
 
 pub(crate) async fn main(args: MeshArgs) -> anyhow::Result<()> {
+    if (args.tls || args.compare_tls) && args.workload == Workload::Memory {
+        bail!("--tls and --compare-tls measure throughput, latency and request workloads");
+    }
     for _ in 0..args.runs {
-        match args.workload {
-            Workload::Throughput => throughput(&args).await?,
-            Workload::Latency => latency(&args).await?,
-            Workload::Request => request(&args).await?,
-            Workload::Memory => memory(&args).await?,
+        for tls in tls_runs(&args) {
+            match args.workload {
+                Workload::Throughput => throughput(&args, tls).await?,
+                Workload::Latency => latency(&args, tls).await?,
+                Workload::Request => request(&args, tls).await?,
+                Workload::Memory => memory(&args).await?,
+            }
         }
     }
     Ok(())
 }
 
-async fn throughput(args: &MeshArgs) -> anyhow::Result<()> {
-    let p = pair().await?;
+async fn throughput(args: &MeshArgs, tls: bool) -> anyhow::Result<()> {
+    let p = pair(tls).await?;
     let publ =
         p.a.attach("pub", vec![], 16, OverflowPolicy::Disconnect)
             .await?;
@@ -198,7 +301,8 @@ async fn throughput(args: &MeshArgs) -> anyhow::Result<()> {
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "workload=throughput size={} subscribers={} value={:.0} unit=deliveries/s",
+        "workload=throughput tls={} size={} subscribers={} value={:.0} unit=deliveries/s",
+        on(tls),
         args.size,
         args.subscribers,
         total as f64 / secs
@@ -206,8 +310,8 @@ async fn throughput(args: &MeshArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn latency(args: &MeshArgs) -> anyhow::Result<()> {
-    let p = pair().await?;
+async fn latency(args: &MeshArgs, tls: bool) -> anyhow::Result<()> {
+    let p = pair(tls).await?;
     let publ =
         p.a.attach("pub", vec![], 16, OverflowPolicy::Disconnect)
             .await?;
@@ -253,7 +357,8 @@ async fn latency(args: &MeshArgs) -> anyhow::Result<()> {
     let mut lat = reader.await?;
     lat.sort_unstable();
     println!(
-        "workload=latency rate={} p50_us={:.1} p99_us={:.1}",
+        "workload=latency tls={} rate={} p50_us={:.1} p99_us={:.1}",
+        on(tls),
         args.rate,
         percentile(&lat, 0.5) as f64 / 1e3,
         percentile(&lat, 0.99) as f64 / 1e3
@@ -261,8 +366,8 @@ async fn latency(args: &MeshArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn request(args: &MeshArgs) -> anyhow::Result<()> {
-    let p = pair().await?;
+async fn request(args: &MeshArgs, tls: bool) -> anyhow::Result<()> {
+    let p = pair(tls).await?;
     let responder =
         p.b.attach(
             "svc",
@@ -303,7 +408,8 @@ async fn request(args: &MeshArgs) -> anyhow::Result<()> {
     }
     rtt.sort_unstable();
     println!(
-        "workload=request size={} p50_us={:.1} p99_us={:.1}",
+        "workload=request tls={} size={} p50_us={:.1} p99_us={:.1}",
+        on(tls),
         args.size,
         percentile(&rtt, 0.5) as f64 / 1e3,
         percentile(&rtt, 0.99) as f64 / 1e3

@@ -30,6 +30,7 @@ use yard_data::Value;
 use crate::outbox::{CloseReason, Outbox, OverflowPolicy};
 use crate::peer::{self, Link};
 use crate::routing::Advert;
+use crate::transport::{PeerStream, SharedDialer};
 use crate::wire;
 
 pub type ClientId = u64;
@@ -68,6 +69,8 @@ pub struct EndpointConfig {
     pub listen: String,
     /// The largest peering frame accepted, in bytes.
     pub max_frame: usize,
+    /// Wraps the connections this endpoint dials (TLS); `None` dials plain TCP.
+    pub dialer: SharedDialer,
 }
 
 impl std::fmt::Debug for EndpointConfig {
@@ -87,6 +90,7 @@ impl std::fmt::Debug for EndpointConfig {
             .field("mesh_key", &self.mesh_key.as_ref().map(|_| "[redacted]"))
             .field("listen", &self.listen)
             .field("max_frame", &self.max_frame)
+            .field("dialer", &self.dialer.as_ref().map(|_| "wrapped"))
             .finish()
     }
 }
@@ -108,6 +112,7 @@ impl Default for EndpointConfig {
             mesh_key: None,
             listen: String::new(),
             max_frame: wire::DEFAULT_MAX_FRAME,
+            dialer: None,
         }
     }
 }
@@ -791,6 +796,11 @@ impl Endpoint {
 
     /// Takes over an accepted TCP connection that speaks the peering protocol.
     pub fn accept_peer(&self, stream: TcpStream, remote: SocketAddr) {
+        self.accept_peer_stream(PeerStream::Tcp(stream), remote)
+    }
+
+    /// [`Endpoint::accept_peer`] for a stream the listener already wrapped (TLS).
+    pub fn accept_peer_stream(&self, stream: PeerStream, remote: SocketAddr) {
         let ep = self.clone();
         self.shared.tasks.spawn(async move {
             peer::accepted(ep, stream, remote).await;

@@ -20,6 +20,7 @@ mod router;
 pub mod routing;
 pub mod status;
 pub mod subs;
+pub mod transport;
 pub mod wire;
 
 pub use endpoint::{

@@ -34,8 +34,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
+
+use crate::transport::{PeerStream, Rd, Wr};
 use tokio::sync::oneshot;
 use tokio::time::{timeout, timeout_at, Instant};
 use tokio_util::sync::CancellationToken;
@@ -161,13 +162,13 @@ struct Established {
     conn: u64,
     peer: String,
     remote: SocketAddr,
-    rd: OwnedReadHalf,
-    wr: OwnedWriteHalf,
+    rd: Rd,
+    wr: Wr,
     dec: FrameDecoder,
     link: Arc<Link>,
 }
 
-async fn bye(wr: &mut OwnedWriteHalf, code: &str, reason: &str) {
+async fn bye(wr: &mut Wr, code: &str, reason: &str) {
     let frame = Frame::Bye {
         code: code.into(),
         reason: reason.into(),
@@ -231,8 +232,8 @@ pub fn proof(
 
 /// The next frame of the handshake; a `Bye` from the peer ends it as a refusal.
 async fn next_handshake_frame(
-    rd: &mut OwnedReadHalf,
-    wr: &mut OwnedWriteHalf,
+    rd: &mut Rd,
+    wr: &mut Wr,
     dec: &mut FrameDecoder,
     buf: &mut [u8],
     deadline: Instant,
@@ -264,15 +265,14 @@ async fn next_handshake_frame(
 
 async fn handshake(
     ep: &Endpoint,
-    stream: TcpStream,
+    stream: PeerStream,
     remote: SocketAddr,
     dialed: Option<String>,
 ) -> Result<Established, HandshakeError> {
     let cfg = ep.config();
     let limit = cfg.handshake_timeout;
     let deadline = Instant::now() + limit;
-    let _ = stream.set_nodelay(true);
-    let (mut rd, mut wr) = stream.into_split();
+    let (mut rd, mut wr) = stream.split();
     let timed_out = |_| HandshakeError::Timeout(limit);
 
     timeout_at(deadline, wr.write_all(&Preamble::ours().encode()))
@@ -454,7 +454,7 @@ async fn read_loop(
     conn: u64,
     peer: &str,
     remote: SocketAddr,
-    mut rd: OwnedReadHalf,
+    mut rd: Rd,
     mut dec: FrameDecoder,
     link: &Link,
 ) -> Down {
@@ -564,7 +564,7 @@ async fn read_loop(
     }
 }
 
-async fn write_loop(ep: Endpoint, conn: u64, mut wr: OwnedWriteHalf, link: Arc<Link>) {
+async fn write_loop(ep: Endpoint, conn: u64, mut wr: Wr, link: Arc<Link>) {
     // Grows with the load; an idle link holds no buffer.
     let mut out: Vec<u8> = Vec::new();
     let mut items: Vec<Arc<Message>> = Vec::new();
@@ -628,7 +628,7 @@ async fn write_loop(ep: Endpoint, conn: u64, mut wr: OwnedWriteHalf, link: Arc<L
 }
 
 /// Serves a connection accepted on the peering listener.
-pub(crate) async fn accepted(ep: Endpoint, stream: TcpStream, remote: SocketAddr) {
+pub(crate) async fn accepted(ep: Endpoint, stream: PeerStream, remote: SocketAddr) {
     let shutdown = ep.shared.shutdown.clone();
     let result = tokio::select! {
         _ = shutdown.cancelled() => return,
@@ -664,6 +664,14 @@ async fn connect(ep: &Endpoint, addr: &str) -> Result<Established, HandshakeErro
     let remote = stream
         .peer_addr()
         .map_err(|e| HandshakeError::Io(e.to_string()))?;
+    let _ = stream.set_nodelay(true);
+    let stream = match ep.config().dialer.clone() {
+        None => PeerStream::Tcp(stream),
+        Some(d) => timeout(limit, d.wrap(stream, addr))
+            .await
+            .map_err(|_| HandshakeError::Timeout(limit))?
+            .map_err(|e| HandshakeError::Io(format!("securing the link to {addr}: {e}")))?,
+    };
     handshake(ep, stream, remote, Some(addr.to_string())).await
 }
 

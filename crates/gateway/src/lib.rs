@@ -22,6 +22,7 @@ pub mod logs;
 pub mod peers;
 pub mod status;
 pub mod stores;
+pub mod tls;
 pub mod ws;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize};
@@ -33,7 +34,7 @@ use std::net::SocketAddr;
 use axum::http::Method;
 use axum::routing::get;
 use axum::Router;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -69,6 +70,8 @@ pub struct GatewayConfig {
     pub guard: Option<Arc<Guard>>,
     /// Where SQLite stores attached over HTTP live (relative paths only); `None` refuses them.
     pub store_dir: Option<std::path::PathBuf>,
+    /// TLS on this listener (`None`: plain).
+    pub tls: Option<tls::GatewayTls>,
 }
 
 impl Default for GatewayConfig {
@@ -85,6 +88,7 @@ impl Default for GatewayConfig {
             loopback: true,
             guard: None,
             store_dir: None,
+            tls: None,
         }
     }
 }
@@ -121,6 +125,11 @@ impl GatewayConfig {
             !self.handshake_timeout.is_zero(),
             "handshake_timeout",
             "greater than zero",
+        )?;
+        check(
+            self.tls.as_ref().is_none_or(|t| !t.plain || self.loopback),
+            "tls plain",
+            "off on a listener beyond loopback (plain text is for local clients that cannot speak TLS)",
         )?;
         check(self.max_clients > 0, "max_clients", "at least 1")
     }
@@ -305,6 +314,7 @@ pub async fn serve_with(
         http_tx,
         state.endpoint.clone(),
         state.config.handshake_timeout,
+        state.config.tls.clone(),
         shutdown.clone(),
     ));
     let served = axum::serve(
@@ -329,15 +339,15 @@ pub async fn serve_with(
 
 /// The HTTP side of the shared listener, as axum sees it.
 struct HttpConnections {
-    rx: mpsc::Receiver<(TcpStream, SocketAddr)>,
+    rx: mpsc::Receiver<(tls::Conn, SocketAddr)>,
     local: SocketAddr,
 }
 
 impl axum::serve::Listener for HttpConnections {
-    type Io = TcpStream;
+    type Io = tls::Conn;
     type Addr = SocketAddr;
 
-    async fn accept(&mut self) -> (TcpStream, SocketAddr) {
+    async fn accept(&mut self) -> (tls::Conn, SocketAddr) {
         match self.rx.recv().await {
             Some(conn) => conn,
             // The acceptor stopped: shutdown is under way; graceful shutdown ends `serve`.
@@ -358,12 +368,14 @@ pub fn is_http(b: u8) -> bool {
     b.is_ascii_uppercase() && b != b'Y'
 }
 
-/// Accepts connections and hands each to HTTP or to peering by its first byte.
+/// Accepts connections and hands each to HTTP or to peering by its first byte (and, inside
+/// TLS, by ALPN).
 async fn demultiplex(
     listener: TcpListener,
-    http: mpsc::Sender<(TcpStream, SocketAddr)>,
+    http: mpsc::Sender<(tls::Conn, SocketAddr)>,
     endpoint: Endpoint,
     first_byte_timeout: Duration,
+    tls: Option<tls::GatewayTls>,
     shutdown: CancellationToken,
 ) {
     loop {
@@ -385,15 +397,30 @@ async fn demultiplex(
         }
         let http = http.clone();
         let endpoint = endpoint.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let mut first = [0u8; 1];
-            match tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await {
-                Ok(Ok(1)) if is_http(first[0]) => {
-                    let _ = http.send((stream, remote)).await;
-                }
-                Ok(Ok(1)) => endpoint.accept_peer(stream, remote),
+            let b = match tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await {
+                Ok(Ok(1)) => first[0],
                 // Closed, failed or silent: nothing to serve.
-                _ => {}
+                _ => return,
+            };
+            match &tls {
+                Some(t) if yard_tls::config::is_tls(b) => {
+                    match tokio::time::timeout(first_byte_timeout, tls::accept(t, stream)).await {
+                        Ok(Ok(tls::Accepted::Http(conn))) => {
+                            let _ = http.send((conn, remote)).await;
+                        }
+                        Ok(Ok(tls::Accepted::Peer(s))) => endpoint.accept_peer_stream(s, remote),
+                        Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                    }
+                }
+                Some(t) if !t.plain => tls::refuse_plain(stream, is_http(b), remote).await,
+                _ if is_http(b) => {
+                    let _ = http.send((tls::Conn::Plain(stream), remote)).await;
+                }
+                _ => endpoint.accept_peer(stream, remote),
             }
         });
     }

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use serde::{Deserialize, Serialize};
 use yard_auth::secret;
@@ -49,8 +49,7 @@ pub struct BadSubject(pub String);
 fn name_ok(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
 }
 
@@ -370,12 +369,10 @@ impl Authority {
         dn.push(DnType::CommonName, req.subject.to_string());
         dn.push(DnType::OrganizationName, "Switchyard");
         p.distinguished_name = dn;
-        let mut sans = vec![SanType::URI(
-            req.subject
-                .uri()
-                .try_into()
-                .map_err(|e: rcgen::Error| CaError::Request(e.to_string()))?,
-        )];
+        let mut sans =
+            vec![SanType::URI(req.subject.uri().try_into().map_err(
+                |e: rcgen::Error| CaError::Request(e.to_string()),
+            )?)];
         for h in &req.hosts {
             sans.push(match h.parse::<std::net::IpAddr>() {
                 Ok(ip) => SanType::IpAddress(ip),
@@ -546,7 +543,10 @@ mod tests {
             lifetime,
         };
         let a = ca
-            .issue(&req("agent:web/a1", &["10.0.0.2", "a1.example"], CERT_LIFETIME), now)
+            .issue(
+                &req("agent:web/a1", &["10.0.0.2", "a1.example"], CERT_LIFETIME),
+                now,
+            )
             .unwrap();
         let b = ca
             .issue(&req("operator:ada", &[], CERT_LIFETIME), now)
@@ -555,13 +555,19 @@ mod tests {
         assert!(a.key_pem.contains("PRIVATE KEY"));
         assert_ne!(a.record.serial, b.record.serial);
         assert_eq!(a.record.not_after, unix(now) + CERT_LIFETIME.as_secs());
-        assert_eq!(ca.issued().unwrap(), vec![a.record.clone(), b.record.clone()]);
+        assert_eq!(
+            ca.issued().unwrap(),
+            vec![a.record.clone(), b.record.clone()]
+        );
         assert!(!format!("{a:?}").contains("PRIVATE"));
         for (r, why) in [
             (req("center", &[], CERT_LIFETIME), "name the hosts"),
             (req("center", &["h"], Duration::ZERO), "lives"),
             (req("center", &["h"], MAX_CERT_LIFETIME * 2), "lives"),
-            (req("center", &["bad host!"], CERT_LIFETIME), "not a host name"),
+            (
+                req("center", &["bad host!"], CERT_LIFETIME),
+                "not a host name",
+            ),
         ] {
             let e = ca.issue(&r, now).unwrap_err().to_string();
             assert!(e.contains(why), "{e}");

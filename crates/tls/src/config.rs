@@ -104,13 +104,11 @@ pub fn server(id: &Identity, client_ca: Option<&str>) -> Result<Arc<ServerConfig
         .with_protocol_versions(&[&rustls::version::TLS13])?;
     let builder = match client_ca {
         Some(ca) => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(
-                Arc::new(roots(ca)?),
-                provider(),
-            )
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::new(roots(ca)?), provider())
+                    .allow_unauthenticated()
+                    .build()
+                    .map_err(|e| TlsError::Verifier(e.to_string()))?;
             builder.with_client_cert_verifier(verifier)
         }
         None => builder.with_no_client_auth(),
@@ -132,10 +130,8 @@ pub fn client(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_root_certificates(roots(ca_pem)?);
     let mut config = match id {
-        Some(id) => builder.with_client_auth_cert(
-            certs_from_pem(&id.cert_pem)?,
-            key_from_pem(&id.key_pem)?,
-        )?,
+        Some(id) => builder
+            .with_client_auth_cert(certs_from_pem(&id.cert_pem)?, key_from_pem(&id.key_pem)?)?,
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![alpn.to_vec()];
@@ -229,18 +225,14 @@ mod tests {
         // A peer with its own certificate, offering the peering protocol.
         let agent = identity(&ca, "agent:web/a1", &["127.0.0.1"]);
         let c = client(ca.cert_pem(), Some(&agent), ALPN_PEER).unwrap();
-        let (back, alpn, with_cert) = exchange(server_cfg.clone(), c, "127.0.0.1")
-            .await
-            .unwrap();
+        let (back, alpn, with_cert) = exchange(server_cfg.clone(), c, "127.0.0.1").await.unwrap();
         assert_eq!(back, "HELLO");
         assert_eq!(alpn.as_deref(), Some(ALPN_PEER));
         assert!(with_cert);
 
         // An HTTP client without a certificate: served, no certificate seen.
         let c = client(ca.cert_pem(), None, ALPN_HTTP).unwrap();
-        let (_, alpn, with_cert) = exchange(server_cfg.clone(), c, "localhost")
-            .await
-            .unwrap();
+        let (_, alpn, with_cert) = exchange(server_cfg.clone(), c, "localhost").await.unwrap();
         assert_eq!(alpn.as_deref(), Some(ALPN_HTTP));
         assert!(!with_cert);
 
@@ -249,7 +241,10 @@ mod tests {
         let e = exchange(server_cfg.clone(), c, "other.example")
             .await
             .unwrap_err();
-        assert!(e.contains("NotValidForName") || e.contains("not valid"), "{e}");
+        assert!(
+            e.contains("NotValidForName") || e.contains("not valid"),
+            "{e}"
+        );
 
         // Another authority's server, and another authority's client certificate: refused.
         let other = Authority::init(&tmp.join("other"), SystemTime::now()).unwrap();
@@ -258,11 +253,17 @@ mod tests {
         let e = exchange(server(&stranger, None).unwrap(), c, "127.0.0.1")
             .await
             .unwrap_err();
-        assert!(e.contains("UnknownIssuer") || e.contains("invalid peer certificate"), "{e}");
+        assert!(
+            e.contains("UnknownIssuer") || e.contains("invalid peer certificate"),
+            "{e}"
+        );
         let forged = identity(&other, "agent:web/a1", &["127.0.0.1"]);
         let c = client(ca.cert_pem(), Some(&forged), ALPN_PEER).unwrap();
         let e = exchange(server_cfg, c, "127.0.0.1").await.unwrap_err();
-        assert!(e.contains("UnknownIssuer") || e.contains("invalid peer certificate"), "{e}");
+        assert!(
+            e.contains("UnknownIssuer") || e.contains("invalid peer certificate"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -275,7 +276,9 @@ mod tests {
         assert!(server_name("db.example:5").is_ok());
         let e = certs_from_pem("nothing here").unwrap_err().to_string();
         assert!(e.contains("no CERTIFICATE"), "{e}");
-        let e = key_from_pem("-----BEGIN NOTHING-----").unwrap_err().to_string();
+        let e = key_from_pem("-----BEGIN NOTHING-----")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("private key"), "{e}");
     }
 }

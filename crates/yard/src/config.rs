@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -82,6 +83,16 @@ pub(crate) struct NodeFile {
     pub mutation_buffer_interval: String,
     /// How often a clone retries reaching its master.
     pub resync_interval: String,
+    /// This endpoint's certificate and key (PEM files, from `yard cert issue`): TLS 1.3 on the
+    /// gateway and on every link it dials. Empty for plain text.
+    pub tls_cert: String,
+    pub tls_key: String,
+    /// The cluster's root certificate (PEM): the servers this endpoint dials, and the
+    /// certificates its callers present, are checked against it. Needed with `tls_cert`.
+    pub tls_ca: String,
+    /// With TLS, serve plain connections too (a loopback listener only; for local clients that
+    /// cannot speak TLS).
+    pub tls_plain: bool,
 }
 
 impl Default for NodeFile {
@@ -117,6 +128,10 @@ impl Default for NodeFile {
             stale_interval: "300s".into(),
             mutation_buffer_interval: "120s".into(),
             resync_interval: "1s".into(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_ca: String::new(),
+            tls_plain: false,
         }
     }
 }
@@ -159,6 +174,39 @@ pub(crate) fn parse_master(s: &str) -> anyhow::Result<(String, BackendSpec)> {
     Ok((name.to_string(), spec))
 }
 
+/// The gateway's TLS and the dialer of its links, from the `tls_*` settings.
+fn tls_of(
+    f: &NodeFile,
+) -> anyhow::Result<(
+    Option<yard_gateway::tls::GatewayTls>,
+    yard_fabric::transport::SharedDialer,
+)> {
+    match (
+        f.tls_cert.is_empty(),
+        f.tls_key.is_empty(),
+        f.tls_ca.is_empty(),
+    ) {
+        (true, true, true) if f.tls_plain => bail!("tls_plain: TLS is off (no tls_cert)"),
+        (true, true, true) => return Ok((None, None)),
+        (false, false, false) => {}
+        _ => bail!("tls_cert, tls_key and tls_ca go together (`yard cert issue` writes all three)"),
+    }
+    let id = yard_tls::Identity::load(Path::new(&f.tls_cert), Path::new(&f.tls_key))?;
+    let ca = std::fs::read_to_string(&f.tls_ca)
+        .with_context(|| format!("tls_ca: cannot read {}", f.tls_ca))?;
+    let server = yard_tls::config::server(&id, Some(&ca)).context("tls_cert")?;
+    let client = yard_tls::config::client(&ca, Some(&id), yard_tls::ALPN_PEER).context("tls_ca")?;
+    let dialer: Arc<dyn yard_fabric::transport::Dialer> =
+        Arc::new(yard_gateway::tls::TlsDialer::new(client));
+    Ok((
+        Some(yard_gateway::tls::GatewayTls {
+            server,
+            plain: f.tls_plain,
+        }),
+        Some(dialer),
+    ))
+}
+
 fn duration(field: &str, s: &str) -> anyhow::Result<Duration> {
     let d = parse_duration(s).map_err(|e| anyhow::anyhow!("{field}: {e}"))?;
     if d.is_zero() {
@@ -187,7 +235,9 @@ impl TryFrom<NodeFile> for NodeConfig {
             .parse()
             .map_err(|e: yard_data::time::TimeError| anyhow::anyhow!("timestamp_precision: {e}"))?;
         let token = (!f.token.is_empty()).then(|| f.token.clone());
+        let (tls, dialer) = tls_of(&f)?;
         let gateway = GatewayConfig {
+            tls,
             loopback: listen.ip().is_loopback(),
             client_queue: f.client_queue,
             overflow_policy,
@@ -240,6 +290,7 @@ impl TryFrom<NodeFile> for NodeConfig {
             redial_max: duration("redial_max", &f.redial_max)?,
             mesh_key: token,
             listen: listen.to_string(),
+            dialer,
             ..EndpointConfig::default()
         };
         let logs = if f.log_dir.is_empty() {

@@ -10,6 +10,7 @@ mod render;
 mod rm_cli;
 mod rm_verbs;
 mod store_cli;
+mod tls_cli;
 mod trust_cli;
 
 use std::path::PathBuf;
@@ -46,6 +47,12 @@ enum Command {
     /// Manage the credentials of this host's home: create, list, revoke.
     #[command(subcommand)]
     Token(trust_cli::TokenCommand),
+    /// The cluster's certificate authority: init, show.
+    #[command(subcommand)]
+    Ca(tls_cli::CaCommand),
+    /// Certificates of the cluster's authority: issue, list.
+    #[command(subcommand)]
+    Cert(tls_cli::CertCommand),
     /// Read a daemon's audit log (who did what, from where, with what result).
     Audit(trust_cli::AuditArgs),
     /// (Internal) an agent's task reaper: when the agent dies, kill its tasks' leftovers.
@@ -179,6 +186,20 @@ struct NodeArgs {
     /// How long a clone keeps writes for an unreachable master [default: 120s].
     #[arg(long)]
     mutation_buffer_interval: Option<String>,
+    /// This endpoint's certificate (PEM, from `yard cert issue`): TLS 1.3 on the gateway and
+    /// the links it dials; with --tls-key and --tls-ca.
+    #[arg(long)]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long)]
+    tls_key: Option<PathBuf>,
+    /// The cluster's root certificate (PEM): servers dialed and callers' certificates are
+    /// checked against it.
+    #[arg(long)]
+    tls_ca: Option<PathBuf>,
+    /// With TLS, serve plain connections too (loopback listeners only).
+    #[arg(long)]
+    tls_plain: bool,
 }
 
 /// Where the client verbs find the endpoint.
@@ -303,6 +324,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Node(a) => node::main(*a).await,
             Command::Token(c) => trust_cli::token(c),
+            Command::Ca(c) => tls_cli::ca(c),
+            Command::Cert(c) => tls_cli::cert(c),
             Command::Audit(a) => trust_cli::audit(a).await,
             Command::Store(a) => store_cli::main(a).await,
             Command::Pub(a) => client::publish(a).await,

@@ -72,6 +72,17 @@ pub(crate) async fn main(args: NodeArgs) -> anyhow::Result<()> {
     if let Some(v) = args.mutation_buffer_interval {
         file.mutation_buffer_interval = v;
     }
+    let path = |p: PathBuf| p.to_string_lossy().into_owned();
+    if let Some(v) = args.tls_cert {
+        file.tls_cert = path(v);
+    }
+    if let Some(v) = args.tls_key {
+        file.tls_key = path(v);
+    }
+    if let Some(v) = args.tls_ca {
+        file.tls_ca = path(v);
+    }
+    file.tls_plain |= args.tls_plain;
     let config = NodeConfig::try_from(file)?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
@@ -90,8 +101,13 @@ pub(crate) async fn main(args: NodeArgs) -> anyhow::Result<()> {
     let mut config = config;
     config.endpoint.listen = addr.to_string();
     // Tests and scripts read this line to learn the address (the port may have been 0).
+    let (ws, http, tls) = match &config.gateway.tls {
+        Some(t) if t.plain => ("wss", "https", ", TLS 1.3 and plain"),
+        Some(_) => ("wss", "https", ", TLS 1.3 only"),
+        None => ("ws", "http", ""),
+    };
     println!(
-        "yard node {id} listening on {addr} (peering yard://{addr}, WebSocket ws://{addr}/v1/messages/json, status http://{addr}/v1/status/json, metrics http://{addr}/metrics)"
+        "yard node {id} listening on {addr} (peering yard://{addr}, WebSocket {ws}://{addr}/v1/messages/json, status {http}://{addr}/v1/status/json, metrics {http}://{addr}/metrics{tls})"
     );
     let _ = std::io::stdout().flush();
     let result = run(id, config, listener, Role::Node, shutdown.clone()).await;

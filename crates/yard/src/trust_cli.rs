@@ -19,7 +19,7 @@ pub(crate) struct HomeArg {
 }
 
 impl HomeArg {
-    fn open(&self) -> anyhow::Result<Home> {
+    pub(crate) fn open(&self) -> anyhow::Result<Home> {
         Ok(Home::open_or_init(yard_auth::home::resolve(
             self.home.as_deref(),
         ))?)
