@@ -14,6 +14,18 @@ import pytest
 from conftest import YARD, free_port, wait_for
 
 
+def stop(procs, work):
+    """Stops the processes, newest first (SIGTERM, then SIGKILL after 10 s), and removes `work`."""
+    for p in reversed(procs):
+        p.terminate()
+        try:
+            p.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    shutil.rmtree(work, ignore_errors=True)
+
+
 def test_prometheus_scrapes_the_center_and_answers_a_switchyard_series():
     prometheus = shutil.which("prometheus")
     assert prometheus, "prometheus is not installed (scripts/test.sh installs the Debian package)"
@@ -82,14 +94,7 @@ def test_prometheus_scrapes_the_center_and_answers_a_switchyard_series():
         assert result[0]["metric"]["__name__"] == "yard_center_clusters"
         assert result[0]["metric"]["instance"] == addr
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        stop(procs, work)
 
 
 def test_prometheus_scrapes_a_tls_node_checking_it_against_the_cluster_root():
@@ -158,11 +163,4 @@ def test_prometheus_scrapes_a_tls_node_checking_it_against_the_cluster_root():
             up = wait_for(f"the {name} job scraped", lambda: query(f'up{{job="{name}"}}'), 60)
             assert up[0]["value"][1] == "0", (name, up)
     finally:
-        for p in reversed(procs):
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        shutil.rmtree(work, ignore_errors=True)
+        stop(procs, work)

@@ -41,17 +41,7 @@ fn tls_node(home: &Path, certs: &Path, name: &str, extra: &[&str]) -> (Daemon, S
         p(format!("{name}.key")),
         p("ca.crt".into()),
     );
-    let mut args = vec![
-        "node",
-        "--listen",
-        "127.0.0.1:0",
-        "--tls-cert",
-        &cert,
-        "--tls-key",
-        &key,
-        "--tls-ca",
-        &ca,
-    ];
+    let mut args = tls_args("127.0.0.1:0", &cert, &key, &ca);
     args.extend(extra);
     let mut cmd = common::yard();
     cmd.env("YARD_HOME", home)
@@ -65,6 +55,21 @@ fn tls_node(home: &Path, certs: &Path, name: &str, extra: &[&str]) -> (Daemon, S
     );
     let addr = yard_testkit::listening_addr(&line).unwrap().to_string();
     (child, addr)
+}
+
+/// `node --listen LISTEN` with a certificate, its key and the root.
+fn tls_args<'a>(listen: &'a str, cert: &'a str, key: &'a str, ca: &'a str) -> Vec<&'a str> {
+    vec![
+        "node",
+        "--listen",
+        listen,
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+        "--tls-ca",
+        ca,
+    ]
 }
 
 fn client_config(ca: &Path) -> Arc<ClientConfig> {
@@ -328,18 +333,9 @@ fn plain_text_beside_tls_is_refused_beyond_loopback_and_half_a_tls_setting_is_na
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stderr).into_owned()
     };
-    let e = run(&[
-        "node",
-        "--listen",
-        "0.0.0.0:0",
-        "--tls-cert",
-        &cert,
-        "--tls-key",
-        &key,
-        "--tls-ca",
-        &ca,
-        "--tls-plain",
-    ]);
+    let mut args = tls_args("0.0.0.0:0", &cert, &key, &ca);
+    args.push("--tls-plain");
+    let e = run(&args);
     assert!(e.contains("beyond loopback"), "{e}");
     let e = run(&["node", "--listen", "127.0.0.1:0", "--tls-cert", &cert]);
     assert!(e.contains("go together"), "{e}");
