@@ -168,12 +168,20 @@ struct Established {
     link: Arc<Link>,
 }
 
+/// Writes `bytes` and flushes: a TLS stream may keep records it could not write at once until
+/// the next write or flush, and a link must never leave them there while it waits (a plain TCP
+/// half's flush does nothing).
+async fn send(wr: &mut Wr, bytes: &[u8]) -> std::io::Result<()> {
+    wr.write_all(bytes).await?;
+    wr.flush().await
+}
+
 async fn bye(wr: &mut Wr, code: &str, reason: &str) {
     let frame = Frame::Bye {
         code: code.into(),
         reason: reason.into(),
     };
-    let _ = timeout(BYE_TIMEOUT, wr.write_all(&frame.encode())).await;
+    let _ = timeout(BYE_TIMEOUT, send(wr, &frame.encode())).await;
     let _ = timeout(BYE_TIMEOUT, wr.shutdown()).await;
 }
 
@@ -275,7 +283,7 @@ async fn handshake(
     let (mut rd, mut wr) = stream.split();
     let timed_out = |_| HandshakeError::Timeout(limit);
 
-    timeout_at(deadline, wr.write_all(&Preamble::ours().encode()))
+    timeout_at(deadline, send(&mut wr, &Preamble::ours().encode()))
         .await
         .map_err(timed_out)?
         .map_err(io_error)?;
@@ -295,7 +303,7 @@ async fn handshake(
         listen: cfg.listen.clone(),
         nonce: hex(&my_nonce),
     };
-    timeout_at(deadline, wr.write_all(&hello.encode()))
+    timeout_at(deadline, send(&mut wr, &hello.encode()))
         .await
         .map_err(timed_out)?
         .map_err(io_error)?;
@@ -346,7 +354,7 @@ async fn handshake(
     );
     timeout_at(
         deadline,
-        wr.write_all(&Frame::Proof { mac: hex(&mine) }.encode()),
+        send(&mut wr, &Frame::Proof { mac: hex(&mine) }.encode()),
     )
     .await
     .map_err(timed_out)?
@@ -599,7 +607,7 @@ async fn write_loop(ep: Endpoint, conn: u64, mut wr: Wr, link: Arc<Link>) {
         if out.is_empty() {
             continue;
         }
-        if let Err(e) = wr.write_all(&out).await {
+        if let Err(e) = send(&mut wr, &out).await {
             let _ = ep
                 .control
                 .send(Control::PeerDown {

@@ -332,3 +332,139 @@ async fn a_request_nobody_answers_ends_at_its_timeout() {
         "{waited:?}"
     );
 }
+
+/// A stream that holds what is written until it is flushed (as TLS may hold records it could
+/// not write at once).
+struct HoldsUntilFlush {
+    inner: tokio::net::TcpStream,
+    held: Vec<u8>,
+}
+
+impl tokio::io::AsyncRead for HoldsUntilFlush {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for HoldsUntilFlush {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        self.get_mut().held.extend_from_slice(buf);
+        std::task::Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let me = self.get_mut();
+        while !me.held.is_empty() {
+            let n = std::task::ready!(std::pin::Pin::new(&mut me.inner).poll_write(cx, &me.held))?;
+            me.held.drain(..n);
+        }
+        std::pin::Pin::new(&mut me.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+fn held(s: tokio::net::TcpStream) -> yard_fabric::transport::PeerStream {
+    yard_fabric::transport::PeerStream::Wrapped(Box::new(HoldsUntilFlush {
+        inner: s,
+        held: Vec::new(),
+    }))
+}
+
+struct Holding;
+
+impl yard_fabric::transport::Dialer for Holding {
+    fn wrap<'a>(
+        &'a self,
+        tcp: tokio::net::TcpStream,
+        _: &'a str,
+    ) -> std::pin::Pin<
+        Box<
+            dyn std::future::Future<Output = std::io::Result<yard_fabric::transport::PeerStream>>
+                + Send
+                + 'a,
+        >,
+    > {
+        Box::pin(async move { Ok(held(tcp)) })
+    }
+}
+
+/// A link over a wrapped stream flushes every write: over a stream that holds bytes until
+/// flushed, the handshake completes and every message arrives, none left waiting for the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_over_a_wrapped_stream_flushes_every_write() {
+    let token = CancellationToken::new();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let config = |dialer: yard_fabric::transport::SharedDialer| EndpointConfig {
+        mesh_key: Some(KEY.into()),
+        dialer,
+        // No keepalive write to push a held message out by chance.
+        peer_ping: Duration::from_secs(3600),
+        peer_timeout: Duration::from_secs(7200),
+        ..EndpointConfig::default()
+    };
+    let (b, _) = Endpoint::spawn("b".into(), config(None), token.clone());
+    let accepting = b.clone();
+    tokio::spawn(async move {
+        while let Ok((s, remote)) = listener.accept().await {
+            accepting.accept_peer_stream(held(s), remote);
+        }
+    });
+    let (a, _) = Endpoint::spawn("a".into(), config(Some(Arc::new(Holding))), token.clone());
+    let linked = tokio::time::timeout(Duration::from_secs(10), a.peer(&addr))
+        .await
+        .expect("the handshake completes over held streams")
+        .unwrap();
+    assert_eq!(linked.unwrap(), b.id());
+    let sub = b
+        .attach(
+            "sub",
+            vec!["/held/".into()],
+            1000,
+            OverflowPolicy::Disconnect,
+        )
+        .await
+        .unwrap();
+    let publ = a
+        .attach("pub", vec![], 1000, OverflowPolicy::Disconnect)
+        .await
+        .unwrap();
+    until("b's subscription reaches a", || async {
+        publ.publish("/held/probe".into(), Value::None)
+            .await
+            .unwrap();
+        sub.outbox().depth() > 0
+    })
+    .await;
+    let mut drain = Vec::new();
+    sub.recv_batch(&mut drain, usize::MAX).await.unwrap();
+    // One message, then nothing else written: it must arrive on its own.
+    publ.publish("/held/one".into(), Value::Count(1))
+        .await
+        .unwrap();
+    let got = loop {
+        let m = recv(&sub, 1).await;
+        if m[0].topic == "/held/one" {
+            break m;
+        }
+    };
+    assert_eq!(got[0].value, Value::Count(1));
+    token.cancel();
+}

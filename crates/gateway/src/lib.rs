@@ -25,7 +25,7 @@ pub mod stores;
 pub mod tls;
 pub mod ws;
 
-use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -150,6 +150,10 @@ pub struct GatewayCounters {
     pub refused_connections: AtomicU64,
     /// Connections open now.
     pub open: AtomicUsize,
+    /// TLS handshakes that failed or timed out (a bad certificate, an old protocol, garbage).
+    pub tls_handshake_failures: AtomicU64,
+    /// Plain connections refused by a listener that speaks TLS only.
+    pub plain_refused: AtomicU64,
 }
 
 /// What every handler shares.
@@ -312,9 +316,7 @@ pub async fn serve_with(
     let demux = tokio::spawn(demultiplex(
         listener,
         http_tx,
-        state.endpoint.clone(),
-        state.config.handshake_timeout,
-        state.config.tls.clone(),
+        state.clone(),
         shutdown.clone(),
     ));
     let served = axum::serve(
@@ -373,11 +375,10 @@ pub fn is_http(b: u8) -> bool {
 async fn demultiplex(
     listener: TcpListener,
     http: mpsc::Sender<(tls::Conn, SocketAddr)>,
-    endpoint: Endpoint,
-    first_byte_timeout: Duration,
-    tls: Option<tls::GatewayTls>,
+    gw: Arc<Gateway>,
     shutdown: CancellationToken,
 ) {
+    let first_byte_timeout = gw.config.handshake_timeout;
     loop {
         let (stream, remote) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -396,27 +397,41 @@ async fn demultiplex(
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
         let http = http.clone();
-        let endpoint = endpoint.clone();
-        let tls = tls.clone();
+        let gw = gw.clone();
         tokio::spawn(async move {
+            let (endpoint, counters) = (&gw.endpoint, &gw.counters);
             let mut first = [0u8; 1];
             let b = match tokio::time::timeout(first_byte_timeout, stream.peek(&mut first)).await {
                 Ok(Ok(1)) => first[0],
                 // Closed, failed or silent: nothing to serve.
                 _ => return,
             };
-            match &tls {
+            let failed = || {
+                counters
+                    .tls_handshake_failures
+                    .fetch_add(1, Ordering::Relaxed)
+            };
+            match &gw.config.tls {
                 Some(t) if yard_tls::config::is_tls(b) => {
                     match tokio::time::timeout(first_byte_timeout, tls::accept(t, stream)).await {
                         Ok(Ok(tls::Accepted::Http(conn))) => {
                             let _ = http.send((conn, remote)).await;
                         }
                         Ok(Ok(tls::Accepted::Peer(s))) => endpoint.accept_peer_stream(s, remote),
-                        Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
-                        Err(_) => tracing::debug!(%remote, "TLS handshake timed out"),
+                        Ok(Err(e)) => {
+                            failed();
+                            tracing::debug!(%remote, "TLS handshake failed: {e}");
+                        }
+                        Err(_) => {
+                            failed();
+                            tracing::debug!(%remote, "TLS handshake timed out");
+                        }
                     }
                 }
-                Some(t) if !t.plain => tls::refuse_plain(stream, is_http(b), remote).await,
+                Some(t) if !t.plain => {
+                    counters.plain_refused.fetch_add(1, Ordering::Relaxed);
+                    tls::refuse_plain(stream, is_http(b), remote).await
+                }
                 _ if is_http(b) => {
                     let _ = http.send((tls::Conn::Plain(stream), remote)).await;
                 }

@@ -221,6 +221,22 @@ pub async fn metrics(State(gw): State<Arc<Gateway>>) -> Response {
         "WebSocket connections that ended before a valid handshake.",
         &one(c.handshake_failures.load(Ordering::Relaxed)),
     );
+    if gw.config.tls.is_some() {
+        family(
+            &mut out,
+            "yard_tls_handshake_failures_total",
+            "counter",
+            "TLS handshakes that failed or timed out (a certificate of another authority, TLS 1.2 or older, garbage).",
+            &one(c.tls_handshake_failures.load(Ordering::Relaxed)),
+        );
+        family(
+            &mut out,
+            "yard_tls_plain_refused_total",
+            "counter",
+            "Plain-text connections refused by a listener that speaks TLS only.",
+            &one(c.plain_refused.load(Ordering::Relaxed)),
+        );
+    }
     family(
         &mut out,
         "yard_websocket_refused_total",

@@ -295,6 +295,18 @@ async fn a_tls_listener_refuses_plain_text_tls_1_2_and_certificates_of_another_a
     .await;
     let ours = client_config(&b.certs.join("ca.crt"));
     assert!(peers(&ours, &a1, &b.token).await.is_empty());
+    // Each refusal is counted where the operator looks.
+    let (code, metrics) = https_get(&ours, &a1, "/metrics", &b.token).await;
+    assert_eq!(code, 200);
+    let value = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in\n{metrics}"))
+    };
+    assert!(value("yard_tls_plain_refused_total") >= 1.0);
+    // TLS 1.2, the stranger's dials: each a failed handshake.
+    assert!(value("yard_tls_handshake_failures_total") >= 2.0);
 
     // A TLS peering connection without a certificate: closed before a byte of peering.
     let ca_pem = std::fs::read_to_string(b.certs.join("ca.crt")).unwrap();
