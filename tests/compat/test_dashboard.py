@@ -274,6 +274,12 @@ def test_the_dashboard_routes_without_a_credential_and_from_a_foreign_origin(sys
         status, answer = raw(system, method, path, viewer + (json_body if body else []), body)
         want = (404, "no_rm") if method == "GET" else (403, "forbidden")
         assert (status, answer and answer["code"]) == want, (method, path, status, answer)
+    # A manager's links (read), the paged events and a followed log: none without a credential;
+    # a viewer reads them.
+    for path, ok in (("/v1/clusters/web/links", 200), ("/v1/events?limit=1", 200),
+                     ("/v1/logs/web/agent-1/ticker?after=1:0", 200)):
+        assert raw(system, "GET", path, [])[0] == 401, path
+        assert raw(system, "GET", path, viewer)[0] == ok, path
     # From another site's page, even with the admin's credential: every one refused (the
     # WebSocket upgrade with a credential in its subprotocol too).
     foreign = [("Origin", "http://evil.example"), ("Authorization", f"Bearer {admin_token()}")]
@@ -282,7 +288,7 @@ def test_the_dashboard_routes_without_a_credential_and_from_a_foreign_origin(sys
         ("Sec-WebSocket-Version", "13"), ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
         ("Sec-WebSocket-Protocol", "yard.v1, yard.bearer." + base64.urlsafe_b64encode(admin_token().encode()).decode().rstrip("="))])
     assert status == 403, status
-    for method, path in NEW_ROUTES + RM_ROUTES:
+    for method, path in NEW_ROUTES + RM_ROUTES + [("GET", "/v1/clusters/web/links")]:
         body = b"{}" if method == "POST" else None
         status, _ = raw(system, method, path, foreign + (json_body if body else []), body)
         assert status == 403, (method, path, status)

@@ -840,15 +840,25 @@ async fn a_node_s_log_is_followed_from_the_position_each_read_returns() {
         (200, Some("false")),
         "{first}"
     );
-    let mut seen = numbers(&first);
-    while seen.len() < 30 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let (code, n, continued, text) = read(next.clone()).await;
-        assert_eq!((code, continued.as_deref()), (200, Some("true")), "{text}");
-        assert!(n.is_some(), "a position to carry on from");
-        seen.extend(numbers(&text));
-        next = n;
-    }
+    // Read on from each answer's position until 30 lines have come (each read waited for by
+    // the condition poll, not a fixed sleep).
+    let state = std::sync::Mutex::new((numbers(&first), next.take()));
+    wait_until(
+        "30 lines read in pieces",
+        Duration::from_secs(20),
+        || async {
+            let after = state.lock().unwrap().1.clone();
+            let (code, n, continued, text) = read(after).await;
+            assert_eq!((code, continued.as_deref()), (200, Some("true")), "{text}");
+            assert!(n.is_some(), "a position to carry on from");
+            let mut s = state.lock().unwrap();
+            s.0.extend(numbers(&text));
+            s.1 = n;
+            s.0.len() >= 30
+        },
+    )
+    .await;
+    let seen = state.into_inner().unwrap().0;
     let from = seen[0];
     let want: Vec<u64> = (from..from + seen.len() as u64).collect();
     assert_eq!(seen, want, "every line once, in order, across the reads");
