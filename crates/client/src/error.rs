@@ -6,6 +6,10 @@ pub enum ClientError {
     /// Nothing answers at the address (or the address is not one).
     #[error("no yard listener at {addr} ({why})")]
     NotRunning { addr: String, why: String },
+    /// The TLS handshake failed: the server's certificate is not of the CA, the listener does
+    /// not speak TLS, or no CA is known.
+    #[error("TLS to {addr}: {why}")]
+    Tls { addr: String, why: String },
     /// The connection broke, or the answer is not HTTP (or not the WebSocket API).
     #[error("{addr}: {why}")]
     Protocol { addr: String, why: String },

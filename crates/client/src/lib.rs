@@ -6,6 +6,7 @@
 //! - [`http`]: one HTTP/1.1 exchange (`Connection: close`, fixed-length or chunked answers);
 //! - [`node`]: a node's own routes (status, peers, stores), typed with the gateway's types;
 //! - [`mesos`]: a manager's Mesos and services API and its agents', typed with `yard-rm`'s;
+//! - [`trust`]: which addresses are TLS, and the CA their certificates are checked against;
 //! - [`ws`]: the WebSocket API's handshake (subscribe, wait for the ack);
 //! - [`center`]: the operations center's API, its answers typed with the `yard-ops` types
 //!   that the center serializes ([`yard_ops::topology::ClusterRecord`],
@@ -22,6 +23,7 @@ mod error;
 pub mod http;
 pub mod mesos;
 pub mod node;
+pub mod trust;
 pub mod ws;
 
 pub use error::ClientError;

@@ -1,16 +1,16 @@
-//! The WebSocket API's handshake: connect to `ws://ADDR/v1/messages/json`, send the
-//! subscriptions, read the ack.
+//! The WebSocket API's handshake: connect to `ws://ADDR/v1/messages/json` (or `wss://`, as
+//! [`crate::trust`] reads the address), send the subscriptions, read the ack.
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+use tokio_tungstenite::WebSocketStream;
 
+use crate::trust::Stream;
 use crate::ClientError;
 
 /// A connected WebSocket client.
-pub type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+pub type Socket = WebSocketStream<Stream>;
 
 /// Connects, subscribes to `prefixes`, and waits for the ack. Returns the socket and the id
 /// the endpoint answered with. `authorization` is the whole header value (`Bearer …`).
@@ -23,7 +23,10 @@ pub async fn connect(
         addr: addr.to_string(),
         why,
     };
-    let mut request = format!("ws://{addr}/v1/messages/json")
+    let (stream, target) = crate::trust::connect(addr).await?;
+    let addr = target.addr.as_str();
+    let scheme = if target.tls { "wss" } else { "ws" };
+    let mut request = format!("{scheme}://{addr}/v1/messages/json")
         .into_client_request()
         .map_err(|e| ClientError::NotRunning {
             addr: addr.to_string(),
@@ -35,7 +38,7 @@ pub async fn connect(
             .map_err(|_| protocol("the credential is not a valid header value".into()))?;
         request.headers_mut().insert("authorization", value);
     }
-    let (mut ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+    let (mut ws, _) = tokio_tungstenite::client_async_with_config(request, stream, None)
         .await
         .map_err(|e| ClientError::NotRunning {
             addr: addr.to_string(),

@@ -5,96 +5,15 @@
 
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use yard_fabric::transport::{Dialer, PeerStream};
-use yard_tls::rustls::{ClientConfig, ServerConfig};
-use yard_tls::tokio_rustls::{server::TlsStream, TlsAcceptor, TlsConnector};
+use yard_tls::rustls::ClientConfig;
+use yard_tls::tokio_rustls::{TlsAcceptor, TlsConnector};
 
-/// A listener's TLS.
-#[derive(Clone)]
-pub struct GatewayTls {
-    pub server: Arc<ServerConfig>,
-    /// Serve plain connections too (allowed on a loopback listener only).
-    pub plain: bool,
-}
-
-impl std::fmt::Debug for GatewayTls {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("GatewayTls")
-            .field("plain", &self.plain)
-            .finish_non_exhaustive()
-    }
-}
-
-/// An HTTP connection of the gateway: plain, or TLS.
-pub enum Conn {
-    Plain(TcpStream),
-    Tls(Box<TlsStream<TcpStream>>),
-}
-
-impl std::fmt::Debug for Conn {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Conn::Plain(_) => "Conn::Plain",
-            Conn::Tls(_) => "Conn::Tls",
-        })
-    }
-}
-
-impl yard_auth::http::LocalAddr for Conn {
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        match self {
-            Conn::Plain(s) => s.local_addr(),
-            Conn::Tls(t) => t.get_ref().0.local_addr(),
-        }
-    }
-}
-
-impl AsyncRead for Conn {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(t) => Pin::new(t.as_mut()).poll_read(cx, buf),
-        }
-    }
-}
-
-impl AsyncWrite for Conn {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(t) => Pin::new(t.as_mut()).poll_write(cx, buf),
-        }
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(t) => Pin::new(t.as_mut()).poll_flush(cx),
-        }
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(t) => Pin::new(t.as_mut()).poll_shutdown(cx),
-        }
-    }
-}
+pub use yard_tls::listen::{Conn, ServerTls as GatewayTls};
 
 /// Where an accepted connection goes.
 #[derive(Debug)]
@@ -128,21 +47,7 @@ pub(crate) async fn accept(tls: &GatewayTls, stream: TcpStream) -> io::Result<Ac
     })
 }
 
-/// What a listener that speaks TLS only says to a plain connection before closing it: an HTTP
-/// client gets a 400 that says so; a plain peer gets nothing (its dial fails and says why).
-pub(crate) async fn refuse_plain(mut stream: TcpStream, http: bool, remote: SocketAddr) {
-    tracing::debug!(%remote, "a plain connection to a TLS-only listener, refused");
-    if http {
-        let body = "this listener speaks TLS only: use https:// (or wss://)\n";
-        let answer = format!(
-            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
-             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        let _ = stream.write_all(answer.as_bytes()).await;
-        let _ = stream.shutdown().await;
-    }
-}
+pub(crate) use yard_tls::listen::refuse_plain;
 
 /// Dials peers over TLS: their certificate checked against the cluster's root, this endpoint's
 /// own certificate presented.

@@ -348,9 +348,26 @@ impl Authority {
         secret::sha256_hex(&self.cert_der)
     }
 
-    /// Signs a certificate for `req.subject`, valid from `now` for `req.lifetime`, and records
-    /// it in `issued.jsonl`.
+    /// Signs a certificate for `req.subject` and a new key, valid from `now` for
+    /// `req.lifetime`, and records it in `issued.jsonl`.
     pub fn issue(&self, req: &Request, now: SystemTime) -> Result<Issued, CaError> {
+        let key = KeyPair::generate()?;
+        let (record, cert_pem) = self.sign(req, &key, now)?;
+        Ok(Issued {
+            record,
+            cert_pem,
+            key_pem: key.serialize_pem(),
+        })
+    }
+
+    /// Signs a certificate for `req.subject` and a key its holder made (and keeps), and
+    /// records it: what a joining host is given.
+    pub fn sign(
+        &self,
+        req: &Request,
+        key: &impl rcgen::PublicKeyData,
+        now: SystemTime,
+    ) -> Result<(Record, String), CaError> {
         if req.lifetime.is_zero() || req.lifetime > MAX_CERT_LIFETIME {
             return Err(CaError::Request(format!(
                 "a certificate lives 1 s to {} days, not {} s",
@@ -402,9 +419,8 @@ impl Authority {
         let end = now + req.lifetime;
         p.not_before = start.into();
         p.not_after = end.into();
-        let key = KeyPair::generate()?;
         let issuer = Issuer::new(ca_params(&self.name), &self.key);
-        let cert = p.signed_by(&key, &issuer)?;
+        let cert = p.signed_by(key, &issuer)?;
         let record = Record {
             serial: secret::hex(&serial),
             subject: req.subject.clone(),
@@ -414,11 +430,7 @@ impl Authority {
             sha256: secret::sha256_hex(cert.der()),
         };
         self.append(&record)?;
-        Ok(Issued {
-            record,
-            cert_pem: cert.pem(),
-            key_pem: key.serialize_pem(),
-        })
+        Ok((record, cert.pem()))
     }
 
     fn append(&self, r: &Record) -> Result<(), CaError> {

@@ -3,6 +3,8 @@
 
 pub mod ca;
 pub mod config;
+pub mod join;
+pub mod listen;
 
 pub use ca::{Authority, CaError, Issued, Record, Request, Subject};
 pub use config::{Identity, TlsError, ALPN_HTTP, ALPN_PEER};

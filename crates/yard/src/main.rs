@@ -36,6 +36,10 @@ struct Cli {
     /// credentials home's, e.g. ./yard-data/credentials beside `yard up`].
     #[arg(long, global = true, value_name = "FILE")]
     credentials: Option<PathBuf>,
+    /// The root certificate servers are checked against (or set YARD_CA); with one, a bare
+    /// HOST:PORT is reached over TLS [default: the home's ca.crt or ca/ca.crt, when there is one].
+    #[arg(long, global = true, value_name = "FILE")]
+    ca: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -186,20 +190,44 @@ struct NodeArgs {
     /// How long a clone keeps writes for an unreachable master [default: 120s].
     #[arg(long)]
     mutation_buffer_interval: Option<String>,
-    /// This endpoint's certificate (PEM, from `yard cert issue`): TLS 1.3 on the gateway and
-    /// the links it dials; with --tls-key and --tls-ca.
+    #[command(flatten)]
+    tls: TlsArgs,
+}
+
+/// A daemon's TLS: its certificate, key and the cluster's root.
+#[derive(Args, Clone, Debug, Default)]
+pub(crate) struct TlsArgs {
+    /// This daemon's certificate (PEM, from `yard cert issue` or `yard join`): TLS 1.3 on its
+    /// listeners and the links it dials; with --tls-key and --tls-ca.
     #[arg(long)]
-    tls_cert: Option<PathBuf>,
+    pub tls_cert: Option<PathBuf>,
     /// The certificate's private key (PEM).
     #[arg(long)]
-    tls_key: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
     /// The cluster's root certificate (PEM): servers dialed and callers' certificates are
     /// checked against it.
     #[arg(long)]
-    tls_ca: Option<PathBuf>,
+    pub tls_ca: Option<PathBuf>,
     /// With TLS, serve plain connections too (loopback listeners only).
     #[arg(long)]
-    tls_plain: bool,
+    pub tls_plain: bool,
+}
+
+impl TlsArgs {
+    /// Sets what was given over `file`'s settings.
+    pub(crate) fn apply(&self, file: &mut config::NodeFile) {
+        let path = |p: &PathBuf| p.to_string_lossy().into_owned();
+        if let Some(v) = &self.tls_cert {
+            file.tls_cert = path(v);
+        }
+        if let Some(v) = &self.tls_key {
+            file.tls_key = path(v);
+        }
+        if let Some(v) = &self.tls_ca {
+            file.tls_ca = path(v);
+        }
+        file.tls_plain |= self.tls_plain;
+    }
 }
 
 /// Where the client verbs find the endpoint.
@@ -304,6 +332,9 @@ struct StatusArgs {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(path) = cli.ca.clone() {
+        yard_client::trust::use_ca_file(path);
+    }
     if let Some(path) = cli.credentials.clone() {
         client::use_credentials_file(path);
     }

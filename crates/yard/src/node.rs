@@ -72,17 +72,7 @@ pub(crate) async fn main(args: NodeArgs) -> anyhow::Result<()> {
     if let Some(v) = args.mutation_buffer_interval {
         file.mutation_buffer_interval = v;
     }
-    let path = |p: PathBuf| p.to_string_lossy().into_owned();
-    if let Some(v) = args.tls_cert {
-        file.tls_cert = path(v);
-    }
-    if let Some(v) = args.tls_key {
-        file.tls_key = path(v);
-    }
-    if let Some(v) = args.tls_ca {
-        file.tls_ca = path(v);
-    }
-    file.tls_plain |= args.tls_plain;
+    args.tls.apply(&mut file);
     let config = NodeConfig::try_from(file)?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
@@ -136,6 +126,30 @@ pub(crate) enum Role {
 pub(crate) struct Mesos<C> {
     pub cfg: C,
     pub listener: TcpListener,
+    /// With TLS, plain HTTP too (`--mesos-plain`, loopback only).
+    pub plain: bool,
+}
+
+impl<C> Mesos<C> {
+    /// The API's listener: TLS with the gateway's certificate when the daemon has one.
+    fn http(
+        self,
+        tls: Option<&yard_gateway::tls::GatewayTls>,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<(C, yard_tls::listen::HttpListener)> {
+        let tls = tls.map(|t| yard_tls::listen::ServerTls {
+            server: t.server.clone(),
+            plain: self.plain,
+        });
+        if tls.is_none() && self.plain {
+            anyhow::bail!(
+                "--mesos-plain: TLS is off (no --tls-cert), so the Mesos API is plain already"
+            );
+        }
+        let l = yard_tls::listen::HttpListener::new(self.listener, tls, timeout)
+            .context("the Mesos API's listener")?;
+        Ok((self.cfg, l))
+    }
 }
 
 /// Carries the resource-manager agent's task list to the operations agent's heartbeats, until
@@ -266,6 +280,8 @@ pub(crate) async fn run(
         registry.clone(),
         audit.clone(),
     ));
+    let tls = config.gateway.tls.clone();
+    let handshake = config.gateway.handshake_timeout;
     let (endpoint, router) = Endpoint::spawn(id, config.endpoint, shutdown.clone());
     if let Some(logs) = config.logs {
         let ep = endpoint.clone();
@@ -346,11 +362,12 @@ pub(crate) async fn run(
                                 None => registry.clone(),
                             };
                         let guard = mesos_guard(&m.listener, registry)?;
+                        let (cfg, listener) = m.http(tls.as_ref(), handshake)?;
                         yard_rm::master::server::start(
-                            m.cfg,
+                            cfg,
                             endpoint.clone(),
                             stores.clone(),
-                            m.listener,
+                            listener,
                             guard,
                             shutdown.clone(),
                         )
@@ -376,10 +393,11 @@ pub(crate) async fn run(
                 Ok((ext, task)) => match mesos {
                     Some(m) => {
                         let guard = mesos_guard(&m.listener, registry.clone())?;
+                        let (cfg, listener) = m.http(tls.as_ref(), handshake)?;
                         yard_rm::agent::start(
-                            m.cfg,
+                            cfg,
                             endpoint.clone(),
-                            m.listener,
+                            listener,
                             guard,
                             shutdown.clone(),
                         )

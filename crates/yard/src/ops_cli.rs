@@ -38,6 +38,8 @@ pub(crate) struct Common {
     /// Shared secret for peering and for changes over HTTP (or set YARD_TOKEN).
     #[arg(long, env = "YARD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    #[command(flatten)]
+    tls: crate::TlsArgs,
 }
 
 #[derive(Args)]
@@ -134,6 +136,11 @@ pub(crate) struct UpArgs {
     /// Agents to run.
     #[arg(long, default_value_t = 2)]
     agents: usize,
+    /// Refuse plain text on every listener. By default `yard up`, which listens on loopback
+    /// only, also serves plain HTTP there, for a browser that does not hold its CA and for
+    /// pymesos, which cannot speak TLS.
+    #[arg(long)]
+    tls_only: bool,
     #[command(flatten)]
     node_users: NodeUserArgs,
 }
@@ -147,12 +154,17 @@ pub(crate) fn dur(what: &str, s: &str) -> anyhow::Result<Duration> {
     }
 }
 
-fn node_config(listen: &str, token: Option<String>) -> anyhow::Result<NodeConfig> {
-    let file = NodeFile {
+fn node_config(
+    listen: &str,
+    token: Option<String>,
+    tls: &crate::TlsArgs,
+) -> anyhow::Result<NodeConfig> {
+    let mut file = NodeFile {
         listen: listen.to_string(),
         token: token.unwrap_or_default(),
         ..NodeFile::default()
     };
+    tls.apply(&mut file);
     NodeConfig::try_from(file)
 }
 
@@ -173,15 +185,33 @@ fn center_role(a: &CenterArgs, dir: PathBuf) -> anyhow::Result<Role> {
 }
 
 /// Binds, prints the line tests and scripts read, runs until a signal.
-async fn daemon(what: &str, listen: &str, token: Option<String>, role: Role) -> anyhow::Result<()> {
+async fn daemon(
+    what: &str,
+    common: &Common,
+    default_listen: &str,
+    role: Role,
+) -> anyhow::Result<()> {
+    let listen = common.listen.as_deref().unwrap_or(default_listen);
+    let config = node_config(listen, common.token.clone(), &common.tls)?;
+    let scheme = if config.gateway.tls.is_some() {
+        // Its own calls (the center's to the managers' Mesos APIs) check servers against the
+        // same root.
+        if let Some(ca) = &common.tls.tls_ca {
+            let pem = std::fs::read_to_string(ca)
+                .with_context(|| format!("--tls-ca: cannot read {}", ca.display()))?;
+            yard_client::trust::use_roots(yard_client::trust::Roots::from_pem(&pem)?);
+        }
+        "https"
+    } else {
+        "http"
+    };
     let mesos = match &role {
         Role::Manager(_, Some(m)) => m.listener.local_addr().ok(),
         Role::Agent(_, Some(m)) => m.listener.local_addr().ok(),
         _ => None,
     }
-    .map(|a| format!(", Mesos API http://{a}/"))
+    .map(|a| format!(", Mesos API {scheme}://{a}/"))
     .unwrap_or_default();
-    let config = node_config(listen, token)?;
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
             "cannot listen on {} (another yard running? choose --listen)",
@@ -191,7 +221,7 @@ async fn daemon(what: &str, listen: &str, token: Option<String>, role: Role) -> 
     let addr = listener.local_addr()?;
     let id = yard_fabric::id::random_uuid();
     println!(
-        "yard {what} {id} listening on {addr} (HTTP http://{addr}/, metrics http://{addr}/metrics{mesos})"
+        "yard {what} {id} listening on {addr} (HTTP {scheme}://{addr}/, metrics {scheme}://{addr}/metrics{mesos})"
     );
     let _ = std::io::stdout().flush();
     let shutdown = CancellationToken::new();
@@ -204,6 +234,16 @@ async fn daemon(what: &str, listen: &str, token: Option<String>, role: Role) -> 
     r
 }
 
+/// The address a daemon gives for its Mesos API: with its scheme when TLS is on, so that the
+/// center reaches it the right way whatever root it holds.
+fn mesos_address(addr: std::net::SocketAddr, tls: &crate::TlsArgs) -> String {
+    if tls.tls_cert.is_some() {
+        format!("https://{addr}")
+    } else {
+        format!("http://{addr}")
+    }
+}
+
 pub(crate) async fn center(a: CenterArgs) -> anyhow::Result<()> {
     let dir = a
         .common
@@ -211,12 +251,7 @@ pub(crate) async fn center(a: CenterArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("./yard-data/center"));
     let role = center_role(&a, dir)?;
-    let listen = a
-        .common
-        .listen
-        .clone()
-        .unwrap_or_else(|| CENTER_LISTEN.into());
-    daemon("center", &listen, a.common.token.clone(), role).await
+    daemon("center", &a.common, CENTER_LISTEN, role).await
 }
 
 async fn manager_role(a: &ManagerArgs, dir: PathBuf) -> anyhow::Result<Role> {
@@ -229,7 +264,7 @@ async fn manager_role(a: &ManagerArgs, dir: PathBuf) -> anyhow::Result<Role> {
     let mesos_addr = mesos
         .as_ref()
         .and_then(|m| m.listener.local_addr().ok())
-        .map(|a| a.to_string());
+        .map(|addr| mesos_address(addr, &a.common.tls));
     Ok(Role::Manager(
         yard_ops::manager::ManagerConfig {
             mesos: mesos_addr,
@@ -253,12 +288,7 @@ pub(crate) async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("./yard-data/manager-{}", a.cluster)));
     let role = manager_role(&a, dir).await?;
-    let listen = a
-        .common
-        .listen
-        .clone()
-        .unwrap_or_else(|| MANAGER_LISTEN.into());
-    daemon("manager", &listen, a.common.token.clone(), role).await
+    daemon("manager", &a.common, MANAGER_LISTEN, role).await
 }
 
 fn host_name() -> String {
@@ -291,12 +321,7 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         },
         mesos,
     );
-    let listen = a
-        .common
-        .listen
-        .clone()
-        .unwrap_or_else(|| AGENT_LISTEN.into());
-    daemon("agent", &listen, a.common.token.clone(), role).await
+    daemon("agent", &a.common, AGENT_LISTEN, role).await
 }
 
 /// What each agent of `yard up` offers. They share one host, so each offers its own 500 host
@@ -368,6 +393,7 @@ pub(crate) async fn up(a: UpArgs) -> anyhow::Result<()> {
             listen: Some(CENTER_LISTEN.into()),
             data: None,
             token: None,
+            tls: Default::default(),
         },
         manager_timeout: "15s".into(),
         raw_retention: "6h".into(),
@@ -389,7 +415,7 @@ pub(crate) async fn up(a: UpArgs) -> anyhow::Result<()> {
     let master_addr = master
         .as_ref()
         .and_then(|m| m.listener.local_addr().ok())
-        .map(|a| a.to_string());
+        .map(|a| format!("https://{a}"));
     plan.push((
         "manager".into(),
         MANAGER_LISTEN.into(),
@@ -437,16 +463,36 @@ pub(crate) async fn up(a: UpArgs) -> anyhow::Result<()> {
             ),
         ));
     }
+    // TLS on every listener and link: the system's authority (made on the first run) issues
+    // each daemon a certificate for its principal at every start.
+    let ca = yard_tls::Authority::open_or_init(&data.join("ca"), std::time::SystemTime::now())?;
+    yard_client::trust::use_roots(yard_client::trust::Roots::from_pem(ca.cert_pem())?);
     let mut lines = Vec::new();
-    for (what, listen, role) in plan {
-        let mut config = node_config(&listen, None)?;
+    for (what, listen, mut role) in plan {
+        let subject = match what.as_str() {
+            "center" => yard_tls::Subject::Center,
+            "manager" => yard_tls::Subject::Manager {
+                cluster: "local".into(),
+            },
+            agent => yard_tls::Subject::Agent {
+                cluster: "local".into(),
+                agent: agent.into(),
+            },
+        };
+        let tls = issue_for(&ca, &subject, &data.join("certs"), !a.tls_only)?;
+        match &mut role {
+            Role::Manager(_, Some(m)) => m.plain = !a.tls_only,
+            Role::Agent(_, Some(m)) => m.plain = !a.tls_only,
+            _ => {}
+        }
+        let mut config = node_config(&listen, None, &tls)?;
         config.endpoint.mesh_key = Some(mesh_key.clone());
         config.home = Some(data.clone());
         let listener = TcpListener::bind(config.listen).await.with_context(|| {
             format!("cannot listen on {listen} for the {what} (is another `yard up` running?)")
         })?;
         let id = stable_id(&data, &what)?;
-        lines.push(format!("  {what:<10} http://{listen}/  (id {id})"));
+        lines.push(format!("  {what:<10} https://{listen}/  (id {id})"));
         config.endpoint.listen = listen.clone();
         let sd = shutdown.clone();
         daemons.push(tokio::spawn(async move {
@@ -467,23 +513,42 @@ pub(crate) async fn up(a: UpArgs) -> anyhow::Result<()> {
         println!("{l}");
     }
     let creds = data.join("credentials");
+    let plain = if a.tls_only {
+        "TLS only (--tls-only)"
+    } else {
+        "TLS, and plain HTTP on loopback for browsers and pymesos (--tls-only refuses it)"
+    };
+    println!(
+        "  TLS 1.3    every listener and link, certificates of the authority in {} ({plain})",
+        data.join("ca").display()
+    );
+    let browser_scheme = if a.tls_only { "https" } else { "http" };
     match dashboard_link(&creds).await {
-        Ok(url) => println!(
-            "  Dashboard  {url}\n             (a one-time sign-in link, good for 15 min; `yard login-link` prints another)"
+        Ok(path) => println!(
+            "  Dashboard  {browser_scheme}://{CENTER_LISTEN}{path}\n             (a one-time sign-in link, good for 15 min; `yard login-link` prints another;\n             https:// once the browser trusts {})",
+            data.join("ca").join("ca.crt").display()
         ),
-        Err(e) => println!("  Dashboard  http://{CENTER_LISTEN}/ui/ (no sign-in link: {e:#})"),
+        Err(e) => println!(
+            "  Dashboard  {browser_scheme}://{CENTER_LISTEN}/ui/ (no sign-in link: {e:#})"
+        ),
     }
     println!(
         "  Admin credential in {} (mode 0600): `yard` run in this directory uses it; give others their own (`yard token create NAME --role viewer`).",
         creds.display()
     );
     println!(
-        "  Mesos API  http://127.0.0.1:5050/ (master), agents on 5051..{} (docs/RM.md)",
-        5050 + a.agents
+        "  Mesos API  https://127.0.0.1:5050/ (master), agents on 5051..{} (docs/RM.md){}",
+        5050 + a.agents,
+        if a.tls_only {
+            ""
+        } else {
+            "; http:// too, on loopback"
+        }
     );
     println!(
-        "\nTry, from another terminal (yard = {}):\n  yard topology\n  yard stats\n  yard restart --cluster local --rolling\n  echo v1 > app.txt && yard deploy app.txt --cluster local\n  yard rollback --cluster local\n  yard exec --cluster local -- uname -n\n  yard logs ticker\n  yard metrics local/agent-1/cpu --since 1h\n  yard audit\n  curl -s -H \"Authorization: Bearer $(cat {})\" http://{CENTER_LISTEN}/metrics\nCtrl-C stops everything; `yard up` again resumes the same state.",
+        "\nTry, from another terminal (yard = {}):\n  yard topology\n  yard stats\n  yard restart --cluster local --rolling\n  echo v1 > app.txt && yard deploy app.txt --cluster local\n  yard rollback --cluster local\n  yard exec --cluster local -- uname -n\n  yard logs ticker\n  yard metrics local/agent-1/cpu --since 1h\n  yard audit\n  curl -s --cacert {} -H \"Authorization: Bearer $(cat {})\" https://{CENTER_LISTEN}/metrics\nCtrl-C stops everything; `yard up` again resumes the same state.",
         std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_else(|_| "yard".into()),
+        data.join("ca").join("ca.crt").display(),
         creds.display()
     );
     let _ = std::io::stdout().flush();
@@ -498,6 +563,31 @@ pub(crate) async fn up(a: UpArgs) -> anyhow::Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// A certificate for `subject` on loopback from `ca`, written under `dir`, as TLS settings.
+fn issue_for(
+    ca: &yard_tls::Authority,
+    subject: &yard_tls::Subject,
+    dir: &Path,
+    plain: bool,
+) -> anyhow::Result<crate::TlsArgs> {
+    let issued = ca.issue(
+        &yard_tls::Request {
+            subject: subject.clone(),
+            hosts: vec!["127.0.0.1".into(), "localhost".into()],
+            lifetime: yard_tls::ca::CERT_LIFETIME,
+        },
+        std::time::SystemTime::now(),
+    )?;
+    let name = crate::tls_cli::file_name(subject);
+    let (cert, key) = yard_tls::ca::write_identity(dir, &name, &issued, ca.cert_pem())?;
+    Ok(crate::TlsArgs {
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        tls_ca: Some(dir.join("ca.crt")),
+        tls_plain: plain,
+    })
 }
 
 /// The endpoint id a daemon of `yard up` keeps across runs.
@@ -544,7 +634,7 @@ async fn dashboard_link(creds: &std::path::Path) -> anyhow::Result<String> {
     // The center's routes come up with its actor, a moment after its listener.
     for _ in 0..50 {
         match center.login_link(&Default::default()).await {
-            Ok(link) => return Ok(format!("http://{CENTER_LISTEN}{}", link.path)),
+            Ok(link) => return Ok(link.path),
             Err(e) => last = Some(e),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -578,7 +668,10 @@ pub(crate) async fn login_link(a: LoginLinkArgs) -> anyhow::Result<()> {
         })
         .await
         .map_err(hint)?;
-    println!("http://{}{}", a.center.center, link.path);
+    let target =
+        yard_client::trust::target(&a.center.center, yard_client::trust::found().is_some());
+    let scheme = if target.tls { "https" } else { "http" };
+    println!("{scheme}://{}{}", target.addr, link.path);
     eprintln!(
         "(works once, until {}; the browser then holds a {} token of its own for 12 h)",
         yard_data::time::format_timestamp(

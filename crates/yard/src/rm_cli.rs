@@ -20,6 +20,10 @@ pub(crate) struct MasterArgs {
     /// resource manager.
     #[arg(long, default_value = "127.0.0.1:5050")]
     pub mesos_listen: String,
+    /// With TLS on (--tls-cert), also serve plain HTTP on this API, for clients that cannot
+    /// speak TLS (pymesos, its executors); loopback listeners only.
+    #[arg(long)]
+    pub mesos_plain: bool,
     /// Offers not used within this time are rescinded (no framework hoards resources).
     #[arg(long, default_value = "30s")]
     pub offer_timeout: String,
@@ -44,6 +48,7 @@ impl Default for MasterArgs {
     fn default() -> Self {
         MasterArgs {
             mesos_listen: "127.0.0.1:5050".into(),
+            mesos_plain: false,
             offer_timeout: "30s".into(),
             allocation_interval: "1s".into(),
             scheduler_heartbeat: "15s".into(),
@@ -148,7 +153,11 @@ impl MasterArgs {
             allocation_interval: dur("allocation-interval", &self.allocation_interval)?,
             credentials: self.mesos_credentials.clone(),
         };
-        Ok(Some(Mesos { cfg, listener }))
+        Ok(Some(Mesos {
+            cfg,
+            listener,
+            plain: self.mesos_plain,
+        }))
     }
 }
 
@@ -158,6 +167,10 @@ pub(crate) struct AgentArgs {
     /// The agent's Mesos API; `off` disables the resource manager on this agent.
     #[arg(long, default_value = "127.0.0.1:5051")]
     pub mesos_listen: String,
+    /// With TLS on (--tls-cert), also serve plain HTTP on this API, for clients that cannot
+    /// speak TLS (pymesos, its executors); loopback listeners only.
+    #[arg(long)]
+    pub mesos_plain: bool,
     /// Resources offered, in Mesos syntax (cpus:4;mem:8192;disk:10240;ports:[31000-32000])
     /// [default: detected].
     #[arg(long)]
@@ -196,6 +209,7 @@ impl Default for AgentArgs {
     fn default() -> Self {
         AgentArgs {
             mesos_listen: "127.0.0.1:5051".into(),
+            mesos_plain: false,
             resources: None,
             attributes: String::new(),
             no_isolation: false,
@@ -270,6 +284,10 @@ impl AgentArgs {
             allow_root: self.allow_root_tasks,
             executor_auth: self.executor_auth,
         };
-        Ok(Some(Mesos { cfg, listener }))
+        Ok(Some(Mesos {
+            cfg,
+            listener,
+            plain: self.mesos_plain,
+        }))
     }
 }

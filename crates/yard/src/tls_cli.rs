@@ -84,7 +84,7 @@ pub(crate) fn ca(c: CaCommand) -> anyhow::Result<()> {
 }
 
 /// A file name for a subject: `agent:web/a1` → `agent-web-a1`.
-fn file_name(s: &Subject) -> String {
+pub(crate) fn file_name(s: &Subject) -> String {
     s.to_string().replace([':', '/'], "-")
 }
 

@@ -936,8 +936,30 @@ async fn yard_up_runs_a_system_stops_cleanly_and_resumes() {
     assert_eq!(mode & 0o777, 0o600);
     let tok = std::fs::read_to_string(&creds).unwrap().trim().to_string();
     assert!(
-        banner.contains("center     http://127.0.0.1:9900/"),
+        banner.contains("center     https://127.0.0.1:9900/"),
         "{banner}"
+    );
+    // TLS on every listener: the authority made on the first run keeps its key private, and
+    // the CLI beside it checks the center against its root (its verbs below go over TLS).
+    let ca_key = dir.join("yard-data").join("ca").join("ca.key");
+    let mode = std::fs::metadata(&ca_key).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let other = tmp("up-other-ca");
+    let (ok, _, err) = run_verb(
+        common::yard()
+            .env("YARD_HOME", other.path())
+            .args(["ca", "init"]),
+    );
+    assert!(ok, "{err}");
+    let (ok, _, err) = run_verb(
+        common::yard()
+            .current_dir(&dir)
+            .args(["topology", "--ca"])
+            .arg(other.join("ca").join("ca.crt")),
+    );
+    assert!(
+        !ok && err.contains("TLS to 127.0.0.1:9900") && err.contains("not of the CA given"),
+        "{err}"
     );
     assert!(
         banner.contains("yard restart --cluster local --rolling"),

@@ -36,7 +36,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Router;
 use base64::Engine;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -221,10 +220,10 @@ pub struct Actor {
 }
 
 /// Starts the agent; `listener` serves its Mesos agent API.
-pub async fn start(
+pub async fn start<L: yard_auth::http::RemoteListener>(
     cfg: AgentConfig,
     ep: Endpoint,
-    listener: TcpListener,
+    listener: L,
     guard: Arc<Guard>,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>, RmError> {

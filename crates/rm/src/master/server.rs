@@ -29,7 +29,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -120,11 +119,11 @@ struct Shared {
 }
 
 /// Starts the master on `listener`; the handle resolves after shutdown.
-pub async fn start(
+pub async fn start<L: yard_auth::http::RemoteListener>(
     cfg: ServerConfig,
     ep: Endpoint,
     stores: Arc<Stores>,
-    listener: TcpListener,
+    listener: L,
     guard: Arc<Guard>,
     shutdown: CancellationToken,
 ) -> Result<JoinHandle<()>, RmError> {
