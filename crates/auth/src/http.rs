@@ -493,6 +493,11 @@ fn harden(r: &mut Response) {
         ));
 }
 
+/// What a handler adds to its request's audit record: put it in the response's extensions
+/// (a join says whom the host joined as, and with which token).
+#[derive(Debug, Clone)]
+pub struct AuditDetail(pub String);
+
 async fn guard(
     State((g, classify)): State<(Arc<Guard>, Classifier)>,
     mut req: Request,
@@ -509,13 +514,18 @@ async fn guard(
             if let (true, Some(c)) = (audited, caller) {
                 let status = resp.status();
                 let result = if status.is_success() { "ok" } else { "failed" };
+                let detail = resp
+                    .extensions()
+                    .get::<AuditDetail>()
+                    .map(|d| d.0.clone())
+                    .unwrap_or_default();
                 g.record(
                     &c.principal.to_string(),
                     c.remote,
                     action,
                     result,
                     Some(status.as_u16()),
-                    String::new(),
+                    detail,
                 );
             }
             resp

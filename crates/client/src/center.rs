@@ -118,6 +118,31 @@ impl Center {
         decode("POST /v1/login/links", &answer)
     }
 
+    /// A join token for new hosts (`POST /v1/join/tokens`; admin).
+    pub async fn join_token(
+        &self,
+        req: &yard_ops::joins::TokenRequest,
+    ) -> Result<yard_ops::joins::TokenMade, ClientError> {
+        let body = serde_json::to_vec(req).expect("a request serializes");
+        let answer = self
+            .send(Request::json("POST", "/v1/join/tokens", &body))
+            .await?;
+        decode("POST /v1/join/tokens", &answer)
+    }
+
+    /// The join tokens, with their uses left and who joined (`GET /v1/join/tokens`; admin).
+    pub async fn join_tokens(&self) -> Result<Vec<yard_tls::join::TokenRecord>, ClientError> {
+        let answer = self.send(Request::get("/v1/join/tokens")).await?;
+        decode("GET /v1/join/tokens", &answer)
+    }
+
+    /// Removes a join token (`DELETE /v1/join/tokens/ID`; admin).
+    pub async fn revoke_join_token(&self, id: &str) -> Result<(), ClientError> {
+        let path = format!("/v1/join/tokens/{}", escape(id, false));
+        self.send(Request::json("DELETE", &path, &[])).await?;
+        Ok(())
+    }
+
     /// Starts a command; its id.
     pub async fn start(&self, req: &StartRequest) -> Result<String, ClientError> {
         let body = serde_json::to_vec(req).expect("a request serializes");

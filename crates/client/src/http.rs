@@ -98,7 +98,29 @@ impl Answer {
 
 /// Sends `r` to `addr` and reads the whole answer.
 pub async fn request(addr: &str, r: Request<'_>) -> Result<Answer, ClientError> {
-    let (mut stream, target) = crate::trust::connect(addr).await?;
+    let connected = crate::trust::connect(addr).await?;
+    exchange(connected, r).await
+}
+
+/// Sends `r` to `addr` over TLS checked with `config` (not the roots found), and reads the
+/// whole answer.
+pub async fn request_using(
+    addr: &str,
+    config: std::sync::Arc<yard_tls::rustls::ClientConfig>,
+    r: Request<'_>,
+) -> Result<Answer, ClientError> {
+    let target = crate::trust::Target {
+        addr: crate::trust::target(addr, true).addr,
+        tls: true,
+    };
+    let connected = crate::trust::connect_to(target, Some(config)).await?;
+    exchange(connected, r).await
+}
+
+async fn exchange(
+    (mut stream, target): (crate::trust::Stream, crate::trust::Target),
+    r: Request<'_>,
+) -> Result<Answer, ClientError> {
     let addr = target.addr.as_str();
     let broken = |e: std::io::Error| ClientError::Protocol {
         addr: addr.to_string(),

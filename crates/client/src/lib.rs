@@ -5,6 +5,8 @@
 //! - [`credential`]: the credential sent when none is given (the CLI's rule);
 //! - [`http`]: one HTTP/1.1 exchange (`Connection: close`, fixed-length or chunked answers);
 //! - [`node`]: a node's own routes (status, peers, stores), typed with the gateway's types;
+//! - [`join`]: a new host's side of joining (the root checked against its token, then its
+//!   certificate);
 //! - [`mesos`]: a manager's Mesos and services API and its agents', typed with `yard-rm`'s;
 //! - [`trust`]: which addresses are TLS, and the CA their certificates are checked against;
 //! - [`ws`]: the WebSocket API's handshake (subscribe, wait for the ack);
@@ -21,6 +23,7 @@ pub mod center;
 pub mod credential;
 mod error;
 pub mod http;
+pub mod join;
 pub mod mesos;
 pub mod node;
 pub mod trust;

@@ -127,6 +127,15 @@ pub type Stream = Either<TcpStream, TlsStream<TcpStream>>;
 pub async fn connect(addr: &str) -> Result<(Stream, Target), ClientError> {
     let roots = found();
     let t = target(addr, roots.is_some());
+    let config = roots.map(|r| r.http());
+    connect_to(t, config).await
+}
+
+/// Connects to `t`, over TLS with `config` when `t.tls`.
+pub async fn connect_to(
+    t: Target,
+    config: Option<Arc<ClientConfig>>,
+) -> Result<(Stream, Target), ClientError> {
     let tcp = TcpStream::connect(&t.addr)
         .await
         .map_err(|e| ClientError::NotRunning {
@@ -137,7 +146,7 @@ pub async fn connect(addr: &str) -> Result<(Stream, Target), ClientError> {
     if !t.tls {
         return Ok((Either::Left(tcp), t));
     }
-    let roots = roots.ok_or_else(|| ClientError::Tls {
+    let config = config.ok_or_else(|| ClientError::Tls {
         addr: t.addr.clone(),
         why: "TLS asked for, but no CA is known to check the server against: give --ca FILE \
               or YARD_CA (`yard ca show --pem` on the authority's host prints it)"
@@ -147,7 +156,7 @@ pub async fn connect(addr: &str) -> Result<(Stream, Target), ClientError> {
         addr: t.addr.clone(),
         why: e.to_string(),
     })?;
-    match yard_tls::TlsConnector::from(roots.http())
+    match yard_tls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
     {

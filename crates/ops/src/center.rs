@@ -74,6 +74,9 @@ pub struct CenterConfig {
     /// How `/v1/clusters/C/rm/...` reaches the clusters' Mesos masters; without one those
     /// routes answer 501.
     pub mesos: Option<Arc<dyn crate::rm_proxy::MesosProxy>>,
+    /// The system's certificate authority and its join tokens, when the center holds them:
+    /// hosts join through `/v1/join` (docs/SECURITY.md, joining a host).
+    pub joins: Option<Arc<yard_tls::join::Joins>>,
 }
 
 /// `GET /v1/topology`: the center and every cluster.
@@ -261,7 +264,7 @@ enum Target {
 /// actor, and the history store (which has its own writer thread).
 pub struct Center {
     ep: Endpoint,
-    cfg: CenterConfig,
+    pub(crate) cfg: CenterConfig,
     /// The actor's inbox (bounded: a handler waits when it is full).
     tx: mpsc::Sender<Input>,
     /// Woken on every command change (followers long-poll on it).
@@ -996,7 +999,7 @@ impl StatsRow {
 
 // ---- HTTP API ----
 
-fn error(status: StatusCode, code: &str, context: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, code: &str, context: impl Into<String>) -> Response {
     (
         status,
         Json(json!({"code": code, "context": context.into()})),
@@ -1020,6 +1023,13 @@ pub fn classify(method: &Method, path: &str) -> Option<Rule> {
         // The one-time code in the body is the credential (the handler checks it).
         (["login"], "POST") => Rule::new(Open).own_credential(),
         (["login", "links"], "POST") => Rule::new(Admin),
+        // The root certificate is public; a joining host checks it against its token.
+        (["ca"], _) if read => Rule::new(Open),
+        // The token's secret in the body is the credential (the handler checks it).
+        (["join"], "POST") => Rule::new(Open).own_credential(),
+        (["join", "tokens"], "GET" | "POST") | (["join", "tokens", _], "DELETE") => {
+            Rule::new(Admin)
+        }
         (
             ["topology"]
             | ["clusters"]
@@ -1069,6 +1079,16 @@ fn routes(c: Arc<Center>) -> Router {
         .route("/v1/whoami", get(whoami))
         .route("/v1/login", post(login))
         .route("/v1/login/links", post(login_link))
+        .route("/v1/ca", get(crate::joins::root))
+        .route("/v1/join", post(crate::joins::join))
+        .route(
+            "/v1/join/tokens",
+            get(crate::joins::list).post(crate::joins::create),
+        )
+        .route(
+            "/v1/join/tokens/{id}",
+            axum::routing::delete(crate::joins::revoke),
+        )
         .route("/", get(to_dashboard))
         .route("/ui", get(to_dashboard))
         .route("/ui/", get(dashboard_file))
@@ -2101,7 +2121,7 @@ async fn login(State(c): State<Arc<Center>>, body: Bytes) -> Response {
 }
 
 /// A JSON request body, or the 400 that says why it is not `what`.
-fn json_request<T: serde::de::DeserializeOwned>(
+pub(crate) fn json_request<T: serde::de::DeserializeOwned>(
     body: &[u8],
     what: &str,
 ) -> Result<T, Box<Response>> {

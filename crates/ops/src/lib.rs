@@ -20,6 +20,7 @@ pub mod cluster;
 pub mod commands;
 pub mod error;
 pub mod health;
+pub mod joins;
 /// Size-rotated log files (the one rotation, in the HTTP/auth kit).
 pub use yard_auth::logfile;
 pub mod manager;

@@ -96,6 +96,7 @@ impl TestCenter {
             retention: Retention::default(),
             clock,
             mesos: Some(mesos.clone()),
+            joins: None,
         };
         let registry = Arc::new(yard_auth::Registry::in_memory(vec![]));
         let (ext, task) =
@@ -132,6 +133,7 @@ async fn a_manager_that_falls_silent_is_lost_on_the_center_s_clock() {
             address: "127.0.0.1:9901".into(),
             started_ms: 0,
             mesos: None,
+            joins: None,
         },
         agents: vec![],
     };
@@ -295,6 +297,7 @@ async fn the_stream_starts_from_a_snapshot_carries_each_change_and_resumes_where
             address: "127.0.0.1:9901".into(),
             started_ms: 0,
             mesos: None,
+            joins: None,
         },
         agents: vec![],
     };

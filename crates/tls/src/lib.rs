@@ -9,4 +9,4 @@ pub mod listen;
 pub use ca::{Authority, CaError, Issued, Record, Request, Subject};
 pub use config::{Identity, TlsError, ALPN_HTTP, ALPN_PEER};
 pub use tokio_rustls::{TlsAcceptor, TlsConnector};
-pub use {rustls, tokio_rustls};
+pub use {rcgen, rustls, tokio_rustls};

@@ -3,6 +3,7 @@
 
 mod client;
 mod config;
+mod join_cli;
 mod mesh_cli;
 mod node;
 mod ops_cli;
@@ -57,6 +58,12 @@ enum Command {
     /// Certificates of the cluster's authority: issue, list.
     #[command(subcommand)]
     Cert(tls_cli::CertCommand),
+    /// Join this host to a system with a token: its key made here, its certificate from the
+    /// center (docs/SECURITY.md, joining a host).
+    Join(join_cli::JoinArgs),
+    /// Tokens that let new hosts join (an admin, through the center).
+    #[command(subcommand)]
+    JoinToken(join_cli::JoinTokenCommand),
     /// Read a daemon's audit log (who did what, from where, with what result).
     Audit(trust_cli::AuditArgs),
     /// (Internal) an agent's task reaper: when the agent dies, kill its tasks' leftovers.
@@ -357,6 +364,8 @@ fn main() -> ExitCode {
             Command::Token(c) => trust_cli::token(c),
             Command::Ca(c) => tls_cli::ca(c),
             Command::Cert(c) => tls_cli::cert(c),
+            Command::Join(a) => join_cli::join(a).await,
+            Command::JoinToken(c) => join_cli::join_token(c).await,
             Command::Audit(a) => trust_cli::audit(a).await,
             Command::Store(a) => store_cli::main(a).await,
             Command::Pub(a) => client::publish(a).await,

@@ -40,6 +40,10 @@ pub(crate) struct Common {
     token: Option<String>,
     #[command(flatten)]
     tls: crate::TlsArgs,
+    /// Join the system first with this token (`yard join-token create`), unless this home
+    /// joined already; the daemon then runs with the certificate it got.
+    #[arg(long, value_name = "TOKEN", env = "YARD_JOIN", hide_env_values = true)]
+    join: Option<String>,
 }
 
 #[derive(Args)]
@@ -94,6 +98,9 @@ pub(crate) struct AgentArgs {
     /// This agent's name in the cluster [default: the host name].
     #[arg(long)]
     name: Option<String>,
+    /// The cluster its manager runs: the agent's certificate names it (agent:CLUSTER/NAME).
+    #[arg(long, default_value = "local")]
+    cluster: String,
     /// Roles (comma-separated); the cluster config places nodes by role.
     #[arg(long, value_delimiter = ',')]
     roles: Vec<String>,
@@ -181,6 +188,7 @@ fn center_role(a: &CenterArgs, dir: PathBuf) -> anyhow::Result<Role> {
         mesos: Some(std::sync::Arc::new(yard_client::mesos::Forwarder {
             timeout: Duration::from_secs(10),
         })),
+        joins: None,
     }))
 }
 
@@ -189,14 +197,79 @@ async fn daemon(
     what: &str,
     common: &Common,
     default_listen: &str,
-    role: Role,
+    subject: yard_tls::Subject,
+    mut role: Role,
 ) -> anyhow::Result<()> {
     let listen = common.listen.as_deref().unwrap_or(default_listen);
-    let config = node_config(listen, common.token.clone(), &common.tls)?;
+    let listen_addr: std::net::SocketAddr = listen
+        .parse()
+        .map_err(|_| anyhow!("--listen {listen:?} is not an address such as 127.0.0.1:9900"))?;
+    // Its TLS: what it is given, else what its home joined with or its home's authority issues.
+    let home = yard_auth::home::resolve(None);
+    if let Some(token) = &common.join {
+        if matches!(role, Role::Center(_)) {
+            bail!("--join: the center holds the authority others join; it does not join");
+        }
+        match crate::join_cli::joined(&home)? {
+            Some(j) if j.subject == subject => {
+                tracing::info!(%subject, "this home joined already; the token is not used again")
+            }
+            Some(j) => bail!(
+                "this home ({}) joined as {}, not {subject}: give this daemon a home of its own (YARD_HOME)",
+                home.display(),
+                j.subject
+            ),
+            None => {
+                let hosts: Vec<String> = if listen_addr.ip().is_unspecified() {
+                    vec![]
+                } else {
+                    vec![listen_addr.ip().to_string()]
+                };
+                let j = crate::join_cli::join_home(&home, token, &subject, &hosts).await?;
+                tracing::info!(subject = %j.subject, serial = %j.serial, "joined");
+            }
+        }
+    }
+    let tls = match &common.tls.tls_cert {
+        Some(_) => common.tls.clone(),
+        None => crate::join_cli::daemon_tls(&home, &subject, listen_addr)?.unwrap_or_default(),
+    };
+    if tls.tls_cert.is_none() && !listen_addr.ip().is_loopback() {
+        bail!(
+            "the {what} would listen on {listen_addr}, beyond loopback, in plain text: give it a \
+             certificate (`yard join TOKEN`, `yard cert issue` with --tls-cert/--tls-key/--tls-ca, \
+             or an authority in its home: `yard ca init` on the center's host)"
+        );
+    }
+    if let Role::Center(c) = &mut role {
+        let ca_dir = home.join("ca");
+        if ca_dir.join("ca.key").exists() {
+            let ca = yard_tls::Authority::open(&ca_dir)?;
+            let mesh_key = crate::node::home_mesh_key(Some(&home))?;
+            c.joins = Some(std::sync::Arc::new(yard_tls::join::Joins::new(
+                ca, mesh_key,
+            )?));
+        }
+    }
+    // The address the manager gives for its Mesos API carries its scheme, so that the center
+    // reaches it the right way whatever root it holds.
+    if let Role::Manager(c, Some(m)) = &mut role {
+        let scheme = if tls.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        c.mesos = m
+            .listener
+            .local_addr()
+            .ok()
+            .map(|a| format!("{scheme}://{a}"));
+    }
+    let config = node_config(listen, common.token.clone(), &tls)?;
     let scheme = if config.gateway.tls.is_some() {
         // Its own calls (the center's to the managers' Mesos APIs) check servers against the
         // same root.
-        if let Some(ca) = &common.tls.tls_ca {
+        if let Some(ca) = &tls.tls_ca {
             let pem = std::fs::read_to_string(ca)
                 .with_context(|| format!("--tls-ca: cannot read {}", ca.display()))?;
             yard_client::trust::use_roots(yard_client::trust::Roots::from_pem(&pem)?);
@@ -234,16 +307,6 @@ async fn daemon(
     r
 }
 
-/// The address a daemon gives for its Mesos API: with its scheme when TLS is on, so that the
-/// center reaches it the right way whatever root it holds.
-fn mesos_address(addr: std::net::SocketAddr, tls: &crate::TlsArgs) -> String {
-    if tls.tls_cert.is_some() {
-        format!("https://{addr}")
-    } else {
-        format!("http://{addr}")
-    }
-}
-
 pub(crate) async fn center(a: CenterArgs) -> anyhow::Result<()> {
     let dir = a
         .common
@@ -251,7 +314,14 @@ pub(crate) async fn center(a: CenterArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from("./yard-data/center"));
     let role = center_role(&a, dir)?;
-    daemon("center", &a.common, CENTER_LISTEN, role).await
+    daemon(
+        "center",
+        &a.common,
+        CENTER_LISTEN,
+        yard_tls::Subject::Center,
+        role,
+    )
+    .await
 }
 
 async fn manager_role(a: &ManagerArgs, dir: PathBuf) -> anyhow::Result<Role> {
@@ -261,10 +331,11 @@ async fn manager_role(a: &ManagerArgs, dir: PathBuf) -> anyhow::Result<Role> {
     };
     let agent_timeout = dur("agent-timeout", &a.agent_timeout)?;
     let mesos = a.mesos.build(&a.cluster, &dir, agent_timeout).await?;
+    // The address it gives the center; its scheme is set once its TLS is known (`daemon`).
     let mesos_addr = mesos
         .as_ref()
         .and_then(|m| m.listener.local_addr().ok())
-        .map(|addr| mesos_address(addr, &a.common.tls));
+        .map(|a| a.to_string());
     Ok(Role::Manager(
         yard_ops::manager::ManagerConfig {
             mesos: mesos_addr,
@@ -288,7 +359,10 @@ pub(crate) async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("./yard-data/manager-{}", a.cluster)));
     let role = manager_role(&a, dir).await?;
-    daemon("manager", &a.common, MANAGER_LISTEN, role).await
+    let subject = yard_tls::Subject::Manager {
+        cluster: a.cluster.clone(),
+    };
+    daemon("manager", &a.common, MANAGER_LISTEN, subject, role).await
 }
 
 fn host_name() -> String {
@@ -308,6 +382,10 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         .unwrap_or_else(|| PathBuf::from(format!("./yard-data/agent-{name}")));
     let heartbeat = dur("heartbeat", &a.heartbeat)?;
     let mesos = a.mesos.build(&name, &dir, heartbeat).await?;
+    let subject = yard_tls::Subject::Agent {
+        cluster: a.cluster.clone(),
+        agent: name.clone(),
+    };
     let role = Role::Agent(
         yard_ops::agent::AgentConfig {
             manager: a.manager.clone(),
@@ -321,7 +399,7 @@ pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
         },
         mesos,
     );
-    daemon("agent", &a.common, AGENT_LISTEN, role).await
+    daemon("agent", &a.common, AGENT_LISTEN, subject, role).await
 }
 
 /// What each agent of `yard up` offers. They share one host, so each offers its own 500 host
@@ -394,6 +472,7 @@ pub(crate) async fn up(a: UpArgs) -> anyhow::Result<()> {
             data: None,
             token: None,
             tls: Default::default(),
+            join: None,
         },
         manager_timeout: "15s".into(),
         raw_retention: "6h".into(),
@@ -467,6 +546,11 @@ pub(crate) async fn up(a: UpArgs) -> anyhow::Result<()> {
     // each daemon a certificate for its principal at every start.
     let ca = yard_tls::Authority::open_or_init(&data.join("ca"), std::time::SystemTime::now())?;
     yard_client::trust::use_roots(yard_client::trust::Roots::from_pem(ca.cert_pem())?);
+    if let Some((_, _, Role::Center(c))) = plan.first_mut() {
+        let desk =
+            yard_tls::join::Joins::new(yard_tls::Authority::open(ca.dir())?, mesh_key.clone())?;
+        c.joins = Some(std::sync::Arc::new(desk));
+    }
     let mut lines = Vec::new();
     for (what, listen, mut role) in plan {
         let subject = match what.as_str() {
@@ -609,7 +693,7 @@ fn stable_id(data: &Path, what: &str) -> anyhow::Result<String> {
 pub(crate) struct CenterArg {
     /// The center's address (or set YARD_CENTER).
     #[arg(long, short = 'c', env = "YARD_CENTER", default_value = CENTER_LISTEN)]
-    center: String,
+    pub(crate) center: String,
     /// The credential to send (or set YARD_API_TOKEN) [default: the credentials file found].
     #[arg(long, env = "YARD_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -617,7 +701,7 @@ pub(crate) struct CenterArg {
 
 impl CenterArg {
     /// The typed client for the center, with `--token` or the credential found.
-    fn client(&self) -> Center {
+    pub(crate) fn client(&self) -> Center {
         Center::new(
             self.center.clone(),
             crate::client::bearer(self.token.as_deref()),
@@ -684,7 +768,7 @@ pub(crate) async fn login_link(a: LoginLinkArgs) -> anyhow::Result<()> {
 }
 
 /// A client error, with the way out when nothing answers.
-fn hint(e: ClientError) -> anyhow::Error {
+pub(crate) fn hint(e: ClientError) -> anyhow::Error {
     match e {
         ClientError::NotRunning { .. } => {
             anyhow!("{e}\n(is the center running? `yard up` or `yard center` starts one)")

@@ -19,6 +19,11 @@ pub(crate) struct HomeArg {
 }
 
 impl HomeArg {
+    /// The home named with --home.
+    pub(crate) fn dir(&self) -> Option<&std::path::Path> {
+        self.home.as_deref()
+    }
+
     pub(crate) fn open(&self) -> anyhow::Result<Home> {
         Ok(Home::open_or_init(yard_auth::home::resolve(
             self.home.as_deref(),

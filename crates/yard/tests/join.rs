@@ -1,0 +1,211 @@
+//! Joining hosts with a token (`yard join-token create`, `yard join`, `--join`), between real
+//! processes, each with its own credentials home as separate hosts have: the root checked
+//! against the token's fingerprint, the secret spent once, the subject bounded by the token,
+//! every join audited, and a daemon that would listen beyond loopback in plain text refused.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{wait_until, Daemon};
+
+/// `yard ARGS` with `home` as its credentials home: whether it succeeded, stdout, stderr.
+fn yard_at(home: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = common::yard()
+        .env("YARD_HOME", home)
+        .env("YARD_LOG", "warn")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn spawn_at(home: &Path, args: &[&str]) -> (Daemon, String, String) {
+    let mut cmd = common::yard();
+    cmd.env("YARD_HOME", home)
+        .env("YARD_LOG", "warn")
+        .args(args)
+        .stderr(Stdio::inherit());
+    let (child, line) = Daemon::spawn(cmd, common::Stop::Term(Duration::from_secs(10)));
+    let addr = yard_testkit::listening_addr(&line)
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+        .to_string();
+    (child, addr, line)
+}
+
+fn mode(p: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test]
+async fn a_host_joins_with_a_token_once_and_its_daemon_runs_on_the_certificate_it_got() {
+    let center_home = yard_testkit::TempDir::new("join-center");
+    let (ok, _, err) = yard_at(center_home.path(), &["ca", "init"]);
+    assert!(ok, "{err}");
+    let data = center_home.join("center");
+    let (_center, addr, line) = spawn_at(
+        center_home.path(),
+        &[
+            "center",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.to_str().unwrap(),
+        ],
+    );
+    // An authority in its home: the center serves TLS with a certificate it issued itself.
+    assert!(line.contains(&format!("https://{addr}/")), "{line}");
+
+    // Only an admin makes or lists tokens; a stranger (another home, the center's root
+    // given) is refused.
+    let stranger = yard_testkit::TempDir::new("join-stranger");
+    let ca = center_home.join("ca").join("ca.crt");
+    let (ok, _, err) = yard_at(
+        stranger.path(),
+        &[
+            "join-token",
+            "list",
+            "--center",
+            &addr,
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && err.contains("401"), "{err}");
+    let (ok, token, err) = yard_at(
+        center_home.path(),
+        &["join-token", "create", "manager:web", "--center", &addr],
+    );
+    assert!(ok, "{err}");
+    let token = token.trim().to_string();
+    assert!(
+        token.starts_with("yj1.") && token.ends_with(&format!("@{addr}")),
+        "{token}"
+    );
+
+    // A token whose fingerprint is not the center's root: refused before the secret is sent.
+    let (head, _) = token.rsplit_once('@').unwrap();
+    let forged = format!("{}{}@{addr}", &head[..head.len() - 64], "0".repeat(64));
+    let joiner = yard_testkit::TempDir::new("join-manager");
+    let (ok, _, err) = yard_at(joiner.path(), &["join", &forged, "--as", "manager:web"]);
+    assert!(
+        !ok && err.contains("not the authority that made the token"),
+        "{err}"
+    );
+    // A subject the token does not allow: refused, and the token is not spent.
+    let (ok, _, err) = yard_at(joiner.path(), &["join", &token, "--as", "manager:db"]);
+    assert!(
+        !ok && err.contains("403") && err.contains("allows manager:web"),
+        "{err}"
+    );
+    let (ok, list, err) = yard_at(
+        center_home.path(),
+        &["join-token", "list", "--center", &addr, "--json"],
+    );
+    assert!(ok, "{err}");
+    let list: serde_json::Value = serde_json::from_str(&list).unwrap();
+    assert_eq!(list[0]["uses_left"], 1, "{list}");
+    // No secret in the book of tokens.
+    let book = std::fs::read_to_string(center_home.join("ca").join("joins.json")).unwrap();
+    let secret = token.split('.').nth(2).unwrap();
+    assert!(!book.contains(secret));
+    assert_eq!(mode(&center_home.join("ca").join("joins.json")), 0o600);
+
+    // The manager joins with --join and runs on its certificate: the center lists it.
+    let mdata = joiner.join("data");
+    let (_manager, maddr, mline) = spawn_at(
+        joiner.path(),
+        &[
+            "manager",
+            "--cluster",
+            "web",
+            "--join",
+            &token,
+            "--listen",
+            "127.0.0.1:0",
+            "--center",
+            &addr,
+            "--data",
+            mdata.to_str().unwrap(),
+            "--mesos-listen",
+            "off",
+        ],
+    );
+    assert!(mline.contains(&format!("https://{maddr}/")), "{mline}");
+    let tls = joiner.join("tls");
+    assert_eq!(mode(&tls.join("host.key")), 0o600);
+    assert_eq!(mode(&joiner.join("mesh.key")), 0o600);
+    let joined: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tls.join("joined.json")).unwrap()).unwrap();
+    assert_eq!(joined["subject"], "manager:web");
+    let home = center_home.path().to_path_buf();
+    let a = addr.clone();
+    wait_until(
+        "the joined manager in the topology",
+        Duration::from_secs(20),
+        || {
+            let (home, a) = (home.clone(), a.clone());
+            async move {
+                let (ok, out, _) = yard_at(&home, &["topology", "--center", &a]);
+                ok && out.contains("cluster web") && out.contains("[up]")
+            }
+        },
+    )
+    .await;
+
+    // The token is spent: another host cannot use it again.
+    let other = yard_testkit::TempDir::new("join-again");
+    let (ok, _, err) = yard_at(other.path(), &["join", &token, "--as", "manager:web"]);
+    assert!(
+        !ok && err.contains("401") && err.contains("join_refused"),
+        "{err}"
+    );
+    assert!(!other.join("tls").join("host.crt").exists());
+
+    // Every attempt is in the center's audit log, the join with whom it made.
+    let (ok, audit, err) = yard_at(
+        center_home.path(),
+        &[
+            "audit",
+            "--endpoint",
+            &addr,
+            "--action",
+            "/v1/join",
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        audit.contains("joined as manager:web with token"),
+        "{audit}"
+    );
+    assert!(audit.contains("\"result\":\"failed\""), "{audit}");
+    assert!(!audit.contains(secret));
+}
+
+#[test]
+fn a_daemon_that_would_listen_beyond_loopback_in_plain_text_refuses_to_start() {
+    let home = yard_testkit::TempDir::new("join-plain");
+    let data = home.join("center");
+    let (ok, _, err) = yard_at(
+        home.path(),
+        &[
+            "center",
+            "--listen",
+            "0.0.0.0:0",
+            "--data",
+            data.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        !ok && err.contains("beyond loopback, in plain text"),
+        "{err}"
+    );
+}
