@@ -133,7 +133,6 @@ async fn a_manager_that_falls_silent_is_lost_on_the_center_s_clock() {
             address: "127.0.0.1:9901".into(),
             started_ms: 0,
             mesos: None,
-            joins: None,
         },
         agents: vec![],
     };
@@ -297,7 +296,6 @@ async fn the_stream_starts_from_a_snapshot_carries_each_change_and_resumes_where
             address: "127.0.0.1:9901".into(),
             started_ms: 0,
             mesos: None,
-            joins: None,
         },
         agents: vec![],
     };
