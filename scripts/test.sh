@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: builds yard, installs the Debian packages the tests
-# use when missing (openssl, prometheus, chromium), runs the Rust unit, property and
+# use when missing (openssl, prometheus, chromium, tcpdump), runs the Rust unit, property and
 # multi-process tests, then installs the pinned real third-party clients (zeekpy, ...) into
 # .venv (pymesos and avmesos-cli through scripts/install-mesos-clients.sh) and runs the
 # compatibility tests against the real binary.
@@ -23,6 +23,11 @@ echo "== Debian packages the tests use"
 missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+# The multi-host test bed (crates/yard/tests/multihost.rs): namespaces, a capture on its bridge,
+# and curl reading a center's metrics inside a namespace.
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
 [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
