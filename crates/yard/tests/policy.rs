@@ -125,6 +125,11 @@ const TABLE: &[(&str, &str, &str, &str)] = &[
     // The code in the body is the credential: checked by the handler.
     ("center", "POST", "/v1/login", "yyyyyy"),
     ("center", "POST", "/v1/login/links", "y....."),
+    ("center", "GET", "/v1/ca", "yyyyyy"),
+    ("center", "POST", "/v1/join", "yyyyyy"),
+    ("center", "GET", "/v1/join/tokens", "y....."),
+    ("center", "POST", "/v1/join/tokens", "y....."),
+    ("center", "DELETE", "/v1/join/tokens/x", "y....."),
     // The dashboard's files hold no data.
     ("center", "GET", "/", "yyyyyy"),
     ("center", "GET", "/ui/", "yyyyyy"),
@@ -200,6 +205,8 @@ fn routes_outside_the_table_are_refused() {
         ("center", "PUT", "/v1/topology"),
         ("center", "POST", "/ui/app.js"),
         ("center", "DELETE", "/v1/login"),
+        ("center", "DELETE", "/v1/join"),
+        ("center", "PUT", "/v1/join/tokens"),
         ("center", "POST", "/v1/clusters/local/rm/api/v1"),
         ("center", "POST", "/v1/clusters/local/rm/state"),
         ("center", "GET", "/v1/clusters/local/rm/services/../state"),
