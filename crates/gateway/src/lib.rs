@@ -382,15 +382,7 @@ async fn demultiplex(
     loop {
         let (stream, remote) = tokio::select! {
             _ = shutdown.cancelled() => return,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a little rather than spin.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            c = yard_tls::listen::accept(&listener) => c,
         };
         // Messages are small and latency matters: no Nagle delay on any connection.
         if let Err(e) = stream.set_nodelay(true) {

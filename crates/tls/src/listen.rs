@@ -187,6 +187,20 @@ impl HttpListener {
     }
 }
 
+/// The next connection of `listener`. An accept that fails (out of file descriptors and the
+/// like) is retried after a short wait rather than spun on.
+pub async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok(c) => return c,
+            Err(e) => {
+                tracing::warn!("accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     tls: Option<ServerTls>,
@@ -197,15 +211,7 @@ async fn accept_loop(
     loop {
         let (stream, remote) = tokio::select! {
             _ = tx.closed() => return,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a little rather than spin.
-                    tracing::warn!("accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
+            c = accept(&listener) => c,
         };
         let _ = stream.set_nodelay(true);
         let Some(tls) = tls.clone() else {
