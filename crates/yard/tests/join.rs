@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{wait_until, Daemon};
@@ -63,10 +63,51 @@ async fn a_host_joins_with_a_token_once_and_its_daemon_runs_on_the_certificate_i
     // An authority in its home: the center serves TLS with a certificate it issued itself.
     assert!(line.contains(&format!("https://{addr}/")), "{line}");
 
+    // The join routes without a credential and from a foreign origin (with the admin's
+    // credential): the root is public, a join's body is its credential, the tokens are the
+    // admin's, and no browser page elsewhere reaches any of them.
+    let ca = center_home.join("ca").join("ca.crt");
+    let admin = std::fs::read_to_string(center_home.join("credentials")).unwrap();
+    let curl = |method: &str, path: &str, headers: &[String]| -> String {
+        let mut c = Command::new("curl");
+        c.args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+            .arg(&ca)
+            .args(["-X", method]);
+        for h in headers {
+            c.args(["-H", h]);
+        }
+        if method == "POST" {
+            c.args(["-H", "Content-Type: application/json", "-d", "{}"]);
+        }
+        let out = c.arg(format!("https://{addr}{path}")).output().unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let foreign = [
+        "Origin: http://evil.example".to_string(),
+        format!("Authorization: Bearer {}", admin.trim()),
+    ];
+    for (method, path, anonymous) in [
+        ("GET", "/v1/ca", "200"),
+        ("POST", "/v1/join", "400"),
+        ("GET", "/v1/join/tokens", "401"),
+        ("POST", "/v1/join/tokens", "401"),
+        ("DELETE", "/v1/join/tokens/0a1b2c3d", "401"),
+    ] {
+        assert_eq!(
+            curl(method, path, &[]),
+            anonymous,
+            "{method} {path} without a credential"
+        );
+        assert_eq!(
+            curl(method, path, &foreign),
+            "403",
+            "{method} {path} from a foreign origin"
+        );
+    }
+
     // Only an admin makes or lists tokens; a stranger (another home, the center's root
     // given) is refused.
     let stranger = yard_testkit::TempDir::new("join-stranger");
-    let ca = center_home.join("ca").join("ca.crt");
     let (ok, _, err) = yard_at(
         stranger.path(),
         &[
