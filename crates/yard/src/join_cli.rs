@@ -7,7 +7,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::SystemTime;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
@@ -146,10 +145,9 @@ async fn default_hosts(center: &str) -> Vec<String> {
             hosts.push(a.ip().to_string());
         }
     }
-    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        let h = h.trim();
-        if !h.is_empty() && !hosts.iter().any(|x| x == h) {
-            hosts.push(h.to_string());
+    if let Some(h) = crate::ops_cli::host_name() {
+        if !hosts.contains(&h) {
+            hosts.push(h);
         }
     }
     hosts
@@ -270,27 +268,11 @@ pub(crate) fn daemon_tls(
     if !listen.ip().is_unspecified() && !listen.ip().is_loopback() {
         hosts.insert(0, listen.ip().to_string());
     }
-    if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
-        let h = h.trim().to_string();
-        if !h.is_empty() && !hosts.contains(&h) {
+    if let Some(h) = crate::ops_cli::host_name() {
+        if !hosts.contains(&h) {
             hosts.push(h);
         }
     }
-    let issued = ca.issue(
-        &yard_tls::Request {
-            subject: subject.clone(),
-            hosts,
-            lifetime: yard_tls::ca::CERT_LIFETIME,
-        },
-        SystemTime::now(),
-    )?;
-    let dir = home.join("certs");
-    let name = crate::tls_cli::file_name(subject);
-    let (cert, key) = yard_tls::ca::write_identity(&dir, &name, &issued, ca.cert_pem())?;
-    Ok(Some(TlsArgs {
-        tls_cert: Some(cert),
-        tls_key: Some(key),
-        tls_ca: Some(dir.join("ca.crt")),
-        tls_plain: false,
-    }))
+    let tls = crate::ops_cli::issue_for(&ca, subject, hosts, &home.join("certs"), false)?;
+    Ok(Some(tls))
 }

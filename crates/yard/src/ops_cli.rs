@@ -365,16 +365,20 @@ pub(crate) async fn manager(a: ManagerArgs) -> anyhow::Result<()> {
     daemon("manager", &a.common, MANAGER_LISTEN, subject, role).await
 }
 
-fn host_name() -> String {
+/// This machine's host name, when it has one.
+pub(crate) fn host_name() -> Option<String> {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()
         .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "agent".into())
 }
 
 pub(crate) async fn agent(a: AgentArgs) -> anyhow::Result<()> {
-    let name = a.name.clone().unwrap_or_else(host_name);
+    let name = a
+        .name
+        .clone()
+        .or_else(host_name)
+        .unwrap_or_else(|| "agent".into());
     let dir = a
         .common
         .data
@@ -563,7 +567,8 @@ pub(crate) async fn up(a: UpArgs) -> anyhow::Result<()> {
                 agent: agent.into(),
             },
         };
-        let tls = issue_for(&ca, &subject, &data.join("certs"), !a.tls_only)?;
+        let loopback = vec!["127.0.0.1".into(), "localhost".into()];
+        let tls = issue_for(&ca, &subject, loopback, &data.join("certs"), !a.tls_only)?;
         match &mut role {
             Role::Manager(_, Some(m)) => m.plain = !a.tls_only,
             Role::Agent(_, Some(m)) => m.plain = !a.tls_only,
@@ -649,17 +654,19 @@ pub(crate) async fn up(a: UpArgs) -> anyhow::Result<()> {
     }
 }
 
-/// A certificate for `subject` on loopback from `ca`, written under `dir`, as TLS settings.
-fn issue_for(
+/// A certificate for `subject` serving on `hosts` from `ca`, written under `dir`, as TLS
+/// settings.
+pub(crate) fn issue_for(
     ca: &yard_tls::Authority,
     subject: &yard_tls::Subject,
+    hosts: Vec<String>,
     dir: &Path,
     plain: bool,
 ) -> anyhow::Result<crate::TlsArgs> {
     let issued = ca.issue(
         &yard_tls::Request {
             subject: subject.clone(),
-            hosts: vec!["127.0.0.1".into(), "localhost".into()],
+            hosts,
             lifetime: yard_tls::ca::CERT_LIFETIME,
         },
         std::time::SystemTime::now(),
