@@ -52,6 +52,7 @@ impl Master {
             reregistered_s: prev.as_ref().map(|_| secs(now_ms)),
             last_seen_ms: now_ms,
             reachable: true,
+            recovered: false,
         };
         // Offers on the agent are rescinded: its resources are recounted from its tasks.
         self.rescind_offers_on(&id);
@@ -179,11 +180,12 @@ impl Master {
 
     pub fn heartbeat(&mut self, agent_id: &str, now_ms: u64) -> Wire {
         match self.agents.get_mut(agent_id) {
-            Some(a) if a.reachable => {
+            Some(a) if a.reachable && !a.recovered => {
                 a.last_seen_ms = now_ms;
                 Wire::HeartbeatAck { known: true }
             }
-            // Unreachable agents must register again, which reconciles their tasks.
+            // Unreachable agents, and those known only from the records of a restarted master,
+            // must register again, which reconciles their tasks.
             _ => Wire::HeartbeatAck { known: false },
         }
     }

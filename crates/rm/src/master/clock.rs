@@ -51,7 +51,7 @@ impl Master {
             .map(|a| AgentSlot {
                 id: a.id.clone(),
                 available: a.available(),
-                active: a.reachable,
+                active: a.reachable && !a.recovered,
                 total: a.total.clone(),
             })
             .collect();

@@ -185,6 +185,11 @@ pub struct Agent {
     pub reregistered_s: Option<f64>,
     pub last_seen_ms: u64,
     pub reachable: bool,
+    /// Known from the master's records only: it has not registered with this master since its
+    /// restart. Its next heartbeat is answered "unknown", so that it registers and reports its
+    /// tasks (reconciling them, and hearing the kills asked meanwhile); until then it is not
+    /// offered.
+    pub recovered: bool,
 }
 
 impl Agent {

@@ -57,6 +57,7 @@ impl Master {
                         // A grace period to come back, then unreachable.
                         last_seen_ms: now_ms,
                         reachable: true,
+                        recovered: true,
                     },
                 );
                 if let Some(n) = id.rsplit("-S").next().and_then(|n| n.parse::<u64>().ok()) {
