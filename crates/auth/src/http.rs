@@ -62,12 +62,26 @@ pub fn websocket_bearer(headers: &HeaderMap) -> Result<Option<String>, AuthFailu
 
 /// Both ends of a connection, as the listener accepted it
 /// (`into_make_service_with_connect_info::<Remote>()`).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Remote {
     /// The caller's address.
     pub addr: SocketAddr,
     /// The address the caller reached (this host's), when known.
     pub local: Option<SocketAddr>,
+    /// The certificate the caller presented over TLS (checked by the handshake against the
+    /// cluster's root and its revocation list), when it presented one.
+    pub cert: Option<Arc<PeerCert>>,
+}
+
+/// A caller's TLS certificate, as the routes that take it for a credential read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCert {
+    /// The principal it names (`agent:web/a1`), if it names one.
+    pub principal: Option<String>,
+    /// Its serial, hex.
+    pub serial: String,
+    /// DER.
+    pub der: Vec<u8>,
 }
 
 impl Remote {
@@ -91,6 +105,11 @@ impl Remote {
 /// A served connection's own address (a TCP stream, or TLS over one).
 pub trait LocalAddr {
     fn local_addr(&self) -> std::io::Result<SocketAddr>;
+
+    /// The certificate the caller presented, over TLS.
+    fn peer_cert(&self) -> Option<PeerCert> {
+        None
+    }
 }
 
 impl LocalAddr for tokio::net::TcpStream {
@@ -109,6 +128,7 @@ impl<'a, L: RemoteListener> Connected<axum::serve::IncomingStream<'a, L>> for Re
         Remote {
             addr: *stream.remote_addr(),
             local: LocalAddr::local_addr(stream.io()).ok(),
+            cert: stream.io().peer_cert().map(Arc::new),
         }
     }
 }

@@ -84,3 +84,33 @@ pub async fn join(
         roots,
     ))
 }
+
+/// Renews the certificate `current` (presented over TLS as the credential) at the center
+/// `center`, for a new key; returns the new certificate and its key (PEM).
+pub async fn renew(
+    center: &str,
+    current: &yard_tls::Identity,
+    ca_pem: &str,
+) -> Result<(yard_tls::join::Renewed, String), ClientError> {
+    let tls = |why: String| ClientError::Tls {
+        addr: center.to_string(),
+        why,
+    };
+    let config = yard_tls::config::client(ca_pem, Some(current), yard_tls::ALPN_HTTP)
+        .map_err(|e| tls(e.to_string()))?;
+    let key =
+        yard_tls::rcgen::KeyPair::generate().map_err(|e| tls(format!("cannot make a key: {e}")))?;
+    let req = yard_tls::join::RenewRequest {
+        public_key: yard_auth::secret::hex(key.public_key_raw()),
+    };
+    let body = serde_json::to_vec(&req).expect("a request serializes");
+    let answer = http::request_using(center, config, Request::json("POST", "/v1/renew", &body))
+        .await?
+        .ok("POST", "/v1/renew")?;
+    let renewed: yard_tls::join::Renewed =
+        serde_json::from_slice(&answer.body).map_err(|e| ClientError::Decode {
+            what: "POST /v1/renew".into(),
+            why: e.to_string(),
+        })?;
+    Ok((renewed, key.serialize_pem()))
+}

@@ -41,7 +41,16 @@ pub(crate) async fn accept(tls: &GatewayTls, stream: TcpStream) -> io::Result<Ac
         ));
     }
     Ok(if peering {
-        Accepted::Peer(PeerStream::Wrapped(Box::new(t)))
+        match (
+            &tls.live,
+            t.get_ref().1.peer_certificates().and_then(|c| c.first()),
+        ) {
+            (Some(live), Some(cert)) => {
+                let cert = cert.clone().into_owned();
+                Accepted::Peer(PeerStream::Wrapped(Box::new(live.watch(cert, t))))
+            }
+            _ => Accepted::Peer(PeerStream::Wrapped(Box::new(t))),
+        }
     } else {
         Accepted::Http(Conn::Tls(Box::new(t)))
     })
@@ -53,6 +62,7 @@ pub(crate) use yard_tls::listen::refuse_plain;
 /// own certificate presented.
 pub struct TlsDialer {
     connector: TlsConnector,
+    live: Option<Arc<yard_tls::live::Live>>,
 }
 
 impl std::fmt::Debug for TlsDialer {
@@ -66,7 +76,17 @@ impl TlsDialer {
     pub fn new(config: Arc<ClientConfig>) -> TlsDialer {
         TlsDialer {
             connector: TlsConnector::from(config),
+            live: None,
         }
+    }
+
+    /// A dialer of `live`'s configuration, whose links are watched (cut once the peer's
+    /// certificate is revoked or expires).
+    pub fn live(live: Arc<yard_tls::live::Live>) -> Result<TlsDialer, yard_tls::TlsError> {
+        Ok(TlsDialer {
+            connector: TlsConnector::from(live.client(yard_tls::ALPN_PEER)?),
+            live: Some(live),
+        })
     }
 }
 
@@ -80,7 +100,14 @@ impl Dialer for TlsDialer {
             let name = yard_tls::config::server_name(addr)
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
             let t = self.connector.connect(name, tcp).await?;
-            Ok(PeerStream::Wrapped(Box::new(t)))
+            let cert = t.get_ref().1.peer_certificates().and_then(|c| c.first());
+            Ok(match (&self.live, cert) {
+                (Some(live), Some(cert)) => {
+                    let cert = cert.clone().into_owned();
+                    PeerStream::Wrapped(Box::new(live.watch(cert, t)))
+                }
+                _ => PeerStream::Wrapped(Box::new(t)),
+            })
         })
     }
 }

@@ -1025,8 +1025,12 @@ pub fn classify(method: &Method, path: &str) -> Option<Rule> {
         (["login", "links"], "POST") => Rule::new(Admin),
         // The root certificate is public; a joining host checks it against its token.
         (["ca"], _) if read => Rule::new(Open),
+        // The revocation list is public (and signed).
+        (["ca", "crl"], _) if read => Rule::new(Open),
         // The token's secret in the body is the credential (the handler checks it).
         (["join"], "POST") => Rule::new(Open).own_credential(),
+        // The TLS certificate the caller presented is the credential (the handler checks it).
+        (["renew"], "POST") => Rule::new(Open).own_credential(),
         (["join", "tokens"], "GET" | "POST") | (["join", "tokens", _], "DELETE") => {
             Rule::new(Admin)
         }
@@ -1080,7 +1084,9 @@ fn routes(c: Arc<Center>) -> Router {
         .route("/v1/login", post(login))
         .route("/v1/login/links", post(login_link))
         .route("/v1/ca", get(crate::joins::root))
+        .route("/v1/ca/crl", get(crate::joins::crl))
         .route("/v1/join", post(crate::joins::join))
+        .route("/v1/renew", post(crate::joins::renew))
         .route(
             "/v1/join/tokens",
             get(crate::joins::list).post(crate::joins::create),

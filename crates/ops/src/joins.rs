@@ -1,18 +1,20 @@
-//! The center's join routes: the public root (`GET /v1/ca`), a host's join (`POST /v1/join`,
-//! its token's secret the credential), and the admin's tokens (`/v1/join/tokens`). The desk
-//! itself (the book of tokens and the authority) is [`yard_tls::join::Joins`].
+//! The center's join routes: the public root (`GET /v1/ca`) and revocation list
+//! (`GET /v1/ca/crl`), a host's join (`POST /v1/join`, its token's secret the credential), a
+//! holder's renewal (`POST /v1/renew`, its TLS certificate the credential), and the admin's
+//! tokens (`/v1/join/tokens`). The desk itself (the book of tokens and the authority) is
+//! [`yard_tls::join::Joins`].
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use yard_auth::http::AuditDetail;
-use yard_tls::join::{JoinError, JoinRequest, Joins, TokenRecord};
+use yard_auth::http::{AuditDetail, Remote};
+use yard_tls::join::{JoinError, JoinRequest, Joins, RenewRequest, TokenRecord};
 
 use crate::center::{error, json_request, Center};
 
@@ -63,6 +65,7 @@ fn refused(e: JoinError) -> Response {
         JoinError::NotAllowed(..) => {
             error(StatusCode::FORBIDDEN, "join_not_allowed", e.to_string())
         }
+        JoinError::Renewal(_) => error(StatusCode::FORBIDDEN, "renewal_refused", e.to_string()),
         JoinError::Bad(_) | JoinError::Ca(yard_tls::CaError::Request(_)) => {
             error(StatusCode::BAD_REQUEST, "bad_request", e.to_string())
         }
@@ -83,6 +86,78 @@ pub(crate) async fn root(State(c): State<Arc<Center>>) -> Response {
         )
             .into_response(),
         Err(r) => *r,
+    }
+}
+
+/// `GET /v1/ca/crl`: the authority's revocation list, DER (signed by the root).
+pub(crate) async fn crl(State(c): State<Arc<Center>>) -> Response {
+    let d = match desk(&c) {
+        Ok(d) => d.clone(),
+        Err(r) => return *r,
+    };
+    match tokio::task::spawn_blocking(move || d.ca().crl(SystemTime::now())).await {
+        Ok(Ok(der)) => ([(header::CONTENT_TYPE, "application/pkix-crl")], der).into_response(),
+        Ok(Err(e)) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "authority_error",
+            e.to_string(),
+        ),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "authority_error",
+            e.to_string(),
+        ),
+    }
+}
+
+/// `POST /v1/renew`: the holder of a certificate of this authority (presented over TLS) gets a
+/// new one for a new key, same subject and hosts.
+pub(crate) async fn renew(
+    State(c): State<Arc<Center>>,
+    ConnectInfo(remote): ConnectInfo<Remote>,
+    body: Bytes,
+) -> Response {
+    let d = match desk(&c) {
+        Ok(d) => d.clone(),
+        Err(r) => return *r,
+    };
+    let Some(cert) = remote.cert.clone() else {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "certificate_required",
+            "a renewal is asked with the certificate to renew, presented over TLS",
+        );
+    };
+    let req: RenewRequest = match json_request(&body, "a renewal request") {
+        Ok(r) => r,
+        Err(r) => return *r,
+    };
+    let serial = cert.serial.clone();
+    let who = cert.principal.clone().unwrap_or_else(|| "?".into());
+    let answer =
+        tokio::task::spawn_blocking(move || d.renew(&serial, &req, SystemTime::now())).await;
+    let audited = |mut r: Response, detail: String| {
+        r.extensions_mut().insert(AuditDetail(detail));
+        r
+    };
+    match answer {
+        Ok(Ok(renewed)) => {
+            tracing::info!(subject = %renewed.subject, serial = %renewed.serial, "a certificate was renewed");
+            let detail = format!(
+                "renewed {who}: certificate {} replaces {}",
+                renewed.serial, cert.serial
+            );
+            audited(Json(renewed).into_response(), detail)
+        }
+        Ok(Err(e)) => {
+            tracing::warn!(subject = %who, "a renewal was refused: {e}");
+            audited(refused(e), format!("renewal of {who} ({})", cert.serial))
+        }
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "authority_error",
+            e.to_string(),
+        ),
     }
 }
 

@@ -6,6 +6,9 @@
 //! The directory holds `ca.crt` (the root every client trusts), `ca.key` (0600), `ca.name` (the
 //! root's distinguished name, so the key can sign again without parsing the certificate) and
 //! `issued.jsonl` (one line per certificate issued: serial, subject, hosts, validity), 0600.
+//! Revocations are kept in `revoked.json` (with the number of the newest list) and published as
+//! `crl.der`, a revocation list (RFC 5280) signed by the root's key, which every daemon checks
+//! its callers and peers against (see [`crate::live`]).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -24,6 +27,10 @@ pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 /// How long an issued certificate is valid unless asked otherwise: short, and renewed before
 /// it ends.
 pub const CERT_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+/// How far before its issue a certificate's validity starts (for clocks a little behind).
+pub const BACKDATE: Duration = Duration::from_secs(60);
+/// How long a revocation list says it stands (a new one is made at every revocation).
+pub const CRL_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The longest lifetime `issue` grants.
 pub const MAX_CERT_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
 
@@ -195,6 +202,25 @@ pub struct Record {
     pub not_after: u64,
     /// SHA-256 of the certificate's DER, hex.
     pub sha256: String,
+}
+
+/// One revoked certificate, in `revoked.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revoked {
+    pub serial: String,
+    pub subject: Subject,
+    /// Unix seconds.
+    pub revoked_at: u64,
+    /// Its own end of validity: once past, it need not stay listed.
+    pub not_after: u64,
+}
+
+/// `revoked.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Revocations {
+    /// The CRL number of the newest list made.
+    pub crl_number: u64,
+    pub revoked: Vec<Revoked>,
 }
 
 /// The authority, opened from its directory.
@@ -415,7 +441,7 @@ impl Authority {
         let serial = serial();
         p.serial_number = Some(SerialNumber::from_slice(&serial));
         // A minute's slack for clocks a little behind.
-        let start = now - Duration::from_secs(60);
+        let start = now - BACKDATE;
         let end = now + req.lifetime;
         p.not_before = start.into();
         p.not_after = end.into();
@@ -447,6 +473,114 @@ impl Authority {
             .map_err(|e| CaError::Io(path, e))
     }
 
+    /// The revocations made so far.
+    pub fn revocations(&self) -> Result<Revocations, CaError> {
+        let path = self.dir.join("revoked.json");
+        match std::fs::read_to_string(&path) {
+            Ok(t) => serde_json::from_str(&t).map_err(|e| CaError::Corrupt(path, e.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Revocations::default()),
+            Err(e) => Err(CaError::Io(path, e)),
+        }
+    }
+
+    /// Revokes the certificates issued whose serial is `which`, or every one still valid for
+    /// the subject `which`; writes `revoked.json` and a new `crl.der`. Returns those revoked
+    /// now (none when all were already).
+    pub fn revoke(&self, which: &str, now: SystemTime) -> Result<Vec<Record>, CaError> {
+        let issued = self.issued()?;
+        let by_subject = which.parse::<Subject>().ok();
+        let t = unix(now);
+        let found: Vec<Record> = issued
+            .into_iter()
+            .filter(|r| match &by_subject {
+                Some(s) => &r.subject == s && r.not_after > t,
+                None => r.serial.eq_ignore_ascii_case(which),
+            })
+            .collect();
+        if found.is_empty() {
+            return Err(CaError::Request(match by_subject {
+                Some(s) => format!("no certificate of {s} is still valid (`yard cert list`)"),
+                None => format!("no certificate with serial {which} (`yard cert list`)"),
+            }));
+        }
+        let mut book = self.revocations()?;
+        let fresh: Vec<Record> = found
+            .into_iter()
+            .filter(|r| !book.revoked.iter().any(|x| x.serial == r.serial))
+            .collect();
+        book.revoked.extend(fresh.iter().map(|r| Revoked {
+            serial: r.serial.clone(),
+            subject: r.subject.clone(),
+            revoked_at: t,
+            not_after: r.not_after,
+        }));
+        if !fresh.is_empty() {
+            self.publish(&mut book, now)?;
+        }
+        Ok(fresh)
+    }
+
+    /// The revocation list in force, DER (made, empty, on first use).
+    pub fn crl(&self, now: SystemTime) -> Result<Vec<u8>, CaError> {
+        let path = self.dir.join("crl.der");
+        match std::fs::read(&path) {
+            Ok(b) => Ok(b),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut book = self.revocations()?;
+                self.publish(&mut book, now)?;
+                std::fs::read(&path).map_err(|e| CaError::Io(path, e))
+            }
+            Err(e) => Err(CaError::Io(path, e)),
+        }
+    }
+
+    /// Signs a new list of `book` (entries whose certificate has expired are dropped: no
+    /// handshake accepts them anyway), under the next CRL number; writes it and the book.
+    fn publish(&self, book: &mut Revocations, now: SystemTime) -> Result<(), CaError> {
+        let t = unix(now);
+        book.revoked.retain(|r| r.not_after + 3600 > t);
+        book.crl_number += 1;
+        let at = |s: u64| -> time::OffsetDateTime {
+            (SystemTime::UNIX_EPOCH + Duration::from_secs(s)).into()
+        };
+        let mut revoked_certs = Vec::new();
+        for r in &book.revoked {
+            let serial = secret::unhex(&r.serial).ok_or_else(|| {
+                CaError::Corrupt(
+                    self.dir.join("revoked.json"),
+                    format!("serial {}", r.serial),
+                )
+            })?;
+            revoked_certs.push(rcgen::RevokedCertParams {
+                serial_number: SerialNumber::from_slice(&serial),
+                revocation_time: at(r.revoked_at),
+                reason_code: None,
+                invalidity_date: None,
+            });
+        }
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: at(t),
+            next_update: at(t + CRL_LIFETIME.as_secs()),
+            crl_number: SerialNumber::from(book.crl_number),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let issuer = Issuer::new(ca_params(&self.name), &self.key);
+        let crl = params.signed_by(&issuer)?;
+        let put = |file: &str, bytes: &[u8]| {
+            let path = self.dir.join(file);
+            write_private(&path, bytes).map_err(|e| CaError::Io(path, e))
+        };
+        put(
+            "revoked.json",
+            serde_json::to_string_pretty(book)
+                .expect("revocations serialize")
+                .as_bytes(),
+        )?;
+        put("crl.der", crl.der())
+    }
+
     /// Every certificate issued, oldest first.
     pub fn issued(&self) -> Result<Vec<Record>, CaError> {
         let path = self.dir.join("issued.jsonl");
@@ -465,6 +599,25 @@ impl Authority {
     }
 }
 
+fn write_public(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension(format!("tmp-{}", secret::random_hex(6)));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// Replaces a certificate and its key (0600), each file whole: a renewal rewrites them under a
+/// running daemon, which reloads them (the key first, so that a reader that sees the new
+/// certificate finds its key).
+pub fn replace_identity(
+    cert: &Path,
+    key: &Path,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<(), CaError> {
+    write_private(key, key_pem.as_bytes()).map_err(|e| CaError::Io(key.to_path_buf(), e))?;
+    write_public(cert, cert_pem.as_bytes()).map_err(|e| CaError::Io(cert.to_path_buf(), e))
+}
+
 /// Writes an issued certificate and its key as `DIR/NAME.crt` and `DIR/NAME.key` (0600), with
 /// the root beside them as `DIR/ca.crt`.
 pub fn write_identity(
@@ -476,8 +629,7 @@ pub fn write_identity(
     std::fs::create_dir_all(dir).map_err(|e| CaError::Io(dir.to_path_buf(), e))?;
     let cert = dir.join(format!("{name}.crt"));
     let key = dir.join(format!("{name}.key"));
-    write_private(&key, issued.key_pem.as_bytes()).map_err(|e| CaError::Io(key.clone(), e))?;
-    std::fs::write(&cert, &issued.cert_pem).map_err(|e| CaError::Io(cert.clone(), e))?;
+    replace_identity(&cert, &key, &issued.cert_pem, &issued.key_pem)?;
     let ca = dir.join("ca.crt");
     std::fs::write(&ca, ca_pem).map_err(|e| CaError::Io(ca, e))?;
     Ok((cert, key))

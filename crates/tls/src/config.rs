@@ -41,7 +41,7 @@ pub enum TlsError {
 /// marks it deprecated because it has no post-quantum key exchange; X25519 and the P-curves it
 /// has are what TLS 1.3 deployments use today. A switch to aws-lc-rs is one line here.
 #[allow(deprecated)]
-fn provider() -> Arc<CryptoProvider> {
+pub(crate) fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -58,12 +58,12 @@ pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsErro
     Ok(certs)
 }
 
-fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+pub(crate) fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
     PrivateKeyDer::from_pem_slice(pem.as_bytes())
         .map_err(|e| TlsError::Pem("private key".into(), e.to_string()))
 }
 
-fn roots(ca_pem: &str) -> Result<RootCertStore, TlsError> {
+pub(crate) fn roots(ca_pem: &str) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
     for c in certs_from_pem(ca_pem)? {
         roots.add(c)?;

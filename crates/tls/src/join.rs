@@ -150,6 +150,8 @@ pub enum JoinError {
     NotAllowed(String, String),
     #[error("{0}")]
     Bad(String),
+    #[error("renewal refused: {0}")]
+    Renewal(String),
     #[error(transparent)]
     Ca(#[from] CaError),
     #[error("{0}: {1}")]
@@ -356,11 +358,31 @@ impl fmt::Debug for Joined {
     }
 }
 
+/// `POST /v1/renew`: a holder's new key; the certificate it presented over TLS is its
+/// credential and names what is renewed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RenewRequest {
+    /// Its new P-256 public key (uncompressed point, hex).
+    pub public_key: String,
+}
+
+/// A renewed certificate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Renewed {
+    pub subject: Subject,
+    pub cert_pem: String,
+    pub ca_pem: String,
+    pub serial: String,
+    /// Unix seconds.
+    pub not_after: u64,
+}
+
 /// The center's join desk.
 pub struct Joins {
     ca: Authority,
     book: Mutex<JoinBook>,
     mesh_key: String,
+    lifetime: Duration,
 }
 
 impl fmt::Debug for Joins {
@@ -377,7 +399,13 @@ impl Joins {
             ca,
             book: Mutex::new(book),
             mesh_key,
+            lifetime: CERT_LIFETIME,
         })
+    }
+
+    /// How long the certificates given to joining hosts live [default: [`CERT_LIFETIME`]].
+    pub fn with_lifetime(self, lifetime: Duration) -> Joins {
+        Joins { lifetime, ..self }
     }
 
     pub fn ca(&self) -> &Authority {
@@ -416,6 +444,67 @@ impl Joins {
         self.book.lock().expect("join book").revoke(id)
     }
 
+    /// A new certificate, for a new key, of the same subject and hosts and for as long as the
+    /// certificate `serial` (which its holder proved over TLS) that this authority issued and
+    /// has not revoked.
+    pub fn renew(
+        &self,
+        serial: &str,
+        req: &RenewRequest,
+        now: SystemTime,
+    ) -> Result<Renewed, JoinError> {
+        let key = PublicKey::from_hex(&req.public_key)?;
+        let old = self
+            .ca
+            .issued()?
+            .into_iter()
+            .find(|r| r.serial.eq_ignore_ascii_case(serial))
+            .ok_or_else(|| {
+                JoinError::Renewal(format!(
+                    "certificate {serial} was not issued by this authority"
+                ))
+            })?;
+        if self
+            .ca
+            .revocations()?
+            .revoked
+            .iter()
+            .any(|r| r.serial.eq_ignore_ascii_case(serial))
+        {
+            return Err(JoinError::Renewal(format!(
+                "certificate {serial} is revoked"
+            )));
+        }
+        let t = unix(now);
+        if old.not_after <= t {
+            return Err(JoinError::Renewal(format!(
+                "certificate {serial} has expired: join again"
+            )));
+        }
+        // As long as the old one was meant to live (its start had a minute's slack).
+        let lifetime = Duration::from_secs(
+            old.not_after
+                .saturating_sub(old.not_before + crate::ca::BACKDATE.as_secs())
+                .clamp(1, crate::ca::MAX_CERT_LIFETIME.as_secs()),
+        );
+        let (record, cert_pem) = self.ca.sign(
+            &Request {
+                subject: old.subject.clone(),
+                hosts: old.hosts.clone(),
+                lifetime,
+            },
+            &key,
+            now,
+        )?;
+        Ok(Renewed {
+            subject: old.subject,
+            cert_pem,
+            ca_pem: self.ca.cert_pem().to_string(),
+            serial: record.serial,
+            not_after: record.not_after,
+        })
+    }
+
     /// Spends the token and signs the host's key for its subject.
     pub fn join(&self, req: &JoinRequest, now: SystemTime) -> Result<Joined, JoinError> {
         let key = PublicKey::from_hex(&req.public_key)?;
@@ -427,7 +516,7 @@ impl Joins {
             &Request {
                 subject: req.subject.clone(),
                 hosts: req.hosts.clone(),
-                lifetime: CERT_LIFETIME,
+                lifetime: self.lifetime,
             },
             &key,
             now,

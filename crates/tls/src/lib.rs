@@ -3,8 +3,10 @@
 
 pub mod ca;
 pub mod config;
+pub mod der;
 pub mod join;
 pub mod listen;
+pub mod live;
 
 pub use ca::{Authority, CaError, Issued, Record, Request, Subject};
 pub use config::{Identity, TlsError, ALPN_HTTP, ALPN_PEER};

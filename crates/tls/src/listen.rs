@@ -27,6 +27,9 @@ pub struct ServerTls {
     pub server: Arc<ServerConfig>,
     /// Serve plain connections too (allowed on a loopback listener only).
     pub plain: bool,
+    /// The daemon's live TLS, when `server` was made by it: peering links accepted are watched
+    /// (cut once their peer's certificate is revoked or expires).
+    pub live: Option<Arc<crate::live::Live>>,
 }
 
 impl std::fmt::Debug for ServerTls {
@@ -69,6 +72,15 @@ impl yard_auth::http::LocalAddr for Conn {
             Conn::Plain(s) => s.local_addr(),
             Conn::Tls(t) => t.get_ref().0.local_addr(),
         }
+    }
+
+    fn peer_cert(&self) -> Option<yard_auth::http::PeerCert> {
+        let der = self.peer_certificates()?.first()?;
+        Some(yard_auth::http::PeerCert {
+            principal: crate::der::subject(der).map(|s| s.to_string()),
+            serial: crate::der::serial_hex(der)?,
+            der: der.to_vec(),
+        })
     }
 }
 

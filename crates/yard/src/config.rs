@@ -162,6 +162,8 @@ pub(crate) struct NodeConfig {
     pub allow_hosts: Vec<String>,
     /// The anonymous policy; `None` for the listener's default.
     pub anonymous: Option<yard_auth::Policy>,
+    /// The daemon's TLS as it runs (renewed, revocations applied), with its files.
+    pub tls: Option<crate::keeper::TlsFiles>,
 }
 
 /// Parses `NAME` or `NAME=BACKEND`.
@@ -175,35 +177,43 @@ pub(crate) fn parse_master(s: &str) -> anyhow::Result<(String, BackendSpec)> {
 }
 
 /// The gateway's TLS and the dialer of its links, from the `tls_*` settings.
-fn tls_of(
-    f: &NodeFile,
-) -> anyhow::Result<(
+type TlsParts = (
     Option<yard_gateway::tls::GatewayTls>,
     yard_fabric::transport::SharedDialer,
-)> {
+    Option<crate::keeper::TlsFiles>,
+);
+
+fn tls_of(f: &NodeFile) -> anyhow::Result<TlsParts> {
     match (
         f.tls_cert.is_empty(),
         f.tls_key.is_empty(),
         f.tls_ca.is_empty(),
     ) {
         (true, true, true) if f.tls_plain => bail!("tls_plain: TLS is off (no tls_cert)"),
-        (true, true, true) => return Ok((None, None)),
+        (true, true, true) => return Ok((None, None, None)),
         (false, false, false) => {}
         _ => bail!("tls_cert, tls_key and tls_ca go together (`yard cert issue` writes all three)"),
     }
     let id = yard_tls::Identity::load(Path::new(&f.tls_cert), Path::new(&f.tls_key))?;
     let ca = std::fs::read_to_string(&f.tls_ca)
         .with_context(|| format!("tls_ca: cannot read {}", f.tls_ca))?;
-    let server = yard_tls::config::server(&id, Some(&ca)).context("tls_cert")?;
-    let client = yard_tls::config::client(&ca, Some(&id), yard_tls::ALPN_PEER).context("tls_ca")?;
+    let live = yard_tls::live::Live::new(&id, &ca).context("tls_cert")?;
+    let server = live.server().context("tls_cert")?;
     let dialer: Arc<dyn yard_fabric::transport::Dialer> =
-        Arc::new(yard_gateway::tls::TlsDialer::new(client));
+        Arc::new(yard_gateway::tls::TlsDialer::live(live.clone()).context("tls_ca")?);
     Ok((
         Some(yard_gateway::tls::GatewayTls {
             server,
             plain: f.tls_plain,
+            live: Some(live.clone()),
         }),
         Some(dialer),
+        Some(crate::keeper::TlsFiles {
+            live,
+            cert: f.tls_cert.clone().into(),
+            key: f.tls_key.clone().into(),
+            renewal: crate::keeper::Renewal::Files,
+        }),
     ))
 }
 
@@ -235,7 +245,7 @@ impl TryFrom<NodeFile> for NodeConfig {
             .parse()
             .map_err(|e: yard_data::time::TimeError| anyhow::anyhow!("timestamp_precision: {e}"))?;
         let token = (!f.token.is_empty()).then(|| f.token.clone());
-        let (tls, dialer) = tls_of(&f)?;
+        let (tls, dialer, tls_files) = tls_of(&f)?;
         let gateway = GatewayConfig {
             tls,
             loopback: listen.ip().is_loopback(),
@@ -344,6 +354,7 @@ impl TryFrom<NodeFile> for NodeConfig {
                 "none" => Some(yard_auth::Policy::nothing()),
                 other => bail!("anonymous: {other:?} is not pubsub or none"),
             },
+            tls: tls_files,
         })
     }
 }

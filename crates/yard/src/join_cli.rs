@@ -235,14 +235,16 @@ pub(crate) async fn join_token(c: JoinTokenCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The TLS of a daemon given none: the identity its home joined with (which must be this
-/// daemon's subject), or a certificate the home's authority issues it now for the addresses
-/// it listens on. `None`: the home has neither, and the daemon runs plain.
+/// The TLS of a daemon given none, and how it is renewed: the identity its home joined with
+/// (which must be this daemon's subject; the center renews it), or a certificate of `lifetime`
+/// the home's authority issues it now for the addresses it listens on (and renews). `None`: the
+/// home has neither, and the daemon runs plain.
 pub(crate) fn daemon_tls(
     home: &Path,
     subject: &Subject,
     listen: SocketAddr,
-) -> anyhow::Result<Option<TlsArgs>> {
+    lifetime: std::time::Duration,
+) -> anyhow::Result<Option<(TlsArgs, crate::keeper::Renewal)>> {
     if let Some(j) = joined(home)? {
         if &j.subject != subject {
             bail!(
@@ -252,12 +254,15 @@ pub(crate) fn daemon_tls(
             );
         }
         let dir = tls_dir(home);
-        return Ok(Some(TlsArgs {
-            tls_cert: Some(dir.join("host.crt")),
-            tls_key: Some(dir.join("host.key")),
-            tls_ca: Some(dir.join("ca.crt")),
-            tls_plain: false,
-        }));
+        return Ok(Some((
+            TlsArgs {
+                tls_cert: Some(dir.join("host.crt")),
+                tls_key: Some(dir.join("host.key")),
+                tls_ca: Some(dir.join("ca.crt")),
+                tls_plain: false,
+            },
+            crate::keeper::Renewal::Center(j.center),
+        )));
     }
     let ca_dir = home.join("ca");
     if !ca_dir.join("ca.key").exists() {
@@ -273,6 +278,6 @@ pub(crate) fn daemon_tls(
             hosts.push(h);
         }
     }
-    let tls = crate::ops_cli::issue_for(&ca, subject, hosts, &home.join("certs"), false)?;
-    Ok(Some(tls))
+    let tls = crate::ops_cli::issue_for(&ca, subject, hosts, lifetime, &home.join("certs"), false)?;
+    Ok(Some((tls, crate::keeper::Renewal::Authority(ca_dir))))
 }

@@ -4,6 +4,7 @@
 mod client;
 mod config;
 mod join_cli;
+mod keeper;
 mod mesh_cli;
 mod node;
 mod ops_cli;
@@ -55,7 +56,7 @@ enum Command {
     /// The cluster's certificate authority: init, show.
     #[command(subcommand)]
     Ca(tls_cli::CaCommand),
-    /// Certificates of the cluster's authority: issue, list.
+    /// Certificates of the cluster's authority: issue, list, revoke.
     #[command(subcommand)]
     Cert(tls_cli::CertCommand),
     /// Join this host to a system with a token: its key made here, its certificate from the

@@ -140,6 +140,7 @@ impl<C> Mesos<C> {
         let tls = tls.map(|t| yard_tls::listen::ServerTls {
             server: t.server.clone(),
             plain: self.plain,
+            live: t.live.clone(),
         });
         if tls.is_none() && self.plain {
             anyhow::bail!(
@@ -283,6 +284,20 @@ pub(crate) async fn run(
     let tls = config.gateway.tls.clone();
     let handshake = config.gateway.handshake_timeout;
     let (endpoint, router) = Endpoint::spawn(id, config.endpoint, shutdown.clone());
+    if let Some(files) = config.tls {
+        // Renewal, reloads and revocations; the authority's list read on its own host, and
+        // published on the fabric by the center.
+        let ca_dir = home.ca_dir();
+        let authority = ca_dir.join("ca.key").exists().then_some(ca_dir);
+        let publish = matches!(role, Role::Center(_));
+        tokio::spawn(crate::keeper::run(
+            files,
+            endpoint.clone(),
+            authority,
+            publish,
+            shutdown.clone(),
+        ));
+    }
     if let Some(logs) = config.logs {
         let ep = endpoint.clone();
         tokio::spawn(async move {

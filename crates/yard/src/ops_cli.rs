@@ -44,6 +44,10 @@ pub(crate) struct Common {
     /// joined already; the daemon then runs with the certificate it got.
     #[arg(long, value_name = "TOKEN", env = "YARD_JOIN", hide_env_values = true)]
     join: Option<String>,
+    /// How long the certificates this daemon's home authority issues live: its own, and on
+    /// the center those of joining hosts. Each is renewed after two thirds of its life.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    cert_ttl: String,
 }
 
 #[derive(Args)]
@@ -230,9 +234,11 @@ async fn daemon(
             }
         }
     }
-    let tls = match &common.tls.tls_cert {
-        Some(_) => common.tls.clone(),
-        None => crate::join_cli::daemon_tls(&home, &subject, listen_addr)?.unwrap_or_default(),
+    let cert_ttl = dur("cert-ttl", &common.cert_ttl)?;
+    let (tls, renewal) = match &common.tls.tls_cert {
+        Some(_) => (common.tls.clone(), crate::keeper::Renewal::Files),
+        None => crate::join_cli::daemon_tls(&home, &subject, listen_addr, cert_ttl)?
+            .unwrap_or((Default::default(), crate::keeper::Renewal::Files)),
     };
     if tls.tls_cert.is_none() && !listen_addr.ip().is_loopback() {
         bail!(
@@ -246,9 +252,9 @@ async fn daemon(
         if ca_dir.join("ca.key").exists() {
             let ca = yard_tls::Authority::open(&ca_dir)?;
             let mesh_key = crate::node::home_mesh_key(Some(&home))?;
-            c.joins = Some(std::sync::Arc::new(yard_tls::join::Joins::new(
-                ca, mesh_key,
-            )?));
+            c.joins = Some(std::sync::Arc::new(
+                yard_tls::join::Joins::new(ca, mesh_key)?.with_lifetime(cert_ttl),
+            ));
         }
     }
     // The address the manager gives for its Mesos API carries its scheme, so that the center
@@ -265,7 +271,10 @@ async fn daemon(
             .ok()
             .map(|a| format!("{scheme}://{a}"));
     }
-    let config = node_config(listen, common.token.clone(), &tls)?;
+    let mut config = node_config(listen, common.token.clone(), &tls)?;
+    if let Some(t) = config.tls.as_mut() {
+        t.renewal = renewal;
+    }
     let scheme = if config.gateway.tls.is_some() {
         // Its own calls (the center's to the managers' Mesos APIs) check servers against the
         // same root.
@@ -477,6 +486,7 @@ pub(crate) async fn up(a: UpArgs) -> anyhow::Result<()> {
             token: None,
             tls: Default::default(),
             join: None,
+            cert_ttl: "24h".into(),
         },
         manager_timeout: "15s".into(),
         raw_retention: "6h".into(),
@@ -568,13 +578,24 @@ pub(crate) async fn up(a: UpArgs) -> anyhow::Result<()> {
             },
         };
         let loopback = vec!["127.0.0.1".into(), "localhost".into()];
-        let tls = issue_for(&ca, &subject, loopback, &data.join("certs"), !a.tls_only)?;
+        let tls = issue_for(
+            &ca,
+            &subject,
+            loopback,
+            yard_tls::ca::CERT_LIFETIME,
+            &data.join("certs"),
+            !a.tls_only,
+        )?;
         match &mut role {
             Role::Manager(_, Some(m)) => m.plain = !a.tls_only,
             Role::Agent(_, Some(m)) => m.plain = !a.tls_only,
             _ => {}
         }
         let mut config = node_config(&listen, None, &tls)?;
+        if let Some(t) = config.tls.as_mut() {
+            // Renewed from the authority before they expire, whatever `yard up` runs for.
+            t.renewal = crate::keeper::Renewal::Authority(ca.dir().to_path_buf());
+        }
         config.endpoint.mesh_key = Some(mesh_key.clone());
         config.home = Some(data.clone());
         let listener = TcpListener::bind(config.listen).await.with_context(|| {
@@ -660,6 +681,7 @@ pub(crate) fn issue_for(
     ca: &yard_tls::Authority,
     subject: &yard_tls::Subject,
     hosts: Vec<String>,
+    lifetime: Duration,
     dir: &Path,
     plain: bool,
 ) -> anyhow::Result<crate::TlsArgs> {
@@ -667,7 +689,7 @@ pub(crate) fn issue_for(
         &yard_tls::Request {
             subject: subject.clone(),
             hosts,
-            lifetime: yard_tls::ca::CERT_LIFETIME,
+            lifetime,
         },
         std::time::SystemTime::now(),
     )?;

@@ -1,5 +1,7 @@
-//! `yard ca init|show` and `yard cert issue|list`: the cluster's certificate authority, kept in
-//! the credentials home (`HOME/ca`), and the certificates it issues (docs/SECURITY.md, TLS).
+//! `yard ca init|show` and `yard cert issue|list|revoke`: the cluster's certificate authority,
+//! kept in the credentials home (`HOME/ca`), and the certificates it issues (docs/SECURITY.md,
+//! TLS). A revocation writes the authority's new list; the daemons on its host read it from
+//! there within a second, and the center publishes it to every other daemon on the fabric.
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -51,6 +53,14 @@ pub(crate) enum CertCommand {
         home: HomeArg,
         #[arg(long)]
         json: bool,
+    },
+    /// Revoke a certificate by its serial, or every valid one of a subject (agent:web/a1):
+    /// every daemon refuses it within seconds, and cuts the links it holds.
+    Revoke {
+        #[command(flatten)]
+        home: HomeArg,
+        /// A serial (`yard cert list`) or a subject.
+        which: String,
     },
 }
 
@@ -130,9 +140,12 @@ pub(crate) fn cert(c: CertCommand) -> anyhow::Result<()> {
                 bail!("no certificate issued yet (`yard cert issue SUBJECT --host HOST`)");
             }
             let now = yard_auth::tokens::now_secs();
+            let revoked = ca.revocations()?.revoked;
             println!("{:<34} {:<26} {:<10} HOSTS", "SERIAL", "SUBJECT", "STATE");
             for r in list {
-                let state = if r.not_after <= now {
+                let state = if revoked.iter().any(|x| x.serial == r.serial) {
+                    "revoked"
+                } else if r.not_after <= now {
                     "expired"
                 } else {
                     "valid"
@@ -145,6 +158,21 @@ pub(crate) fn cert(c: CertCommand) -> anyhow::Result<()> {
                     r.hosts.join(",")
                 );
             }
+        }
+        CertCommand::Revoke { home, which } => {
+            let (_, ca) = open(&home)?;
+            let done = ca.revoke(&which, SystemTime::now())?;
+            if done.is_empty() {
+                println!("already revoked: {which}");
+            }
+            for r in &done {
+                println!("revoked {} (serial {})", r.subject, r.serial);
+            }
+            println!(
+                "revocation list {} written to {}",
+                ca.revocations()?.crl_number,
+                ca.dir().join("crl.der").display()
+            );
         }
     }
     Ok(())

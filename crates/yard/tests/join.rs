@@ -88,7 +88,9 @@ async fn a_host_joins_with_a_token_once_and_its_daemon_runs_on_the_certificate_i
     ];
     for (method, path, anonymous) in [
         ("GET", "/v1/ca", "200"),
+        ("GET", "/v1/ca/crl", "200"),
         ("POST", "/v1/join", "400"),
+        ("POST", "/v1/renew", "401"),
         ("GET", "/v1/join/tokens", "401"),
         ("POST", "/v1/join/tokens", "401"),
         ("DELETE", "/v1/join/tokens/0a1b2c3d", "401"),
@@ -249,4 +251,172 @@ fn a_daemon_that_would_listen_beyond_loopback_in_plain_text_refuses_to_start() {
         !ok && err.contains("beyond loopback, in plain text"),
         "{err}"
     );
+}
+
+/// The serial of the certificate in `path` (PEM).
+fn serial_of(path: &Path) -> String {
+    let pem = std::fs::read_to_string(path).unwrap();
+    let der = yard_tls::config::certs_from_pem(&pem).unwrap();
+    yard_tls::der::serial_hex(&der[0]).unwrap()
+}
+
+fn topology(home: &Path, center: &str) -> serde_json::Value {
+    let (ok, out, err) = yard_at(home, &["topology", "--center", center, "--json"]);
+    assert!(ok, "{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn agent_state(t: &serde_json::Value, cluster: &str, agent: &str) -> Option<String> {
+    t["clusters"]
+        .as_array()?
+        .iter()
+        .find(|c| c["name"] == cluster)?["agents"]
+        .as_array()?
+        .iter()
+        .find(|a| a["name"] == agent)
+        .and_then(|a| a["state"].as_str().map(str::to_string))
+}
+
+/// Issue 18: certificates are short-lived and renewed before they expire (a joined host's at
+/// the center, with its certificate as the credential), and a revocation reaches every daemon
+/// within seconds: the revoked agent's link to its manager (on another home, which holds no
+/// authority and hears the list over the fabric) is cut and its next handshake refused.
+#[tokio::test]
+async fn joined_daemons_renew_before_expiry_and_a_revoked_agent_is_cut_off_within_seconds() {
+    let center_home = yard_testkit::TempDir::new("renew-center");
+    let (ok, _, err) = yard_at(center_home.path(), &["ca", "init"]);
+    assert!(ok, "{err}");
+    let data = center_home.join("center");
+    // 15-second certificates: each renewed after 10 s, so a link outlives several.
+    let (_center, addr, _) = spawn_at(
+        center_home.path(),
+        &[
+            "center",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.to_str().unwrap(),
+            "--cert-ttl",
+            "15s",
+            "--manager-timeout",
+            "6s",
+        ],
+    );
+    let token = |allows: &str| {
+        let (ok, t, err) = yard_at(
+            center_home.path(),
+            &["join-token", "create", allows, "--center", &addr],
+        );
+        assert!(ok, "{err}");
+        t.trim().to_string()
+    };
+    let (mt, at) = (token("manager:web"), token("agent:web/*"));
+    let mhome = yard_testkit::TempDir::new("renew-manager");
+    let (_manager, maddr, _) = spawn_at(
+        mhome.path(),
+        &[
+            "manager",
+            "--cluster",
+            "web",
+            "--join",
+            &mt,
+            "--listen",
+            "127.0.0.1:0",
+            "--center",
+            &addr,
+            "--data",
+            mhome.join("data").to_str().unwrap(),
+            "--mesos-listen",
+            "off",
+            "--agent-timeout",
+            "3s",
+        ],
+    );
+    let ahome = yard_testkit::TempDir::new("renew-agent");
+    let (_agent, _, _) = spawn_at(
+        ahome.path(),
+        &[
+            "agent",
+            "--cluster",
+            "web",
+            "--name",
+            "a1",
+            "--join",
+            &at,
+            "--listen",
+            "127.0.0.1:0",
+            "--manager",
+            &maddr,
+            "--data",
+            ahome.join("data").to_str().unwrap(),
+            "--mesos-listen",
+            "off",
+            "--heartbeat",
+            "500ms",
+        ],
+    );
+    let home = center_home.path().to_path_buf();
+    let up = |home: std::path::PathBuf, addr: String| async move {
+        agent_state(&topology(&home, &addr), "web", "a1").as_deref() == Some("up")
+    };
+    wait_until("agent a1 of web up", Duration::from_secs(20), || {
+        up(home.clone(), addr.clone())
+    })
+    .await;
+    let (mcert, acert) = (
+        mhome.join("tls").join("host.crt"),
+        ahome.join("tls").join("host.crt"),
+    );
+    let first = (serial_of(&mcert), serial_of(&acert));
+
+    // Two renewals each: past the first certificates' end, the cluster is still up.
+    let mut seen_m = vec![first.0.clone()];
+    let mut seen_a = vec![first.1.clone()];
+    wait_until("two renewals of each", Duration::from_secs(40), || {
+        for (path, seen) in [(&mcert, &mut seen_m), (&acert, &mut seen_a)] {
+            let s = serial_of(path);
+            if seen.last() != Some(&s) {
+                seen.push(s);
+            }
+        }
+        let done = seen_m.len() >= 3 && seen_a.len() >= 3;
+        async move { done }
+    })
+    .await;
+    assert!(
+        up(home.clone(), addr.clone()).await,
+        "web/a1 is up on renewed certificates"
+    );
+    // Each renewal was the center's, audited with both serials.
+    let (ok, audit, err) = yard_at(
+        center_home.path(),
+        &[
+            "audit",
+            "--endpoint",
+            &addr,
+            "--action",
+            "/v1/renew",
+            "--json",
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        audit.contains(&format!("replaces {}", first.0)) && audit.contains("renewed manager:web"),
+        "{audit}"
+    );
+
+    // The agent is revoked: within seconds its manager cuts its link and refuses it again,
+    // and the center sees it lost.
+    let (ok, out, err) = yard_at(center_home.path(), &["cert", "revoke", "agent:web/a1"]);
+    assert!(ok && out.contains("revoked agent:web/a1"), "{out}{err}");
+    let t0 = std::time::Instant::now();
+    wait_until("agent a1 lost", Duration::from_secs(15), || {
+        let (home, addr) = (home.clone(), addr.clone());
+        async move { agent_state(&topology(&home, &addr), "web", "a1").as_deref() == Some("lost") }
+    })
+    .await;
+    eprintln!("revoked agent lost after {:?}", t0.elapsed());
+    let (ok, list, err) = yard_at(center_home.path(), &["cert", "list"]);
+    assert!(ok, "{err}");
+    assert!(list.contains("revoked"), "{list}");
 }

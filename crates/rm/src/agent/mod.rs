@@ -1673,6 +1673,7 @@ mod tests {
         let peer = |remote: &str, local: &str| Remote {
             addr: remote.parse().unwrap(),
             local: Some(local.parse().unwrap()),
+            cert: None,
         };
         assert!(peer("127.0.0.1:40000", "127.0.0.1:5051").same_host());
         assert!(
@@ -1685,7 +1686,8 @@ mod tests {
         );
         assert!(!Remote {
             addr: "10.0.0.7:1".parse().unwrap(),
-            local: None
+            local: None,
+            cert: None,
         }
         .same_host());
     }
