@@ -7,7 +7,8 @@
 //! - [`store`]: store operations over the WebSocket API;
 //! - [`fleet`]: a real center tracking a simulated fleet;
 //! - [`allocator`]: the resource manager's allocator, in process;
-//! - [`launch`]: the resource manager end to end, ACCEPT to TASK_RUNNING.
+//! - [`launch`]: the resource manager end to end, ACCEPT to TASK_RUNNING;
+//! - [`tls`]: new connections per second, plain and TLS 1.3.
 //!
 //! ## `yard bench ws`
 //!
@@ -19,6 +20,9 @@
 //!   reports messages per second delivered to the subscriber;
 //! - **latency**: publishes at a fixed `--rate` and reports p50/p99 from send to receipt.
 //!
+//! With `--compare-tls` the node serves TLS 1.3 and (on loopback) plain connections on its one
+//! port, and each run measures both, plain first; `--tls` measures TLS alone.
+//!
 //! Publisher and subscriber each run on their own thread with a single-threaded runtime. The
 //! sequence number and send time travel in the topic (`/bench/<seq>/<ns>`), so the payload is
 //! exactly the event under test.
@@ -28,6 +32,7 @@ pub mod fleet;
 pub mod launch;
 pub mod mesh;
 pub mod store;
+pub mod tls;
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -91,6 +96,9 @@ pub enum BenchCommand {
     /// The resource manager end to end: launch rate from ACCEPT to TASK_RUNNING with a real
     /// manager and agents on this host.
     Launch(crate::launch::LaunchArgs),
+    /// New connections per second to one gateway, plain and TLS 1.3 in the same run: clients
+    /// (HTTP) and peers (the peering handshake, mutual TLS).
+    Handshake(crate::tls::HandshakeArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -124,6 +132,14 @@ pub struct WsArgs {
     /// Runs of each measurement; medians are reported.
     #[arg(long, default_value_t = 5)]
     runs: usize,
+    /// Both clients speak TLS 1.3 to the endpoint (`wss://`, its certificate from a throw-away
+    /// authority); not with --endpoint.
+    #[arg(long)]
+    tls: bool,
+    /// Each run measures plain (`ws://`) and then TLS (`wss://`) against the same endpoint,
+    /// which serves both on its one port; not with --endpoint.
+    #[arg(long)]
+    compare_tls: bool,
 }
 
 pub async fn main(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -134,6 +150,7 @@ pub async fn main(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Fleet(args) => crate::fleet::main(args).await,
         BenchCommand::Alloc(args) => crate::allocator::main(args),
         BenchCommand::Launch(args) => crate::launch::main(args).await,
+        BenchCommand::Handshake(args) => crate::tls::main(args).await,
     }
 }
 
@@ -318,66 +335,121 @@ fn run_once(
     })
 }
 
+/// The medians of one transport's runs.
+#[derive(Default)]
+struct Figures {
+    rates: Vec<f64>,
+    p50s: Vec<f64>,
+    p99s: Vec<f64>,
+}
+
 async fn ws(args: WsArgs) -> anyhow::Result<()> {
     if args.runs == 0 || args.messages == 0 || args.rate == 0 {
         bail!("--runs, --messages and --rate must be at least 1");
     }
-    let node = match &args.endpoint {
-        Some(_) => None,
-        None => Some(start_node().await?),
+    let tls_wanted = args.tls || args.compare_tls;
+    if tls_wanted && args.endpoint.is_some() {
+        bail!("--tls and --compare-tls start an endpoint of their own: drop --endpoint");
+    }
+    // The authority lives as long as the node that uses its certificate.
+    let ca = if tls_wanted {
+        let ca = crate::tls::ThrowawayCa::new("ws")?;
+        yard_client::trust::use_roots(yard_client::trust::Roots::from_pem(ca.ca_pem())?);
+        Some(ca)
+    } else {
+        None
     };
-    let addr = args
-        .endpoint
-        .clone()
-        .or_else(|| node.as_ref().map(|n| n.addr.clone()))
-        .expect("address");
+    let node = match (&args.endpoint, &ca) {
+        (Some(_), _) => None,
+        (None, None) => Some(start_node().await?),
+        (None, Some(ca)) => {
+            let extra = crate::tls::node_args(ca)?;
+            let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+            Some(start_node_with(&extra).await?)
+        }
+    };
+    // A node of our own is reached by scheme, so that a CA in the caller's home does not
+    // decide the transport.
+    let transports: Vec<(&str, String)> = match (&args.endpoint, &node) {
+        (Some(e), _) => vec![("", e.clone())],
+        (None, Some(n)) if args.compare_tls => vec![
+            ("plain", format!("ws://{}", n.addr)),
+            ("TLS", format!("wss://{}", n.addr)),
+        ],
+        (None, Some(n)) if args.tls => vec![("TLS", format!("wss://{}", n.addr))],
+        (None, Some(n)) => vec![("", format!("ws://{}", n.addr))],
+        (None, None) => unreachable!("a node is started when no endpoint is given"),
+    };
     let payload = payload_json(args.payload);
     let name = match args.payload {
         Payload::Small => "small event [1,1,[\"ping\",[count]]]",
         Payload::OneK => "1 KiB string",
     };
-    println!("yard bench ws: {name}, endpoint {addr}, {} runs", args.runs);
-    let (mut rates, mut p50s, mut p99s) = (Vec::new(), Vec::new(), Vec::new());
+    let shown = node
+        .as_ref()
+        .map_or_else(|| transports[0].1.clone(), |n| n.addr.clone());
+    println!(
+        "yard bench ws: {name}, endpoint {shown}, {} runs",
+        args.runs
+    );
+    let mut figures: Vec<Figures> = transports.iter().map(|_| Figures::default()).collect();
     for run in 1..=args.runs {
-        let (addr2, payload2) = (addr.clone(), payload.clone());
-        let (messages, window) = (args.messages, args.window);
-        let t = tokio::task::spawn_blocking(move || {
-            run_once(&addr2, &payload2, messages, window, None)
-        })
-        .await??;
-        let (addr2, payload2) = (addr.clone(), payload.clone());
-        let (lm, rate) = (args.latency_messages, args.rate);
-        let l = tokio::task::spawn_blocking(move || {
-            run_once(&addr2, &payload2, lm, u64::MAX, Some(rate))
-        })
-        .await??;
-        println!(
-            "  run {run}: throughput {:>9.0} msg/s   latency at {} msg/s: p50 {:>7.1} µs  p99 {:>7.1} µs",
-            t.rate, args.rate, l.p50_us, l.p99_us
-        );
-        rates.push(t.rate);
-        p50s.push(l.p50_us);
-        p99s.push(l.p99_us);
+        for ((label, addr), f) in transports.iter().zip(figures.iter_mut()) {
+            let (addr2, payload2) = (addr.clone(), payload.clone());
+            let (messages, window) = (args.messages, args.window);
+            let t = tokio::task::spawn_blocking(move || {
+                run_once(&addr2, &payload2, messages, window, None)
+            })
+            .await??;
+            let (addr2, payload2) = (addr.clone(), payload.clone());
+            let (lm, rate) = (args.latency_messages, args.rate);
+            let l = tokio::task::spawn_blocking(move || {
+                run_once(&addr2, &payload2, lm, u64::MAX, Some(rate))
+            })
+            .await??;
+            println!(
+                "  run {run}{}{label}: throughput {:>9.0} msg/s   latency at {} msg/s: p50 {:>7.1} µs  p99 {:>7.1} µs",
+                if label.is_empty() { "" } else { ", " },
+                t.rate, args.rate, l.p50_us, l.p99_us
+            );
+            f.rates.push(t.rate);
+            f.p50s.push(l.p50_us);
+            f.p99s.push(l.p99_us);
+        }
     }
-    let (lo, hi) = (
-        rates.iter().cloned().fold(f64::MAX, f64::min),
-        rates.iter().cloned().fold(0.0, f64::max),
-    );
-    println!(
-        "throughput msg/s: median {:.0} (min {:.0}, max {:.0}) over {} runs of {} messages",
-        median(&mut rates),
-        lo,
-        hi,
-        args.runs,
-        args.messages
-    );
-    println!(
-        "latency at {} msg/s: p50 {:.1} µs, p99 {:.1} µs (medians over {} runs of {} messages)",
-        args.rate,
-        median(&mut p50s),
-        median(&mut p99s),
-        args.runs,
-        args.latency_messages
-    );
+    let mut medians = Vec::new();
+    for ((label, _), f) in transports.iter().zip(figures.iter_mut()) {
+        let (lo, hi) = (
+            f.rates.iter().cloned().fold(f64::MAX, f64::min),
+            f.rates.iter().cloned().fold(0.0, f64::max),
+        );
+        let m = (
+            median(&mut f.rates),
+            median(&mut f.p50s),
+            median(&mut f.p99s),
+        );
+        let label = if label.is_empty() {
+            String::new()
+        } else {
+            format!("{label} ")
+        };
+        println!(
+            "{label}throughput msg/s: median {:.0} (min {lo:.0}, max {hi:.0}) over {} runs of {} messages",
+            m.0, args.runs, args.messages
+        );
+        println!(
+            "{label}latency at {} msg/s: p50 {:.1} µs, p99 {:.1} µs (medians over {} runs of {} messages)",
+            args.rate, m.1, m.2, args.runs, args.latency_messages
+        );
+        medians.push(m);
+    }
+    if let [plain, tls] = medians[..] {
+        println!(
+            "TLS / plain: throughput {:.2}, latency p50 {:.2}, p99 {:.2}",
+            tls.0 / plain.0,
+            tls.1 / plain.1,
+            tls.2 / plain.2
+        );
+    }
     Ok(())
 }

@@ -20,12 +20,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use yard_data::Value;
-use yard_fabric::wire::{Frame, Preamble};
 use yard_fabric::{Client, Endpoint, EndpointConfig, OverflowPolicy};
 
 #[derive(Clone, Copy, ValueEnum, PartialEq, Eq, Debug)]
@@ -75,42 +73,18 @@ pub struct MeshArgs {
 struct BenchTls {
     server: Arc<yard_tls::rustls::ServerConfig>,
     dialer: Arc<dyn yard_fabric::transport::Dialer>,
-    _dir: TempCa,
-}
-
-/// The authority's directory, removed when the bench ends.
-struct TempCa(std::path::PathBuf);
-
-impl Drop for TempCa {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+    _ca: crate::tls::ThrowawayCa,
 }
 
 fn bench_tls() -> anyhow::Result<BenchTls> {
-    use std::time::SystemTime;
-    let dir = std::env::temp_dir().join(format!("yard-bench-ca-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let guard = TempCa(dir.clone());
-    let ca = yard_tls::Authority::init(&dir, SystemTime::now())?;
-    let issued = ca.issue(
-        &yard_tls::Request {
-            subject: "node:bench".parse().map_err(|e| anyhow::anyhow!("{e}"))?,
-            hosts: vec!["127.0.0.1".into()],
-            lifetime: yard_tls::ca::CERT_LIFETIME,
-        },
-        SystemTime::now(),
-    )?;
-    let id = yard_tls::Identity {
-        cert_pem: issued.cert_pem,
-        key_pem: issued.key_pem,
-    };
-    let server = yard_tls::config::server(&id, Some(ca.cert_pem()))?;
-    let client = yard_tls::config::client(ca.cert_pem(), Some(&id), yard_tls::ALPN_PEER)?;
+    let ca = crate::tls::ThrowawayCa::new("mesh")?;
+    let id = ca.identity("node:bench")?;
+    let server = yard_tls::config::server(&id, Some(ca.ca_pem()))?;
+    let client = yard_tls::config::client(ca.ca_pem(), Some(&id), yard_tls::ALPN_PEER)?;
     Ok(BenchTls {
         server,
         dialer: Arc::new(yard_gateway::tls::TlsDialer::new(client)),
-        _dir: guard,
+        _ca: ca,
     })
 }
 
@@ -430,43 +404,8 @@ pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
 /// Opens a peering connection and completes the handshake as endpoint `id` (proving the mesh
 /// key of this host's credentials home, which the node under test shares); stays idle.
 async fn idle_peer(addr: &str, id: String) -> anyhow::Result<TcpStream> {
-    use yard_fabric::wire::{hex, unhex, FrameDecoder};
     let key = crate::home_mesh_key()?;
-    let mut s = TcpStream::connect(addr).await?;
-    s.write_all(&Preamble::ours().encode()).await?;
-    let mut pre = [0u8; Preamble::LEN];
-    s.read_exact(&mut pre).await?;
-    let mut dec = FrameDecoder::new(1 << 20);
-    let mut buf = [0u8; 4096];
-    let (peer, their_nonce) = loop {
-        if let Some(Frame::Hello {
-            endpoint, nonce, ..
-        }) = dec.next_frame()?
-        {
-            break (endpoint, nonce);
-        }
-        let n = s.read(&mut buf).await?;
-        anyhow::ensure!(n > 0, "the node closed the connection during the handshake");
-        dec.push(&buf[..n]);
-    };
-    let my_nonce = [7u8; 32];
-    let hello = Frame::Hello {
-        endpoint: id.clone(),
-        listen: String::new(),
-        nonce: hex(&my_nonce),
-    };
-    s.write_all(&hello.encode()).await?;
-    let mac = yard_fabric::peering_proof(
-        key.as_bytes(),
-        true,
-        &id,
-        &peer,
-        &my_nonce,
-        &unhex(&their_nonce).context("the node's hello carries no hex nonce")?,
-    );
-    s.write_all(&Frame::Proof { mac: hex(&mac) }.encode())
-        .await?;
-    Ok(s)
+    crate::tls::peering(TcpStream::connect(addr).await?, &key, id).await
 }
 
 async fn memory(args: &MeshArgs) -> anyhow::Result<()> {

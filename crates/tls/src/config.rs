@@ -40,9 +40,18 @@ pub enum TlsError {
 /// ring: a small, pure build (aws-lc-rs would add a C library and cmake to every build). rustls
 /// marks it deprecated because it has no post-quantum key exchange; X25519 and the P-curves it
 /// has are what TLS 1.3 deployments use today. A switch to aws-lc-rs is one line here.
+///
+/// Key exchange: X25519 first, then P-256, P-384 last. ring's own order puts P-384 first, whose
+/// arithmetic in ring is generic (no curve-specific code): a client's first key share then
+/// cost most of a handshake, and new connections ran at under a third of the rate (docs/BENCHMARKS.md,
+/// `yard bench handshake`). A peer that offers only P-384 still gets it.
 #[allow(deprecated)]
 pub(crate) fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
+    Arc::new(CryptoProvider {
+        kx_groups: vec![X25519, SECP256R1, SECP384R1],
+        ..rustls::crypto::ring::default_provider()
+    })
 }
 
 /// The certificates in a PEM text, in order.
@@ -337,5 +346,63 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.starts_with("private key"), "{e}");
+    }
+
+    /// A handshake in memory: the key-exchange group the two sides agreed.
+    fn agreed(
+        server: Arc<ServerConfig>,
+        client: Arc<ClientConfig>,
+    ) -> Result<rustls::NamedGroup, rustls::Error> {
+        let mut c = rustls::ClientConnection::new(client, server_name("127.0.0.1").unwrap())?;
+        let mut s = rustls::ServerConnection::new(server)?;
+        while c.is_handshaking() || s.is_handshaking() {
+            let mut buf = Vec::new();
+            while c.wants_write() {
+                c.write_tls(&mut buf).unwrap();
+            }
+            let mut rd = &buf[..];
+            while !rd.is_empty() {
+                s.read_tls(&mut rd).unwrap();
+                s.process_new_packets()?;
+            }
+            let mut buf = Vec::new();
+            while s.wants_write() {
+                s.write_tls(&mut buf).unwrap();
+            }
+            let mut rd = &buf[..];
+            while !rd.is_empty() {
+                c.read_tls(&mut rd).unwrap();
+                c.process_new_packets()?;
+            }
+        }
+        Ok(c.negotiated_key_exchange_group().expect("agreed").name())
+    }
+
+    #[test]
+    fn the_key_exchange_is_x25519_and_a_p384_only_client_still_gets_in() {
+        let tmp = yard_testkit::TempDir::new("tls-kx");
+        let ca = Authority::init(&tmp.join("ca"), SystemTime::now()).unwrap();
+        let me = identity(&ca, "manager:web", &["127.0.0.1"]);
+        let srv = server(&me, Some(ca.cert_pem())).unwrap();
+        let ours = client(ca.cert_pem(), None, ALPN_HTTP).unwrap();
+        assert_eq!(
+            agreed(srv.clone(), ours).unwrap(),
+            rustls::NamedGroup::X25519
+        );
+        #[allow(deprecated)]
+        let p384_only = Arc::new(CryptoProvider {
+            kx_groups: vec![rustls::crypto::ring::kx_group::SECP384R1],
+            ..rustls::crypto::ring::default_provider()
+        });
+        let mut theirs = ClientConfig::builder_with_provider(p384_only)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots(ca.cert_pem()).unwrap())
+            .with_no_client_auth();
+        theirs.alpn_protocols = vec![ALPN_HTTP.to_vec()];
+        assert_eq!(
+            agreed(srv, Arc::new(theirs)).unwrap(),
+            rustls::NamedGroup::secp384r1
+        );
     }
 }

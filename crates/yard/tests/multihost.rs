@@ -442,6 +442,59 @@ async fn a_center_and_two_cluster_hosts_joined_with_tokens_work_over_tls_and_an_
     })
     .await;
 
+    // A stolen certificate (agent web-a1's, key and all, carried to the outsider) opens TLS to
+    // its manager until it is revoked; within seconds of `yard cert revoke` on the center's
+    // host, the manager (which hears the list over the fabric) refuses it in the handshake,
+    // while the same call without it still gets an HTTP answer.
+    let stolen = oh.join("stolen");
+    std::fs::create_dir_all(&stolen).unwrap();
+    for f in ["host.crt", "host.key"] {
+        std::fs::copy(home("c1-web-a1").join("tls").join(f), stolen.join(f)).unwrap();
+    }
+    let status_with = |cert: bool| {
+        let mut c = Command::new("ip");
+        c.args([
+            "netns",
+            "exec",
+            &tb.ns("out"),
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+        ])
+        .args(["-w", "%{http_code}", "--max-time", "5", "--cacert"])
+        .arg(&ca);
+        if cert {
+            c.arg("--cert")
+                .arg(stolen.join("host.crt"))
+                .arg("--key")
+                .arg(stolen.join("host.key"));
+        }
+        let out = c.arg("https://10.77.0.2:9901/v1/health").output().unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let before = status_with(true);
+    assert!(
+        before.len() == 3 && before != "000",
+        "the stolen certificate before revocation: {before:?}"
+    );
+    let (ok, out, err) = tb.run("center", &ch, &["cert", "revoke", "agent:web/web-a1"]);
+    assert!(ok && out.contains("revoked agent:web/web-a1"), "{out}{err}");
+    wait_until(
+        "the stolen certificate refused by the manager",
+        Duration::from_secs(15),
+        || {
+            let refused = status_with(true) == "000";
+            async move { refused }
+        },
+    )
+    .await;
+    let without = status_with(false);
+    assert!(
+        without.len() == 3 && without != "000",
+        "the manager answers without the stolen certificate: {without:?}"
+    );
+
     // What crossed the bridge: TLS records, and none of the secrets or the payload.
     capture.stop();
     let bytes = std::fs::read(&pcap).unwrap();
