@@ -48,6 +48,15 @@ pub(crate) enum TokenCommand {
         /// How long it is valid, e.g. 12h or 30d [default: until revoked].
         #[arg(long)]
         ttl: Option<String>,
+        /// Write a credentials bundle for the holder into this new directory instead of
+        /// printing the token: `credentials` (the token, 0600), `ca.crt` (the root to check
+        /// the daemons against) and, with --center, `env`. Copied to the holder's machine as
+        /// ~/.config/yard (or named by YARD_HOME), it is all the CLI needs.
+        #[arg(long, value_name = "DIR")]
+        bundle: Option<PathBuf>,
+        /// The center's address the bundle's `env` names (YARD_CENTER).
+        #[arg(long, requires = "bundle")]
+        center: Option<String>,
     },
     /// List the tokens (never their secrets).
     List {
@@ -65,6 +74,59 @@ pub(crate) enum TokenCommand {
     },
 }
 
+/// Makes `dir`, which must not exist or be empty, private to its owner.
+fn make_bundle_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(mut entries) = std::fs::read_dir(dir) {
+        if entries.next().is_some() {
+            anyhow::bail!(
+                "{} is not empty: a bundle goes into a new directory",
+                dir.display()
+            );
+        }
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("cannot make {} private", dir.display()))?;
+    Ok(())
+}
+
+/// Writes the bundle's files; returns their names.
+fn write_bundle(
+    home: &Home,
+    dir: &std::path::Path,
+    token: &str,
+    center: Option<&str>,
+) -> anyhow::Result<Vec<&'static str>> {
+    let private = |name: &str, text: &str| {
+        let p = dir.join(name);
+        yard_auth::tokens::write_private(&p, text.as_bytes())
+            .with_context(|| format!("cannot write {}", p.display()))
+    };
+    private("credentials", &format!("{token}\n"))?;
+    let mut wrote = vec!["credentials"];
+    let root = home.dir.join("ca").join("ca.crt");
+    match std::fs::read_to_string(&root) {
+        Ok(pem) => {
+            std::fs::write(dir.join("ca.crt"), pem)
+                .with_context(|| format!("cannot write {}", dir.join("ca.crt").display()))?;
+            wrote.push("ca.crt");
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => eprintln!(
+            "yard: {} has no authority ({} is missing): the bundle holds no ca.crt, so its \
+             holder must be given the root by hand (--ca FILE)",
+            home.dir.display(),
+            root.display()
+        ),
+        Err(e) => return Err(anyhow!("{}: {e}", root.display())),
+    }
+    if let Some(c) = center {
+        private("env", &format!("export YARD_CENTER='{c}'\n"))?;
+        wrote.push("env");
+    }
+    Ok(wrote)
+}
+
 pub(crate) fn token(c: TokenCommand) -> anyhow::Result<()> {
     match c {
         TokenCommand::Create {
@@ -73,8 +135,15 @@ pub(crate) fn token(c: TokenCommand) -> anyhow::Result<()> {
             role,
             policy,
             ttl,
+            bundle,
+            center,
         } => {
             let role = Role::parse(&role).map_err(|e| anyhow!(e))?;
+            if let Some(c) = &center {
+                if c.is_empty() || c.contains(['\'', '\n', '"', '$', '`', '\\', ' ']) {
+                    anyhow::bail!("--center {c:?}: an address such as 10.0.0.1:9900, without quotes, spaces, $ or `");
+                }
+            }
             let policy = match policy {
                 None => None,
                 Some(p) => {
@@ -88,7 +157,29 @@ pub(crate) fn token(c: TokenCommand) -> anyhow::Result<()> {
             };
             let ttl = ttl.map(|t| dur("ttl", &t)).transpose()?;
             let home = home.open()?;
+            // The bundle's directory is made (empty, 0700) before the token exists, so that a
+            // bad directory leaves no token behind that nobody holds.
+            if let Some(dir) = &bundle {
+                make_bundle_dir(dir)?;
+            }
             let (record, token) = home.registry()?.create(&name, role, policy, ttl)?;
+            if let Some(dir) = &bundle {
+                let wrote = write_bundle(&home, dir, &token, center.as_deref())?;
+                eprintln!(
+                    "token {} for {} (role {}) in {}; its bundle in {}: {}",
+                    record.id,
+                    record.name,
+                    record.role.name(),
+                    home.dir.display(),
+                    dir.display(),
+                    wrote.join(", ")
+                );
+                eprintln!(
+                    "on the holder's machine: copy the directory to ~/.config/yard, or set YARD_HOME to it{}",
+                    if center.is_some() { " (and `. env` for YARD_CENTER)" } else { "" }
+                );
+                return Ok(());
+            }
             eprintln!(
                 "token {} for {} (role {}{}) in {}; it is shown once:",
                 record.id,

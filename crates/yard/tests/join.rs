@@ -420,3 +420,94 @@ async fn joined_daemons_renew_before_expiry_and_a_revoked_agent_is_cut_off_withi
     assert!(ok, "{err}");
     assert!(list.contains("revoked"), "{list}");
 }
+
+/// Issue 18: `yard token create --bundle DIR` writes what an operator's machine needs (the
+/// token 0600 in a 0700 directory, the root, the center's address) and prints no secret; with
+/// that directory as its home, and nothing else, the CLI reaches the center over TLS.
+#[tokio::test]
+async fn an_operator_s_bundle_is_all_the_cli_on_another_machine_needs() {
+    let center_home = yard_testkit::TempDir::new("bundle-center");
+    let (ok, _, err) = yard_at(center_home.path(), &["ca", "init"]);
+    assert!(ok, "{err}");
+    let data = center_home.join("center");
+    let (_center, addr, _) = spawn_at(
+        center_home.path(),
+        &[
+            "center",
+            "--listen",
+            "127.0.0.1:0",
+            "--data",
+            data.to_str().unwrap(),
+        ],
+    );
+    let laptop = yard_testkit::TempDir::new("bundle-laptop");
+    let bundle = laptop.join("yard");
+    let (ok, out, err) = yard_at(
+        center_home.path(),
+        &[
+            "token",
+            "create",
+            "olga",
+            "--role",
+            "viewer",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--center",
+            &addr,
+        ],
+    );
+    assert!(ok, "{err}");
+    assert!(out.is_empty(), "a bundle's token is not printed: {out}");
+    assert!(err.contains("credentials, ca.crt, env"), "{err}");
+    assert_eq!(mode(&bundle), 0o700);
+    assert_eq!(mode(&bundle.join("credentials")), 0o600);
+    let token = std::fs::read_to_string(bundle.join("credentials")).unwrap();
+    assert!(!err.contains(token.trim()), "the secret on stderr: {err}");
+    assert_eq!(
+        std::fs::read(bundle.join("ca.crt")).unwrap(),
+        std::fs::read(center_home.join("ca").join("ca.crt")).unwrap()
+    );
+    let env = std::fs::read_to_string(bundle.join("env")).unwrap();
+    assert_eq!(env, format!("export YARD_CENTER='{addr}'\n"));
+
+    // The bundle as the home, the address from its env: no --ca, no --token, no --center.
+    let as_olga = |args: &[&str]| {
+        let out = common::yard()
+            .env("YARD_HOME", &bundle)
+            .env("YARD_CENTER", &addr)
+            .env_remove("YARD_CREDENTIALS")
+            .env_remove("YARD_CA")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = as_olga(&["topology", "--json"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("\"clusters\""), "{out}");
+    // A viewer's bundle: it reads, it does not command.
+    let (ok, _, err) = as_olga(&["restart", "--cluster", "web", "--rolling"]);
+    assert!(!ok && err.contains("403"), "{err}");
+
+    // A used directory is refused before any token is made.
+    let (ok, _, err) = yard_at(
+        center_home.path(),
+        &[
+            "token",
+            "create",
+            "olga2",
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ],
+    );
+    assert!(!ok && err.contains("not empty"), "{err}");
+    let (ok, list, err) = yard_at(center_home.path(), &["token", "list"]);
+    assert!(
+        ok && list.contains("olga") && !list.contains("olga2"),
+        "{list}{err}"
+    );
+}

@@ -240,6 +240,9 @@ async fn a_center_and_two_cluster_hosts_joined_with_tokens_work_over_tls_and_an_
                 "off",
                 "--agent-timeout",
                 "3s",
+                // Within the center's 3 s bound, as the default 5 s is within its default 15 s.
+                "--report-interval",
+                "1s",
             ],
         ));
         let t = token(&format!("agent:{cluster}/*"), "2");
@@ -425,6 +428,38 @@ async fn a_center_and_two_cluster_hosts_joined_with_tokens_work_over_tls_and_an_
     let t = topology();
     assert_eq!(t["clusters"].as_array().unwrap().len(), 2, "{t}");
 
+    // An operator on another host (c1) with nothing but a bundle made on the center's host:
+    // the CLI reaches the center across the bridge, its certificate checked against the root.
+    let bundle = tmp.join("olga");
+    let (ok, out, err) = tb.run(
+        "center",
+        &ch,
+        &[
+            "token",
+            "create",
+            "olga",
+            "--role",
+            "viewer",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--center",
+            center,
+        ],
+    );
+    assert!(ok && out.is_empty(), "{out}{err}");
+    let out = tb
+        .yard("c1", &bundle)
+        .env("YARD_CENTER", center)
+        .args(["topology", "--json"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("\"web\""),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // A cluster host cut off: its cluster is lost within the bound, and back once mended.
     tb.script(&["cut", "c2"]);
     wait_until("cluster db lost", Duration::from_secs(15), || {
@@ -441,6 +476,25 @@ async fn a_center_and_two_cluster_hosts_joined_with_tokens_work_over_tls_and_an_
         }
     })
     .await;
+    // The other cluster never noticed: no loss of web's manager in the center's event log.
+    let events = Command::new("ip")
+        .args(["netns", "exec", &tb.ns("center"), "curl", "-s", "--cacert"])
+        .arg(&ca)
+        .args(["-H", &format!("Authorization: Bearer {admin}")])
+        .arg(format!("https://{center}/v1/events"))
+        .output()
+        .unwrap();
+    let events: Json = serde_json::from_slice(&events.stdout).unwrap();
+    let lost: Vec<&Json> = events["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{events}"))
+        .iter()
+        .filter(|e| e["event"] == "manager_lost")
+        .collect();
+    assert!(
+        !lost.is_empty() && lost.iter().all(|e| e["cluster"] == "db"),
+        "only db's manager is lost: {lost:?}"
+    );
 
     // A stolen certificate (agent web-a1's, key and all, carried to the outsider) opens TLS to
     // its manager until it is revoked; within seconds of `yard cert revoke` on the center's
