@@ -4,6 +4,7 @@ import dataclasses
 import datetime
 import ipaddress
 import json
+import os
 import subprocess
 import threading
 
@@ -196,5 +197,55 @@ def test_zeekpy_carries_a_credential_in_its_url_where_anonymous_may_not(tmp_path
         # The audit log names who was refused and who came in.
         audit = json.loads(n.yard("audit", "-e", n.addr, "--json").stdout)
         assert any(r["principal"] == "anonymous" and r["result"] == "unauthenticated" for r in audit), audit
+    finally:
+        n.stop()
+
+
+def test_zeekpy_speaks_wss_checking_the_node_against_the_cluster_root(tmp_path, monkeypatch):
+    """zeekpy, unmodified, over `wss://` to a node serving TLS 1.3: it checks the node's
+    certificate with Python's default context, so the cluster's root goes in SSL_CERT_FILE
+    (docs/SECURITY.md). Without it, or with another authority's root, the handshake fails;
+    plain `ws://` to the TLS-only listener is refused."""
+    def yard(home, *args):
+        return subprocess.run([YARD, *args], check=True, capture_output=True, text=True,
+                              timeout=30, env={**os.environ, "YARD_HOME": str(home)}).stdout
+    ca_home, other_home = tmp_path / "ca-home", tmp_path / "other-home"
+    for h in (ca_home, other_home):
+        yard(h, "ca", "init")
+    certs = tmp_path / "certs"
+    yard(ca_home, "cert", "issue", "node:zeek", "--host", "127.0.0.1", "--out", str(certs))
+    other_root = tmp_path / "other-ca.crt"
+    other_root.write_text(yard(other_home, "ca", "show", "--pem"))
+    n = Node("--tls-cert", str(certs / "node-zeek.crt"), "--tls-key", str(certs / "node-zeek.key"),
+             "--tls-ca", str(certs / "ca.crt"))
+    try:
+        wss = f"wss://{n.addr}/v1/messages/json"
+        # No root that knows the node, then a stranger's root: the certificate is not trusted.
+        monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+        for root in (None, other_root):
+            if root:
+                monkeypatch.setenv("SSL_CERT_FILE", str(root))
+            with pytest.raises(Exception) as refused:
+                Zeek(wss, topics=["/zeek/tls/"]).__enter__()
+            assert "CERTIFICATE_VERIFY_FAILED" in str(refused.value), refused.value
+        # Plain text to a listener that speaks only TLS.
+        with pytest.raises(Exception):
+            Zeek(n.uri, topics=["/zeek/tls/"]).__enter__()
+
+        monkeypatch.setenv("SSL_CERT_FILE", str(certs / "ca.crt"))
+        got = []
+        done = threading.Event()
+        zeek = Zeek(wss, topics=["/zeek/tls/"])
+
+        @zeek.on("ping")
+        def ping(x: count, s: str):
+            got.append((x, s))
+            done.set()
+
+        with zeek:
+            with Zeek(wss) as sender:
+                sender.publish("/zeek/tls/a", "ping", [count(9), "over TLS"])
+            consume_until(zeek, done)
+        assert got == [(9, "over TLS")]
     finally:
         n.stop()
