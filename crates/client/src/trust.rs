@@ -5,7 +5,8 @@
 //! `http://` (or `ws://`) is plain, and a bare `HOST:PORT` is TLS whenever a root is known.
 //! The root is the CLI's rule: `--ca FILE` (set once with [`use_ca_file`]) or `YARD_CA`, else
 //! the `ca.crt` of the home [`yard_auth::home::resolve`] picks (an operator's bundle), else
-//! that home's authority (`ca/ca.crt`, where `yard up` keeps it). A daemon sets its own
+//! that home's authority (`ca/ca.crt`, where `yard up` keeps it), else the root a joined home
+//! got (`tls/ca.crt`, `yard join`). A daemon sets its own
 //! with [`use_roots`]. There is no fallback from TLS to plain text: a listener that does not
 //! speak TLS is an error that says how to reach it.
 
@@ -80,9 +81,13 @@ pub fn found() -> Option<Roots> {
                 Some(p) => p,
                 None => {
                     let home = yard_auth::home::resolve(None);
-                    [home.join("ca.crt"), home.join("ca").join("ca.crt")]
-                        .into_iter()
-                        .find(|p| p.exists())?
+                    [
+                        home.join("ca.crt"),
+                        home.join("ca").join("ca.crt"),
+                        home.join("tls").join("ca.crt"),
+                    ]
+                    .into_iter()
+                    .find(|p| p.exists())?
                 }
             };
             let loaded = std::fs::read_to_string(&path)

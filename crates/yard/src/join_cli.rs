@@ -80,6 +80,17 @@ fn tls_dir(home: &Path) -> PathBuf {
     home.join("tls")
 }
 
+/// Where a joined home keeps its identity, as a daemon's TLS settings.
+pub(crate) fn joined_files(home: &Path) -> TlsArgs {
+    let dir = tls_dir(home);
+    TlsArgs {
+        tls_cert: Some(dir.join("host.crt")),
+        tls_key: Some(dir.join("host.key")),
+        tls_ca: Some(dir.join("ca.crt")),
+        tls_plain: false,
+    }
+}
+
 /// The identity a home joined with, if it did.
 pub(crate) fn joined(home: &Path) -> anyhow::Result<Option<JoinedFile>> {
     let path = tls_dir(home).join("joined.json");
@@ -253,14 +264,8 @@ pub(crate) fn daemon_tls(
                 j.subject
             );
         }
-        let dir = tls_dir(home);
         return Ok(Some((
-            TlsArgs {
-                tls_cert: Some(dir.join("host.crt")),
-                tls_key: Some(dir.join("host.key")),
-                tls_ca: Some(dir.join("ca.crt")),
-                tls_plain: false,
-            },
+            joined_files(home),
             crate::keeper::Renewal::Center(j.center),
         )));
     }

@@ -39,7 +39,8 @@ struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     credentials: Option<PathBuf>,
     /// The root certificate servers are checked against (or set YARD_CA); with one, a bare
-    /// HOST:PORT is reached over TLS [default: the home's ca.crt or ca/ca.crt, when there is one].
+    /// HOST:PORT is reached over TLS [default: the home's ca.crt, ca/ca.crt or tls/ca.crt, when
+    /// there is one].
     #[arg(long, global = true, value_name = "FILE")]
     ca: Option<PathBuf>,
     #[command(subcommand)]

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::Context;
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -73,7 +73,11 @@ pub(crate) async fn main(args: NodeArgs) -> anyhow::Result<()> {
         file.mutation_buffer_interval = v;
     }
     args.tls.apply(&mut file);
-    let config = NodeConfig::try_from(file)?;
+    let joined = joined_identity(&mut file)?;
+    let mut config = NodeConfig::try_from(file)?;
+    if let (Some(center), Some(tls)) = (joined, config.tls.as_mut()) {
+        tls.renewal = crate::keeper::Renewal::Center(center);
+    }
     let listener = TcpListener::bind(config.listen).await.with_context(|| {
         format!(
             "cannot listen on {} (is another yard node running? choose another with --listen)",
@@ -88,7 +92,6 @@ pub(crate) async fn main(args: NodeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signal(shutdown.clone()));
     let id = config.id.clone().unwrap_or_else(random_uuid);
-    let mut config = config;
     config.endpoint.listen = addr.to_string();
     // Tests and scripts read this line to learn the address (the port may have been 0).
     let (ws, http, tls) = match &config.gateway.tls {
@@ -104,6 +107,29 @@ pub(crate) async fn main(args: NodeArgs) -> anyhow::Result<()> {
     signals.abort();
     tracing::info!("stopped");
     result
+}
+
+/// A node given no TLS whose home joined (`yard join TOKEN --as node:NAME`) runs on the
+/// identity it got, renewed at the center: the center's address. A home that joined as
+/// another principal is not a node's.
+fn joined_identity(file: &mut NodeFile) -> anyhow::Result<Option<String>> {
+    if !(file.tls_cert.is_empty() && file.tls_key.is_empty() && file.tls_ca.is_empty()) {
+        return Ok(None);
+    }
+    let home = yard_auth::home::resolve((!file.home.is_empty()).then(|| Path::new(&file.home)));
+    let Some(j) = crate::join_cli::joined(&home)? else {
+        return Ok(None);
+    };
+    if !matches!(j.subject, yard_tls::Subject::Node { .. }) {
+        anyhow::bail!(
+            "this home ({}) joined as {}, not as a node: give the node a home of its own \
+             (YARD_HOME) and `yard join TOKEN --as node:NAME` there, or --tls-cert",
+            home.display(),
+            j.subject
+        );
+    }
+    crate::join_cli::joined_files(&home).apply(file);
+    Ok(Some(j.center))
 }
 
 /// What an endpoint is, besides a fabric endpoint.

@@ -202,6 +202,13 @@ async fn a_host_joins_with_a_token_once_and_its_daemon_runs_on_the_certificate_i
         },
     )
     .await;
+    // A node is not a manager: on the manager's home it refuses to start rather than run
+    // on the manager's identity or in plain text.
+    let (ok, _, err) = yard_at(joiner.path(), &["node", "--listen", "127.0.0.1:0"]);
+    assert!(
+        !ok && err.contains("joined as manager:web, not as a node"),
+        "{err}"
+    );
 
     // The token is spent: another host cannot use it again.
     let other = yard_testkit::TempDir::new("join-again");
