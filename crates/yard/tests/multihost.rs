@@ -243,6 +243,8 @@ async fn a_center_and_two_cluster_hosts_joined_with_tokens_work_over_tls_and_an_
                 // Within the center's 3 s bound, as the default 5 s is within its default 15 s.
                 "--report-interval",
                 "1s",
+                "--metrics-interval",
+                "1s",
             ],
         ));
         let t = token(&format!("agent:{cluster}/*"), "2");
@@ -339,6 +341,80 @@ async fn a_center_and_two_cluster_hosts_joined_with_tokens_work_over_tls_and_an_
         ],
     );
     assert!(ok, "{out}\n{err}");
+
+    // Deploy and roll back across hosts: the artifact goes center → manager → agents, and
+    // only to the cluster named.
+    let artifact = |v: &str| format!("artifact-{v}-{}\n", yard_auth::secret::random_hex(8));
+    let (v1, v2) = (artifact("v1"), artifact("v2"));
+    let file = tmp.join("app.cfg");
+    let deployed = |host: &str, agent: &str| {
+        std::fs::read_to_string(
+            tmp.join(format!("{host}-{agent}"))
+                .join("data")
+                .join("deploy")
+                .join("app.cfg"),
+        )
+        .ok()
+    };
+    for v in [&v1, &v2] {
+        std::fs::write(&file, v).unwrap();
+        let (ok, out, err) = tb.run(
+            "center",
+            &ch,
+            &[
+                "deploy",
+                "--cluster",
+                "web",
+                "--center",
+                center,
+                file.to_str().unwrap(),
+            ],
+        );
+        assert!(ok, "{out}\n{err}");
+    }
+    assert_eq!(deployed("c1", "web-a1").as_ref(), Some(&v2));
+    assert_eq!(deployed("c1", "web-a2").as_ref(), Some(&v2));
+    assert_eq!(
+        deployed("c2", "db-a1"),
+        None,
+        "the other cluster is untouched"
+    );
+    let (ok, out, err) = tb.run(
+        "center",
+        &ch,
+        &["rollback", "--cluster", "web", "--center", center],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(deployed("c1", "web-a1").as_ref(), Some(&v1));
+    assert_eq!(deployed("c1", "web-a2").as_ref(), Some(&v1));
+
+    // Metrics history: an agent's samples, kept by the center, from the other host.
+    wait_until(
+        "db-a2's cpu history at the center",
+        Duration::from_secs(30),
+        || {
+            let (ok, out, _) = tb.run(
+                "center",
+                &ch,
+                &[
+                    "metrics",
+                    "db/db-a2/cpu",
+                    "--since",
+                    "1h",
+                    "--resolution",
+                    "raw",
+                    "--json",
+                    "--center",
+                    center,
+                ],
+            );
+            let points = ok
+                && serde_json::from_str::<Json>(&out)
+                    .is_ok_and(|q| q["points"].as_array().is_some_and(|p| !p.is_empty()));
+            async move { points }
+        },
+    )
+    .await;
 
     // The outsider: no credential, no certificate of the authority.
     let oh = home("outsider");
@@ -562,6 +638,7 @@ async fn a_center_and_two_cluster_hosts_joined_with_tokens_work_over_tls_and_an_
         ("the admin token", admin.clone()),
         ("the mesh key", mesh.trim().to_string()),
         ("the exec payload", marker.clone()),
+        ("a deployed artifact", v2.trim().to_string()),
         ("an Authorization header", "Authorization: Bearer".into()),
     ];
     for s in &secrets {
