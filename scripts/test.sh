@@ -28,6 +28,8 @@ command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
+# systemd-analyze checks the units `yard install` writes (crates/yard/tests/install.rs).
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 [ -x /usr/bin/chromium ] || missing+=(chromium fonts-dejavu-core)
 if [ "${#missing[@]}" -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -3,6 +3,7 @@
 
 mod client;
 mod config;
+mod install_cli;
 mod join_cli;
 mod keeper;
 mod mesh_cli;
@@ -97,6 +98,9 @@ enum Command {
     Agent(ops_cli::AgentArgs),
     /// Run a whole system here: a center, the manager of cluster `local` and two agents.
     Up(ops_cli::UpArgs),
+    /// Install a daemon (center, manager or agent) as a systemd service on this host, or
+    /// upgrade it: `yard install agent -- --cluster web --join TOKEN …` (docs/OPS.md).
+    Install(install_cli::InstallArgs),
     /// Print the system tree: clusters, managers, agents, nodes, with their states.
     Topology(ops_cli::TopologyArgs),
     /// Restart a cluster's nodes, a batch at a time, each healthy before the next.
@@ -387,6 +391,7 @@ fn main() -> ExitCode {
                 Ok(())
             }
             Command::Up(a) => ops_cli::up(a).await,
+            Command::Install(a) => install_cli::install(a),
             Command::Topology(a) => ops_cli::topology(a).await,
             Command::Restart(a) => ops_cli::restart(a).await,
             Command::Deploy(a) => ops_cli::deploy(a).await,
