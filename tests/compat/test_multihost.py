@@ -141,7 +141,8 @@ FRAMEWORK = textwrap.dedent("""\
 
 
 def test_pymesos_and_a_service_across_hosts_through_the_loss_of_an_agent_host():
-    bed = Bed(["center=10.79.0.1", "m=10.79.0.2", "h1=10.79.0.3", "h2=10.79.0.4", "h3=10.79.0.5"])
+    bed = Bed(["center=10.79.0.1", "m=10.79.0.2", "h1=10.79.0.3", "h2=10.79.0.4", "h3=10.79.0.5",
+               "out=10.79.0.9"])
     try:
         ch = bed.home("center")
         bed.run("center", ch, "ca", "init")
@@ -186,6 +187,34 @@ def test_pymesos_and_a_service_across_hosts_through_the_loss_of_an_agent_host():
                              capture_output=True, text=True, timeout=60)
         states = out.stdout.split()
         assert "TASK_RUNNING" in states and states[-1] == "TASK_FINISHED", out.stdout + out.stderr
+
+        # The outsider: it may hold the public root, but no credential and no certificate. No
+        # Mesos call (the master is not beyond its host; the agents' APIs are TLS and need a
+        # credential), no sandbox file, no WebSocket, no change at the center.
+        root = ch / "ca" / "ca.crt"
+        task_id = json.loads(mesos("tasks", "--all", "--json"))["tasks"][0]["id"]
+
+        def outsider(url, *extra):
+            out = subprocess.run([*bed.on("out"), "curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                  "--max-time", "5", "--cacert", str(root), *extra, url],
+                                 capture_output=True, text=True, timeout=20)
+            return out.stdout
+
+        assert outsider("http://10.79.0.2:5050/master/state") == "000", "the master beyond its host"
+        for i in (3, 4, 5):
+            agent = f"https://10.79.0.{i}:5051"
+            assert outsider(f"{agent}/state") == "401"
+            assert outsider(f"{agent}/files/read?path=/&offset=0") == "401"
+            assert outsider(f"{agent}/files/browse?path=/") == "403", "a route without a rule"
+            # Plain text beyond loopback: refused with a 400 that says the listener speaks TLS.
+            assert outsider(f"http://10.79.0.{i}:5051/state") == "400"
+        assert outsider(f"https://{CENTER}/v1/messages/json", "-H", "Connection: Upgrade", "-H",
+                        "Upgrade: websocket", "-H", "Sec-WebSocket-Version: 13", "-H",
+                        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==") == "401"
+        assert outsider(f"https://{CENTER}/v1/commands", "-X", "POST", "-H",
+                        "Content-Type: application/json", "-d", '{"op":"exec","cluster":"web","argv":["id"]}') == "401"
+        assert outsider(f"https://{CENTER}/v1/topology") == "401"
+        assert task_id in mesos("tasks", "--all"), "the task the outsider could not read"
 
         # A service of two, one instance per agent host.
         svc = bed.work / "hello.toml"

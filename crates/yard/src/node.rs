@@ -85,9 +85,12 @@ pub(crate) async fn main(args: NodeArgs) -> anyhow::Result<()> {
         )
     })?;
     let addr = listener.local_addr()?;
-    if !addr.ip().is_loopback() {
-        tracing::warn!(%addr, "listening beyond loopback: the WebSocket API has no authentication; \
-            anyone who can reach this address can publish and subscribe on user topics");
+    // Beyond loopback anonymous callers get nothing unless asked (`--anonymous pubsub`).
+    if !addr.ip().is_loopback()
+        && config.anonymous.as_ref() == Some(&yard_auth::Policy::anonymous_loopback())
+    {
+        tracing::warn!(%addr, "listening beyond loopback with --anonymous pubsub: anyone who \
+            can reach this address can publish and subscribe on user topics without a credential");
     }
     let shutdown = CancellationToken::new();
     let signals = tokio::spawn(stop_on_signal(shutdown.clone()));
