@@ -1,8 +1,10 @@
 //! The services controller's core, driven by scheduler events; its calls are asserted.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Value};
 use yard_rm::master::Call;
-use yard_rm::services::{Cmd, Controller, Phase, ServiceSpec};
+use yard_rm::services::{Cmd, Controller, Phase, Placement, ServiceSpec};
 use yard_rm::ServiceError;
 
 fn spec(name: &str, instances: u32, extra: Value) -> ServiceSpec {
@@ -408,7 +410,7 @@ fn scaling_and_removal_stop_instances_and_suppress_offers() {
 #[test]
 fn reconciliation_adopts_running_instances_after_a_restart() {
     let mut c = Controller::new(99);
-    c.recover(vec![spec("kept", 2, json!({}))]);
+    c.recover(vec![spec("kept", 2, json!({}))], HashMap::new());
     let v = c.services["kept"].version.clone();
     c.event(&json!({"type": "SUBSCRIBED"}), 0);
     calls(&mut c);
@@ -434,6 +436,71 @@ fn reconciliation_adopts_running_instances_after_a_restart() {
         launched(&offers(&mut c, &[offer("o1", "a3", 8.0)], 20)).is_empty(),
         "nothing relaunched"
     );
+}
+
+/// What the controller persisted: key → value (`None`: erased), in order, later ones winning.
+fn persisted(out: &[Cmd]) -> Vec<(String, Option<Value>)> {
+    out.iter()
+        .filter_map(|x| match x {
+            Cmd::Persist(k, v) => Some((k.clone(), v.clone())),
+            Cmd::Call(_) => None,
+        })
+        .collect()
+}
+
+#[test]
+fn an_adopted_instance_keeps_its_ports_and_host_across_a_restart_and_its_record_goes_with_it() {
+    let mut c = subscribed();
+    c.deploy(spec("web", 1, json!({"ports": 2}))).unwrap();
+    c.take_out();
+    c.event(
+        &json!({"type": "OFFERS", "offers": {"offers": [offer("o1", "a1", 1.0)]}}),
+        0,
+    );
+    let out = c.take_out();
+    let tid = c.instances.keys().next().unwrap().clone();
+    let want = Placement {
+        ports: vec![31000, 31001],
+        hostname: "host-a1".into(),
+    };
+    assert_eq!(
+        persisted(&out),
+        vec![(
+            format!("instance/{tid}"),
+            Some(serde_json::to_value(&want).unwrap())
+        )],
+        "the placement is kept at the launch"
+    );
+
+    // A restarted controller: the spec and the placement from the store, the task from the
+    // master's reconciliation.
+    let mut r = Controller::new(7);
+    let specs = vec![c.services["web"].spec.clone()];
+    r.recover(specs, HashMap::from([(tid.clone(), want.clone())]));
+    r.event(&json!({"type": "SUBSCRIBED"}), 0);
+    calls(&mut r);
+    update(&mut r, &tid, "a1", "TASK_RUNNING", None, 10);
+    let st = r.status("web", 10, None).unwrap();
+    assert_eq!(st.tasks[0].ports, vec![31000, 31001]);
+    assert_eq!(st.tasks[0].hostname.as_deref(), Some("host-a1"));
+
+    // Its end erases the record.
+    let mut s = json!({"task_id": {"value": tid}, "agent_id": {"value": "a1"}, "state": "TASK_KILLED", "uuid": "dXVpZA=="});
+    s["healthy"] = json!(false);
+    r.event(&json!({"type": "UPDATE", "update": {"status": s}}), 20);
+    assert!(persisted(&r.take_out()).contains(&(format!("instance/{tid}"), None)));
+
+    // A placement whose task never comes back is erased when the master says it is gone.
+    let mut g = Controller::new(8);
+    g.recover(
+        vec![c.services["web"].spec.clone()],
+        HashMap::from([("web.x.9".to_string(), want)]),
+    );
+    g.event(&json!({"type": "SUBSCRIBED"}), 0);
+    g.take_out();
+    let s = json!({"task_id": {"value": "web.x.9"}, "agent_id": {"value": "a9"}, "state": "TASK_LOST", "uuid": "dXVpZA=="});
+    g.event(&json!({"type": "UPDATE", "update": {"status": s}}), 5);
+    assert!(persisted(&g.take_out()).contains(&("instance/web.x.9".to_string(), None)));
 }
 
 #[test]
@@ -497,7 +564,10 @@ fn instances_spread_over_the_offered_agents() {
 fn a_lost_kill_of_an_adopted_instance_is_sent_again_until_it_ends() {
     use yard_rm::services::KILL_RETRY_MS;
     let mut c = Controller::new(99);
-    c.recover(vec![spec("kept", 1, json!({"kill_grace": 1.0}))]);
+    c.recover(
+        vec![spec("kept", 1, json!({"kill_grace": 1.0}))],
+        HashMap::new(),
+    );
     let v = c.services["kept"].version.clone();
     c.event(&json!({"type": "SUBSCRIBED"}), 0);
     calls(&mut c);

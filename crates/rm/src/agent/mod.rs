@@ -437,12 +437,19 @@ impl Actor {
         }
     }
 
+    /// Sends `msg` to the master; its answer (or why there is none) comes back as `done`.
+    /// Every call gets its `done`, a master or not: the caller's in-flight flag (`beating`,
+    /// `registering`) is cleared only there. (A heartbeat due while the manager was away set
+    /// its flag and got no answer, and the agent never beat again once the manager was back.)
     fn request(&self, msg: Wire, done: fn(Result<Wire, String>) -> Event) {
+        let tx = self.events.clone();
         let Some(master) = self.master.clone() else {
+            tokio::spawn(async move {
+                let _ = tx.send(done(Err("no master is known yet".into()))).await;
+            });
             return;
         };
         let ep = self.ep.clone();
-        let tx = self.events.clone();
         tokio::spawn(async move {
             let topic = format!("{}agent", proto::inbox(&master));
             let r = match ep

@@ -79,6 +79,7 @@ pub(crate) async fn start(
     shutdown: CancellationToken,
 ) -> Handle {
     let mut specs = Vec::new();
+    let mut placements = std::collections::HashMap::new();
     let mut framework_id = None;
     if let Ok(entries) = stores.entries(&store).await {
         for (k, e) in entries {
@@ -92,6 +93,13 @@ pub(crate) async fn start(
                     Ok(s) => specs.push(s),
                     Err(e) => tracing::warn!("stored service {k} cannot be read: {e}"),
                 }
+            } else if let Some(id) = k.strip_prefix("instance/") {
+                match serde_json::from_str::<crate::services::Placement>(v) {
+                    Ok(p) => {
+                        placements.insert(id.to_string(), p);
+                    }
+                    Err(e) => tracing::warn!("stored placement {k} cannot be read: {e}"),
+                }
             }
         }
     }
@@ -99,7 +107,7 @@ pub(crate) async fn start(
     if !specs.is_empty() {
         tracing::info!(services = specs.len(), "services recovered from the store");
     }
-    c.recover(specs);
+    c.recover(specs, placements);
     let (tx, rx) = mpsc::channel(API_QUEUE);
     let actor = Actor {
         c,

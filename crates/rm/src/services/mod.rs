@@ -329,6 +329,8 @@ pub struct Instance {
     pub state: TaskState,
     pub healthy: Option<bool>,
     pub ports: Vec<u64>,
+    /// Its agent's host name, as offered (empty when not known).
+    pub hostname: String,
     /// When it reached TASK_RUNNING (ms).
     pub running_since_ms: Option<u64>,
     /// Asked to stop (scale down, upgrade, removal): its end is no failure.
@@ -345,6 +347,19 @@ fn kill_call(id: &str, grace_ns: u64) -> Cmd {
         task_id: id.to_string(),
         grace_ns: Some(grace_ns),
     })
+}
+
+/// Where an instance was placed: what a restarted controller cannot learn from the master's
+/// status updates, kept in the store under [`placement_key`] from its launch to its end.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub ports: Vec<u64>,
+    pub hostname: String,
+}
+
+/// The store key of an instance's placement.
+pub fn placement_key(task_id: &str) -> String {
+    format!("instance/{task_id}")
 }
 
 impl Instance {
@@ -469,6 +484,8 @@ pub struct Controller {
     subscribed: bool,
     seq: u64,
     out: Vec<Cmd>,
+    /// Placements read back from the store, for the instances reconciliation adopts.
+    placements: HashMap<String, Placement>,
 }
 
 fn offer_attributes(o: &Value) -> BTreeMap<String, String> {
@@ -522,8 +539,10 @@ impl Controller {
         self.out.push(Cmd::Call(c));
     }
 
-    /// Services recovered from the store (before subscribing).
-    pub fn recover(&mut self, specs: Vec<ServiceSpec>) {
+    /// Services and their instances' placements recovered from the store (before
+    /// subscribing).
+    pub fn recover(&mut self, specs: Vec<ServiceSpec>, placements: HashMap<String, Placement>) {
+        self.placements = placements;
         for spec in specs {
             let version = spec.version();
             self.services.insert(
@@ -655,9 +674,15 @@ impl Controller {
         };
         if !self.instances.contains_key(tid) {
             if ended(state) || self.ended.iter().any(|e| e == tid) {
+                // One that never came back after a restart: its placement goes.
+                if ended(state) && self.placements.remove(tid).is_some() {
+                    self.out.push(Cmd::Persist(placement_key(tid), None));
+                }
                 return;
             }
-            // Known to the master (reconciliation after a restart): ours again.
+            // Known to the master (reconciliation after a restart): ours again, where it was
+            // placed.
+            let placed = self.placements.remove(tid).unwrap_or_default();
             self.instances.insert(
                 tid.to_string(),
                 Instance {
@@ -667,7 +692,8 @@ impl Controller {
                     agent_id: get_id(s, "agent_id").unwrap_or("").to_string(),
                     state,
                     healthy: None,
-                    ports: Vec::new(),
+                    ports: placed.ports,
+                    hostname: placed.hostname,
                     running_since_ms: None,
                     stopping: false,
                     kill_sent_ms: None,
@@ -686,6 +712,7 @@ impl Controller {
             return;
         }
         let inst = self.instances.remove(tid).expect("present");
+        self.out.push(Cmd::Persist(placement_key(&inst.id), None));
         self.ended.push_back(inst.id.clone());
         if self.ended.len() > ENDED_KEPT {
             self.ended.pop_front();
@@ -1050,6 +1077,18 @@ impl Controller {
         if let Some(h) = &s.spec.health_check {
             task["health_check"] = s.spec.health_json(h, &ports)?;
         }
+        let placed = Placement {
+            ports,
+            hostname: self
+                .agents
+                .get(agent)
+                .map(|a| a.hostname.clone())
+                .unwrap_or_default(),
+        };
+        self.out.push(Cmd::Persist(
+            placement_key(&id),
+            Some(serde_json::to_value(&placed).expect("placements serialize")),
+        ));
         let inst = Instance {
             id: id.clone(),
             service: name.to_string(),
@@ -1057,7 +1096,8 @@ impl Controller {
             agent_id: agent.to_string(),
             state: TaskState::Staging,
             healthy: None,
-            ports,
+            ports: placed.ports,
+            hostname: placed.hostname,
             running_since_ms: None,
             stopping: false,
             kill_sent_ms: None,
@@ -1117,7 +1157,9 @@ impl Controller {
                 id: i.id.clone(),
                 version: i.version.clone(),
                 agent_id: i.agent_id.clone(),
-                hostname: self.agents.get(&i.agent_id).map(|a| a.hostname.clone()),
+                hostname: Some(i.hostname.clone())
+                    .filter(|h| !h.is_empty())
+                    .or_else(|| self.agents.get(&i.agent_id).map(|a| a.hostname.clone())),
                 state: i.state,
                 healthy: i.healthy,
                 ports: i.ports.clone(),
