@@ -73,19 +73,12 @@ impl ThrowawayCa {
     /// Writes `id` and the root as files: the `--tls-cert`, `--tls-key` and `--tls-ca` of a
     /// daemon (the key 0600).
     pub(crate) fn files(&self, name: &str, id: &Identity) -> anyhow::Result<[PathBuf; 3]> {
-        use std::os::unix::fs::OpenOptionsExt;
         let dir = self.dir.join(name);
         std::fs::create_dir_all(&dir)?;
         let (cert, key, ca) = (dir.join("tls.crt"), dir.join("tls.key"), dir.join("ca.crt"));
         std::fs::write(&cert, &id.cert_pem)?;
         std::fs::write(&ca, self.ca_pem())?;
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&key)?;
-        std::io::Write::write_all(&mut f, id.key_pem.as_bytes())?;
+        yard_auth::tokens::write_private(&key, id.key_pem.as_bytes())?;
         Ok([cert, key, ca])
     }
 }

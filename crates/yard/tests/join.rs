@@ -39,6 +39,28 @@ fn spawn_at(home: &Path, args: &[&str]) -> (Daemon, String, String) {
     (child, addr, line)
 }
 
+/// A center whose home holds an authority (so it serves TLS with a certificate it issued
+/// itself), on a loopback port: its home, the process, its address and its first line.
+fn center_with_authority(
+    tag: &str,
+    extra: &[&str],
+) -> (yard_testkit::TempDir, Daemon, String, String) {
+    let home = yard_testkit::TempDir::new(tag);
+    let (ok, _, err) = yard_at(home.path(), &["ca", "init"]);
+    assert!(ok, "{err}");
+    let data = home.join("center");
+    let mut args = vec![
+        "center",
+        "--listen",
+        "127.0.0.1:0",
+        "--data",
+        data.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let (d, addr, line) = spawn_at(home.path(), &args);
+    (home, d, addr, line)
+}
+
 fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -46,20 +68,7 @@ fn mode(p: &Path) -> u32 {
 
 #[tokio::test]
 async fn a_host_joins_with_a_token_once_and_its_daemon_runs_on_the_certificate_it_got() {
-    let center_home = yard_testkit::TempDir::new("join-center");
-    let (ok, _, err) = yard_at(center_home.path(), &["ca", "init"]);
-    assert!(ok, "{err}");
-    let data = center_home.join("center");
-    let (_center, addr, line) = spawn_at(
-        center_home.path(),
-        &[
-            "center",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.to_str().unwrap(),
-        ],
-    );
+    let (center_home, _center, addr, line) = center_with_authority("join-center", &[]);
     // An authority in its home: the center serves TLS with a certificate it issued itself.
     assert!(line.contains(&format!("https://{addr}/")), "{line}");
 
@@ -290,24 +299,10 @@ fn agent_state(t: &serde_json::Value, cluster: &str, agent: &str) -> Option<Stri
 /// authority and hears the list over the fabric) is cut and its next handshake refused.
 #[tokio::test]
 async fn joined_daemons_renew_before_expiry_and_a_revoked_agent_is_cut_off_within_seconds() {
-    let center_home = yard_testkit::TempDir::new("renew-center");
-    let (ok, _, err) = yard_at(center_home.path(), &["ca", "init"]);
-    assert!(ok, "{err}");
-    let data = center_home.join("center");
     // 15-second certificates: each renewed after 10 s, so a link outlives several.
-    let (_center, addr, _) = spawn_at(
-        center_home.path(),
-        &[
-            "center",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.to_str().unwrap(),
-            "--cert-ttl",
-            "15s",
-            "--manager-timeout",
-            "6s",
-        ],
+    let (center_home, _center, addr, _) = center_with_authority(
+        "renew-center",
+        &["--cert-ttl", "15s", "--manager-timeout", "6s"],
     );
     let token = |allows: &str| {
         let (ok, t, err) = yard_at(
@@ -433,20 +428,7 @@ async fn joined_daemons_renew_before_expiry_and_a_revoked_agent_is_cut_off_withi
 /// that directory as its home, and nothing else, the CLI reaches the center over TLS.
 #[tokio::test]
 async fn an_operator_s_bundle_is_all_the_cli_on_another_machine_needs() {
-    let center_home = yard_testkit::TempDir::new("bundle-center");
-    let (ok, _, err) = yard_at(center_home.path(), &["ca", "init"]);
-    assert!(ok, "{err}");
-    let data = center_home.join("center");
-    let (_center, addr, _) = spawn_at(
-        center_home.path(),
-        &[
-            "center",
-            "--listen",
-            "127.0.0.1:0",
-            "--data",
-            data.to_str().unwrap(),
-        ],
-    );
+    let (center_home, _center, addr, _) = center_with_authority("bundle-center", &[]);
     let laptop = yard_testkit::TempDir::new("bundle-laptop");
     let bundle = laptop.join("yard");
     let (ok, out, err) = yard_at(

@@ -74,6 +74,17 @@ impl Testbed {
         )
     }
 
+    /// On the host `center`: an authority in `home`, then the center at `addr`, its data in
+    /// `home`.
+    fn center(&self, home: &Path, addr: &str, extra: &[&str]) -> Daemon {
+        let (ok, _, err) = self.run("center", home, &["ca", "init"]);
+        assert!(ok, "{err}");
+        let data = home.join("data");
+        let mut args = vec!["center", "--listen", addr, "--data", data.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        self.daemon("center", home, &args)
+    }
+
     fn daemon(&self, host: &str, home: &Path, args: &[&str]) -> Daemon {
         let mut c = self.yard(host, home);
         c.args(args).stderr(Stdio::inherit());
@@ -170,23 +181,8 @@ async fn a_center_and_two_cluster_hosts_joined_with_tokens_work_over_tls_and_an_
 
     // The center host: the authority, the center, and its admin.
     let ch = home("center");
-    let (ok, _, err) = tb.run("center", &ch, &["ca", "init"]);
-    assert!(ok, "{err}");
     let center = "10.77.0.1:9900";
-    let cdata = ch.join("data");
-    let _center = tb.daemon(
-        "center",
-        &ch,
-        &[
-            "center",
-            "--listen",
-            center,
-            "--data",
-            cdata.to_str().unwrap(),
-            "--manager-timeout",
-            "3s",
-        ],
-    );
+    let _center = tb.center(&ch, center, &["--manager-timeout", "3s"]);
     let token = |allows: &str, uses: &str| {
         let (ok, out, err) = tb.run(
             "center",
@@ -679,20 +675,8 @@ async fn five_nodes_on_five_hosts_joined_with_a_token_keep_a_store_through_a_cut
         p
     };
     let ch = home("center");
-    let (ok, _, err) = tb.run("center", &ch, &["ca", "init"]);
-    assert!(ok, "{err}");
     let center = "10.78.0.1:9900";
-    let _center = tb.daemon(
-        "center",
-        &ch,
-        &[
-            "center",
-            "--listen",
-            center,
-            "--data",
-            ch.join("data").to_str().unwrap(),
-        ],
-    );
+    let _center = tb.center(&ch, center, &[]);
     let (ok, token, err) = tb.run(
         "center",
         &ch,
