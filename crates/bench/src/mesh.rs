@@ -132,7 +132,7 @@ async fn endpoint(
                     tokio::spawn(async move {
                         if let Ok(t) = acceptor.accept(s).await {
                             ep.accept_peer_stream(
-                                yard_fabric::transport::PeerStream::Wrapped(Box::new(t)),
+                                yard_fabric::transport::PeerStream::Certified(Box::new(t)),
                                 remote,
                             );
                         }

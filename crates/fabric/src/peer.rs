@@ -280,6 +280,7 @@ async fn handshake(
     let cfg = ep.config();
     let limit = cfg.handshake_timeout;
     let deadline = Instant::now() + limit;
+    let certified = stream.is_certified();
     let (mut rd, mut wr) = stream.split();
     let timed_out = |_| HandshakeError::Timeout(limit);
 
@@ -338,10 +339,18 @@ async fn handshake(
         bye(&mut wr, "invalid_peering_request", &why).await;
         return Err(HandshakeError::Invalid(why));
     }
-    let Some(key) = cfg.mesh_key.clone() else {
-        let why = "this endpoint has no mesh key, so it peers with nobody: give it the mesh's key (--mesh-key FILE, or its home's mesh.key)".to_string();
-        bye(&mut wr, "peer_invalid", &why).await;
-        return Err(HandshakeError::Invalid(why));
+    // Both ends always send a proof, so the frames are the same on every link (and a peer of
+    // an older version, which checks it, gets one). On a certified link the certificate has
+    // authenticated the peer already: a proof that does not check (another mesh key, or
+    // none) is no reason to refuse it.
+    let key = match cfg.mesh_key.clone() {
+        Some(k) => k,
+        None if certified => hex(&random_nonce()),
+        None => {
+            let why = "this endpoint has no mesh key, so it peers with nobody on a plain link: give it the mesh's key (--mesh-key FILE, or its home's mesh.key), or TLS (--tls-cert)".to_string();
+            bye(&mut wr, "peer_invalid", &why).await;
+            return Err(HandshakeError::Invalid(why));
+        }
     };
     let dialer = dialed.is_some();
     let mine = proof(
@@ -369,6 +378,9 @@ async fn handshake(
     );
     match next_handshake_frame(&mut rd, &mut wr, &mut dec, &mut buf, deadline, limit).await? {
         Frame::Proof { mac } if unhex(&mac).is_some_and(|m| ct_eq(&m, &expected)) => {}
+        Frame::Proof { .. } if certified => {
+            tracing::debug!(%remote, "the peer's mesh key is not this endpoint's; its certificate authenticates it");
+        }
         Frame::Proof { .. } => {
             ep.shared
                 .counters

@@ -19,7 +19,12 @@ impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> PeerIo for T {}
 /// A peering connection, before it is split.
 pub enum PeerStream {
     Tcp(TcpStream),
+    /// A stream the fabric knows nothing more about than its bytes.
     Wrapped(Box<dyn PeerIo>),
+    /// Mutual TLS whose other end showed a daemon's certificate of the cluster's root, checked
+    /// by the daemon that made the stream: that authenticates the peer, and the mesh key's
+    /// proof is not required of it (see `peer`'s handshake).
+    Certified(Box<dyn PeerIo>),
 }
 
 impl std::fmt::Debug for PeerStream {
@@ -27,11 +32,17 @@ impl std::fmt::Debug for PeerStream {
         f.write_str(match self {
             PeerStream::Tcp(_) => "PeerStream::Tcp",
             PeerStream::Wrapped(_) => "PeerStream::Wrapped",
+            PeerStream::Certified(_) => "PeerStream::Certified",
         })
     }
 }
 
 impl PeerStream {
+    /// Whether the other end is authenticated by its certificate.
+    pub fn is_certified(&self) -> bool {
+        matches!(self, PeerStream::Certified(_))
+    }
+
     pub(crate) fn split(self) -> (Rd, Wr) {
         match self {
             PeerStream::Tcp(s) => {
@@ -39,7 +50,7 @@ impl PeerStream {
                 let (r, w) = s.into_split();
                 (Either::Left(r), Either::Left(w))
             }
-            PeerStream::Wrapped(s) => {
+            PeerStream::Wrapped(s) | PeerStream::Certified(s) => {
                 let (r, w) = tokio::io::split(s);
                 (Either::Right(r), Either::Right(w))
             }

@@ -2,6 +2,8 @@
 //! connection tells a TLS ClientHello (22) from plain HTTP and plain peering; inside TLS, ALPN
 //! tells peering (`yard-peer/1`) from HTTP. A listener with TLS refuses plain connections unless
 //! it is on loopback and asked to serve them (`plain`), for clients that cannot speak TLS.
+//! A peering link over TLS is certified: both ends showed a daemon's certificate of the root,
+//! which authenticates them without the mesh key ([`PeerStream::Certified`]).
 
 use std::future::Future;
 use std::io;
@@ -41,15 +43,14 @@ pub(crate) async fn accept(tls: &GatewayTls, stream: TcpStream) -> io::Result<Ac
         ));
     }
     Ok(if peering {
-        match (
-            &tls.live,
-            t.get_ref().1.peer_certificates().and_then(|c| c.first()),
-        ) {
+        let cert = t.get_ref().1.peer_certificates().and_then(|c| c.first());
+        daemon_certificate(cert)?;
+        match (&tls.live, cert) {
             (Some(live), Some(cert)) => {
                 let cert = cert.clone().into_owned();
-                Accepted::Peer(PeerStream::Wrapped(Box::new(live.watch(cert, t))))
+                Accepted::Peer(PeerStream::Certified(Box::new(live.watch(cert, t))))
             }
-            _ => Accepted::Peer(PeerStream::Wrapped(Box::new(t))),
+            _ => Accepted::Peer(PeerStream::Certified(Box::new(t))),
         }
     } else {
         Accepted::Http(Conn::Tls(Box::new(t)))
@@ -57,6 +58,21 @@ pub(crate) async fn accept(tls: &GatewayTls, stream: TcpStream) -> io::Result<Ac
 }
 
 pub(crate) use yard_tls::listen::refuse_plain;
+
+/// A peer's certificate (checked against the root by the handshake) must name a daemon: the
+/// center, a manager, an agent or a node. An operator's certificate is a person's, not a
+/// peer's.
+fn daemon_certificate(
+    cert: Option<&yard_tls::rustls::pki_types::CertificateDer<'_>>,
+) -> io::Result<()> {
+    match cert.and_then(|c| yard_tls::der::subject(c)) {
+        Some(yard_tls::Subject::Operator { .. }) | None => Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            "a peering connection needs a daemon's certificate (center, manager, agent or node)",
+        )),
+        Some(_) => Ok(()),
+    }
+}
 
 /// Dials peers over TLS: their certificate checked against the cluster's root, this endpoint's
 /// own certificate presented.
@@ -101,12 +117,13 @@ impl Dialer for TlsDialer {
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
             let t = self.connector.connect(name, tcp).await?;
             let cert = t.get_ref().1.peer_certificates().and_then(|c| c.first());
+            daemon_certificate(cert)?;
             Ok(match (&self.live, cert) {
                 (Some(live), Some(cert)) => {
                     let cert = cert.clone().into_owned();
-                    PeerStream::Wrapped(Box::new(live.watch(cert, t)))
+                    PeerStream::Certified(Box::new(live.watch(cert, t)))
                 }
-                _ => PeerStream::Wrapped(Box::new(t)),
+                _ => PeerStream::Certified(Box::new(t)),
             })
         })
     }

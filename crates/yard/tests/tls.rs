@@ -354,3 +354,104 @@ fn plain_text_beside_tls_is_refused_beyond_loopback_and_half_a_tls_setting_is_na
     let e = run(&["node", "--listen", "127.0.0.1:0", "--tls-plain"]);
     assert!(e.contains("TLS is off"), "{e}");
 }
+
+/// Issue 18: over mutual TLS a daemon's certificate authenticates a peer without the mesh key.
+/// Two nodes of one root but different homes (so different mesh keys) link; the same two in
+/// plain text are refused; an operator's certificate of the same root is not a peer's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_certificate_replaces_the_mesh_key_and_an_operator_s_does_not() {
+    let b = bed("tls-certified");
+    let cfg = client_config(&b.certs.join("ca.crt"));
+    let other_home = b.home.parent().unwrap().join("other-home");
+    yard_ok(&other_home, &["token", "list"]);
+    let key = |h: &Path| std::fs::read_to_string(h.join("mesh.key")).unwrap();
+    assert_ne!(key(&b.home), key(&other_home), "two mesh keys");
+
+    let (_n1, a1) = tls_node(&b.home, &b.certs, "n1", &[]);
+    let (_n2, _) = tls_node(&other_home, &b.certs, "n2", &["--peer", &a1]);
+    wait_until(
+        "n2 (another mesh key) linked to n1 by its certificate",
+        Duration::from_secs(15),
+        || async {
+            peers(&cfg, &a1, &b.token)
+                .await
+                .iter()
+                .any(|p| p["state"] == "connected")
+        },
+    )
+    .await;
+
+    // In plain text the mesh key is the only proof: refused.
+    let plain = |home: &Path, extra: &[&str]| {
+        let mut cmd = common::yard();
+        cmd.env("YARD_HOME", home)
+            .args(["node", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .env("YARD_LOG", "warn");
+        let (d, line) = Daemon::spawn(cmd, common::Stop::Kill);
+        (d, yard_testkit::listening_addr(&line).unwrap().to_string())
+    };
+    let (_p1, pa1) = plain(&b.home, &[]);
+    let (_p2, _) = plain(&other_home, &["--peer", &pa1]);
+    let refused = || async {
+        let (code, body) = common::Node::get_as(&pa1, "/metrics", &b.token).await;
+        code == 200
+            && body.lines().any(|l| {
+                l.starts_with("yard_mesh_refused_peers_total")
+                    && l.split_whitespace().last() != Some("0")
+            })
+    };
+    wait_until(
+        "the plain peer with another key refused",
+        Duration::from_secs(15),
+        refused,
+    )
+    .await;
+    let (code, body) = common::Node::get_as(&pa1, "/v1/peers", &b.token).await;
+    assert_eq!(code, 200, "{body}");
+    let linked: Vec<Json> = serde_json::from_str(&body).unwrap();
+    assert!(
+        !linked.iter().any(|p| p["state"] == "connected"),
+        "{linked:?}"
+    );
+
+    // An operator's certificate of the same root, as a node's: its peering is refused.
+    yard_ok(
+        &b.home,
+        &[
+            "cert",
+            "issue",
+            "operator:olga",
+            "--host",
+            "127.0.0.1",
+            "--out",
+            b.certs.to_str().unwrap(),
+        ],
+    );
+    std::fs::rename(b.certs.join("operator-olga.crt"), b.certs.join("olga.crt")).unwrap();
+    std::fs::rename(b.certs.join("operator-olga.key"), b.certs.join("olga.key")).unwrap();
+    let (_n3, a3) = tls_node(&b.home, &b.certs, "n1", &[]);
+    let (_o, _) = tls_node(&b.home, &b.certs, "olga", &["--peer", &a3]);
+    let handshakes = || async {
+        let (_, body) = https_get(&cfg, &a3, "/metrics", &b.token).await;
+        body.lines()
+            .find(|l| l.starts_with("yard_tls_handshake_failures_total"))
+            .and_then(|l| l.split_whitespace().last())
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            >= 1.0
+    };
+    wait_until(
+        "the operator's peering refused",
+        Duration::from_secs(15),
+        handshakes,
+    )
+    .await;
+    assert!(
+        !peers(&cfg, &a3, &b.token)
+            .await
+            .iter()
+            .any(|p| p["state"] == "connected"),
+        "an operator's certificate is not a peer's"
+    );
+}
