@@ -655,6 +655,7 @@ impl Actor {
                 }
                 Msg::Registered {
                     center: self.c.ep.id().to_string(),
+                    manager_timeout_ms: self.c.cfg.manager_timeout.as_millis() as u64,
                 }
             }
             Ok(Msg::Progress(row)) => {

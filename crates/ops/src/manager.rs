@@ -75,7 +75,8 @@ enum Input {
         reply: oneshot::Sender<Vec<AgentView>>,
     },
     /// How the report sent last went.
-    Reported(Result<(), String>),
+    /// A report's outcome: the center's bound (ms, 0 when it does not say), or why it failed.
+    Reported(Result<u64, String>),
 }
 
 /// What the manager's tasks share: configuration, the actor's inbox, counters.
@@ -182,6 +183,7 @@ pub async fn start(
         reporting: false,
         last_report_ms: 0,
         last_error: String::new(),
+        center_bound_ms: 0,
     };
     let task = tokio::spawn({
         let m = m.clone();
@@ -234,6 +236,18 @@ struct Actor {
     reporting: bool,
     last_report_ms: u64,
     last_error: String,
+    /// The center's bound on silence, as its last answer said (0: not known).
+    center_bound_ms: u64,
+}
+
+/// How often a full report goes to the center (ms): `--report-interval`, or a third of the
+/// center's bound when that is shorter, so that a quiet cluster is never taken for a lost one.
+pub fn report_every(interval: Duration, center_bound_ms: u64) -> u64 {
+    let interval = interval.as_millis() as u64;
+    match center_bound_ms {
+        0 => interval,
+        b => interval.min((b / 3).max(1)),
+    }
 }
 
 impl Actor {
@@ -289,8 +303,8 @@ impl Actor {
         if self.reporting {
             return;
         }
-        let due = now.saturating_sub(self.last_report_ms)
-            >= self.m.cfg.report_interval.as_millis() as u64;
+        let every = report_every(self.m.cfg.report_interval, self.center_bound_ms);
+        let due = now.saturating_sub(self.last_report_ms) >= every;
         if !self.core.take_dirty() && !due {
             return;
         }
@@ -306,9 +320,15 @@ impl Actor {
         tokio::spawn(async move {
             let to = format!("{CENTER}register");
             let sent = rpc::call(&m.ep, to, &Msg::Register(report), Duration::from_secs(3)).await;
-            let _ =
-                m.tx.send(Input::Reported(sent.map(|_| ()).map_err(|e| e.to_string())))
-                    .await;
+            let outcome = sent
+                .map(|answer| match answer {
+                    Msg::Registered {
+                        manager_timeout_ms, ..
+                    } => manager_timeout_ms,
+                    _ => 0,
+                })
+                .map_err(|e| e.to_string());
+            let _ = m.tx.send(Input::Reported(outcome)).await;
         });
     }
 
@@ -358,9 +378,19 @@ impl Actor {
             Input::Reported(outcome) => {
                 self.reporting = false;
                 match outcome {
-                    Ok(()) => {
+                    Ok(bound) => {
                         self.m.reports_sent.fetch_add(1, Ordering::Relaxed);
                         self.last_error.clear();
+                        if bound != self.center_bound_ms {
+                            self.center_bound_ms = bound;
+                            let every = report_every(self.m.cfg.report_interval, bound);
+                            if every < self.m.cfg.report_interval.as_millis() as u64 {
+                                tracing::info!(
+                                    "the center calls a manager lost after {bound} ms of silence: reporting every {every} ms, within it (not --report-interval {:?})",
+                                    self.m.cfg.report_interval
+                                );
+                            }
+                        }
                     }
                     Err(e) => {
                         // Not delivered: send again at the next tick.
@@ -717,5 +747,24 @@ impl Manager {
             w.write(&bytes).map_err(|e| e.to_string())?;
         }
         w.finish().map(|_| ()).map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_come_within_a_third_of_the_center_s_bound() {
+        let five = Duration::from_secs(5);
+        assert_eq!(report_every(five, 0), 5_000, "a center that does not say");
+        assert_eq!(report_every(five, 15_000), 5_000, "the defaults fit");
+        assert_eq!(
+            report_every(five, 3_000),
+            1_000,
+            "a tight center shortens it"
+        );
+        assert_eq!(report_every(Duration::from_millis(500), 3_000), 500);
+        assert_eq!(report_every(five, 2), 1, "never zero");
     }
 }

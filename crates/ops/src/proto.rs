@@ -67,6 +67,10 @@ pub enum Msg {
     Register(ClusterReport),
     Registered {
         center: String,
+        /// How long the center waits for a report before it calls the manager lost (0 from a
+        /// center that does not say): the manager reports well within it.
+        #[serde(default)]
+        manager_timeout_ms: u64,
     },
     /// Manager → center: samples of the cluster's agents since the last batch.
     MetricsBatch {
