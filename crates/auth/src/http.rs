@@ -379,11 +379,24 @@ impl Guard {
     /// Reads the credential of a request: `Ok(anonymous)` without one. A browser's WebSocket
     /// cannot set `Authorization`; it offers the credential as a subprotocol instead
     /// ([`websocket_bearer`]).
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, AuthFailure> {
+    ///
+    /// Without a header, an operator's TLS certificate (`cert`, checked by the handshake) is
+    /// the credential: [`Registry::certificate`]. A header, when sent, decides.
+    pub fn authenticate(
+        &self,
+        headers: &HeaderMap,
+        cert: Option<&PeerCert>,
+    ) -> Result<Principal, AuthFailure> {
         let Some(value) = headers.get(header::AUTHORIZATION) else {
             return match websocket_bearer(headers)? {
                 Some(t) => self.registry.authenticate(None, &t),
-                None => Ok(self.anonymous()),
+                None => match cert
+                    .and_then(|c| c.principal.as_deref())
+                    .and_then(|p| p.strip_prefix("operator:"))
+                {
+                    Some(name) => self.registry.certificate(name),
+                    None => Ok(self.anonymous()),
+                },
             };
         };
         let value = value.to_str().map_err(|_| AuthFailure::Malformed)?;
@@ -559,11 +572,15 @@ async fn guard(
 /// Runs the checks; `Some(answer)` refuses the request, `None` lets it through with its
 /// [`Caller`] in the extensions.
 async fn check(g: &Guard, classify: &Classifier, req: &mut Request) -> Option<Response> {
-    let remote = req
+    let connected = req
         .extensions()
         .get::<axum::extract::ConnectInfo<Remote>>()
-        .map(|c| c.0.addr)
+        .map(|c| c.0.clone());
+    let remote = connected
+        .as_ref()
+        .map(|c| c.addr)
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    let cert = connected.and_then(|c| c.cert);
     let action = format!("{} {}", req.method(), req.uri().path());
     let headers = req.headers();
     if !g.host_ok(headers) {
@@ -601,7 +618,7 @@ async fn check(g: &Guard, classify: &Classifier, req: &mut Request) -> Option<Re
     let authenticated = if rule.as_ref().is_some_and(|r| r.own_credential) {
         Ok(g.anonymous())
     } else {
-        g.authenticate(headers)
+        g.authenticate(headers, cert.as_deref())
     };
     let principal = match authenticated {
         Ok(p) => p,

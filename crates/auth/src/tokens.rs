@@ -90,6 +90,8 @@ pub enum AuthFailure {
     },
     #[error("wrong principal or secret")]
     WrongStatic,
+    #[error("the certificate of operator:{0} has no active token named {0} here to give it a role (`yard token create {0} --role …` on this host)")]
+    NoCertificateRole(String),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -278,6 +280,29 @@ impl Registry {
         let mut cache = self.cache.lock().expect("registry");
         self.refresh(&mut cache, false);
         cache.records.clone()
+    }
+
+    /// The principal of an operator's certificate (`operator:NAME`, checked by the TLS
+    /// handshake against the cluster's root and its revocation list): the active token named
+    /// NAME gives it its role or policy, and revoking that token takes the certificate's
+    /// rights too. The newest such token, when there are several.
+    pub fn certificate(&self, name: &str) -> Result<Principal, AuthFailure> {
+        let now = now_secs();
+        let find = |records: &[TokenRecord]| {
+            records
+                .iter()
+                .filter(|r| r.name == name && r.state(now) == "active")
+                .max_by_key(|r| r.created)
+                .map(TokenRecord::principal)
+        };
+        let mut cache = self.cache.lock().expect("registry");
+        self.refresh(&mut cache, false);
+        if let Some(p) = find(&cache.records) {
+            return Ok(p);
+        }
+        // A token made a moment ago counts at once (one stat when nothing changed).
+        self.refresh(&mut cache, true);
+        find(&cache.records).ok_or_else(|| AuthFailure::NoCertificateRole(name.to_string()))
     }
 
     /// Checks a bearer token; `user` is the name given with it (HTTP Basic), if any.

@@ -6,7 +6,8 @@
 //! The root is the CLI's rule: `--ca FILE` (set once with [`use_ca_file`]) or `YARD_CA`, else
 //! the `ca.crt` of the home [`yard_auth::home::resolve`] picks (an operator's bundle), else
 //! that home's authority (`ca/ca.crt`, where `yard up` keeps it), else the root a joined home
-//! got (`tls/ca.crt`, `yard join`). A daemon sets its own
+//! got (`tls/ca.crt`, `yard join`). A home with `operator.crt` and `operator.key` (an
+//! operator's bundle made with `--certificate`) presents that certificate to every server. A daemon sets its own
 //! with [`use_roots`]. There is no fallback from TLS to plain text: a listener that does not
 //! speak TLS is an error that says how to reach it.
 
@@ -40,7 +41,15 @@ impl std::fmt::Debug for Roots {
 impl Roots {
     /// Roots from a PEM text (one or more certificates: during a rotation, the old and the new).
     pub fn from_pem(pem: &str) -> Result<Roots, yard_tls::TlsError> {
-        let http = yard_tls::config::client(pem, None, yard_tls::ALPN_HTTP)?;
+        Roots::with_identity(pem, None)
+    }
+
+    /// The same, presenting `id` (an operator's certificate, which then is the credential).
+    pub fn with_identity(
+        pem: &str,
+        id: Option<&yard_tls::Identity>,
+    ) -> Result<Roots, yard_tls::TlsError> {
+        let http = yard_tls::config::client(pem, id, yard_tls::ALPN_HTTP)?;
         Ok(Roots {
             pem: pem.to_string(),
             http,
@@ -77,22 +86,29 @@ pub fn found() -> Option<Roots> {
                     .filter(|p| !p.is_empty())
                     .map(PathBuf::from)
             });
+            let home = yard_auth::home::resolve(None);
             let path = match explicit {
                 Some(p) => p,
-                None => {
-                    let home = yard_auth::home::resolve(None);
-                    [
-                        home.join("ca.crt"),
-                        home.join("ca").join("ca.crt"),
-                        home.join("tls").join("ca.crt"),
-                    ]
-                    .into_iter()
-                    .find(|p| p.exists())?
-                }
+                None => [
+                    home.join("ca.crt"),
+                    home.join("ca").join("ca.crt"),
+                    home.join("tls").join("ca.crt"),
+                ]
+                .into_iter()
+                .find(|p| p.exists())?,
             };
-            let loaded = std::fs::read_to_string(&path)
-                .map_err(|e| e.to_string())
-                .and_then(|pem| Roots::from_pem(&pem).map_err(|e| e.to_string()));
+            // An operator's bundle may hold a certificate instead of a token.
+            let (cert, key) = (home.join("operator.crt"), home.join("operator.key"));
+            let id = (cert.exists() && key.exists())
+                .then(|| yard_tls::Identity::load(&cert, &key))
+                .transpose();
+            let loaded = id.map_err(|e| e.to_string()).and_then(|id| {
+                std::fs::read_to_string(&path)
+                    .map_err(|e| e.to_string())
+                    .and_then(|pem| {
+                        Roots::with_identity(&pem, id.as_ref()).map_err(|e| e.to_string())
+                    })
+            });
             match loaded {
                 Ok(r) => Some(r),
                 Err(e) => {

@@ -2,6 +2,7 @@
 //! `yard audit` (a daemon's audit log, over its API).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use clap::{Args, Subcommand};
@@ -57,6 +58,12 @@ pub(crate) enum TokenCommand {
         /// The center's address the bundle's `env` names (YARD_CENTER).
         #[arg(long, requires = "bundle")]
         center: Option<String>,
+        /// The bundle holds a certificate for operator:NAME from this home's authority
+        /// (`operator.crt`, `operator.key` 0600; for --ttl, 30 days unless given, at most
+        /// 90) instead of the token's secret: the certificate is the credential, and this
+        /// token (never shown) gives it its role.
+        #[arg(long, requires = "bundle")]
+        certificate: bool,
     },
     /// List the tokens (never their secrets).
     List {
@@ -91,11 +98,17 @@ fn make_bundle_dir(dir: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a bundle's holder proves itself with.
+enum Credential {
+    Token(String),
+    Certificate(Box<yard_tls::Issued>),
+}
+
 /// Writes the bundle's files; returns their names.
 fn write_bundle(
     home: &Home,
     dir: &std::path::Path,
-    token: &str,
+    credential: &Credential,
     center: Option<&str>,
 ) -> anyhow::Result<Vec<&'static str>> {
     let private = |name: &str, text: &str| {
@@ -103,8 +116,18 @@ fn write_bundle(
         yard_auth::tokens::write_private(&p, text.as_bytes())
             .with_context(|| format!("cannot write {}", p.display()))
     };
-    private("credentials", &format!("{token}\n"))?;
-    let mut wrote = vec!["credentials"];
+    let mut wrote = match credential {
+        Credential::Token(token) => {
+            private("credentials", &format!("{token}\n"))?;
+            vec!["credentials"]
+        }
+        Credential::Certificate(issued) => {
+            private("operator.key", &issued.key_pem)?;
+            std::fs::write(dir.join("operator.crt"), &issued.cert_pem)
+                .with_context(|| format!("cannot write {}", dir.join("operator.crt").display()))?;
+            vec!["operator.crt", "operator.key"]
+        }
+    };
     let root = home.dir.join("ca").join("ca.crt");
     match std::fs::read_to_string(&root) {
         Ok(pem) => {
@@ -137,6 +160,7 @@ pub(crate) fn token(c: TokenCommand) -> anyhow::Result<()> {
             ttl,
             bundle,
             center,
+            certificate,
         } => {
             let role = Role::parse(&role).map_err(|e| anyhow!(e))?;
             if let Some(c) = &center {
@@ -157,14 +181,46 @@ pub(crate) fn token(c: TokenCommand) -> anyhow::Result<()> {
             };
             let ttl = ttl.map(|t| dur("ttl", &t)).transpose()?;
             let home = home.open()?;
-            // The bundle's directory is made (empty, 0700) before the token exists, so that a
-            // bad directory leaves no token behind that nobody holds.
+            // The authority and the certificate's subject and life are checked before the
+            // token exists, as is the bundle's directory (made empty, 0700): a refusal leaves
+            // no token behind that nobody holds.
+            let authority = if certificate {
+                let subject: yard_tls::Subject = format!("operator:{name}")
+                    .parse()
+                    .map_err(|e| anyhow!("--certificate: {e}"))?;
+                let lifetime = ttl.unwrap_or(Duration::from_secs(30 * 24 * 3600));
+                if lifetime > yard_tls::ca::MAX_CERT_LIFETIME {
+                    anyhow::bail!("--certificate: --ttl is at most 90 days for a certificate");
+                }
+                let ca = yard_tls::Authority::open(&home.dir.join("ca")).with_context(|| {
+                    format!(
+                        "--certificate needs an authority in {} (yard ca init)",
+                        home.dir.display()
+                    )
+                })?;
+                Some((ca, subject, lifetime))
+            } else {
+                None
+            };
             if let Some(dir) = &bundle {
                 make_bundle_dir(dir)?;
             }
             let (record, token) = home.registry()?.create(&name, role, policy, ttl)?;
             if let Some(dir) = &bundle {
-                let wrote = write_bundle(&home, dir, &token, center.as_deref())?;
+                let credential = match authority {
+                    Some((ca, subject, lifetime)) => {
+                        let req = yard_tls::Request {
+                            subject,
+                            hosts: vec![],
+                            lifetime,
+                        };
+                        Credential::Certificate(Box::new(
+                            ca.issue(&req, std::time::SystemTime::now())?,
+                        ))
+                    }
+                    None => Credential::Token(token),
+                };
+                let wrote = write_bundle(&home, dir, &credential, center.as_deref())?;
                 eprintln!(
                     "token {} for {} (role {}) in {}; its bundle in {}: {}",
                     record.id,

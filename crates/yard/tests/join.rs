@@ -500,3 +500,106 @@ async fn an_operator_s_bundle_is_all_the_cli_on_another_machine_needs() {
         "{list}{err}"
     );
 }
+
+/// Issue 18: an operator's certificate is a credential. `yard token create NAME --bundle DIR
+/// --certificate` puts a certificate for operator:NAME (and no secret) in the bundle; the
+/// center takes it for the token named NAME, whose role it gets, and revoking that token takes
+/// it back. A certificate for an operator without a token here gets a 401 that says why.
+#[tokio::test]
+async fn an_operator_s_certificate_is_a_credential_with_the_role_of_its_token() {
+    let (center_home, _center, addr, _) = center_with_authority("cert-center", &[]);
+    let laptop = yard_testkit::TempDir::new("cert-laptop");
+    let bundle = laptop.join("yard");
+    let (ok, out, err) = yard_at(
+        center_home.path(),
+        &[
+            "token",
+            "create",
+            "carl",
+            "--role",
+            "viewer",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--certificate",
+            "--center",
+            &addr,
+        ],
+    );
+    assert!(ok && out.is_empty(), "{out}{err}");
+    assert!(
+        err.contains("operator.crt, operator.key, ca.crt, env"),
+        "{err}"
+    );
+    assert!(
+        !bundle.join("credentials").exists(),
+        "no secret in the bundle"
+    );
+    assert_eq!(mode(&bundle.join("operator.key")), 0o600);
+
+    let as_carl = |args: &[&str]| {
+        let out = common::yard()
+            .env("YARD_HOME", &bundle)
+            .env("YARD_CENTER", &addr)
+            .env_remove("YARD_CREDENTIALS")
+            .env_remove("YARD_CA")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = as_carl(&["topology", "--json"]);
+    assert!(ok && out.contains("\"clusters\""), "{out}{err}");
+    let (ok, _, err) = as_carl(&["restart", "--cluster", "web", "--rolling"]);
+    assert!(!ok && err.contains("403") && err.contains("carl"), "{err}");
+
+    // The same certificate with curl, and one for an operator with no token here.
+    let ca = center_home.join("ca").join("ca.crt");
+    let curl = |crt: &Path, key: &Path| {
+        let out = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", "--cacert"])
+            .arg(&ca)
+            .arg("--cert")
+            .arg(crt)
+            .arg("--key")
+            .arg(key)
+            .arg(format!("https://{addr}/v1/topology"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let carl = curl(&bundle.join("operator.crt"), &bundle.join("operator.key"));
+    assert!(carl.ends_with("\n200"), "{carl}");
+    let certs = laptop.join("certs");
+    let (ok, _, err) = yard_at(
+        center_home.path(),
+        &[
+            "cert",
+            "issue",
+            "operator:dora",
+            "--out",
+            certs.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{err}");
+    let dora = curl(
+        &certs.join("operator-dora.crt"),
+        &certs.join("operator-dora.key"),
+    );
+    assert!(
+        dora.ends_with("\n401") && dora.contains("no active token named dora"),
+        "{dora}"
+    );
+
+    // The token revoked: the certificate's rights go with it.
+    let (ok, _, err) = yard_at(center_home.path(), &["token", "revoke", "carl"]);
+    assert!(ok, "{err}");
+    wait_until("carl's certificate refused", Duration::from_secs(5), || {
+        let r = curl(&bundle.join("operator.crt"), &bundle.join("operator.key"));
+        async move { r.ends_with("\n401") }
+    })
+    .await;
+}
