@@ -61,6 +61,24 @@ fn center_with_authority(
     (home, d, addr, line)
 }
 
+/// `yard ARGS` with nothing but a bundle as its home and the center's address: no other
+/// credential, no other root.
+fn with_bundle(bundle: &Path, center: &str, args: &[&str]) -> (bool, String, String) {
+    let out = common::yard()
+        .env("YARD_HOME", bundle)
+        .env("YARD_CENTER", center)
+        .env_remove("YARD_CREDENTIALS")
+        .env_remove("YARD_CA")
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 fn mode(p: &Path) -> u32 {
     use std::os::unix::fs::PermissionsExt;
     std::fs::metadata(p).unwrap().permissions().mode() & 0o777
@@ -460,21 +478,7 @@ async fn an_operator_s_bundle_is_all_the_cli_on_another_machine_needs() {
     assert_eq!(env, format!("export YARD_CENTER='{addr}'\n"));
 
     // The bundle as the home, the address from its env: no --ca, no --token, no --center.
-    let as_olga = |args: &[&str]| {
-        let out = common::yard()
-            .env("YARD_HOME", &bundle)
-            .env("YARD_CENTER", &addr)
-            .env_remove("YARD_CREDENTIALS")
-            .env_remove("YARD_CA")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let as_olga = |args: &[&str]| with_bundle(&bundle, &addr, args);
     let (ok, out, err) = as_olga(&["topology", "--json"]);
     assert!(ok, "{err}");
     assert!(out.contains("\"clusters\""), "{out}");
@@ -536,21 +540,7 @@ async fn an_operator_s_certificate_is_a_credential_with_the_role_of_its_token() 
     );
     assert_eq!(mode(&bundle.join("operator.key")), 0o600);
 
-    let as_carl = |args: &[&str]| {
-        let out = common::yard()
-            .env("YARD_HOME", &bundle)
-            .env("YARD_CENTER", &addr)
-            .env_remove("YARD_CREDENTIALS")
-            .env_remove("YARD_CA")
-            .args(args)
-            .output()
-            .unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
+    let as_carl = |args: &[&str]| with_bundle(&bundle, &addr, args);
     let (ok, out, err) = as_carl(&["topology", "--json"]);
     assert!(ok && out.contains("\"clusters\""), "{out}{err}");
     let (ok, _, err) = as_carl(&["restart", "--cluster", "web", "--rolling"]);
