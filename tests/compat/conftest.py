@@ -3,6 +3,7 @@
 import atexit
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -36,6 +37,17 @@ def make_token(name, role):
     return out.stdout.strip()
 
 
+def stop_process(proc, sig=signal.SIGTERM, timeout=10):
+    """Stops `proc` with `sig` if it still runs, then SIGKILL after `timeout` s; reaps it."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 class Node:
     def __init__(self, *extra):
         self.proc = subprocess.Popen(
@@ -63,12 +75,7 @@ class Node:
         return p
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture

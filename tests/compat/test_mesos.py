@@ -22,7 +22,7 @@ import urllib.request
 import pytest
 from pymesos import MesosSchedulerDriver, Scheduler, decode_data, encode_data
 
-from conftest import YARD, admin_token, free_port, wait_for
+from conftest import YARD, admin_token, free_port, stop_process, wait_for
 
 # The framework's Mesos principal: the master is started with --mesos-credentials, and pymesos
 # and mesos-cli send it as HTTP Basic credentials, as they would to a Mesos master.
@@ -87,12 +87,7 @@ class Daemon:
 
     def stop(self, sig=signal.SIGTERM):
         if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc, sig, timeout=15)
 
 
 class Cluster:

@@ -19,7 +19,7 @@ import textwrap
 
 import pytest
 
-from conftest import YARD, wait_for
+from conftest import YARD, stop_process, wait_for
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TESTBED = ROOT / "scripts" / "testbed.sh"
@@ -80,15 +80,12 @@ class Bed:
         subprocess.run(["bash", str(TESTBED), args[0], self.prefix, *args[1:]], check=True, timeout=60)
 
     def close(self):
+        # All asked at once (agents first), then each waited for.
         for p in reversed(self.procs):
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
         for p in self.procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+            stop_process(p, timeout=20)
         subprocess.run(["bash", str(TESTBED), "down", self.prefix], timeout=60)
         shutil.rmtree(self.work, ignore_errors=True)
 

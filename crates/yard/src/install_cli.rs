@@ -141,12 +141,6 @@ fn data_of(args: &[String]) -> Option<String> {
     None
 }
 
-/// Whether `args` already name `--data`.
-fn has_data(args: &[String]) -> bool {
-    args.iter()
-        .any(|a| a == "--data" || a.starts_with("--data="))
-}
-
 /// The plan for `role` with the daemon's `flags` (checked by the caller).
 pub(crate) fn plan(role: Role, flags: &[String]) -> anyhow::Result<Plan> {
     let (mut args, secrets) = split_flags(flags)?;
@@ -155,13 +149,14 @@ pub(crate) fn plan(role: Role, flags: &[String]) -> anyhow::Result<Plan> {
     let home = state.join("home");
     // The daemon writes its state and, when it is elsewhere, its --data.
     let mut writable = vec![state.to_string_lossy().into_owned()];
-    if let Some(d) = data_of(&args) {
+    let data = data_of(&args);
+    if let Some(d) = &data {
         if d.contains(char::is_whitespace) || !d.starts_with('/') {
             bail!("--data {d:?}: an absolute path without spaces, for the unit");
         }
-        writable.push(d);
+        writable.push(d.clone());
     }
-    if !has_data(&args) {
+    if data.is_none() {
         args.push("--data".into());
         args.push(state.join("data").to_string_lossy().into_owned());
     }
@@ -242,7 +237,7 @@ pub(crate) fn plan(role: Role, flags: &[String]) -> anyhow::Result<Plan> {
         (state.clone(), state_mode),
         (home, 0o700),
     ];
-    if !has_data(flags) {
+    if data.is_none() {
         dirs.push((state.join("data"), state_mode));
     }
     Ok(Plan {
