@@ -46,9 +46,9 @@ pub(crate) async fn accept(tls: &GatewayTls, stream: TcpStream) -> io::Result<Ac
         let cert = t.get_ref().1.peer_certificates().and_then(|c| c.first());
         daemon_certificate(cert)?;
         match (&tls.live, cert) {
-            (Some(live), Some(cert)) => {
-                let cert = cert.clone().into_owned();
-                Accepted::Peer(PeerStream::Certified(Box::new(live.watch(cert, t))))
+            (Some(live), Some(_)) => {
+                let chain = chain_of(t.get_ref().1.peer_certificates());
+                Accepted::Peer(PeerStream::Certified(Box::new(live.watch(chain, t))))
             }
             _ => Accepted::Peer(PeerStream::Certified(Box::new(t))),
         }
@@ -58,6 +58,17 @@ pub(crate) async fn accept(tls: &GatewayTls, stream: TcpStream) -> io::Result<Ac
 }
 
 pub(crate) use yard_tls::listen::refuse_plain;
+
+/// The chain a peer presented, kept to check it again while the link lasts.
+fn chain_of(
+    certs: Option<&[yard_tls::rustls::pki_types::CertificateDer<'_>]>,
+) -> Vec<yard_tls::rustls::pki_types::CertificateDer<'static>> {
+    certs
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.clone().into_owned())
+        .collect()
+}
 
 /// A peer's certificate (checked against the root by the handshake) must name a daemon: the
 /// center, a manager, an agent or a node. An operator's certificate is a person's, not a
@@ -119,9 +130,9 @@ impl Dialer for TlsDialer {
             let cert = t.get_ref().1.peer_certificates().and_then(|c| c.first());
             daemon_certificate(cert)?;
             Ok(match (&self.live, cert) {
-                (Some(live), Some(cert)) => {
-                    let cert = cert.clone().into_owned();
-                    PeerStream::Certified(Box::new(live.watch(cert, t)))
+                (Some(live), Some(_)) => {
+                    let chain = chain_of(t.get_ref().1.peer_certificates());
+                    PeerStream::Certified(Box::new(live.watch(chain, t)))
                 }
                 _ => PeerStream::Certified(Box::new(t)),
             })

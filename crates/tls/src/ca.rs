@@ -9,6 +9,17 @@
 //! Revocations are kept in `revoked.json` (with the number of the newest list) and published as
 //! `crl.der`, a revocation list (RFC 5280) signed by the root's key, which every daemon checks
 //! its callers and peers against (see [`crate::live`]).
+//!
+//! **Rotation** ([`Authority::rotate`]) replaces the root without a pause: a new key and root,
+//! and `cross.crt`, the new root's name and key certified by the old root, valid until the old
+//! root retires. The old root's files move to `previous/` (an authority directory of its own,
+//! which keeps signing the revocation list of what it issued). Until the retirement `ca.crt` is
+//! the trust bundle: the new root, the old root, the cross certificate. A certificate issued
+//! meanwhile comes with the cross certificate after it, so that whoever trusts only the old
+//! root still accepts it; a daemon that sees the bundle (from its host's authority, or on the
+//! fabric) checks the cross certificate's signature and trusts the new root beside the old one.
+//! At the retirement ([`Authority::finish`]) `previous/` and `cross.crt` are removed and
+//! `ca.crt` is the new root alone; the daemons stop trusting the old root on the same clock.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -33,6 +44,15 @@ pub const BACKDATE: Duration = Duration::from_secs(60);
 pub const CRL_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 /// The longest lifetime `issue` grants.
 pub const MAX_CERT_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
+/// The shortest overlap a rotation gives by default: time for every daemon to hear of the new
+/// root and renew its certificate under it.
+pub const MIN_OVERLAP: Duration = Duration::from_secs(300);
+/// The shortest overlap a rotation may be asked for.
+pub const MIN_ASKED_OVERLAP: Duration = Duration::from_secs(10);
+/// The directory the old root's files move to during a rotation.
+const PREVIOUS: &str = "previous";
+/// The new root certified by the old one, during a rotation.
+const CROSS: &str = "cross.crt";
 
 /// Whom a certificate speaks for.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -164,6 +184,10 @@ pub enum CaError {
     Make(#[from] rcgen::Error),
     #[error("{0}")]
     Request(String),
+    #[error(
+        "a rotation is under way: the old root retires at {0} (Unix seconds); `yard ca rotate --finish` retires it now"
+    )]
+    Rotating(u64),
 }
 
 /// What a certificate is asked for.
@@ -202,6 +226,10 @@ pub struct Record {
     pub not_after: u64,
     /// SHA-256 of the certificate's DER, hex.
     pub sha256: String,
+    /// The fingerprint of the root that signed it (absent in records made before the first
+    /// rotation: the first root).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
 }
 
 /// One revoked certificate, in `revoked.json`.
@@ -227,9 +255,22 @@ pub struct Revocations {
 pub struct Authority {
     dir: PathBuf,
     name: String,
-    cert_pem: String,
+    /// `ca.crt` whole: the root, then during a rotation the old root and the cross certificate.
+    trust_pem: String,
     cert_der: Vec<u8>,
     key: KeyPair,
+    /// During a rotation: the cross certificate (PEM) and when the old root retires.
+    cross: Option<(String, u64)>,
+}
+
+/// What [`Authority::rotate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// The fingerprints of the old root and of the new one.
+    pub old: String,
+    pub new: String,
+    /// When the old root retires, Unix seconds.
+    pub retires_at: u64,
 }
 
 impl fmt::Debug for Authority {
@@ -332,18 +373,31 @@ impl Authority {
             .map_err(|e| CaError::Corrupt(key_path.clone(), e.to_string()))?;
         let name = read(&dir.join("ca.name"))?.trim().to_string();
         let cert_path = dir.join("ca.crt");
-        let cert_pem = read(&cert_path)?;
-        let cert_der = crate::config::certs_from_pem(&cert_pem)
+        let trust_pem = read(&cert_path)?;
+        let cert_der = crate::config::certs_from_pem(&trust_pem)
             .ok()
             .and_then(|c| c.into_iter().next())
             .ok_or_else(|| CaError::Corrupt(cert_path.clone(), "no certificate".into()))?
             .to_vec();
+        let cross_path = dir.join(CROSS);
+        let cross = match std::fs::read_to_string(&cross_path) {
+            Ok(pem) => {
+                let retires = crate::config::certs_from_pem(&pem)
+                    .ok()
+                    .and_then(|c| crate::der::validity(c.first()?).map(|v| v.1 + 1))
+                    .ok_or_else(|| CaError::Corrupt(cross_path.clone(), "no certificate".into()))?;
+                Some((pem, retires))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(CaError::Io(cross_path, e)),
+        };
         Ok(Authority {
             dir: dir.to_path_buf(),
             name,
-            cert_pem,
+            trust_pem,
             cert_der,
             key,
+            cross,
         })
     }
 
@@ -363,9 +417,23 @@ impl Authority {
         &self.name
     }
 
-    /// The root certificate, PEM: what every client and daemon trusts.
+    /// What every client and daemon trusts, PEM: the root (`ca.crt`); during a rotation, the
+    /// bundle of the new root, the old root and the cross certificate.
     pub fn cert_pem(&self) -> &str {
-        &self.cert_pem
+        &self.trust_pem
+    }
+
+    /// During a rotation, when the old root retires (Unix seconds).
+    pub fn retiring(&self) -> Option<u64> {
+        self.cross.as_ref().map(|c| c.1)
+    }
+
+    /// The old root's authority (in `previous/`), during a rotation.
+    fn previous(&self) -> Result<Option<Authority>, CaError> {
+        if self.cross.is_none() {
+            return Ok(None);
+        }
+        Authority::open(&self.dir.join(PREVIOUS)).map(Some)
     }
 
     /// SHA-256 of the root's DER, hex: what a join token carries so that a new host can check
@@ -454,9 +522,18 @@ impl Authority {
             not_before: unix(start),
             not_after: unix(end),
             sha256: secret::sha256_hex(cert.der()),
+            issuer: Some(self.fingerprint()),
         };
         self.append(&record)?;
-        Ok((record, cert.pem()))
+        let mut pem = cert.pem();
+        // During a rotation the chain goes on to the cross certificate, for whoever trusts
+        // only the old root.
+        if let Some((cross, retires)) = &self.cross {
+            if unix(now) < *retires {
+                pem.push_str(cross);
+            }
+        }
+        Ok((record, pem))
     }
 
     fn append(&self, r: &Record) -> Result<(), CaError> {
@@ -503,21 +580,189 @@ impl Authority {
                 None => format!("no certificate with serial {which} (`yard cert list`)"),
             }));
         }
-        let mut book = self.revocations()?;
-        let fresh: Vec<Record> = found
-            .into_iter()
-            .filter(|r| !book.revoked.iter().any(|x| x.serial == r.serial))
-            .collect();
-        book.revoked.extend(fresh.iter().map(|r| Revoked {
-            serial: r.serial.clone(),
-            subject: r.subject.clone(),
-            revoked_at: t,
-            not_after: r.not_after,
-        }));
-        if !fresh.is_empty() {
-            self.publish(&mut book, now)?;
+        let mut fresh = Vec::new();
+        // Each root lists what it issued: during a rotation the old root's book is in
+        // `previous/`.
+        let previous = self.previous()?;
+        let own = self.fingerprint();
+        for ca in std::iter::once(self).chain(previous.as_ref()) {
+            let mine = |r: &Record| match &previous {
+                None => true,
+                Some(_) => (r.issuer.as_deref() == Some(own.as_str())) == std::ptr::eq(ca, self),
+            };
+            let mut book = ca.revocations()?;
+            let new: Vec<Record> = found
+                .iter()
+                .filter(|r| mine(r) && !book.revoked.iter().any(|x| x.serial == r.serial))
+                .cloned()
+                .collect();
+            if new.is_empty() {
+                continue;
+            }
+            book.revoked.extend(new.iter().map(|r| Revoked {
+                serial: r.serial.clone(),
+                subject: r.subject.clone(),
+                revoked_at: t,
+                not_after: r.not_after,
+            }));
+            ca.publish(&mut book, now)?;
+            fresh.extend(new);
         }
         Ok(fresh)
+    }
+
+    /// Whether the certificate `serial` is revoked (by whichever root issued it).
+    pub fn is_revoked(&self, serial: &str) -> Result<bool, CaError> {
+        let listed = |ca: &Authority| -> Result<bool, CaError> {
+            Ok(ca
+                .revocations()?
+                .revoked
+                .iter()
+                .any(|r| r.serial.eq_ignore_ascii_case(serial)))
+        };
+        Ok(listed(self)? || self.previous()?.map(|p| listed(&p)).transpose()? == Some(true))
+    }
+
+    /// The revocation lists in force, DER: this root's, and during a rotation the old root's.
+    pub fn crls(&self, now: SystemTime) -> Result<Vec<Vec<u8>>, CaError> {
+        let mut lists = vec![self.crl(now)?];
+        if let Some(p) = self.previous()? {
+            lists.push(p.crl(now)?);
+        }
+        Ok(lists)
+    }
+
+    /// Replaces the root (see the module's documentation). The old root retires after
+    /// `overlap` (at least [`MIN_ASKED_OVERLAP`]), or by default when the last certificate it
+    /// issued that is still good expires, and not sooner than [`MIN_OVERLAP`]. Refused while a
+    /// rotation is under way.
+    pub fn rotate(
+        &mut self,
+        overlap: Option<Duration>,
+        now: SystemTime,
+    ) -> Result<Rotation, CaError> {
+        let t = unix(now);
+        match self.cross {
+            Some((_, retires)) if t < retires => return Err(CaError::Rotating(retires)),
+            Some(_) => {
+                self.finish()?;
+            }
+            None => {}
+        }
+        let retires_at = match overlap {
+            Some(d) if d < MIN_ASKED_OVERLAP => {
+                return Err(CaError::Request(format!(
+                    "an overlap of at least {} s, for the daemons to hear of the new root",
+                    MIN_ASKED_OVERLAP.as_secs()
+                )))
+            }
+            Some(d) => t + d.as_secs(),
+            None => {
+                let book = self.revocations()?;
+                self.issued()?
+                    .iter()
+                    .filter(|r| {
+                        r.not_after > t && !book.revoked.iter().any(|x| x.serial == r.serial)
+                    })
+                    .map(|r| r.not_after + BACKDATE.as_secs())
+                    .max()
+                    .unwrap_or(0)
+                    .max(t + MIN_OVERLAP.as_secs())
+            }
+        };
+        let io = |p: &Path, e| CaError::Io(p.to_path_buf(), e);
+        let old_pem = crate::config::pem_of(&self.cert_der);
+        // The new root, and its name and key certified by the old root until it retires.
+        let name = format!("Switchyard CA {}", secret::random_hex(4));
+        let key = KeyPair::generate()?;
+        let mut params = ca_params(&name);
+        params.serial_number = Some(SerialNumber::from_slice(&serial()));
+        params.not_before = (now - BACKDATE).into();
+        params.not_after = (now + CA_LIFETIME).into();
+        let root = params.self_signed(&key)?;
+        let mut params = ca_params(&name);
+        params.serial_number = Some(SerialNumber::from_slice(&serial()));
+        params.not_before = (now - BACKDATE).into();
+        // Its last valid second is the one before the retirement.
+        params.not_after = (SystemTime::UNIX_EPOCH + Duration::from_secs(retires_at - 1)).into();
+        let cross = params.signed_by(&key, &Issuer::new(ca_params(&self.name), &self.key))?;
+        // The old root's files become `previous/`, an authority of their own (its list made
+        // first, so that it moves with them).
+        self.crl(now)?;
+        let previous = self.dir.join(PREVIOUS);
+        if previous.exists() {
+            std::fs::remove_dir_all(&previous).map_err(|e| io(&previous, e))?;
+        }
+        std::fs::create_dir(&previous).map_err(|e| io(&previous, e))?;
+        for file in ["ca.key", "ca.name", "revoked.json", "crl.der"] {
+            let (from, to) = (self.dir.join(file), previous.join(file));
+            let bytes = std::fs::read(&from).map_err(|e| io(&from, e))?;
+            write_private(&to, &bytes).map_err(|e| io(&to, e))?;
+        }
+        write_public(&previous.join("ca.crt"), old_pem.as_bytes()).map_err(|e| io(&previous, e))?;
+        // Then the new root's, the key first (see `init`), the bundle last.
+        let put = |file: &str, bytes: &[u8], private: bool| {
+            let path = self.dir.join(file);
+            let r = if private {
+                write_private(&path, bytes)
+            } else {
+                write_public(&path, bytes)
+            };
+            r.map_err(|e| io(&path, e))
+        };
+        put("ca.key", key.serialize_pem().as_bytes(), true)?;
+        put("ca.name", format!("{name}\n").as_bytes(), false)?;
+        put(CROSS, cross.pem().as_bytes(), false)?;
+        for file in ["revoked.json", "crl.der"] {
+            let path = self.dir.join(file);
+            std::fs::remove_file(&path).map_err(|e| io(&path, e))?;
+        }
+        let bundle = format!("{}{old_pem}{}", root.pem(), cross.pem());
+        put("ca.crt", bundle.as_bytes(), false)?;
+        let old = self.fingerprint();
+        *self = Authority::open(&self.dir)?;
+        // The new root's list, empty.
+        self.crl(now)?;
+        Ok(Rotation {
+            old,
+            new: self.fingerprint(),
+            retires_at,
+        })
+    }
+
+    /// Ends a rotation now: the old root's files and the cross certificate are removed and
+    /// `ca.crt` is the new root alone. Certificates the old root issued are no longer good
+    /// anywhere once the daemons' clocks reach the retirement (or they see the bundle without
+    /// the old root). Returns whether there was a rotation to end.
+    pub fn finish(&mut self) -> Result<bool, CaError> {
+        if self.cross.is_none() {
+            return Ok(false);
+        }
+        let path = self.dir.join("ca.crt");
+        let root = crate::config::pem_of(&self.cert_der);
+        write_public(&path, root.as_bytes()).map_err(|e| CaError::Io(path, e))?;
+        for p in [self.dir.join(CROSS), self.dir.join(PREVIOUS)] {
+            let r = if p.is_dir() {
+                std::fs::remove_dir_all(&p)
+            } else {
+                std::fs::remove_file(&p)
+            };
+            match r {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(CaError::Io(p, e)),
+            }
+        }
+        *self = Authority::open(&self.dir)?;
+        Ok(true)
+    }
+
+    /// Ends the rotation when its old root's time is up; returns whether it did.
+    pub fn finish_if_due(&mut self, now: SystemTime) -> Result<bool, CaError> {
+        match self.cross {
+            Some((_, retires)) if unix(now) >= retires => self.finish(),
+            _ => Ok(false),
+        }
     }
 
     /// The revocation list in force, DER (made, empty, on first use).
@@ -599,7 +844,8 @@ impl Authority {
     }
 }
 
-fn write_public(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes a file others may read, whole: a new file renamed over the old one.
+pub fn write_public(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = path.with_extension(format!("tmp-{}", secret::random_hex(6)));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
@@ -736,5 +982,106 @@ mod tests {
             let e = ca.issue(&r, now).unwrap_err().to_string();
             assert!(e.contains(why), "{e}");
         }
+    }
+
+    #[test]
+    fn a_rotation_keeps_the_old_root_until_its_certificates_end_and_only_one_runs_at_a_time() {
+        let tmp = yard_testkit::TempDir::new("rotate");
+        let dir = tmp.join("ca");
+        let now = SystemTime::now();
+        let mut ca = Authority::init(&dir, now).unwrap();
+        let req = |subject: &str, lifetime: Duration| Request {
+            subject: subject.parse().unwrap(),
+            hosts: vec!["h".into()],
+            lifetime,
+        };
+        let long = ca.issue(&req("node:n1", 3 * CERT_LIFETIME), now).unwrap();
+        let short = ca.issue(&req("node:n2", CERT_LIFETIME), now).unwrap();
+        ca.revoke(&long.record.serial, now).unwrap();
+        let old = ca.fingerprint();
+        assert!(!ca.finish().unwrap(), "nothing to finish");
+
+        // By default the old root stays until its last good certificate ends (the revoked
+        // one does not count).
+        let r = ca.rotate(None, now).unwrap();
+        assert_eq!(r.old, old);
+        assert_eq!(r.new, ca.fingerprint());
+        assert_eq!(r.retires_at, short.record.not_after + BACKDATE.as_secs());
+        assert_eq!(ca.retiring(), Some(r.retires_at));
+        let bundle = crate::config::certs_from_pem(ca.cert_pem()).unwrap();
+        assert_eq!(bundle.len(), 3, "new root, old root, cross certificate");
+        assert_eq!(secret::sha256_hex(&bundle[1]), old);
+        let mode = |p: &Path| {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+        };
+        assert_eq!(mode(&dir.join("ca.key")), 0o600);
+        assert_eq!(mode(&dir.join("previous").join("ca.key")), 0o600);
+        // Opened again, it is the same rotation.
+        let again = Authority::open(&dir).unwrap();
+        assert_eq!(
+            (again.fingerprint(), again.retiring()),
+            (r.new.clone(), Some(r.retires_at))
+        );
+
+        // What it issues now names the new root and carries the cross certificate.
+        let fresh = ca.issue(&req("node:n3", CERT_LIFETIME), now).unwrap();
+        assert_eq!(fresh.record.issuer.as_deref(), Some(r.new.as_str()));
+        assert_eq!(
+            crate::config::certs_from_pem(&fresh.cert_pem)
+                .unwrap()
+                .len(),
+            2
+        );
+        // Each revocation goes to the list of the root that issued the certificate.
+        ca.revoke(&short.record.serial, now).unwrap();
+        ca.revoke(&fresh.record.serial, now).unwrap();
+        let previous = Authority::open(&dir.join("previous")).unwrap();
+        let listed = |ca: &Authority| -> Vec<String> {
+            ca.revocations()
+                .unwrap()
+                .revoked
+                .into_iter()
+                .map(|r| r.serial)
+                .collect()
+        };
+        assert_eq!(
+            listed(&previous),
+            vec![long.record.serial.clone(), short.record.serial.clone()]
+        );
+        assert_eq!(listed(&ca), vec![fresh.record.serial.clone()]);
+        assert!(ca.is_revoked(&long.record.serial).unwrap());
+        assert_eq!(ca.crls(now).unwrap().len(), 2);
+
+        // One rotation at a time; an explicit overlap; the end of it.
+        let e = ca.rotate(None, now).unwrap_err();
+        assert!(
+            matches!(e, CaError::Rotating(t) if t == r.retires_at),
+            "{e}"
+        );
+        assert!(!ca.finish_if_due(now).unwrap());
+        assert!(ca
+            .finish_if_due(SystemTime::UNIX_EPOCH + Duration::from_secs(r.retires_at))
+            .unwrap());
+        assert_eq!(ca.retiring(), None);
+        assert_eq!(
+            crate::config::certs_from_pem(ca.cert_pem()).unwrap().len(),
+            1
+        );
+        assert!(!dir.join("previous").exists() && !dir.join("cross.crt").exists());
+        assert_eq!(
+            crate::config::certs_from_pem(
+                &ca.issue(&req("node:n4", CERT_LIFETIME), now)
+                    .unwrap()
+                    .cert_pem
+            )
+            .unwrap()
+            .len(),
+            1
+        );
+        assert!(ca.rotate(Some(Duration::from_secs(9)), now).is_err());
+        let r2 = ca.rotate(Some(Duration::from_secs(60)), now).unwrap();
+        assert_eq!(r2.retires_at, unix(now) + 60);
+        assert_eq!(r2.old, r.new);
     }
 }

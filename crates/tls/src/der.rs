@@ -2,6 +2,10 @@
 //! the cluster's root, or its own): the serial, the validity and the principal its URI names.
 //! A minimal DER walk over the fields RFC 5280 puts first in `tbsCertificate`; anything it does
 //! not expect is `None`, never a panic.
+//!
+//! And what it checks in something it does not yet trust, a root cross-signed by the one it
+//! holds or a revocation list of one of its roots: [`signed_by`] verifies a certificate's or a
+//! list's signature with an issuer's public key.
 
 use crate::ca::Subject;
 
@@ -25,10 +29,21 @@ fn element(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     Some((tag, &rest[..len], &rest[len..]))
 }
 
-/// The fields of `tbsCertificate` up to the validity.
+/// One DER element whole (tag, length and contents), with its tag, and what follows it.
+fn whole(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (tag, _, rest) = element(b)?;
+    Some((tag, &b[..b.len() - rest.len()], rest))
+}
+
+/// The fields of `tbsCertificate` up to the subject's public key.
 struct Tbs<'a> {
     serial: &'a [u8],
     validity: &'a [u8],
+    /// Whole `Name` elements.
+    issuer: &'a [u8],
+    subject: &'a [u8],
+    /// The contents of `SubjectPublicKeyInfo`.
+    spki: &'a [u8],
 }
 
 fn tbs(cert: &[u8]) -> Option<Tbs<'_>> {
@@ -48,11 +63,102 @@ fn tbs(cert: &[u8]) -> Option<Tbs<'_>> {
     }
     let serial = field;
     let (_, _, rest) = element(rest)?; // signature algorithm
-    let (_, _, rest) = element(rest)?; // issuer
-    let (0x30, validity, _) = element(rest)? else {
+    let (0x30, issuer, rest) = whole(rest)? else {
         return None;
     };
-    Some(Tbs { serial, validity })
+    let (0x30, validity, rest) = element(rest)? else {
+        return None;
+    };
+    let (0x30, subject, rest) = whole(rest)? else {
+        return None;
+    };
+    let (0x30, spki, _) = element(rest)? else {
+        return None;
+    };
+    Some(Tbs {
+        serial,
+        validity,
+        issuer,
+        subject,
+        spki,
+    })
+}
+
+/// The issuer's and the subject's names (whole DER elements): equal in a self-signed root.
+pub fn names(cert: &[u8]) -> Option<(&[u8], &[u8])> {
+    let t = tbs(cert)?;
+    Some((t.issuer, t.subject))
+}
+
+/// The subject's public key: its algorithm identifier (contents) and the key's bits.
+pub fn public_key(cert: &[u8]) -> Option<(&[u8], &[u8])> {
+    let (0x30, alg, rest) = element(tbs(cert)?.spki)? else {
+        return None;
+    };
+    let (0x03, bits, _) = element(rest)? else {
+        return None;
+    };
+    // A key's BIT STRING has no unused bits.
+    let ([0], key) = bits.split_at_checked(1)? else {
+        return None;
+    };
+    Some((alg, key))
+}
+
+/// A signed object (a certificate or a revocation list): the signed part whole, the signature
+/// algorithm's identifier (contents) and the signature.
+fn signed(der: &[u8]) -> Option<(&[u8], &[u8], &[u8])> {
+    let (0x30, outer, _) = element(der)? else {
+        return None;
+    };
+    let (0x30, signed, rest) = whole(outer)? else {
+        return None;
+    };
+    let (0x30, alg, rest) = element(rest)? else {
+        return None;
+    };
+    let (0x03, bits, _) = element(rest)? else {
+        return None;
+    };
+    let ([0], signature) = bits.split_at_checked(1)? else {
+        return None;
+    };
+    Some((signed, alg, signature))
+}
+
+/// The issuer (a whole `Name`) of a revocation list: its `tbsCertList` starts with an optional
+/// version, the signature algorithm and the issuer.
+pub fn crl_issuer(crl: &[u8]) -> Option<&[u8]> {
+    let (signed, _, _) = signed(crl)?;
+    let (0x30, tbs, _) = element(signed)? else {
+        return None;
+    };
+    let (tag, _, mut rest) = element(tbs)?;
+    if tag == 0x02 {
+        (_, _, rest) = element(rest)?; // signature algorithm, after the version
+    }
+    let (0x30, issuer, _) = whole(rest)? else {
+        return None;
+    };
+    Some(issuer)
+}
+
+/// Whether `der` (a certificate or a revocation list) carries a good signature by the key of
+/// the certificate `issuer`, with one of `provider`'s algorithms. Whether the names match is the
+/// caller's to check.
+pub fn signed_by(provider: &rustls::crypto::CryptoProvider, der: &[u8], issuer: &[u8]) -> bool {
+    let (Some((message, alg, signature)), Some((key_alg, key))) = (signed(der), public_key(issuer))
+    else {
+        return false;
+    };
+    provider
+        .signature_verification_algorithms
+        .all
+        .iter()
+        .filter(|a| {
+            a.signature_alg_id().as_ref() == alg && a.public_key_alg_id().as_ref() == key_alg
+        })
+        .any(|a| a.verify_signature(key, message, signature).is_ok())
 }
 
 /// The serial number, lowercase hex without the sign byte DER may add (as `issued.jsonl` and
@@ -174,6 +280,33 @@ mod tests {
         ] {
             assert!(serial_hex(bad).is_none(), "{bad:?}");
             assert_eq!(validity(bad), None);
+        }
+        // Signatures: the root's over the certificate and over its list; not another root's,
+        // not over a changed byte, never on garbage.
+        let provider = crate::config::provider();
+        let crl = ca.crl(now).unwrap();
+        assert!(signed_by(&provider, &der, &root));
+        assert!(signed_by(&provider, &crl, &root));
+        assert_eq!(crl_issuer(&crl), names(&root).map(|n| n.1));
+        assert_eq!(names(&der).map(|n| n.0), names(&root).map(|n| n.1));
+        let other = Authority::init(&tmp.join("other"), now).unwrap();
+        let other_root = crate::config::certs_from_pem(other.cert_pem()).unwrap()[0].to_vec();
+        assert!(!signed_by(&provider, &der, &other_root));
+        let mut changed = der.clone();
+        let i = changed.len() / 2;
+        changed[i] ^= 1;
+        assert!(!signed_by(&provider, &changed, &root));
+        for bad in [
+            &[][..],
+            &[0x30, 0x85, 1, 2][..],
+            &crl[..crl.len() / 2],
+            b"garbage",
+        ] {
+            assert!(!signed_by(&provider, bad, &root), "{bad:?}");
+            assert!(!signed_by(&provider, &der, bad));
+            assert_eq!(crl_issuer(bad), None);
+            assert_eq!(names(bad), None);
+            assert_eq!(public_key(bad), None);
         }
         assert_eq!(time(0x18, b"20991231235959Z"), Some(4_102_444_799));
         assert_eq!(time(0x17, b"991231235959Z"), Some(946_684_799));

@@ -158,6 +158,12 @@ pub enum JoinError {
     Io(PathBuf, std::io::Error),
 }
 
+fn root_modified(dir: &Path) -> Option<SystemTime> {
+    std::fs::metadata(dir.join("ca.crt"))
+        .and_then(|m| m.modified())
+        .ok()
+}
+
 fn unix(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -379,7 +385,9 @@ pub struct Renewed {
 
 /// The center's join desk.
 pub struct Joins {
-    ca: Authority,
+    /// The authority, opened again when its `ca.crt` changes (a rotation, by `yard ca rotate`
+    /// in another process).
+    ca: Mutex<(std::sync::Arc<Authority>, Option<SystemTime>)>,
     book: Mutex<JoinBook>,
     mesh_key: String,
     lifetime: Duration,
@@ -395,8 +403,9 @@ impl Joins {
     /// The desk of the authority `ca`, giving joined hosts `mesh_key`.
     pub fn new(ca: Authority, mesh_key: String) -> Result<Joins, JoinError> {
         let book = JoinBook::open(ca.dir())?;
+        let seen = root_modified(ca.dir());
         Ok(Joins {
-            ca,
+            ca: Mutex::new((std::sync::Arc::new(ca), seen)),
             book: Mutex::new(book),
             mesh_key,
             lifetime: CERT_LIFETIME,
@@ -408,8 +417,18 @@ impl Joins {
         Joins { lifetime, ..self }
     }
 
-    pub fn ca(&self) -> &Authority {
-        &self.ca
+    /// The authority as its directory holds it now.
+    pub fn ca(&self) -> std::sync::Arc<Authority> {
+        let mut held = self.ca.lock().expect("authority");
+        let now = root_modified(held.0.dir());
+        if now != held.1 {
+            match Authority::open(held.0.dir()) {
+                Ok(ca) => *held = (std::sync::Arc::new(ca), now),
+                // Half-rotated: the one held serves until the files are whole.
+                Err(e) => tracing::warn!("the authority changed and cannot be opened: {e}"),
+            }
+        }
+        held.0.clone()
     }
 
     /// A token for `pattern`, as the text to hand to the new host (reaching the center at
@@ -430,7 +449,7 @@ impl Joins {
         let token = JoinToken {
             id: record.id.clone(),
             secret: secret_text,
-            fingerprint: self.ca.fingerprint(),
+            fingerprint: self.ca().fingerprint(),
             center: center.to_string(),
         };
         Ok((record, token))
@@ -454,8 +473,8 @@ impl Joins {
         now: SystemTime,
     ) -> Result<Renewed, JoinError> {
         let key = PublicKey::from_hex(&req.public_key)?;
-        let old = self
-            .ca
+        let ca = self.ca();
+        let old = ca
             .issued()?
             .into_iter()
             .find(|r| r.serial.eq_ignore_ascii_case(serial))
@@ -464,13 +483,7 @@ impl Joins {
                     "certificate {serial} was not issued by this authority"
                 ))
             })?;
-        if self
-            .ca
-            .revocations()?
-            .revoked
-            .iter()
-            .any(|r| r.serial.eq_ignore_ascii_case(serial))
-        {
+        if ca.is_revoked(serial)? {
             return Err(JoinError::Renewal(format!(
                 "certificate {serial} is revoked"
             )));
@@ -487,7 +500,7 @@ impl Joins {
                 .saturating_sub(old.not_before + crate::ca::BACKDATE.as_secs())
                 .clamp(1, crate::ca::MAX_CERT_LIFETIME.as_secs()),
         );
-        let (record, cert_pem) = self.ca.sign(
+        let (record, cert_pem) = ca.sign(
             &Request {
                 subject: old.subject.clone(),
                 hosts: old.hosts.clone(),
@@ -499,7 +512,7 @@ impl Joins {
         Ok(Renewed {
             subject: old.subject,
             cert_pem,
-            ca_pem: self.ca.cert_pem().to_string(),
+            ca_pem: ca.cert_pem().to_string(),
             serial: record.serial,
             not_after: record.not_after,
         })
@@ -512,7 +525,8 @@ impl Joins {
             .lock()
             .expect("join book")
             .redeem(&req.id, &req.secret, &req.subject, now)?;
-        let (record, cert_pem) = self.ca.sign(
+        let ca = self.ca();
+        let (record, cert_pem) = ca.sign(
             &Request {
                 subject: req.subject.clone(),
                 hosts: req.hosts.clone(),
@@ -524,7 +538,7 @@ impl Joins {
         Ok(Joined {
             subject: req.subject.clone(),
             cert_pem,
-            ca_pem: self.ca.cert_pem().to_string(),
+            ca_pem: ca.cert_pem().to_string(),
             serial: record.serial,
             not_after: record.not_after,
             mesh_key: self.mesh_key.clone(),

@@ -6,9 +6,11 @@
 //! one whose peer's certificate was revoked, or has expired, is cut within a sweep
 //! ([`Live::sweep`], which the daemon's keeper runs every second).
 //!
-//! A revocation list is adopted only when it is the authority's (its signature checked by
-//! verifying this daemon's own certificate with it) and newer than the one held (its CRL
-//! number); so a list from anywhere, the fabric included, can be offered safely.
+//! A revocation list is adopted only when one of the roots held signed it and it is newer than
+//! the one held of that root (its CRL number); a new root only when a cross certificate signed
+//! by a root held certifies it ([`Live::offer_roots`], a rotation: see [`crate::ca`]). So lists
+//! and bundles from anywhere, the fabric included, can be offered safely. A root retires on
+//! this daemon's clock, when the cross certificate that introduced its successor ends.
 
 use std::io;
 use std::pin::Pin;
@@ -23,8 +25,8 @@ use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{
-    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
-    ServerConfig, SignatureScheme,
+    ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore, ServerConfig,
+    SignatureScheme,
 };
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, ServerName, UnixTime};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,21 +35,48 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use crate::config::{certs_from_pem, key_from_pem, provider, roots, TlsError};
 use crate::{Identity, ALPN_HTTP, ALPN_PEER};
 
+/// A root this daemon trusts.
+#[derive(Clone)]
+struct Anchor {
+    der: CertificateDer<'static>,
+    /// Its name, a whole DER element.
+    subject: Vec<u8>,
+    /// When it stops being trusted (Unix seconds): the end of the cross certificate that
+    /// introduced its successor.
+    retires: Option<u64>,
+}
+
+/// A revocation list held: its issuer's name, its number, the list.
+#[derive(Clone)]
+struct HeldCrl {
+    issuer: Vec<u8>,
+    number: u64,
+    der: CertificateRevocationListDer<'static>,
+}
+
+/// What this daemon trusts: its roots, the cross certificates that introduced the newer ones,
+/// and a revocation list per root.
+#[derive(Clone, Default)]
+struct Trust {
+    anchors: Vec<Anchor>,
+    crosses: Vec<CertificateDer<'static>>,
+    crls: Vec<HeldCrl>,
+}
+
 /// What the daemon holds now.
 struct Current {
     key: Arc<CertifiedKey>,
     /// `(not_before, not_after)` of the certificate, Unix seconds.
     validity: (u64, u64),
     serial: String,
-    /// The revocation list held, with its CRL number.
-    crl: Option<(u64, CertificateRevocationListDer<'static>)>,
+    trust: Trust,
     clients: Arc<dyn ClientCertVerifier>,
     servers: Arc<dyn ServerCertVerifier>,
 }
 
-/// A link being watched: the certificate its other end presented, and its flag.
+/// A link being watched: the chain its other end presented, and its flag.
 struct Watched {
-    cert: CertificateDer<'static>,
+    chain: Vec<CertificateDer<'static>>,
     cut: Weak<Cut>,
 }
 
@@ -61,8 +90,6 @@ struct Cut {
 /// See the module's documentation.
 pub struct Live {
     provider: Arc<CryptoProvider>,
-    roots: Arc<RootCertStore>,
-    ca_pem: String,
     hints: Vec<DistinguishedName>,
     now: Arc<dyn Fn() -> UnixTime + Send + Sync>,
     current: RwLock<Current>,
@@ -75,7 +102,11 @@ impl std::fmt::Debug for Live {
         f.debug_struct("Live")
             .field("serial", &c.serial)
             .field("validity", &c.validity)
-            .field("crl", &c.crl.as_ref().map(|c| c.0))
+            .field("roots", &c.trust.anchors.len())
+            .field(
+                "crls",
+                &c.trust.crls.iter().map(|c| c.number).collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -83,10 +114,19 @@ impl std::fmt::Debug for Live {
 /// What [`Live::offer_crl`] did with a list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CrlOutcome {
-    /// Adopted: newer than the one held.
+    /// Adopted: newer than the one held of its root.
     Adopted(u64),
     /// Not newer than the one held: nothing changed.
     Stale(u64),
+}
+
+/// What [`Live::offer_roots`] did with a bundle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootsOutcome {
+    /// This many new roots are trusted (each certified by one held).
+    Adopted(usize),
+    /// Nothing new.
+    Known,
 }
 
 /// Whether a certificate valid over `validity` (Unix seconds) is due for renewal at `now`:
@@ -99,29 +139,33 @@ pub fn renewal_due(validity: (u64, u64), now: u64) -> bool {
     now >= issued + (end - issued) / 3 * 2
 }
 
-/// The verifiers of client and of server certificates, as one list makes them.
+/// The verifiers of client and of server certificates, as one trust makes them.
 type Verifiers = (Arc<dyn ClientCertVerifier>, Arc<dyn ServerCertVerifier>);
 
-fn verifiers(
-    provider: &Arc<CryptoProvider>,
-    roots: &Arc<RootCertStore>,
-    crl: Option<&CertificateRevocationListDer<'static>>,
-) -> Result<Verifiers, TlsError> {
-    let crls: Vec<_> = crl.into_iter().cloned().collect();
+fn verifiers(provider: &Arc<CryptoProvider>, trust: &Trust) -> Result<Verifiers, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for a in &trust.anchors {
+        roots.add(a.der.clone())?;
+    }
+    let roots = Arc::new(roots);
+    let crls: Vec<_> = trust.crls.iter().map(|c| c.der.clone()).collect();
+    // Each root's certificates are checked against that root's list. A root whose list has not
+    // arrived yet (one just introduced) has its certificates taken without: refusing them would
+    // cut a daemon that missed the rotation off from the peers that bring it the news.
     let clients = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider.clone())
         .with_crls(crls.clone())
         .only_check_end_entity_revocation()
+        .allow_unknown_revocation_status()
         .allow_unauthenticated()
         .build()
         .map_err(|e| TlsError::Verifier(e.to_string()))?;
-    let servers = rustls::client::WebPkiServerVerifier::builder_with_provider(
-        roots.clone(),
-        provider.clone(),
-    )
-    .with_crls(crls)
-    .only_check_end_entity_revocation()
-    .build()
-    .map_err(|e| TlsError::Verifier(e.to_string()))?;
+    let servers =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .with_crls(crls)
+            .only_check_end_entity_revocation()
+            .allow_unknown_revocation_status()
+            .build()
+            .map_err(|e| TlsError::Verifier(e.to_string()))?;
     Ok((clients, servers))
 }
 
@@ -135,8 +179,123 @@ fn bad(what: &str) -> TlsError {
     TlsError::Pem("certificate".into(), what.into())
 }
 
+/// A certificate of `certs` that certifies `root` (another of them, self-signed): the same
+/// name and key, issued by someone else.
+fn certifies(cross: &[u8], root: &[u8]) -> bool {
+    let (Some((issuer, subject)), Some((r_issuer, r_subject))) =
+        (crate::der::names(cross), crate::der::names(root))
+    else {
+        return false;
+    };
+    issuer != subject
+        && r_issuer == r_subject
+        && subject == r_subject
+        && crate::der::public_key(cross) == crate::der::public_key(root)
+}
+
+impl Trust {
+    /// Trusts the roots of `certs` that a held root certifies (through a cross certificate in
+    /// `certs`, in its validity at `now`), and retires the certifying root when the cross
+    /// certificate ends. Returns how many roots are new.
+    fn extend(
+        &mut self,
+        provider: &CryptoProvider,
+        certs: &[CertificateDer<'static>],
+        now: u64,
+    ) -> usize {
+        let mut new = 0;
+        for cross in certs {
+            let Some(root) = certs.iter().find(|r| certifies(cross, r)) else {
+                continue;
+            };
+            let (Some((issuer, subject)), Some((_, end))) =
+                (crate::der::names(cross), crate::der::validity(cross))
+            else {
+                continue;
+            };
+            let Some(by) = self.anchors.iter().position(|a| {
+                a.subject == issuer && crate::der::signed_by(provider, cross, &a.der)
+            }) else {
+                continue;
+            };
+            // Retired once the cross certificate's last second is over.
+            let end = end + 1;
+            let retires = self.anchors[by].retires.map_or(end, |r| r.min(end));
+            self.anchors[by].retires = Some(retires);
+            // An ended cross certificate still says when its issuer retired, but introduces
+            // nothing.
+            if end <= now {
+                continue;
+            }
+            if !self.crosses.contains(cross) {
+                self.crosses.push(cross.clone());
+            }
+            if !self
+                .anchors
+                .iter()
+                .any(|a| a.subject == subject && a.der == *root)
+            {
+                self.anchors.push(Anchor {
+                    der: root.clone(),
+                    subject: subject.to_vec(),
+                    retires: None,
+                });
+                new += 1;
+            }
+        }
+        new
+    }
+
+    /// A daemon's trust from its root file: every certificate in it is a root, except the
+    /// cross certificates that certify another of them (which give the older root its
+    /// retirement).
+    fn from_file(
+        provider: &CryptoProvider,
+        certs: Vec<CertificateDer<'static>>,
+        now: u64,
+    ) -> Trust {
+        let crosses: Vec<bool> = certs
+            .iter()
+            .map(|c| certs.iter().any(|r| certifies(c, r)))
+            .collect();
+        let mut trust = Trust::default();
+        for (c, cross) in certs.iter().zip(&crosses) {
+            if !cross {
+                let subject = crate::der::names(c)
+                    .map(|n| n.1.to_vec())
+                    .unwrap_or_default();
+                trust.anchors.push(Anchor {
+                    der: c.clone(),
+                    subject,
+                    retires: None,
+                });
+            }
+        }
+        trust.extend(provider, &certs, now);
+        trust.retire(now);
+        trust
+    }
+
+    /// Drops the roots whose time is up, the cross certificates that ended, and the lists of
+    /// roots no longer held; returns whether anything changed.
+    fn retire(&mut self, now: u64) -> bool {
+        let before = (self.anchors.len(), self.crosses.len(), self.crls.len());
+        // The newest root stays whatever its file says.
+        let keep = |a: &Anchor| a.retires.is_none_or(|r| now < r);
+        if self.anchors.iter().any(keep) {
+            self.anchors.retain(keep);
+        }
+        self.crosses
+            .retain(|c| crate::der::validity(c).is_some_and(|(_, end)| now <= end));
+        let anchors = &self.anchors;
+        self.crls
+            .retain(|c| anchors.iter().any(|a| a.subject == c.issuer));
+        before != (self.anchors.len(), self.crosses.len(), self.crls.len())
+    }
+}
+
 impl Live {
-    /// A daemon's TLS from its identity and the cluster's root, with the system clock.
+    /// A daemon's TLS from its identity and the cluster's root file, with the system clock.
     pub fn new(id: &Identity, ca_pem: &str) -> Result<Arc<Live>, TlsError> {
         Live::with_clock(id, ca_pem, Arc::new(UnixTime::now))
     }
@@ -148,21 +307,20 @@ impl Live {
         now: Arc<dyn Fn() -> UnixTime + Send + Sync>,
     ) -> Result<Arc<Live>, TlsError> {
         let provider = provider();
-        let roots = Arc::new(roots(ca_pem)?);
-        let (clients, servers) = verifiers(&provider, &roots, None)?;
+        let trust = Trust::from_file(&provider, certs_from_pem(ca_pem)?, now().as_secs());
+        let hints = roots(ca_pem)?.subjects();
+        let (clients, servers) = verifiers(&provider, &trust)?;
         let key = certified(&provider, id)?;
         let (validity, serial) = Self::describe(&key)?;
         Ok(Arc::new(Live {
-            hints: roots.subjects(),
+            hints,
             provider,
-            roots,
-            ca_pem: ca_pem.to_string(),
             now,
             current: RwLock::new(Current {
                 key,
                 validity,
                 serial,
-                crl: None,
+                trust,
                 clients,
                 servers,
             }),
@@ -177,9 +335,46 @@ impl Live {
         Ok((validity, serial))
     }
 
-    /// The cluster's root, PEM.
-    pub fn ca_pem(&self) -> &str {
-        &self.ca_pem
+    /// What this daemon trusts, PEM, in the order of an authority's `ca.crt`: the roots that
+    /// are not retiring, those that are, then the cross certificates that introduced the newer
+    /// ones (what its root file holds, and what it hands on).
+    pub fn ca_pem(&self) -> String {
+        let c = self.current.read().expect("not poisoned");
+        let t = &c.trust;
+        let (staying, retiring): (Vec<&Anchor>, Vec<&Anchor>) =
+            t.anchors.iter().partition(|a| a.retires.is_none());
+        staying
+            .into_iter()
+            .chain(retiring)
+            .map(|a| &a.der)
+            .chain(&t.crosses)
+            .map(|d| crate::config::pem_of(d))
+            .collect()
+    }
+
+    /// How many roots are trusted.
+    pub fn roots(&self) -> usize {
+        self.current
+            .read()
+            .expect("not poisoned")
+            .trust
+            .anchors
+            .len()
+    }
+
+    /// Whether this daemon's own certificate is of a root that is retiring: it renews it now,
+    /// under the newer root.
+    pub fn on_retiring_root(&self) -> bool {
+        let c = self.current.read().expect("not poisoned");
+        let issuer = c
+            .key
+            .end_entity_cert()
+            .ok()
+            .and_then(|d| crate::der::names(d).map(|n| n.0.to_vec()));
+        c.trust
+            .anchors
+            .iter()
+            .any(|a| Some(&a.subject) == issuer.as_ref() && a.retires.is_some())
     }
 
     /// The current certificate's `(not_before, not_after)`, Unix seconds.
@@ -192,28 +387,33 @@ impl Live {
         self.current.read().expect("not poisoned").serial.clone()
     }
 
-    /// The CRL number of the revocation list held.
+    /// The highest CRL number of the revocation lists held.
     pub fn crl_number(&self) -> Option<u64> {
-        self.current
-            .read()
-            .expect("not poisoned")
-            .crl
-            .as_ref()
-            .map(|c| c.0)
+        let c = self.current.read().expect("not poisoned");
+        c.trust.crls.iter().map(|c| c.number).max()
     }
 
-    /// The revocation list held, DER.
-    pub fn crl(&self) -> Option<CertificateRevocationListDer<'static>> {
-        self.current
-            .read()
-            .expect("not poisoned")
-            .crl
-            .as_ref()
-            .map(|c| c.1.clone())
+    /// The revocation lists held (one per root), DER.
+    pub fn crls(&self) -> Vec<CertificateRevocationListDer<'static>> {
+        let c = self.current.read().expect("not poisoned");
+        c.trust.crls.iter().map(|c| c.der.clone()).collect()
     }
 
-    /// Swaps in a renewed certificate: it must be of the same root and not revoked by the list
-    /// held. New handshakes present it; links already up keep theirs.
+    /// Puts a changed trust in force: new verifiers, then a sweep of the links.
+    fn adopt(&self, trust: Trust) -> Result<(), TlsError> {
+        let (clients, servers) = verifiers(&self.provider, &trust)?;
+        {
+            let mut c = self.current.write().expect("not poisoned");
+            c.trust = trust;
+            c.clients = clients;
+            c.servers = servers;
+        }
+        self.sweep();
+        Ok(())
+    }
+
+    /// Swaps in a renewed certificate: it must be of a trusted root and not revoked by the
+    /// lists held. New handshakes present it; links already up keep theirs.
     pub fn renew(&self, id: &Identity) -> Result<(), TlsError> {
         let key = certified(&self.provider, id)?;
         let (validity, serial) = Self::describe(&key)?;
@@ -221,7 +421,7 @@ impl Live {
         {
             let c = self.current.read().expect("not poisoned");
             c.clients
-                .verify_client_cert(&der, &[], (self.now)())
+                .verify_client_cert(&der, key.cert.get(1..).unwrap_or_default(), (self.now)())
                 .map_err(TlsError::Rustls)?;
         }
         let mut c = self.current.write().expect("not poisoned");
@@ -231,68 +431,106 @@ impl Live {
         Ok(())
     }
 
-    /// Offers a revocation list (DER); adopted when signed by the root and newer (by its CRL
-    /// number) than the one held (see the module's documentation).
+    /// Offers a bundle of roots (PEM, as `ca.crt` holds during a rotation): a new root is
+    /// trusted when a cross certificate in the bundle, signed by a root held, certifies it; the
+    /// certifying root then retires when that cross certificate ends. Anything else in the
+    /// bundle is ignored, so a bundle from anywhere, the fabric included, can be offered.
+    pub fn offer_roots(&self, bundle: &str) -> Result<RootsOutcome, TlsError> {
+        let certs = certs_from_pem(bundle)?;
+        let now = (self.now)().as_secs();
+        let mut trust = self.current.read().expect("not poisoned").trust.clone();
+        let before: Vec<_> = trust.anchors.iter().map(|a| a.retires).collect();
+        let new = trust.extend(&self.provider, &certs, now);
+        let after: Vec<_> = trust
+            .anchors
+            .iter()
+            .take(before.len())
+            .map(|a| a.retires)
+            .collect();
+        if new == 0 && before == after {
+            return Ok(RootsOutcome::Known);
+        }
+        self.adopt(trust)?;
+        Ok(if new == 0 {
+            RootsOutcome::Known
+        } else {
+            RootsOutcome::Adopted(new)
+        })
+    }
+
+    /// Offers a revocation list (DER); adopted when signed by a root held and newer (by its
+    /// CRL number) than the list held of that root (see the module's documentation).
     pub fn offer_crl(&self, der: Vec<u8>) -> Result<CrlOutcome, TlsError> {
-        let crl = CertificateRevocationListDer::from(der);
-        let (clients, servers) = verifiers(&self.provider, &self.roots, Some(&crl))?;
-        // The list is checked by using it: this daemon's own certificate, verified with it,
-        // is either good or revoked; any other answer (a bad signature, another issuer, garbage)
-        // refuses the list.
-        let own = self
-            .current
-            .read()
-            .expect("not poisoned")
-            .key
-            .end_entity_cert()
-            .map_err(TlsError::Rustls)?
-            .clone()
-            .into_owned();
-        match clients.verify_client_cert(&own, &[], (self.now)()) {
-            Ok(_) | Err(rustls::Error::InvalidCertificate(CertificateError::Revoked)) => {}
-            Err(e) => {
-                return Err(TlsError::Verifier(format!(
-                    "a revocation list refused: {e}"
-                )))
-            }
-        }
-        let number = crate::der::crl_number(crl.as_ref())
+        let refused = |why: &str| TlsError::Verifier(format!("a revocation list refused: {why}"));
+        let issuer = crate::der::crl_issuer(&der)
+            .ok_or_else(|| refused("not a revocation list"))?
+            .to_vec();
+        let number = crate::der::crl_number(&der)
             .ok_or_else(|| TlsError::Verifier("a revocation list without a CRL number".into()))?;
-        if let Some(held) = self.crl_number() {
-            if number <= held {
-                return Ok(CrlOutcome::Stale(held));
-            }
-        }
+        let mut trust = self.current.read().expect("not poisoned").trust.clone();
+        if !trust
+            .anchors
+            .iter()
+            .any(|a| a.subject == issuer && crate::der::signed_by(&self.provider, &der, &a.der))
         {
-            let mut c = self.current.write().expect("not poisoned");
-            c.clients = clients;
-            c.servers = servers;
-            c.crl = Some((number, crl));
+            return Err(refused("not signed by a root this daemon trusts"));
         }
-        self.sweep();
+        let held = trust.crls.iter().position(|c| c.issuer == issuer);
+        if let Some(i) = held {
+            if number <= trust.crls[i].number {
+                return Ok(CrlOutcome::Stale(trust.crls[i].number));
+            }
+            trust.crls.remove(i);
+        }
+        trust.crls.push(HeldCrl {
+            issuer,
+            number,
+            der: CertificateRevocationListDer::from(der),
+        });
+        self.adopt(trust)?;
         Ok(CrlOutcome::Adopted(number))
     }
 
-    /// Whether a certificate the handshake accepted is still good now: of the root, in its
+    /// Whether a chain the handshake accepted is still good now: of a root trusted, in its
     /// validity, not revoked.
-    pub fn still_good(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+    pub fn still_good(&self, chain: &[CertificateDer<'_>]) -> Result<(), rustls::Error> {
+        let (leaf, rest) = chain
+            .split_first()
+            .ok_or(rustls::Error::NoCertificatesPresented)?;
         let clients = self.current.read().expect("not poisoned").clients.clone();
         clients
-            .verify_client_cert(cert, &[], (self.now)())
+            .verify_client_cert(leaf, rest, (self.now)())
             .map(|_| ())
     }
 
-    /// Cuts every watched link whose other end's certificate is no longer good; forgets the
-    /// links that ended. Returns how many were cut.
+    /// Retires the roots whose time is up, then cuts every watched link whose other end's
+    /// certificate is no longer good; forgets the links that ended. Returns how many were cut.
     pub fn sweep(&self) -> usize {
+        let now = (self.now)().as_secs();
+        let mut trust = self.current.read().expect("not poisoned").trust.clone();
+        if trust.retire(now) {
+            match verifiers(&self.provider, &trust) {
+                Ok((clients, servers)) => {
+                    tracing::info!(
+                        roots = trust.anchors.len(),
+                        "a retired root is no longer trusted"
+                    );
+                    let mut c = self.current.write().expect("not poisoned");
+                    c.trust = trust;
+                    c.clients = clients;
+                    c.servers = servers;
+                }
+                Err(e) => tracing::warn!("cannot retire a root: {e}"),
+            }
+        }
         let mut links = self.links.lock().expect("not poisoned");
         links.retain(|l| l.cut.strong_count() > 0);
         let mut n = 0;
         for l in links.iter() {
-            if let (Err(e), Some(cut)) = (self.still_good(&l.cert), l.cut.upgrade()) {
+            if let (Err(e), Some(cut)) = (self.still_good(&l.chain), l.cut.upgrade()) {
                 if !cut.set.swap(true, Ordering::AcqRel) {
                     tracing::warn!(
-                        subject = ?crate::der::subject(&l.cert),
+                        subject = ?l.chain.first().and_then(|c| crate::der::subject(c)),
                         "a link is cut: its peer's certificate is no longer good ({e})"
                     );
                     n += 1;
@@ -310,11 +548,11 @@ impl Live {
         links.len()
     }
 
-    /// Watches a link whose other end presented `cert` (see [`Live::sweep`]).
-    pub fn watch<S>(&self, cert: CertificateDer<'static>, io: S) -> Guarded<S> {
+    /// Watches a link whose other end presented `chain` (see [`Live::sweep`]).
+    pub fn watch<S>(&self, chain: Vec<CertificateDer<'static>>, io: S) -> Guarded<S> {
         let cut = Arc::new(Cut::default());
         self.links.lock().expect("not poisoned").push(Watched {
-            cert,
+            chain,
             cut: Arc::downgrade(&cut),
         });
         Guarded { io, cut }
@@ -572,8 +810,8 @@ mod tests {
                     let Ok(t) = acceptor.accept(s).await else {
                         return;
                     };
-                    let cert = t.get_ref().1.peer_certificates().unwrap()[0].clone();
-                    let mut t = live.watch(cert, t);
+                    let chain = t.get_ref().1.peer_certificates().unwrap().to_vec();
+                    let mut t = live.watch(chain, t);
                     let mut b = [0u8; 1];
                     while t.read_exact(&mut b).await.is_ok() {
                         if t.write_all(&b).await.is_err() {
@@ -739,5 +977,158 @@ mod tests {
             .await
             .expect("the link ends");
         assert!(r.is_err());
+    }
+
+    /// A clock `ahead` seconds ahead of the system's (moved by the test).
+    fn clock(ahead: &Arc<std::sync::atomic::AtomicU64>) -> Arc<dyn Fn() -> UnixTime + Send + Sync> {
+        let ahead = ahead.clone();
+        Arc::new(move || {
+            UnixTime::since_unix_epoch(
+                SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .unwrap()
+                    + Duration::from_secs(ahead.load(Ordering::Relaxed)),
+            )
+        })
+    }
+
+    #[tokio::test]
+    async fn a_rotated_root_is_trusted_through_its_cross_certificate_lists_of_both_roots_hold_and_the_old_root_retires_on_time(
+    ) {
+        let tmp = yard_testkit::TempDir::new("live-rot");
+        let mut ca = Authority::init(&tmp.join("ca"), SystemTime::now()).unwrap();
+        let day = Duration::from_secs(86400);
+        let ahead = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (m, _) = identity(&ca, "manager:web", day);
+        let manager = Live::with_clock(&m, ca.cert_pem(), clock(&ahead)).unwrap();
+        let addr = server(manager.clone()).await;
+        let (old, old_serial) = identity(&ca, "agent:web/old", day);
+        let old_agent = Live::new(&old, ca.cert_pem()).unwrap();
+        let old_dialer = old_agent.client(ALPN_PEER).unwrap();
+        let mut old_link = dial(&old_dialer, addr).await.unwrap();
+        manager
+            .offer_crl(ca.crl(SystemTime::now()).unwrap())
+            .unwrap();
+
+        let rotation = ca
+            .rotate(Some(Duration::from_secs(3600)), SystemTime::now())
+            .unwrap();
+        assert_ne!(rotation.old, rotation.new);
+        // A certificate of the new root, with the cross certificate after it, is accepted by a
+        // daemon that has not heard of the rotation (and holds the old root's list only).
+        let (new, new_serial) = identity(&ca, "agent:web/new", day);
+        assert_eq!(
+            crate::config::certs_from_pem(&new.cert_pem).unwrap().len(),
+            2
+        );
+        let new_agent = Live::new(&new, ca.cert_pem()).unwrap();
+        assert_eq!(
+            new_agent.roots(),
+            2,
+            "the bundle's two roots, the cross set aside"
+        );
+        assert!(!new_agent.on_retiring_root());
+        let new_dialer = new_agent.client(ALPN_PEER).unwrap();
+        dial(&new_dialer, addr)
+            .await
+            .expect("the cross certificate links it to the old root");
+        assert!(!manager.on_retiring_root(), "it does not know yet");
+
+        // Roots that no root held certifies are ignored (another authority's rotation), and
+        // garbage is refused.
+        let mut other = Authority::init(&tmp.join("other"), SystemTime::now()).unwrap();
+        other.rotate(None, SystemTime::now()).unwrap();
+        assert_eq!(
+            manager.offer_roots(other.cert_pem()).unwrap(),
+            RootsOutcome::Known
+        );
+        assert_eq!(manager.roots(), 1);
+        assert!(manager.offer_roots("garbage").is_err());
+
+        // The bundle is taken: two roots, the old one retiring, the manager's own certificate
+        // due for renewal under the new one.
+        assert_eq!(
+            manager.offer_roots(ca.cert_pem()).unwrap(),
+            RootsOutcome::Adopted(1)
+        );
+        assert_eq!(
+            manager.offer_roots(ca.cert_pem()).unwrap(),
+            RootsOutcome::Known
+        );
+        assert_eq!(manager.roots(), 2);
+        assert!(manager.on_retiring_root());
+        assert_eq!(manager.ca_pem(), new_agent.ca_pem());
+        let (m2, _) = identity(&ca, "manager:web", day);
+        manager.renew(&m2).unwrap();
+        assert!(!manager.on_retiring_root());
+
+        // Each root's list: the new root's, then the old root's revoking the old agent (whose
+        // link is cut); the new agent revoked by the new root's list.
+        let lists = ca.crls(SystemTime::now()).unwrap();
+        assert_eq!(lists.len(), 2);
+        for l in lists {
+            assert!(matches!(
+                manager.offer_crl(l).unwrap(),
+                CrlOutcome::Adopted(_) | CrlOutcome::Stale(_)
+            ));
+        }
+        assert_eq!(ca.revoke(&old_serial, SystemTime::now()).unwrap().len(), 1);
+        assert_eq!(ca.revoke(&new_serial, SystemTime::now()).unwrap().len(), 1);
+        assert!(ca.is_revoked(&old_serial).unwrap() && ca.is_revoked(&new_serial).unwrap());
+        let mut adopted = 0;
+        for l in ca.crls(SystemTime::now()).unwrap() {
+            if let CrlOutcome::Adopted(_) = manager.offer_crl(l).unwrap() {
+                adopted += 1;
+            }
+        }
+        assert_eq!(adopted, 2, "a newer list of each root");
+        let mut b = [0u8; 1];
+        let cut = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = old_link.write_all(b"y").await;
+            old_link.read_exact(&mut b).await
+        })
+        .await
+        .expect("the link ends");
+        assert!(cut.is_err(), "the old root's revoked agent is cut");
+        assert!(
+            dial(&new_dialer, addr).await.is_err(),
+            "the new root's revoked agent is refused"
+        );
+
+        // At the retirement, the old root is no longer trusted: a certificate it issued is
+        // refused, one of the new root accepted.
+        let (late_old, _) = {
+            let prev = Authority::open(&tmp.join("ca").join("previous")).unwrap();
+            identity(&prev, "agent:web/late", day)
+        };
+        let late_old = Live::new(&late_old, ca.cert_pem()).unwrap();
+        let late_dialer = late_old.client(ALPN_PEER).unwrap();
+        dial(&late_dialer, addr)
+            .await
+            .expect("still in the overlap");
+        let (fresh, _) = identity(&ca, "agent:web/fresh", day);
+        let fresh = Live::new(&fresh, ca.cert_pem()).unwrap();
+        let fresh_dialer = fresh.client(ALPN_PEER).unwrap();
+        ahead.store(3601, Ordering::Relaxed);
+        manager.sweep();
+        assert_eq!(manager.roots(), 1, "the old root retired");
+        assert!(
+            dial(&late_dialer, addr).await.is_err(),
+            "the old root's certificate is refused"
+        );
+        dial(&fresh_dialer, addr)
+            .await
+            .expect("the new root's certificate is accepted");
+        // A daemon started on the bundle after the retirement trusts the new root alone.
+        let restarted = Live::with_clock(&m2, ca.cert_pem(), clock(&ahead)).unwrap();
+        assert_eq!(restarted.roots(), 1);
+        // And the authority ends the rotation: its ca.crt is the new root alone.
+        assert!(!ca.finish_if_due(SystemTime::now()).unwrap());
+        assert!(ca.finish().unwrap());
+        assert_eq!(
+            crate::config::certs_from_pem(ca.cert_pem()).unwrap().len(),
+            1
+        );
+        assert!(!tmp.join("ca").join("previous").exists());
     }
 }

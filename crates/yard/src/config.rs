@@ -212,6 +212,7 @@ fn tls_of(f: &NodeFile) -> anyhow::Result<TlsParts> {
             live,
             cert: f.tls_cert.clone().into(),
             key: f.tls_key.clone().into(),
+            ca: f.tls_ca.clone().into(),
             renewal: crate::keeper::Renewal::Files,
         }),
     ))

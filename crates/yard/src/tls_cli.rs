@@ -1,7 +1,8 @@
-//! `yard ca init|show` and `yard cert issue|list|revoke`: the cluster's certificate authority,
-//! kept in the credentials home (`HOME/ca`), and the certificates it issues (docs/SECURITY.md,
-//! TLS). A revocation writes the authority's new list; the daemons on its host read it from
-//! there within a second, and the center publishes it to every other daemon on the fabric.
+//! `yard ca init|show|rotate` and `yard cert issue|list|revoke`: the cluster's certificate
+//! authority, kept in the credentials home (`HOME/ca`), and the certificates it issues
+//! (docs/SECURITY.md, TLS). A revocation writes the authority's new list, and a rotation its
+//! new root; the daemons on its host read them from there within a second, and the center
+//! publishes them to every other daemon on the fabric.
 
 use std::path::PathBuf;
 use std::time::SystemTime;
@@ -20,12 +21,26 @@ pub(crate) enum CaCommand {
         #[command(flatten)]
         home: HomeArg,
     },
-    /// Its name, fingerprint and where it is; --pem prints the root certificate.
+    /// Its name, fingerprint and where it is; --pem prints what clients trust (the root, and
+    /// during a rotation the old root and the cross certificate).
     Show {
         #[command(flatten)]
         home: HomeArg,
         #[arg(long)]
         pem: bool,
+    },
+    /// Replace the root with a new one, without a pause: the daemons trust both until the old
+    /// root retires and renew their certificates under the new one within seconds.
+    Rotate {
+        #[command(flatten)]
+        home: HomeArg,
+        /// How long the old root stays trusted, at least 10s [default: until the last
+        /// certificate it issued expires, at least 5 minutes].
+        #[arg(long, conflicts_with = "finish")]
+        overlap: Option<String>,
+        /// Retire the old root now (certificates it issued are refused from then on).
+        #[arg(long)]
+        finish: bool,
     },
 }
 
@@ -88,6 +103,44 @@ pub(crate) fn ca(c: CaCommand) -> anyhow::Result<()> {
             println!("fingerprint  sha256:{}", ca.fingerprint());
             println!("root         {}", ca.dir().join("ca.crt").display());
             println!("issued       {}", ca.issued()?.len());
+            if let Some(at) = ca.retiring() {
+                println!(
+                    "rotating     the old root retires at {at} (unix seconds; `yard ca rotate --finish` retires it now)"
+                );
+            }
+        }
+        CaCommand::Rotate {
+            home,
+            overlap,
+            finish,
+        } => {
+            let (_, mut ca) = open(&home)?;
+            if finish {
+                if !ca.finish()? {
+                    bail!("no rotation is under way (`yard ca show`)");
+                }
+                println!(
+                    "the old root is retired: {} is {} alone",
+                    ca.dir().join("ca.crt").display(),
+                    ca.name()
+                );
+                println!("certificates it issued are refused from now on");
+                return Ok(());
+            }
+            let overlap = overlap.as_deref().map(|o| dur("overlap", o)).transpose()?;
+            let r = ca.rotate(overlap, SystemTime::now())?;
+            println!("rotated to {}", ca.name());
+            println!("new fingerprint sha256:{}", r.new);
+            println!(
+                "old fingerprint sha256:{} (retires at {}, unix seconds)",
+                r.old, r.retires_at
+            );
+            println!(
+                "the daemons trust both and renew under the new root within seconds; clients keep \
+                 working with their old ca.crt until then, and should take {} (or a new bundle) before it",
+                ca.dir().join("ca.crt").display()
+            );
+            println!("join tokens made before now name the old root: make new ones");
         }
     }
     Ok(())
@@ -140,10 +193,9 @@ pub(crate) fn cert(c: CertCommand) -> anyhow::Result<()> {
                 bail!("no certificate issued yet (`yard cert issue SUBJECT --host HOST`)");
             }
             let now = yard_auth::tokens::now_secs();
-            let revoked = ca.revocations()?.revoked;
             println!("{:<34} {:<26} {:<10} HOSTS", "SERIAL", "SUBJECT", "STATE");
             for r in list {
-                let state = if revoked.iter().any(|x| x.serial == r.serial) {
+                let state = if ca.is_revoked(&r.serial)? {
                     "revoked"
                 } else if r.not_after <= now {
                     "expired"
@@ -169,9 +221,8 @@ pub(crate) fn cert(c: CertCommand) -> anyhow::Result<()> {
                 println!("revoked {} (serial {})", r.subject, r.serial);
             }
             println!(
-                "revocation list {} written to {}",
-                ca.revocations()?.crl_number,
-                ca.dir().join("crl.der").display()
+                "revocation list written in {}: every daemon refuses it within seconds",
+                ca.dir().display()
             );
         }
     }

@@ -593,3 +593,211 @@ async fn an_operator_s_certificate_is_a_credential_with_the_role_of_its_token() 
     })
     .await;
 }
+
+/// The certificates of a PEM file.
+fn certs_in(path: &Path) -> Vec<Vec<u8>> {
+    let pem = std::fs::read_to_string(path).unwrap_or_default();
+    yard_tls::config::certs_from_pem(&pem)
+        .map(|c| c.into_iter().map(|d| d.to_vec()).collect())
+        .unwrap_or_default()
+}
+
+/// Whether the first certificate of `cert` was issued by the root that is first in `root`.
+fn issued_by(cert: &Path, root: &Path) -> bool {
+    let (c, r) = (certs_in(cert), certs_in(root));
+    match (c.first(), r.first()) {
+        (Some(c), Some(r)) => {
+            yard_tls::der::names(c).map(|n| n.0.to_vec())
+                == yard_tls::der::names(r).map(|n| n.1.to_vec())
+        }
+        _ => false,
+    }
+}
+
+/// Issue 18: `yard ca rotate` replaces the root without a pause. The daemons on other homes hear
+/// of the new root over the fabric (checked by its cross certificate), renew under it within
+/// seconds and keep it in their root files; an operator's bundle made before the rotation still
+/// works until the old root retires, and not after; at the retirement the center ends the
+/// rotation and every root file holds the new root alone, the cluster up throughout.
+#[tokio::test]
+async fn a_rotated_root_reaches_every_daemon_and_the_old_one_retires_with_the_cluster_up() {
+    let (center_home, _center, addr, _) =
+        center_with_authority("rotate-center", &["--manager-timeout", "6s"]);
+    let token = |allows: &str| {
+        let (ok, t, err) = yard_at(
+            center_home.path(),
+            &["join-token", "create", allows, "--center", &addr],
+        );
+        assert!(ok, "{err}");
+        t.trim().to_string()
+    };
+    let (mt, at) = (token("manager:web"), token("agent:web/*"));
+    let mhome = yard_testkit::TempDir::new("rotate-manager");
+    let (_manager, maddr, _) = spawn_at(
+        mhome.path(),
+        &[
+            "manager",
+            "--cluster",
+            "web",
+            "--join",
+            &mt,
+            "--listen",
+            "127.0.0.1:0",
+            "--center",
+            &addr,
+            "--data",
+            mhome.join("data").to_str().unwrap(),
+            "--mesos-listen",
+            "off",
+            "--agent-timeout",
+            "3s",
+        ],
+    );
+    let ahome = yard_testkit::TempDir::new("rotate-agent");
+    let (_agent, _, _) = spawn_at(
+        ahome.path(),
+        &[
+            "agent",
+            "--cluster",
+            "web",
+            "--name",
+            "a1",
+            "--join",
+            &at,
+            "--listen",
+            "127.0.0.1:0",
+            "--manager",
+            &maddr,
+            "--data",
+            ahome.join("data").to_str().unwrap(),
+            "--mesos-listen",
+            "off",
+            "--heartbeat",
+            "500ms",
+        ],
+    );
+    let home = center_home.path().to_path_buf();
+    let up = |home: std::path::PathBuf, addr: String| async move {
+        agent_state(&topology(&home, &addr), "web", "a1").as_deref() == Some("up")
+    };
+    wait_until("agent a1 of web up", Duration::from_secs(20), || {
+        up(home.clone(), addr.clone())
+    })
+    .await;
+    // An operator's bundle of before the rotation: the old root alone.
+    let laptop = yard_testkit::TempDir::new("rotate-laptop");
+    let bundle = laptop.join("yard");
+    let (ok, _, err) = yard_at(
+        center_home.path(),
+        &[
+            "token",
+            "create",
+            "olga",
+            "--role",
+            "viewer",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--center",
+            &addr,
+        ],
+    );
+    assert!(ok, "{err}");
+    assert_eq!(certs_in(&bundle.join("ca.crt")).len(), 1);
+
+    let root_file = center_home.join("ca").join("ca.crt");
+    let (ok, out, err) = yard_at(center_home.path(), &["ca", "rotate", "--overlap", "25s"]);
+    assert!(ok && out.contains("rotated to"), "{out}{err}");
+    let t0 = std::time::Instant::now();
+    assert_eq!(
+        certs_in(&root_file).len(),
+        3,
+        "new root, old root, cross certificate"
+    );
+    let (ok, show, _) = yard_at(center_home.path(), &["ca", "show"]);
+    assert!(ok && show.contains("rotating"), "{show}");
+    let (ok, _, err) = yard_at(center_home.path(), &["ca", "rotate"]);
+    assert!(!ok && err.contains("rotation is under way"), "{err}");
+
+    // Every daemon renews under the new root and keeps the bundle in its root file.
+    let daemons = [
+        (
+            mhome.join("tls").join("host.crt"),
+            mhome.join("tls").join("ca.crt"),
+        ),
+        (
+            ahome.join("tls").join("host.crt"),
+            ahome.join("tls").join("ca.crt"),
+        ),
+        (
+            center_home.join("certs").join("center.crt"),
+            center_home.join("certs").join("ca.crt"),
+        ),
+    ];
+    wait_until(
+        "every daemon renewed under the new root",
+        Duration::from_secs(15),
+        || {
+            let done = daemons
+                .iter()
+                .all(|(cert, ca)| issued_by(cert, &root_file) && certs_in(ca).len() == 3);
+            async move { done }
+        },
+    )
+    .await;
+    eprintln!("every daemon under the new root after {:?}", t0.elapsed());
+    assert!(
+        up(home.clone(), addr.clone()).await,
+        "web/a1 up under the new root"
+    );
+    // The old bundle still reaches the center (its certificate chains to the old root through
+    // the cross certificate).
+    let (ok, out, err) = with_bundle(&bundle, &addr, &["topology", "--json"]);
+    assert!(ok && out.contains("\"clusters\""), "{out}{err}");
+
+    // At the retirement: the center ends the rotation, every root file is the new root alone,
+    // and the old bundle no longer checks the center.
+    wait_until(
+        "the old root retired everywhere",
+        Duration::from_secs(40),
+        || {
+            let done = certs_in(&root_file).len() == 1
+                && daemons
+                    .iter()
+                    .all(|(_, ca)| certs_in(ca) == certs_in(&root_file));
+            async move { done }
+        },
+    )
+    .await;
+    assert!(
+        t0.elapsed() >= Duration::from_secs(24),
+        "not before its time: {:?}",
+        t0.elapsed()
+    );
+    assert!(!center_home.join("ca").join("previous").exists());
+    let (ok, _, err) = with_bundle(&bundle, &addr, &["topology", "--json"]);
+    assert!(!ok, "the old root's bundle still checks the center");
+    eprintln!("the old bundle after the retirement: {err}");
+    let (ok, _, err) = yard_at(
+        center_home.path(),
+        &[
+            "token",
+            "create",
+            "olga2",
+            "--role",
+            "viewer",
+            "--bundle",
+            laptop.join("new").to_str().unwrap(),
+            "--center",
+            &addr,
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, out, err) = with_bundle(&laptop.join("new"), &addr, &["topology", "--json"]);
+    assert!(ok && out.contains("\"clusters\""), "{out}{err}");
+    wait_until(
+        "agent a1 of web up after the retirement",
+        Duration::from_secs(10),
+        || up(home.clone(), addr.clone()),
+    )
+    .await;
+}
