@@ -247,6 +247,11 @@ pub fn decode_handshake(bytes: &[u8]) -> Result<Vec<String>, JsonError> {
             json_kind(&j)
         )));
     };
+    prefixes_of(items)
+}
+
+/// Topic prefixes from a JSON array's items: strings only.
+fn prefixes_of(items: Vec<Json>) -> Result<Vec<String>, JsonError> {
     items
         .into_iter()
         .enumerate()
@@ -302,6 +307,17 @@ pub enum ClientMessage {
     /// A well-formed store envelope read by the fast decoder (the same operation as
     /// [`ClientMessage::Store`] would carry).
     StoreFields(StoreFields),
+    /// `{"type":"subscribe","id":…,"topics":[…]}`: more prefixes on a live connection (`id`,
+    /// optional, is echoed in the confirmation).
+    Subscribe {
+        id: Option<Json>,
+        topics: Vec<String>,
+    },
+    /// `{"type":"unsubscribe","id":…,"topics":[…]}`: fewer.
+    Unsubscribe {
+        id: Option<Json>,
+        topics: Vec<String>,
+    },
 }
 
 /// Decodes a client message: the streaming decoder for plain data messages, the reference
@@ -342,13 +358,21 @@ fn reference_decode_client_message(bytes: &[u8]) -> Result<ClientMessage, JsonEr
     let kind = match obj.get("type") {
         None => "data-message".to_string(),
         Some(Json::String(t))
-            if ["data-message", "request", "reply", "store"].contains(&t.as_str()) =>
+            if [
+                "data-message",
+                "request",
+                "reply",
+                "store",
+                "subscribe",
+                "unsubscribe",
+            ]
+            .contains(&t.as_str()) =>
         {
             t.clone()
         }
         Some(other) => {
             return Err(JsonError::Structure(format!(
-                "unsupported message type {other}: clients may send \"data-message\", \"request\", \"reply\" or \"store\""
+                "unsupported message type {other}: clients may send \"data-message\", \"request\", \"reply\", \"store\", \"subscribe\" or \"unsubscribe\""
             )))
         }
     };
@@ -356,6 +380,28 @@ fn reference_decode_client_message(bytes: &[u8]) -> Result<ClientMessage, JsonEr
         return Ok(ClientMessage::Store(obj));
     }
     match kind.as_str() {
+        "subscribe" | "unsubscribe" => {
+            let id = obj.remove("id");
+            let topics = match obj.remove("topics") {
+                Some(Json::Array(items)) => prefixes_of(items)?,
+                Some(other) => {
+                    return Err(JsonError::Structure(format!(
+                        "topics must be an array of topic prefixes, got {}",
+                        json_kind(&other)
+                    )))
+                }
+                None => {
+                    return Err(JsonError::Structure(format!(
+                        "{kind} needs topics, an array of topic prefixes such as [\"/topic/\"]"
+                    )))
+                }
+            };
+            Ok(if kind == "subscribe" {
+                ClientMessage::Subscribe { id, topics }
+            } else {
+                ClientMessage::Unsubscribe { id, topics }
+            })
+        }
         "request" => {
             let id = obj.remove("id").ok_or_else(|| {
                 JsonError::Structure(
@@ -433,6 +479,26 @@ pub fn encode_reply(id: &Json, topic: &str, v: &Value, opts: JsonOptions) -> Str
     s.push(',');
     write_value_fields(&mut s, v, opts);
     s.push('}');
+    s
+}
+
+/// `{"type":"subscribed","id":…,"topics":[…]}` (or `unsubscribed`): a subscription change
+/// in force (`id` only when the client gave one).
+pub fn encode_subscription_change(kind: &str, id: Option<&Json>, topics: &[String]) -> String {
+    let mut s = String::from("{\"type\":");
+    write_json_string(&mut s, kind);
+    if let Some(id) = id {
+        s.push_str(",\"id\":");
+        s.push_str(&id.to_string());
+    }
+    s.push_str(",\"topics\":[");
+    for (i, t) in topics.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        write_json_string(&mut s, t);
+    }
+    s.push_str("]}");
     s
 }
 
@@ -751,6 +817,53 @@ fn describe(j: &Json) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn subscription_changes_decode_with_or_without_an_id_and_encode_their_confirmation() {
+        let m = decode_client_message(br#"{"type":"subscribe","id":[1],"topics":["/a",""]}"#);
+        assert_eq!(
+            m.unwrap(),
+            ClientMessage::Subscribe {
+                id: Some(serde_json::json!([1])),
+                topics: vec!["/a".into(), "".into()]
+            }
+        );
+        let m = decode_client_message(br#"{"type":"unsubscribe","topics":[]}"#);
+        assert_eq!(
+            m.unwrap(),
+            ClientMessage::Unsubscribe {
+                id: None,
+                topics: vec![]
+            }
+        );
+        for (bad, why) in [
+            (&br#"{"type":"subscribe"}"#[..], "subscribe needs topics"),
+            (
+                br#"{"type":"unsubscribe","topics":{}}"#,
+                "topics must be an array",
+            ),
+            (
+                br#"{"type":"subscribe","topics":[null]}"#,
+                "element 0 is null",
+            ),
+            (br#"{"type":"resubscribe","topics":[]}"#, "\"unsubscribe\""),
+        ] {
+            let e = decode_client_message(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+        assert_eq!(
+            encode_subscription_change(
+                "subscribed",
+                Some(&serde_json::json!("x")),
+                &["/a\"".into()]
+            ),
+            r#"{"type":"subscribed","id":"x","topics":["/a\""]}"#
+        );
+        assert_eq!(
+            encode_subscription_change("unsubscribed", None, &[]),
+            r#"{"type":"unsubscribed","topics":[]}"#
+        );
+    }
+
     #[test]
     fn what_an_endpoint_sends_a_client_reads_back() {
         let opts = JsonOptions {

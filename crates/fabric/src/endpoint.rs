@@ -37,6 +37,9 @@ pub type ClientId = u64;
 
 /// The most publications one item of the data queue carries from a peer.
 pub const PEER_BATCH: usize = 128;
+/// The most topic prefixes one client holds: a subscription beyond them is refused
+/// ([`EndpointError::TooManySubscriptions`]).
+pub const MAX_CLIENT_PREFIXES: usize = 100_000;
 
 /// Settings of one endpoint: its queues and its peering. Its `Debug` never shows the mesh key.
 #[derive(Clone)]
@@ -150,6 +153,10 @@ pub enum EndpointError {
     /// The client's principal may not do this (its policy's reason).
     #[error("{0}")]
     NotAllowed(String),
+    #[error(
+        "a client holds at most {max} topic prefixes; this would make {would}: nothing was changed"
+    )]
+    TooManySubscriptions { would: usize, max: usize },
 }
 
 impl EndpointError {
@@ -164,6 +171,7 @@ impl EndpointError {
             EndpointError::NotARequest | EndpointError::NotGiven(_) => "invalid_message",
             EndpointError::Json(e) => e.code(),
             EndpointError::NotAllowed(_) => "forbidden",
+            EndpointError::TooManySubscriptions { .. } => "too_many_subscriptions",
         }
     }
 }
@@ -427,7 +435,7 @@ pub(crate) enum Control {
     Subscribe {
         id: ClientId,
         prefixes: Vec<String>,
-        reply: oneshot::Sender<()>,
+        reply: oneshot::Sender<Result<(), EndpointError>>,
     },
     Unsubscribe {
         id: ClientId,
@@ -646,6 +654,12 @@ impl Endpoint {
     ) -> Result<Client, EndpointError> {
         for p in &prefixes {
             topic::check_subscribe(p)?;
+        }
+        if prefixes.len() > MAX_CLIENT_PREFIXES {
+            return Err(EndpointError::TooManySubscriptions {
+                would: prefixes.len(),
+                max: MAX_CLIENT_PREFIXES,
+            });
         }
         let id = self.shared.next_client.fetch_add(1, Ordering::Relaxed);
         let outbox = Arc::new(Outbox::new(queue_capacity.max(1), policy));
@@ -877,6 +891,8 @@ impl Client {
             .await
     }
 
+    /// Adds prefixes; they are live when this returns. Refused, changing nothing, beyond
+    /// [`MAX_CLIENT_PREFIXES`].
     pub async fn subscribe(&self, prefixes: Vec<String>) -> Result<(), EndpointError> {
         for p in &prefixes {
             topic::check_subscribe(p)?;
@@ -888,7 +904,7 @@ impl Client {
                 prefixes,
                 reply,
             })
-            .await
+            .await?
     }
 
     pub async fn unsubscribe(&self, prefixes: Vec<String>) -> Result<(), EndpointError> {
@@ -995,6 +1011,38 @@ mod tests {
         assert_eq!(a.outbox().depth(), 0, "a never gets its own /t/x/1");
         token.cancel();
         task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_client_holds_a_bounded_number_of_prefixes_and_a_refused_change_changes_nothing() {
+        let (ep, _token, _task) = endpoint();
+        let many: Vec<String> = (0..MAX_CLIENT_PREFIXES)
+            .map(|i| format!("/p/{i}"))
+            .collect();
+        let mut one_more = many.clone();
+        one_more.push("/q".into());
+        let e = ep
+            .attach("x", one_more, 16, OverflowPolicy::Disconnect)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(e, EndpointError::TooManySubscriptions { would, .. } if would == MAX_CLIENT_PREFIXES + 1)
+        );
+        let a = attach(&ep, "a", &["/p/0"], 16).await;
+        // The ones held count once; what would pass the bound is refused whole.
+        a.subscribe(many.clone()).await.unwrap();
+        let e = a
+            .subscribe(vec!["/p/1".into(), "/q".into()])
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), "too_many_subscriptions");
+        assert!(e.to_string().contains("nothing was changed"), "{e}");
+        let b = attach(&ep, "b", &[], 16).await;
+        b.publish("/q".into(), Value::Count(1)).await.unwrap();
+        b.publish("/p/7".into(), Value::Count(2)).await.unwrap();
+        assert_eq!(next(&a).await.value, Value::Count(2), "/q was not added");
+        a.unsubscribe(vec!["/p/0".into()]).await.unwrap();
+        a.subscribe(vec!["/q".into()]).await.unwrap();
     }
 
     #[tokio::test]

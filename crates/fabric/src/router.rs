@@ -25,8 +25,8 @@ use yard_data::topic;
 use yard_data::Value;
 
 use crate::endpoint::{
-    ClientId, ClientInfo, Control, Down, Inbound, Message, PeerInfo, PeerUp, Refusal, RequestError,
-    Shared, SharedOutbox, Snapshot,
+    ClientId, ClientInfo, Control, Down, EndpointError, Inbound, Message, PeerInfo, PeerUp,
+    Refusal, RequestError, Shared, SharedOutbox, Snapshot, MAX_CLIENT_PREFIXES,
 };
 use crate::guard::{ClientGuard, ReplyIds};
 use crate::outbox::{CloseReason, Pushed};
@@ -526,12 +526,20 @@ impl Router {
                 prefixes,
                 reply,
             } => {
+                let would = self.table.count_with(id, &prefixes);
+                if would > MAX_CLIENT_PREFIXES {
+                    let _ = reply.send(Err(EndpointError::TooManySubscriptions {
+                        would,
+                        max: MAX_CLIENT_PREFIXES,
+                    }));
+                    return;
+                }
                 if self.clients.contains_key(&id) {
                     self.table.subscribe(id, &prefixes);
                     self.advertise_local();
                     self.note_interest();
                 }
-                let _ = reply.send(());
+                let _ = reply.send(Ok(()));
             }
             Control::Unsubscribe {
                 id,

@@ -84,6 +84,18 @@ impl<K: Copy + Eq + Hash> SubscriptionTable<K> {
         self.refresh(who);
     }
 
+    /// How many prefixes `who` would hold with `more` added.
+    pub fn count_with<S: AsRef<str>>(&self, who: K, more: &[S]) -> usize {
+        let held = self.subscribers.get(&who).map(|s| &s.raw);
+        let new = more
+            .iter()
+            .filter(|p| held.is_none_or(|h| !h.contains(p.as_ref())))
+            .map(|p| p.as_ref())
+            .collect::<std::collections::HashSet<&str>>()
+            .len();
+        held.map_or(0, |h| h.len()) + new
+    }
+
     /// Removes prefixes of `who` (ones it does not hold are ignored).
     pub fn unsubscribe<S: AsRef<str>>(&mut self, who: K, prefixes: &[S]) {
         if let Some(sub) = self.subscribers.get_mut(&who) {

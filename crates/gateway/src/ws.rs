@@ -346,11 +346,36 @@ async fn connection(
         &last_heard,
         started,
         &principal,
+        remote,
     )
     .await;
     // The reader is done: the writer finishes what it has (errors included) and closes.
     let _ = writer.await;
     tracing::debug!(client = %client_id, "websocket client detached");
+}
+
+/// Answers a live subscription change: its confirmation, or an error frame (with the change's
+/// `id` when it had one). A change without an `id` that fails is reported as any other bad
+/// input (`Err`, the caller's error frame).
+async fn confirm(
+    errors: &mpsc::Sender<Message>,
+    kind: &str,
+    id: Option<serde_json::Value>,
+    topics: &[String],
+    change: Result<(), EndpointError>,
+    input: u64,
+) -> Result<(), EndpointError> {
+    let frame = match (change, &id) {
+        (Ok(()), _) => json::encode_subscription_change(kind, id.as_ref(), topics),
+        (Err(EndpointError::Shutdown), _) => return Err(EndpointError::Shutdown),
+        (Err(e), Some(id)) => {
+            json::encode_request_error(id, e.code(), &format!("input #{input}: {e}"))
+        }
+        (Err(e), None) => return Err(e),
+    };
+    // A closed channel: the writer is gone, and the reader ends at its next frame.
+    let _ = errors.send(Message::Text(Utf8Bytes::from(frame))).await;
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -363,6 +388,7 @@ async fn read_loop(
     last_heard: &AtomicU64,
     started: Instant,
     principal: &Principal,
+    remote: std::net::SocketAddr,
 ) {
     let mut input = 0u64;
     // Store operations under way, answered in order by one pump task (started on first use).
@@ -452,6 +478,27 @@ async fn read_loop(
                 Err(denied) => Err(EndpointError::NotAllowed(denied.to_string())),
             },
             Ok(ClientMessage::Reply { reply_to, value }) => client.reply_to(&reply_to, value).await,
+            Ok(ClientMessage::Subscribe { id, topics }) => {
+                let change = match topics.iter().find_map(|p| principal.may_subscribe(p).err()) {
+                    Some(denied) => {
+                        gw.guard.record(
+                            &principal.to_string(),
+                            remote,
+                            format!("subscribe {PATH}"),
+                            "denied",
+                            None,
+                            denied.to_string(),
+                        );
+                        Err(EndpointError::NotAllowed(denied.to_string()))
+                    }
+                    None => client.subscribe(topics.clone()).await,
+                };
+                confirm(&errors, "subscribed", id, &topics, change, input).await
+            }
+            Ok(ClientMessage::Unsubscribe { id, topics }) => {
+                let change = client.unsubscribe(topics.clone()).await;
+                confirm(&errors, "unsubscribed", id, &topics, change, input).await
+            }
             Ok(m @ (ClientMessage::Store(_) | ClientMessage::StoreFields(_))) => {
                 let (id, parsed) = match m {
                     ClientMessage::Store(mut obj) => stores::parse_envelope(&mut obj),

@@ -421,3 +421,106 @@ async fn a_bad_application_name_is_refused_and_a_good_one_accepted() {
     ws.send(Message::text("[]")).await.unwrap();
     assert_eq!(next_json(&mut ws).await["type"], "ack");
 }
+
+/// Issue 19: subscriptions change on a live connection. `subscribe` and `unsubscribe` take
+/// effect before their confirmation comes back (so a publication sent after it is delivered,
+/// or not), a prefix the policy refuses is refused with `forbidden` and changes nothing, bad
+/// input gets a precise error, and the connection stays usable throughout.
+#[tokio::test]
+async fn subscriptions_change_on_a_live_connection_within_the_policy() {
+    let node = Node::start(&[]);
+    let (mut ws, _) = client(&node, &["/marker"]).await;
+    let (mut publisher, _) = client(&node, &[]).await;
+    let publish = |topic: &'static str, n: u64| Message::text(data(topic, &count(n)));
+
+    // Not subscribed yet: /a is not delivered (the marker after it is).
+    publisher.send(publish("/a/1", 1)).await.unwrap();
+    publisher.send(publish("/marker", 2)).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["topic"], "/marker");
+
+    ws.send(Message::text(
+        r#"{"type":"subscribe","id":1,"topics":["/a/","/b"]}"#,
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        r#"{"type":"subscribed","id":1,"topics":["/a/","/b"]}"#
+    );
+    publisher.send(publish("/a/1", 3)).await.unwrap();
+    publisher.send(publish("/bx", 4)).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["data"], 3);
+    assert_eq!(next_json(&mut ws).await["data"], 4);
+
+    // Without an id, the confirmation has none.
+    ws.send(Message::text(r#"{"type":"unsubscribe","topics":["/a/"]}"#))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_text(&mut ws).await,
+        r#"{"type":"unsubscribed","topics":["/a/"]}"#
+    );
+    publisher.send(publish("/a/2", 5)).await.unwrap();
+    publisher.send(publish("/b", 6)).await.unwrap();
+    assert_eq!(
+        next_json(&mut ws).await["data"],
+        6,
+        "/a/ is no longer delivered"
+    );
+
+    // The policy decides: an anonymous client may not subscribe to local events, and the
+    // refused change leaves the rest as it was.
+    ws.send(Message::text(
+        r#"{"type":"subscribe","id":"s2","topics":["/c","<$>/local/data/statuses"]}"#,
+    ))
+    .await
+    .unwrap();
+    let e = next_json(&mut ws).await;
+    assert_eq!(
+        (e["type"].as_str(), e["code"].as_str()),
+        (Some("error"), Some("forbidden")),
+        "{e}"
+    );
+    assert_eq!(e["id"], "s2");
+    publisher.send(publish("/c", 7)).await.unwrap();
+    publisher.send(publish("/b", 8)).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["data"], 8, "/c was not added");
+
+    // Bad input: precise errors, the connection kept.
+    for (input, code, expect) in [
+        (
+            r#"{"type":"subscribe"}"#,
+            "deserialization_failed",
+            "subscribe needs topics",
+        ),
+        (
+            r#"{"type":"subscribe","topics":"/x"}"#,
+            "deserialization_failed",
+            "topics must be an array",
+        ),
+        (
+            r#"{"type":"unsubscribe","topics":["/x",3]}"#,
+            "deserialization_failed",
+            "element 1 is a number",
+        ),
+        (
+            r#"{"type":"subscribe","topics":["<$>/store/"]}"#,
+            "forbidden",
+            "input #",
+        ),
+    ] {
+        ws.send(Message::text(input)).await.unwrap();
+        let e = next_json(&mut ws).await;
+        assert_eq!(
+            (e["type"].as_str(), e["code"].as_str()),
+            (Some("error"), Some(code)),
+            "{input}: {e}"
+        );
+        assert!(
+            e["context"].as_str().unwrap().contains(expect),
+            "{input}: {e}"
+        );
+    }
+    publisher.send(publish("/b", 9)).await.unwrap();
+    assert_eq!(next_json(&mut ws).await["data"], 9);
+}
