@@ -266,14 +266,7 @@ async fn connection(
         gw.counters
             .handshake_failures
             .fetch_add(1, Ordering::Relaxed);
-        gw.guard.record(
-            &principal.to_string(),
-            remote,
-            format!("subscribe {PATH}"),
-            "denied",
-            None,
-            denied.to_string(),
-        );
+        audit_denied(&gw, &principal, remote, &denied.to_string());
         let _ = socket
             .send(error_frame("forbidden", &denied.to_string()))
             .await;
@@ -352,6 +345,18 @@ async fn connection(
     // The reader is done: the writer finishes what it has (errors included) and closes.
     let _ = writer.await;
     tracing::debug!(client = %client_id, "websocket client detached");
+}
+
+/// Audits a subscription the policy refused.
+fn audit_denied(gw: &Gateway, principal: &Principal, remote: std::net::SocketAddr, why: &str) {
+    gw.guard.record(
+        &principal.to_string(),
+        remote,
+        format!("subscribe {PATH}"),
+        "denied",
+        None,
+        why.to_string(),
+    );
 }
 
 /// Answers a live subscription change: its confirmation, or an error frame (with the change's
@@ -481,14 +486,7 @@ async fn read_loop(
             Ok(ClientMessage::Subscribe { id, topics }) => {
                 let change = match topics.iter().find_map(|p| principal.may_subscribe(p).err()) {
                     Some(denied) => {
-                        gw.guard.record(
-                            &principal.to_string(),
-                            remote,
-                            format!("subscribe {PATH}"),
-                            "denied",
-                            None,
-                            denied.to_string(),
-                        );
+                        audit_denied(gw, principal, remote, &denied.to_string());
                         Err(EndpointError::NotAllowed(denied.to_string()))
                     }
                     None => client.subscribe(topics.clone()).await,
