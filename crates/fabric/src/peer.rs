@@ -97,6 +97,9 @@ pub(crate) enum HandshakeError {
     Refused { code: String, reason: String },
     #[error("{0}")]
     Invalid(String),
+    /// The peer could not be authenticated (no proof of the mesh key that checks).
+    #[error("{0}")]
+    Unauthenticated(String),
     #[error("already linked with {0}")]
     Redundant(String),
 }
@@ -107,7 +110,12 @@ impl HandshakeError {
             HandshakeError::Io(_) => "peer_unavailable",
             HandshakeError::Timeout(_) => "peer_timeout",
             HandshakeError::Wire(e) => e.code(),
+            // The other side could not authenticate this one: it says so, and so does this.
+            HandshakeError::Refused { code, .. } if code == "authentication_failed" => {
+                "authentication_failed"
+            }
             HandshakeError::Refused { .. } | HandshakeError::Invalid(_) => "peer_invalid",
+            HandshakeError::Unauthenticated(_) => "authentication_failed",
             HandshakeError::Redundant(_) => "redundant_connection",
         }
     }
@@ -116,11 +124,15 @@ impl HandshakeError {
     fn permanent(&self) -> bool {
         match self {
             HandshakeError::Wire(WireError::WrongMagic { .. } | WireError::Incompatible { .. })
-            | HandshakeError::Invalid(_) => true,
+            | HandshakeError::Invalid(_)
+            | HandshakeError::Unauthenticated(_) => true,
             HandshakeError::Refused { code, .. } => {
                 matches!(
                     code.as_str(),
-                    "peer_incompatible" | "wrong_magic_number" | "peer_invalid"
+                    "peer_incompatible"
+                        | "wrong_magic_number"
+                        | "peer_invalid"
+                        | "authentication_failed"
                 )
             }
             _ => false,
@@ -348,8 +360,8 @@ async fn handshake(
         None if certified => hex(&random_nonce()),
         None => {
             let why = "this endpoint has no mesh key, so it peers with nobody on a plain link: give it the mesh's key (--mesh-key FILE, or its home's mesh.key), or TLS (--tls-cert)".to_string();
-            bye(&mut wr, "peer_invalid", &why).await;
-            return Err(HandshakeError::Invalid(why));
+            bye(&mut wr, "authentication_failed", &why).await;
+            return Err(HandshakeError::Unauthenticated(why));
         }
     };
     let dialer = dialed.is_some();
@@ -389,8 +401,8 @@ async fn handshake(
             let why = format!(
                 "the peer at {remote} could not prove it holds this mesh's key: the endpoints have different mesh keys"
             );
-            bye(&mut wr, "peer_invalid", &why).await;
-            return Err(HandshakeError::Invalid(why));
+            bye(&mut wr, "authentication_failed", &why).await;
+            return Err(HandshakeError::Unauthenticated(why));
         }
         other => {
             let e = HandshakeError::Invalid(format!("expected a proof frame, got {other:?}"));

@@ -282,7 +282,7 @@ async fn a_stranger_learns_no_secret_and_cannot_peer_without_the_key() {
         .unwrap();
     let text = String::from_utf8_lossy(&rest);
     assert!(
-        text.contains("peer_invalid") && text.contains("mesh"),
+        text.contains("authentication_failed") && text.contains("mesh"),
         "a bye naming the mesh key: {text:?}"
     );
     assert!(!text.contains(KEY));
@@ -295,10 +295,13 @@ async fn endpoints_with_different_keys_or_none_do_not_peer() {
     let a = node("a").await;
     let other = node_with_key("other", Some("another-key")).await;
     let keyless = node_with_key("keyless", None).await;
+    // An authentication failure says what it is, on both sides, and is not retried.
     let why = a.ep.peer(&other.addr).await.unwrap().unwrap_err();
     assert!(why.why.contains("mesh"), "{why}");
+    assert_eq!((why.code, why.permanent), ("authentication_failed", true));
     let why = a.ep.peer(&keyless.addr).await.unwrap().unwrap_err();
     assert!(why.why.contains("no mesh key"), "{why}");
+    assert_eq!((why.code, why.permanent), ("authentication_failed", true));
     let same = node("same").await;
     a.ep.peer(&same.addr).await.unwrap().unwrap();
     assert_eq!(
