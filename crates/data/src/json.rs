@@ -301,6 +301,13 @@ pub enum ClientMessage {
     /// `{"type":"reply","reply-to":…,"@data-type":…,"data":…}`: answers a request received with
     /// that `reply-to`.
     Reply { reply_to: String, value: Value },
+    /// `{"type":"reply-error","reply-to":…,"code":…,"context":…}`: answers a request with a
+    /// failure (`context` optional).
+    ReplyError {
+        reply_to: String,
+        code: String,
+        context: String,
+    },
     /// `{"type":"store","id":…,"store":…,"op":…,…}`: a store operation; the gateway reads the
     /// rest of the object (see docs/STORES.md).
     Store(serde_json::Map<String, Json>),
@@ -365,6 +372,7 @@ fn reference_decode_client_message(bytes: &[u8]) -> Result<ClientMessage, JsonEr
                 "store",
                 "subscribe",
                 "unsubscribe",
+                "reply-error",
             ]
             .contains(&t.as_str()) =>
         {
@@ -372,7 +380,7 @@ fn reference_decode_client_message(bytes: &[u8]) -> Result<ClientMessage, JsonEr
         }
         Some(other) => {
             return Err(JsonError::Structure(format!(
-                "unsupported message type {other}: clients may send \"data-message\", \"request\", \"reply\", \"store\", \"subscribe\" or \"unsubscribe\""
+                "unsupported message type {other}: clients may send \"data-message\", \"request\", \"reply\", \"reply-error\", \"store\", \"subscribe\" or \"unsubscribe\""
             )))
         }
     };
@@ -442,6 +450,25 @@ fn reference_decode_client_message(bytes: &[u8]) -> Result<ClientMessage, JsonEr
                 value,
             })
         }
+        "reply-error" => {
+            let reply_to = string_field(&mut obj, "reply-to")?;
+            let code = string_field(&mut obj, "code")?;
+            let context = match obj.remove("context") {
+                None | Some(Json::Null) => String::new(),
+                Some(Json::String(t)) => t,
+                Some(other) => {
+                    return Err(JsonError::Structure(format!(
+                        "context must be a string, got {}",
+                        json_kind(&other)
+                    )))
+                }
+            };
+            Ok(ClientMessage::ReplyError {
+                reply_to,
+                code,
+                context,
+            })
+        }
         "reply" => {
             let reply_to = string_field(&mut obj, "reply-to")?;
             let value = decode_value_object(&obj, &mut String::from("$"))?;
@@ -499,6 +526,17 @@ pub fn encode_subscription_change(kind: &str, id: Option<&Json>, topics: &[Strin
         write_json_string(&mut s, t);
     }
     s.push_str("]}");
+    s
+}
+
+/// `{"type":"error","code":"request_failed","context":…,"id":…,"failure":…}`: a request whose
+/// responder answered with a failure (`failure`: its code).
+pub fn encode_request_failure(id: &Json, failure: &str, context: &str) -> String {
+    let mut s = encode_request_error(id, "request_failed", context);
+    s.pop();
+    s.push_str(",\"failure\":");
+    write_json_string(&mut s, failure);
+    s.push('}');
     s
 }
 
@@ -817,6 +855,33 @@ fn describe(j: &Json) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_failure_reply_decodes_and_the_requester_s_error_carries_its_code() {
+        assert_eq!(
+            decode_client_message(br#"{"type":"reply-error","reply-to":"<$>/reply/a/1","code":"bad_input","context":"why"}"#).unwrap(),
+            ClientMessage::ReplyError {
+                reply_to: "<$>/reply/a/1".into(),
+                code: "bad_input".into(),
+                context: "why".into()
+            }
+        );
+        for (bad, why) in [
+            (&br#"{"type":"reply-error","code":"x"}"#[..], "reply-to"),
+            (br#"{"type":"reply-error","reply-to":"r"}"#, "code"),
+            (
+                br#"{"type":"reply-error","reply-to":"r","code":"x","context":1}"#,
+                "context must be a string",
+            ),
+        ] {
+            let e = decode_client_message(bad).unwrap_err().to_string();
+            assert!(e.contains(why), "{e}");
+        }
+        assert_eq!(
+            encode_request_failure(&serde_json::json!(7), "bad_input", "why \"not\""),
+            r#"{"type":"error","code":"request_failed","context":"why \"not\"","id":7,"failure":"bad_input"}"#
+        );
+    }
+
     #[test]
     fn subscription_changes_decode_with_or_without_an_id_and_encode_their_confirmation() {
         let m = decode_client_message(br#"{"type":"subscribe","id":[1],"topics":["/a",""]}"#);

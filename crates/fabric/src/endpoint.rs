@@ -157,6 +157,8 @@ pub enum EndpointError {
         "a client holds at most {max} topic prefixes; this would make {would}: nothing was changed"
     )]
     TooManySubscriptions { would: usize, max: usize },
+    #[error("{0:?} is not a failure code: 1 to 64 lowercase letters, digits and _.-")]
+    BadFailureCode(String),
 }
 
 impl EndpointError {
@@ -172,6 +174,7 @@ impl EndpointError {
             EndpointError::Json(e) => e.code(),
             EndpointError::NotAllowed(_) => "forbidden",
             EndpointError::TooManySubscriptions { .. } => "too_many_subscriptions",
+            EndpointError::BadFailureCode(_) => "invalid_message",
         }
     }
 }
@@ -187,6 +190,13 @@ pub enum RequestError {
     Shutdown,
     #[error(transparent)]
     Topic(#[from] TopicError),
+    /// The responder answered with a failure: its code and context.
+    #[error("the responder on {topic:?} failed: {code}: {context}")]
+    Failed {
+        topic: String,
+        code: String,
+        context: String,
+    },
 }
 
 impl RequestError {
@@ -196,6 +206,7 @@ impl RequestError {
             RequestError::Timeout { .. } => "request_timeout",
             RequestError::Shutdown => "shutting_down",
             RequestError::Topic(e) => e.code(),
+            RequestError::Failed { .. } => "request_failed",
         }
     }
 }
@@ -727,6 +738,26 @@ impl Endpoint {
             .await
             .map_err(|_| RequestError::Shutdown)??;
         match tokio::time::timeout(timeout, answer_rx).await {
+            Ok(Ok(answer)) if answer.topic.ends_with(crate::routing::FAILURE_SUFFIX) => {
+                let (code, context) = match &answer.value {
+                    Value::Vector(v) => match v.as_slice() {
+                        [Value::String(c), Value::String(x)] => (c.clone(), x.clone()),
+                        _ => (
+                            "invalid_message".into(),
+                            "a failure without its code".into(),
+                        ),
+                    },
+                    _ => (
+                        "invalid_message".into(),
+                        "a failure without its code".into(),
+                    ),
+                };
+                Err(RequestError::Failed {
+                    topic,
+                    code,
+                    context,
+                })
+            }
             Ok(Ok(answer)) => Ok(answer),
             Ok(Err(_)) => Err(RequestError::Shutdown),
             Err(_) => {
@@ -889,6 +920,44 @@ impl Client {
         }
         self.send(Message::new(reply_to.to_string(), value, self.id))
             .await
+    }
+
+    /// Answers a request with a failure: the requester gets [`RequestError::Failed`] with
+    /// `code` (1 to 64 of `a-z0-9_.-`) and `context`. The same rules as [`Client::reply_to`].
+    pub async fn fail_to(
+        &self,
+        reply_to: &str,
+        code: &str,
+        context: &str,
+    ) -> Result<(), EndpointError> {
+        let code_ok = (1..=64).contains(&code.len())
+            && code
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+        if !code_ok {
+            return Err(EndpointError::BadFailureCode(code.to_string()));
+        }
+        if !reply_to.starts_with(crate::routing::REPLY_ROOT)
+            || reply_to.ends_with(crate::routing::FAILURE_SUFFIX)
+        {
+            return Err(EndpointError::NotARequest);
+        }
+        if let Some(g) = &self.guard {
+            if !g.take_reply(reply_to) {
+                self.endpoint
+                    .shared
+                    .counters
+                    .forged_replies
+                    .fetch_add(1, Ordering::Relaxed);
+                return Err(EndpointError::NotGiven(reply_to.to_string()));
+            }
+        }
+        let value = Value::Vector(vec![
+            Value::String(code.to_string()),
+            Value::String(context.to_string()),
+        ]);
+        let topic = format!("{reply_to}{}", crate::routing::FAILURE_SUFFIX);
+        self.send(Message::new(topic, value, self.id)).await
     }
 
     /// Adds prefixes; they are live when this returns. Refused, changing nothing, beyond

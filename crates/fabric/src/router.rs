@@ -288,6 +288,10 @@ impl Router {
             .fetch_add(1, Ordering::Relaxed);
         if msg.topic.starts_with(REPLY_ROOT) {
             if let Some(id) = msg.topic.strip_prefix(self.reply_prefix.as_str()) {
+                // A failure answers the same request.
+                let id = id
+                    .strip_suffix(crate::routing::FAILURE_SUFFIX)
+                    .unwrap_or(id);
                 if let Some(tx) = id.parse().ok().and_then(|id| self.pending.remove(&id)) {
                     let _ = tx.send(msg);
                 }

@@ -26,6 +26,10 @@ pub type NodeIdx = u32;
 /// The root of every reply address.
 pub const REPLY_ROOT: &str = "<$>/reply/";
 
+/// What follows a reply address when the answer is a failure (its value: the responder's code
+/// and context, two strings).
+pub const FAILURE_SUFFIX: &str = "!failed";
+
 /// The topic prefix answers to requests made at endpoint `id` travel under.
 pub fn reply_prefix(id: &str) -> String {
     format!("{REPLY_ROOT}{id}/")

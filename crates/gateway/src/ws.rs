@@ -483,6 +483,11 @@ async fn read_loop(
                 Err(denied) => Err(EndpointError::NotAllowed(denied.to_string())),
             },
             Ok(ClientMessage::Reply { reply_to, value }) => client.reply_to(&reply_to, value).await,
+            Ok(ClientMessage::ReplyError {
+                reply_to,
+                code,
+                context,
+            }) => client.fail_to(&reply_to, &code, &context).await,
             Ok(ClientMessage::Subscribe { id, topics }) => {
                 let change = match topics.iter().find_map(|p| principal.may_subscribe(p).err()) {
                     Some(denied) => {
@@ -651,6 +656,9 @@ async fn request(
 ) {
     let text = match gw.endpoint.request(topic.clone(), value, timeout).await {
         Ok(answer) => json::encode_reply(&id, &topic, &answer.value, gw.config.json),
+        Err(yard_fabric::RequestError::Failed { code, context, .. }) => {
+            json::encode_request_failure(&id, &code, &context)
+        }
         Err(e) => json::encode_request_error(&id, e.code(), &e.to_string()),
     };
     let _ = to_client.send(Message::Text(Utf8Bytes::from(text))).await;

@@ -228,6 +228,12 @@ pub async fn spawn_master(
                 "an endpoint that does not answer".into(),
             ))
         }
+        Err(RequestError::Failed { code, .. }) => {
+            return Err(StoreError::MasterExists(
+                name,
+                format!("an endpoint that answers with a failure ({code})"),
+            ))
+        }
         Err(RequestError::Shutdown) => return Err(StoreError::Shutdown),
         Err(RequestError::Topic(e)) => return Err(StoreError::InvalidData(e.to_string())),
     }

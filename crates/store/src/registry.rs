@@ -231,6 +231,9 @@ impl Stores {
             ))),
             Err(RequestError::Shutdown) => Err(StoreError::Shutdown),
             Err(RequestError::Topic(e)) => Err(StoreError::InvalidData(e.to_string())),
+            Err(RequestError::Failed { code, context, .. }) => Err(StoreError::Backend(format!(
+                "the master of {name:?} failed: {code}: {context}"
+            ))),
         }
     }
 

@@ -563,3 +563,80 @@ async fn a_websocket_client_sees_no_control_traffic_and_cannot_forge_answers() {
     );
     assert_eq!(clone.metric("yard_forged_replies_total").await, 1.0);
 }
+
+/// Issue 19: a responder can answer with a failure. Across two nodes, the requester gets
+/// `request_failed` with the responder's code and context (not a timeout, not a value); a
+/// failure code that is not one is refused, and a failure to a request the client was never
+/// given is refused and counted as a forged reply, as a forged answer is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_responder_s_failure_reaches_the_requester_across_the_mesh() {
+    let a = Node::start(&["--id", "a"]);
+    let b = Node::start(&["--id", "b", "--peer", &a.addr]);
+    let (mut responder, _) = client(&a, &["/svc/parse"]).await;
+    let (mut requester, _) = client(&b, &[]).await;
+    let ask = |id: u64, data: &str| {
+        Message::text(
+            serde_json::json!({"type": "request", "id": id, "topic": "/svc/parse",
+                "timeout": "5s", "@data-type": "string", "data": data})
+            .to_string(),
+        )
+    };
+    // Once the responder's subscription has reached b, a request arrives at a.
+    let mut asked = 0;
+    let request = loop {
+        asked += 1;
+        requester.send(ask(asked, "x")).await.unwrap();
+        let m = tokio::time::timeout(Duration::from_millis(500), responder.next()).await;
+        if let Ok(Some(Ok(Message::Text(t)))) = m {
+            break serde_json::from_str::<serde_json::Value>(&t).unwrap();
+        }
+        let e = next_json(&mut requester).await;
+        assert_eq!(e["code"], "no_path_to_peer", "{e}");
+        assert!(asked < 40, "the responder never became reachable from b");
+    };
+    let to = request["reply-to"].as_str().unwrap().to_string();
+
+    // A code that is not one is refused (and does not spend the request).
+    let bad = serde_json::json!({"type": "reply-error", "reply-to": &to, "code": "Bad Code!"});
+    responder
+        .send(Message::text(bad.to_string()))
+        .await
+        .unwrap();
+    let e = next_json(&mut responder).await;
+    assert_eq!(e["code"], "invalid_message", "{e}");
+    assert!(
+        e["context"]
+            .as_str()
+            .unwrap()
+            .contains("not a failure code"),
+        "{e}"
+    );
+
+    let fail = serde_json::json!({"type": "reply-error", "reply-to": &to,
+        "code": "bad_input", "context": "x is not a number"});
+    responder
+        .send(Message::text(fail.to_string()))
+        .await
+        .unwrap();
+    let e = next_json(&mut requester).await;
+    assert_eq!(
+        e,
+        serde_json::json!({"type": "error", "code": "request_failed",
+            "context": "x is not a number", "id": asked, "failure": "bad_input"}),
+    );
+
+    // The same request cannot be failed (or answered) twice, nor one never given.
+    for forged in [&to, "<$>/reply/b/1"] {
+        let f = serde_json::json!({"type": "reply-error", "reply-to": forged, "code": "x"});
+        responder.send(Message::text(f.to_string())).await.unwrap();
+        let e = next_json(&mut responder).await;
+        assert!(
+            e["context"]
+                .as_str()
+                .unwrap()
+                .contains("not the reply address"),
+            "{e}"
+        );
+    }
+    assert_eq!(a.metric("yard_forged_replies_total").await, 2.0);
+}
