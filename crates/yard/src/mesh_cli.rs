@@ -102,7 +102,16 @@ pub(crate) async fn request(args: RequestArgs) -> anyhow::Result<()> {
     .map_err(|_| anyhow!("no answer from the endpoint within {wait:?}"))??;
     let _ = ws.close(None).await;
     match answer {
-        (ServerMessage::Error { code, context, .. }, _) => bail!("{code}: {context}"),
+        (ServerMessage::Error { code, context, .. }, raw) => {
+            // A responder's failure names its own code.
+            let failure = serde_json::from_str::<serde_json::Value>(&raw)
+                .ok()
+                .and_then(|j| j["failure"].as_str().map(str::to_string));
+            match failure {
+                Some(f) => bail!("{code} ({f}): {context}"),
+                None => bail!("{code}: {context}"),
+            }
+        }
         (_, raw) if args.json => println!("{raw}"),
         (ServerMessage::Reply { value, .. }, _) => println!("{}", literal::format(&value)),
         (_, raw) => bail!("the endpoint answered with something else: {raw}"),

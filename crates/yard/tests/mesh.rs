@@ -625,6 +625,43 @@ async fn a_responder_s_failure_reaches_the_requester_across_the_mesh() {
             "context": "x is not a number", "id": asked, "failure": "bad_input"}),
     );
 
+    // `yard request` says so, with the responder's code.
+    let mut cli_responder = client(&a, &["/svc/strict"]).await.0;
+    tokio::spawn(async move {
+        while let Some(Ok(Message::Text(t))) = cli_responder.next().await {
+            let v: serde_json::Value = serde_json::from_str(&t).unwrap();
+            if let Some(to) = v["reply-to"].as_str() {
+                let f = serde_json::json!({"type": "reply-error", "reply-to": to,
+                    "code": "too_small", "context": "at least 10"});
+                cli_responder
+                    .send(Message::text(f.to_string()))
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    let mut out = None;
+    wait_until(
+        "a failure from the CLI's request",
+        Duration::from_secs(10),
+        || {
+            let o = common::yard()
+                .args(["request", "-e", &b.addr, "/svc/strict", "3"])
+                .output()
+                .unwrap();
+            let failed = String::from_utf8_lossy(&o.stderr).contains("request_failed");
+            out = Some(o);
+            async move { failed }
+        },
+    )
+    .await;
+    let o = out.unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("request_failed (too_small): at least 10"),
+        "{o:?}"
+    );
+
     // The same request cannot be failed (or answered) twice, nor one never given.
     for forged in [&to, "<$>/reply/b/1"] {
         let f = serde_json::json!({"type": "reply-error", "reply-to": forged, "code": "x"});
