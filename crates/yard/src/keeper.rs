@@ -245,7 +245,10 @@ pub(crate) async fn run(
                 live.sweep();
                 let roots = live.ca_pem();
                 if roots != roots_held {
-                    keep_root_file(&live, &files.ca);
+                    // Files given by hand (`--tls-cert`, `--tls-ca`) are their owner's to update.
+                    if files.renewal != Renewal::Files {
+                        keep_root_file(&live, &files.ca);
+                    }
                     roots_held = roots;
                     next_publish = tokio::time::Instant::now();
                 }
