@@ -905,7 +905,17 @@ impl Client {
 
     /// Answers to a reply address (a request's `reply_to`).
     pub async fn reply_to(&self, reply_to: &str, value: Value) -> Result<(), EndpointError> {
-        if !reply_to.starts_with(crate::routing::REPLY_ROOT) {
+        self.answerable(reply_to)?;
+        self.send(Message::new(reply_to.to_string(), value, self.id))
+            .await
+    }
+
+    /// Whether this client may answer `reply_to`: a request's reply address and, for a guarded
+    /// client, one it was given and has not answered (taken now; a forgery is counted).
+    fn answerable(&self, reply_to: &str) -> Result<(), EndpointError> {
+        if !reply_to.starts_with(crate::routing::REPLY_ROOT)
+            || reply_to.ends_with(crate::routing::FAILURE_SUFFIX)
+        {
             return Err(EndpointError::NotARequest);
         }
         if let Some(g) = &self.guard {
@@ -918,8 +928,7 @@ impl Client {
                 return Err(EndpointError::NotGiven(reply_to.to_string()));
             }
         }
-        self.send(Message::new(reply_to.to_string(), value, self.id))
-            .await
+        Ok(())
     }
 
     /// Answers a request with a failure: the requester gets [`RequestError::Failed`] with
@@ -937,21 +946,7 @@ impl Client {
         if !code_ok {
             return Err(EndpointError::BadFailureCode(code.to_string()));
         }
-        if !reply_to.starts_with(crate::routing::REPLY_ROOT)
-            || reply_to.ends_with(crate::routing::FAILURE_SUFFIX)
-        {
-            return Err(EndpointError::NotARequest);
-        }
-        if let Some(g) = &self.guard {
-            if !g.take_reply(reply_to) {
-                self.endpoint
-                    .shared
-                    .counters
-                    .forged_replies
-                    .fetch_add(1, Ordering::Relaxed);
-                return Err(EndpointError::NotGiven(reply_to.to_string()));
-            }
-        }
+        self.answerable(reply_to)?;
         let value = Value::Vector(vec![
             Value::String(code.to_string()),
             Value::String(context.to_string()),

@@ -130,6 +130,8 @@ pub(crate) async fn run(
     let mut seen_cert = modified(&files.cert);
     let mut seen_crl = None;
     let mut seen_roots = None;
+    // During a rotation of the authority on this host: when its old root retires.
+    let mut retiring: Option<u64> = None;
     let mut roots_held = live.ca_pem();
     let mut next_renewal = tokio::time::Instant::now();
     let mut next_publish = tokio::time::Instant::now();
@@ -197,6 +199,7 @@ pub(crate) async fn run(
                             Ok(pem) => {
                                 take_roots(&live, &pem, "the authority's ca.crt");
                                 seen_roots = m;
+                                retiring = yard_tls::Authority::open(dir).ok().and_then(|ca| ca.retiring());
                             }
                             Err(e) => tracing::warn!("the authority's ca.crt: {e}"),
                         }
@@ -218,7 +221,7 @@ pub(crate) async fn run(
                         }
                     }
                     // The center ends a rotation when the old root's time is up.
-                    if publish && dir.join("cross.crt").exists() {
+                    if publish && retiring.is_some_and(|at| now_s() >= at) {
                         match yard_tls::Authority::open(dir).and_then(|mut ca| ca.finish_if_due(SystemTime::now())) {
                             Ok(true) => tracing::info!("the rotation is over: the old root is retired"),
                             Ok(false) => {}

@@ -400,6 +400,11 @@ fn join_cluster(center_home: &Path, addr: &str, tag: &str) -> Joined {
     }
 }
 
+/// Whether the center at `addr` (its home `home`) sees agent a1 of web up.
+fn a1_up(home: &Path, addr: &str) -> bool {
+    agent_state(&topology(home, addr), "web", "a1").as_deref() == Some("up")
+}
+
 /// Issue 18: certificates are short-lived and renewed before they expire (a joined host's at
 /// the center, with its certificate as the credential), and a revocation reaches every daemon
 /// within seconds: the revoked agent's link to its manager (on another home, which holds no
@@ -413,9 +418,7 @@ async fn joined_daemons_renew_before_expiry_and_a_revoked_agent_is_cut_off_withi
     );
     let Joined { mhome, ahome, .. } = &join_cluster(center_home.path(), &addr, "renew");
     let home = center_home.path().to_path_buf();
-    let up = |home: std::path::PathBuf, addr: String| async move {
-        agent_state(&topology(&home, &addr), "web", "a1").as_deref() == Some("up")
-    };
+    let up = |home: std::path::PathBuf, addr: String| async move { a1_up(&home, &addr) };
     wait_until("agent a1 of web up", Duration::from_secs(20), || {
         up(home.clone(), addr.clone())
     })
@@ -649,9 +652,7 @@ async fn a_rotated_root_reaches_every_daemon_and_the_old_one_retires_with_the_cl
         center_with_authority("rotate-center", &["--manager-timeout", "6s"]);
     let Joined { mhome, ahome, .. } = &join_cluster(center_home.path(), &addr, "rotate");
     let home = center_home.path().to_path_buf();
-    let up = |home: std::path::PathBuf, addr: String| async move {
-        agent_state(&topology(&home, &addr), "web", "a1").as_deref() == Some("up")
-    };
+    let up = |home: std::path::PathBuf, addr: String| async move { a1_up(&home, &addr) };
     wait_until("agent a1 of web up", Duration::from_secs(20), || {
         up(home.clone(), addr.clone())
     })
