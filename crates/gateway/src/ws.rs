@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ws::{close_code, CloseFrame, Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
-use axum::extract::{Extension, FromRequestParts, State};
+use axum::extract::{Extension, FromRequestParts, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{SplitSink, SplitStream};
@@ -111,13 +111,44 @@ fn configure(ws: WebSocketUpgrade, gw: &Gateway) -> WebSocketUpgrade {
         .protocols([yard_auth::http::WEBSOCKET_PROTOCOL])
 }
 
+/// The JSON settings of one connection: the endpoint's, unless the upgrade URL asks for
+/// another timestamp precision (`?timestamp_precision=ns`). Anything else in the query is
+/// refused, so that a misspelt option is not silently ignored.
+fn connection_json(
+    query: Option<&str>,
+    base: yard_data::json::JsonOptions,
+) -> Result<yard_data::json::JsonOptions, String> {
+    let mut opts = base;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "timestamp_precision" => {
+                opts.timestamp_precision = value.parse().map_err(|e| format!("{e}"))?;
+            }
+            _ => {
+                return Err(format!(
+                    "unknown query parameter {key:?} (the only one is timestamp_precision=ms|us|ns)"
+                ))
+            }
+        }
+    }
+    Ok(opts)
+}
+
 /// `GET /v1/messages/json`.
 pub async fn upgrade(
     State(gw): State<Shared>,
     Extension(caller): Extension<Caller>,
     headers: HeaderMap,
+    RawQuery(query): RawQuery,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Response {
+    let opts = match connection_json(query.as_deref(), gw.config.json) {
+        Ok(o) => o,
+        Err(why) => {
+            return (StatusCode::BAD_REQUEST, format!("{PATH}: {why}\n")).into_response();
+        }
+    };
     let ws = match ws {
         Ok(ws) => ws,
         Err(_) => {
@@ -143,7 +174,7 @@ pub async fn upgrade(
     configure(ws, &gw)
         .on_upgrade(move |socket| {
             let tasks = gw.connections.clone();
-            tasks.track_future(connection(socket, gw, slot, app, principal, remote))
+            tasks.track_future(connection(socket, gw, slot, app, principal, remote, opts))
         })
         .into_response()
 }
@@ -227,6 +258,7 @@ async fn connection(
     app: Result<Option<String>, String>,
     principal: Arc<Principal>,
     remote: std::net::SocketAddr,
+    opts: yard_data::json::JsonOptions,
 ) {
     gw.counters.connections.fetch_add(1, Ordering::Relaxed);
     if let Err(why) = app {
@@ -329,6 +361,7 @@ async fn connection(
         done.clone(),
         last_heard.clone(),
         started,
+        opts,
     ));
     read_loop(
         stream,
@@ -340,6 +373,7 @@ async fn connection(
         started,
         &principal,
         remote,
+        opts,
     )
     .await;
     // The reader is done: the writer finishes what it has (errors included) and closes.
@@ -394,6 +428,7 @@ async fn read_loop(
     started: Instant,
     principal: &Principal,
     remote: std::net::SocketAddr,
+    opts: yard_data::json::JsonOptions,
 ) {
     let mut input = 0u64;
     // Store operations under way, answered in order by one pump task (started on first use).
@@ -402,8 +437,7 @@ async fn read_loop(
         let tx = store_ops
             .get_or_insert_with(|| {
                 let (tx, rx) = mpsc::channel(4096);
-                gw.connections
-                    .spawn(store_pump(rx, errors.clone(), gw.config.json));
+                gw.connections.spawn(store_pump(rx, errors.clone(), opts));
                 tx
             })
             .clone();
@@ -581,6 +615,7 @@ async fn read_loop(
                     topic,
                     value,
                     timeout,
+                    opts,
                 ));
                 Ok(())
             }
@@ -653,9 +688,10 @@ async fn request(
     topic: String,
     value: yard_data::Value,
     timeout: Duration,
+    opts: yard_data::json::JsonOptions,
 ) {
     let text = match gw.endpoint.request(topic.clone(), value, timeout).await {
-        Ok(answer) => json::encode_reply(&id, &topic, &answer.value, gw.config.json),
+        Ok(answer) => json::encode_reply(&id, &topic, &answer.value, opts),
         Err(yard_fabric::RequestError::Failed { code, context, .. }) => {
             json::encode_request_failure(&id, &code, &context)
         }
@@ -664,6 +700,7 @@ async fn request(
     let _ = to_client.send(Message::Text(Utf8Bytes::from(text))).await;
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn write_loop(
     mut sink: SplitSink<WebSocket, Message>,
     client: Arc<Client>,
@@ -672,11 +709,11 @@ async fn write_loop(
     done: CancellationToken,
     last_heard: Arc<AtomicU64>,
     started: Instant,
+    opts: yard_data::json::JsonOptions,
 ) {
     let interval = gw.config.ping_interval;
     let mut ping = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     let mut batch = Vec::with_capacity(WRITE_BATCH);
-    let opts = gw.config.json;
     let closing: Option<Message> = loop {
         tokio::select! {
             biased;

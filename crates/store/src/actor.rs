@@ -431,6 +431,10 @@ impl MasterActor {
                 r = self.client.recv_batch(&mut msgs, 1024) => if r.is_err() { break },
                 _ = tick.tick() => ticked = true,
             }
+            // Read again after the wait: a subscriber that arrived meanwhile has been told its
+            // subscription is in force, so this turn's changes are its first events.
+            self.core
+                .set_events(self.events && self.client.endpoint().store_events_wanted());
             // Whatever else is ready joins this turn's batch.
             while cmds.len() < 1024 {
                 match self.rx.try_recv() {
@@ -733,6 +737,9 @@ impl CloneActor {
                 r = self.client.recv_batch(&mut msgs, 1024) => if r.is_err() { break },
                 _ = tick.tick() => self.core.tick(now_ns()),
             }
+            // As the master does: a subscriber confirmed during the wait gets this turn's events.
+            self.core
+                .set_events(self.events && self.endpoint.store_events_wanted());
             let now = now_ns();
             for cmd in cmds.drain(..) {
                 match cmd {

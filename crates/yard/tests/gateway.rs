@@ -524,3 +524,35 @@ async fn subscriptions_change_on_a_live_connection_within_the_policy() {
     publisher.send(publish("/b", 9)).await.unwrap();
     assert_eq!(next_json(&mut ws).await["data"], 9);
 }
+
+#[tokio::test]
+async fn a_connection_can_ask_for_nanosecond_timestamps_and_others_keep_the_default() {
+    let node = Node::start(&[]);
+    let (mut ms, _) = client(&node, &["/ts"]).await;
+    let url = format!("{}?timestamp_precision=ns", node.url());
+    let (mut ns, _) = tokio_tungstenite::connect_async(url).await.unwrap();
+    ns.send(Message::text(r#"["/ts"]"#)).await.unwrap();
+    assert_eq!(next_json(&mut ns).await["type"], "ack");
+    let (mut publisher, _) = client(&node, &[]).await;
+    publisher
+        .send(Message::text(
+            r#"{"type":"data-message","topic":"/ts","@data-type":"timestamp","data":"2026-01-02T03:04:05.123456789"}"#,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_json(&mut ns).await["data"],
+        "2026-01-02T03:04:05.123456789"
+    );
+    assert_eq!(next_json(&mut ms).await["data"], "2026-01-02T03:04:05.123");
+    // A misspelt option is refused before the upgrade, not ignored.
+    for bad in ["?timestamp_precision=ps", "?precision=ns"] {
+        let err = tokio_tungstenite::connect_async(format!("{}{bad}", node.url()))
+            .await
+            .unwrap_err();
+        match err {
+            tokio_tungstenite::tungstenite::Error::Http(r) => assert_eq!(r.status(), 400),
+            other => panic!("{bad}: {other}"),
+        }
+    }
+}

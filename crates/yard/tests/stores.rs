@@ -584,3 +584,31 @@ async fn pipelined_operations_see_the_writes_sent_before_them() {
         idle(&clone.addr, "s");
     }
 }
+
+#[tokio::test]
+async fn a_watcher_subscribed_on_a_live_connection_gets_the_very_next_change() {
+    for role in ["master", "clone"] {
+        let master = Node::start(&["--master", "w"]);
+        let clone = Node::start(&["--clone", "w", "--peer", &master.addr]);
+        idle(&clone.addr, "w");
+        let watched = if role == "master" { &master } else { &clone };
+        // Several rounds: each subscribes while the store's owner idles, then writes at once.
+        for round in 0..5 {
+            let (mut ws, _) = client_as(watched, &[], Some(&admin_token())).await;
+            ws.send(Message::text(
+                r#"{"type":"subscribe","id":1,"topics":["<$>/local/data/store-events"]}"#,
+            ))
+            .await
+            .unwrap();
+            assert_eq!(next_json(&mut ws).await["type"], "subscribed");
+            let key = format!("k{round}");
+            store(&master.addr, &["put", "w", &key, "1"]);
+            let ev = next_json(&mut ws).await;
+            assert_eq!(
+                ev["data"][0]["data"], "insert",
+                "{role} round {round}: {ev}"
+            );
+            assert_eq!(ev["data"][2]["data"], key, "{role} round {round}: {ev}");
+        }
+    }
+}
