@@ -60,3 +60,25 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$req" "$venv/.requirements"; then
   cp "$req" "$venv/.requirements"
 fi
 YARD_BIN="$PWD/target/release/yard" TZ=UTC "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/compat
+
+echo "== Python SDK (python/): lints, types, the wheel, tests against the real binary"
+sdk=.venv-sdk
+sreq=python/requirements-test.txt
+if [ ! -x "$sdk/bin/python" ] || ! cmp -s "$sreq" "$sdk/.requirements"; then
+  python3 -m venv --clear "$sdk"
+  "$sdk/bin/python" -m pip install --quiet --disable-pip-version-check -r "$sreq"
+  cp "$sreq" "$sdk/.requirements"
+fi
+(cd python && "../$sdk/bin/ruff" check . && "../$sdk/bin/ruff" format --check . \
+  && "../$sdk/bin/mypy" src examples)
+rm -rf target/sdk-dist
+"$sdk/bin/python" -m build --wheel --no-isolation --outdir target/sdk-dist python >/dev/null
+wheel=$(ls target/sdk-dist/switchyard_sdk-*.whl)
+# The tests import the installed wheel, not the source tree.
+"$sdk/bin/python" -m pip install --quiet --disable-pip-version-check --force-reinstall --no-deps "$wheel"
+YARD_BIN="$PWD/target/release/yard" SWITCHYARD_WHEEL="$PWD/$wheel" \
+  "$sdk/bin/python" -m pytest -q -p no:cacheprovider python/tests
+# The API reference, from the docstrings of the installed package.
+mkdir -p target/sdk-docs
+(cd target/sdk-docs && "../../$sdk/bin/python" -m pydoc -w switchyard switchyard.sync switchyard.values \
+  switchyard.errors switchyard.stores switchyard.center switchyard.testing >/dev/null)

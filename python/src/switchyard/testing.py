@@ -124,3 +124,104 @@ class YardNode:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+class Daemon:
+    """A ``yard`` daemon of a :class:`Cluster`; ``addr`` is where it listens."""
+
+    def __init__(self, home: Home, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [yard_bin(), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            env=home.env,
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if " listening on " not in line:
+            self.stop()
+            raise RuntimeError(f"yard {' '.join(args)} did not start: {line!r}")
+        self.addr = line.split(" listening on ")[1].split()[0]
+        mesos = line.split("Mesos API http://")
+        self.mesos = mesos[1].split("/")[0] if len(mesos) > 1 else None
+
+    def stop(self) -> None:
+        p = self.proc
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(15)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        if p.stdout:
+            p.stdout.close()
+
+
+TICKER = """
+[[node]]
+name = "ticker"
+command = "/bin/sh"
+args = ["-c", "while true; do echo tick; sleep 1; done"]
+"""
+
+
+class Cluster:
+    """A center, the manager of cluster ``name`` and ``agents`` agents, each running the node
+    ``ticker``. With ``mesos`` (needs root, for cgroups) the manager is a Mesos master and the
+    agents run tasks and services. :attr:`center` is the center's HTTP address."""
+
+    def __init__(
+        self, name: str = "sdk", agents: int = 2, *, mesos: bool = False, home: Home | None = None
+    ) -> None:
+        self._own_home = home is None
+        self.home = home or Home()
+        self.name = name
+        self.work = tempfile.mkdtemp(prefix="switchyard-cluster-")
+        # Nodes and tasks run as an unprivileged user: it must reach its directories.
+        os.chmod(self.work, 0o755)
+        self.daemons: list[Daemon] = []
+        try:
+            c = self._start("center", "--listen", "127.0.0.1:0", "--data", self._dir("center"))
+            self.center = f"http://{c.addr}"
+            config = Path(self.work, "cluster.toml")
+            config.write_text(TICKER)
+            mesos_args = ["--mesos-listen", "127.0.0.1:0" if mesos else "off"]
+            m = self._start(
+                "manager", "--cluster", name, "--center", c.addr, "--listen", "127.0.0.1:0",
+                "--data", self._dir("manager"), "--config", str(config),
+                "--report-interval", "1s", "--metrics-interval", "500ms", *mesos_args,
+            )  # fmt: skip
+            self.mesos = m.mesos
+            for i in range(agents):
+                extra = ["--resources", "cpus:2;mem:1024;disk:1024"] if mesos else []
+                self._start(
+                    "agent", "--manager", m.addr, "--name", f"agent-{i + 1}",
+                    "--listen", "127.0.0.1:0", "--data", self._dir(f"agent-{i + 1}"),
+                    "--heartbeat", "250ms", *mesos_args, *extra,
+                )  # fmt: skip
+        except BaseException:
+            self.close()
+            raise
+
+    def _dir(self, name: str) -> str:
+        return str(Path(self.work, name))
+
+    def _start(self, *args: str) -> Daemon:
+        d = Daemon(self.home, *args)
+        self.daemons.append(d)
+        return d
+
+    def close(self) -> None:
+        for d in reversed(self.daemons):
+            d.stop()
+        shutil.rmtree(self.work, ignore_errors=True)
+        if self._own_home:
+            self.home.cleanup()
+
+    def __enter__(self) -> Cluster:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
