@@ -90,6 +90,13 @@ def test_decode_of_encode_is_the_value_with_its_type(v: Any) -> None:
     assert back == v or canonical(back) == canonical(v)
 
 
+@given(st.one_of(values, st.builds(Event, st.text(), st.lists(values, max_size=3).map(tuple))))
+def test_the_fast_json_writer_writes_what_encode_gives(v: Any) -> None:
+    from switchyard.values import fields_json
+
+    assert json.loads("{" + fields_json(v) + "}") == json.loads(json.dumps(encode(v)))
+
+
 @given(values)
 def test_decoded_values_are_hashable_so_they_can_be_keys(v: Any) -> None:
     back = decode(encode(v))

@@ -40,7 +40,7 @@ from .errors import (
     SlowConsumer,
     SwitchyardError,
 )
-from .values import Event, as_event, decode, encode, format_timespan
+from .values import Event, _jstr, as_event, decode, encode, fields_json, format_timespan
 
 if TYPE_CHECKING:
     from .stores import Store
@@ -96,6 +96,11 @@ def _check_topic(topic: str) -> None:
         raise InvalidTopic("a topic is a string")
     if "<$>" in topic:
         raise InvalidTopic(f"topic {topic!r}: <$> is reserved for the system")
+
+
+def _data_message(topic: str, value: Any) -> str:
+    _check_topic(topic)
+    return f'{{"type":"data-message","topic":{_jstr(topic)},{fields_json(value)}}}'
 
 
 def _timeout_text(seconds: float) -> str:
@@ -609,8 +614,10 @@ class Client:
     # --- sending --------------------------------------------------------------------------
 
     async def _send(self, obj: dict[str, Any], conn: _Conn | None = None) -> None:
-        text = _jdumps(obj)
-        if len(text.encode()) > MAX_MESSAGE:
+        await self._send_text(_jdumps(obj), conn)
+
+    async def _send_text(self, text: str, conn: _Conn | None = None) -> None:
+        if len(text) * 4 > MAX_MESSAGE and len(text.encode()) > MAX_MESSAGE:
             raise errors.InvalidMessage(
                 f"message of {len(text.encode())} bytes exceeds the server's {MAX_MESSAGE}"
             )
@@ -642,22 +649,17 @@ class Client:
 
     async def publish(self, topic: str, value: Any) -> None:
         """Publishes ``value`` on ``topic`` (waits while the connection is being redialled)."""
-        _check_topic(topic)
-        await self._send({"type": "data-message", "topic": topic, **encode(value)})
+        await self._send_text(_data_message(topic, value))
         self.stats.published += 1
 
     async def publish_many(self, messages: Iterable[tuple[str, Any]]) -> int:
         """Publishes ``(topic, value)`` pairs in order; returns how many."""
-        frames = []
-        for topic, value in messages:
-            _check_topic(topic)
-            frames.append(_jdumps({"type": "data-message", "topic": topic, **encode(value)}))
+        frames = [_data_message(topic, value) for topic, value in messages]
         conn = await self._live()
         try:
             for f in frames:
-                await conn.ws.send(f)
+                await self._send_text(f, conn)
                 self.stats.published += 1
-                self.stats.frames_sent += 1
         except ConnectionClosed:
             raise ConnectionLost("the connection closed while sending") from None
         return len(frames)

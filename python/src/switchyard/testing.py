@@ -23,6 +23,19 @@ def yard_bin() -> str:
     return path
 
 
+def stop_process(p: subprocess.Popen[str], sig: int, timeout: float) -> None:
+    """Sends ``sig`` if ``p`` still runs, SIGKILL after ``timeout`` s; reaps it."""
+    if p.poll() is None:
+        p.send_signal(sig)
+    try:
+        p.wait(timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.wait()
+    if p.stdout:
+        p.stdout.close()
+
+
 class Home:
     """A credentials home (``YARD_HOME``) with its admin token."""
 
@@ -99,17 +112,8 @@ class YardNode:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10) -> None:
         p, self.proc = self.proc, None
-        if p is None:
-            return
-        if p.poll() is None:
-            p.send_signal(sig)
-        try:
-            p.wait(timeout)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-        if p.stdout:
-            p.stdout.close()
+        if p is not None:
+            stop_process(p, sig, timeout)
 
     def kill(self) -> None:
         self.stop(signal.SIGKILL)
@@ -147,16 +151,7 @@ class Daemon:
         self.mesos = mesos[1].split("/")[0] if len(mesos) > 1 else None
 
     def stop(self) -> None:
-        p = self.proc
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-        try:
-            p.wait(15)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-        if p.stdout:
-            p.stdout.close()
+        stop_process(self.proc, signal.SIGTERM, 15)
 
 
 TICKER = """

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import ipaddress
+import json
 import math
 import re
 from collections.abc import Iterable, Mapping
@@ -60,6 +61,13 @@ class Count(int):
         return f"Count({int(self)})"
 
 
+def _check_ns(ns: object, what: str) -> None:
+    if isinstance(ns, bool) or not isinstance(ns, int):
+        raise InvalidValue(f"a {what} is integer nanoseconds, not {type(ns).__name__}")
+    if not _I64_MIN <= ns <= _I64_MAX:
+        raise InvalidValue(f"{what} {ns} ns out of the signed 64-bit range")
+
+
 @dataclass(frozen=True, order=True, slots=True)
 class Timespan:
     """A duration in integer nanoseconds (signed 64-bit)."""
@@ -67,10 +75,7 @@ class Timespan:
     ns: int
 
     def __post_init__(self) -> None:
-        if isinstance(self.ns, bool) or not isinstance(self.ns, int):
-            raise InvalidValue("a timespan is integer nanoseconds")
-        if not _I64_MIN <= self.ns <= _I64_MAX:
-            raise InvalidValue(f"timespan {self.ns} ns out of range")
+        _check_ns(self.ns, "timespan")
 
     @classmethod
     def of(cls, delta: _dt.timedelta) -> Timespan:
@@ -101,10 +106,7 @@ class Timestamp:
     ns: int
 
     def __post_init__(self) -> None:
-        if isinstance(self.ns, bool) or not isinstance(self.ns, int):
-            raise InvalidValue("a timestamp is integer nanoseconds since the epoch")
-        if not _I64_MIN <= self.ns <= _I64_MAX:
-            raise InvalidValue(f"timestamp {self.ns} ns out of range")
+        _check_ns(self.ns, "timestamp")
 
     @classmethod
     def now(cls) -> Timestamp:
@@ -408,6 +410,75 @@ def _encode_tagged(t: Tagged, path: str) -> Json:
         return enc
     # Tagged("count", 1): the same data read as the named type.
     return _encode(_decode({"@data-type": t.type, "data": enc["data"]}, path), path)
+
+
+# ------------------------------------------------------------------------------------------
+# Encoding straight to JSON text: the publishing path. The same output as
+# ``json.dumps(encode(v))``, written without building the dictionaries; values it has no fast
+# form for go through :func:`encode`.
+
+_jstr = json.encoder.encode_basestring
+_EVENT_HEAD = '{"@data-type":"count","data":1},{"@data-type":"count","data":1},'
+
+
+def fields_json(v: Any) -> str:
+    """``"@data-type":…,"data":…`` of ``v`` as JSON text (no braces)."""
+    out: list[str] = []
+    _fields(v, out)
+    return "".join(out)
+
+
+def _fields(v: Any, out: list[str]) -> None:
+    t = type(v)
+    if t is str:
+        out.append('"@data-type":"string","data":')
+        out.append(_jstr(v))
+    elif t is Count:
+        out.append(f'"@data-type":"count","data":{int(v)}')
+    elif t is int:
+        if not _I64_MIN <= v <= _I64_MAX:
+            _fail("$", f"integer {v} out of the 64-bit range (use Count for 2**63 and above)")
+        out.append(f'"@data-type":"integer","data":{v}')
+    elif t is bool:
+        out.append(
+            '"@data-type":"boolean","data":true' if v else '"@data-type":"boolean","data":false'
+        )
+    elif t is float and math.isfinite(v):
+        out.append(f'"@data-type":"real","data":{v!r}')
+    elif v is None:
+        out.append('"@data-type":"none","data":{}')
+    elif t is tuple or t is list:
+        out.append('"@data-type":"vector","data":[')
+        _items(v, out)
+        out.append("]")
+    elif t is Event:
+        out.append('"@data-type":"vector","data":[' + _EVENT_HEAD)
+        out.append('{"@data-type":"vector","data":[{"@data-type":"string","data":')
+        out.append(_jstr(v.name))
+        out.append('},{"@data-type":"vector","data":[')
+        _items(v.args, out)
+        out.append("]}")
+        if v.metadata is not None:
+            out.append(',{"@data-type":"vector","data":[')
+            _items(v.metadata, out)
+            out.append("]}")
+        out.append("]}]")
+    elif t is Timestamp:
+        out.append(f'"@data-type":"timestamp","data":"{format_timestamp(v.ns)}"')
+    elif t is Timespan:
+        out.append(f'"@data-type":"timespan","data":"{format_timespan(v.ns)}"')
+    else:
+        j = json.dumps(encode(v), separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+        out.append(j[1:-1])
+
+
+def _items(items: Any, out: list[str]) -> None:
+    first = True
+    for x in items:
+        out.append("{" if first else ",{")
+        first = False
+        _fields(x, out)
+        out.append("}")
 
 
 # ------------------------------------------------------------------------------------------
