@@ -64,8 +64,8 @@ def test_a_blocked_call_is_interrupted_by_ctrl_c(node: YardNode) -> None:
         from switchyard.sync import connect
         with connect({node.url!r}, token={node.token!r}) as y:
             sub = y.subscribe("/never")
-            print("waiting", flush=True)
             try:
+                print("waiting", flush=True)
                 sub.next()
             except KeyboardInterrupt:
                 print("interrupted", flush=True)
