@@ -422,8 +422,6 @@ impl MasterActor {
         let mut last_conflict: Option<Instant> = None;
         loop {
             let mut ticked = false;
-            self.core
-                .set_events(self.events && self.client.endpoint().store_events_wanted());
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break,
@@ -431,7 +429,7 @@ impl MasterActor {
                 r = self.client.recv_batch(&mut msgs, 1024) => if r.is_err() { break },
                 _ = tick.tick() => ticked = true,
             }
-            // Read again after the wait: a subscriber that arrived meanwhile has been told its
+            // Read after the wait: a subscriber that arrived meanwhile has been told its
             // subscription is in force, so this turn's changes are its first events.
             self.core
                 .set_events(self.events && self.client.endpoint().store_events_wanted());
@@ -719,27 +717,30 @@ impl CloneActor {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            self.core
-                .set_events(self.events && self.endpoint.store_events_wanted());
             // A full backlog stops taking commands: callers wait (the command queue is bounded).
             let room = self.backlog.len() < MAX_BACKLOG;
+            // The wait only notes what woke it; everything is handled after the events flag is
+            // read, so a subscriber confirmed during the wait gets this turn's events.
+            let mut done = None;
+            let mut ticked = false;
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => break,
                 n = self.rx.recv_many(&mut cmds, 1024), if room => if n == 0 { break },
-                Some(done) = self.done_rx.recv() => {
-                    let now = now_ns();
-                    match done {
-                        Done::Sync(r) => self.core.on_sync(r, now),
-                        Done::Write(r) => self.core.on_written(r, now),
-                    }
-                }
+                Some(d) = self.done_rx.recv() => done = Some(d),
                 r = self.client.recv_batch(&mut msgs, 1024) => if r.is_err() { break },
-                _ = tick.tick() => self.core.tick(now_ns()),
+                _ = tick.tick() => ticked = true,
             }
-            // As the master does: a subscriber confirmed during the wait gets this turn's events.
             self.core
                 .set_events(self.events && self.endpoint.store_events_wanted());
+            match done {
+                Some(Done::Sync(r)) => self.core.on_sync(r, now_ns()),
+                Some(Done::Write(r)) => self.core.on_written(r, now_ns()),
+                None => {}
+            }
+            if ticked {
+                self.core.tick(now_ns());
+            }
             let now = now_ns();
             for cmd in cmds.drain(..) {
                 match cmd {
